@@ -1,0 +1,45 @@
+# pbaffiliate — see README.md. Every target works on a fresh machine with Go installed.
+GO             ?= go
+DATA           ?= ./pb_data
+HTTP           ?= 127.0.0.1:8090
+ADMIN_EMAIL    ?= admin@example.com
+ADMIN_PASSWORD ?= pbaffiliate-admin
+
+.PHONY: run demo build test bench fmt lint clean
+
+## run: start the server on an embedded SQLite in $(DATA), with a superuser ready to log in
+run:
+	@$(GO) run . superuser upsert $(ADMIN_EMAIL) $(ADMIN_PASSWORD) --dir $(DATA) --dev=false >/dev/null
+	@echo "pbaffiliate: dashboard http://$(HTTP)/_/  superuser $(ADMIN_EMAIL) / $(ADMIN_PASSWORD)"
+	@echo "pbaffiliate: demo affiliates and links: make demo (then log in as ada-lovelace@demo.pbaffiliate.test / demo-password-1)"
+	$(GO) run . serve --http $(HTTP) --dir $(DATA)
+
+## demo: fill $(DATA) with demo affiliates and links (safe to run twice)
+demo:
+	$(GO) run . demo --dir $(DATA) --dev=false
+
+## build: the single self-contained binary
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/pbaffiliate .
+
+## test: vet and the whole test suite under the race detector
+test:
+	$(GO) vet ./...
+	$(GO) test -race ./...
+
+## bench: Go benchmarks of every package
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+## fmt: format the code
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## lint: formatting and vet, as CI checks them
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,107 @@
+package hooks
+
+import (
+	"fmt"
+
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/spf13/cobra"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/codes"
+)
+
+// demoPassword is the password of every demo affiliate; demo data is for local trials only.
+const demoPassword = "demo-password-1"
+
+// demoAffiliates are the people `pbaffiliate demo` signs up: name and status.
+func demoAffiliates() [][2]string {
+	return [][2]string{
+		{"Ada Lovelace", collections.AffiliateApproved},
+		{"Grace Hopper", collections.AffiliateApproved},
+		{"Alan Turing", collections.AffiliateApproved},
+		{"Katherine Johnson", collections.AffiliatePending},
+		{"Edsger Dijkstra", collections.AffiliateSuspended},
+	}
+}
+
+func newDemoCommand(app core.App) *cobra.Command {
+	return &cobra.Command{
+		Use:          "demo",
+		Short:        "Fill the database with demo affiliates and links (safe to run twice)",
+		SilenceUsage: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := app.RunAllMigrations(); err != nil {
+				return fmt.Errorf("migrate: %w", err)
+			}
+			created, err := FillDemo(app)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "demo: %d affiliates created; log in to the portal as ada-lovelace@demo.pbaffiliate.test with password %q\n", created, demoPassword)
+			return nil
+		},
+	}
+}
+
+// FillDemo creates the demo affiliates (with two links each for the approved ones) in the
+// default program and returns how many affiliates it created; existing ones are left as they are.
+func FillDemo(app core.App) (int, error) {
+	program, err := collections.FindDefaultProgram(app)
+	if err != nil {
+		return 0, fmt.Errorf("demo: %w", err)
+	}
+	affiliates, err := app.FindCollectionByNameOrId(collections.Affiliates)
+	if err != nil {
+		return 0, fmt.Errorf("demo: %w", err)
+	}
+	created := 0
+	err = app.RunInTransaction(func(tx core.App) error {
+		for _, person := range demoAffiliates() {
+			name, status := person[0], person[1]
+			code := codes.Slug(name)
+			email := code + "@demo.pbaffiliate.test"
+			if _, err := tx.FindAuthRecordByEmail(affiliates, email); err == nil {
+				continue
+			}
+			a := core.NewRecord(affiliates)
+			a.Set(collections.FieldName, name)
+			a.Set(collections.FieldCode, code)
+			a.Set(collections.FieldProgram, program.Id)
+			a.Set(collections.FieldStatus, status)
+			a.SetEmail(email)
+			a.SetVerified(true)
+			a.SetPassword(demoPassword)
+			if err := tx.Save(a); err != nil {
+				return fmt.Errorf("demo affiliate %s: %w", name, err)
+			}
+			created++
+			if status != collections.AffiliateApproved {
+				continue
+			}
+			for _, label := range []string{"Blog", "Newsletter"} {
+				l, err := newLink(tx, a.Id, program.Id, label)
+				if err != nil {
+					return err
+				}
+				if err := tx.Save(l); err != nil {
+					return fmt.Errorf("demo link %s/%s: %w", name, label, err)
+				}
+			}
+		}
+		return nil
+	})
+	return created, err
+}
+
+// newLink prepares a link to the program's destination; the create hook assigns its code.
+func newLink(app core.App, affiliateID, programID, label string) (*core.Record, error) {
+	links, err := app.FindCollectionByNameOrId(collections.Links)
+	if err != nil {
+		return nil, fmt.Errorf("links collection: %w", err)
+	}
+	l := core.NewRecord(links)
+	l.Set(collections.FieldAffiliate, affiliateID)
+	l.Set(collections.FieldProgram, programID)
+	l.Set(collections.LinkLabel, label)
+	return l, nil
+}

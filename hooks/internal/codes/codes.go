@@ -1,0 +1,75 @@
+// Package codes makes the short codes that stand in /r/{code} URLs: readable, URL-safe and
+// matching the collections' code pattern.
+package codes
+
+import (
+	"crypto/rand"
+	"math/big"
+	"regexp"
+	"strings"
+	"unicode"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// pattern mirrors collections.CodePattern (kept here so this package imports nothing of ours).
+var pattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{2,31}$`)
+
+const (
+	maxBase     = 24 // leaves room for "-" and a 6-character suffix within 32
+	suffixChars = "abcdefghjkmnpqrstuvwxyz23456789"
+)
+
+// Valid reports whether code may be used as an affiliate or link code.
+func Valid(code string) bool { return pattern.MatchString(code) }
+
+// Slug turns a name ("Zoë O'Brien") into a code base ("zoe-obrien"), or "" when nothing usable remains.
+func Slug(name string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range norm.NFKD.String(strings.ToLower(name)) {
+		switch {
+		case r >= 'a' && r <= 'z' || r >= '0' && r <= '9':
+			b.WriteRune(r)
+			dash = false
+		case unicode.Is(unicode.Mn, r) || r == '\'' || r == '’':
+			// drop accents and apostrophes
+		default:
+			if b.Len() > 0 && !dash {
+				b.WriteByte('-')
+				dash = true
+			}
+		}
+		if b.Len() >= maxBase {
+			break
+		}
+	}
+	return strings.Trim(b.String(), "-")
+}
+
+// Random returns n characters from an alphabet without look-alikes (no 0/o, 1/l/i).
+func Random(n int) string {
+	out := make([]byte, n)
+	max := big.NewInt(int64(len(suffixChars)))
+	for i := range out {
+		v, err := rand.Int(rand.Reader, max)
+		if err != nil {
+			panic("crypto/rand failed: " + err.Error())
+		}
+		out[i] = suffixChars[v.Int64()]
+	}
+	return string(out)
+}
+
+// Candidate returns the attempt-th code to try for base: the slug itself first (when valid),
+// then the slug with a random suffix; a base too short to use gives a random code.
+func Candidate(base string, attempt int) string {
+	slug := Slug(base)
+	if attempt == 0 && Valid(slug) {
+		return slug
+	}
+	if len(slug) < 3 {
+		return Random(8)
+	}
+	return slug + "-" + Random(4+attempt/4)
+}

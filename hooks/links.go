@@ -1,0 +1,82 @@
+package hooks
+
+import (
+	"strings"
+
+	validation "github.com/pocketbase/ozzo-validation/v4"
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/urlpolicy"
+)
+
+func registerLinks(app core.App) {
+	// An affiliate's new link belongs to the affiliate and its program; the create rule has
+	// already refused any other owner or program.
+	app.OnRecordCreateRequest(collections.Links).BindFunc(func(e *core.RecordRequestEvent) error {
+		if e.HasSuperuserAuth() || e.Auth == nil {
+			return e.Next()
+		}
+		if e.Record.GetString(collections.FieldAffiliate) == "" {
+			e.Record.Set(collections.FieldAffiliate, e.Auth.Id)
+		}
+		if e.Record.GetString(collections.FieldProgram) == "" {
+			e.Record.Set(collections.FieldProgram, e.Auth.GetString(collections.FieldProgram))
+		}
+		return e.Next()
+	})
+
+	app.OnRecordCreate(collections.Links).BindFunc(func(e *core.RecordEvent) error {
+		r := e.Record
+		if r.GetString(collections.FieldProgram) == "" {
+			if a, err := collections.FindAffiliate(e.App, r.GetString(collections.FieldAffiliate)); err == nil {
+				r.Set(collections.FieldProgram, a.ProgramID())
+			}
+		}
+		if r.GetString(collections.LinkDestination) == "" {
+			if p, err := collections.FindProgram(e.App, r.GetString(collections.FieldProgram)); err == nil {
+				r.Set(collections.LinkDestination, p.Destination())
+			}
+		}
+		if r.GetString(collections.FieldCode) == "" {
+			base := r.GetString(collections.LinkLabel)
+			if a, err := collections.FindAffiliate(e.App, r.GetString(collections.FieldAffiliate)); err == nil {
+				base = a.Code() + " " + base
+			}
+			if err := assignCode(e.App, r, base); err != nil {
+				return err
+			}
+		}
+		return e.Next()
+	})
+
+	app.OnRecordValidate(collections.Links).BindFunc(func(e *core.RecordEvent) error {
+		r := e.Record
+		errs := validation.Errors{}
+		if err := validateCode(e.App, r, errs); err != nil {
+			return err
+		}
+		a, err := collections.FindAffiliate(e.App, r.GetString(collections.FieldAffiliate))
+		if err != nil {
+			errs[collections.FieldAffiliate] = validation.NewError("not_found", "Unknown affiliate.")
+			return errs
+		}
+		if a.ProgramID() != r.GetString(collections.FieldProgram) {
+			errs[collections.FieldProgram] = validation.NewError("program_mismatch", "A link belongs to its affiliate's program.")
+			return errs
+		}
+		p, err := collections.FindProgram(e.App, a.ProgramID())
+		if err != nil {
+			errs[collections.FieldProgram] = validation.NewError("not_found", "Unknown program.")
+			return errs
+		}
+		if _, err := urlpolicy.Check(r.GetString(collections.LinkDestination), p.AllowedDomains()); err != nil {
+			errs[collections.LinkDestination] = validation.NewError("invalid_destination",
+				"The destination "+err.Error()+" (allowed: "+strings.Join(p.AllowedDomains(), ", ")+").")
+		}
+		if len(errs) > 0 {
+			return errs
+		}
+		return e.Next()
+	})
+}

@@ -1,0 +1,152 @@
+package hooks
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+
+	validation "github.com/pocketbase/ozzo-validation/v4"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/security"
+	"github.com/robfig/cron/v3"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/codes"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/urlpolicy"
+)
+
+// maxPercentBasisPoints is 100%: a percent commission can never exceed the sale.
+const maxPercentBasisPoints = 10000
+
+func registerPrograms(app core.App) {
+	// Numeric defaults are applied only where the request left the field out: 0 is a legitimate
+	// hold_days or min_payout, so a model hook could not tell "unset" from "zero".
+	app.OnRecordCreateRequest(collections.Programs).BindFunc(func(e *core.RecordRequestEvent) error {
+		info, err := e.RequestInfo()
+		if err != nil {
+			return e.BadRequestError("Could not read the request body.", err)
+		}
+		for field, value := range map[string]int{
+			collections.ProgramHoldDays:        collections.DefaultHoldDays,
+			collections.ProgramMinPayout:       collections.DefaultMinPayout,
+			collections.ProgramCommissionValue: collections.DefaultCommissionValue,
+		} {
+			if v, ok := info.Body[field]; !ok || v == nil || v == "" {
+				e.Record.Set(field, value)
+			}
+		}
+		if _, ok := info.Body[collections.ProgramActive]; !ok {
+			e.Record.Set(collections.ProgramActive, true)
+		}
+		return e.Next()
+	})
+
+	app.OnRecordCreate(collections.Programs).BindFunc(func(e *core.RecordEvent) error {
+		applyProgramDefaults(e.Record)
+		return e.Next()
+	})
+
+	app.OnRecordValidate(collections.Programs).BindFunc(func(e *core.RecordEvent) error {
+		if errs := normalizeProgram(e.Record); len(errs) > 0 {
+			return errs
+		}
+		return e.Next()
+	})
+}
+
+// applyProgramDefaults fills what a new program needs to work and that has one sensible value.
+func applyProgramDefaults(r *core.Record) {
+	defaults := map[string]any{
+		collections.FieldCurrency:         collections.DefaultCurrency,
+		collections.ProgramCommissionType: collections.CommissionPercent,
+		collections.ProgramRecurring:      collections.RecurringFirst,
+		collections.ProgramAttribution:    collections.AttributionLastClick,
+		collections.ProgramPayoutSchedule: collections.DefaultPayoutSchedule,
+		collections.ProgramPostbackSecret: security.RandomString(40),
+		collections.ProgramSlug:           codes.Slug(r.GetString(collections.FieldName)),
+	}
+	for field, value := range defaults {
+		if r.GetString(field) == "" {
+			r.Set(field, value)
+		}
+	}
+	if r.GetInt(collections.ProgramCookieDays) == 0 { // 0 is below the field's minimum: never meant
+		r.Set(collections.ProgramCookieDays, collections.DefaultCookieDays)
+	}
+	if len(r.GetStringSlice(collections.ProgramAllowedDomains)) == 0 {
+		if u, err := url.Parse(r.GetString(collections.ProgramDestination)); err == nil && u.Hostname() != "" {
+			r.Set(collections.ProgramAllowedDomains, []string{strings.ToLower(u.Hostname())})
+		}
+	}
+}
+
+// normalizeProgram lowercases what is compared case-insensitively and checks what the schema
+// cannot: the cron spec, the domains, the destination and the commission bounds.
+func normalizeProgram(r *core.Record) validation.Errors {
+	errs := validation.Errors{}
+	r.Set(collections.FieldCurrency, strings.ToLower(strings.TrimSpace(r.GetString(collections.FieldCurrency))))
+
+	spec := strings.TrimSpace(r.GetString(collections.ProgramPayoutSchedule))
+	r.Set(collections.ProgramPayoutSchedule, spec)
+	if _, err := cron.ParseStandard(spec); err != nil {
+		errs[collections.ProgramPayoutSchedule] = validation.NewError("invalid_cron",
+			"Must be a 5-field cron spec, optionally prefixed with CRON_TZ=Area/City (e.g. \"0 9 1 * *\"): "+err.Error())
+	}
+
+	domains, err := normalizeDomains(r.Get(collections.ProgramAllowedDomains))
+	if err != nil {
+		errs[collections.ProgramAllowedDomains] = validation.NewError("invalid_domains", err.Error())
+	} else {
+		r.Set(collections.ProgramAllowedDomains, domains)
+		if _, err := urlpolicy.Check(r.GetString(collections.ProgramDestination), domains); err != nil {
+			errs[collections.ProgramDestination] = validation.NewError("invalid_destination", "The destination "+err.Error()+".")
+		}
+	}
+
+	if r.GetString(collections.ProgramCommissionType) == collections.CommissionPercent &&
+		r.GetInt(collections.ProgramCommissionValue) > maxPercentBasisPoints {
+		errs[collections.ProgramCommissionValue] = validation.NewError("too_high",
+			"A percent commission is in basis points and cannot exceed 10000 (100%).")
+	}
+	if r.GetString(collections.ProgramRecurring) == collections.RecurringMonths && r.GetInt(collections.ProgramRecurringMonths) < 1 {
+		errs[collections.ProgramRecurringMonths] = validation.NewError("required", "Set how many months recurring commissions last.")
+	}
+	return errs
+}
+
+// normalizeDomains accepts a JSON list of domains, or one comma-separated string as typed in
+// the dashboard, and returns the normalized, de-duplicated list.
+func normalizeDomains(raw any) ([]string, error) {
+	encoded, err := json.Marshal(raw)
+	if err != nil {
+		return nil, fmt.Errorf("unreadable domain list: %w", err)
+	}
+	var items []string
+	if err := json.Unmarshal(encoded, &items); err != nil {
+		var one string
+		if json.Unmarshal(encoded, &one) != nil {
+			return nil, errors.New(`must be a list of domains, e.g. ["example.com"]`)
+		}
+		items = strings.Split(one, ",")
+	}
+	out := make([]string, 0, len(items))
+	for _, item := range items {
+		if strings.TrimSpace(item) == "" {
+			continue
+		}
+		d, err := urlpolicy.NormalizeDomain(item)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New(`list at least one domain, e.g. ["example.com"]`)
+	}
+	return out, nil
+}

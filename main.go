@@ -1,0 +1,51 @@
+// Command pbaffiliate is the affiliate-program manager: PocketBase plus pbaffiliate's hooks,
+// schema and pages in one self-contained binary.
+package main
+
+import (
+	"embed"
+	"io/fs"
+	"log"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/pocketbase/pocketbase"
+	"github.com/pocketbase/pocketbase/apis"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/plugins/migratecmd"
+
+	"github.com/pbaffiliate/pbaffiliate/hooks"
+)
+
+// publicFiles are the admin page, the portal and track.js, built into the binary so it needs
+// no files beside it.
+//
+//go:embed all:pb_public
+var publicFiles embed.FS
+
+func main() {
+	app := pocketbase.New()
+
+	// Automigrate writes a migration for each dashboard schema change, but only during
+	// development (`go run`): a deployed binary's schema comes from its own migrations.
+	isGoRun := strings.HasPrefix(os.Args[0], os.TempDir()) || strings.Contains(filepath.ToSlash(os.Args[0]), "/go-build")
+	migratecmd.MustRegister(app, app.RootCmd, migratecmd.Config{Automigrate: isGoRun})
+
+	hooks.MustRegister(app, hooks.ConfigFromEnv())
+
+	public, err := fs.Sub(publicFiles, "pb_public")
+	if err != nil {
+		log.Fatal(err)
+	}
+	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
+		if !se.Router.HasRoute("GET", "/{path...}") {
+			se.Router.GET("/{path...}", apis.Static(public, false))
+		}
+		return se.Next()
+	})
+
+	if err := app.Start(); err != nil {
+		log.Fatal(err)
+	}
+}
