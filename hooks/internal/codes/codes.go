@@ -5,23 +5,31 @@ package codes
 import (
 	"crypto/rand"
 	"math/big"
-	"regexp"
 	"strings"
 	"unicode"
 
 	"golang.org/x/text/unicode/norm"
 )
 
-// pattern mirrors collections.CodePattern (kept here so this package imports nothing of ours).
-var pattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{2,31}$`)
-
 const (
-	maxBase     = 24 // leaves room for "-" and a 6-character suffix within 32
+	maxBase     = 24 // leaves room for "-" and a suffix of up to 7 characters within 32
 	suffixChars = "abcdefghjkmnpqrstuvwxyz23456789"
 )
 
-// Valid reports whether code may be used as an affiliate or link code.
-func Valid(code string) bool { return pattern.MatchString(code) }
+// Valid reports whether code may be used as an affiliate or link code: it mirrors
+// collections.CodePattern (^[a-z0-9][a-z0-9-]{2,31}$) without a regexp, since the redirector
+// checks every requested code with it.
+func Valid(code string) bool {
+	if len(code) < 3 || len(code) > 32 || code[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(code); i++ {
+		if c := code[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // Slug turns a name ("Zoë O'Brien") into a code base ("zoe-obrien"), or "" when nothing usable remains.
 func Slug(name string) string {
@@ -71,5 +79,5 @@ func Candidate(base string, attempt int) string {
 	if len(slug) < 3 {
 		return Random(8)
 	}
-	return slug + "-" + Random(4+attempt/4)
+	return slug + "-" + Random(min(4+attempt/4, 32-maxBase-1))
 }

@@ -1,0 +1,144 @@
+// Package clickpolicy holds the pure decisions of the affiliate click redirector (GET /r/{code}):
+// where the visitor goes (Target), whether the click looks automated (BotDetector) or abusive
+// (RateLimiter), and how visitor data is reduced before it is stored (HashIP, ClientIP, Country,
+// Truncate). It imports nothing of PocketBase so every rule can be tested and benchmarked alone;
+// the redirector is a hot path, so the functions here avoid allocations and global locks.
+package clickpolicy
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"unicode/utf8"
+)
+
+// Field limits the redirector applies with Truncate before storing a click, so one oversized
+// header cannot bloat the clicks collection.
+const (
+	MaxUserAgentLength = 512
+	MaxReferrerLength  = 2048
+)
+
+// ipHashLength is the number of hex characters HashIP keeps (128 bits): plenty to tell visitors
+// apart and to key the rate limiter, while shorter to store and index than the full digest.
+const ipHashLength = 32
+
+// HashIP returns a pseudonymous, stable identifier for a visitor IP:
+// hex(HMAC-SHA256(salt, normalized ip)) cut to 32 characters. Clicks store only this value —
+// the raw IP is never stored — so the data set cannot be joined with other logs without the
+// secret salt, yet the same visitor still hashes to the same value for rate limiting and
+// de-duplication. The IP is normalized first (IPv4-mapped IPv6 becomes IPv4, zones dropped,
+// canonical text form) so one address always hashes the same; a string that is not an IP is
+// hashed as given. The salt must be a server secret; rotating it breaks continuity of hashes.
+func HashIP(salt []byte, ip string) string {
+	ip = strings.TrimSpace(ip)
+	var buf [64]byte
+	msg := buf[:0]
+	if a, err := netip.ParseAddr(ip); err == nil {
+		msg = a.Unmap().WithZone("").AppendTo(msg)
+	} else {
+		msg = append(msg, ip...)
+	}
+	mac := hmac.New(sha256.New, salt)
+	mac.Write(msg)
+	var sum [sha256.Size]byte
+	var out [ipHashLength]byte
+	hex.Encode(out[:], mac.Sum(sum[:0])[:ipHashLength/2])
+	return string(out[:])
+}
+
+// ClientIP picks the visitor's IP so hashing and rate limiting see the real client rather than
+// the reverse proxy. When trustedProxyHeader is set (e.g. "CF-Connecting-IP", "X-Real-IP",
+// "X-Forwarded-For") the first valid IP in that header's comma-separated values wins (an
+// "ip:port" or "[ipv6]:port" entry is accepted too); otherwise, or when the header holds no
+// valid IP, the host part of remoteAddr is used. Configure the header only when a proxy you
+// control sets or overwrites it: its content is otherwise client-supplied (the first
+// X-Forwarded-For entry in particular). The result is in canonical form (IPv4-mapped IPv6 as
+// IPv4); an unparsable remoteAddr host is returned as is.
+func ClientIP(remoteAddr string, headers http.Header, trustedProxyHeader string) string {
+	if trustedProxyHeader != "" && headers != nil {
+		for _, v := range headers.Values(trustedProxyHeader) {
+			for v != "" {
+				var part string
+				part, v, _ = strings.Cut(v, ",")
+				if a, ok := parseIP(strings.TrimSpace(part)); ok {
+					return a.String()
+				}
+			}
+		}
+	}
+	host := strings.TrimSpace(remoteAddr)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if a, ok := parseIP(host); ok {
+		return a.String()
+	}
+	return host
+}
+
+// parseIP accepts "ip", "ip:port", "[ipv6]:port" and "[ipv6]", returning the normalized address.
+func parseIP(s string) (netip.Addr, bool) {
+	if s == "" {
+		return netip.Addr{}, false
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap().WithZone(""), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap().WithZone(""), true
+	}
+	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
+		if a, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil {
+			return a.Unmap().WithZone(""), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// Country returns the visitor's ISO 3166-1 alpha-2 country, uppercase, as reported by a trusted
+// edge header (e.g. Cloudflare's "CF-IPCountry"), or "" when no header is configured or its value
+// is not two letters. Cloudflare's "XX" (unknown) and "T1" (Tor) and the common "ZZ" placeholder
+// are reported as "" so reports do not show pseudo-countries.
+func Country(headers http.Header, trustedHeader string) string {
+	if trustedHeader == "" || headers == nil {
+		return ""
+	}
+	v := strings.TrimSpace(headers.Get(trustedHeader))
+	if len(v) != 2 || !isASCIILetter(v[0]) || !isASCIILetter(v[1]) {
+		return "" // also rejects "T1", "A1", "A2"
+	}
+	if v[0] >= 'a' || v[1] >= 'a' {
+		v = string([]byte{v[0] &^ 0x20, v[1] &^ 0x20})
+	}
+	if v == "XX" || v == "ZZ" {
+		return ""
+	}
+	return v
+}
+
+func isASCIILetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// Truncate cuts s to at most max bytes without splitting a UTF-8 sequence, so stored user
+// agents (MaxUserAgentLength) and referrers (MaxReferrerLength) stay bounded and valid. The
+// limit is in bytes, which also satisfies a rune-count limit of the same size. max <= 0
+// yields "". Invalid UTF-8 already present in s is not repaired.
+func Truncate(s string, max int) string {
+	if max <= 0 {
+		return ""
+	}
+	if len(s) <= max {
+		return s
+	}
+	// Back off at most UTFMax-1 continuation bytes to the start of the rune at s[max].
+	for i := max; i >= 0 && i > max-utf8.UTFMax; i-- {
+		if utf8.RuneStart(s[i]) {
+			return s[:i]
+		}
+	}
+	return s[:max] // not valid UTF-8 around the cut; nothing to preserve
+}
