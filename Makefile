@@ -27,9 +27,11 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race ./...
 
-## bench: Go benchmarks of every package
+## bench: Go benchmarks of every package, then the HTTP load test of the redirector with wrk
 bench:
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+	$(GO) run ./internal/loadtest
 
 ## fmt: format the code
 fmt:

@@ -2,13 +2,18 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -84,6 +89,20 @@ func TestServeAnswersHealth(t *testing.T) {
 		t.Fatalf("embedded index: %d %s", res.StatusCode, body)
 	}
 
+	// track.js posts clicks cross-origin from the merchant's site.
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/pba/clicks", strings.NewReader(`{"code":"nobody-here"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", "https://shop.example.com")
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 404 || res.Header.Get("Access-Control-Allow-Origin") == "" || !strings.Contains(string(body), `"code"`) {
+		t.Fatalf("clicks API: %d %v %s", res.StatusCode, res.Header, body)
+	}
+
 	// The schema is there: a guest listing affiliates gets an empty page, not a 404.
 	res, err = http.Get(base + "/api/collections/affiliates/records")
 	if err != nil {
@@ -104,5 +123,86 @@ func TestDemoCommand(t *testing.T) {
 		if err != nil || !strings.Contains(string(out), want) {
 			t.Fatalf("run %d: err=%v, want %q in:\n%s", i+1, err, want, out)
 		}
+	}
+}
+
+// TestClicksSurviveKill9 loads /r/{code}, kills the server with SIGKILL mid-load, and checks
+// that every redirect answered before the kill is a stored click (durable group commit).
+func TestClicksSurviveKill9(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := runProgram(t, "demo --dir="+dir).CombinedOutput(); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	addr := freeAddr(t)
+	cmd := runProgram(t, fmt.Sprintf("serve --http=%s --dir=%s", addr, dir))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitHealthy(t, "http://"+addr)
+
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var answered atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				res, err := client.Get("http://" + addr + "/r/ada-lovelace-blog")
+				if err != nil {
+					continue // the server is gone
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode == http.StatusFound {
+					answered.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	close(stop)
+	wg.Wait()
+
+	db, err := sql.Open("sqlite", filepath.Join(dir, "data.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var rows int64
+	if err := db.QueryRow("SELECT COUNT(*) FROM clicks").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if answered.Load() == 0 || rows < answered.Load() {
+		t.Fatalf("answered %d redirects but %d clicks survived SIGKILL", answered.Load(), rows)
+	}
+	t.Logf("answered %d redirects before SIGKILL, %d clicks stored", answered.Load(), rows)
+}
+
+func waitHealthy(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		res, err := http.Get(base + "/api/health")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server at %s did not become healthy: %v", base, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

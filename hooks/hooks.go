@@ -9,7 +9,9 @@ package hooks
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pocketbase/pocketbase"
 	"github.com/pocketbase/pocketbase/core"
@@ -41,7 +43,33 @@ type Config struct {
 	ResendBaseURL string
 	// MailFrom is the sender of pbaffiliate's emails ("Acme Partners <partners@acme.com>").
 	MailFrom string
+
+	// CountryHeader is a header a trusted proxy sets to the visitor's country (e.g. CF-IPCountry);
+	// empty means clicks carry no country. The visitor IP itself follows the dashboard's
+	// trusted-proxy settings.
+	CountryHeader string
+	// BotUserAgents are extra user-agent markers (besides the built-in list) that flag a click as bot.
+	BotUserAgents []string
+	// ClickRateLimit is how many clicks one IP may make on one link per minute before further
+	// clicks are flagged "rate"; 0 disables the check.
+	ClickRateLimit int
+	// ClickBatchSize, ClickBatchWait, ClickQueueSize and ClickEnqueueTimeout size the click
+	// writer's group commit (rows per transaction, wait to fill a batch, queued requests, and
+	// how long a request waits for room before 503).
+	ClickBatchSize      int
+	ClickBatchWait      time.Duration
+	ClickQueueSize      int
+	ClickEnqueueTimeout time.Duration
 }
+
+// Defaults of the tunables, used where the environment leaves them unset.
+const (
+	DefaultClickRateLimit      = 30
+	DefaultClickBatchSize      = 256
+	DefaultClickBatchWait      = 500 * time.Microsecond
+	DefaultClickQueueSize      = 8192
+	DefaultClickEnqueueTimeout = 2 * time.Second
+)
 
 // ConfigFromEnv reads the environment variables documented in the README.
 func ConfigFromEnv() Config {
@@ -55,7 +83,64 @@ func ConfigFromEnv() Config {
 		ResendWebhookSecret: os.Getenv("RESEND_WEBHOOK_SECRET"),
 		ResendBaseURL:       os.Getenv("RESEND_BASE_URL"),
 		MailFrom:            os.Getenv("PBA_MAIL_FROM"),
+		CountryHeader:       os.Getenv("PBA_COUNTRY_HEADER"),
+		BotUserAgents:       splitList(os.Getenv("PBA_BOT_USER_AGENTS")),
+		ClickRateLimit:      envInt("PBA_CLICK_RATE_LIMIT", DefaultClickRateLimit),
+		ClickBatchSize:      envInt("PBA_CLICK_BATCH_SIZE", DefaultClickBatchSize),
+		ClickBatchWait:      envDuration("PBA_CLICK_BATCH_WAIT", DefaultClickBatchWait),
+		ClickQueueSize:      envInt("PBA_CLICK_QUEUE_SIZE", DefaultClickQueueSize),
+		ClickEnqueueTimeout: envDuration("PBA_CLICK_ENQUEUE_TIMEOUT", DefaultClickEnqueueTimeout),
 	}
+}
+
+// withDefaults fills the tunables a Config built in code left at zero.
+func (c Config) withDefaults() Config {
+	if c.ClickBatchSize <= 0 {
+		c.ClickBatchSize = DefaultClickBatchSize
+	}
+	if c.ClickQueueSize <= 0 {
+		c.ClickQueueSize = DefaultClickQueueSize
+	}
+	if c.ClickEnqueueTimeout <= 0 {
+		c.ClickEnqueueTimeout = DefaultClickEnqueueTimeout
+	}
+	return c
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// envInt and envDuration read a tunable; a malformed value falls back to the default and is
+// reported by Config.validate through the raw value kept in the environment.
+func envInt(name string, def int) int {
+	v := strings.TrimSpace(os.Getenv(name))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return -1 // rejected by validate
+	}
+	return n
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	v := strings.TrimSpace(os.Getenv(name))
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return -1 // rejected by validate
+	}
+	return d
 }
 
 // MustRegister wires pbaffiliate into app. It panics on a configuration that cannot work,
@@ -71,10 +156,12 @@ func Register(app core.App, cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
+	cfg = cfg.withDefaults()
 	registerWriteGuards(app)
 	registerPrograms(app)
 	registerAffiliates(app)
 	registerLinks(app)
+	registerTracking(app, cfg)
 	if pb, ok := app.(*pocketbase.PocketBase); ok {
 		pb.RootCmd.AddCommand(newDemoCommand(app))
 	}
@@ -84,6 +171,18 @@ func Register(app core.App, cfg Config) error {
 func (c Config) validate() error {
 	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
 		return fmt.Errorf("PBA_PUBLIC_URL must start with http:// or https://, got %q", c.PublicURL)
+	}
+	for name, v := range map[string]int64{
+		"PBA_CLICK_RATE_LIMIT": int64(c.ClickRateLimit), "PBA_CLICK_BATCH_SIZE": int64(c.ClickBatchSize),
+		"PBA_CLICK_QUEUE_SIZE": int64(c.ClickQueueSize), "PBA_CLICK_BATCH_WAIT": int64(c.ClickBatchWait),
+		"PBA_CLICK_ENQUEUE_TIMEOUT": int64(c.ClickEnqueueTimeout),
+	} {
+		if v < 0 {
+			return fmt.Errorf("%s must be a non-negative number (durations like 2ms), got %q", name, os.Getenv(name))
+		}
+	}
+	if c.ClickBatchSize > 2000 {
+		return fmt.Errorf("PBA_CLICK_BATCH_SIZE must be at most 2000 (SQLite's parameter limit), got %d", c.ClickBatchSize)
 	}
 	return nil
 }

@@ -6,7 +6,10 @@
 package pbatest
 
 import (
+	"net/http"
+
 	"fmt"
+	"github.com/pocketbase/pocketbase/apis"
 	"os"
 	"testing"
 	"time"
@@ -82,14 +85,7 @@ func (f *Fixture) Cleanup() { os.RemoveAll(f.Dir) }
 // App returns a fresh clone of the world with pbaffiliate's hooks registered.
 func (f *Fixture) App(t testing.TB) *tests.TestApp {
 	t.Helper()
-	app, err := tests.NewTestApp(f.Dir)
-	if err != nil {
-		t.Fatalf("test app: %v", err)
-	}
-	if err := hooks.Register(app, f.Config); err != nil {
-		t.Fatalf("register hooks: %v", err)
-	}
-	return app
+	return f.AppWith(t, f.Config)
 }
 
 // Factory adapts App to tests.ApiScenario's TestAppFactory.
@@ -233,4 +229,39 @@ func ownedRows(app core.App, affiliateID, programID string, amount int) (Rows, e
 		return rows, err
 	}
 	return Rows{Link: link.Id, Click: click.Id, Conversion: conv.Id, Commission: comm.Id, Payout: payout.Id, Stats: stats.Id}, nil
+}
+
+// AppWith is App with another configuration (e.g. lower fraud thresholds).
+func (f *Fixture) AppWith(t testing.TB, cfg hooks.Config) *tests.TestApp {
+	t.Helper()
+	app, err := tests.NewTestApp(f.Dir)
+	if err != nil {
+		t.Fatalf("test app: %v", err)
+	}
+	if err := hooks.Register(app, cfg); err != nil {
+		t.Fatalf("register hooks: %v", err)
+	}
+	return app
+}
+
+// Serve runs the app's OnServe hooks (routes, the click writer) and returns its HTTP handler,
+// for tests that need more than one request per app (cookies, caches, realtime). The app's
+// Cleanup triggers OnTerminate, which drains the writer.
+func Serve(t testing.TB, app *tests.TestApp) http.Handler {
+	t.Helper()
+	router, err := apis.NewRouter(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mux http.Handler
+	se := &core.ServeEvent{App: app, Router: router}
+	err = app.OnServe().Trigger(se, func(e *core.ServeEvent) error {
+		m, err := e.Router.BuildMux()
+		mux = m
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mux
 }

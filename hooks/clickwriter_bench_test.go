@@ -1,0 +1,42 @@
+package hooks
+
+import (
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tests"
+)
+
+// BenchmarkWriteClicks measures one group commit of 64 clicks (the batch 64 waiting
+// connections make): the writer's share of every redirect.
+func BenchmarkWriteClicks(b *testing.B) {
+	dir, err := os.MkdirTemp("", "pba_bench_")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	app, err := tests.NewTestApp(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer app.Cleanup()
+	const batch = 64
+	rows := make([]clickRow, batch)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		now := time.Now().UTC()
+		for j := range rows {
+			rows[j] = clickRow{ID: newClickID(now), LinkID: "link00000000001", AffiliateID: fmt.Sprintf("aff%012d", j%8),
+				ProgramID: "prog00000000001", Visitor: newClickID(now), NewVisitor: true, IPHash: "0123456789abcdef0123456789abcdef",
+				UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36", Created: now}
+		}
+		if err := app.RunInTransaction(func(tx core.App) error { return writeClicks(tx, rows) }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/click")
+}

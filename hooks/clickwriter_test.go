@@ -1,0 +1,165 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pocketbase/pocketbase/tests"
+)
+
+func newWriterTestApp(t testing.TB) *tests.TestApp {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pba_writer_")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	app, err := tests.NewTestApp(dir) // migrations come with the package's blank import
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(app.Cleanup)
+	return app
+}
+
+func testClick(i int) clickRow {
+	now := time.Now().UTC()
+	return clickRow{ID: newClickID(now), LinkID: "link00000000001", AffiliateID: "aff000000000001", ProgramID: "prg000000000001",
+		Visitor: newClickID(now), NewVisitor: true, IPHash: "h", Created: now, SubID: string(rune('a' + i%26))}
+}
+
+func countClicks(t testing.TB, w *clickWriter) int {
+	t.Helper()
+	n, err := w.app.CountRecords("clicks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(n)
+}
+
+func TestClickWriterBatches(t *testing.T) {
+	app := newWriterTestApp(t)
+	var mu sync.Mutex
+	var batches []int
+	w := newClickWriter(app, clickWriterConfig{BatchSize: 10, MaxWait: 20 * time.Millisecond, QueueSize: 200, EnqueueTimeout: time.Second},
+		func(rows []clickRow) {
+			mu.Lock()
+			batches = append(batches, len(rows))
+			mu.Unlock()
+		})
+	w.start()
+	defer w.stop()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- w.record(context.Background(), testClick(i))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := countClicks(t, w); n != 100 {
+		t.Fatalf("stored %d clicks, want 100", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	total := 0
+	for _, b := range batches {
+		if b > 10 {
+			t.Fatalf("batch of %d exceeds BatchSize 10", b)
+		}
+		total += b
+	}
+	if total != 100 || len(batches) < 10 || len(batches) > 60 {
+		t.Fatalf("batches %v: want 100 rows grouped into at least 10 commits (and far fewer than one per click)", batches)
+	}
+}
+
+func TestClickWriterBackPressure(t *testing.T) {
+	app := newWriterTestApp(t)
+	w := newClickWriter(app, clickWriterConfig{BatchSize: 10, QueueSize: 2, EnqueueTimeout: 30 * time.Millisecond}, nil)
+	// Not started yet: the queue fills up and the third click must be refused, not buffered.
+	results := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		go func() { results <- w.record(context.Background(), testClick(i)) }()
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(w.queue) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first two clicks were never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	if err := w.record(context.Background(), testClick(3)); !errors.Is(err, errQueueFull) {
+		t.Fatalf("third click: %v, want errQueueFull", err)
+	}
+	if waited := time.Since(start); waited < 25*time.Millisecond {
+		t.Fatalf("refused after %v: the caller should wait up to EnqueueTimeout for room", waited)
+	}
+	w.start()
+	for i := 0; i < 2; i++ {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.stop()
+	if n := countClicks(t, w); n != 2 {
+		t.Fatalf("stored %d, want the 2 accepted clicks", n)
+	}
+}
+
+func TestClickWriterDrainsOnStop(t *testing.T) {
+	app := newWriterTestApp(t)
+	w := newClickWriter(app, clickWriterConfig{BatchSize: 1000, MaxWait: time.Hour, QueueSize: 100, EnqueueTimeout: time.Second}, nil)
+	w.start()
+	var wg sync.WaitGroup
+	var failed sync.Map
+	const n = batchTarget - 1 // below the batch target, the writer holds them for MaxWait
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.record(context.Background(), testClick(i)); err != nil {
+				failed.Store(i, err)
+			}
+		}()
+	}
+	// With an hour-long batch wait nothing commits until stop drains the held batch.
+	time.Sleep(100 * time.Millisecond)
+	if c := countClicks(t, w); c != 0 {
+		t.Fatalf("%d clicks committed before stop; the test needs them held", c)
+	}
+	w.stop()
+	wg.Wait()
+	failed.Range(func(k, v any) bool { t.Errorf("click %v failed: %v", k, v); return true })
+	if c := countClicks(t, w); c != n {
+		t.Fatalf("stored %d after drain, want %d", c, n)
+	}
+	if err := w.record(context.Background(), testClick(0)); !errors.Is(err, errWriterStopped) {
+		t.Fatalf("after stop: %v, want errWriterStopped", err)
+	}
+}
+
+func TestNewClickIDSortsByTime(t *testing.T) {
+	a := newClickID(time.Unix(1_800_000_000, 0))
+	b := newClickID(time.Unix(1_800_000_000, 1000))
+	if len(a) != 15 || len(b) != 15 || !(a < b) {
+		t.Fatalf("ids %q, %q: want 15 characters, ordered by time", a, b)
+	}
+	if !validVisitor(a) {
+		t.Fatalf("%q must be a valid visitor id too", a)
+	}
+}

@@ -1,0 +1,148 @@
+package hooks
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/pocketbase/pocketbase/apis"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/routine"
+	"github.com/pocketbase/pocketbase/tools/subscriptions"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+)
+
+// LiveTopic is the realtime topic of the throttled live counters. PocketBase applies no rule
+// to custom topics, so liveHub checks each subscriber's auth itself before sending.
+const LiveTopic = "pba/live"
+
+// liveInterval throttles pba/live to at most four messages a second.
+const liveInterval = 250 * time.Millisecond
+
+// liveCounters is one affiliate's activity since the previous message.
+type liveCounters struct {
+	Clicks       int64 `json:"clicks"`
+	UniqueClicks int64 `json:"unique_clicks"`
+	Conversions  int64 `json:"conversions"`
+	Revenue      int64 `json:"revenue"`
+	Commission   int64 `json:"commission"`
+}
+
+func (c *liveCounters) add(d liveCounters) {
+	c.Clicks += d.Clicks
+	c.UniqueClicks += d.UniqueClicks
+	c.Conversions += d.Conversions
+	c.Revenue += d.Revenue
+	c.Commission += d.Commission
+}
+
+// liveMessage is the body of a pba/live message: per-affiliate deltas and their sum. An
+// affiliate receives a message only when it has deltas of its own, holding only those.
+type liveMessage struct {
+	At         string                   `json:"at"`
+	Affiliates map[string]*liveCounters `json:"affiliates"`
+	Totals     liveCounters             `json:"totals"`
+}
+
+// liveHub collects counter deltas from the writers and broadcasts them at most every
+// liveInterval, so a burst of thousands of clicks is a few messages, not thousands.
+type liveHub struct {
+	app     core.App
+	mu      sync.Mutex
+	pending map[string]*liveCounters
+	quit    chan struct{}
+	done    chan struct{}
+}
+
+func newLiveHub(app core.App) *liveHub {
+	return &liveHub{app: app, pending: map[string]*liveCounters{}}
+}
+
+// add records d for affiliateID; it never blocks on subscribers.
+func (h *liveHub) add(affiliateID string, d liveCounters) {
+	h.mu.Lock()
+	c := h.pending[affiliateID]
+	if c == nil {
+		c = &liveCounters{}
+		h.pending[affiliateID] = c
+	}
+	c.add(d)
+	h.mu.Unlock()
+}
+
+func (h *liveHub) start() {
+	h.quit, h.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(h.done)
+		ticker := time.NewTicker(liveInterval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ticker.C:
+				h.flush()
+			case <-h.quit:
+				h.flush()
+				return
+			}
+		}
+	}()
+}
+
+func (h *liveHub) stop() {
+	if h.quit == nil {
+		return
+	}
+	close(h.quit)
+	<-h.done
+}
+
+// flush sends what accumulated since the last call to every entitled subscriber.
+func (h *liveHub) flush() {
+	h.mu.Lock()
+	if len(h.pending) == 0 {
+		h.mu.Unlock()
+		return
+	}
+	deltas := h.pending
+	h.pending = map[string]*liveCounters{}
+	h.mu.Unlock()
+
+	at := time.Now().UTC().Format(time.RFC3339Nano)
+	var everything []byte
+	for _, client := range h.app.SubscriptionsBroker().Clients() {
+		if !client.HasSubscription(LiveTopic) {
+			continue
+		}
+		auth, _ := client.Get(apis.RealtimeClientAuthKey).(*core.Record)
+		var payload []byte
+		switch {
+		case auth == nil:
+			continue // guests get nothing
+		case auth.IsSuperuser():
+			if everything == nil {
+				everything = encodeLive(at, deltas)
+			}
+			payload = everything
+		case auth.Collection().Name == collections.Affiliates:
+			own, ok := deltas[auth.Id]
+			if !ok {
+				continue
+			}
+			payload = encodeLive(at, map[string]*liveCounters{auth.Id: own})
+		default:
+			continue
+		}
+		c, msg := client, subscriptions.Message{Name: LiveTopic, Data: payload}
+		routine.FireAndForget(func() { c.Send(msg) })
+	}
+}
+
+func encodeLive(at string, deltas map[string]*liveCounters) []byte {
+	m := liveMessage{At: at, Affiliates: deltas}
+	for _, d := range deltas {
+		m.Totals.add(*d)
+	}
+	b, _ := json.Marshal(m) // plain structs of ints and strings: cannot fail
+	return b
+}

@@ -1,0 +1,138 @@
+package hooks
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/types"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/codes"
+)
+
+// maxResolverEntries bounds the code cache (hits and misses); past it the cache starts over,
+// so a flood of made-up codes costs memory only up to this bound.
+const maxResolverEntries = 100_000
+
+// linkTarget is what /r/{code} needs to answer without touching the database.
+type linkTarget struct {
+	LinkID      string // "" when the code is an affiliate's own code
+	AffiliateID string
+	ProgramID   string
+	Destination string
+	Domains     []string
+	CookieDays  int
+	SubID       string // the link's default sub_id
+}
+
+// codeResolver maps link and affiliate codes to their redirect target, from memory. Record
+// hooks on links, affiliates and programs invalidate it; a generation counter keeps a lookup
+// that raced with an invalidation from storing what it read before the change.
+type codeResolver struct {
+	app     core.App
+	mu      sync.RWMutex
+	gen     uint64
+	entries map[string]*linkTarget // nil value: known not to resolve
+}
+
+func newCodeResolver(app core.App) *codeResolver {
+	r := &codeResolver{app: app, entries: map[string]*linkTarget{}}
+	invalidate := func(e *core.RecordEvent) error {
+		r.invalidate()
+		return e.Next()
+	}
+	for _, name := range []string{collections.Links, collections.Affiliates, collections.Programs} {
+		app.OnRecordAfterCreateSuccess(name).BindFunc(invalidate)
+		app.OnRecordAfterUpdateSuccess(name).BindFunc(invalidate)
+		app.OnRecordAfterDeleteSuccess(name).BindFunc(invalidate)
+	}
+	return r
+}
+
+// invalidate forgets everything: changes to links, affiliates and programs are rare next to
+// clicks, and a full reset cannot miss a dependent entry (a program change moves all its links).
+func (r *codeResolver) invalidate() {
+	r.mu.Lock()
+	r.gen++
+	clear(r.entries)
+	r.mu.Unlock()
+}
+
+// resolve returns the target of code, or nil when the code is unknown, its affiliate is not
+// approved or its program is not active.
+func (r *codeResolver) resolve(code string) (*linkTarget, error) {
+	if !codes.Valid(code) {
+		return nil, nil
+	}
+	r.mu.RLock()
+	t, ok := r.entries[code]
+	gen := r.gen
+	r.mu.RUnlock()
+	if ok {
+		return t, nil
+	}
+	t, err := r.load(code)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	if r.gen == gen {
+		if len(r.entries) >= maxResolverEntries {
+			clear(r.entries)
+		}
+		r.entries[code] = t
+	}
+	r.mu.Unlock()
+	return t, nil
+}
+
+func (r *codeResolver) load(code string) (*linkTarget, error) {
+	var row struct {
+		LinkID      string `db:"link_id"`
+		AffiliateID string `db:"affiliate_id"`
+		ProgramID   string `db:"program_id"`
+		LinkDest    string `db:"link_dest"`
+		ProgramDest string `db:"program_dest"`
+		Domains     string `db:"domains"`
+		CookieDays  int    `db:"cookie_days"`
+		SubID       string `db:"sub_id"`
+	}
+	const fromLink = `SELECT l.id AS link_id, a.id AS affiliate_id, p.id AS program_id, l.destination AS link_dest,
+		p.destination AS program_dest, p.allowed_domains AS domains, p.cookie_days AS cookie_days, l.sub_id AS sub_id
+		FROM links l JOIN affiliates a ON a.id = l.affiliate JOIN programs p ON p.id = l.program
+		WHERE l.code = {:code} AND a.status = 'approved' AND p.active = TRUE AND a.program = p.id LIMIT 1`
+	const fromAffiliate = `SELECT '' AS link_id, a.id AS affiliate_id, p.id AS program_id, '' AS link_dest,
+		p.destination AS program_dest, p.allowed_domains AS domains, p.cookie_days AS cookie_days, '' AS sub_id
+		FROM affiliates a JOIN programs p ON p.id = a.program
+		WHERE a.code = {:code} AND a.status = 'approved' AND p.active = TRUE LIMIT 1`
+	for _, query := range []string{fromLink, fromAffiliate} {
+		err := r.app.DB().NewQuery(query).Bind(dbx.Params{"code": code}).One(&row)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("resolve code %q: %w", code, err)
+		}
+		domains, err := normalizeDomains(types.JSONRaw(row.Domains))
+		if err != nil {
+			return nil, fmt.Errorf("program %s domains: %w", row.ProgramID, err)
+		}
+		dest := row.LinkDest
+		if dest == "" {
+			dest = row.ProgramDest
+		}
+		cookieDays := row.CookieDays
+		if cookieDays <= 0 {
+			cookieDays = collections.DefaultCookieDays
+		}
+		return &linkTarget{
+			LinkID: row.LinkID, AffiliateID: row.AffiliateID, ProgramID: row.ProgramID,
+			Destination: dest, Domains: domains, CookieDays: cookieDays, SubID: row.SubID,
+		}, nil
+	}
+	return nil, nil
+}

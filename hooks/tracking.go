@@ -1,0 +1,303 @@
+package hooks
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pocketbase/pocketbase/apis"
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/clickpolicy"
+)
+
+// Cookie names. pba_click carries the click id to the checkout; pba_vid identifies a browser
+// across clicks (uniqueness, first-click attribution); pba_self is set by the portal so an
+// affiliate's own clicks are flagged.
+const (
+	ClickCookie   = "pba_click"
+	VisitorCookie = "pba_vid"
+	SelfCookie    = "pba_self"
+)
+
+// visitorCookieDays is how long a browser keeps its visitor id (browsers cap cookies at 400 days).
+const visitorCookieDays = 365
+
+// rateWindow is the window of the per-IP, per-link click limit.
+const rateWindow = time.Minute
+
+// ipSaltFile keeps a generated IP salt in the data dir when PBA_IP_SALT is not set, so hashes
+// stay stable across restarts without the salt ever living in a collection.
+const ipSaltFile = ".pba_ip_salt"
+
+// tracker owns the click path: code resolution, fraud flags, the group-commit writer and the
+// live counters.
+type tracker struct {
+	app      core.App
+	cfg      Config
+	resolver *codeResolver
+	writer   *clickWriter
+	live     *liveHub
+	bots     *clickpolicy.BotDetector
+	limiter  *clickpolicy.RateLimiter
+	salt     []byte
+
+	mu      sync.Mutex
+	started bool
+}
+
+func registerTracking(app core.App, cfg Config) *tracker {
+	t := &tracker{
+		app:      app,
+		cfg:      cfg,
+		resolver: newCodeResolver(app),
+		live:     newLiveHub(app),
+		bots:     clickpolicy.NewBotDetector(cfg.BotUserAgents...),
+		limiter:  clickpolicy.NewRateLimiter(cfg.ClickRateLimit, rateWindow, clickpolicy.DefaultRateLimitKeys),
+	}
+	t.writer = newClickWriter(app, clickWriterConfig{
+		BatchSize:      cfg.ClickBatchSize,
+		MaxWait:        cfg.ClickBatchWait,
+		QueueSize:      cfg.ClickQueueSize,
+		EnqueueTimeout: cfg.ClickEnqueueTimeout,
+	}, t.countCommitted)
+
+	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
+		if err := t.start(); err != nil {
+			return err
+		}
+		se.Router.GET("/r/{code}", t.handleRedirect).Bind(apis.SkipSuccessActivityLog())
+		se.Router.POST("/api/pba/clicks", t.handleTrackClick).Bind(apis.SkipSuccessActivityLog(), apis.BodyLimit(8<<10))
+		return se.Next()
+	})
+	// PocketBase's own terminate handler (priority -9999) first stops the HTTP server, letting
+	// in-flight redirects finish; then the writer drains its queue before the database closes.
+	app.OnTerminate().BindFunc(func(e *core.TerminateEvent) error {
+		t.stop()
+		return e.Next()
+	})
+	return t
+}
+
+// start runs the writer and the live hub; only a serving app has them (CLI commands do not).
+func (t *tracker) start() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.started {
+		return nil
+	}
+	salt, err := loadIPSalt(t.cfg.IPSalt, t.app.DataDir())
+	if err != nil {
+		return err
+	}
+	t.salt, t.started = salt, true
+	t.writer.start()
+	t.live.start()
+	return nil
+}
+
+// stop drains the writer (every accepted click is committed) and stops the live hub.
+func (t *tracker) stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.started {
+		return
+	}
+	t.writer.stop()
+	t.live.stop()
+	t.started = false
+}
+
+// countCommitted turns a committed batch into live counter deltas.
+func (t *tracker) countCommitted(rows []clickRow) {
+	for _, r := range rows {
+		if r.Flag != "" {
+			continue
+		}
+		d := liveCounters{Clicks: 1}
+		if r.Unique {
+			d.UniqueClicks = 1
+		}
+		t.live.add(r.AffiliateID, d)
+	}
+}
+
+// handleRedirect is GET /r/{code}: record the click, then 302 to the destination.
+func (t *tracker) handleRedirect(e *core.RequestEvent) error {
+	target, err := t.resolver.resolve(strings.ToLower(e.Request.PathValue("code")))
+	if err != nil {
+		return e.InternalServerError("", err)
+	}
+	if target == nil {
+		return notFoundPage(e)
+	}
+	query := e.Request.URL.Query()
+	row := t.newClick(e, target, query.Get("sub"), e.Request.Referer(), visitorFromCookie(e))
+	location, err := clickpolicy.Target(target.Destination, query.Get("to"), target.Domains, row.ID)
+	if err != nil {
+		// The program's domains changed under the link: answer as for an unknown link, store nothing.
+		t.app.Logger().Warn("link destination no longer allowed", "link", target.LinkID, "affiliate", target.AffiliateID, "error", err)
+		return notFoundPage(e)
+	}
+	if err := t.writer.record(e.Request.Context(), row); err != nil {
+		return unavailable(e, err)
+	}
+	t.setCookies(e, row, target.CookieDays)
+	e.Response.Header().Set("Cache-Control", "no-store")
+	e.Response.Header().Set("Referrer-Policy", "no-referrer-when-downgrade")
+	return e.Redirect(http.StatusFound, location)
+}
+
+// trackClickBody is the JSON track.js posts from the merchant's page.
+type trackClickBody struct {
+	Code     string `json:"code"`
+	Sub      string `json:"sub"`
+	Referrer string `json:"referrer"`
+	Visitor  string `json:"visitor"`
+}
+
+// handleTrackClick is POST /api/pba/clicks: the click of a visitor who landed on the
+// merchant's site with ?via=CODE, reported by track.js.
+func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
+	var body trackClickBody
+	if err := e.BindBody(&body); err != nil {
+		return e.BadRequestError("The body must be JSON: {\"code\": \"…\"}.", nil)
+	}
+	target, err := t.resolver.resolve(strings.ToLower(strings.TrimSpace(body.Code)))
+	if err != nil {
+		return e.InternalServerError("", err)
+	}
+	if target == nil {
+		return e.NotFoundError("Unknown or inactive code.", fieldError("code", "unknown_code", "No active link or affiliate has this code."))
+	}
+	visitor := body.Visitor
+	if !validVisitor(visitor) {
+		visitor = ""
+	}
+	row := t.newClick(e, target, body.Sub, body.Referrer, visitor)
+	if err := t.writer.record(e.Request.Context(), row); err != nil {
+		return unavailable(e, err)
+	}
+	return e.JSON(http.StatusOK, map[string]any{
+		"click_id":    row.ID,
+		"visitor":     row.Visitor,
+		"cookie_days": target.CookieDays,
+	})
+}
+
+// newClick builds the row of one click: ids, the visitor, hashed IP and fraud flags.
+func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referrer, visitor string) clickRow {
+	row := clickRow{
+		ID:          newClickID(time.Now()),
+		LinkID:      target.LinkID,
+		AffiliateID: target.AffiliateID,
+		ProgramID:   target.ProgramID,
+		Visitor:     visitor,
+		IPHash:      clickpolicy.HashIP(t.salt, e.RealIP()),
+		UserAgent:   clickpolicy.Truncate(e.Request.UserAgent(), clickpolicy.MaxUserAgentLength),
+		Referrer:    clickpolicy.Truncate(referrer, clickpolicy.MaxReferrerLength),
+		Country:     clickpolicy.Country(e.Request.Header, t.cfg.CountryHeader),
+		SubID:       clickpolicy.Truncate(strings.TrimSpace(sub), 100),
+		Created:     time.Now().UTC(),
+	}
+	if row.SubID == "" {
+		row.SubID = target.SubID
+	}
+	if row.Visitor == "" {
+		row.Visitor, row.NewVisitor = newClickID(row.Created), true
+	}
+	switch {
+	case t.isSelf(e, target.AffiliateID):
+		row.Flag = collections.FlagSelf
+	case t.bots.IsBot(row.UserAgent):
+		row.Flag = collections.FlagBot
+	case !t.limiter.Allow(row.IPHash+"|"+target.LinkID+"|"+target.AffiliateID, row.Created):
+		row.Flag = collections.FlagRate
+	}
+	return row
+}
+
+// isSelf reports whether the request comes from the link's own affiliate: signed in through
+// the API, or through the portal, which sets pba_self.
+func (t *tracker) isSelf(e *core.RequestEvent, affiliateID string) bool {
+	if e.Auth != nil && e.Auth.Id == affiliateID {
+		return true
+	}
+	c, err := e.Request.Cookie(SelfCookie)
+	return err == nil && c.Value == affiliateID
+}
+
+func (t *tracker) setCookies(e *core.RequestEvent, row clickRow, cookieDays int) {
+	secure := e.IsTLS()
+	e.SetCookie(&http.Cookie{Name: ClickCookie, Value: row.ID, Path: "/", MaxAge: cookieDays * 86400,
+		HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode})
+	if row.NewVisitor {
+		e.SetCookie(&http.Cookie{Name: VisitorCookie, Value: row.Visitor, Path: "/", MaxAge: visitorCookieDays * 86400,
+			HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode})
+	}
+}
+
+func visitorFromCookie(e *core.RequestEvent) string {
+	c, err := e.Request.Cookie(VisitorCookie)
+	if err != nil || !validVisitor(c.Value) {
+		return ""
+	}
+	return c.Value
+}
+
+// validVisitor accepts the ids newRecordID makes, so a cookie cannot smuggle anything else in.
+func validVisitor(v string) bool {
+	if len(v) != 15 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func unavailable(e *core.RequestEvent, err error) error {
+	e.Response.Header().Set("Retry-After", "1")
+	return e.Error(http.StatusServiceUnavailable, "The click could not be recorded; please retry.", err)
+}
+
+const notFoundHTML = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Link not found</title><style>body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#1f2933}</style></head>
+<body><h1>This link is not active</h1><p>The link you followed does not exist or is no longer active.</p></body></html>`
+
+func notFoundPage(e *core.RequestEvent) error {
+	e.Response.Header().Set("Cache-Control", "no-store")
+	return e.HTML(http.StatusNotFound, notFoundHTML)
+}
+
+// loadIPSalt returns the configured salt, or the one stored in the data dir (made on first use).
+func loadIPSalt(configured, dataDir string) ([]byte, error) {
+	if configured != "" {
+		return []byte(configured), nil
+	}
+	path := filepath.Join(dataDir, ipSaltFile)
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+		return b, nil
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read IP salt: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, fmt.Errorf("make IP salt: %w", err)
+	}
+	salt := []byte(hex.EncodeToString(raw))
+	if err := os.WriteFile(path, salt, 0o600); err != nil {
+		return nil, fmt.Errorf("store IP salt: %w", err)
+	}
+	return salt, nil
+}

@@ -1,0 +1,396 @@
+package hooks_test
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pocketbase/pocketbase/apis"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tests"
+	"github.com/pocketbase/pocketbase/tools/subscriptions"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
+)
+
+const linkA = "affiliate-a-main" // the fixture's link of affiliate A (program P, example.com)
+
+// clickEnv is one served test app and helpers to click through it.
+type clickEnv struct {
+	t       *testing.T
+	app     *tests.TestApp
+	handler http.Handler
+}
+
+func newClickEnv(t *testing.T, cfg hooks.Config) *clickEnv {
+	t.Helper()
+	app := fx.AppWith(t, cfg)
+	env := &clickEnv{t: t, app: app, handler: pbatest.Serve(t, app)}
+	t.Cleanup(app.Cleanup)
+	return env
+}
+
+func (c *clickEnv) get(path string, mutate ...func(*http.Request)) *http.Response {
+	c.t.Helper()
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36")
+	req.RemoteAddr = "203.0.113.7:5555"
+	for _, m := range mutate {
+		m(req)
+	}
+	rec := httptest.NewRecorder()
+	c.handler.ServeHTTP(rec, req)
+	return rec.Result()
+}
+
+func (c *clickEnv) clicks(filter string) []*core.Record {
+	c.t.Helper()
+	rows, err := c.app.FindRecordsByFilter(collections.Clicks, filter, "created", 0, 0)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return rows
+}
+
+func (c *clickEnv) save(collection, id string, data map[string]any) {
+	c.t.Helper()
+	r, err := c.app.FindRecordById(collection, id)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	r.Load(data)
+	if err := c.app.Save(r); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *clickEnv) linkID(code string) string {
+	c.t.Helper()
+	r, err := c.app.FindFirstRecordByData(collections.Links, collections.FieldCode, code)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return r.Id
+}
+
+func cookie(res *http.Response, name string) *http.Cookie {
+	for _, c := range res.Cookies() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func TestRedirectDestination(t *testing.T) {
+	env := newClickEnv(t, fx.Config)
+	env.save(collections.Links, env.linkID(linkA), map[string]any{"destination": "https://example.com/landing?utm_source=aff&x=a%20b#pricing"})
+
+	cases := []struct {
+		name, path, wantPrefix, wantSuffix string
+	}{
+		{"query merged, fragment kept", "/r/" + linkA, "https://example.com/landing?utm_source=aff&x=a%20b&pba_click=", "#pricing"},
+		{"code is case-insensitive", "/r/AFFILIATE-A-MAIN", "https://example.com/landing?utm_source=aff&x=a%20b&pba_click=", "#pricing"},
+		{"deep link on the allowed domain", "/r/" + linkA + "?to=" + url.QueryEscape("https://example.com/p/42?c=1"), "https://example.com/p/42?c=1&pba_click=", ""},
+		{"deep link on a subdomain", "/r/" + linkA + "?to=" + url.QueryEscape("https://blog.example.com/"), "https://blog.example.com/?pba_click=", ""},
+		{"affiliate code goes to the program destination", "/r/affiliate-a", "https://example.com/?pba_click=", ""},
+	}
+	for _, attack := range []string{
+		"https://evil.test/", "//evil.test/", "/\\evil.test", "javascript:alert(1)", "JaVaScRiPt:alert(1)",
+		"data:text/html,x", "https:%2F%2Fevil.test", "%68ttps://evil.test", "https://example.com@evil.test/",
+		"https://evil.test#@example.com", "https://evil.test?@example.com", "https://example.com.evil.test/",
+		"https://evil.test\\@example.com", "https://exаmple.com/", "http://[::1]/", "ftp://example.com/",
+	} {
+		cases = append(cases, struct{ name, path, wantPrefix, wantSuffix string }{
+			"open redirect " + attack, "/r/" + linkA + "?to=" + url.QueryEscape(attack),
+			"https://example.com/landing?utm_source=aff&x=a%20b&pba_click=", "#pricing",
+		})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := env.get(tc.path)
+			loc := res.Header.Get("Location")
+			if res.StatusCode != http.StatusFound || !strings.HasPrefix(loc, tc.wantPrefix) || !strings.HasSuffix(loc, tc.wantSuffix) {
+				t.Fatalf("got %d %q, want 302 to %q…%q", res.StatusCode, loc, tc.wantPrefix, tc.wantSuffix)
+			}
+			clickID := strings.TrimSuffix(strings.TrimPrefix(loc, tc.wantPrefix), tc.wantSuffix)
+			if _, err := env.app.FindRecordById(collections.Clicks, clickID); err != nil {
+				t.Fatalf("the click id %q in the redirect was not stored: %v", clickID, err)
+			}
+			if res.Header.Get("Cache-Control") != "no-store" {
+				t.Fatal("a redirect must not be cached: each visit is a click")
+			}
+		})
+	}
+}
+
+func TestRedirectUnknownOrInactive(t *testing.T) {
+	env := newClickEnv(t, fx.Config)
+	for _, path := range []string{"/r/no-such-code", "/r/x", "/r/" + strings.Repeat("a", 40), "/r/pending-p", "/r/%00%0a"} {
+		res := env.get(path)
+		if res.StatusCode != http.StatusNotFound || !strings.Contains(res.Header.Get("Content-Type"), "text/html") {
+			t.Fatalf("%s: got %d %s, want the 404 page", path, res.StatusCode, res.Header.Get("Content-Type"))
+		}
+	}
+	// Suspending A (cache invalidated by the record hook) turns its links off at once.
+	if res := env.get("/r/" + linkA); res.StatusCode != http.StatusFound {
+		t.Fatalf("before suspension: %d", res.StatusCode)
+	}
+	env.save(collections.Affiliates, fx.A.ID, map[string]any{"status": collections.AffiliateSuspended})
+	if res := env.get("/r/" + linkA); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("suspended affiliate's link: %d, want 404", res.StatusCode)
+	}
+	env.save(collections.Affiliates, fx.A.ID, map[string]any{"status": collections.AffiliateApproved})
+	env.save(collections.Programs, fx.ProgramP, map[string]any{"active": false})
+	if res := env.get("/r/affiliate-b"); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("inactive program: %d, want 404", res.StatusCode)
+	}
+	if n := len(env.clicks("")); n != 3 {
+		t.Fatalf("clicks stored = %d, want the fixture's 2 plus the 1 answered redirect", n)
+	}
+}
+
+func TestRedirectCacheFollowsLinkChanges(t *testing.T) {
+	env := newClickEnv(t, fx.Config)
+	if loc := env.get("/r/" + linkA).Header.Get("Location"); !strings.HasPrefix(loc, "https://example.com/?") {
+		t.Fatalf("first: %q", loc)
+	}
+	env.save(collections.Links, env.linkID(linkA), map[string]any{"destination": "https://shop.example.com/new"})
+	if loc := env.get("/r/" + linkA).Header.Get("Location"); !strings.HasPrefix(loc, "https://shop.example.com/new?") {
+		t.Fatalf("after the link changed: %q", loc)
+	}
+}
+
+func TestClickCookies(t *testing.T) {
+	env := newClickEnv(t, fx.Config)
+	res := env.get("/r/" + linkA)
+	c := cookie(res, hooks.ClickCookie)
+	if c == nil || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.MaxAge != 60*86400 || c.Secure || c.Path != "/" {
+		t.Fatalf("pba_click over plain HTTP: %+v", c)
+	}
+	if !strings.Contains(res.Header.Get("Location"), "pba_click="+c.Value) {
+		t.Fatal("the cookie and the redirect must carry the same click id")
+	}
+	res = env.get("/r/"+linkA, func(r *http.Request) { r.TLS = &tls.ConnectionState{} })
+	if c := cookie(res, hooks.ClickCookie); c == nil || !c.Secure {
+		t.Fatalf("pba_click over TLS must be Secure: %+v", c)
+	}
+	// Program Q sets its own cookie length.
+	env.save(collections.Programs, fx.ProgramP, map[string]any{"cookie_days": 7})
+	if c := cookie(env.get("/r/"+linkA), hooks.ClickCookie); c == nil || c.MaxAge != 7*86400 {
+		t.Fatalf("cookie_days 7: %+v", c)
+	}
+}
+
+func TestClickAttributesUniqueAndFlags(t *testing.T) {
+	env := newClickEnv(t, hooks.Config{IPSalt: "test-salt", ClickRateLimit: 3, CountryHeader: "CF-IPCountry", BotUserAgents: []string{"acmeprobe"}})
+	link := env.linkID(linkA)
+
+	// Each click carries its position in sub (the first also a real sub) to read them back in order.
+	n := 0
+	click := func(mutate ...func(*http.Request)) *http.Response {
+		n++
+		path := "/r/" + linkA + "?sub=" + map[bool]string{true: "spring", false: strconv.Itoa(n)}[n == 1]
+		return env.get(path, mutate...)
+	}
+	first := click(func(r *http.Request) {
+		r.Header.Set("Referer", "https://blog.test/post")
+		r.Header.Set("CF-IPCountry", "de")
+	})
+	vid := cookie(first, hooks.VisitorCookie)
+	if vid == nil {
+		t.Fatal("a new visitor gets a pba_vid cookie")
+	}
+	withVisitor := func(r *http.Request) { r.AddCookie(&http.Cookie{Name: hooks.VisitorCookie, Value: vid.Value}) }
+	click(withVisitor) // same visitor again: not unique
+	click(func(r *http.Request) { r.Header.Set("User-Agent", "curl/8.0") })
+	click(func(r *http.Request) { r.Header.Set("User-Agent", "Mozilla/5.0 AcmeProbe/1") })
+	click(func(r *http.Request) { r.Header.Set("Authorization", fx.A.Token) })
+	click(func(r *http.Request) { r.AddCookie(&http.Cookie{Name: hooks.SelfCookie, Value: fx.A.ID}) })
+	// Bot and self clicks are flagged before the rate check; the third human click from this
+	// IP within the minute is still fine, the fourth and fifth are over the limit of 3.
+	click(withVisitor)
+	click(withVisitor)
+	click(withVisitor)
+
+	rows := env.clicks("link = '" + link + "' && visitor != 'v-" + fx.A.ID + "'")
+	if len(rows) != 9 {
+		t.Fatalf("stored %d clicks, want 9 (one per answered redirect)", len(rows))
+	}
+	sort.Slice(rows, func(i, j int) bool { return position(rows[i]) < position(rows[j]) })
+	got := func(i int) string {
+		r := rows[i]
+		return r.GetString("flag") + "/" + map[bool]string{true: "unique", false: "repeat"}[r.GetBool("unique")]
+	}
+	want := []string{"/unique", "/repeat", "bot/repeat", "bot/repeat", "self/repeat", "self/repeat", "/repeat", "rate/repeat", "rate/repeat"}
+	for i := range want {
+		if got(i) != want[i] {
+			t.Errorf("click %d: %s, want %s", i, got(i), want[i])
+		}
+	}
+	r0 := rows[0]
+	if r0.GetString("sub_id") != "spring" || r0.GetString("referrer") != "https://blog.test/post" || r0.GetString("country") != "DE" {
+		t.Errorf("attributes not stored: sub=%q ref=%q country=%q", r0.GetString("sub_id"), r0.GetString("referrer"), r0.GetString("country"))
+	}
+	if h := r0.GetString("ip_hash"); len(h) != 32 || strings.Contains(h, "203.0.113.7") {
+		t.Errorf("ip_hash %q must be a 32-character HMAC, never the IP", h)
+	}
+	for _, r := range rows {
+		for _, field := range []string{"ip_hash", "user_agent", "referrer", "visitor"} {
+			if strings.Contains(r.GetString(field), "203.0.113.7") {
+				t.Fatalf("the raw IP leaked into %s", field)
+			}
+		}
+	}
+	// stats_daily counts exactly the unflagged clicks.
+	assertStatsMatchClicks(t, env.app)
+}
+
+func position(r *core.Record) int {
+	if r.GetString("sub_id") == "spring" {
+		return 1
+	}
+	n, _ := strconv.Atoi(r.GetString("sub_id"))
+	return n
+}
+
+// assertStatsMatchClicks checks the rollup invariant: per (day, affiliate, program, link),
+// stats_daily.clicks/unique_clicks equal the unflagged raw clicks written by the writer.
+func assertStatsMatchClicks(t *testing.T, app core.App) {
+	t.Helper()
+	var mismatches []struct {
+		Day, Link string
+		Stats     int `db:"s"`
+		Raw       int `db:"r"`
+		SU        int `db:"su"`
+		RU        int `db:"ru"`
+	}
+	err := app.DB().NewQuery(`
+		SELECT s.day AS day, s.link AS link, s.clicks AS s, IFNULL(c.n, 0) AS r, s.unique_clicks AS su, IFNULL(c.u, 0) AS ru
+		FROM stats_daily s LEFT JOIN (
+			SELECT substr(created, 1, 10) AS day, affiliate, program, link, COUNT(*) AS n, SUM([[unique]]) AS u
+			FROM clicks WHERE flag = '' AND visitor NOT LIKE 'v-%' GROUP BY 1, 2, 3, 4
+		) c ON c.day = s.day AND c.affiliate = s.affiliate AND c.program = s.program AND c.link = s.link
+		WHERE s.id NOT IN ({:a}, {:b}) AND (s.clicks != IFNULL(c.n, 0) OR s.unique_clicks != IFNULL(c.u, 0))`).
+		Bind(map[string]any{"a": fx.RowsA.Stats, "b": fx.RowsB.Stats}).All(&mismatches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mismatches) > 0 {
+		t.Fatalf("stats_daily differs from the raw clicks: %+v", mismatches)
+	}
+}
+
+func TestTrackClickAPI(t *testing.T) {
+	env := newClickEnv(t, fx.Config)
+	post := func(body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/api/pba/clicks", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", "https://shop.example.com")
+		req.Header.Set("User-Agent", "Mozilla/5.0 Chrome/120")
+		rec := httptest.NewRecorder()
+		env.handler.ServeHTTP(rec, req)
+		return rec
+	}
+	rec := post(`{"code":"affiliate-a","sub":"nl","referrer":"https://news.test/"}`)
+	var out struct {
+		ClickID    string `json:"click_id"`
+		Visitor    string `json:"visitor"`
+		CookieDays int    `json:"cookie_days"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != 200 || out.ClickID == "" || out.CookieDays != 60 {
+		t.Fatalf("track: %d %s", rec.Code, rec.Body)
+	}
+	click, err := env.app.FindRecordById(collections.Clicks, out.ClickID)
+	if err != nil || click.GetString("affiliate") != fx.A.ID || click.GetString("sub_id") != "nl" || click.GetString("link") != "" {
+		t.Fatalf("stored click: %v %v", click, err)
+	}
+	// The returned visitor id keeps the next click of this browser from counting as unique.
+	rec = post(`{"code":"affiliate-a","visitor":"` + out.Visitor + `"}`)
+	json.Unmarshal(rec.Body.Bytes(), &out)
+	if c, _ := env.app.FindRecordById(collections.Clicks, out.ClickID); c == nil || c.GetBool("unique") {
+		t.Fatalf("repeat visitor counted unique: %v", c)
+	}
+	for body, want := range map[string]int{`{"code":"nope-nope"}`: 404, `not json`: 400, `{"code":"pending-p"}`: 404} {
+		if rec := post(body); rec.Code != want || !strings.Contains(rec.Body.String(), `"message"`) {
+			t.Fatalf("%s: %d %s, want %d with a JSON message", body, rec.Code, rec.Body, want)
+		}
+	}
+}
+
+// TestLiveCountersReachOnlyEntitledSubscribers: pba/live has no rule of its own; the hub
+// sends a superuser everything, an affiliate only its own deltas, a guest nothing.
+func TestLiveCountersReachOnlyEntitledSubscribers(t *testing.T) {
+	env := newClickEnv(t, fx.Config)
+	subscribers := map[string]subscriptions.Client{}
+	for name, auth := range map[string]*core.Record{
+		"A": mustFind(t, env.app, collections.Affiliates, fx.A.ID), "B": mustFind(t, env.app, collections.Affiliates, fx.B.ID),
+		"superuser": mustFindEmail(t, env.app, core.CollectionNameSuperusers, fx.Superuser.Email), "guest": nil,
+	} {
+		c := subscriptions.NewDefaultClient()
+		if auth != nil {
+			c.Set(apis.RealtimeClientAuthKey, auth)
+		}
+		c.Subscribe(hooks.LiveTopic)
+		env.app.SubscriptionsBroker().Register(c)
+		subscribers[name] = c
+	}
+	for i := 0; i < 3; i++ {
+		env.get("/r/" + linkA)
+	}
+	want := map[string]bool{"A": true, "superuser": true, "B": false, "guest": false}
+	deadline := time.After(2 * time.Second)
+	var mu sync.Mutex
+	got := map[string]string{}
+	for name, c := range subscribers {
+		go func() {
+			for msg := range c.Channel() {
+				mu.Lock()
+				got[name] += string(msg.Data)
+				mu.Unlock()
+			}
+		}()
+	}
+	<-deadline
+	mu.Lock()
+	defer mu.Unlock()
+	for name, should := range want {
+		if should && !strings.Contains(got[name], `"`+fx.A.ID+`":{"clicks":3`) {
+			t.Errorf("%s should have received A's 3 clicks, got %q", name, got[name])
+		}
+		if !should && got[name] != "" {
+			t.Errorf("%s must receive nothing, got %q", name, got[name])
+		}
+	}
+	if strings.Contains(got["A"], fx.B.ID) {
+		t.Error("A received B's counters")
+	}
+}
+
+func mustFind(t *testing.T, app core.App, collection, id string) *core.Record {
+	t.Helper()
+	r, err := app.FindRecordById(collection, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func mustFindEmail(t *testing.T, app core.App, collection, email string) *core.Record {
+	t.Helper()
+	r, err := app.FindAuthRecordByEmail(collection, email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

@@ -1,0 +1,452 @@
+// Command loadtest is `make bench`'s HTTP load test of the click redirector, run with wrk on
+// this machine and printed as one table:
+//
+//	(a) a bare Go net/http handler answering the same 302 with no database (the ceiling),
+//	(b) GET /r/{code} on the real server (durable group commit),
+//	(c) the naive path: POST /api/collections/clicks/records per click as superuser,
+//
+// plus an exact-count run (every answered 302 is a stored row) and a SIGKILL-mid-load run
+// (no answered click lost). All traffic stays on 127.0.0.1.
+package main
+
+import (
+	"bytes"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+const (
+	linkCode      = "ada-lovelace-blog" // made by `pbaffiliate demo`
+	adminEmail    = "bench@pbaffiliate.test"
+	adminPassword = "bench-password-1"
+)
+
+func main() {
+	duration := flag.Duration("d", 10*time.Second, "duration of each wrk run")
+	conns := flag.Int("c", 64, "wrk connections")
+	exact := flag.Int("n", 20000, "requests of the exact-count run")
+	flag.Parse()
+	if err := run(*duration, *conns, *exact); err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+}
+
+// result is one row of the table.
+type result struct {
+	name        string
+	rps         float64
+	p50, p99    string
+	rssMB       float64
+	rows, ok302 int64
+	note        string
+}
+
+func run(d time.Duration, conns, exact int) error {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return errors.New("wrk is not installed (make bench installs it: apt-get install wrk)")
+	}
+	work, err := os.MkdirTemp("", "pba_loadtest_")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	bin := filepath.Join(work, "pbaffiliate")
+	fmt.Println("building the server…")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, out)
+	}
+
+	var results []result
+	bare, err := benchBare(d, conns)
+	if err != nil {
+		return err
+	}
+	results = append(results, bare)
+
+	redirect, err := benchRedirect(bin, work, d, conns, exact)
+	if err != nil {
+		return err
+	}
+	results = append(results, redirect...)
+
+	naive, err := benchNaive(bin, work, d, conns)
+	if err != nil {
+		return err
+	}
+	results = append(results, naive)
+
+	killed, err := benchKill(bin, work, conns)
+	if err != nil {
+		return err
+	}
+	results = append(results, killed)
+
+	printTable(results, bare.rps, naive.rps)
+	return nil
+}
+
+// benchBare is (a): the same 302 and cookie from a plain handler, no database.
+func benchBare(d time.Duration, conns int) (result, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return result{}, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "pba_click", Value: "0123456789abcde", Path: "/", MaxAge: 60 * 86400, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, "https://example.com/?pba_click=0123456789abcde", http.StatusFound)
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+	fmt.Println("(a) bare handler…")
+	w, err := runWrk("http://"+l.Addr().String()+"/r/"+linkCode, d, conns, "")
+	if err != nil {
+		return result{}, err
+	}
+	return result{name: "(a) bare net/http 302", rps: w.rps, p50: w.p50, p99: w.p99, rssMB: selfRSS(), ok302: w.requests, rows: -1}, nil
+}
+
+// benchRedirect is (b) with wrk, then the exact-count run with a fixed number of requests.
+func benchRedirect(bin, work string, d time.Duration, conns, exact int) ([]result, error) {
+	srv, err := startServer(bin, filepath.Join(work, "b"), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+	fmt.Println("(b) /r/{code} on the real server…")
+	w, err := runWrk(srv.base+"/r/"+linkCode, d, conns, "")
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(200 * time.Millisecond) // let requests wrk abandoned at its deadline finish
+	rowsB, err := srv.countClicks()
+	if err != nil {
+		return nil, err
+	}
+	b := result{name: "(b) GET /r/{code}", rps: w.rps, p50: w.p50, p99: w.p99, rssMB: srv.rss(), rows: rowsB, ok302: w.requests,
+		note: "wrk stops mid-flight: rows may exceed 302s by at most the connections"}
+
+	fmt.Printf("(b') exact count: %d requests over %d connections…\n", exact, conns)
+	ok, err := fixedLoad(srv.base+"/r/"+linkCode, conns, exact)
+	if err != nil {
+		return nil, err
+	}
+	rowsAfter, err := srv.countClicks()
+	if err != nil {
+		return nil, err
+	}
+	e := result{name: "(b') exact-count run", rows: rowsAfter - rowsB, ok302: ok, rssMB: srv.rss(), note: "every request awaited: rows must equal 302s"}
+	return []result{b, e}, nil
+}
+
+// benchNaive is (c): one records-API create per click, as a superuser.
+func benchNaive(bin, work string, d time.Duration, conns int) (result, error) {
+	srv, err := startServer(bin, filepath.Join(work, "c"), nil)
+	if err != nil {
+		return result{}, err
+	}
+	defer srv.stop()
+	token, err := srv.superuserToken()
+	if err != nil {
+		return result{}, err
+	}
+	var ids struct {
+		Affiliate, Program, Link string
+	}
+	if err := srv.query("SELECT affiliate, program, id FROM links WHERE code = ?", linkCode).Scan(&ids.Affiliate, &ids.Program, &ids.Link); err != nil {
+		return result{}, err
+	}
+	body, _ := json.Marshal(map[string]any{"link": ids.Link, "affiliate": ids.Affiliate, "program": ids.Program,
+		"visitor": "bench", "ip_hash": "0123456789abcdef0123456789abcdef", "user_agent": "wrk", "unique": true})
+	script := filepath.Join(work, "naive.lua")
+	lua := fmt.Sprintf("wrk.method = \"POST\"\nwrk.body = %q\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = %q\n", body, token)
+	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
+		return result{}, err
+	}
+	fmt.Println("(c) naive records API…")
+	w, err := runWrk(srv.base+"/api/collections/clicks/records", d, conns, script)
+	if err != nil {
+		return result{}, err
+	}
+	return result{name: "(c) POST records API", rps: w.rps, p50: w.p50, p99: w.p99, rssMB: srv.rss(), rows: -1, ok302: -1}, nil
+}
+
+// benchKill loads the redirector, SIGKILLs the server mid-load, restarts it and counts rows.
+func benchKill(bin, work string, conns int) (result, error) {
+	dir := filepath.Join(work, "kill")
+	srv, err := startServer(bin, dir, nil)
+	if err != nil {
+		return result{}, err
+	}
+	fmt.Println("(kill) SIGKILL mid-load…")
+	var answered atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	client := noRedirectClient()
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if status, err := get(client, srv.base+"/r/"+linkCode); err == nil && status == http.StatusFound {
+					answered.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(3 * time.Second)
+	_ = srv.cmd.Process.Signal(syscall.SIGKILL)
+	_ = srv.cmd.Wait()
+	close(stop)
+	wg.Wait()
+
+	srv2, err := startServer(bin, dir, nil) // restart on the same data: recovery from the WAL
+	if err != nil {
+		return result{}, fmt.Errorf("restart after SIGKILL: %w", err)
+	}
+	defer srv2.stop()
+	rows, err := srv2.countClicks()
+	if err != nil {
+		return result{}, err
+	}
+	return result{name: "(kill) SIGKILL mid-load", rows: rows, ok302: answered.Load(), rssMB: -1, note: "rows must be >= 302s answered"}, nil
+}
+
+type server struct {
+	cmd  *exec.Cmd
+	base string
+	dir  string
+	db   *sql.DB
+}
+
+func startServer(bin, dir string, env []string) (*server, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data.db")); errors.Is(err, os.ErrNotExist) {
+		for _, args := range [][]string{{"demo"}, {"superuser", "upsert", adminEmail, adminPassword}} {
+			if out, err := exec.Command(bin, append(args, "--dir", dir)...).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("%v: %v\n%s", args, err, out)
+			}
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin, "serve", "--http", addr, "--dir", dir, "--dev=false")
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, base: "http://" + addr, dir: dir}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if status, err := get(http.DefaultClient, s.base+"/api/health"); err == nil && status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, errors.New("server did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.db, err = sql.Open("sqlite", "file:"+filepath.Join(dir, "data.db")+"?mode=ro&_pragma=busy_timeout(10000)")
+	return s, err
+}
+
+func (s *server) stop() {
+	if s.db != nil {
+		s.db.Close()
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+	}
+}
+
+func (s *server) query(q string, args ...any) *sql.Row { return s.db.QueryRow(q, args...) }
+
+func (s *server) countClicks() (int64, error) {
+	var n int64
+	err := s.query("SELECT COUNT(*) FROM clicks").Scan(&n)
+	return n, err
+}
+
+// rss is the server's peak resident memory in MB (VmHWM), or -1 when unknown.
+func (s *server) rss() float64 { return procRSS(s.cmd.Process.Pid) }
+
+func selfRSS() float64 { return procRSS(os.Getpid()) }
+
+func procRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		return -1
+	}
+	kb, _ := strconv.ParseFloat(string(m[1]), 64)
+	return kb / 1024
+}
+
+func (s *server) superuserToken() (string, error) {
+	body := strings.NewReader(fmt.Sprintf(`{"identity":%q,"password":%q}`, adminEmail, adminPassword))
+	res, err := http.Post(s.base+"/api/collections/_superusers/auth-with-password", "application/json", body)
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	var out struct{ Token string }
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || out.Token == "" {
+		return "", fmt.Errorf("superuser login: %d %v", res.StatusCode, err)
+	}
+	return out.Token, nil
+}
+
+func noRedirectClient() *http.Client {
+	return &http.Client{
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport:     &http.Transport{MaxIdleConnsPerHost: 1024},
+		Timeout:       30 * time.Second,
+	}
+}
+
+func get(client *http.Client, url string) (int, error) {
+	res, err := client.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode, nil
+}
+
+// fixedLoad sends exactly total requests over conns workers, waiting for every answer.
+func fixedLoad(url string, conns, total int) (int64, error) {
+	client := noRedirectClient()
+	var next, ok atomic.Int64
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(total) {
+				status, err := get(client, url)
+				switch {
+				case err != nil:
+					failed.Store(err)
+				case status == http.StatusFound:
+					ok.Add(1)
+				default:
+					failed.Store(fmt.Errorf("status %d", status))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		return ok.Load(), fmt.Errorf("exact-count run: %w", err)
+	}
+	return ok.Load(), nil
+}
+
+type wrkResult struct {
+	rps      float64
+	p50, p99 string
+	requests int64
+}
+
+func runWrk(url string, d time.Duration, conns int, script string) (wrkResult, error) {
+	args := []string{"-t2", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(d.Seconds())), "--latency"}
+	if script != "" {
+		args = append(args, "-s", script)
+	}
+	out, err := exec.Command("wrk", append(args, url)...).CombinedOutput()
+	if err != nil {
+		return wrkResult{}, fmt.Errorf("wrk: %v\n%s", err, out)
+	}
+	var r wrkResult
+	if m := regexp.MustCompile(`Requests/sec:\s+([\d.]+)`).FindSubmatch(out); m != nil {
+		r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	}
+	if m := regexp.MustCompile(`(\d+) requests in`).FindSubmatch(out); m != nil {
+		r.requests, _ = strconv.ParseInt(string(m[1]), 10, 64)
+	}
+	if m := regexp.MustCompile(`\s50%\s+(\S+)`).FindSubmatch(out); m != nil {
+		r.p50 = string(m[1])
+	}
+	if m := regexp.MustCompile(`\s99%\s+(\S+)`).FindSubmatch(out); m != nil {
+		r.p99 = string(m[1])
+	}
+	if bytes.Contains(out, []byte("Non-2xx or 3xx responses")) {
+		return r, fmt.Errorf("wrk saw error responses:\n%s", out)
+	}
+	return r, nil
+}
+
+func printTable(rows []result, bare, naive float64) {
+	fmt.Println()
+	fmt.Printf("| %-24s | %9s | %8s | %8s | %7s | %9s | %9s | %s\n", "scenario", "req/s", "p50", "p99", "RSS MB", "302s", "rows", "note")
+	fmt.Println("|--------------------------|-----------|----------|----------|---------|-----------|-----------|------")
+	num := func(v int64) string {
+		if v < 0 {
+			return "-"
+		}
+		return strconv.FormatInt(v, 10)
+	}
+	for _, r := range rows {
+		rps, rss := "-", "-"
+		if r.rps > 0 {
+			rps = fmt.Sprintf("%.0f", r.rps)
+		}
+		if r.rssMB > 0 {
+			rss = fmt.Sprintf("%.0f", r.rssMB)
+		}
+		fmt.Printf("| %-24s | %9s | %8s | %8s | %7s | %9s | %9s | %s\n", r.name, rps, dash(r.p50), dash(r.p99), rss, num(r.ok302), num(r.rows), r.note)
+	}
+	for _, r := range rows {
+		if strings.HasPrefix(r.name, "(b)") {
+			fmt.Printf("\n(b)/(a) = %.2f   (b)/(c) = %.1fx\n", r.rps/bare, r.rps/naive)
+		}
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
