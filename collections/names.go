@@ -16,6 +16,11 @@ const (
 	Commissions = "commissions"
 	Payouts     = "payouts"
 	StatsDaily  = "stats_daily"
+
+	Coupons           = "coupons"
+	StripeEvents      = "stripe_events"
+	StripePending     = "stripe_pending"
+	WebhookDeliveries = "webhook_deliveries"
 )
 
 // Field names shared by several collections.
@@ -45,6 +50,7 @@ const (
 	AffiliateTimezone           = "timezone"
 	AffiliateTags               = "tags"
 	AffiliateNotes              = "notes"
+	AffiliateWebhookSecret      = "webhook_secret"
 )
 
 // Program fields.
@@ -103,6 +109,21 @@ const (
 	ConversionOccurredAt     = "occurred_at"
 	ConversionSubscriptionID = "subscription_id"
 	ConversionMetadata       = "metadata"
+	ConversionRefundedAmount = "refunded_amount"
+	ConversionPaymentNumber  = "payment_number"
+	ConversionPaymentIntent  = "stripe_payment_intent"
+	ConversionCharge         = "stripe_charge"
+)
+
+// Coupon fields: a code that credits its affiliate when a sale uses it.
+const (
+	CouponActive = "active"
+)
+
+// Reasons a conversion carries with its status.
+const (
+	ReasonSelfReferral = "self_referral"
+	ReasonDispute      = "dispute"
 )
 
 // Commission fields.

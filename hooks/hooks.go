@@ -161,7 +161,11 @@ func Register(app core.App, cfg Config) error {
 	registerPrograms(app)
 	registerAffiliates(app)
 	registerLinks(app)
-	registerTracking(app, cfg)
+	tracking := registerTracking(app, cfg)
+	conversions := newConversionService(app, tracking.live)
+	registerConversionRoutes(app, conversions)
+	registerStripeWebhook(app, cfg, conversions)
+	registerAffiliateWebhooks(app, cfg)
 	if pb, ok := app.(*pocketbase.PocketBase); ok {
 		pb.RootCmd.AddCommand(newDemoCommand(app))
 	}

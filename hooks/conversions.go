@@ -1,0 +1,340 @@
+package hooks
+
+import (
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/pocketbase/dbx"
+	validation "github.com/pocketbase/ozzo-validation/v4"
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/attribution"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
+)
+
+// Limits of a reported sale.
+const (
+	maxMetadataBytes = 16 << 10
+	maxExternalID    = 255
+	futureSkew       = 5 * time.Minute // occurred_at may run this far ahead of our clock
+)
+
+// errConversionConflict: the sender reused an external id for a different sale (409).
+var errConversionConflict = errors.New("this external_id was already recorded with another amount or currency")
+
+// conversionInput is one sale as any source reports it (API, postback, Stripe).
+type conversionInput struct {
+	ProgramID      string // "" = derived from the click, affiliate code or coupon, else the default program
+	Source         string
+	ExternalID     string
+	ClickID        string
+	AffiliateCode  string
+	Coupon         string
+	Customer       string
+	CustomerEmail  string
+	Amount         int64
+	Currency       string
+	OccurredAt     time.Time // zero = now
+	Status         string    // "" = approved; pending and rejected are accepted from senders
+	SubscriptionID string
+	PaymentIntent  string
+	Charge         string
+	Metadata       map[string]any
+	// IgnoreMismatch makes a duplicate external id with other figures a plain duplicate
+	// (Stripe reports one payment through several events whose amounts may differ by discounts).
+	IgnoreMismatch bool
+}
+
+// conversionService records sales exactly once, attributes them and keeps the rollups, the
+// live counters and the affiliate's webhook outbox in step, all in one transaction.
+type conversionService struct {
+	app  core.App
+	live *liveHub
+	now  func() time.Time
+}
+
+func newConversionService(app core.App, live *liveHub) *conversionService {
+	return &conversionService{app: app, live: live, now: time.Now}
+}
+
+// record stores the sale (created = true) or returns the one already stored under the same
+// source and external id (created = false). Errors are validation.Errors (400),
+// attribution.ErrNoAttribution (422) or errConversionConflict (409); anything else is internal.
+func (s *conversionService) record(in conversionInput) (*core.Record, bool, error) {
+	in.Currency = strings.ToLower(strings.TrimSpace(in.Currency))
+	in.Coupon = strings.ToLower(strings.TrimSpace(in.Coupon))
+	in.AffiliateCode = strings.ToLower(strings.TrimSpace(in.AffiliateCode))
+	if in.OccurredAt.IsZero() {
+		in.OccurredAt = s.now()
+	}
+	if errs := s.validate(in); len(errs) > 0 {
+		return nil, false, errs
+	}
+
+	var rec *core.Record
+	var created bool
+	var liveDelta liveCounters
+	err := s.app.RunInTransaction(func(tx core.App) error {
+		existing, err := tx.FindFirstRecordByFilter(collections.Conversions, "source = {:source} && external_id = {:id}",
+			dbx.Params{"source": in.Source, "id": in.ExternalID})
+		switch {
+		case err == nil:
+			rec = existing
+			if !in.IgnoreMismatch && (int64(existing.GetInt(collections.FieldAmount)) != in.Amount ||
+				existing.GetString(collections.FieldCurrency) != in.Currency) {
+				return errConversionConflict
+			}
+			return nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("find duplicate: %w", err)
+		}
+
+		program, decision, err := s.attribute(tx, in)
+		if err != nil {
+			return err
+		}
+		if program.Currency() != in.Currency {
+			return fieldError("currency", "currency_mismatch",
+				fmt.Sprintf("The program's currency is %q.", program.Currency()))
+		}
+		rec, err = s.insert(tx, in, program, decision)
+		if err != nil {
+			return err
+		}
+		created = true
+		if rec.GetString(collections.FieldStatus) != collections.ConversionRejected {
+			liveDelta = liveCounters{Conversions: 1, Revenue: in.Amount}
+			key := statsKey{in.OccurredAt.UTC().Format(time.DateOnly), decision.AffiliateID, program.Id, decision.LinkID}
+			if err := upsertStats(tx, key, statsDelta{Conversions: 1, Revenue: in.Amount}); err != nil {
+				return err
+			}
+		}
+		if err := applyPendingStripe(tx, rec); err != nil {
+			return err
+		}
+		return enqueueConversionWebhook(tx, rec)
+	})
+	if err != nil {
+		return rec, false, err
+	}
+	if created && liveDelta.Conversions > 0 && s.live != nil {
+		s.live.add(rec.GetString(collections.FieldAffiliate), liveDelta)
+	}
+	return rec, created, nil
+}
+
+func (s *conversionService) validate(in conversionInput) validation.Errors {
+	errs := validation.Errors{}
+	switch {
+	case strings.TrimSpace(in.ExternalID) == "":
+		errs["external_id"] = validation.NewError("required", "The sale's id in your system is required (it makes retries safe).")
+	case len(in.ExternalID) > maxExternalID || strings.IndexFunc(in.ExternalID, unicode.IsControl) >= 0:
+		errs["external_id"] = validation.NewError("invalid", "At most 255 printable characters.")
+	}
+	switch {
+	case in.Amount <= 0:
+		errs["amount"] = validation.NewError("invalid_amount", "A positive integer of minor units (1999 for 19.99 USD).")
+	case in.Amount > money.MaxAmount:
+		errs["amount"] = validation.NewError("too_large", fmt.Sprintf("At most %d minor units.", money.MaxAmount))
+	}
+	if !money.ValidCurrency(in.Currency) {
+		errs["currency"] = validation.NewError("invalid_currency", "A three-letter ISO 4217 code, e.g. usd.")
+	}
+	if in.OccurredAt.After(s.now().Add(futureSkew)) {
+		errs["occurred_at"] = validation.NewError("in_future", "The sale cannot have happened in the future.")
+	}
+	if in.Metadata != nil {
+		if b, err := json.Marshal(in.Metadata); err != nil || len(b) > maxMetadataBytes {
+			errs["metadata"] = validation.NewError("too_large", "At most 16 KiB of JSON.")
+		}
+	}
+	switch in.Status {
+	case "", collections.ConversionApproved, collections.ConversionPending, collections.ConversionRejected:
+	default:
+		errs["status"] = validation.NewError("invalid_status", "One of approved, pending, rejected.")
+	}
+	if in.ClickID == "" && in.AffiliateCode == "" && in.Coupon == "" && in.Customer == "" {
+		errs["click_id"] = validation.NewError("required", "Give click_id, affiliate_code or coupon (or a returning customer).")
+	}
+	return errs
+}
+
+// attribute looks up every candidate the input names and lets attribution.Decide choose.
+func (s *conversionService) attribute(tx core.App, in conversionInput) (*collections.Program, attribution.Decision, error) {
+	var click *attribution.Click
+	var clickRecord *core.Record
+	if in.ClickID != "" {
+		if r, err := tx.FindRecordById(collections.Clicks, in.ClickID); err == nil {
+			clickRecord = r
+		}
+	}
+	var codeAffiliate *core.Record
+	if in.AffiliateCode != "" {
+		codeAffiliate, _ = tx.FindFirstRecordByData(collections.Affiliates, collections.FieldCode, in.AffiliateCode)
+	}
+
+	programID := in.ProgramID
+	if programID == "" {
+		switch {
+		case clickRecord != nil:
+			programID = clickRecord.GetString(collections.FieldProgram)
+		case codeAffiliate != nil:
+			programID = codeAffiliate.GetString(collections.FieldProgram)
+		}
+	}
+	var coupon *core.Record
+	if in.Coupon != "" {
+		filter, params := "code = {:code} && active = true", dbx.Params{"code": in.Coupon, "program": programID}
+		if programID != "" {
+			filter += " && program = {:program}"
+		}
+		if found, err := tx.FindRecordsByFilter(collections.Coupons, filter, "created", 2, 0, params); err == nil && len(found) == 1 {
+			coupon = found[0]
+			if programID == "" {
+				programID = coupon.GetString(collections.FieldProgram)
+			}
+		}
+	}
+	var program *collections.Program
+	var err error
+	if programID == "" {
+		program, err = collections.FindDefaultProgram(tx)
+	} else {
+		program, err = collections.FindProgram(tx, programID)
+	}
+	if err != nil {
+		return nil, attribution.Decision{}, fieldError("program", "unknown_program", "No such active program.")
+	}
+	if !program.Active() {
+		return nil, attribution.Decision{}, fieldError("program", "inactive_program", "The program is not active.")
+	}
+
+	recurring := program.GetString(collections.ProgramRecurring)
+	input := attribution.Input{
+		Program: attribution.Program{
+			ID: program.Id, CookieDays: program.CookieDays(),
+			FirstClick: program.GetString(collections.ProgramAttribution) == collections.AttributionFirstClick,
+			Sticky:     recurring == collections.RecurringMonths || recurring == collections.RecurringLifetime,
+		},
+		OccurredAt:    in.OccurredAt,
+		CustomerEmail: in.CustomerEmail,
+	}
+	if clickRecord != nil {
+		if click, err = s.clickCandidate(tx, clickRecord); err != nil {
+			return nil, attribution.Decision{}, err
+		}
+		input.Click = click
+		if input.Program.FirstClick && click.Visitor != "" {
+			if input.FirstClick, err = s.firstClick(tx, program, click.Visitor, in.OccurredAt); err != nil {
+				return nil, attribution.Decision{}, err
+			}
+		}
+	}
+	if codeAffiliate != nil && codeAffiliate.GetString(collections.FieldProgram) == program.Id {
+		input.AffiliateCode = affiliateCandidate(codeAffiliate)
+	}
+	if coupon != nil && coupon.GetString(collections.FieldProgram) == program.Id {
+		if a, err := tx.FindRecordById(collections.Affiliates, coupon.GetString(collections.FieldAffiliate)); err == nil {
+			input.Coupon = affiliateCandidate(a)
+		}
+	}
+	if in.Customer != "" && input.Program.Sticky {
+		first, err := tx.FindRecordsByFilter(collections.Conversions,
+			"program = {:program} && customer = {:customer} && status != 'rejected'", "occurred_at", 1, 0,
+			dbx.Params{"program": program.Id, "customer": in.Customer})
+		if err == nil && len(first) == 1 {
+			if a, err := tx.FindRecordById(collections.Affiliates, first[0].GetString(collections.FieldAffiliate)); err == nil {
+				input.Customer = affiliateCandidate(a)
+			}
+		}
+	}
+	d, err := attribution.Decide(input)
+	return program, d, err
+}
+
+func (s *conversionService) clickCandidate(tx core.App, r *core.Record) (*attribution.Click, error) {
+	a, err := tx.FindRecordById(collections.Affiliates, r.GetString(collections.FieldAffiliate))
+	if err != nil {
+		return nil, fmt.Errorf("click %s affiliate: %w", r.Id, err)
+	}
+	return &attribution.Click{
+		ID: r.Id, LinkID: r.GetString(collections.FieldLink), ProgramID: r.GetString(collections.FieldProgram),
+		Visitor: r.GetString(collections.ClickVisitor), Flag: r.GetString(collections.ClickFlag),
+		Created: r.GetDateTime(collections.FieldCreated).Time(), Affiliate: *affiliateCandidate(a),
+	}, nil
+}
+
+// firstClick is the visitor's earliest unflagged click in the program within the cookie window.
+func (s *conversionService) firstClick(tx core.App, program *collections.Program, visitor string, at time.Time) (*attribution.Click, error) {
+	since := at.AddDate(0, 0, -program.CookieDays())
+	found, err := tx.FindRecordsByFilter(collections.Clicks,
+		"program = {:program} && visitor = {:visitor} && flag = '' && created >= {:since}", "created", 1, 0,
+		dbx.Params{"program": program.Id, "visitor": visitor, "since": formatDateTime(since)})
+	if err != nil || len(found) == 0 {
+		return nil, err
+	}
+	return s.clickCandidate(tx, found[0])
+}
+
+func affiliateCandidate(a *core.Record) *attribution.Affiliate {
+	return &attribution.Affiliate{ID: a.Id, Email: a.Email(), Approved: a.GetString(collections.FieldStatus) == collections.AffiliateApproved}
+}
+
+func (s *conversionService) insert(tx core.App, in conversionInput, program *collections.Program, d attribution.Decision) (*core.Record, error) {
+	col, err := tx.FindCachedCollectionByNameOrId(collections.Conversions)
+	if err != nil {
+		return nil, err
+	}
+	status, reason := in.Status, ""
+	if status == "" {
+		status = collections.ConversionApproved
+	}
+	if d.Rejected {
+		status, reason = collections.ConversionRejected, d.Reason
+	}
+	paymentNumber := 1
+	if in.SubscriptionID != "" {
+		n, err := tx.CountRecords(collections.Conversions, dbx.HashExp{collections.ConversionSubscriptionID: in.SubscriptionID})
+		if err != nil {
+			return nil, err
+		}
+		paymentNumber = int(n) + 1
+	}
+	meta := map[string]any{}
+	for k, v := range in.Metadata {
+		meta[k] = v
+	}
+	meta["attribution"] = map[string]any{"path": d.Path, "skipped": d.Skipped}
+
+	r := core.NewRecord(col)
+	r.Load(map[string]any{
+		collections.FieldAffiliate:           d.AffiliateID,
+		collections.FieldProgram:             program.Id,
+		collections.ConversionClick:          d.ClickID,
+		collections.FieldLink:                d.LinkID,
+		collections.ConversionSource:         in.Source,
+		collections.ConversionExternalID:     in.ExternalID,
+		collections.ConversionCustomer:       in.Customer,
+		collections.FieldAmount:              in.Amount,
+		collections.FieldCurrency:            in.Currency,
+		collections.FieldStatus:              status,
+		collections.ConversionReason:         reason,
+		collections.ConversionOccurredAt:     in.OccurredAt.UTC(),
+		collections.ConversionSubscriptionID: in.SubscriptionID,
+		collections.ConversionPaymentNumber:  paymentNumber,
+		collections.ConversionPaymentIntent:  in.PaymentIntent,
+		collections.ConversionCharge:         in.Charge,
+		collections.ConversionMetadata:       meta,
+		collections.ConversionRefundedAmount: 0,
+	})
+	if err := tx.Save(r); err != nil {
+		return nil, fmt.Errorf("save conversion: %w", err)
+	}
+	return r, nil
+}
