@@ -5,7 +5,7 @@ HTTP           ?= 127.0.0.1:8090
 ADMIN_EMAIL    ?= admin@example.com
 ADMIN_PASSWORD ?= pbaffiliate-admin
 
-.PHONY: run demo build test bench fmt lint clean
+.PHONY: run demo build test bench fuzz fmt lint clean
 
 ## run: start the server on an embedded SQLite in $(DATA), with a superuser ready to log in
 run:
@@ -32,6 +32,13 @@ bench:
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 	$(GO) run ./internal/loadtest
+
+## fuzz: a short run of every fuzz target (CI runs it; go longer with FUZZTIME=5m)
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzParseDecimal$$' -fuzztime=$(FUZZTIME) ./hooks/internal/money
+	$(GO) test -run='^$$' -fuzz='^FuzzRoundTrip$$' -fuzztime=$(FUZZTIME) ./hooks/internal/money
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./hooks/internal/postback
 
 ## fmt: format the code
 fmt:

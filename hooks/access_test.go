@@ -18,7 +18,7 @@ var fx *pbatest.Fixture
 
 func TestMain(m *testing.M) {
 	var err error
-	fx, err = pbatest.NewFixture(hooks.Config{IPSalt: "test-salt"})
+	fx, err = pbatest.NewFixture(hooks.Config{IPSalt: "test-salt", WebhookAllowPrivateNetworks: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fixture:", err)
 		os.Exit(1)
@@ -258,4 +258,43 @@ func TestNoLeakThroughExpandOrFilter(t *testing.T) {
 
 func urlQuote(s string) string {
 	return strings.NewReplacer(" ", "%20", `"`, "%22", "=", "%3D", "@", "%40").Replace(s)
+}
+
+// TestAccessToConversionBookkeeping: coupons and webhook deliveries are the affiliate's own;
+// Stripe bookkeeping is for superusers only; none of them is writable through the API.
+func TestAccessToConversionBookkeeping(t *testing.T) {
+	for _, tc := range []struct {
+		collection, who string
+		status          int
+		has             string
+	}{
+		{"coupons", "A", 200, `"totalItems":0`},
+		{"coupons", "guest", 200, `"totalItems":0`},
+		{"webhook_deliveries", "B", 200, `"totalItems":0`},
+		{"stripe_events", "A", 403, `"status":403`},
+		{"stripe_events", "guest", 403, `"status":403`},
+		{"stripe_pending", "B", 403, `"status":403`},
+		{"stripe_events", "superuser", 200, `"totalItems":0`},
+	} {
+		token := map[string]string{"A": fx.A.Token, "B": fx.B.Token, "superuser": fx.Superuser.Token}[tc.who]
+		(&tests.ApiScenario{
+			Name: "list " + tc.collection + " as " + tc.who, Method: http.MethodGet,
+			URL: "/api/collections/" + tc.collection + "/records", Headers: authHeaders(token),
+			ExpectedStatus: tc.status, ExpectedContent: []string{tc.has}, TestAppFactory: fx.Factory(),
+		}).Test(t)
+	}
+	for _, collection := range []string{"coupons", "webhook_deliveries", "stripe_events", "stripe_pending"} {
+		(&tests.ApiScenario{
+			Name: "A creates in " + collection, Method: http.MethodPost,
+			URL: "/api/collections/" + collection + "/records", Headers: authHeaders(fx.A.Token),
+			Body: strings.NewReader(`{"code":"mine","affiliate":"` + fx.A.ID + `","program":"` + fx.ProgramP + `"}`), ExpectedStatus: 403,
+			ExpectedContent: []string{`"status":403`}, TestAppFactory: fx.Factory(),
+		}).Test(t)
+	}
+	(&tests.ApiScenario{
+		Name: "A cannot set its own webhook secret", Method: http.MethodPatch,
+		URL: "/api/collections/affiliates/records/" + fx.A.ID, Headers: authHeaders(fx.A.Token),
+		Body: strings.NewReader(`{"webhook_secret":"mine"}`), ExpectedStatus: 403,
+		ExpectedContent: []string{`"webhook_secret":{"code":"forbidden_field"`}, TestAppFactory: fx.Factory(),
+	}).Test(t)
 }

@@ -1,5 +1,202 @@
 package hooks
 
-import "github.com/pocketbase/pocketbase/core"
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
 
-func registerConversionRoutes(app core.App, conversions *conversionService) {}
+	validation "github.com/pocketbase/ozzo-validation/v4"
+	"github.com/pocketbase/pocketbase/apis"
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/attribution"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/postback"
+)
+
+// maxConversionBody bounds POST /api/pba/conversions (16 KiB of metadata plus the fields).
+const maxConversionBody = 64 << 10
+
+func registerConversionRoutes(app core.App, conversions *conversionService) {
+	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
+		se.Router.POST("/api/pba/conversions", func(e *core.RequestEvent) error {
+			return handleConversionAPI(e, conversions)
+		}).Bind(apis.BodyLimit(maxConversionBody))
+		se.Router.GET("/api/pba/postback", func(e *core.RequestEvent) error {
+			return handlePostback(e, conversions)
+		})
+		return se.Next()
+	})
+}
+
+// conversionBody is the JSON of POST /api/pba/conversions (DESIGN.md).
+type conversionBody struct {
+	Program        string          `json:"program"` // superusers only: id or slug
+	ClickID        string          `json:"click_id"`
+	AffiliateCode  string          `json:"affiliate_code"`
+	Coupon         string          `json:"coupon"`
+	ExternalID     string          `json:"external_id"`
+	Amount         json.Number     `json:"amount"`
+	Currency       string          `json:"currency"`
+	Customer       string          `json:"customer"`
+	CustomerEmail  string          `json:"customer_email"`
+	OccurredAt     string          `json:"occurred_at"`
+	Status         string          `json:"status"`
+	SubscriptionID string          `json:"subscription_id"`
+	Metadata       json.RawMessage `json:"metadata"`
+}
+
+// handleConversionAPI is POST /api/pba/conversions: 201 new, 200 duplicate, 409 conflicting
+// duplicate, 422 nobody to credit, 400 with per-field messages.
+func handleConversionAPI(e *core.RequestEvent, conversions *conversionService) error {
+	programID, err := conversionCaller(e)
+	if err != nil {
+		return err
+	}
+	raw, err := io.ReadAll(e.Request.Body)
+	if err != nil {
+		return e.BadRequestError("Could not read the body.", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	var body conversionBody
+	if err := dec.Decode(&body); err != nil {
+		return e.BadRequestError("The body must be a JSON object of the documented fields: "+jsonProblem(err), nil)
+	}
+	if programID == "" && body.Program != "" { // superuser choosing the program
+		p, err := e.App.FindFirstRecordByFilter(collections.Programs, "id = {:p} || slug = {:p}", map[string]any{"p": body.Program})
+		if err != nil {
+			return e.BadRequestError("Unknown program.", fieldError("program", "unknown_program", "No program has this id or slug."))
+		}
+		programID = p.Id
+	} else if programID != "" && body.Program != "" && body.Program != programID {
+		return e.BadRequestError("The program is the one of the secret.", fieldError("program", "forbidden", "Omit program when authenticating with a program secret."))
+	}
+
+	in := conversionInput{
+		ProgramID: programID, Source: collections.SourceAPI, ExternalID: strings.TrimSpace(body.ExternalID),
+		ClickID: strings.TrimSpace(body.ClickID), AffiliateCode: body.AffiliateCode, Coupon: body.Coupon,
+		Customer: strings.TrimSpace(body.Customer), CustomerEmail: strings.TrimSpace(body.CustomerEmail),
+		Currency: body.Currency, Status: strings.ToLower(strings.TrimSpace(body.Status)), SubscriptionID: body.SubscriptionID,
+	}
+	errs := validation.Errors{}
+	if body.Amount != "" {
+		n, err := body.Amount.Int64()
+		if err != nil {
+			errs["amount"] = validation.NewError("invalid_amount", "An integer of minor units (1999 for 19.99 USD), not a decimal.")
+		}
+		in.Amount = n
+	}
+	if body.OccurredAt != "" {
+		t, err := time.Parse(time.RFC3339, body.OccurredAt)
+		if err != nil {
+			errs["occurred_at"] = validation.NewError("invalid_time", "An RFC 3339 time such as 2026-11-24T10:00:00Z.")
+		}
+		in.OccurredAt = t
+	}
+	if len(body.Metadata) > 0 && string(body.Metadata) != "null" {
+		if err := json.Unmarshal(body.Metadata, &in.Metadata); err != nil {
+			errs["metadata"] = validation.NewError("invalid_metadata", "A JSON object.")
+		}
+	}
+	if len(errs) > 0 {
+		return e.BadRequestError("Invalid conversion.", errs)
+	}
+	return respondConversion(e, conversions, in)
+}
+
+// handlePostback is GET /api/pba/postback: the same as the API for servers that can only
+// call a URL, with the amount as a decimal string.
+func handlePostback(e *core.RequestEvent, conversions *conversionService) error {
+	req, problems := postback.Parse(e.Request.URL.Query())
+	if problems["key"] != "" {
+		return e.UnauthorizedError("The program's postback key is required.", fieldError("key", "required", problems["key"]))
+	}
+	program, ok := programBySecret(e.App, req.Key)
+	if !ok {
+		return e.UnauthorizedError("Unknown postback key.", fieldError("key", "invalid", "No program has this key."))
+	}
+	if len(problems) > 0 {
+		errs := validation.Errors{}
+		for field, msg := range problems {
+			errs[field] = validation.NewError("invalid_"+field, msg)
+		}
+		return e.BadRequestError("Invalid postback.", errs)
+	}
+	return respondConversion(e, conversions, conversionInput{
+		ProgramID: program, Source: collections.SourcePostback, ExternalID: req.TxID, ClickID: req.ClickID,
+		AffiliateCode: req.AffiliateCode, Coupon: req.Coupon, Customer: req.Customer, Amount: req.Amount,
+		Currency: req.Currency, Status: req.Status, OccurredAt: req.OccurredAt,
+	})
+}
+
+func respondConversion(e *core.RequestEvent, conversions *conversionService, in conversionInput) error {
+	rec, created, err := conversions.record(in)
+	var verrs validation.Errors
+	switch {
+	case errors.As(err, &verrs):
+		return e.BadRequestError("Invalid conversion.", verrs)
+	case errors.Is(err, attribution.ErrNoAttribution):
+		return e.Error(http.StatusUnprocessableEntity, "No affiliate can be credited with this sale; nothing was stored.",
+			fieldError("click_id", "no_attribution", "The click, affiliate code and coupon are unknown, expired, flagged or not approved."))
+	case errors.Is(err, errConversionConflict):
+		return e.Error(http.StatusConflict, "This external_id was already recorded with another amount or currency.",
+			fieldError("external_id", "conflict", fmt.Sprintf("Recorded as %d %s.", rec.GetInt(collections.FieldAmount), rec.GetString(collections.FieldCurrency))))
+	case err != nil:
+		return e.InternalServerError("", err)
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return e.JSON(status, rec)
+}
+
+// conversionCaller authenticates the sender: a superuser (program chosen in the body), or a
+// program's postback secret as a Bearer token (the program is the secret's).
+func conversionCaller(e *core.RequestEvent) (string, error) {
+	if e.HasSuperuserAuth() {
+		return "", nil
+	}
+	token, ok := strings.CutPrefix(e.Request.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		return "", e.UnauthorizedError("Send the program's postback secret as `Authorization: Bearer <secret>`.", nil)
+	}
+	program, ok := programBySecret(e.App, strings.TrimSpace(token))
+	if !ok {
+		return "", e.UnauthorizedError("Unknown program secret.", nil)
+	}
+	return program, nil
+}
+
+// programBySecret finds the program whose postback secret is secret, comparing in constant
+// time so the response time says nothing about how much of a guess was right.
+func programBySecret(app core.App, secret string) (string, bool) {
+	programs, err := app.FindAllRecords(collections.Programs)
+	if err != nil || secret == "" {
+		return "", false
+	}
+	found := ""
+	for _, p := range programs {
+		if subtle.ConstantTimeCompare([]byte(p.GetString(collections.ProgramPostbackSecret)), []byte(secret)) == 1 {
+			found = p.Id
+		}
+	}
+	return found, found != ""
+}
+
+// jsonProblem turns a decoding error into a message that names the field when it can.
+func jsonProblem(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		return fmt.Sprintf("%q has the wrong type (want %s)", typeErr.Field, typeErr.Type)
+	}
+	return err.Error()
+}

@@ -60,6 +60,10 @@ type Config struct {
 	ClickBatchWait      time.Duration
 	ClickQueueSize      int
 	ClickEnqueueTimeout time.Duration
+
+	// WebhookAllowPrivateNetworks lets affiliate webhooks reach loopback and private addresses;
+	// off in production so a webhook_url cannot probe the server's own network.
+	WebhookAllowPrivateNetworks bool
 }
 
 // Defaults of the tunables, used where the environment leaves them unset.
@@ -90,6 +94,8 @@ func ConfigFromEnv() Config {
 		ClickBatchWait:      envDuration("PBA_CLICK_BATCH_WAIT", DefaultClickBatchWait),
 		ClickQueueSize:      envInt("PBA_CLICK_QUEUE_SIZE", DefaultClickQueueSize),
 		ClickEnqueueTimeout: envDuration("PBA_CLICK_ENQUEUE_TIMEOUT", DefaultClickEnqueueTimeout),
+
+		WebhookAllowPrivateNetworks: os.Getenv("PBA_WEBHOOK_ALLOW_PRIVATE") == "true",
 	}
 }
 
@@ -161,6 +167,7 @@ func Register(app core.App, cfg Config) error {
 	registerPrograms(app)
 	registerAffiliates(app)
 	registerLinks(app)
+	registerCoupons(app)
 	tracking := registerTracking(app, cfg)
 	conversions := newConversionService(app, tracking.live)
 	registerConversionRoutes(app, conversions)

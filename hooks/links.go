@@ -80,3 +80,16 @@ func registerLinks(app core.App) {
 		return e.Next()
 	})
 }
+
+// registerCoupons keeps a coupon inside its affiliate's program, so a code can never credit an
+// affiliate with a sale of a program it does not belong to.
+func registerCoupons(app core.App) {
+	app.OnRecordValidate(collections.Coupons).BindFunc(func(e *core.RecordEvent) error {
+		e.Record.Set(collections.FieldCode, strings.ToLower(strings.TrimSpace(e.Record.GetString(collections.FieldCode))))
+		a, err := collections.FindAffiliate(e.App, e.Record.GetString(collections.FieldAffiliate))
+		if err != nil || a.ProgramID() != e.Record.GetString(collections.FieldProgram) {
+			return fieldError(collections.FieldAffiliate, "program_mismatch", "The affiliate must belong to the coupon's program.")
+		}
+		return e.Next()
+	})
+}

@@ -1,0 +1,615 @@
+package hooks_test
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tests"
+	"github.com/stripe/stripe-go/v76/webhook"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
+)
+
+const (
+	stripeTestSecret      = "whsec_test"
+	stripeTestWebhookPath = "/api/pba/stripe/webhook"
+)
+
+// stripeEnv is one served test app that receives signed Stripe events.
+type stripeEnv struct {
+	t       *testing.T
+	app     *tests.TestApp
+	handler http.Handler
+}
+
+func newStripeEnv(t *testing.T, cfg hooks.Config) *stripeEnv {
+	t.Helper()
+	app := fx.AppWith(t, cfg)
+	env := &stripeEnv{t: t, app: app, handler: pbatest.Serve(t, app)}
+	t.Cleanup(app.Cleanup)
+	return env
+}
+
+func newStripe(t *testing.T) *stripeEnv {
+	t.Helper()
+	return newStripeEnv(t, hooks.Config{IPSalt: "s", StripeWebhookSecret: stripeTestSecret})
+}
+
+// stripeEvent is an event as Stripe sends it (API version 2023-10-16, references as bare ids).
+func stripeEvent(id, typ string, object map[string]any) []byte {
+	b, err := json.Marshal(map[string]any{
+		"id": id, "object": "event", "api_version": "2023-10-16", "created": time.Now().Unix(),
+		"livemode": false, "type": typ, "data": map[string]any{"object": object},
+	})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// stripeResponse is the webhook's answer.
+type stripeResponse struct {
+	status int
+	body   map[string]any
+	raw    string
+}
+
+// postRaw sends body with the given Stripe-Signature header ("" = none).
+func (s *stripeEnv) postRaw(body []byte, signature string) stripeResponse {
+	s.t.Helper()
+	req := httptest.NewRequest(http.MethodPost, stripeTestWebhookPath, strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	if signature != "" {
+		req.Header.Set("Stripe-Signature", signature)
+	}
+	rec := httptest.NewRecorder()
+	s.handler.ServeHTTP(rec, req)
+	res := stripeResponse{status: rec.Code, raw: rec.Body.String()}
+	_ = json.Unmarshal(rec.Body.Bytes(), &res.body)
+	return res
+}
+
+// send signs body with the configured secret now and posts it, expecting 200.
+func (s *stripeEnv) send(body []byte) stripeResponse {
+	s.t.Helper()
+	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: stripeTestSecret, Timestamp: time.Now()})
+	res := s.postRaw(signed.Payload, signed.Header)
+	if res.status != http.StatusOK {
+		s.t.Fatalf("status %d, want 200: %s", res.status, res.raw)
+	}
+	return res
+}
+
+func (s *stripeEnv) stripeConversions(filter string, params ...dbx.Params) []*core.Record {
+	s.t.Helper()
+	if filter == "" {
+		filter = "source = 'stripe'"
+	} else {
+		filter = "source = 'stripe' && (" + filter + ")"
+	}
+	rows, err := s.app.FindRecordsByFilter(collections.Conversions, filter, "created", 0, 0, params...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return rows
+}
+
+// conversion is the one Stripe conversion with externalID.
+func (s *stripeEnv) conversion(externalID string) *core.Record {
+	s.t.Helper()
+	rows := s.stripeConversions("external_id = {:id}", dbx.Params{"id": externalID})
+	if len(rows) != 1 {
+		s.t.Fatalf("%d conversions with external_id %s, want 1", len(rows), externalID)
+	}
+	return rows[0]
+}
+
+func (s *stripeEnv) count(collection string) int64 {
+	s.t.Helper()
+	n, err := s.app.CountRecords(collection)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return n
+}
+
+func (s *stripeEnv) outcome(eventID string) string {
+	s.t.Helper()
+	r, err := s.app.FindFirstRecordByData(collections.StripeEvents, "event_id", eventID)
+	if err != nil {
+		s.t.Fatalf("stripe event %s not stored: %v", eventID, err)
+	}
+	return r.GetString("outcome")
+}
+
+func (s *stripeEnv) affiliateCode(id string) string {
+	s.t.Helper()
+	r, err := s.app.FindRecordById(collections.Affiliates, id)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return r.GetString(collections.FieldCode)
+}
+
+func (s *stripeEnv) update(collection, id string, data map[string]any) {
+	s.t.Helper()
+	r, err := s.app.FindRecordById(collection, id)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	r.Load(data)
+	if err := s.app.Save(r); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// stripeCheckoutPayment is a paid one-off Checkout Session credited to click.
+func stripeCheckoutPayment(session, paymentIntent, click string, amount int64) map[string]any {
+	return map[string]any{
+		"id": session, "object": "checkout.session", "mode": "payment", "payment_status": "paid",
+		"status": "complete", "amount_total": amount, "currency": "usd", "client_reference_id": click,
+		"payment_intent": paymentIntent, "customer": "cus_" + session,
+		"customer_details": map[string]any{"email": "buyer-" + session + "@example.net"},
+	}
+}
+
+// stripeCheckoutSubscription is a paid subscription Checkout Session with its first invoice.
+func stripeCheckoutSubscription(session, invoice, subscription, customer, click string, amount int64) map[string]any {
+	return map[string]any{
+		"id": session, "object": "checkout.session", "mode": "subscription", "payment_status": "paid",
+		"status": "complete", "amount_total": amount, "currency": "usd", "client_reference_id": click,
+		"invoice": invoice, "subscription": subscription, "customer": customer,
+		"customer_details": map[string]any{"email": "subscriber@example.net"},
+	}
+}
+
+func stripeInvoicePaid(invoice, subscription, customer, charge, reason string, amount int64, subMeta map[string]string) map[string]any {
+	return map[string]any{
+		"id": invoice, "object": "invoice", "status": "paid", "paid": true, "amount_paid": amount, "currency": "usd",
+		"customer": customer, "customer_email": "subscriber@example.net", "subscription": subscription,
+		"billing_reason": reason, "charge": charge, "payment_intent": "pi_" + invoice,
+		"subscription_details": map[string]any{"metadata": subMeta}, "metadata": map[string]string{},
+	}
+}
+
+func stripeChargeRefunded(charge, paymentIntent, invoice string, amount, refunded int64) map[string]any {
+	obj := map[string]any{
+		"id": charge, "object": "charge", "amount": amount, "amount_refunded": refunded, "currency": "usd",
+		"refunded": refunded >= amount, "payment_intent": paymentIntent,
+	}
+	if invoice != "" {
+		obj["invoice"] = invoice
+	}
+	return obj
+}
+
+func stripeDispute(id, charge, paymentIntent string) map[string]any {
+	obj := map[string]any{"id": id, "object": "dispute", "amount": 1000, "currency": "usd", "charge": charge, "status": "needs_response"}
+	if paymentIntent != "" {
+		obj["payment_intent"] = paymentIntent
+	}
+	return obj
+}
+
+func stripeWantString(t *testing.T, what, got, want string) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s = %q, want %q", what, got, want)
+	}
+}
+
+func stripeWantInt(t *testing.T, what string, got, want int) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s = %d, want %d", what, got, want)
+	}
+}
+
+func stripeWantPrefix(t *testing.T, what, got, prefix string) {
+	t.Helper()
+	if !strings.HasPrefix(got, prefix) {
+		t.Errorf("%s = %q, want prefix %q", what, got, prefix)
+	}
+}
+
+func TestStripeCheckoutCompleted(t *testing.T) {
+	s := newStripe(t)
+
+	t.Run("client_reference_id credits the click", func(t *testing.T) {
+		res := s.send(stripeEvent("evt_cs1", "checkout.session.completed", stripeCheckoutPayment("cs_1", "pi_1", fx.RowsA.Click, 4900)))
+		stripeWantPrefix(t, "response outcome", res.body["outcome"].(string), "recorded conversion")
+		c := s.conversion("pi_1")
+		stripeWantString(t, "affiliate", c.GetString("affiliate"), fx.A.ID)
+		stripeWantString(t, "click", c.GetString("click"), fx.RowsA.Click)
+		stripeWantString(t, "link", c.GetString("link"), fx.RowsA.Link)
+		stripeWantString(t, "program", c.GetString("program"), fx.ProgramP)
+		stripeWantString(t, "status", c.GetString("status"), collections.ConversionApproved)
+		stripeWantString(t, "customer", c.GetString("customer"), "cus_cs_1")
+		stripeWantString(t, "stripe_payment_intent", c.GetString("stripe_payment_intent"), "pi_1")
+		stripeWantString(t, "currency", c.GetString("currency"), "usd")
+		stripeWantInt(t, "amount", c.GetInt("amount"), 4900)
+		stripeWantInt(t, "payment_number", c.GetInt("payment_number"), 1)
+		stripeWantPrefix(t, "stored outcome", s.outcome("evt_cs1"), "recorded conversion "+c.Id)
+		if at := c.GetDateTime("occurred_at").Time(); time.Since(at) > time.Minute {
+			t.Errorf("occurred_at = %v, want the event's created time", at)
+		}
+	})
+
+	t.Run("metadata pba_affiliate credits the affiliate code", func(t *testing.T) {
+		obj := stripeCheckoutPayment("cs_2", "pi_2", "", 1500)
+		obj["metadata"] = map[string]string{"pba_affiliate": s.affiliateCode(fx.B.ID)}
+		s.send(stripeEvent("evt_cs2", "checkout.session.completed", obj))
+		c := s.conversion("pi_2")
+		stripeWantString(t, "affiliate", c.GetString("affiliate"), fx.B.ID)
+		stripeWantString(t, "click", c.GetString("click"), "")
+	})
+
+	t.Run("unpaid session waits for async_payment_succeeded", func(t *testing.T) {
+		obj := stripeCheckoutPayment("cs_3", "pi_3", fx.RowsA.Click, 2500)
+		obj["payment_status"] = "unpaid"
+		s.send(stripeEvent("evt_cs3", "checkout.session.completed", obj))
+		stripeWantString(t, "outcome", s.outcome("evt_cs3"), `ignored: payment_status "unpaid"`)
+		if n := len(s.stripeConversions("external_id = 'pi_3'")); n != 0 {
+			t.Fatalf("%d conversions for an unpaid session", n)
+		}
+		obj["payment_status"] = "paid"
+		s.send(stripeEvent("evt_cs3_paid", "checkout.session.async_payment_succeeded", obj))
+		stripeWantString(t, "affiliate", s.conversion("pi_3").GetString("affiliate"), fx.A.ID)
+	})
+
+	t.Run("no attribution is acknowledged and remembered", func(t *testing.T) {
+		obj := stripeCheckoutPayment("cs_4", "pi_4", "", 1000)
+		delete(obj, "customer")
+		res := s.send(stripeEvent("evt_cs4", "checkout.session.completed", obj))
+		stripeWantString(t, "response outcome", res.body["outcome"].(string), "ignored: no attribution")
+		stripeWantString(t, "stored outcome", s.outcome("evt_cs4"), "ignored: no attribution")
+		if n := len(s.stripeConversions("external_id = 'pi_4'")); n != 0 {
+			t.Fatalf("%d conversions without attribution", n)
+		}
+		if res := s.send(stripeEvent("evt_cs4", "checkout.session.completed", obj)); res.body["duplicate"] != true {
+			t.Errorf("redelivery of an ignored event: %s, want duplicate", res.raw)
+		}
+	})
+
+	t.Run("wrong currency is acknowledged as invalid", func(t *testing.T) {
+		obj := stripeCheckoutPayment("cs_5", "pi_5", fx.RowsA.Click, 1000)
+		obj["currency"] = "eur"
+		s.send(stripeEvent("evt_cs5", "checkout.session.completed", obj))
+		stripeWantPrefix(t, "outcome", s.outcome("evt_cs5"), "ignored: invalid: currency")
+		if n := len(s.stripeConversions("external_id = 'pi_5'")); n != 0 {
+			t.Fatalf("%d conversions in the wrong currency", n)
+		}
+	})
+
+	t.Run("zero amount is ignored", func(t *testing.T) {
+		obj := stripeCheckoutPayment("cs_6", "pi_6", fx.RowsA.Click, 0)
+		obj["payment_status"] = "no_payment_required"
+		s.send(stripeEvent("evt_cs6", "checkout.session.completed", obj))
+		stripeWantString(t, "outcome", s.outcome("evt_cs6"), "ignored: zero amount")
+	})
+}
+
+func TestStripeInvoicePaidStickyCustomer(t *testing.T) {
+	s := newStripe(t)
+	s.update(collections.Programs, fx.ProgramP, map[string]any{collections.ProgramRecurring: collections.RecurringLifetime})
+
+	s.send(stripeEvent("evt_sub_cs", "checkout.session.completed",
+		stripeCheckoutSubscription("cs_sub", "in_1", "sub_1", "cus_sub", fx.RowsA.Click, 2000)))
+	first := s.conversion("in_1")
+	stripeWantString(t, "first affiliate", first.GetString("affiliate"), fx.A.ID)
+	stripeWantString(t, "first subscription_id", first.GetString("subscription_id"), "sub_1")
+	stripeWantInt(t, "first payment_number", first.GetInt("payment_number"), 1)
+
+	// The first invoice is the checkout's payment: a duplicate that completes the charge id.
+	res := s.send(stripeEvent("evt_in_1", "invoice.paid", stripeInvoicePaid("in_1", "sub_1", "cus_sub", "ch_1", "subscription_create", 2000, nil)))
+	stripeWantPrefix(t, "first invoice outcome", res.body["outcome"].(string), "duplicate of conversion "+first.Id)
+	if n := len(s.stripeConversions("subscription_id = 'sub_1'")); n != 1 {
+		t.Fatalf("%d conversions after the first invoice, want 1", n)
+	}
+	stripeWantString(t, "backfilled charge", s.conversion("in_1").GetString("stripe_charge"), "ch_1")
+
+	// The renewal names no affiliate: the customer's first affiliate gets it.
+	s.send(stripeEvent("evt_in_2", "invoice.paid", stripeInvoicePaid("in_2", "sub_1", "cus_sub", "ch_2", "subscription_cycle", 2000, nil)))
+	second := s.conversion("in_2")
+	stripeWantString(t, "renewal affiliate", second.GetString("affiliate"), fx.A.ID)
+	stripeWantInt(t, "renewal payment_number", second.GetInt("payment_number"), 2)
+	stripeWantString(t, "renewal subscription_id", second.GetString("subscription_id"), "sub_1")
+	stripeWantString(t, "renewal customer", second.GetString("customer"), "cus_sub")
+	stripeWantString(t, "renewal charge", second.GetString("stripe_charge"), "ch_2")
+	stripeWantString(t, "renewal payment intent", second.GetString("stripe_payment_intent"), "pi_in_2")
+	if path := second.GetString("metadata"); !strings.Contains(path, `"path":"customer"`) {
+		t.Errorf("renewal metadata = %s, want attribution path customer", path)
+	}
+}
+
+func TestStripeInvoicePaidBeforeCheckout(t *testing.T) {
+	s := newStripe(t)
+	meta := map[string]string{"pba_affiliate": s.affiliateCode(fx.B.ID)}
+	s.send(stripeEvent("evt_in_first", "invoice.paid", stripeInvoicePaid("in_9", "sub_9", "cus_9", "ch_9", "subscription_create", 3000, meta)))
+	c := s.conversion("in_9")
+	stripeWantString(t, "affiliate", c.GetString("affiliate"), fx.B.ID)
+
+	res := s.send(stripeEvent("evt_cs_late", "checkout.session.completed",
+		stripeCheckoutSubscription("cs_9", "in_9", "sub_9", "cus_9", "", 3000)))
+	stripeWantPrefix(t, "checkout outcome", res.body["outcome"].(string), "duplicate of conversion "+c.Id)
+	if n := len(s.stripeConversions("subscription_id = 'sub_9'")); n != 1 {
+		t.Fatalf("%d conversions for one first invoice, want 1", n)
+	}
+}
+
+func TestStripeInvoicePaidNothingPaid(t *testing.T) {
+	s := newStripe(t)
+	s.send(stripeEvent("evt_in_zero", "invoice.paid", stripeInvoicePaid("in_0", "sub_0", "cus_0", "", "subscription_create", 0, nil)))
+	stripeWantString(t, "outcome", s.outcome("evt_in_zero"), "ignored: nothing paid")
+}
+
+func TestStripePaymentIntentSucceeded(t *testing.T) {
+	s := newStripe(t)
+	pi := func(id string, meta map[string]string) map[string]any {
+		return map[string]any{"id": id, "object": "payment_intent", "status": "succeeded", "amount": 7000,
+			"amount_received": 7000, "currency": "usd", "customer": "cus_" + id, "latest_charge": "ch_" + id, "metadata": meta}
+	}
+
+	s.send(stripeEvent("evt_pi_1", "payment_intent.succeeded", pi("pi_m1", map[string]string{"pba_click": fx.RowsB.Click})))
+	c := s.conversion("pi_m1")
+	stripeWantString(t, "affiliate", c.GetString("affiliate"), fx.B.ID)
+	stripeWantString(t, "click", c.GetString("click"), fx.RowsB.Click)
+	stripeWantString(t, "payment intent", c.GetString("stripe_payment_intent"), "pi_m1")
+	stripeWantString(t, "charge", c.GetString("stripe_charge"), "ch_pi_m1")
+	stripeWantInt(t, "amount", c.GetInt("amount"), 7000)
+
+	s.send(stripeEvent("evt_pi_2", "payment_intent.succeeded", pi("pi_m2", nil)))
+	stripeWantString(t, "untagged outcome", s.outcome("evt_pi_2"), "ignored: payment intent without pba metadata")
+
+	withInvoice := pi("pi_m3", map[string]string{"pba_click": fx.RowsB.Click})
+	withInvoice["invoice"] = "in_m3"
+	s.send(stripeEvent("evt_pi_3", "payment_intent.succeeded", withInvoice))
+	stripeWantString(t, "invoice outcome", s.outcome("evt_pi_3"), "ignored: invoice payment (recorded by invoice.paid)")
+	if n := len(s.stripeConversions("")); n != 1 {
+		t.Errorf("%d stripe conversions, want 1", n)
+	}
+}
+
+func TestStripeRefundAfterSale(t *testing.T) {
+	s := newStripe(t)
+	s.send(stripeEvent("evt_sale", "checkout.session.completed", stripeCheckoutPayment("cs_r", "pi_r", fx.RowsA.Click, 5000)))
+
+	s.send(stripeEvent("evt_ref_1", "charge.refunded", stripeChargeRefunded("ch_r", "pi_r", "", 5000, 2000)))
+	c := s.conversion("pi_r")
+	stripeWantString(t, "status after partial refund", c.GetString("status"), collections.ConversionApproved)
+	stripeWantInt(t, "refunded_amount after partial refund", c.GetInt("refunded_amount"), 2000)
+
+	s.send(stripeEvent("evt_ref_2", "charge.refunded", stripeChargeRefunded("ch_r", "pi_r", "", 5000, 5000)))
+	c = s.conversion("pi_r")
+	stripeWantString(t, "status after full refund", c.GetString("status"), collections.ConversionRefunded)
+	stripeWantInt(t, "refunded_amount after full refund", c.GetInt("refunded_amount"), 5000)
+	stripeWantPrefix(t, "outcome", s.outcome("evt_ref_2"), "refunded 5000 of conversion "+c.Id)
+}
+
+func TestStripeRefundBeforeSale(t *testing.T) {
+	s := newStripe(t)
+
+	t.Run("full", func(t *testing.T) {
+		s.send(stripeEvent("evt_early_ref", "charge.refunded", stripeChargeRefunded("ch_e", "pi_e", "", 3000, 3000)))
+		stripeWantPrefix(t, "outcome", s.outcome("evt_early_ref"), "pending: refund")
+		if n := s.count(collections.StripePending); n != 1 {
+			t.Fatalf("%d pending adjustments, want 1", n)
+		}
+		s.send(stripeEvent("evt_late_sale", "checkout.session.completed", stripeCheckoutPayment("cs_e", "pi_e", fx.RowsA.Click, 3000)))
+		c := s.conversion("pi_e")
+		stripeWantString(t, "status", c.GetString("status"), collections.ConversionRefunded)
+		stripeWantInt(t, "refunded_amount", c.GetInt("refunded_amount"), 3000)
+		if n := s.count(collections.StripePending); n != 0 {
+			t.Errorf("%d pending adjustments left, want 0", n)
+		}
+	})
+
+	t.Run("partial", func(t *testing.T) {
+		s.send(stripeEvent("evt_early_part", "charge.refunded", stripeChargeRefunded("ch_p", "pi_p", "", 3000, 1000)))
+		s.send(stripeEvent("evt_late_part", "checkout.session.completed", stripeCheckoutPayment("cs_p", "pi_p", fx.RowsA.Click, 3000)))
+		c := s.conversion("pi_p")
+		stripeWantString(t, "status", c.GetString("status"), collections.ConversionApproved)
+		stripeWantInt(t, "refunded_amount", c.GetInt("refunded_amount"), 1000)
+	})
+
+	t.Run("subscription invoice", func(t *testing.T) {
+		s.send(stripeEvent("evt_early_inv", "charge.refunded", stripeChargeRefunded("ch_i", "pi_i", "in_i", 2000, 2000)))
+		s.send(stripeEvent("evt_late_inv", "checkout.session.completed",
+			stripeCheckoutSubscription("cs_i", "in_i", "sub_i", "cus_i", fx.RowsA.Click, 2000)))
+		c := s.conversion("in_i")
+		stripeWantString(t, "status", c.GetString("status"), collections.ConversionRefunded)
+		stripeWantInt(t, "refunded_amount", c.GetInt("refunded_amount"), 2000)
+	})
+}
+
+func TestStripeDispute(t *testing.T) {
+	s := newStripe(t)
+
+	t.Run("after the sale", func(t *testing.T) {
+		s.send(stripeEvent("evt_d1_sale", "checkout.session.completed", stripeCheckoutPayment("cs_d1", "pi_d1", fx.RowsA.Click, 4000)))
+		s.send(stripeEvent("evt_d1", "charge.dispute.created", stripeDispute("dp_1", "ch_d1", "pi_d1")))
+		c := s.conversion("pi_d1")
+		stripeWantString(t, "status", c.GetString("status"), collections.ConversionPending)
+		stripeWantString(t, "reason", c.GetString("reason"), collections.ReasonDispute)
+	})
+
+	t.Run("before the sale", func(t *testing.T) {
+		s.send(stripeEvent("evt_d2", "charge.dispute.created", stripeDispute("dp_2", "ch_d2", "pi_d2")))
+		stripeWantString(t, "outcome", s.outcome("evt_d2"), "pending: dispute for an unrecorded sale")
+		s.send(stripeEvent("evt_d2_sale", "checkout.session.completed", stripeCheckoutPayment("cs_d2", "pi_d2", fx.RowsA.Click, 4000)))
+		c := s.conversion("pi_d2")
+		stripeWantString(t, "status", c.GetString("status"), collections.ConversionPending)
+		stripeWantString(t, "reason", c.GetString("reason"), collections.ReasonDispute)
+	})
+
+	t.Run("subscription sale found through the invoice's charge", func(t *testing.T) {
+		s.send(stripeEvent("evt_d3_cs", "checkout.session.completed",
+			stripeCheckoutSubscription("cs_d3", "in_d3", "sub_d3", "cus_d3", fx.RowsA.Click, 2000)))
+		// The dispute names only the charge, which the checkout session did not know yet.
+		s.send(stripeEvent("evt_d3", "charge.dispute.created", stripeDispute("dp_3", "ch_d3", "")))
+		stripeWantString(t, "status before the invoice", s.conversion("in_d3").GetString("status"), collections.ConversionApproved)
+		s.send(stripeEvent("evt_d3_in", "invoice.paid", stripeInvoicePaid("in_d3", "sub_d3", "cus_d3", "ch_d3", "subscription_create", 2000, nil)))
+		c := s.conversion("in_d3")
+		stripeWantString(t, "status", c.GetString("status"), collections.ConversionPending)
+		stripeWantString(t, "reason", c.GetString("reason"), collections.ReasonDispute)
+		if n := s.count(collections.StripePending); n != 0 {
+			t.Errorf("%d pending adjustments left, want 0", n)
+		}
+	})
+}
+
+func TestStripeAccountUpdated(t *testing.T) {
+	s := newStripe(t)
+	s.update(collections.Affiliates, fx.A.ID, map[string]any{collections.AffiliateStripeAccountID: "acct_A"})
+	account := func(id string, enabled bool) map[string]any {
+		return map[string]any{"id": id, "object": "account", "type": "express", "payouts_enabled": enabled, "charges_enabled": enabled}
+	}
+
+	s.send(stripeEvent("evt_acct_1", "account.updated", account("acct_A", true)))
+	a, err := s.app.FindRecordById(collections.Affiliates, fx.A.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.GetBool(collections.AffiliatePayoutsEnabled) {
+		t.Fatalf("payouts_enabled = false after account.updated, want true")
+	}
+	b, err := s.app.FindRecordById(collections.Affiliates, fx.B.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.GetBool(collections.AffiliatePayoutsEnabled) {
+		t.Errorf("B's payouts_enabled changed by A's account")
+	}
+
+	s.send(stripeEvent("evt_acct_2", "account.updated", account("acct_A", false)))
+	if a, _ = s.app.FindRecordById(collections.Affiliates, fx.A.ID); a.GetBool(collections.AffiliatePayoutsEnabled) {
+		t.Errorf("payouts_enabled = true after the account was restricted, want false")
+	}
+
+	s.send(stripeEvent("evt_acct_3", "account.updated", account("acct_unknown", true)))
+	stripeWantString(t, "outcome", s.outcome("evt_acct_3"), "ignored: unknown account")
+}
+
+func TestStripeSignatureRejected(t *testing.T) {
+	s := newStripe(t)
+	body := stripeEvent("evt_sig", "checkout.session.completed", stripeCheckoutPayment("cs_sig", "pi_sig", fx.RowsA.Click, 1000))
+	sign := func(secret string, at time.Time) string {
+		return webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: at}).Header
+	}
+	tampered := []byte(strings.Replace(string(body), `"amount_total":1000`, `"amount_total":999999`, 1))
+	if string(tampered) == string(body) {
+		t.Fatal("tampering did not change the body")
+	}
+
+	for _, tc := range []struct {
+		name      string
+		body      []byte
+		signature string
+	}{
+		{"tampered body", tampered, sign(stripeTestSecret, time.Now())},
+		{"wrong secret", body, sign("whsec_other", time.Now())},
+		{"expired timestamp", body, sign(stripeTestSecret, time.Now().Add(-10*time.Minute))},
+		{"no signature", body, ""},
+		{"garbage signature", body, "t=123,v1=zz"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := s.postRaw(tc.body, tc.signature)
+			if res.status != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400: %s", res.status, res.raw)
+			}
+			if !strings.Contains(res.raw, "signature") {
+				t.Errorf("body %s does not mention the signature", res.raw)
+			}
+		})
+	}
+	if n := len(s.stripeConversions("")); n != 0 {
+		t.Errorf("%d stripe conversions after rejected deliveries, want 0", n)
+	}
+	if n := s.count(collections.StripeEvents); n != 0 {
+		t.Errorf("%d stripe events after rejected deliveries, want 0", n)
+	}
+}
+
+func TestStripeDuplicateEvent(t *testing.T) {
+	s := newStripe(t)
+	body := stripeEvent("evt_dup", "checkout.session.completed", stripeCheckoutPayment("cs_dup", "pi_dup", fx.RowsA.Click, 1200))
+
+	first := s.send(body)
+	if first.body["duplicate"] == true {
+		t.Fatalf("first delivery answered duplicate: %s", first.raw)
+	}
+	second := s.send(body)
+	if second.body["duplicate"] != true {
+		t.Fatalf("second delivery: %s, want duplicate", second.raw)
+	}
+	if n := len(s.stripeConversions("")); n != 1 {
+		t.Errorf("%d stripe conversions, want 1", n)
+	}
+	if n := s.count(collections.StripeEvents); n != 1 {
+		t.Errorf("%d stripe events, want 1", n)
+	}
+}
+
+func TestStripeUnknownEventIgnored(t *testing.T) {
+	s := newStripe(t)
+	res := s.send(stripeEvent("evt_unknown", "customer.created", map[string]any{"id": "cus_x", "object": "customer"}))
+	stripeWantString(t, "response outcome", res.body["outcome"].(string), "ignored: customer.created")
+	stripeWantString(t, "stored outcome", s.outcome("evt_unknown"), "ignored: customer.created")
+}
+
+func TestStripeMissingSecret(t *testing.T) {
+	s := newStripeEnv(t, hooks.Config{IPSalt: "s"})
+	body := stripeEvent("evt_nosecret", "checkout.session.completed", stripeCheckoutPayment("cs_ns", "pi_ns", fx.RowsA.Click, 1000))
+	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: stripeTestSecret, Timestamp: time.Now()})
+	res := s.postRaw(signed.Payload, signed.Header)
+	if res.status != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503: %s", res.status, res.raw)
+	}
+	if !strings.Contains(res.raw, "STRIPE_WEBHOOK_SECRET") {
+		t.Errorf("body %s does not name STRIPE_WEBHOOK_SECRET", res.raw)
+	}
+	if n := s.count(collections.StripeEvents); n != 0 {
+		t.Errorf("%d stripe events, want 0", n)
+	}
+}
+
+// A failure after the sale was written rolls everything back, so Stripe's retry records it.
+func TestStripeFailureRollsBackForRetry(t *testing.T) {
+	s := newStripe(t)
+	var fail atomic.Bool
+	fail.Store(true)
+	s.app.OnRecordCreate(collections.StripeEvents).BindFunc(func(e *core.RecordEvent) error {
+		if fail.Load() {
+			return errors.New("disk full")
+		}
+		return e.Next()
+	})
+	body := stripeEvent("evt_crash", "checkout.session.completed", stripeCheckoutPayment("cs_crash", "pi_crash", fx.RowsA.Click, 1000))
+	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: stripeTestSecret, Timestamp: time.Now()})
+	if res := s.postRaw(signed.Payload, signed.Header); res.status != http.StatusInternalServerError {
+		t.Fatalf("status %d, want 500: %s", res.status, res.raw)
+	}
+	if n := len(s.stripeConversions("")); n != 0 {
+		t.Fatalf("%d stripe conversions after a failed delivery, want 0", n)
+	}
+	if n := s.count(collections.StripeEvents); n != 0 {
+		t.Fatalf("%d stripe events after a failed delivery, want 0", n)
+	}
+
+	fail.Store(false)
+	res := s.send(body)
+	stripeWantPrefix(t, "retry outcome", res.body["outcome"].(string), "recorded conversion")
+	if n := len(s.stripeConversions("")); n != 1 {
+		t.Errorf("%d stripe conversions after the retry, want 1", n)
+	}
+}
