@@ -330,10 +330,11 @@ func formatDateTime(t time.Time) string {
 	return dt.String()
 }
 
-// newClickID makes a PocketBase-shaped id (15 of [a-z0-9]) that sorts by time: 10 base-36
+// newOrderedID makes a PocketBase-shaped id (15 of [a-z0-9]) that sorts by time: 10 base-36
 // digits of the microsecond clock and 5 random ones. New rows then land at the right edge of
-// the primary-key index instead of on a random page, which keeps each group commit to a few pages.
-func newClickID(now time.Time) string {
+// the primary-key index instead of on a random page, which keeps each batch commit (clicks,
+// commissions) to a few pages.
+func newOrderedID(now time.Time) string {
 	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
 	var b [15]byte
 	us := uint64(now.UnixMicro())

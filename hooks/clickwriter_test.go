@@ -28,8 +28,8 @@ func newWriterTestApp(t testing.TB) *tests.TestApp {
 
 func testClick(i int) clickRow {
 	now := time.Now().UTC()
-	return clickRow{ID: newClickID(now), LinkID: "link00000000001", AffiliateID: "aff000000000001", ProgramID: "prg000000000001",
-		Visitor: newClickID(now), NewVisitor: true, IPHash: "h", Created: now, SubID: string(rune('a' + i%26))}
+	return clickRow{ID: newOrderedID(now), LinkID: "link00000000001", AffiliateID: "aff000000000001", ProgramID: "prg000000000001",
+		Visitor: newOrderedID(now), NewVisitor: true, IPHash: "h", Created: now, SubID: string(rune('a' + i%26))}
 }
 
 func countClicks(t testing.TB, w *clickWriter) int {
@@ -154,8 +154,8 @@ func TestClickWriterDrainsOnStop(t *testing.T) {
 }
 
 func TestNewClickIDSortsByTime(t *testing.T) {
-	a := newClickID(time.Unix(1_800_000_000, 0))
-	b := newClickID(time.Unix(1_800_000_000, 1000))
+	a := newOrderedID(time.Unix(1_800_000_000, 0))
+	b := newOrderedID(time.Unix(1_800_000_000, 1000))
 	if len(a) != 15 || len(b) != 15 || !(a < b) {
 		t.Fatalf("ids %q, %q: want 15 characters, ordered by time", a, b)
 	}

@@ -173,6 +173,7 @@ func Register(app core.App, cfg Config) error {
 	registerConversionRoutes(app, conversions)
 	registerStripeWebhook(app, cfg, conversions)
 	registerAffiliateWebhooks(app, cfg)
+	registerCommissions(app, tracking.live)
 	if pb, ok := app.(*pocketbase.PocketBase); ok {
 		pb.RootCmd.AddCommand(newDemoCommand(app))
 	}

@@ -196,7 +196,7 @@ func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
 // newClick builds the row of one click: ids, the visitor, hashed IP and fraud flags.
 func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referrer, visitor string) clickRow {
 	row := clickRow{
-		ID:          newClickID(time.Now()),
+		ID:          newOrderedID(time.Now()),
 		LinkID:      target.LinkID,
 		AffiliateID: target.AffiliateID,
 		ProgramID:   target.ProgramID,
@@ -212,7 +212,7 @@ func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referr
 		row.SubID = target.SubID
 	}
 	if row.Visitor == "" {
-		row.Visitor, row.NewVisitor = newClickID(row.Created), true
+		row.Visitor, row.NewVisitor = newOrderedID(row.Created), true
 	}
 	switch {
 	case t.isSelf(e, target.AffiliateID):

@@ -1,0 +1,559 @@
+package hooks
+
+import (
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/rules"
+)
+
+// Cron jobs of the commission engine (visible and runnable in the dashboard).
+const (
+	commissionsCronJob = "pbaCommissions"
+	tiersCronJob       = "pbaTiers"
+)
+
+// commissionBatch is how many conversions one engine transaction handles: large enough to
+// amortize the commit, small enough that the single write connection is never held for long.
+const commissionBatch = 5000
+
+// engineStats is what one run of the engine did.
+type engineStats struct {
+	Created  int  `json:"created"`  // sale/recurring commissions
+	Zero     int  `json:"zero"`     // conversions that earn nothing
+	Refunds  int  `json:"refunds"`  // conversions whose refunds were applied
+	Released int  `json:"released"` // pending → payable
+	Bonuses  int  `json:"bonuses"`
+	Skipped  bool `json:"skipped"` // another run was in progress
+}
+
+// commissionEngine turns approved conversions into commissions, releases them when their hold
+// ends, applies refunds (reducing or voiding unpaid commissions, clawing back paid ones) and
+// pays milestone bonuses. Every step is an idempotent statement in a transaction, so a crash
+// at any line or two processes running it at once can neither double nor lose a commission.
+type commissionEngine struct {
+	app  core.App
+	live *liveHub
+	now  func() time.Time
+	mu   sync.Mutex // one run at a time in this process
+}
+
+func registerCommissions(app core.App, live *liveHub) *commissionEngine {
+	e := &commissionEngine{app: app, live: live, now: time.Now}
+	app.Cron().MustAdd(commissionsCronJob, "* * * * *", func() {
+		if _, err := e.run(); err != nil {
+			app.Logger().Error("commission engine run failed", "error", err)
+		}
+	})
+	app.Cron().MustAdd(tiersCronJob, "15 0 * * *", func() {
+		period := previousMonth(e.now())
+		if _, err := evaluateTiers(app, period, tiersCronJob); err != nil {
+			app.Logger().Error("tier evaluation failed", "period", period, "error", err)
+		}
+	})
+	registerCommissionRecords(app)
+	registerCommissionRoutes(app, e)
+	return e
+}
+
+// run is one pass of the engine; it returns at once (Skipped) when a pass is already running.
+func (e *commissionEngine) run() (engineStats, error) {
+	var st engineStats
+	if !e.mu.TryLock() {
+		st.Skipped = true
+		return st, nil
+	}
+	defer e.mu.Unlock()
+	touched := map[monthKey]bool{}
+	for {
+		n, err := e.createBatch(&st, touched)
+		if err != nil {
+			return st, err
+		}
+		if n < commissionBatch {
+			break
+		}
+	}
+	if err := e.applyRefunds(&st); err != nil {
+		return st, err
+	}
+	if err := e.evaluateBonuses(&st, touched); err != nil {
+		return st, err
+	}
+	released, err := e.releasePayable()
+	st.Released = released
+	return st, err
+}
+
+// pendingConversion is an approved sale the engine has not handled yet.
+type pendingConversion struct {
+	ID             string `db:"id"`
+	Affiliate      string `db:"affiliate"`
+	Program        string `db:"program"`
+	Link           string `db:"link"`
+	Amount         int64  `db:"amount"`
+	Currency       string `db:"currency"`
+	Status         string `db:"status"`
+	OccurredAt     string `db:"occurred_at"`
+	SubscriptionID string `db:"subscription_id"`
+	PaymentNumber  int    `db:"payment_number"`
+}
+
+// monthKey is an affiliate's calendar month in a program (bonus evaluation).
+type monthKey struct{ affiliate, program, month string }
+
+// createBatch handles up to commissionBatch unhandled conversions in one transaction and
+// returns how many it looked at.
+func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]bool) (int, error) {
+	var batch []pendingConversion
+	live := map[string]int64{}
+	now := e.now().UTC()
+	err := e.app.RunInTransaction(func(tx core.App) error {
+		// Selected inside the write transaction, so nothing can change between choosing the
+		// conversions and marking them handled.
+		err := tx.DB().NewQuery(`SELECT id, affiliate, program, link, amount, currency, status, occurred_at, subscription_id, payment_number
+			FROM conversions WHERE commissioned = FALSE AND status IN ('approved', 'rejected', 'refunded') LIMIT {:n}`).
+			Bind(dbx.Params{"n": commissionBatch}).All(&batch)
+		if err != nil || len(batch) == 0 {
+			return wrap(err, "select new conversions")
+		}
+		sqlTx, err := sqlTx(tx)
+		if err != nil {
+			return err
+		}
+		insert, err := sqlTx.Prepare(`INSERT INTO commissions (id, affiliate, program, conversion, kind, amount, currency, status,
+			payable_at, payout, rule, ref, note, created, updated) VALUES (?,?,?,?,?,?,?,?,?,'',?,'','',?,?)
+			ON CONFLICT (conversion, kind) WHERE ` + saleIndexWhere + ` DO NOTHING`)
+		if err != nil {
+			return fmt.Errorf("prepare commission insert: %w", err)
+		}
+		defer insert.Close()
+
+		ctx := newRuleContext(tx)
+		stats := map[statsKey]*statsDelta{}
+		for _, c := range batch {
+			if c.Status == collections.ConversionApproved {
+				amount, kind, explanation, err := ctx.compute(c)
+				if err != nil {
+					return err
+				}
+				if amount > 0 {
+					occurred, _ := time.Parse(dateLayout, c.OccurredAt)
+					payableAt := occurred.AddDate(0, 0, ctx.programs[c.Program].HoldDays())
+					res, err := insert.Exec(newOrderedID(time.Now()), c.Affiliate, c.Program, c.ID, kind, amount, c.Currency,
+						collections.CommissionPending, formatDateTime(payableAt), explanation, formatDateTime(now), formatDateTime(now))
+					if err != nil {
+						return fmt.Errorf("insert commission for %s: %w", c.ID, err)
+					}
+					if n, _ := res.RowsAffected(); n == 1 {
+						st.Created++
+						live[c.Affiliate] += amount
+						k := statsKey{occurred.UTC().Format(time.DateOnly), c.Affiliate, c.Program, c.Link}
+						if stats[k] == nil {
+							stats[k] = &statsDelta{}
+						}
+						stats[k].Commission += amount
+						touched[monthKey{c.Affiliate, c.Program, occurred.UTC().Format("2006-01")}] = true
+					}
+				} else {
+					st.Zero++
+				}
+			}
+		}
+		if err := markCommissioned(sqlTx, batch); err != nil {
+			return err
+		}
+		for k, d := range stats {
+			if err := upsertStats(tx, k, *d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if e.live != nil {
+		for affiliate, amount := range live {
+			e.live.add(affiliate, liveCounters{Commission: amount})
+		}
+	}
+	return len(batch), nil
+}
+
+// saleIndexWhere is the condition of the unique (conversion, kind) index of sale and recurring
+// commissions. Inserts name it as their conflict target, so only "this sale already has its
+// commission" is skipped; any other conflict (an id collision) fails the batch loudly instead
+// of silently dropping a commission.
+const saleIndexWhere = "conversion != '' AND kind != 'clawback' AND kind != 'bonus' AND kind != 'adjustment'"
+
+// markChunk is how many conversions one UPDATE marks handled.
+const markChunk = 500
+
+// markCommissioned flags the batch as handled, a chunk of ids per statement.
+func markCommissioned(tx *sql.Tx, batch []pendingConversion) error {
+	for start := 0; start < len(batch); start += markChunk {
+		part := batch[start:min(start+markChunk, len(batch))]
+		args := make([]any, len(part))
+		for i, c := range part {
+			args[i] = c.ID
+		}
+		q := "UPDATE conversions SET commissioned = TRUE WHERE id IN (?" + strings.Repeat(",?", len(part)-1) + ")"
+		if _, err := tx.Exec(q, args...); err != nil {
+			return fmt.Errorf("mark conversions handled: %w", err)
+		}
+	}
+	return nil
+}
+
+// dateLayout is how PocketBase stores dates.
+const dateLayout = "2006-01-02 15:04:05.000Z"
+
+// ruleContext caches the programs, affiliates, tiers and subscription starts one batch needs.
+type ruleContext struct {
+	tx         core.App
+	programs   map[string]*collections.Program
+	affiliates map[string]rules.Affiliate
+	tiers      map[string][]rules.Tier
+	subStarts  map[string]time.Time
+}
+
+func newRuleContext(tx core.App) *ruleContext {
+	return &ruleContext{tx: tx, programs: map[string]*collections.Program{}, affiliates: map[string]rules.Affiliate{},
+		tiers: map[string][]rules.Tier{}, subStarts: map[string]time.Time{}}
+}
+
+// compute returns the commission of c, its kind and the JSON snapshot of why.
+func (r *ruleContext) compute(c pendingConversion) (int64, string, string, error) {
+	p, err := r.program(c.Program)
+	if err != nil {
+		return 0, "", "", err
+	}
+	a, err := r.affiliate(c.Affiliate)
+	if err != nil {
+		return 0, "", "", err
+	}
+	tiers, err := r.programTiers(c.Program)
+	if err != nil {
+		return 0, "", "", err
+	}
+	occurred, err := time.Parse(dateLayout, c.OccurredAt)
+	if err != nil {
+		return 0, "", "", fmt.Errorf("conversion %s occurred_at %q: %w", c.ID, c.OccurredAt, err)
+	}
+	kind := collections.KindSale
+	conv := rules.Conversion{Amount: c.Amount, Currency: c.Currency, Kind: rules.KindSale, OccurredAt: occurred, PaymentNumber: max(c.PaymentNumber, 1)}
+	if c.PaymentNumber > 1 {
+		kind, conv.Kind = collections.KindRecurring, rules.KindRecurring
+		if conv.SubscriptionStart, err = r.subscriptionStart(c.SubscriptionID); err != nil {
+			return 0, "", "", err
+		}
+	}
+	res, err := rules.Compute(conv, rules.Program{
+		CommissionType: p.CommissionType(), CommissionValue: p.CommissionValue(),
+		Recurring: p.GetString(collections.ProgramRecurring), RecurringMonths: p.GetInt(collections.ProgramRecurringMonths),
+		Currency: p.Currency(),
+	}, a, tiers, rules.Performance{})
+	if err != nil {
+		return 0, "", "", fmt.Errorf("commission of conversion %s: %w", c.ID, err)
+	}
+	snapshot, err := json.Marshal(commissionRule{Explanation: res.Rule, Amount: res.Amount})
+	if err != nil {
+		return 0, "", "", err
+	}
+	return res.Amount, kind, string(snapshot), nil
+}
+
+// commissionRule is the stored `rule`: the engine's explanation plus the amount it computed,
+// which refunds scale from even after partial reductions.
+type commissionRule struct {
+	rules.Explanation
+	Amount int64 `json:"amount"`
+}
+
+func (r *ruleContext) program(id string) (*collections.Program, error) {
+	if p, ok := r.programs[id]; ok {
+		return p, nil
+	}
+	p, err := collections.FindProgram(r.tx, id)
+	if err != nil {
+		return nil, err
+	}
+	r.programs[id] = p
+	return p, nil
+}
+
+func (r *ruleContext) affiliate(id string) (rules.Affiliate, error) {
+	if a, ok := r.affiliates[id]; ok {
+		return a, nil
+	}
+	rec, err := collections.FindAffiliate(r.tx, id)
+	if err != nil {
+		return rules.Affiliate{}, err
+	}
+	a := rules.Affiliate{ID: id, TierID: rec.TierID(), CommissionOverride: rec.CommissionOverride()}
+	r.affiliates[id] = a
+	return a, nil
+}
+
+func (r *ruleContext) programTiers(program string) ([]rules.Tier, error) {
+	if t, ok := r.tiers[program]; ok {
+		return t, nil
+	}
+	records, err := r.tx.FindAllRecords(collections.Tiers, dbx.HashExp{collections.FieldProgram: program})
+	if err != nil {
+		return nil, err
+	}
+	tiers := make([]rules.Tier, len(records))
+	for i, t := range records {
+		tiers[i] = rules.Tier{ID: t.Id, Name: t.GetString(collections.FieldName), Rank: t.GetInt(collections.TierRank),
+			MinRevenue: int64(t.GetInt(collections.TierMinRevenue)), MinConversions: t.GetInt(collections.TierMinConversions),
+			CommissionValue: int64(t.GetInt(collections.TierCommissionValue))}
+	}
+	r.tiers[program] = tiers
+	return tiers, nil
+}
+
+// subscriptionStart is the first payment of a subscription: recurring windows count from it.
+func (r *ruleContext) subscriptionStart(subscription string) (time.Time, error) {
+	if subscription == "" {
+		return time.Time{}, nil
+	}
+	if t, ok := r.subStarts[subscription]; ok {
+		return t, nil
+	}
+	var first string
+	err := r.tx.DB().NewQuery("SELECT MIN(occurred_at) FROM conversions WHERE subscription_id = {:s}").
+		Bind(dbx.Params{"s": subscription}).Row(&first)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("subscription %s start: %w", subscription, err)
+	}
+	t, err := time.Parse(dateLayout, first)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("subscription %s start %q: %w", subscription, first, err)
+	}
+	r.subStarts[subscription] = t
+	return t, nil
+}
+
+// refundTodo is a conversion whose refunds are not yet reflected in commissions.
+type refundTodo struct {
+	ID            string `db:"id"`
+	Amount        int64  `db:"amount"`
+	Refunded      int64  `db:"refunded_amount"`
+	RefundApplied int64  `db:"refund_applied"`
+	Commissioned  bool   `db:"commissioned"`
+}
+
+// applyRefunds scales each refund onto the sale's commission: unpaid commissions are reduced
+// (voided when nothing is left), paid ones get a negative clawback netted against the next
+// payout. The reversal is computed from the cumulative refund, so replays converge.
+func (e *commissionEngine) applyRefunds(st *engineStats) error {
+	var todo []refundTodo
+	err := e.app.DB().NewQuery(`SELECT id, amount, refunded_amount, refund_applied, commissioned FROM conversions
+		WHERE refunded_amount > refund_applied LIMIT 500`).All(&todo)
+	if err != nil {
+		return wrap(err, "select refunds")
+	}
+	for _, t := range todo {
+		if !t.Commissioned {
+			continue // the next createBatch handles the sale first
+		}
+		err := e.app.RunInTransaction(func(tx core.App) error {
+			if err := reverseForRefund(tx, t, e.now().UTC()); err != nil {
+				return err
+			}
+			_, err := tx.DB().NewQuery("UPDATE conversions SET refund_applied = {:r} WHERE id = {:id}").
+				Bind(dbx.Params{"r": t.Refunded, "id": t.ID}).Execute()
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("apply refund of %s: %w", t.ID, err)
+		}
+		st.Refunds++
+	}
+	return nil
+}
+
+func reverseForRefund(tx core.App, t refundTodo, now time.Time) error {
+	comm, err := tx.FindFirstRecordByFilter(collections.Commissions, "conversion = {:c} && (kind = 'sale' || kind = 'recurring')", dbx.Params{"c": t.ID})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // the sale earned nothing
+	}
+	if err != nil {
+		return err
+	}
+	var rule commissionRule
+	_ = json.Unmarshal([]byte(comm.GetString(collections.CommissionRule)), &rule)
+	original := rule.Amount
+	if original <= 0 {
+		original = int64(comm.GetInt(collections.FieldAmount))
+	}
+	delta := rules.Clawback(original, t.Amount, t.Refunded) - rules.Clawback(original, t.Amount, t.RefundApplied)
+	if delta <= 0 {
+		return nil
+	}
+	switch comm.GetString(collections.FieldStatus) {
+	case collections.CommissionVoid:
+		return nil
+	case collections.CommissionPending, collections.CommissionPayable:
+		if comm.GetString(collections.CommissionPayout) == "" {
+			left := int64(comm.GetInt(collections.FieldAmount)) - delta
+			if left <= 0 {
+				comm.Set(collections.FieldStatus, collections.CommissionVoid)
+			} else {
+				comm.Set(collections.FieldAmount, left)
+			}
+			return tx.Save(comm)
+		}
+	}
+	// Paid (or already in a payout): claw back from the next payout.
+	col, err := tx.FindCachedCollectionByNameOrId(collections.Commissions)
+	if err != nil {
+		return err
+	}
+	claw := core.NewRecord(col)
+	claw.Load(map[string]any{
+		collections.FieldAffiliate:       comm.GetString(collections.FieldAffiliate),
+		collections.FieldProgram:         comm.GetString(collections.FieldProgram),
+		collections.CommissionConversion: t.ID,
+		collections.CommissionKind:       collections.KindClawback,
+		collections.FieldAmount:          -delta,
+		collections.FieldCurrency:        comm.GetString(collections.FieldCurrency),
+		collections.FieldStatus:          collections.CommissionPayable,
+		collections.CommissionPayableAt:  now,
+		collections.CommissionRule:       map[string]any{"refunded": t.Refunded, "of": t.Amount, "commission": original},
+		"ref":                            fmt.Sprintf("refund:%s:%d", t.ID, t.Refunded),
+		"note":                           "refund after payout",
+	})
+	return tx.Save(claw)
+}
+
+// releasePayable moves commissions whose hold has ended to payable, except those of a sale
+// that is not (or no longer) approved: a disputed sale's commission waits.
+func (e *commissionEngine) releasePayable() (int, error) {
+	res, err := e.app.DB().NewQuery(`UPDATE commissions SET status = 'payable', updated = {:now}
+		WHERE status = 'pending' AND payable_at <= {:now}
+		AND (conversion = '' OR EXISTS (SELECT 1 FROM conversions v WHERE v.id = commissions.conversion AND v.status = 'approved'))`).
+		Bind(dbx.Params{"now": formatDateTime(e.now())}).Execute()
+	if err != nil {
+		return 0, fmt.Errorf("release payable commissions: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// evaluateBonuses pays each active milestone bonus once per affiliate and calendar month,
+// looking only at the months this run added commissions to.
+func (e *commissionEngine) evaluateBonuses(st *engineStats, touched map[monthKey]bool) error {
+	for k := range touched {
+		bonuses, err := e.app.FindAllRecords("bonuses", dbx.HashExp{collections.FieldProgram: k.program, "active": true})
+		if err != nil || len(bonuses) == 0 {
+			continue
+		}
+		start, err := time.Parse("2006-01", k.month)
+		if err != nil {
+			return err
+		}
+		end := start.AddDate(0, 1, 0)
+		var perf struct {
+			N       int   `db:"n"`
+			Revenue int64 `db:"revenue"`
+		}
+		err = e.app.DB().NewQuery(`SELECT COUNT(*) AS n, IFNULL(SUM(amount - refunded_amount), 0) AS revenue FROM conversions
+			WHERE affiliate = {:a} AND program = {:p} AND status = 'approved' AND occurred_at >= {:from} AND occurred_at < {:to}`).
+			Bind(dbx.Params{"a": k.affiliate, "p": k.program, "from": formatDateTime(start), "to": formatDateTime(end)}).One(&perf)
+		if err != nil {
+			return fmt.Errorf("bonus performance: %w", err)
+		}
+		program, err := collections.FindProgram(e.app, k.program)
+		if err != nil {
+			return err
+		}
+		for _, b := range bonuses {
+			if perf.N < b.GetInt("min_conversions") || perf.Revenue < int64(b.GetInt("min_revenue")) {
+				continue
+			}
+			res, err := e.app.DB().NewQuery(`INSERT INTO commissions (id, affiliate, program, conversion, kind, amount, currency, status,
+				payable_at, payout, rule, ref, note, created, updated) VALUES ({:id}, {:a}, {:p}, '', 'bonus', {:amount}, {:cur}, 'pending',
+				{:payable}, '', {:rule}, {:ref}, {:note}, {:now}, {:now}) ON CONFLICT (affiliate, kind, ref) WHERE ref != '' DO NOTHING`).Bind(dbx.Params{
+				"id": newRecordID(), "a": k.affiliate, "p": k.program, "amount": b.GetInt("amount"), "cur": program.Currency(),
+				"payable": formatDateTime(end.AddDate(0, 0, program.HoldDays())),
+				"rule":    fmt.Sprintf(`{"bonus":%q,"month":%q,"conversions":%d,"revenue":%d}`, b.Id, k.month, perf.N, perf.Revenue),
+				"ref":     "bonus:" + b.Id + ":" + k.month, "note": b.GetString(collections.FieldName), "now": formatDateTime(e.now()),
+			}).Execute()
+			if err != nil {
+				return fmt.Errorf("insert bonus: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				st.Bonuses++
+			}
+		}
+	}
+	return nil
+}
+
+// previousMonth is the calendar month before t ("2026-10" on any day of November 2026).
+func previousMonth(t time.Time) string {
+	y, m, _ := t.UTC().Date()
+	return time.Date(y, m-1, 1, 0, 0, 0, 0, time.UTC).Format("2006-01")
+}
+
+func wrap(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// registerCommissionRecords validates commissions written by admins: adjustments need a note,
+// every commission is in its program's currency, and amounts have the sign of their kind.
+func registerCommissionRecords(app core.App) {
+	app.OnRecordCreate(collections.Commissions).BindFunc(func(e *core.RecordEvent) error {
+		r := e.Record
+		if r.GetString(collections.FieldCurrency) == "" {
+			if p, err := collections.FindProgram(e.App, r.GetString(collections.FieldProgram)); err == nil {
+				r.Set(collections.FieldCurrency, p.Currency())
+			}
+		}
+		if r.GetString(collections.CommissionKind) == collections.KindAdjustment {
+			if r.GetString(collections.FieldStatus) == "" {
+				r.Set(collections.FieldStatus, collections.CommissionPayable)
+			}
+			if r.GetDateTime(collections.CommissionPayableAt).IsZero() {
+				r.Set(collections.CommissionPayableAt, time.Now().UTC())
+			}
+		}
+		return e.Next()
+	})
+	app.OnRecordValidate(collections.Commissions).BindFunc(func(e *core.RecordEvent) error {
+		r := e.Record
+		kind, amount := r.GetString(collections.CommissionKind), r.GetInt(collections.FieldAmount)
+		switch {
+		case kind == collections.KindAdjustment && strings.TrimSpace(r.GetString("note")) == "":
+			return fieldError("note", "required", "An adjustment needs a reason.")
+		case kind == collections.KindAdjustment && amount == 0:
+			return fieldError(collections.FieldAmount, "required", "An adjustment moves a non-zero amount.")
+		case kind == collections.KindClawback && amount >= 0:
+			return fieldError(collections.FieldAmount, "sign", "A clawback is negative.")
+		case (kind == collections.KindSale || kind == collections.KindRecurring || kind == collections.KindBonus) && amount <= 0:
+			return fieldError(collections.FieldAmount, "sign", "A commission is positive.")
+		}
+		if p, err := collections.FindProgram(e.App, r.GetString(collections.FieldProgram)); err == nil && p.Currency() != r.GetString(collections.FieldCurrency) {
+			return fieldError(collections.FieldCurrency, "currency_mismatch", "Commissions are in the program's currency ("+p.Currency()+").")
+		}
+		if a, err := collections.FindAffiliate(e.App, r.GetString(collections.FieldAffiliate)); err != nil || a.ProgramID() != r.GetString(collections.FieldProgram) {
+			return fieldError(collections.FieldAffiliate, "program_mismatch", "The affiliate must belong to the commission's program.")
+		}
+		return e.Next()
+	})
+}

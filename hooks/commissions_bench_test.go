@@ -1,0 +1,116 @@
+package hooks
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tests"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+)
+
+// engineBenchApp is an app with the default program, 100 approved affiliates and the engine.
+func engineBenchApp(b *testing.B) (*tests.TestApp, *commissionEngine, []string) {
+	b.Helper()
+	dir, err := os.MkdirTemp("", "pba_engine_bench_")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	app, err := tests.NewTestApp(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(app.Cleanup)
+	program, err := collections.FindDefaultProgram(app)
+	if err != nil {
+		b.Fatal(err)
+	}
+	col, _ := app.FindCollectionByNameOrId(collections.Affiliates)
+	var ids []string
+	for i := 0; i < 100; i++ {
+		a := core.NewRecord(col)
+		a.Load(map[string]any{"name": "A", "code": fmt.Sprintf("bench-%03d", i), "status": "approved", "program": program.Id})
+		a.SetEmail(fmt.Sprintf("bench%d@x.test", i))
+		a.SetRandomPassword()
+		if err := app.Save(a); err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, a.Id)
+	}
+	return app, &commissionEngine{app: app, now: time.Now}, ids
+}
+
+// insertConversions adds n approved, not yet commissioned conversions with raw inserts.
+func insertConversions(b *testing.B, app core.App, affiliates []string, n int, tag string) {
+	b.Helper()
+	program, _ := collections.FindDefaultProgram(app)
+	err := app.RunInTransaction(func(tx core.App) error {
+		t, err := sqlTx(tx)
+		if err != nil {
+			return err
+		}
+		stmt, err := t.Prepare(`INSERT INTO conversions (id, affiliate, program, click, link, source, external_id, customer, amount,
+			currency, status, reason, occurred_at, subscription_id, metadata, created, updated, refunded_amount, payment_number,
+			stripe_payment_intent, stripe_charge, commissioned, refund_applied)
+			VALUES (?, ?, ?, '', '', 'api', ?, '', ?, 'usd', 'approved', '', ?, '', '{}', ?, ?, 0, 1, '', '', FALSE, 0)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		at := formatDateTime(time.Now().Add(-time.Hour))
+		for i := 0; i < n; i++ {
+			if _, err := stmt.Exec(newOrderedID(time.Now()), affiliates[i%len(affiliates)], program.Id,
+				fmt.Sprintf("%s-%d", tag, i), 1000+i%9000, at, at, at); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkCommissionEngine turns conversions into commissions: the issue's bar is 1,000,000
+// in at most 20 s (≥ 50k/s). PBA_BENCH_CONVERSIONS sets the count per iteration (default 100k).
+func BenchmarkCommissionEngine(b *testing.B) {
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("PBA_BENCH_CONVERSIONS")); err == nil && v > 0 {
+		n = v
+	}
+	app, engine, affiliates := engineBenchApp(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		insertConversions(b, app, affiliates, n, strconv.Itoa(i))
+		b.StartTimer()
+		st, err := engine.run()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Created != n {
+			b.Fatalf("created %d commissions, want %d", st.Created, n)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "conversions/s")
+}
+
+// BenchmarkCommissionEngineIdle is the per-minute run with no new work (bar: ≤ 5 ms).
+func BenchmarkCommissionEngineIdle(b *testing.B) {
+	app, engine, affiliates := engineBenchApp(b)
+	insertConversions(b, app, affiliates, 20_000, "idle")
+	if _, err := engine.run(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if st, err := engine.run(); err != nil || st.Created != 0 {
+			b.Fatalf("idle run did work: %+v %v", st, err)
+		}
+	}
+}

@@ -1,0 +1,449 @@
+package hooks_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+)
+
+// engineEnv is a served app with helpers to feed the commission engine.
+type engineEnv struct {
+	*convEnv
+	n int
+}
+
+func newEngineEnv(t *testing.T) *engineEnv {
+	env := &engineEnv{convEnv: newConvEnv(t)}
+	// The fixture's own commissions are paid by a paid payout: keep them, they are part of the ledger.
+	return env
+}
+
+func (e *engineEnv) superuser(method, path string) (int, map[string]any) {
+	e.t.Helper()
+	req := httptest.NewRequest(method, path, nil)
+	req.Header.Set("Authorization", fx.Superuser.Token)
+	rec := httptest.NewRecorder()
+	e.handler.ServeHTTP(rec, req)
+	var out map[string]any
+	json.Unmarshal(rec.Body.Bytes(), &out)
+	return rec.Code, out
+}
+
+func (e *engineEnv) run() map[string]any {
+	e.t.Helper()
+	code, out := e.superuser(http.MethodPost, "/api/pba/commissions/run")
+	if code != 200 {
+		e.t.Fatalf("engine run: %d %v", code, out)
+	}
+	return out
+}
+
+func (e *engineEnv) ledgerOK() {
+	e.t.Helper()
+	code, out := e.superuser(http.MethodGet, "/api/pba/ledger/check")
+	if code != 200 || out["ok"] != true {
+		e.t.Fatalf("ledger check: %d %v", code, out)
+	}
+}
+
+// sale records an approved conversion for the affiliate code, occurred at `at`.
+func (e *engineEnv) sale(code string, amount int, at time.Time) string {
+	e.t.Helper()
+	e.n++
+	rec := e.post(bearer(), fmt.Sprintf(`{"affiliate_code":%q,"external_id":"e-%d","amount":%d,"currency":"usd","occurred_at":%q}`,
+		code, e.n, amount, at.UTC().Format(time.RFC3339)))
+	if rec.Code != 201 {
+		e.t.Fatalf("sale: %d %s", rec.Code, rec.Body)
+	}
+	var out map[string]any
+	json.Unmarshal(rec.Body.Bytes(), &out)
+	return out["id"].(string)
+}
+
+func (e *engineEnv) commissionOf(conversion string) *core.Record {
+	e.t.Helper()
+	r, err := e.app.FindFirstRecordByFilter(collections.Commissions, "conversion = {:c} && (kind = 'sale' || kind = 'recurring')",
+		map[string]any{"c": conversion})
+	if err != nil {
+		e.t.Fatalf("commission of %s: %v", conversion, err)
+	}
+	return r
+}
+
+func (e *engineEnv) setConversion(id string, data map[string]any) {
+	e.save(collections.Conversions, id, data)
+}
+
+// payAll simulates a payout run for one affiliate: every payable commission goes into one paid
+// payout whose amount is their sum (the payouts issue builds the real run).
+func (e *engineEnv) payAll(affiliate string) {
+	e.t.Helper()
+	payable, err := e.app.FindAllRecords(collections.Commissions, dbxEq("affiliate", affiliate), dbxEq("status", "payable"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var sum int64
+	for _, c := range payable {
+		sum += int64(c.GetInt("amount"))
+	}
+	if len(payable) == 0 || sum <= 0 {
+		return
+	}
+	err = e.app.RunInTransaction(func(tx core.App) error {
+		col, _ := tx.FindCollectionByNameOrId(collections.Payouts)
+		p := core.NewRecord(col)
+		p.Load(map[string]any{"affiliate": affiliate, "amount": sum, "currency": "usd", "method": "manual", "status": "paid", "paid_at": time.Now()})
+		if err := tx.Save(p); err != nil {
+			return err
+		}
+		for _, c := range payable {
+			c.Set("payout", p.Id)
+			c.Set("status", "paid")
+			if err := tx.Save(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func TestCommissionLifecycle(t *testing.T) {
+	env := newEngineEnv(t)
+	now := time.Now().UTC()
+	conv := env.sale("affiliate-a", 12345, now.Add(-time.Hour))
+	env.run()
+	c := env.commissionOf(conv)
+	// 20% of 12345 = 2469 exactly; payable after the 30-day hold.
+	if c.GetInt("amount") != 2469 || c.GetString("status") != "pending" || c.GetString("kind") != "sale" {
+		t.Fatalf("commission: %v", c.FieldsData())
+	}
+	if want := now.Add(-time.Hour).AddDate(0, 0, 30); c.GetDateTime("payable_at").Time().Sub(want).Abs() > time.Second {
+		t.Fatalf("payable_at %v, want %v", c.GetDateTime("payable_at"), want)
+	}
+	if !strings.Contains(c.GetString("rule"), `"source":"program"`) || !strings.Contains(c.GetString("rule"), `"amount":2469`) {
+		t.Fatalf("rule snapshot: %s", c.GetString("rule"))
+	}
+	if out := env.run(); out["created"].(float64) != 0 {
+		t.Fatalf("second run created again: %v", out)
+	}
+	// A sale whose hold has passed is payable on the next run.
+	old := env.sale("affiliate-b", 1000, now.AddDate(0, 0, -31))
+	env.run()
+	if s := env.commissionOf(old).GetString("status"); s != "payable" {
+		t.Fatalf("after the hold: %s", s)
+	}
+	// stats_daily carries the commission on the sale's day.
+	stats, err := env.app.FindFirstRecordByFilter(collections.StatsDaily, "affiliate = {:a} && day = {:d} && link = ''",
+		map[string]any{"a": fx.B.ID, "d": now.AddDate(0, 0, -31).Format(time.DateOnly)})
+	if err != nil || stats.GetInt("commission") != 200 || stats.GetInt("revenue") != 1000 {
+		t.Fatalf("stats: %v %v", stats, err)
+	}
+	env.ledgerOK()
+}
+
+func TestCommissionOverridesAndTiers(t *testing.T) {
+	env := newEngineEnv(t)
+	env.save(collections.Affiliates, fx.A.ID, map[string]any{"tier": fx.TierP}) // Gold: 30%
+	env.save(collections.Affiliates, fx.B.ID, map[string]any{"commission_override": 5000})
+	a := env.sale("affiliate-a", 1000, time.Now().Add(-time.Minute))
+	b := env.sale("affiliate-b", 1000, time.Now().Add(-time.Minute))
+	env.run()
+	if got := env.commissionOf(a).GetInt("amount"); got != 300 {
+		t.Fatalf("tier rate: %d, want 300", got)
+	}
+	if got := env.commissionOf(b).GetInt("amount"); got != 500 {
+		t.Fatalf("override: %d, want 500", got)
+	}
+}
+
+func TestRefundsReduceVoidOrClawBack(t *testing.T) {
+	env := newEngineEnv(t)
+	past := time.Now().AddDate(0, 0, -40)
+	partial := env.sale("affiliate-a", 10000, past) // commission 2000
+	full := env.sale("affiliate-a", 5000, past)     // commission 1000
+	paid := env.sale("affiliate-b", 10000, past)    // commission 2000
+	env.run()
+	env.payAll(fx.B.ID)
+	if s := env.commissionOf(paid).GetString("status"); s != "paid" {
+		t.Fatalf("paid: %s", s)
+	}
+
+	env.setConversion(partial, map[string]any{"refunded_amount": 2500})
+	env.setConversion(full, map[string]any{"refunded_amount": 5000, "status": "refunded"})
+	env.setConversion(paid, map[string]any{"refunded_amount": 5000})
+	env.run()
+	env.run() // idempotent
+	if c := env.commissionOf(partial); c.GetInt("amount") != 1500 || c.GetString("status") != "payable" {
+		t.Fatalf("partial refund: %v", c.FieldsData())
+	}
+	if c := env.commissionOf(full); c.GetString("status") != "void" {
+		t.Fatalf("full refund: %v", c.FieldsData())
+	}
+	claws, _ := env.app.FindAllRecords(collections.Commissions, dbxEq("conversion", paid), dbxEq("kind", "clawback"))
+	if len(claws) != 1 || claws[0].GetInt("amount") != -1000 || claws[0].GetString("status") != "payable" {
+		t.Fatalf("clawback after payout: %d rows %v", len(claws), claws)
+	}
+	// The rest of the refund claws back the rest, once.
+	env.setConversion(paid, map[string]any{"refunded_amount": 10000, "status": "refunded"})
+	env.run()
+	env.run()
+	claws, _ = env.app.FindAllRecords(collections.Commissions, dbxEq("conversion", paid), dbxEq("kind", "clawback"))
+	if len(claws) != 2 || claws[0].GetInt("amount")+claws[1].GetInt("amount") != -2000 {
+		t.Fatalf("full clawback: %v", claws)
+	}
+	env.ledgerOK()
+}
+
+func TestDisputeHoldsCommission(t *testing.T) {
+	env := newEngineEnv(t)
+	conv := env.sale("affiliate-a", 1000, time.Now().AddDate(0, 0, -40))
+	env.setConversion(conv, map[string]any{"status": "pending", "reason": "dispute"})
+	env.run()
+	if _, err := env.app.FindFirstRecordByFilter(collections.Commissions, "conversion = {:c}", map[string]any{"c": conv}); err == nil {
+		t.Fatal("a disputed sale earned before the dispute was resolved")
+	}
+	env.setConversion(conv, map[string]any{"status": "approved", "reason": ""})
+	env.run()
+	if s := env.commissionOf(conv).GetString("status"); s != "payable" {
+		t.Fatalf("resolved dispute: %s", s)
+	}
+	// A dispute after the commission exists holds it in pending.
+	held := env.sale("affiliate-a", 1000, time.Now().AddDate(0, 0, -40))
+	env.run()
+	env.save(collections.Commissions, env.commissionOf(held).Id, map[string]any{"status": "pending"})
+	env.setConversion(held, map[string]any{"status": "pending", "reason": "dispute"})
+	env.run()
+	if s := env.commissionOf(held).GetString("status"); s != "pending" {
+		t.Fatalf("disputed commission released: %s", s)
+	}
+}
+
+func TestTierEvaluation(t *testing.T) {
+	env := newEngineEnv(t)
+	lastMonth := time.Now().UTC().AddDate(0, -1, 0)
+	period := lastMonth.Format("2006-01")
+	first := time.Date(lastMonth.Year(), lastMonth.Month(), 2, 12, 0, 0, 0, time.UTC)
+	env.sale("affiliate-a", 60000, first)
+	env.sale("affiliate-a", 60000, first.Add(time.Hour))                        // 120000 ≥ Gold's 100000
+	env.save(collections.Affiliates, fx.B.ID, map[string]any{"tier": fx.TierP}) // B did nothing: moves down
+
+	code, out := env.superuser(http.MethodPost, "/api/pba/tiers/evaluate?period="+period)
+	if code != 200 || len(out["moves"].([]any)) != 2 {
+		t.Fatalf("evaluate: %d %v", code, out)
+	}
+	if a := mustFind(t, env.app, collections.Affiliates, fx.A.ID); a.GetString("tier") != fx.TierP {
+		t.Fatalf("A not moved up: %q", a.GetString("tier"))
+	}
+	if b := mustFind(t, env.app, collections.Affiliates, fx.B.ID); b.GetString("tier") != "" {
+		t.Fatalf("B not moved down: %q", b.GetString("tier"))
+	}
+	moves, _ := env.app.FindAllRecords("tier_changes", dbxEq("affiliate", fx.A.ID))
+	if len(moves) != 1 || moves[0].GetString("to_tier") != fx.TierP || moves[0].GetString("period") != period ||
+		!strings.Contains(moves[0].GetString("reason"), "2 sales") || moves[0].GetString("by") != fx.Superuser.Email {
+		t.Fatalf("recorded move: %v", moves)
+	}
+	if code, out := env.superuser(http.MethodPost, "/api/pba/tiers/evaluate?period="+period); code != 200 || out["moves"] != nil {
+		t.Fatalf("second evaluation moved again: %v", out)
+	}
+	if code, _ := env.superuser(http.MethodPost, "/api/pba/tiers/evaluate?period=last-month"); code != 400 {
+		t.Fatalf("bad period: %d", code)
+	}
+}
+
+func TestMilestoneBonusOncePerMonth(t *testing.T) {
+	env := newEngineEnv(t)
+	saveRecord(t, env.app, "bonuses", map[string]any{"program": fx.ProgramP, "name": "4 sales", "min_conversions": 4, "amount": 5000, "active": true})
+	now := time.Now().UTC().Add(-time.Minute)
+	for i := 0; i < 2; i++ { // with the fixture's sale of today: 3 this month
+		env.sale("affiliate-a", 1000, now)
+	}
+	env.run()
+	if n, _ := env.app.CountRecords(collections.Commissions, dbxEq("kind", "bonus")); n != 0 {
+		t.Fatal("bonus before the milestone")
+	}
+	for i := 0; i < 3; i++ {
+		env.sale("affiliate-a", 1000, now)
+		env.run()
+	}
+	bonuses, _ := env.app.FindAllRecords(collections.Commissions, dbxEq("kind", "bonus"))
+	if len(bonuses) != 1 || bonuses[0].GetInt("amount") != 5000 || bonuses[0].GetString("affiliate") != fx.A.ID {
+		t.Fatalf("bonus: %v", bonuses)
+	}
+	env.ledgerOK()
+}
+
+func TestAdjustments(t *testing.T) {
+	env := newEngineEnv(t)
+	post := func(body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/api/collections/commissions/records", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", fx.Superuser.Token)
+		rec := httptest.NewRecorder()
+		env.handler.ServeHTTP(rec, req)
+		return rec
+	}
+	base := fmt.Sprintf(`"affiliate":%q,"program":%q,"kind":"adjustment","amount":-700`, fx.A.ID, fx.ProgramP)
+	if rec := post("{" + base + "}"); rec.Code != 400 || !strings.Contains(rec.Body.String(), `"note"`) {
+		t.Fatalf("adjustment without a reason: %d %s", rec.Code, rec.Body)
+	}
+	if rec := post("{" + base + `,"note":"duplicate order 1001","currency":"eur"}`); rec.Code != 400 || !strings.Contains(rec.Body.String(), `"currency"`) {
+		t.Fatalf("adjustment in another currency: %d %s", rec.Code, rec.Body)
+	}
+	rec := post("{" + base + `,"note":"duplicate order 1001"}`)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"status":"payable"`) || !strings.Contains(rec.Body.String(), `"currency":"usd"`) {
+		t.Fatalf("adjustment: %d %s", rec.Code, rec.Body)
+	}
+	env.ledgerOK()
+}
+
+// TestEngineRunsDoNotOverlapOrDouble runs the engine from several goroutines at once.
+func TestEngineRunsDoNotOverlapOrDouble(t *testing.T) {
+	env := newEngineEnv(t)
+	for i := 0; i < 30; i++ {
+		env.sale("affiliate-a", 1000+i, time.Now().Add(-time.Minute))
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); env.run() }()
+	}
+	wg.Wait()
+	env.run()
+	n, _ := env.app.CountRecords(collections.Commissions, dbxEq("kind", "sale"))
+	if n != 30+2 { // plus the fixture's two
+		t.Fatalf("%d sale commissions, want 32", n)
+	}
+	env.ledgerOK()
+}
+
+// TestEngineFailureMidBatchLeavesNothing: a conversion the engine cannot price (its program
+// is gone) sits in the middle of a batch; the batch rolls back whole, and once fixed, a rerun
+// creates every commission exactly once.
+func TestEngineFailureMidBatchLeavesNothing(t *testing.T) {
+	env := newEngineEnv(t)
+	var ids []string
+	for i := 0; i < 10; i++ {
+		ids = append(ids, env.sale("affiliate-a", 1000, time.Now().Add(-time.Duration(20-i)*time.Minute)))
+	}
+	if _, err := env.app.DB().NewQuery("UPDATE conversions SET program = 'missing00000000' WHERE id = {:id}").
+		Bind(map[string]any{"id": ids[5]}).Execute(); err != nil {
+		t.Fatal(err)
+	}
+	code, _ := env.superuser(http.MethodPost, "/api/pba/commissions/run")
+	if code != 500 {
+		t.Fatalf("run with a broken conversion: %d, want 500", code)
+	}
+	if n, _ := env.app.CountRecords(collections.Commissions, dbxEq("kind", "sale")); n != 2 {
+		t.Fatalf("a failed batch left %d sale commissions (want only the fixture's 2)", n-2)
+	}
+	env.app.DB().NewQuery("UPDATE conversions SET program = {:p} WHERE id = {:id}").Bind(map[string]any{"p": fx.ProgramP, "id": ids[5]}).Execute()
+	env.run()
+	env.run()
+	if n, _ := env.app.CountRecords(collections.Commissions, dbxEq("kind", "sale")); n != 12 {
+		t.Fatalf("%d sale commissions after the fix, want 12", n)
+	}
+	env.ledgerOK()
+}
+
+func TestLedgerCheckIsForSuperusers(t *testing.T) {
+	env := newEngineEnv(t)
+	req := httptest.NewRequest(http.MethodGet, "/api/pba/ledger/check", nil)
+	req.Header.Set("Authorization", fx.A.Token)
+	rec := httptest.NewRecorder()
+	env.handler.ServeHTTP(rec, req)
+	if rec.Code != 403 && rec.Code != 401 {
+		t.Fatalf("affiliate: %d", rec.Code)
+	}
+	// A broken invariant is reported.
+	env.app.DB().NewQuery("UPDATE payouts SET amount = amount + 1 WHERE id = {:id}").Bind(map[string]any{"id": fx.RowsA.Payout}).Execute()
+	code, out := env.superuser(http.MethodGet, "/api/pba/ledger/check")
+	if code != 200 || out["ok"] != false || !strings.Contains(fmt.Sprint(out["problems"]), fx.RowsA.Payout) {
+		t.Fatalf("broken ledger not reported: %v", out)
+	}
+}
+
+// TestLedgerProperty replays random sequences of sales, refunds, partial refunds, disputes,
+// payouts, adjustments and engine runs, checking the ledger invariant after every step.
+func TestLedgerProperty(t *testing.T) {
+	steps := 10000
+	if testing.Short() {
+		steps = 1000
+	}
+	env := newEngineEnv(t)
+	env.save(collections.Programs, fx.ProgramP, map[string]any{"hold_days": 0})
+	rng := rand.New(rand.NewSource(42))
+	var convs []string
+	affiliates := []string{"affiliate-a", "affiliate-b"}
+	ids := map[string]string{"affiliate-a": fx.A.ID, "affiliate-b": fx.B.ID}
+	for step := 0; step < steps; step++ {
+		op := rng.Intn(10)
+		switch {
+		case op < 3 || len(convs) == 0: // sale
+			convs = append(convs, env.sale(affiliates[rng.Intn(2)], 100+rng.Intn(100000), time.Now().Add(-time.Hour)))
+		case op == 3: // partial refund
+			c := mustFind(t, env.app, collections.Conversions, convs[rng.Intn(len(convs))])
+			if left := c.GetInt("amount") - c.GetInt("refunded_amount"); left > 1 && c.GetString("status") == "approved" {
+				env.setConversion(c.Id, map[string]any{"refunded_amount": c.GetInt("refunded_amount") + 1 + rng.Intn(left-1)})
+			}
+		case op == 4: // full refund
+			c := mustFind(t, env.app, collections.Conversions, convs[rng.Intn(len(convs))])
+			env.setConversion(c.Id, map[string]any{"refunded_amount": c.GetInt("amount"), "status": "refunded"})
+		case op == 5: // dispute opened or resolved
+			c := mustFind(t, env.app, collections.Conversions, convs[rng.Intn(len(convs))])
+			switch c.GetString("status") {
+			case "approved":
+				env.setConversion(c.Id, map[string]any{"status": "pending", "reason": "dispute"})
+			case "pending":
+				env.setConversion(c.Id, map[string]any{"status": "approved", "reason": ""})
+			}
+		case op == 6: // payout
+			env.payAll(ids[affiliates[rng.Intn(2)]])
+		case op == 7: // adjustment
+			saveRecord(t, env.app, collections.Commissions, map[string]any{"affiliate": ids[affiliates[rng.Intn(2)]], "program": fx.ProgramP,
+				"kind": "adjustment", "amount": nonZero(rng.Intn(2001) - 1000), "note": fmt.Sprintf("step %d", step)})
+		default:
+			env.run()
+		}
+		if step%50 == 0 || step == steps-1 {
+			env.ledgerOK()
+		} else {
+			checkLedgerQuick(t, env.app, step)
+		}
+	}
+}
+
+// checkLedgerQuick is the invariant's core without the HTTP round trip, for every step.
+func checkLedgerQuick(t *testing.T, app core.App, step int) {
+	t.Helper()
+	var bad int
+	err := app.DB().NewQuery(`SELECT
+		(SELECT COUNT(*) FROM commissions c LEFT JOIN payouts p ON p.id = c.payout WHERE c.status = 'paid' AND (p.id IS NULL OR p.status != 'paid')) +
+		(SELECT COUNT(*) FROM payouts p WHERE p.status = 'paid' AND p.amount != (SELECT IFNULL(SUM(amount), 0) FROM commissions WHERE payout = p.id AND status != 'void')) +
+		(SELECT COUNT(*) FROM commissions WHERE status != 'void' AND ((kind IN ('sale','recurring','bonus') AND amount <= 0) OR (kind = 'clawback' AND amount >= 0)))`).Row(&bad)
+	if err != nil || bad != 0 {
+		t.Fatalf("step %d: ledger broken (%d problems, %v)", step, bad, err)
+	}
+}
+
+func dbxEq(field string, value any) dbx.HashExp { return dbx.HashExp{field: value} }
+
+func nonZero(n int) int {
+	if n == 0 {
+		return 1
+	}
+	return n
+}
