@@ -174,6 +174,7 @@ func Register(app core.App, cfg Config) error {
 	registerStripeWebhook(app, cfg, conversions)
 	registerAffiliateWebhooks(app, cfg)
 	registerCommissions(app, tracking.live)
+	registerPayouts(app, cfg)
 	if pb, ok := app.(*pocketbase.PocketBase); ok {
 		pb.RootCmd.AddCommand(newDemoCommand(app))
 	}

@@ -1,0 +1,185 @@
+package hooks
+
+import (
+	"encoding/csv"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase"
+	"github.com/pocketbase/pocketbase/apis"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/spf13/cobra"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
+)
+
+// registerPayoutRoutes exposes payouts to superusers (preview, run now, mass-payout CSV) and
+// to the CLI (`pbaffiliate payouts run [--dry-run]`).
+func registerPayoutRoutes(app core.App, e *payoutEngine) {
+	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
+		g := se.Router.Group("/api/pba").Bind(apis.RequireSuperuserAuth())
+		g.GET("/payouts/preview", func(re *core.RequestEvent) error {
+			reports, err := e.runNow(re.Request.URL.Query().Get("program"), true)
+			if err != nil {
+				return payoutError(re, err)
+			}
+			return re.JSON(http.StatusOK, map[string]any{"programs": reports})
+		})
+		g.POST("/payouts/run", func(re *core.RequestEvent) error {
+			reports, err := e.runNow(re.Request.URL.Query().Get("program"), false)
+			if err != nil {
+				return payoutError(re, err)
+			}
+			return re.JSON(http.StatusOK, map[string]any{"programs": reports})
+		})
+		g.GET("/export/payouts.csv", func(re *core.RequestEvent) error {
+			return exportManualPayouts(re, re.Request.URL.Query().Get("format"))
+		})
+		return se.Next()
+	})
+	if pb, ok := app.(*pocketbase.PocketBase); ok {
+		pb.RootCmd.AddCommand(newPayoutsCommand(app, e))
+	}
+}
+
+// errUnknownProgram is a program filter that matches nothing.
+type errUnknownProgram string
+
+func (e errUnknownProgram) Error() string { return "unknown program " + string(e) }
+
+func payoutError(re *core.RequestEvent, err error) error {
+	if _, ok := err.(errUnknownProgram); ok {
+		return re.BadRequestError("Unknown program.", fieldError("program", "unknown_program", "No program has this id or slug."))
+	}
+	return re.InternalServerError("", err)
+}
+
+// runNow previews (dryRun) or runs payouts for one program (id or slug) or all active ones.
+// A manual run is claimed like a scheduled one, at the current time.
+func (e *payoutEngine) runNow(program string, dryRun bool) ([]payoutReport, error) {
+	filter, params := "active = true", dbx.Params{"p": program}
+	if program != "" {
+		filter = "id = {:p} || slug = {:p}"
+	}
+	programs, err := e.app.FindRecordsByFilter(collections.Programs, filter, "created", 0, 0, params)
+	if err != nil {
+		return nil, err
+	}
+	if program != "" && len(programs) == 0 {
+		return nil, errUnknownProgram(program)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	reports := []payoutReport{}
+	for _, p := range programs {
+		now := e.now().UTC()
+		runID := ""
+		if !dryRun {
+			id, claimed, err := e.claim(p.Id, now, triggerManual)
+			if err != nil {
+				return reports, err
+			}
+			if !claimed {
+				continue // another run claimed this very instant
+			}
+			runID = id
+		}
+		rep, err := e.runProgram(p.Id, runID, now, dryRun)
+		if err != nil {
+			return reports, err
+		}
+		reports = append(reports, rep)
+	}
+	return reports, nil
+}
+
+func newPayoutsCommand(app core.App, e *payoutEngine) *cobra.Command {
+	cmd := &cobra.Command{Use: "payouts", Short: "Payout runs"}
+	var dryRun bool
+	var program string
+	run := &cobra.Command{
+		Use:          "run",
+		Short:        "Pay every affiliate whose payable balance reaches the program's minimum (or --dry-run to preview)",
+		SilenceUsage: true,
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := app.RunAllMigrations(); err != nil {
+				return fmt.Errorf("migrate: %w", err)
+			}
+			reports, err := e.runNow(program, dryRun)
+			if err != nil {
+				return err
+			}
+			out := c.OutOrStdout()
+			for _, r := range reports {
+				fmt.Fprintf(out, "program %s: %d payouts, %d in total (dry run: %v)\n", r.Program, r.Payouts, r.Total, r.DryRun)
+				for _, l := range r.Lines {
+					fmt.Fprintf(out, "  %-15s %-30s %12s %s %-13s %s\n", l.Affiliate, l.Email, money.Format(l.Amount, l.Currency),
+						l.Currency, l.Action, l.Reason)
+				}
+			}
+			return nil
+		},
+	}
+	run.Flags().BoolVar(&dryRun, "dry-run", false, "show what would be paid, change nothing")
+	run.Flags().StringVar(&program, "program", "", "only this program (id or slug)")
+	cmd.AddCommand(run)
+	return cmd
+}
+
+// exportManualPayouts writes the pending manual payouts as a mass-payout file: PayPal Payouts
+// (format=paypal, the default) or Wise batch payments (format=wise).
+func exportManualPayouts(re *core.RequestEvent, format string) error {
+	var rows []struct {
+		ID       string `db:"id"`
+		Amount   int64  `db:"amount"`
+		Currency string `db:"currency"`
+		Name     string `db:"name"`
+		Email    string `db:"email"`
+		PayTo    string `db:"payout_email"`
+	}
+	err := re.App.DB().NewQuery(`SELECT p.id AS id, p.amount AS amount, p.currency AS currency, a.name AS name, a.email AS email,
+			a.payout_email AS payout_email
+		FROM payouts p JOIN affiliates a ON a.id = p.affiliate
+		WHERE p.method = 'manual' AND p.status = 'pending' ORDER BY p.created`).All(&rows)
+	if err != nil {
+		return re.InternalServerError("", err)
+	}
+	var header []string
+	switch format {
+	case "", "paypal":
+		header = []string{"Email", "Amount", "Currency", "Reference", "Note"}
+	case "wise":
+		header = []string{"name", "recipientEmail", "paymentReference", "receiverType", "amountCurrency", "amount", "sourceCurrency", "targetCurrency"}
+	default:
+		return re.BadRequestError("Unknown format.", fieldError("format", "invalid", "paypal or wise"))
+	}
+	re.Response.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	re.Response.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="payouts-%s.csv"`, strings.TrimPrefix(format+"-manual", "-")))
+	w := csv.NewWriter(re.Response)
+	_ = w.Write(header)
+	for _, r := range rows {
+		to := r.PayTo
+		if to == "" {
+			to = r.Email
+		}
+		amount, cur := money.Format(r.Amount, r.Currency), strings.ToUpper(r.Currency)
+		if format == "wise" {
+			_ = w.Write([]string{csvSafe(r.Name), to, r.ID, "PRIVATE", "target", amount, cur, cur})
+		} else {
+			_ = w.Write([]string{to, amount, cur, r.ID, "Affiliate commissions"})
+		}
+	}
+	w.Flush()
+	return w.Error()
+}
+
+// csvSafe defuses spreadsheet formulas in names affiliates typed themselves.
+func csvSafe(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}

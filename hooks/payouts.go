@@ -1,0 +1,335 @@
+package hooks
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/robfig/cron/v3"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+)
+
+// payoutsCronJob asks every minute whether a program's payout schedule is due.
+const payoutsCronJob = "pbaPayouts"
+
+// Run triggers and line actions, as stored in payout_runs.
+const (
+	triggerSchedule = "schedule"
+	triggerManual   = "manual"
+
+	actionPay          = "pay"
+	actionCarryForward = "carry_forward"
+	actionSkip         = "skip"
+)
+
+// payoutLine is one affiliate's outcome in a run (or a preview).
+type payoutLine struct {
+	Affiliate   string `json:"affiliate"`
+	Name        string `json:"name"`
+	Email       string `json:"email"`
+	Currency    string `json:"currency"`
+	Amount      int64  `json:"amount"`
+	Commissions int    `json:"commissions"`
+	Method      string `json:"method"`
+	Action      string `json:"action"`
+	Reason      string `json:"reason,omitempty"`
+	Payout      string `json:"payout,omitempty"`
+}
+
+// payoutReport is what a run did (or, for a preview, would do) in one program.
+type payoutReport struct {
+	Program string       `json:"program"`
+	Run     string       `json:"run,omitempty"`
+	DryRun  bool         `json:"dry_run"`
+	Lines   []payoutLine `json:"lines"`
+	Payouts int          `json:"payouts"`
+	Total   int64        `json:"total"`
+}
+
+// payoutEngine claims due runs, groups payable commissions into payouts and (with Stripe)
+// executes them. Grouping is one transaction per affiliate; a run is claimed by a unique
+// (program, scheduled_for) row, so restarts and parallel processes run it once.
+type payoutEngine struct {
+	app    core.App
+	stripe bool // Stripe is configured: affiliates with payout_method stripe can be paid
+	now    func() time.Time
+	mu     sync.Mutex
+}
+
+func registerPayouts(app core.App, cfg Config) *payoutEngine {
+	e := &payoutEngine{app: app, stripe: cfg.StripeSecretKey != "", now: time.Now}
+	app.Cron().MustAdd(payoutsCronJob, "* * * * *", func() {
+		if _, err := e.runDue(); err != nil {
+			app.Logger().Error("payout schedule run failed", "error", err)
+		}
+	})
+	registerPayoutRecords(app)
+	registerPayoutRoutes(app, e)
+	return e
+}
+
+// runDue claims and runs every program's schedule that is due.
+func (e *payoutEngine) runDue() ([]payoutReport, error) {
+	if !e.mu.TryLock() {
+		return nil, nil
+	}
+	defer e.mu.Unlock()
+	programs, err := e.app.FindAllRecords(collections.Programs, dbx.HashExp{collections.ProgramActive: true})
+	if err != nil {
+		return nil, fmt.Errorf("active programs: %w", err)
+	}
+	var reports []payoutReport
+	for _, p := range programs {
+		due, ok, err := e.dueTime(p)
+		if err != nil {
+			e.app.Logger().Warn("payout schedule", "program", p.Id, "error", err)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		runID, claimed, err := e.claim(p.Id, due, triggerSchedule)
+		if err != nil || !claimed {
+			if err != nil {
+				return reports, err
+			}
+			continue
+		}
+		rep, err := e.runProgram(p.Id, runID, due, false)
+		if err != nil {
+			return reports, err
+		}
+		reports = append(reports, rep)
+	}
+	return reports, nil
+}
+
+// dueTime is the latest scheduled time of the program at or before now that has no run yet.
+func (e *payoutEngine) dueTime(p *core.Record) (time.Time, bool, error) {
+	sched, err := cron.ParseStandard(p.GetString(collections.ProgramPayoutSchedule))
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("parse schedule: %w", err)
+	}
+	last := p.GetDateTime(collections.FieldCreated).Time()
+	var lastRun string
+	err = e.app.DB().NewQuery("SELECT IFNULL(MAX(scheduled_for), '') FROM payout_runs WHERE program = {:p} AND trigger = 'schedule'").
+		Bind(dbx.Params{"p": p.Id}).Row(&lastRun)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	if lastRun != "" {
+		if t, err := time.Parse(dateLayout, lastRun); err == nil {
+			last = t
+		}
+	}
+	now := e.now()
+	next := sched.Next(last)
+	if next.IsZero() || next.After(now) {
+		return time.Time{}, false, nil
+	}
+	for { // several missed times (the server was down): run once, for the latest
+		after := sched.Next(next)
+		if after.IsZero() || after.After(now) {
+			return next.UTC(), true, nil
+		}
+		next = after
+	}
+}
+
+// claim inserts the run's row; false when another process (or an earlier attempt) has it.
+func (e *payoutEngine) claim(programID string, at time.Time, trigger string) (string, bool, error) {
+	id := newRecordID()
+	res, err := e.app.DB().NewQuery(`INSERT INTO payout_runs (id, program, scheduled_for, trigger, status, payouts, total, report, created, updated)
+		VALUES ({:id}, {:p}, {:at}, {:trigger}, 'running', 0, 0, '{}', {:now}, {:now}) ON CONFLICT (program, scheduled_for) DO NOTHING`).
+		Bind(dbx.Params{"id": id, "p": programID, "at": formatDateTime(at), "trigger": trigger, "now": formatDateTime(e.now())}).Execute()
+	if err != nil {
+		return "", false, fmt.Errorf("claim payout run: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return id, n == 1, nil
+}
+
+// balance is an affiliate's payable, unassigned commissions in one currency.
+type balance struct {
+	Affiliate   string `db:"affiliate"`
+	Currency    string `db:"currency"`
+	Amount      int64  `db:"amount"`
+	Commissions int    `db:"n"`
+	Name        string `db:"name"`
+	Email       string `db:"email"`
+	Status      string `db:"status"`
+	Method      string `db:"payout_method"`
+	Account     string `db:"stripe_account_id"`
+	Enabled     bool   `db:"payouts_enabled"`
+}
+
+// runProgram pays every affiliate of the program whose net payable balance reaches the
+// program's min_payout; the rest carries forward. dryRun only reports.
+func (e *payoutEngine) runProgram(programID, runID string, periodEnd time.Time, dryRun bool) (payoutReport, error) {
+	rep := payoutReport{Program: programID, Run: runID, DryRun: dryRun, Lines: []payoutLine{}}
+	program, err := collections.FindProgram(e.app, programID)
+	if err != nil {
+		return rep, err
+	}
+	var balances []balance
+	err = e.app.DB().NewQuery(`SELECT c.affiliate AS affiliate, c.currency AS currency, SUM(c.amount) AS amount, COUNT(*) AS n,
+			a.name AS name, a.email AS email, a.status AS status, a.payout_method AS payout_method,
+			a.stripe_account_id AS stripe_account_id, a.payouts_enabled AS payouts_enabled
+		FROM commissions c JOIN affiliates a ON a.id = c.affiliate
+		WHERE c.program = {:p} AND c.status = 'payable' AND c.payout = ''
+		GROUP BY c.affiliate, c.currency`).Bind(dbx.Params{"p": programID}).All(&balances)
+	if err != nil {
+		return rep, fmt.Errorf("payable balances: %w", err)
+	}
+	sort.Slice(balances, func(i, j int) bool { return balances[i].Affiliate < balances[j].Affiliate })
+	for _, b := range balances {
+		line := payoutLine{Affiliate: b.Affiliate, Name: b.Name, Email: b.Email, Currency: b.Currency, Amount: b.Amount,
+			Commissions: b.Commissions, Method: e.method(b), Action: actionPay}
+		switch {
+		case b.Status != collections.AffiliateApproved:
+			line.Action, line.Reason = actionSkip, "affiliate is "+b.Status
+		case b.Amount <= 0 || b.Amount < program.MinPayout():
+			line.Action, line.Reason = actionCarryForward, fmt.Sprintf("below the minimum payout of %d", program.MinPayout())
+		case line.Method == collections.MethodStripe && (b.Account == "" || !b.Enabled):
+			line.Action, line.Reason = actionSkip, "Stripe onboarding incomplete"
+		}
+		if line.Action == actionPay && !dryRun {
+			id, amount, err := e.createPayout(programID, runID, b, line.Method, periodEnd)
+			if err != nil {
+				return rep, err
+			}
+			line.Payout, line.Amount = id, amount
+		}
+		if line.Action == actionPay {
+			rep.Payouts++
+			rep.Total += line.Amount
+		}
+		rep.Lines = append(rep.Lines, line)
+	}
+	if !dryRun && runID != "" {
+		_, err := e.app.DB().NewQuery(`UPDATE payout_runs SET status = 'done', payouts = {:n}, total = {:t}, report = {:r}, updated = {:now} WHERE id = {:id}`).
+			Bind(dbx.Params{"n": rep.Payouts, "t": rep.Total, "r": mustJSON(rep), "now": formatDateTime(e.now()), "id": runID}).Execute()
+		if err != nil {
+			return rep, fmt.Errorf("close payout run: %w", err)
+		}
+	}
+	return rep, nil
+}
+
+// method is how an affiliate is paid: Stripe when it chose Stripe and Stripe is configured.
+func (e *payoutEngine) method(b balance) string {
+	if b.Method == collections.MethodStripe && e.stripe {
+		return collections.MethodStripe
+	}
+	return collections.MethodManual
+}
+
+// createPayout moves the affiliate's payable commissions of the program into a new pending
+// payout, in one transaction: the payout's amount is the sum of exactly the commissions it
+// links, whatever changed since the balances were read.
+func (e *payoutEngine) createPayout(programID, runID string, b balance, method string, periodEnd time.Time) (string, int64, error) {
+	id := newRecordID()
+	var amount int64
+	err := e.app.RunInTransaction(func(tx core.App) error {
+		now := formatDateTime(e.now())
+		res, err := tx.DB().NewQuery(`UPDATE commissions SET payout = {:id}, updated = {:now}
+			WHERE program = {:p} AND affiliate = {:a} AND currency = {:c} AND status = 'payable' AND payout = ''`).
+			Bind(dbx.Params{"id": id, "now": now, "p": programID, "a": b.Affiliate, "c": b.Currency}).Execute()
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errNothingToPay
+		}
+		if err := tx.DB().NewQuery("SELECT SUM(amount) FROM commissions WHERE payout = {:id}").Bind(dbx.Params{"id": id}).Row(&amount); err != nil {
+			return err
+		}
+		if amount <= 0 {
+			return errNothingToPay // clawbacks arrived meanwhile: nothing left to pay
+		}
+		_, err = tx.DB().NewQuery(`INSERT INTO payouts (id, affiliate, program, run, amount, currency, method, status, stripe_transfer_id,
+				idempotency_key, attempts, error, period_end, paid_at, reference, next_attempt_at, created, updated)
+			VALUES ({:id}, {:a}, {:p}, {:run}, {:amount}, {:c}, {:method}, 'pending', '', {:key}, 0, '', {:end}, '', '', '', {:now}, {:now})`).
+			Bind(dbx.Params{"id": id, "a": b.Affiliate, "p": programID, "run": runID, "amount": amount, "c": b.Currency,
+				"method": method, "key": "pba_payout_" + id, "end": formatDateTime(periodEnd), "now": now}).Execute()
+		return err
+	})
+	if errors.Is(err, errNothingToPay) {
+		return "", 0, nil
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("create payout for %s: %w", b.Affiliate, err)
+	}
+	return id, amount, nil
+}
+
+// errNothingToPay rolls back a payout whose commissions vanished or netted to nothing.
+var errNothingToPay = errors.New("nothing to pay")
+
+// registerPayoutRecords keeps payouts consistent when admins change them in the dashboard:
+// marking a payout paid pays its commissions (manual payouts need a reference); canceling
+// or failing returns them to the pool; a paid payout and its amount never change again.
+func registerPayoutRecords(app core.App) {
+	app.OnRecordUpdate(collections.Payouts).BindFunc(func(e *core.RecordEvent) error {
+		before, err := e.App.FindRecordById(collections.Payouts, e.Record.Id)
+		if err != nil {
+			return err
+		}
+		from, to := before.GetString(collections.FieldStatus), e.Record.GetString(collections.FieldStatus)
+		for _, f := range []string{collections.FieldAmount, collections.FieldCurrency, collections.FieldAffiliate} {
+			if fmt.Sprint(before.Get(f)) != fmt.Sprint(e.Record.Get(f)) {
+				return fieldError(f, "immutable", "A payout's affiliate, amount and currency are fixed when it is created.")
+			}
+		}
+		if from == to {
+			return e.Next()
+		}
+		if from == collections.PayoutPaid || from == collections.PayoutCanceled {
+			return fieldError(collections.FieldStatus, "final", "A "+from+" payout cannot change status.")
+		}
+		if to == collections.PayoutPaid && e.Record.GetString(collections.PayoutMethod) == collections.MethodManual &&
+			e.Record.GetString("reference") == "" {
+			return fieldError("reference", "required", "Give the bank or PayPal reference of the payment.")
+		}
+		return e.App.RunInTransaction(func(tx core.App) error {
+			e.App = tx
+			if to == collections.PayoutPaid && e.Record.GetDateTime(collections.PayoutPaidAt).IsZero() {
+				e.Record.Set(collections.PayoutPaidAt, time.Now().UTC())
+			}
+			if err := e.Next(); err != nil {
+				return err
+			}
+			return settleCommissions(tx, e.Record.Id, to)
+		})
+	})
+}
+
+// settleCommissions follows a payout's status change onto its commissions.
+func settleCommissions(tx core.App, payoutID, status string) error {
+	var q string
+	switch status {
+	case collections.PayoutPaid:
+		q = "UPDATE commissions SET status = 'paid', updated = {:now} WHERE payout = {:id} AND status != 'void'"
+	case collections.PayoutCanceled, collections.PayoutFailed:
+		q = "UPDATE commissions SET payout = '', updated = {:now} WHERE payout = {:id} AND status = 'payable'"
+	default:
+		return nil
+	}
+	_, err := tx.DB().NewQuery(q).Bind(dbx.Params{"id": payoutID, "now": formatDateTime(time.Now())}).Execute()
+	if err != nil {
+		return fmt.Errorf("settle commissions of payout %s: %w", payoutID, err)
+	}
+	return nil
+}
+
+// mustJSON encodes v for a JSON column; v is a plain struct, so encoding cannot fail.
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

@@ -1,0 +1,66 @@
+package hooks
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+)
+
+// TestPayoutScheduleClaimsEachRunOnce: a schedule's time is claimed once, even by engines
+// racing in parallel (as two processes would), and missed times collapse into one run.
+func TestPayoutScheduleClaimsEachRunOnce(t *testing.T) {
+	app := newWriterTestApp(t)
+	p, err := collections.FindDefaultProgram(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Set(collections.ProgramPayoutSchedule, "CRON_TZ=Europe/Berlin 0 9 1 * *")
+	if err := app.Save(p); err != nil {
+		t.Fatal(err)
+	}
+	created := p.GetDateTime(collections.FieldCreated).Time()
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	firstOfNext := time.Date(created.In(berlin).Year(), created.In(berlin).Month()+1, 1, 9, 0, 0, 0, berlin)
+
+	engine := func(now time.Time) *payoutEngine {
+		return &payoutEngine{app: app, now: func() time.Time { return now }}
+	}
+	if reports, err := engine(firstOfNext.Add(-time.Minute)).runDue(); err != nil || len(reports) != 0 {
+		t.Fatalf("before the scheduled time: %v %v", reports, err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	runs := 0
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reports, err := engine(firstOfNext.Add(time.Minute)).runDue()
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			runs += len(reports)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if runs != 1 {
+		t.Fatalf("%d runs for one scheduled time, want 1", runs)
+	}
+	var at string
+	if err := app.DB().NewQuery("SELECT scheduled_for FROM payout_runs").Row(&at); err != nil || at != formatDateTime(firstOfNext) {
+		t.Fatalf("claimed %q (%v), want %s (09:00 Berlin)", at, err, formatDateTime(firstOfNext))
+	}
+	// Three months later (the server was down): one run, for the latest missed time.
+	later := firstOfNext.AddDate(0, 3, 0)
+	reports, err := engine(later.Add(time.Hour)).runDue()
+	if err != nil || len(reports) != 1 {
+		t.Fatalf("after downtime: %v %v", reports, err)
+	}
+	if n, _ := app.CountRecords("payout_runs"); n != 2 {
+		t.Fatalf("%d runs, want 2", n)
+	}
+}

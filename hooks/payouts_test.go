@@ -1,0 +1,141 @@
+package hooks_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+)
+
+func (e *engineEnv) patchPayout(id, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPatch, "/api/collections/payouts/records/"+id, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", fx.Superuser.Token)
+	rec := httptest.NewRecorder()
+	e.handler.ServeHTTP(rec, req)
+	return rec
+}
+
+func payoutLines(out map[string]any) map[string]map[string]any {
+	lines := map[string]map[string]any{}
+	for _, p := range out["programs"].([]any) {
+		for _, l := range p.(map[string]any)["lines"].([]any) {
+			line := l.(map[string]any)
+			lines[line["affiliate"].(string)] = line
+		}
+	}
+	return lines
+}
+
+func TestManualPayoutRun(t *testing.T) {
+	env := newEngineEnv(t)
+	past := time.Now().AddDate(0, 0, -40)
+	env.sale("affiliate-a", 30000, past) // 6000 commission: above the 5000 minimum
+	env.sale("affiliate-b", 1000, past)  // 200: carried forward
+	env.run()
+
+	code, out := env.superuser(http.MethodGet, "/api/pba/payouts/preview")
+	lines := payoutLines(out)
+	if code != 200 || lines[fx.A.ID]["action"] != "pay" || lines[fx.A.ID]["amount"].(float64) != 6000 ||
+		lines[fx.B.ID]["action"] != "carry_forward" {
+		t.Fatalf("preview: %d %v", code, out)
+	}
+	if n, _ := env.app.CountRecords(collections.Payouts); n != 2 {
+		t.Fatalf("a preview created payouts: %d", n)
+	}
+
+	code, out = env.superuser(http.MethodPost, "/api/pba/payouts/run")
+	lines = payoutLines(out)
+	payoutID, _ := lines[fx.A.ID]["payout"].(string)
+	if code != 200 || payoutID == "" {
+		t.Fatalf("run: %d %v", code, out)
+	}
+	p := mustFind(t, env.app, collections.Payouts, payoutID)
+	if p.GetInt("amount") != 6000 || p.GetString("status") != "pending" || p.GetString("method") != "manual" ||
+		p.GetString("idempotency_key") == "" || p.GetString("run") == "" {
+		t.Fatalf("payout: %v", p.FieldsData())
+	}
+	env.ledgerOK()
+	// A second run finds nothing new to pay for A.
+	if _, out := env.superuser(http.MethodPost, "/api/pba/payouts/run"); payoutLines(out)[fx.A.ID] != nil {
+		t.Fatalf("second run paid A again: %v", out)
+	}
+
+	// The CSV for the mass payout lists it.
+	req := httptest.NewRequest(http.MethodGet, "/api/pba/export/payouts.csv?format=paypal", nil)
+	req.Header.Set("Authorization", fx.Superuser.Token)
+	rec := httptest.NewRecorder()
+	env.handler.ServeHTTP(rec, req)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "a@fixture.test,60.00,USD,"+payoutID) {
+		t.Fatalf("csv: %d %s", rec.Code, rec.Body)
+	}
+
+	// Marking it paid needs a reference, then pays the commissions.
+	if rec := env.patchPayout(payoutID, `{"status":"paid"}`); rec.Code != 400 || !strings.Contains(rec.Body.String(), `"reference"`) {
+		t.Fatalf("paid without reference: %d %s", rec.Code, rec.Body)
+	}
+	if rec := env.patchPayout(payoutID, `{"status":"paid","reference":"PAYPAL-123"}`); rec.Code != 200 {
+		t.Fatalf("mark paid: %d %s", rec.Code, rec.Body)
+	}
+	paid, _ := env.app.FindAllRecords(collections.Commissions, dbxEq("payout", payoutID))
+	for _, c := range paid {
+		if c.GetString("status") != "paid" {
+			t.Fatalf("commission %s not paid: %s", c.Id, c.GetString("status"))
+		}
+	}
+	if rec := env.patchPayout(payoutID, `{"status":"canceled"}`); rec.Code != 400 {
+		t.Fatalf("a paid payout changed status: %d", rec.Code)
+	}
+	if rec := env.patchPayout(payoutID, `{"amount":1}`); rec.Code != 400 {
+		t.Fatalf("a payout's amount changed: %d", rec.Code)
+	}
+	env.ledgerOK()
+}
+
+func TestPayoutSkipsAndCancel(t *testing.T) {
+	env := newEngineEnv(t)
+	past := time.Now().AddDate(0, 0, -40)
+	env.sale("affiliate-a", 30000, past)
+	env.sale("affiliate-b", 30000, past)
+	env.run()
+	env.save(collections.Affiliates, fx.B.ID, map[string]any{"status": "suspended"})
+	_, out := env.superuser(http.MethodPost, "/api/pba/payouts/run?program=default")
+	lines := payoutLines(out)
+	if lines[fx.B.ID]["action"] != "skip" || !strings.Contains(fmt.Sprint(lines[fx.B.ID]["reason"]), "suspended") {
+		t.Fatalf("suspended affiliate: %v", lines[fx.B.ID])
+	}
+	payoutID := lines[fx.A.ID]["payout"].(string)
+	// Canceling returns the commissions to the pool; the next run pays them again.
+	if rec := env.patchPayout(payoutID, `{"status":"canceled"}`); rec.Code != 200 {
+		t.Fatalf("cancel: %d %s", rec.Code, rec.Body)
+	}
+	env.ledgerOK()
+	_, out = env.superuser(http.MethodPost, "/api/pba/payouts/run")
+	if again := payoutLines(out)[fx.A.ID]; again == nil || again["payout"] == payoutID || again["amount"].(float64) != 6000 {
+		t.Fatalf("after cancel: %v", again)
+	}
+	if code, _ := env.superuser(http.MethodPost, "/api/pba/payouts/run?program=nope"); code != 400 {
+		t.Fatalf("unknown program: %d", code)
+	}
+	env.ledgerOK()
+}
+
+func TestPayoutNetsClawbacks(t *testing.T) {
+	env := newEngineEnv(t)
+	past := time.Now().AddDate(0, 0, -40)
+	conv := env.sale("affiliate-a", 30000, past) // 6000
+	env.run()
+	env.payAll(fx.A.ID)
+	env.setConversion(conv, map[string]any{"refunded_amount": 10000}) // claw back 2000
+	env.sale("affiliate-a", 40000, past)                               // 8000 new
+	env.run()
+	_, out := env.superuser(http.MethodPost, "/api/pba/payouts/run")
+	if line := payoutLines(out)[fx.A.ID]; line == nil || line["amount"].(float64) != 6000 {
+		t.Fatalf("net payout: %v", line)
+	}
+	env.ledgerOK()
+}
