@@ -131,7 +131,7 @@ func TestPayoutNetsClawbacks(t *testing.T) {
 	env.run()
 	env.payAll(fx.A.ID)
 	env.setConversion(conv, map[string]any{"refunded_amount": 10000}) // claw back 2000
-	env.sale("affiliate-a", 40000, past)                               // 8000 new
+	env.sale("affiliate-a", 40000, past)                              // 8000 new
 	env.run()
 	_, out := env.superuser(http.MethodPost, "/api/pba/payouts/run")
 	if line := payoutLines(out)[fx.A.ID]; line == nil || line["amount"].(float64) != 6000 {
