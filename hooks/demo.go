@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/spf13/cobra"
@@ -37,7 +38,12 @@ func newDemoCommand(app core.App) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "demo: %d affiliates created; log in to the portal as ada-lovelace@demo.pbaffiliate.test with password %q\n", created, demoPassword)
+			if created > 0 {
+				if err := fillDemoSales(app); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "demo: %d affiliates created (with sales and commissions); log in to the portal as ada-lovelace@demo.pbaffiliate.test with password %q\n", created, demoPassword)
 			return nil
 		},
 	}
@@ -104,4 +110,30 @@ func newLink(app core.App, affiliateID, programID, label string) (*core.Record, 
 	l.Set(collections.FieldProgram, programID)
 	l.Set(collections.LinkLabel, label)
 	return l, nil
+}
+
+// fillDemoSales records a few past sales per approved demo affiliate and runs the commission
+// engine once, so the dashboard shows money moving from the first start.
+func fillDemoSales(app core.App) error {
+	conversions := newConversionService(app, nil)
+	for i, person := range demoAffiliates() {
+		if person[1] != collections.AffiliateApproved {
+			continue
+		}
+		for n := 0; n < 3; n++ {
+			_, _, err := conversions.record(conversionInput{
+				Source: collections.SourceManual, ExternalID: fmt.Sprintf("demo-%d-%d", i, n),
+				AffiliateCode: codes.Slug(person[0]), Amount: int64(4900 + 2500*n + 1000*i), Currency: collections.DefaultCurrency,
+				OccurredAt: time.Now().UTC().AddDate(0, 0, -10*n-1), Customer: fmt.Sprintf("demo-customer-%d-%d", i, n),
+			})
+			if err != nil {
+				return fmt.Errorf("demo sale: %w", err)
+			}
+		}
+	}
+	engine := &commissionEngine{app: app, now: time.Now}
+	if _, err := engine.run(); err != nil {
+		return fmt.Errorf("demo commissions: %w", err)
+	}
+	return nil
 }
