@@ -22,10 +22,12 @@ demo:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/pbaffiliate .
 
-## test: vet and the whole test suite under the race detector
+## test: vet, the whole test suite under the race detector, then the long ledger property
+## test in full (10,000 steps; under -race it runs 1,000)
 test:
 	$(GO) vet ./...
 	$(GO) test -race ./...
+	$(GO) test -count=1 -run '^TestLedgerProperty$$' ./hooks/
 
 ## bench: Go benchmarks of every package, then the HTTP load test of the redirector with wrk
 bench:

@@ -380,8 +380,8 @@ func TestLedgerCheckIsForSuperusers(t *testing.T) {
 // payouts, adjustments and engine runs, checking the ledger invariant after every step.
 func TestLedgerProperty(t *testing.T) {
 	steps := 10000
-	if testing.Short() {
-		steps = 1000
+	if testing.Short() || raceEnabled {
+		steps = 1000 // make test also runs the full 10,000 steps without the race detector
 	}
 	env := newEngineEnv(t)
 	env.save(collections.Programs, fx.ProgramP, map[string]any{"hold_days": 0})

@@ -1,15 +1,19 @@
 package hooks
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/pocketbase/dbx"
 	validation "github.com/pocketbase/ozzo-validation/v4"
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
@@ -30,6 +34,15 @@ const (
 	stripeSignatureTolerance = 300 * time.Second
 	// stripeOutcomeMax is the stripe_events.outcome field's Max.
 	stripeOutcomeMax = 500
+	// stripePromotionLookupTimeout bounds all promotion code lookups of one delivery: Stripe
+	// gives up on a webhook that answers too slowly and sends it again anyway.
+	stripePromotionLookupTimeout = 8 * time.Second
+	// stripeMaxPromotionCodes caps the lookups one event can cause (an invoice may carry several
+	// discounts); Stripe allows far fewer discounts than this on one object.
+	stripeMaxPromotionCodes = 5
+	// stripePromotionCacheSize bounds the id → code cache: enough for every promotion code a
+	// merchant has in use, small enough not to matter in memory.
+	stripePromotionCacheSize = 1024
 )
 
 // Metadata keys a merchant puts on Stripe objects (Checkout Session, subscription, payment
@@ -47,13 +60,19 @@ const (
 type stripeWebhook struct {
 	secret      string
 	conversions *conversionService
+	// stripe resolves promotion code ids to codes; nil without STRIPE_SECRET_KEY, and promotion
+	// codes are then ignored (metadata pba_coupon still works).
+	stripe stripeAPI
+	// promotionCodes remembers resolved codes: a promotion code's code never changes, and a
+	// subscription's discount would otherwise cost one API call per renewal.
+	promotionCodes promotionCodeCache
 }
 
 // registerStripeWebhook wires POST /api/pba/stripe/webhook. The route always exists so a
 // misconfigured server answers Stripe with a clear 503 instead of a 404 that looks like a typo
 // in the endpoint URL.
 func registerStripeWebhook(app core.App, cfg Config, conversions *conversionService) {
-	h := &stripeWebhook{secret: cfg.StripeWebhookSecret, conversions: conversions}
+	h := &stripeWebhook{secret: cfg.StripeWebhookSecret, conversions: conversions, stripe: newStripeAPI(cfg)}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		se.Router.POST(stripeWebhookPath, h.handle).Bind(apis.BodyLimit(stripeWebhookBodyLimit))
 		return se.Next()
@@ -65,6 +84,9 @@ func registerStripeWebhook(app core.App, cfg Config, conversions *conversionServ
 // back whatever the attempt wrote; the handler then stores only the outcome and answers 200.
 type stripeIgnoredError struct {
 	outcome string
+	// noAttribution marks "ignored: no attribution", which a promotion code that could not be
+	// looked up might have changed (see handle).
+	noAttribution bool
 }
 
 // Error is the outcome, so logs of a refused event read like its stripe_events row.
@@ -72,7 +94,8 @@ func (e *stripeIgnoredError) Error() string { return e.outcome }
 
 // handle verifies and processes one delivery. Answers: 503 without a secret (Stripe retries
 // until it is configured), 400 for a bad signature (nothing stored), 200 for processed,
-// ignored and duplicate events, 500 for internal failures (nothing committed, Stripe retries).
+// ignored and duplicate events, 500 for internal failures (nothing committed, Stripe retries)
+// and for a sale that nothing attributes while its promotion code could not be looked up.
 func (h *stripeWebhook) handle(e *core.RequestEvent) error {
 	if h.secret == "" {
 		return e.Error(http.StatusServiceUnavailable,
@@ -100,11 +123,21 @@ func (h *stripeWebhook) handle(e *core.RequestEvent) error {
 		return e.BadRequestError("The event has no id.", nil)
 	}
 
-	duplicate, outcome, err := h.processOnce(e.App, event)
+	// Stripe is called here, before the transaction: the database has one writer, and holding
+	// it during a network call would stall every other write.
+	promo := h.resolvePromotion(e.Request.Context(), e.App, event)
+	duplicate, outcome, err := h.processOnce(e.App, event, promo)
 	var ignored *stripeIgnoredError
 	if errors.As(err, &ignored) {
+		if ignored.noAttribution && promo.retry {
+			// The promotion code may be the only thing that credits this sale: answer 500 and
+			// store nothing, so Stripe delivers the event again when the lookup may work.
+			e.App.Logger().Warn("stripe webhook: no attribution and the promotion code lookup failed; asking Stripe to retry",
+				"event", event.ID, "type", string(event.Type), "error", promo.failure)
+			return e.InternalServerError("Could not look up the sale's promotion code at Stripe; please retry.", nil)
+		}
 		// The attempt was rolled back; remember the verdict so a redelivery is a duplicate.
-		duplicate, outcome, err = h.storeIgnored(e.App, event, ignored.outcome)
+		duplicate, outcome, err = h.storeIgnored(e.App, event, promo.annotate(ignored.outcome))
 	}
 	if err != nil {
 		e.App.Logger().Error("stripe webhook failed", "event", event.ID, "type", string(event.Type), "error", err)
@@ -119,16 +152,17 @@ func (h *stripeWebhook) handle(e *core.RequestEvent) error {
 // processOnce claims the event id and processes the event in one transaction, so either both
 // the effects and the stripe_events row commit or neither does, and a crash between them lets
 // Stripe's retry process the event again. duplicate reports an id processed before.
-func (h *stripeWebhook) processOnce(app core.App, event stripe.Event) (duplicate bool, outcome string, err error) {
+func (h *stripeWebhook) processOnce(app core.App, event stripe.Event, promo stripePromotion) (duplicate bool, outcome string, err error) {
 	err = app.RunInTransaction(func(tx core.App) error {
 		seen, err := stripeEventSeen(tx, event.ID)
 		if err != nil || seen {
 			duplicate = seen
 			return err
 		}
-		if outcome, err = h.process(tx, event); err != nil {
+		if outcome, err = h.process(tx, event, promo); err != nil {
 			return err
 		}
+		outcome = promo.annotate(outcome)
 		return saveStripeEvent(tx, event, outcome)
 	})
 	return duplicate, outcome, err
@@ -192,15 +226,15 @@ func truncateStripeText(s string, n int) string {
 
 // process dispatches one new event to its handler and returns the outcome to store. Events
 // pbaffiliate does not use are acknowledged, so Stripe stops sending them again.
-func (h *stripeWebhook) process(tx core.App, event stripe.Event) (string, error) {
+func (h *stripeWebhook) process(tx core.App, event stripe.Event, promo stripePromotion) (string, error) {
 	switch event.Type {
 	case stripe.EventTypeCheckoutSessionCompleted, stripe.EventTypeCheckoutSessionAsyncPaymentSucceeded:
 		return withStripeObject(event, func(s *stripe.CheckoutSession) (string, error) {
-			return h.checkoutCompleted(tx, event, s)
+			return h.checkoutCompleted(tx, event, s, promo.coupon)
 		})
 	case stripe.EventTypeInvoicePaid:
 		return withStripeObject(event, func(inv *stripe.Invoice) (string, error) {
-			return h.invoicePaid(tx, event, inv)
+			return h.invoicePaid(tx, event, inv, promo.coupon)
 		})
 	case stripe.EventTypePaymentIntentSucceeded:
 		return withStripeObject(event, func(pi *stripe.PaymentIntent) (string, error) {
@@ -238,8 +272,9 @@ func withStripeObject[T any](event stripe.Event, fn func(*T) (string, error)) (s
 
 // checkoutCompleted records a paid Checkout Session. Its external id is the id Stripe's other
 // events report for the same money (the first invoice of a subscription, the payment intent of
-// a one-off payment), so those events become duplicates instead of second sales.
-func (h *stripeWebhook) checkoutCompleted(tx core.App, event stripe.Event, s *stripe.CheckoutSession) (string, error) {
+// a one-off payment), so those events become duplicates instead of second sales. promoCoupon is
+// the session's promotion code, used when the metadata names no coupon.
+func (h *stripeWebhook) checkoutCompleted(tx core.App, event stripe.Event, s *stripe.CheckoutSession, promoCoupon string) (string, error) {
 	switch s.PaymentStatus {
 	case stripe.CheckoutSessionPaymentStatusPaid, stripe.CheckoutSessionPaymentStatusNoPaymentRequired:
 	default:
@@ -268,12 +303,16 @@ func (h *stripeWebhook) checkoutCompleted(tx core.App, event stripe.Event, s *st
 	if clickID == "" {
 		clickID = s.Metadata[stripeMetaClick]
 	}
+	coupon := s.Metadata[stripeMetaCoupon]
+	if coupon == "" {
+		coupon = promoCoupon
+	}
 	return h.recordSale(tx, conversionInput{
 		ProgramID:      s.Metadata[stripeMetaProgram],
 		ExternalID:     externalID,
 		ClickID:        clickID,
 		AffiliateCode:  s.Metadata[stripeMetaAffiliate],
-		Coupon:         s.Metadata[stripeMetaCoupon],
+		Coupon:         coupon,
 		Customer:       customer,
 		CustomerEmail:  email,
 		Amount:         s.AmountTotal,
@@ -288,21 +327,23 @@ func (h *stripeWebhook) checkoutCompleted(tx core.App, event stripe.Event, s *st
 // invoicePaid records an invoice payment: for subscriptions every renewal is a sale, and the
 // conversion service credits it to the customer's first affiliate when the program pays
 // recurring commissions. The subscription's metadata (copied onto the invoice) may name the
-// affiliate as well, for subscriptions created without Checkout.
-func (h *stripeWebhook) invoicePaid(tx core.App, event stripe.Event, inv *stripe.Invoice) (string, error) {
+// affiliate as well, for subscriptions created without Checkout. promoCoupon is the invoice's
+// promotion code, used when the metadata names no coupon.
+func (h *stripeWebhook) invoicePaid(tx core.App, event stripe.Event, inv *stripe.Invoice, promoCoupon string) (string, error) {
 	if inv.AmountPaid <= 0 {
 		return "ignored: nothing paid", nil
 	}
-	meta := inv.Metadata
-	if inv.SubscriptionDetails != nil && hasStripeAttribution(inv.SubscriptionDetails.Metadata) {
-		meta = inv.SubscriptionDetails.Metadata
+	meta := stripeInvoiceMetadata(inv)
+	coupon := meta[stripeMetaCoupon]
+	if coupon == "" {
+		coupon = promoCoupon
 	}
 	return h.recordSale(tx, conversionInput{
 		ProgramID:      meta[stripeMetaProgram],
 		ExternalID:     inv.ID,
 		ClickID:        meta[stripeMetaClick],
 		AffiliateCode:  meta[stripeMetaAffiliate],
-		Coupon:         meta[stripeMetaCoupon],
+		Coupon:         coupon,
 		Customer:       stripeID(inv.Customer),
 		CustomerEmail:  inv.CustomerEmail,
 		Amount:         inv.AmountPaid,
@@ -313,6 +354,15 @@ func (h *stripeWebhook) invoicePaid(tx core.App, event stripe.Event, inv *stripe
 		Charge:         stripeID(inv.Charge),
 		Metadata:       stripeSaleMetadata(event, inv.ID),
 	})
+}
+
+// stripeInvoiceMetadata is the metadata that attributes an invoice: the subscription's (copied
+// onto the invoice as subscription_details) when it names an affiliate, else the invoice's own.
+func stripeInvoiceMetadata(inv *stripe.Invoice) map[string]string {
+	if inv.SubscriptionDetails != nil && hasStripeAttribution(inv.SubscriptionDetails.Metadata) {
+		return inv.SubscriptionDetails.Metadata
+	}
+	return inv.Metadata
 }
 
 // paymentIntentSucceeded records a payment made without Checkout or invoices (the merchant's
@@ -363,7 +413,7 @@ func (h *stripeWebhook) recordSale(tx core.App, in conversionInput) (string, err
 	switch {
 	case err == nil:
 	case errors.Is(err, attribution.ErrNoAttribution):
-		return "", &stripeIgnoredError{outcome: "ignored: no attribution"}
+		return "", &stripeIgnoredError{outcome: "ignored: no attribution", noAttribution: true}
 	case errors.Is(err, errConversionConflict):
 		return "", &stripeIgnoredError{outcome: "ignored: conflict: " + err.Error()}
 	case errors.As(err, &invalid):
@@ -518,4 +568,183 @@ func stripeEventTime(event stripe.Event) time.Time {
 func stripeSaleMetadata(event stripe.Event, objectID string) map[string]any {
 	return map[string]any{"stripe_event": event.ID, "stripe_event_type": string(event.Type),
 		"stripe_object": objectID, "livemode": event.Livemode}
+}
+
+// stripePromotion is what the promotion codes of one sale resolved to, worked out before the
+// event's transaction because it may call Stripe.
+type stripePromotion struct {
+	// coupon is the lowercased code to pass as the sale's Coupon, "" for none.
+	coupon string
+	// failure is "promotion code lookup failed: …" when a lookup failed, kept in the outcome so
+	// support can see why a discounted sale was not credited to the code's affiliate.
+	failure string
+	// retry reports that a failed lookup may work later (network, 5xx, bad key), as opposed to a
+	// promotion code Stripe says does not exist.
+	retry bool
+}
+
+// annotate appends the lookup failure, if any, to an outcome; the outcome's own text comes first
+// so truncation to the field's size only ever shortens the note.
+func (p stripePromotion) annotate(outcome string) string {
+	if p.failure == "" {
+		return outcome
+	}
+	return outcome + "; " + p.failure
+}
+
+// resolvePromotion looks up the promotion codes of a sale event whose metadata names no coupon.
+// It always looks them up, even when a click or affiliate code is present: a click may be unknown
+// or outside the cookie window, and the conversion service already ranks click and affiliate
+// code above the coupon, so a stronger attribution still wins. Without a Stripe key, for events
+// seen before and for events without promotion codes it does nothing.
+func (h *stripeWebhook) resolvePromotion(ctx context.Context, app core.App, event stripe.Event) stripePromotion {
+	var p stripePromotion
+	if h.stripe == nil {
+		return p
+	}
+	ids := stripePromotionCodeIDs(event)
+	if len(ids) == 0 {
+		return p
+	}
+	// A redelivery is answered as a duplicate by processOnce; do not spend API calls on it.
+	// (A lookup error is left for processOnce to report as well.)
+	if seen, err := stripeEventSeen(app, event.ID); err != nil || seen {
+		return p
+	}
+	ctx, cancel := context.WithTimeout(ctx, stripePromotionLookupTimeout)
+	defer cancel()
+	var codes, failures []string
+	for _, id := range ids {
+		code, err := h.promotionCode(ctx, id)
+		if err != nil {
+			failures = append(failures, truncateStripeText(err.Error(), 200))
+			if !stripePermanentError(err) {
+				p.retry = true
+			}
+			continue
+		}
+		if code = strings.ToLower(strings.TrimSpace(code)); code != "" {
+			codes = append(codes, code)
+		}
+	}
+	if len(failures) > 0 {
+		p.failure = "promotion code lookup failed: " + strings.Join(failures, "; ")
+	}
+	p.coupon = pickPromotionCoupon(app, codes)
+	return p
+}
+
+// promotionCode resolves one id through the cache, then Stripe. Failures are not cached: the
+// next delivery asks again.
+func (h *stripeWebhook) promotionCode(ctx context.Context, id string) (string, error) {
+	if code, ok := h.promotionCodes.get(id); ok {
+		return code, nil
+	}
+	code, err := h.stripe.PromotionCode(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	h.promotionCodes.put(id, code)
+	return code, nil
+}
+
+// pickPromotionCoupon chooses the code to credit when a sale carries several promotion codes:
+// the first that is an active coupon in pbaffiliate (the others are the merchant's own
+// campaigns), else the first, which the conversion service then simply does not find. The read
+// happens outside the transaction; the service looks the coupon up again inside it.
+func pickPromotionCoupon(app core.App, codes []string) string {
+	if len(codes) == 0 {
+		return ""
+	}
+	if len(codes) > 1 {
+		for _, code := range codes {
+			if _, err := app.FindFirstRecordByFilter(collections.Coupons, "code = {:code} && active = true",
+				dbx.Params{"code": code}); err == nil {
+				return code
+			}
+		}
+	}
+	return codes[0]
+}
+
+// stripePromotionCodeIDs lists the promotion code ids (deduplicated, at most
+// stripeMaxPromotionCodes) of a sale event that metadata does not already give a coupon, and
+// nothing for events that will not become a sale anyway (unpaid, zero amounts), so those cost
+// no API call.
+//
+// Webhook payloads leave most references unexpanded, and stripe-go decodes a bare id into an
+// object holding only its ID, so every shape is handled:
+//   - invoice.discount is an object whose promotion_code is an id (or, expanded, an object);
+//   - invoice.discounts is, in API version 2023-10-16, usually a list of bare discount ids
+//     ("di_…") with no promotion code to read: those are skipped, invoice.discount covers the
+//     common single-discount case;
+//   - a Checkout Session's total_details.breakdown only appears when the session was expanded.
+func stripePromotionCodeIDs(event stripe.Event) []string {
+	if event.Data == nil || len(event.Data.Raw) == 0 {
+		return nil
+	}
+	var discounts []*stripe.Discount
+	switch event.Type {
+	case stripe.EventTypeCheckoutSessionCompleted, stripe.EventTypeCheckoutSessionAsyncPaymentSucceeded:
+		var s stripe.CheckoutSession
+		if json.Unmarshal(event.Data.Raw, &s) != nil || s.Metadata[stripeMetaCoupon] != "" || s.AmountTotal <= 0 {
+			return nil
+		}
+		if s.PaymentStatus != stripe.CheckoutSessionPaymentStatusPaid &&
+			s.PaymentStatus != stripe.CheckoutSessionPaymentStatusNoPaymentRequired {
+			return nil
+		}
+		if s.TotalDetails != nil && s.TotalDetails.Breakdown != nil {
+			for _, d := range s.TotalDetails.Breakdown.Discounts {
+				if d != nil {
+					discounts = append(discounts, d.Discount)
+				}
+			}
+		}
+	case stripe.EventTypeInvoicePaid:
+		var inv stripe.Invoice
+		if json.Unmarshal(event.Data.Raw, &inv) != nil || inv.AmountPaid <= 0 || stripeInvoiceMetadata(&inv)[stripeMetaCoupon] != "" {
+			return nil
+		}
+		discounts = append([]*stripe.Discount{inv.Discount}, inv.Discounts...)
+	default:
+		return nil
+	}
+	var ids []string
+	seen := map[string]bool{}
+	for _, d := range discounts {
+		if d == nil || d.PromotionCode == nil || d.PromotionCode.ID == "" || seen[d.PromotionCode.ID] {
+			continue
+		}
+		seen[d.PromotionCode.ID] = true
+		if ids = append(ids, d.PromotionCode.ID); len(ids) == stripeMaxPromotionCodes {
+			break
+		}
+	}
+	return ids
+}
+
+// promotionCodeCache maps promotion code ids to codes. It is bounded by emptying it when full,
+// which costs a few repeated lookups and needs no eviction bookkeeping.
+type promotionCodeCache struct {
+	mu    sync.Mutex
+	codes map[string]string
+}
+
+// get returns the cached code of id.
+func (c *promotionCodeCache) get(id string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	code, ok := c.codes[id]
+	return code, ok
+}
+
+// put remembers the code of id.
+func (c *promotionCodeCache) put(id, code string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.codes == nil || len(c.codes) >= stripePromotionCacheSize {
+		c.codes = make(map[string]string)
+	}
+	c.codes[id] = code
 }

@@ -613,3 +613,208 @@ func TestStripeFailureRollsBackForRetry(t *testing.T) {
 		t.Errorf("%d stripe conversions after the retry, want 1", n)
 	}
 }
+
+// newStripeWithAPI is newStripe with STRIPE_SECRET_KEY set and the Stripe API at a fake.
+func newStripeWithAPI(t *testing.T) (*stripeEnv, *hooks.FakeStripe) {
+	t.Helper()
+	fake := hooks.NewFakeStripe(t)
+	s := newStripeEnv(t, hooks.Config{StripeSecretKey: hooks.FakeStripeKey, StripeAPIBase: fake.URL,
+		StripeWebhookSecret: stripeTestSecret, IPSalt: "s", WebhookAllowPrivateNetworks: true})
+	return s, fake
+}
+
+func (s *stripeEnv) save(collection string, data map[string]any) *core.Record {
+	s.t.Helper()
+	col, err := s.app.FindCollectionByNameOrId(collection)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	r := core.NewRecord(col)
+	r.Load(data)
+	if err := s.app.Save(r); err != nil {
+		s.t.Fatalf("save %s: %v", collection, err)
+	}
+	return r
+}
+
+// sign signs body with the configured secret now and posts it, whatever the answer.
+func (s *stripeEnv) sign(body []byte) stripeResponse {
+	s.t.Helper()
+	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: stripeTestSecret, Timestamp: time.Now()})
+	return s.postRaw(signed.Payload, signed.Header)
+}
+
+// stripeDiscount is a discount as webhook payloads carry it: the promotion code as a bare id.
+func stripeDiscount(id, promotionCode string) map[string]any {
+	return map[string]any{"id": id, "object": "discount", "promotion_code": promotionCode,
+		"coupon": map[string]any{"id": "co_" + id, "object": "coupon", "percent_off": 10, "valid": true}}
+}
+
+// stripePromoInvoice is a paid invoice of a new customer, with no pba metadata, discounted by
+// promotionCode (invoice.discount plus, as in API version 2023-10-16, discounts as bare ids).
+func stripePromoInvoice(invoice, promotionCode string) map[string]any {
+	obj := stripeInvoicePaid(invoice, "sub_"+invoice, "cus_"+invoice, "ch_"+invoice, "subscription_create", 1800, nil)
+	obj["discount"] = stripeDiscount("di_"+invoice, promotionCode)
+	obj["discounts"] = []string{"di_" + invoice}
+	return obj
+}
+
+func TestStripePromotionCodeCreditsCoupon(t *testing.T) {
+	s, fake := newStripeWithAPI(t)
+	s.save(collections.Coupons, map[string]any{"code": "ada10", "affiliate": fx.A.ID, "program": fx.ProgramP, "active": true})
+	fake.AddPromotionCode("promo_ada", "ADA10")
+
+	body := stripeEvent("evt_promo_1", "invoice.paid", stripePromoInvoice("in_promo_1", "promo_ada"))
+	res := s.send(body)
+	stripeWantPrefix(t, "outcome", res.body["outcome"].(string), "recorded conversion")
+	c := s.conversion("in_promo_1")
+	stripeWantString(t, "affiliate", c.GetString("affiliate"), fx.A.ID)
+	stripeWantString(t, "click", c.GetString("click"), "")
+	if meta := c.GetString("metadata"); !strings.Contains(meta, `"path":"coupon"`) {
+		t.Errorf("metadata = %s, want attribution path coupon", meta)
+	}
+	stripeWantInt(t, "Stripe API calls", fake.Calls(), 1)
+
+	// A redelivery is a duplicate before any lookup; a renewal with the same promotion code
+	// uses the cached code.
+	if res := s.send(body); res.body["duplicate"] != true {
+		t.Errorf("redelivery: %s, want duplicate", res.raw)
+	}
+	s.send(stripeEvent("evt_promo_2", "invoice.paid", stripePromoInvoice("in_promo_2", "promo_ada")))
+	stripeWantString(t, "second sale's affiliate", s.conversion("in_promo_2").GetString("affiliate"), fx.A.ID)
+	stripeWantInt(t, "Stripe API calls after a redelivery and a second sale", fake.Calls(), 1)
+}
+
+func TestStripePromotionCodeOnCheckoutAndAmongSeveral(t *testing.T) {
+	s, fake := newStripeWithAPI(t)
+	s.save(collections.Coupons, map[string]any{"code": "bob20", "affiliate": fx.B.ID, "program": fx.ProgramP, "active": true})
+	fake.AddPromotionCode("promo_summer", "SUMMER")
+	fake.AddPromotionCode("promo_bob", "Bob20")
+
+	t.Run("expanded checkout session", func(t *testing.T) {
+		obj := stripeCheckoutPayment("cs_promo", "pi_promo", "", 2000)
+		obj["total_details"] = map[string]any{"amount_discount": 200, "breakdown": map[string]any{
+			"discounts": []any{map[string]any{"amount": 200, "discount": stripeDiscount("di_cs", "promo_bob")}}}}
+		s.send(stripeEvent("evt_promo_cs", "checkout.session.completed", obj))
+		stripeWantString(t, "affiliate", s.conversion("pi_promo").GetString("affiliate"), fx.B.ID)
+	})
+
+	t.Run("the code that is a coupon wins over the merchant's own campaign", func(t *testing.T) {
+		obj := stripeInvoicePaid("in_multi", "sub_multi", "cus_multi", "ch_multi", "subscription_create", 1800, nil)
+		obj["discounts"] = []any{stripeDiscount("di_m1", "promo_summer"), stripeDiscount("di_m2", "promo_bob")}
+		s.send(stripeEvent("evt_promo_multi", "invoice.paid", obj))
+		stripeWantString(t, "affiliate", s.conversion("in_multi").GetString("affiliate"), fx.B.ID)
+	})
+}
+
+func TestStripePromotionCodeWithoutCoupon(t *testing.T) {
+	s, fake := newStripeWithAPI(t)
+	fake.AddPromotionCode("promo_summer", "SUMMER")
+
+	res := s.send(stripeEvent("evt_promo_none", "invoice.paid", stripePromoInvoice("in_promo_none", "promo_summer")))
+	stripeWantString(t, "outcome", res.body["outcome"].(string), "ignored: no attribution")
+	stripeWantString(t, "stored outcome", s.outcome("evt_promo_none"), "ignored: no attribution")
+	if n := len(s.stripeConversions("")); n != 0 {
+		t.Errorf("%d conversions, want 0", n)
+	}
+
+	// A promotion code Stripe does not know cannot appear later: acknowledged, with the reason.
+	res = s.send(stripeEvent("evt_promo_missing", "invoice.paid", stripePromoInvoice("in_promo_missing", "promo_gone")))
+	stripeWantPrefix(t, "outcome of an unknown promotion code", s.outcome("evt_promo_missing"),
+		"ignored: no attribution; promotion code lookup failed: ")
+	if out := s.outcome("evt_promo_missing"); !strings.Contains(out, "404 resource_missing") {
+		t.Errorf("outcome %q does not say why", out)
+	}
+}
+
+func TestStripePromotionCodeLookupFailure(t *testing.T) {
+	s, fake := newStripeWithAPI(t)
+	s.save(collections.Coupons, map[string]any{"code": "ada10", "affiliate": fx.A.ID, "program": fx.ProgramP, "active": true})
+	fake.AddPromotionCode("promo_ada", "ADA10")
+	fake.SetFailing(true)
+
+	t.Run("no other attribution: 500 and nothing stored, the retry records it", func(t *testing.T) {
+		body := stripeEvent("evt_promo_down", "invoice.paid", stripePromoInvoice("in_promo_down", "promo_ada"))
+		if res := s.sign(body); res.status != http.StatusInternalServerError {
+			t.Fatalf("status %d, want 500: %s", res.status, res.raw)
+		}
+		if n := len(s.stripeConversions("")); n != 0 {
+			t.Fatalf("%d conversions after a failed lookup, want 0", n)
+		}
+		if n := s.count(collections.StripeEvents); n != 0 {
+			t.Fatalf("%d stripe events after a failed lookup, want 0", n)
+		}
+
+		fake.SetFailing(false)
+		defer fake.SetFailing(true)
+		res := s.send(body)
+		stripeWantPrefix(t, "retry outcome", res.body["outcome"].(string), "recorded conversion")
+		stripeWantString(t, "affiliate", s.conversion("in_promo_down").GetString("affiliate"), fx.A.ID)
+		stripeWantInt(t, "Stripe API calls", fake.Calls(), 2)
+	})
+
+	t.Run("another attribution: recorded, the failure noted", func(t *testing.T) {
+		obj := stripeInvoicePaid("in_promo_click", "sub_pc", "cus_pc", "ch_pc", "subscription_create", 1800,
+			map[string]string{"pba_click": fx.RowsB.Click})
+		obj["discount"] = stripeDiscount("di_pc", "promo_other")
+		res := s.send(stripeEvent("evt_promo_click_down", "invoice.paid", obj))
+		stripeWantPrefix(t, "outcome", res.body["outcome"].(string), "recorded conversion")
+		stripeWantString(t, "affiliate", s.conversion("in_promo_click").GetString("affiliate"), fx.B.ID)
+		if out := s.outcome("evt_promo_click_down"); !strings.Contains(out, "; promotion code lookup failed: ") ||
+			!strings.Contains(out, "500") {
+			t.Errorf("outcome %q does not record the failed lookup", out)
+		}
+	})
+}
+
+func TestStripePromotionCodeLosesToClick(t *testing.T) {
+	s, fake := newStripeWithAPI(t)
+	s.save(collections.Coupons, map[string]any{"code": "bob20", "affiliate": fx.B.ID, "program": fx.ProgramP, "active": true})
+	fake.AddPromotionCode("promo_bob", "BOB20")
+
+	t.Run("click in metadata", func(t *testing.T) {
+		obj := stripeInvoicePaid("in_click_promo", "sub_cp", "cus_cp", "ch_cp", "subscription_create", 1800,
+			map[string]string{"pba_click": fx.RowsA.Click})
+		obj["discount"] = stripeDiscount("di_cp", "promo_bob")
+		s.send(stripeEvent("evt_click_promo", "invoice.paid", obj))
+		c := s.conversion("in_click_promo")
+		stripeWantString(t, "affiliate", c.GetString("affiliate"), fx.A.ID)
+		stripeWantString(t, "click", c.GetString("click"), fx.RowsA.Click)
+		// The code is still looked up: it is the fallback when the click does not count.
+		stripeWantInt(t, "Stripe API calls", fake.Calls(), 1)
+	})
+
+	t.Run("client_reference_id on an expanded session", func(t *testing.T) {
+		obj := stripeCheckoutPayment("cs_click_promo", "pi_click_promo", fx.RowsA.Click, 2000)
+		obj["total_details"] = map[string]any{"breakdown": map[string]any{
+			"discounts": []any{map[string]any{"amount": 200, "discount": stripeDiscount("di_ccp", "promo_bob")}}}}
+		s.send(stripeEvent("evt_cs_click_promo", "checkout.session.completed", obj))
+		stripeWantString(t, "affiliate", s.conversion("pi_click_promo").GetString("affiliate"), fx.A.ID)
+	})
+
+	t.Run("pba_coupon metadata: no lookup", func(t *testing.T) {
+		s.save(collections.Coupons, map[string]any{"code": "ada10", "affiliate": fx.A.ID, "program": fx.ProgramP, "active": true})
+		before := fake.Calls()
+		obj := stripePromoInvoice("in_meta_coupon", "promo_bob")
+		obj["metadata"] = map[string]string{"pba_coupon": "ADA10"}
+		s.send(stripeEvent("evt_meta_coupon", "invoice.paid", obj))
+		stripeWantString(t, "affiliate", s.conversion("in_meta_coupon").GetString("affiliate"), fx.A.ID)
+		stripeWantInt(t, "Stripe API calls", fake.Calls()-before, 0)
+	})
+}
+
+func TestStripePromotionCodeWithoutSecretKey(t *testing.T) {
+	fake := hooks.NewFakeStripe(t)
+	fake.AddPromotionCode("promo_ada", "ADA10")
+	s := newStripeEnv(t, hooks.Config{StripeAPIBase: fake.URL, StripeWebhookSecret: stripeTestSecret, IPSalt: "s"})
+	s.save(collections.Coupons, map[string]any{"code": "ada10", "affiliate": fx.A.ID, "program": fx.ProgramP, "active": true})
+
+	res := s.send(stripeEvent("evt_nokey_promo", "invoice.paid", stripePromoInvoice("in_nokey", "promo_ada")))
+	stripeWantString(t, "outcome", res.body["outcome"].(string), "ignored: no attribution")
+
+	obj := stripePromoInvoice("in_nokey_meta", "promo_ada")
+	obj["metadata"] = map[string]string{"pba_coupon": "ada10"}
+	s.send(stripeEvent("evt_nokey_meta", "invoice.paid", obj))
+	stripeWantString(t, "pba_coupon still works", s.conversion("in_nokey_meta").GetString("affiliate"), fx.A.ID)
+	stripeWantInt(t, "Stripe API calls", fake.Calls(), 0)
+}
