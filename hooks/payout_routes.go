@@ -33,6 +33,9 @@ func registerPayoutRoutes(app core.App, e *payoutEngine) {
 			if err != nil {
 				return payoutError(re, err)
 			}
+			if err := e.executeDue(re.Request.Context()); err != nil {
+				return re.InternalServerError("Payouts were created but some transfers failed; they are retried.", err)
+			}
 			return re.JSON(http.StatusOK, map[string]any{"programs": reports})
 		})
 		g.GET("/export/payouts.csv", func(re *core.RequestEvent) error {
@@ -111,6 +114,11 @@ func newPayoutsCommand(app core.App, e *payoutEngine) *cobra.Command {
 			reports, err := e.runNow(program, dryRun)
 			if err != nil {
 				return err
+			}
+			if !dryRun {
+				if err := e.executeDue(c.Context()); err != nil {
+					return err
+				}
 			}
 			out := c.OutOrStdout()
 			for _, r := range reports {

@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,16 +58,20 @@ type payoutReport struct {
 // (program, scheduled_for) row, so restarts and parallel processes run it once.
 type payoutEngine struct {
 	app    core.App
-	stripe bool // Stripe is configured: affiliates with payout_method stripe can be paid
+	stripe bool      // Stripe is configured: affiliates with payout_method stripe can be paid
+	api    stripeAPI // nil without Stripe
 	now    func() time.Time
 	mu     sync.Mutex
 }
 
 func registerPayouts(app core.App, cfg Config) *payoutEngine {
-	e := &payoutEngine{app: app, stripe: cfg.StripeSecretKey != "", now: time.Now}
+	e := &payoutEngine{app: app, stripe: cfg.StripeSecretKey != "", api: newStripeAPI(cfg), now: time.Now}
 	app.Cron().MustAdd(payoutsCronJob, "* * * * *", func() {
 		if _, err := e.runDue(); err != nil {
 			app.Logger().Error("payout schedule run failed", "error", err)
+		}
+		if err := e.executeDue(context.Background()); err != nil {
+			app.Logger().Error("payout transfers failed", "error", err)
 		}
 	})
 	registerPayoutRecords(app)
