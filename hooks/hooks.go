@@ -61,6 +61,10 @@ type Config struct {
 	ClickQueueSize      int
 	ClickEnqueueTimeout time.Duration
 
+	// StripeRateLimit caps Stripe API requests per second of the payout executor (Stripe allows
+	// 25 in test mode, 100 live); 0 turns the limit off.
+	StripeRateLimit int
+
 	// WebhookAllowPrivateNetworks lets affiliate webhooks reach loopback and private addresses;
 	// off in production so a webhook_url cannot probe the server's own network.
 	WebhookAllowPrivateNetworks bool
@@ -73,6 +77,7 @@ const (
 	DefaultClickBatchWait      = 500 * time.Microsecond
 	DefaultClickQueueSize      = 8192
 	DefaultClickEnqueueTimeout = 2 * time.Second
+	DefaultStripeRateLimit     = 25
 )
 
 // ConfigFromEnv reads the environment variables documented in the README.
@@ -95,6 +100,7 @@ func ConfigFromEnv() Config {
 		ClickQueueSize:      envInt("PBA_CLICK_QUEUE_SIZE", DefaultClickQueueSize),
 		ClickEnqueueTimeout: envDuration("PBA_CLICK_ENQUEUE_TIMEOUT", DefaultClickEnqueueTimeout),
 
+		StripeRateLimit:             envInt("PBA_STRIPE_RATE_LIMIT", DefaultStripeRateLimit),
 		WebhookAllowPrivateNetworks: os.Getenv("PBA_WEBHOOK_ALLOW_PRIVATE") == "true",
 	}
 }
@@ -175,6 +181,8 @@ func Register(app core.App, cfg Config) error {
 	registerAffiliateWebhooks(app, cfg)
 	registerCommissions(app, tracking.live)
 	registerPayouts(app, cfg)
+	registerConnect(app, cfg)
+	registerMessaging(app, cfg)
 	if pb, ok := app.(*pocketbase.PocketBase); ok {
 		pb.RootCmd.AddCommand(newDemoCommand(app))
 	}
@@ -188,7 +196,7 @@ func (c Config) validate() error {
 	for name, v := range map[string]int64{
 		"PBA_CLICK_RATE_LIMIT": int64(c.ClickRateLimit), "PBA_CLICK_BATCH_SIZE": int64(c.ClickBatchSize),
 		"PBA_CLICK_QUEUE_SIZE": int64(c.ClickQueueSize), "PBA_CLICK_BATCH_WAIT": int64(c.ClickBatchWait),
-		"PBA_CLICK_ENQUEUE_TIMEOUT": int64(c.ClickEnqueueTimeout),
+		"PBA_CLICK_ENQUEUE_TIMEOUT": int64(c.ClickEnqueueTimeout), "PBA_STRIPE_RATE_LIMIT": int64(c.StripeRateLimit),
 	} {
 		if v < 0 {
 			return fmt.Errorf("%s must be a non-negative number (durations like 2ms), got %q", name, os.Getenv(name))

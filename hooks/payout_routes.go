@@ -34,7 +34,7 @@ func registerPayoutRoutes(app core.App, e *payoutEngine) {
 				return payoutError(re, err)
 			}
 			if err := e.executeDue(re.Request.Context()); err != nil {
-				return re.InternalServerError("Payouts were created but some transfers failed; they are retried.", err)
+				return re.InternalServerError("Payouts were created but some Stripe transfers failed: see each payout's status and error (retryable ones are retried).", err)
 			}
 			return re.JSON(http.StatusOK, map[string]any{"programs": reports})
 		})

@@ -58,14 +58,18 @@ type payoutReport struct {
 // (program, scheduled_for) row, so restarts and parallel processes run it once.
 type payoutEngine struct {
 	app    core.App
-	stripe bool      // Stripe is configured: affiliates with payout_method stripe can be paid
-	api    stripeAPI // nil without Stripe
+	stripe bool            // Stripe is configured: affiliates with payout_method stripe can be paid
+	api    stripeAPI       // nil without Stripe
+	exec   *stripeExecutor // nil without Stripe; one per engine so its rate limit holds across runs
 	now    func() time.Time
 	mu     sync.Mutex
 }
 
 func registerPayouts(app core.App, cfg Config) *payoutEngine {
 	e := &payoutEngine{app: app, stripe: cfg.StripeSecretKey != "", api: newStripeAPI(cfg), now: time.Now}
+	if e.api != nil {
+		e.exec = newStripeExecutor(app, e.api, e.now, cfg.StripeRateLimit)
+	}
 	app.Cron().MustAdd(payoutsCronJob, "* * * * *", func() {
 		if _, err := e.runDue(); err != nil {
 			app.Logger().Error("payout schedule run failed", "error", err)
@@ -297,6 +301,9 @@ func registerPayoutRecords(app core.App) {
 		}
 		if from == collections.PayoutPaid || from == collections.PayoutCanceled {
 			return fieldError(collections.FieldStatus, "final", "A "+from+" payout cannot change status.")
+		}
+		if from == collections.PayoutProcessing && e.Record.GetString(collections.PayoutMethod) == collections.MethodStripe {
+			return fieldError(collections.FieldStatus, "in_flight", "Its Stripe transfer may be under way; wait for it to settle.")
 		}
 		if to == collections.PayoutPaid && e.Record.GetString(collections.PayoutMethod) == collections.MethodManual &&
 			e.Record.GetString("reference") == "" {

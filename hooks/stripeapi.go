@@ -21,13 +21,36 @@ const (
 
 // stripeAPI is the part of Stripe's REST API pbaffiliate calls, behind an interface so the rest
 // of the package never touches stripe-go's client (and its globals) directly and tests can point
-// it at a fake. Every method takes a context so callers bound how long they wait. Later
-// capabilities (Connect transfers, accounts) add their calls here.
+// it at a fake. Every method takes a context so callers bound how long they wait.
 type stripeAPI interface {
 	// PromotionCode returns the customer-facing code (as the merchant typed it, e.g. "ADA10")
 	// of the promotion code with the given id ("promo_..."): Stripe's events name promotion
 	// codes only by id, while coupons in pbaffiliate are keyed by the code customers enter.
 	PromotionCode(ctx context.Context, id string) (code string, err error)
+
+	// Transfer moves a payout's money from the platform balance to the affiliate's connected
+	// account. The request's idempotency key makes a retry (after a crash, a timeout, a lost
+	// answer) return the transfer Stripe already made instead of paying twice.
+	Transfer(ctx context.Context, req transferRequest) (transferID string, err error)
+
+	// CreateExpressAccount creates a Connect Express account for an affiliate. The idempotency
+	// key (one per affiliate) makes two onboarding clicks create one account, not two.
+	CreateExpressAccount(ctx context.Context, email, idempotencyKey string) (accountID string, err error)
+
+	// AccountLink returns a one-time URL of Stripe's hosted onboarding for the account.
+	AccountLink(ctx context.Context, accountID, refreshURL, returnURL string) (url string, err error)
+}
+
+// transferRequest is one payout as a Connect transfer. Every field goes into the request that
+// the idempotency key covers, so a retry must send exactly the same values.
+type transferRequest struct {
+	Amount         int64
+	Currency       string
+	Destination    string // the affiliate's connected account, acct_...
+	TransferGroup  string // the payout run, so Stripe's dashboard groups a run's transfers
+	Payout         string // metadata: lets an operator find the payout from the transfer
+	Affiliate      string // metadata
+	IdempotencyKey string // the payout's idempotency_key, the same on every attempt
 }
 
 // stripeClient implements stripeAPI with stripe-go's per-client API, so the key and backends
@@ -87,6 +110,78 @@ func (c *stripeClient) PromotionCode(ctx context.Context, id string) (string, er
 		return "", fmt.Errorf("promotion code %s: Stripe returned no code", id)
 	}
 	return pc.Code, nil
+}
+
+// Transfer creates the transfer of req. It refuses requests that could not be retried safely:
+// without an idempotency key a lost answer would leave no way to avoid a second transfer.
+func (c *stripeClient) Transfer(ctx context.Context, req transferRequest) (string, error) {
+	if req.IdempotencyKey == "" || req.Destination == "" || req.Amount <= 0 || req.Currency == "" {
+		return "", fmt.Errorf("transfer for payout %s: idempotency key, destination, currency and a positive amount are required", req.Payout)
+	}
+	params := &stripe.TransferParams{
+		Amount:        stripe.Int64(req.Amount),
+		Currency:      stripe.String(req.Currency),
+		Destination:   stripe.String(req.Destination),
+		TransferGroup: stripe.String(req.TransferGroup),
+	}
+	params.Context = ctx
+	params.AddMetadata("payout", req.Payout)
+	params.AddMetadata("affiliate", req.Affiliate)
+	params.SetIdempotencyKey(req.IdempotencyKey)
+	tr, err := c.api.Transfers.New(params)
+	if err != nil {
+		return "", fmt.Errorf("create transfer for payout %s: %w", req.Payout, stripeErrorSummary(err))
+	}
+	if tr.ID == "" {
+		return "", fmt.Errorf("create transfer for payout %s: Stripe returned no transfer id", req.Payout)
+	}
+	return tr.ID, nil
+}
+
+// CreateExpressAccount creates an Express account that can receive transfers.
+func (c *stripeClient) CreateExpressAccount(ctx context.Context, email, idempotencyKey string) (string, error) {
+	if idempotencyKey == "" {
+		return "", errors.New("create Connect account: an idempotency key is required")
+	}
+	params := &stripe.AccountParams{
+		Type: stripe.String(string(stripe.AccountTypeExpress)),
+		Capabilities: &stripe.AccountCapabilitiesParams{
+			Transfers: &stripe.AccountCapabilitiesTransfersParams{Requested: stripe.Bool(true)},
+		},
+	}
+	if email != "" {
+		params.Email = stripe.String(email)
+	}
+	params.Context = ctx
+	params.SetIdempotencyKey(idempotencyKey)
+	acct, err := c.api.Accounts.New(params)
+	if err != nil {
+		return "", fmt.Errorf("create Connect account: %w", stripeErrorSummary(err))
+	}
+	if acct.ID == "" {
+		return "", errors.New("create Connect account: Stripe returned no account id")
+	}
+	return acct.ID, nil
+}
+
+// AccountLink creates an account_onboarding link. Links expire within minutes and can be used
+// once, so callers make a new one for every request instead of storing it.
+func (c *stripeClient) AccountLink(ctx context.Context, accountID, refreshURL, returnURL string) (string, error) {
+	params := &stripe.AccountLinkParams{
+		Account:    stripe.String(accountID),
+		RefreshURL: stripe.String(refreshURL),
+		ReturnURL:  stripe.String(returnURL),
+		Type:       stripe.String(string(stripe.AccountLinkTypeAccountOnboarding)),
+	}
+	params.Context = ctx
+	link, err := c.api.AccountLinks.New(params)
+	if err != nil {
+		return "", fmt.Errorf("create account link for %s: %w", accountID, stripeErrorSummary(err))
+	}
+	if link.URL == "" {
+		return "", fmt.Errorf("create account link for %s: Stripe returned no URL", accountID)
+	}
+	return link.URL, nil
 }
 
 // stripeRequestError is a Stripe API failure in a few words. stripe-go's *stripe.Error prints

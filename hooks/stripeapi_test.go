@@ -3,8 +3,12 @@ package hooks
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,22 +21,46 @@ const FakeStripeKey = "sk_test_x"
 
 // FakeStripe is an httptest stand-in for Stripe's REST API on loopback, so no test ever reaches
 // a Stripe host. It checks the bearer key, counts requests and can fail on demand. It lives in a
-// _test file of package hooks and is exported so the hooks_test package can use it too; later
-// API calls (transfers, accounts) add their routes here.
+// _test file of package hooks and is exported so the hooks_test package can use it too.
+//
+// POSTs (transfers, accounts, account links) enforce idempotency keys like Stripe: the same key
+// with the same parameters replays the first answer (same object, Idempotent-Replayed: true);
+// the same key with other parameters is a 400 idempotency_error.
 type FakeStripe struct {
 	URL string
 
-	mu       sync.Mutex
-	calls    int
-	failing  bool
-	failNext int
-	codes    map[string]string // promotion code id → code
+	mu               sync.Mutex
+	calls            int
+	failing          bool
+	failNext         int
+	codes            map[string]string // promotion code id → code
+	transferFails    []int             // statuses the next transfer requests answer without a transfer
+	crashAfterCommit int               // next transfer requests: processed, then the connection drops
+	refuseDest       map[string]string // destination → message of a permanent 400
+	idem             map[string]fakeIdempotent
+	transfers        []FakeTransfer
+	accounts         []string
+	links            int
+}
+
+// FakeTransfer is a transfer the fake made.
+type FakeTransfer struct {
+	ID, Currency, Destination, TransferGroup, Payout, Affiliate, IdempotencyKey string
+	Amount                                                                      int64
+}
+
+// fakeIdempotent is the first answer to an idempotency key.
+type fakeIdempotent struct {
+	path   string
+	params map[string][]string
+	status int
+	body   []byte
 }
 
 // NewFakeStripe starts a fake closed when t ends.
 func NewFakeStripe(t testing.TB) *FakeStripe {
 	t.Helper()
-	f := &FakeStripe{codes: map[string]string{}}
+	f := &FakeStripe{codes: map[string]string{}, idem: map[string]fakeIdempotent{}, refuseDest: map[string]string{}}
 	srv := httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(srv.Close)
 	f.URL = srv.URL
@@ -61,6 +89,54 @@ func (f *FakeStripe) FailNext(n int) {
 	f.failNext = n
 }
 
+// FailTransfers makes the next transfer requests answer these statuses (e.g. 500, 429) without
+// making a transfer and without storing the answer under the idempotency key.
+func (f *FakeStripe) FailTransfers(statuses ...int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.transferFails = append(f.transferFails, statuses...)
+}
+
+// CrashAfterCommit makes the next n transfer requests do their work (a new transfer, or the
+// replay of an earlier one) and then drop the connection, so the caller never sees the answer.
+func (f *FakeStripe) CrashAfterCommit(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.crashAfterCommit = n
+}
+
+// RefuseDestination makes transfers to the account answer a permanent 400 with msg.
+func (f *FakeStripe) RefuseDestination(account, msg string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if msg == "" {
+		delete(f.refuseDest, account)
+		return
+	}
+	f.refuseDest[account] = msg
+}
+
+// Transfers returns the transfers made, in order (replays are not new transfers).
+func (f *FakeStripe) Transfers() []FakeTransfer {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]FakeTransfer(nil), f.transfers...)
+}
+
+// Accounts returns the ids of the Connect accounts created.
+func (f *FakeStripe) Accounts() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.accounts...)
+}
+
+// AccountLinks is how many account links were created.
+func (f *FakeStripe) AccountLinks() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.links
+}
+
 // Calls is how many requests reached the fake.
 func (f *FakeStripe) Calls() int {
 	f.mu.Lock()
@@ -68,6 +144,7 @@ func (f *FakeStripe) Calls() int {
 	return f.calls
 }
 
+// serve answers one request: key check, injected failures, then the route.
 func (f *FakeStripe) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.calls++
@@ -92,6 +169,8 @@ func (f *FakeStripe) serve(w http.ResponseWriter, r *http.Request) {
 		stripeErr(http.StatusInternalServerError, "api_error", "", "Something went wrong on Stripe's end.")
 	case failNow:
 		stripeErr(http.StatusInternalServerError, "api_error", "", "Something went wrong on Stripe's end.")
+	case r.Method == http.MethodPost && (r.URL.Path == "/v1/transfers" || r.URL.Path == "/v1/accounts" || r.URL.Path == "/v1/account_links"):
+		f.servePost(w, r)
 	case r.Method != http.MethodGet || !isPromo || id == "" || strings.Contains(id, "/"):
 		stripeErr(http.StatusNotFound, "invalid_request_error", "", "Unrecognized request URL.")
 	case !known:
@@ -105,6 +184,126 @@ func (f *FakeStripe) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// servePost handles the POST routes under the fake's lock, so idempotency is atomic.
+func (f *FakeStripe) servePost(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	answer := func(status int, body any) {
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(body)
+	}
+	stripeErr := func(status int, typ, code, msg string) {
+		answer(status, map[string]any{"error": map[string]any{"type": typ, "code": code, "message": msg}})
+	}
+	if err := r.ParseForm(); err != nil {
+		stripeErr(http.StatusBadRequest, "invalid_request_error", "", "Malformed body.")
+		return
+	}
+	isTransfer := r.URL.Path == "/v1/transfers"
+	if isTransfer && len(f.transferFails) > 0 {
+		status := f.transferFails[0]
+		f.transferFails = f.transferFails[1:]
+		if status == http.StatusTooManyRequests {
+			stripeErr(status, "invalid_request_error", "rate_limit", "Too many requests hit the API too quickly.")
+		} else {
+			stripeErr(status, "api_error", "", "Something went wrong on Stripe's end.")
+		}
+		return
+	}
+	// crash drops the connection after the work is done (and stored under the key).
+	crash := func() bool {
+		if !isTransfer || f.crashAfterCommit <= 0 {
+			return false
+		}
+		f.crashAfterCommit--
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				conn.Close()
+				return true
+			}
+		}
+		return false
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if prev, ok := f.idem[key]; ok && key != "" {
+		if prev.path != r.URL.Path || !reflect.DeepEqual(prev.params, map[string][]string(r.PostForm)) {
+			stripeErr(http.StatusBadRequest, "idempotency_error", "",
+				"Keys for idempotent requests can only be used with the same parameters they were first used with.")
+			return
+		}
+		if crash() {
+			return
+		}
+		w.Header().Set("Idempotent-Replayed", "true")
+		w.WriteHeader(prev.status)
+		_, _ = w.Write(prev.body)
+		return
+	}
+
+	status, body := f.create(r)
+	raw, _ := json.Marshal(body)
+	if key != "" {
+		f.idem[key] = fakeIdempotent{path: r.URL.Path, params: r.PostForm, status: status, body: raw}
+	}
+	if crash() {
+		return
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(raw)
+}
+
+// create makes the object of a POST (caller holds mu) and returns Stripe's answer.
+func (f *FakeStripe) create(r *http.Request) (int, any) {
+	form := r.PostForm
+	invalid := func(param, msg string) (int, any) {
+		return http.StatusBadRequest, map[string]any{"error": map[string]any{
+			"type": "invalid_request_error", "code": "parameter_invalid", "param": param, "message": msg}}
+	}
+	switch r.URL.Path {
+	case "/v1/transfers":
+		amount, err := strconv.ParseInt(form.Get("amount"), 10, 64)
+		if err != nil || amount <= 0 {
+			return invalid("amount", "Invalid positive integer")
+		}
+		dest := form.Get("destination")
+		if !strings.HasPrefix(dest, "acct_") {
+			return http.StatusNotFound, map[string]any{"error": map[string]any{
+				"type": "invalid_request_error", "code": "resource_missing", "param": "destination", "message": "No such destination: '" + dest + "'"}}
+		}
+		if msg, refused := f.refuseDest[dest]; refused {
+			return invalid("destination", msg)
+		}
+		tr := FakeTransfer{ID: fmt.Sprintf("tr_fake_%d", len(f.transfers)+1), Amount: amount, Currency: form.Get("currency"),
+			Destination: dest, TransferGroup: form.Get("transfer_group"), Payout: form.Get("metadata[payout]"),
+			Affiliate: form.Get("metadata[affiliate]"), IdempotencyKey: r.Header.Get("Idempotency-Key")}
+		f.transfers = append(f.transfers, tr)
+		return http.StatusOK, map[string]any{"id": tr.ID, "object": "transfer", "amount": tr.Amount, "currency": tr.Currency,
+			"destination": tr.Destination, "transfer_group": tr.TransferGroup, "livemode": false,
+			"metadata": map[string]string{"payout": tr.Payout, "affiliate": tr.Affiliate}}
+	case "/v1/accounts":
+		if form.Get("type") != "express" || form.Get("capabilities[transfers][requested]") != "true" {
+			return invalid("type", "An Express account that can receive transfers is expected.")
+		}
+		id := fmt.Sprintf("acct_fake%d", len(f.accounts)+1)
+		f.accounts = append(f.accounts, id)
+		return http.StatusOK, map[string]any{"id": id, "object": "account", "type": "express", "email": form.Get("email"),
+			"payouts_enabled": false, "charges_enabled": false}
+	default: // /v1/account_links
+		if form.Get("type") != "account_onboarding" || form.Get("refresh_url") == "" || form.Get("return_url") == "" {
+			return invalid("type", "type, refresh_url and return_url are required.")
+		}
+		account := form.Get("account")
+		if !slices.Contains(f.accounts, account) {
+			return http.StatusNotFound, map[string]any{"error": map[string]any{
+				"type": "invalid_request_error", "code": "resource_missing", "message": "No such account: '" + account + "'"}}
+		}
+		f.links++
+		return http.StatusOK, map[string]any{"object": "account_link", "expires_at": 1,
+			"url": fmt.Sprintf("%s/setup/%s/%d", f.URL, account, f.links)}
+	}
+}
+
+// newFakeStripeAPI is a real stripeAPI client talking to a new fake.
 func newFakeStripeAPI(t *testing.T) (stripeAPI, *FakeStripe) {
 	t.Helper()
 	fake := NewFakeStripe(t)
@@ -292,5 +491,72 @@ func TestStripePromotionOutcomeNote(t *testing.T) {
 	}
 	if n := len(c.codes); n > stripePromotionCacheSize {
 		t.Errorf("cache holds %d entries, want at most %d", n, stripePromotionCacheSize)
+	}
+}
+
+// TestStripeAPITransfer: the client sends every field of the request and its idempotency key;
+// the fake replays the same transfer for the same key and refuses the key with other values.
+func TestStripeAPITransfer(t *testing.T) {
+	api, fake := newFakeStripeAPI(t)
+	ctx := context.Background()
+	req := transferRequest{Amount: 6500, Currency: "usd", Destination: "acct_1", TransferGroup: "run1",
+		Payout: "po1", Affiliate: "aff1", IdempotencyKey: "pba_payout_po1"}
+	id, err := api.Transfer(ctx, req)
+	if err != nil || id == "" {
+		t.Fatalf("Transfer = %q, %v", id, err)
+	}
+	want := FakeTransfer{ID: id, Amount: 6500, Currency: "usd", Destination: "acct_1", TransferGroup: "run1",
+		Payout: "po1", Affiliate: "aff1", IdempotencyKey: "pba_payout_po1"}
+	if trs := fake.Transfers(); len(trs) != 1 || trs[0] != want {
+		t.Fatalf("transfers %+v, want %+v", trs, want)
+	}
+	if again, err := api.Transfer(ctx, req); err != nil || again != id || len(fake.Transfers()) != 1 {
+		t.Fatalf("same key: %q %v, %d transfers", again, err, len(fake.Transfers()))
+	}
+	other := req
+	other.Amount = 7000
+	_, err = api.Transfer(ctx, other)
+	if err == nil || !strings.Contains(err.Error(), "idempotency_error") {
+		t.Fatalf("same key, other amount: %v", err)
+	}
+	if p, _ := classifyTransferError(err); p {
+		t.Error("an idempotency conflict must not count as a permanent failure")
+	}
+	for name, bad := range map[string]transferRequest{
+		"no key": {Amount: 1, Currency: "usd", Destination: "acct_1"}, "no destination": {Amount: 1, Currency: "usd", IdempotencyKey: "k"},
+		"zero amount": {Currency: "usd", Destination: "acct_1", IdempotencyKey: "k"},
+	} {
+		if _, err := api.Transfer(ctx, bad); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if n := len(fake.Transfers()); n != 1 {
+		t.Errorf("%d transfers, want 1", n)
+	}
+}
+
+// TestStripeAPIConnectAccounts: one account per idempotency key; links for known accounts.
+func TestStripeAPIConnectAccounts(t *testing.T) {
+	api, fake := newFakeStripeAPI(t)
+	ctx := context.Background()
+	a, err := api.CreateExpressAccount(ctx, "a@example.test", "pba_connect_a")
+	if err != nil || !strings.HasPrefix(a, "acct_") {
+		t.Fatalf("CreateExpressAccount = %q, %v", a, err)
+	}
+	if again, err := api.CreateExpressAccount(ctx, "a@example.test", "pba_connect_a"); err != nil || again != a {
+		t.Fatalf("same key: %q %v", again, err)
+	}
+	if b, err := api.CreateExpressAccount(ctx, "b@example.test", "pba_connect_b"); err != nil || b == a {
+		t.Fatalf("other key: %q %v", b, err)
+	}
+	if n := len(fake.Accounts()); n != 2 {
+		t.Fatalf("%d accounts, want 2", n)
+	}
+	url, err := api.AccountLink(ctx, a, "https://x.example/portal/?stripe=refresh", "https://x.example/portal/?stripe=return")
+	if err != nil || !strings.Contains(url, a) {
+		t.Fatalf("AccountLink = %q, %v", url, err)
+	}
+	if _, err := api.AccountLink(ctx, "acct_missing", "https://x.example/r", "https://x.example/r"); err == nil || !stripePermanentError(err) {
+		t.Fatalf("link for an unknown account: %v", err)
 	}
 }
