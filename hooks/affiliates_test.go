@@ -352,9 +352,14 @@ func TestRealtimeDeliversOnlyOwnRecords(t *testing.T) {
 }
 
 func subscribe(app core.App, auth *core.Record) subscriptions.Client {
+	return subscribeTo(app, auth, collections.Conversions+"/*")
+}
+
+// subscribeTo registers a realtime client authenticated as auth on topic.
+func subscribeTo(app core.App, auth *core.Record, topic string) subscriptions.Client {
 	c := subscriptions.NewDefaultClient()
 	c.Set(apis.RealtimeClientAuthKey, auth)
-	c.Subscribe(collections.Conversions + "/*")
+	c.Subscribe(topic)
 	app.SubscriptionsBroker().Register(c)
 	return c
 }

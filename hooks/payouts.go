@@ -275,7 +275,21 @@ func (e *payoutEngine) createPayout(programID, runID string, b balance, method s
 	if err != nil {
 		return "", 0, fmt.Errorf("create payout for %s: %w", b.Affiliate, err)
 	}
+	announcePayout(e.app, id)
 	return id, amount, nil
+}
+
+// announcePayout re-saves a payout the engine wrote with raw SQL, so record hooks and realtime
+// subscribers (the affiliate's portal, the admin page) hear of it like of any other change.
+// It is best effort: the payout is already committed; a failure here is only logged.
+func announcePayout(app core.App, id string) {
+	r, err := app.FindRecordById(collections.Payouts, id)
+	if err == nil {
+		err = app.Save(r)
+	}
+	if err != nil {
+		app.Logger().Warn("announce payout", "payout", id, "error", err)
+	}
 }
 
 // errNothingToPay rolls back a payout whose commissions vanished or netted to nothing.

@@ -230,6 +230,7 @@ func (x *stripeExecutor) markPaid(payoutID, transferID string) error {
 	if err != nil {
 		return fmt.Errorf("store transfer %s of payout %s: %w", transferID, payoutID, err)
 	}
+	announcePayout(x.app, payoutID)
 	return nil
 }
 
@@ -252,6 +253,7 @@ func (x *stripeExecutor) markFailed(payoutID string, cause error) error {
 	if err != nil {
 		return fmt.Errorf("store failure of payout %s: %w", payoutID, err)
 	}
+	announcePayout(x.app, payoutID)
 	return nil
 }
 

@@ -139,3 +139,29 @@ func TestPayoutNetsClawbacks(t *testing.T) {
 	}
 	env.ledgerOK()
 }
+
+// TestPayoutsReachAffiliatesLive: the engine writes payouts with raw SQL, then announces them,
+// so the affiliate's realtime subscription hears of its own payout (and only its own).
+func TestPayoutsReachAffiliatesLive(t *testing.T) {
+	env := newEngineEnv(t)
+	env.sale("affiliate-a", 30000, time.Now().AddDate(0, 0, -40))
+	env.run()
+	a := subscribeTo(env.app, mustFind(t, env.app, collections.Affiliates, fx.A.ID), collections.Payouts+"/*")
+	b := subscribeTo(env.app, mustFind(t, env.app, collections.Affiliates, fx.B.ID), collections.Payouts+"/*")
+	if code, _ := env.superuser(http.MethodPost, "/api/pba/payouts/run"); code != 200 {
+		t.Fatalf("run: %d", code)
+	}
+	select {
+	case msg := <-a.Channel():
+		if !strings.Contains(string(msg.Data), `"amount":6000`) {
+			t.Fatalf("A got %s", msg.Data)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("A did not hear of its payout")
+	}
+	select {
+	case msg := <-b.Channel():
+		t.Fatalf("B heard of A's payout: %s", msg.Data)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
