@@ -17,6 +17,7 @@ import (
 	"github.com/pocketbase/pocketbase/tools/security"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
 )
 
 // Messaging collections (migration 1795478800_messaging); local names because the shared
@@ -153,6 +154,21 @@ func (e *messagingEngine) bind() {
 		}
 		return ev.Next()
 	})
+	// Payouts: the engine announces its raw-SQL changes by re-saving the record, and admins
+	// mark manual payouts paid in the dashboard; both land here once the change committed.
+	app.OnRecordAfterUpdateSuccess(collections.Payouts).BindFunc(func(ev *core.RecordEvent) error {
+		var template string
+		switch ev.Record.GetString(collections.FieldStatus) {
+		case collections.PayoutPaid:
+			template = templatePayoutSent
+		case collections.PayoutFailed:
+			template = templatePayoutFailed
+		default:
+			return ev.Next()
+		}
+		e.queuePayoutLogged(ev.App, ev.Record, template)
+		return ev.Next()
+	})
 	kickOnScheduled := func(ev *core.RecordEvent) error {
 		if ev.Record.GetString(collections.FieldStatus) == messageScheduled {
 			e.signal()
@@ -186,6 +202,48 @@ func (e *messagingEngine) queueLifecycleLogged(app core.App, affiliate *core.Rec
 		return
 	}
 	e.signal()
+}
+
+// queuePayoutLogged queues the email about a payout, once per payout and template (the key
+// carries the payout id, which prepare reads back to fill in the amount and reference).
+// Payout mail is transactional: preferences and suppressions never stop it.
+func (e *messagingEngine) queuePayoutLogged(app core.App, payout *core.Record, template string) {
+	affiliate, err := app.FindRecordById(collections.Affiliates, payout.GetString(collections.FieldAffiliate))
+	if err == nil && affiliate.Email() != "" {
+		_, err = insertDelivery(app.DB(), deliveryRow{
+			Affiliate: affiliate.Id, Email: affiliate.Email(), Template: template, Status: deliveryQueued,
+			IdempotencyKey: payoutKeyPrefix + template + ":" + payout.Id,
+		}, e.now())
+	}
+	if err != nil {
+		app.Logger().Error("queue payout email", "payout", payout.Id, "template", template, "error", err)
+		return
+	}
+	e.signal()
+}
+
+// payoutKeyPrefix starts the idempotency key of payout mails: payout:<template>:<payout id>.
+const payoutKeyPrefix = "payout:"
+
+// payoutMailData adds the payout's figures to d when the delivery is about a payout.
+func (e *messagingEngine) payoutMailData(key string, d *mailData) error {
+	rest, ok := strings.CutPrefix(key, payoutKeyPrefix)
+	if !ok {
+		return nil
+	}
+	_, payoutID, _ := strings.Cut(rest, ":")
+	p, err := e.app.FindRecordById(collections.Payouts, payoutID)
+	if err != nil {
+		return fmt.Errorf("payout %s of a payout mail: %w", payoutID, err)
+	}
+	cur := p.GetString(collections.FieldCurrency)
+	d.Amount = money.Format(int64(p.GetInt(collections.FieldAmount)), cur) + " " + strings.ToUpper(cur)
+	d.Reference = p.GetString(collections.PayoutStripeTransferID)
+	if d.Reference == "" {
+		d.Reference = p.GetString("reference")
+	}
+	d.Reason = p.GetString(collections.PayoutError)
+	return nil
 }
 
 // queueLifecycle writes the delivery of a lifecycle email, once per affiliate and template.
@@ -691,6 +749,12 @@ func (e *messagingEngine) prepare(rows []deliveryRow) ([]outgoingMail, []deliver
 		}
 		m := outgoingMail{From: from, To: r.Email, IdempotencyKey: r.IdempotencyKey, Tags: map[string]string{"template": r.Template}}
 		d := e.mailData(a)
+		if err := e.payoutMailData(r.IdempotencyKey, &d); err != nil {
+			if err := e.markDone(r.ID, deliveryFailed, err.Error()); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
 		if r.Marketing {
 			suppression, err := e.suppressionOf(r.Email)
 			if err != nil {

@@ -864,3 +864,23 @@ func TestBroadcastPauseAndResume(t *testing.T) {
 		t.Fatalf("fake got %d emails", total)
 	}
 }
+
+// TestPayoutMailRendersFigures: payout mails carry the amount and reference, escaped.
+func TestPayoutMailRendersFigures(t *testing.T) {
+	out, err := renderLifecycle(templatePayoutSent, mailData{Name: "<b>Ada</b>", Amount: "60.00 USD", Reference: "PAYPAL-123", PortalURL: "https://p.test/portal/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"60.00 USD", "PAYPAL-123", "&lt;b&gt;Ada&lt;/b&gt;"} {
+		if !strings.Contains(out.HTML, want) {
+			t.Errorf("HTML lacks %q:\n%s", want, out.HTML)
+		}
+	}
+	if !strings.Contains(out.Subject, "60.00 USD") || !strings.Contains(out.Text, "PAYPAL-123") {
+		t.Errorf("subject %q / text %q", out.Subject, out.Text)
+	}
+	failed, err := renderLifecycle(templatePayoutFailed, mailData{Name: "Ada", Amount: "60.00 USD", Reason: "account closed"})
+	if err != nil || !strings.Contains(failed.Text, "account closed") || !strings.Contains(failed.Subject, "Action needed") {
+		t.Fatalf("failed payout mail: %+v %v", failed, err)
+	}
+}

@@ -16,6 +16,8 @@ const (
 	templateApproved            = "approved"
 	templateRejected            = "rejected"
 	templateBroadcast           = "broadcast"
+	templatePayoutSent          = "payout_sent"
+	templatePayoutFailed        = "payout_failed"
 )
 
 // mailData is what every template sees. Name, Code and Email are affiliate-controlled, so the
@@ -27,6 +29,12 @@ type mailData struct {
 	Link           string // the affiliate's referral link, PublicURL/r/code
 	PortalURL      string
 	UnsubscribeURL string // only on marketing mail
+
+	// Payout mails only: the amount formatted with its currency ("60.00 USD"), the payment's
+	// reference (Stripe transfer id or the admin's bank reference) and why a payout failed.
+	Amount    string
+	Reference string
+	Reason    string
 }
 
 // lifecycleTemplate is a shipped default: subject and text are text/template, HTML is
@@ -48,6 +56,16 @@ func lifecycleTemplates() map[string]lifecycleTemplate {
 			subject: "You're in: your affiliate account is approved",
 			text:    "Hi {{.Name}},\n\nyour application is approved. Your referral link:\n{{.Link}}\n\nSign in to the portal for links, stats and payouts: {{.PortalURL}}\n",
 			html:    `<p>Hi {{.Name}},</p><p>your application is approved. Your referral link:</p><p><a href="{{.Link}}">{{.Link}}</a></p><p><a href="{{.PortalURL}}">Open the portal</a> for links, stats and payouts.</p>`,
+		},
+		templatePayoutSent: {
+			subject: "Your payout of {{.Amount}} is on its way",
+			text:    "Hi {{.Name}},\n\nwe sent you {{.Amount}}.{{if .Reference}} Reference: {{.Reference}}.{{end}}\n\nDetails in the portal: {{.PortalURL}}\n",
+			html:    `<p>Hi {{.Name}},</p><p>we sent you <strong>{{.Amount}}</strong>.{{if .Reference}} Reference: {{.Reference}}.{{end}}</p><p><a href="{{.PortalURL}}">Details in the portal</a></p>`,
+		},
+		templatePayoutFailed: {
+			subject: "Action needed: we could not pay out {{.Amount}}",
+			text:    "Hi {{.Name}},\n\nyour payout of {{.Amount}} could not be sent{{if .Reason}} ({{.Reason}}){{end}}. Please check your payout details in the portal (Stripe onboarding may be incomplete): {{.PortalURL}}\n\nThe amount stays in your balance and is paid with the next run.\n",
+			html:    `<p>Hi {{.Name}},</p><p>your payout of <strong>{{.Amount}}</strong> could not be sent{{if .Reason}} ({{.Reason}}){{end}}.</p><p>Please check your payout details in the <a href="{{.PortalURL}}">portal</a> (Stripe onboarding may be incomplete). The amount stays in your balance and is paid with the next run.</p>`,
 		},
 		templateRejected: {
 			subject: "About your affiliate application",

@@ -165,3 +165,20 @@ func TestPayoutsReachAffiliatesLive(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 }
+
+// TestPayoutNotifications: a paid or failed payout queues one email to its affiliate.
+func TestPayoutNotifications(t *testing.T) {
+	env := newEngineEnv(t)
+	env.sale("affiliate-a", 30000, time.Now().AddDate(0, 0, -40))
+	env.run()
+	_, out := env.superuser(http.MethodPost, "/api/pba/payouts/run")
+	payoutID := payoutLines(out)[fx.A.ID]["payout"].(string)
+	if rec := env.patchPayout(payoutID, `{"status":"paid","reference":"PAYPAL-123"}`); rec.Code != 200 {
+		t.Fatalf("mark paid: %d %s", rec.Code, rec.Body)
+	}
+	env.save(collections.Payouts, payoutID, map[string]any{"error": ""}) // a later edit: no second email
+	rows, err := env.app.FindAllRecords("deliveries", dbxEq("affiliate", fx.A.ID), dbxEq("template", "payout_sent"))
+	if err != nil || len(rows) != 1 || rows[0].GetString("email") != fx.A.Email || rows[0].GetBool("marketing") {
+		t.Fatalf("payout email: %v %v", rows, err)
+	}
+}
