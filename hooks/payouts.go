@@ -93,7 +93,10 @@ func (e *payoutEngine) runDue() ([]payoutReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("active programs: %w", err)
 	}
-	var reports []payoutReport
+	reports, err := e.resumeInterrupted()
+	if err != nil {
+		return reports, err
+	}
 	for _, p := range programs {
 		due, ok, err := e.dueTime(p)
 		if err != nil {
@@ -113,6 +116,35 @@ func (e *payoutEngine) runDue() ([]payoutReport, error) {
 		rep, err := e.runProgram(p.Id, runID, due, false)
 		if err != nil {
 			return reports, err
+		}
+		reports = append(reports, rep)
+	}
+	return reports, nil
+}
+
+// runLease is how long a claimed run may stay "running" before another pass takes it over:
+// its process died between the claim and the end of the run.
+const runLease = 5 * time.Minute
+
+// resumeInterrupted finishes runs a crashed process claimed but did not complete. Running a
+// run again is safe: it only takes payable commissions no payout holds yet.
+func (e *payoutEngine) resumeInterrupted() ([]payoutReport, error) {
+	var stale []struct {
+		ID      string `db:"id"`
+		Program string `db:"program"`
+		At      string `db:"scheduled_for"`
+	}
+	err := e.app.DB().NewQuery(`SELECT id, program, scheduled_for FROM payout_runs WHERE status = 'running' AND updated < {:before}`).
+		Bind(dbx.Params{"before": formatDateTime(e.now().Add(-runLease))}).All(&stale)
+	if err != nil {
+		return nil, fmt.Errorf("interrupted payout runs: %w", err)
+	}
+	var reports []payoutReport
+	for _, r := range stale {
+		at, _ := time.Parse(dateLayout, r.At)
+		rep, err := e.runProgram(r.Program, r.ID, at, false)
+		if err != nil {
+			return reports, fmt.Errorf("resume payout run %s: %w", r.ID, err)
 		}
 		reports = append(reports, rep)
 	}

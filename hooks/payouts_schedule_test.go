@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+
 	"github.com/pbaffiliate/pbaffiliate/collections"
 )
 
@@ -62,5 +65,47 @@ func TestPayoutScheduleClaimsEachRunOnce(t *testing.T) {
 	}
 	if n, _ := app.CountRecords("payout_runs"); n != 2 {
 		t.Fatalf("%d runs, want 2", n)
+	}
+}
+
+// TestInterruptedRunIsResumed: a process that died right after claiming a run (before any
+// payout row) leaves it "running"; the next pass after the lease finishes it.
+func TestInterruptedRunIsResumed(t *testing.T) {
+	app := newWriterTestApp(t)
+	p, _ := collections.FindDefaultProgram(app)
+	col, _ := app.FindCollectionByNameOrId(collections.Affiliates)
+	a := core.NewRecord(col)
+	a.Load(map[string]any{"name": "A", "code": "resume-a", "status": "approved", "program": p.Id, "payout_method": "manual"})
+	a.SetEmail("resume@x.test")
+	a.SetRandomPassword()
+	if err := app.Save(a); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	_, err := app.DB().NewQuery(`INSERT INTO commissions (id, affiliate, program, conversion, kind, amount, currency, status, payable_at,
+		payout, rule, ref, note, created, updated) VALUES ('c00000000000001', {:a}, {:p}, '', 'bonus', 7000, 'usd', 'payable', {:now},
+		'', '{}', 'x', '', {:now}, {:now})`).Bind(dbx.Params{"a": a.Id, "p": p.Id, "now": formatDateTime(now)}).Execute()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &payoutEngine{app: app, now: func() time.Time { return now }}
+	runID, claimed, err := e.claim(p.Id, now.Add(-time.Hour), triggerSchedule) // the crash happens here
+	if err != nil || !claimed {
+		t.Fatal(claimed, err)
+	}
+	if reports, _ := e.runDue(); len(reports) != 0 {
+		t.Fatalf("resumed inside the lease: %v", reports)
+	}
+	e.now = func() time.Time { return now.Add(runLease + time.Minute) }
+	reports, err := e.runDue()
+	if err != nil || len(reports) == 0 || reports[0].Run != runID || reports[0].Payouts != 1 || reports[0].Total != 7000 {
+		t.Fatalf("resume: %+v %v", reports, err)
+	}
+	if reports, _ := e.runDue(); len(reports) != 0 {
+		t.Fatalf("a done run ran again: %+v", reports)
+	}
+	rep, err := checkLedger(app, "")
+	if err != nil || !rep.OK {
+		t.Fatalf("ledger: %+v %v", rep, err)
 	}
 }
