@@ -12,12 +12,10 @@ import (
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
-	"github.com/pocketbase/pocketbase/tests"
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks"
-	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
 const (
@@ -27,17 +25,12 @@ const (
 
 // stripeEnv is one served test app that receives signed Stripe events.
 type stripeEnv struct {
-	t       *testing.T
-	app     *tests.TestApp
-	handler http.Handler
+	*clickEnv
 }
 
 func newStripeEnv(t *testing.T, cfg hooks.Config) *stripeEnv {
 	t.Helper()
-	app := fx.AppWith(t, cfg)
-	env := &stripeEnv{t: t, app: app, handler: pbatest.Serve(t, app)}
-	t.Cleanup(app.Cleanup)
-	return env
+	return &stripeEnv{newClickEnv(t, cfg)}
 }
 
 func newStripe(t *testing.T) *stripeEnv {
