@@ -8,6 +8,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/pocketbase/pocketbase"
@@ -25,6 +26,7 @@ import (
 var publicFiles embed.FS
 
 func main() {
+	tuneGC()
 	app := pocketbase.New()
 
 	// Automigrate writes a migration for each dashboard schema change, but only during
@@ -47,5 +49,18 @@ func main() {
 
 	if err := app.Start(); err != nil {
 		log.Fatal(err)
+	}
+}
+
+// tuneGC trades memory for CPU where the operator left the Go runtime's defaults: the server's
+// live heap is small (tens of MB), so collecting at 5× instead of 2× of it costs little memory and
+// saves the hot paths (redirects, the commission engine) several percent of CPU. A soft memory
+// limit keeps the larger target from growing without bound. GOGC / GOMEMLIMIT still win.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(hooks.DefaultGCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(hooks.DefaultMemoryLimit)
 	}
 }

@@ -326,8 +326,7 @@ func newRecordID() string {
 
 // formatDateTime writes t the way PocketBase stores dates, so filters and sorting work on raw rows.
 func formatDateTime(t time.Time) string {
-	dt, _ := types.ParseDateTime(t)
-	return dt.String()
+	return t.UTC().Format(types.DefaultDateLayout)
 }
 
 // newOrderedID makes a PocketBase-shaped id (15 of [a-z0-9]) that sorts by time: 10 base-36

@@ -140,6 +140,7 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 
 		ctx := newRuleContext(tx)
 		stats := map[statsKey]*statsDelta{}
+		stamp := formatDateTime(now)
 		for _, c := range batch {
 			if c.Status == collections.ConversionApproved {
 				amount, kind, explanation, err := ctx.compute(c)
@@ -150,7 +151,7 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 					occurred, _ := time.Parse(dateLayout, c.OccurredAt)
 					payableAt := occurred.AddDate(0, 0, ctx.programs[c.Program].HoldDays())
 					res, err := insert.Exec(newOrderedID(time.Now()), c.Affiliate, c.Program, c.ID, kind, amount, c.Currency,
-						collections.CommissionPending, formatDateTime(payableAt), explanation, formatDateTime(now), formatDateTime(now))
+						collections.CommissionPending, formatDateTime(payableAt), explanation, stamp, stamp)
 					if err != nil {
 						return fmt.Errorf("insert commission for %s: %w", c.ID, err)
 					}

@@ -3,6 +3,7 @@ package hooks
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"testing"
 	"time"
@@ -79,6 +80,7 @@ func insertConversions(b *testing.B, app core.App, affiliates []string, n int, t
 // BenchmarkCommissionEngine turns conversions into commissions: the bar is 1,000,000
 // in at most 20 s (≥ 50k/s). PBA_BENCH_CONVERSIONS sets the count per iteration (default 100k).
 func BenchmarkCommissionEngine(b *testing.B) {
+	defer debug.SetGCPercent(debug.SetGCPercent(DefaultGCPercent)) // as the binary runs (main.tuneGC)
 	n := 100_000
 	if v, err := strconv.Atoi(os.Getenv("PBA_BENCH_CONVERSIONS")); err == nil && v > 0 {
 		n = v

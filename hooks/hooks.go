@@ -78,6 +78,11 @@ const (
 	DefaultClickQueueSize      = 8192
 	DefaultClickEnqueueTimeout = 2 * time.Second
 	DefaultStripeRateLimit     = 25
+
+	// DefaultGCPercent and DefaultMemoryLimit are the Go runtime settings the binary uses when
+	// GOGC and GOMEMLIMIT are unset (main.tuneGC); benchmarks use them too, to measure what runs.
+	DefaultGCPercent   = 400
+	DefaultMemoryLimit = 1 << 30
 )
 
 // ConfigFromEnv reads the environment variables documented in the README.
