@@ -7,7 +7,7 @@ import (
 
 // The commissions' payout index only holds commissions that are in a payout: new commissions
 // (no payout yet, the engine's hot insert) no longer pay for an index entry they never use.
-// Queries by payout add `payout != ''` so SQLite picks the partial index.
+// Queries by payout add `payout != ”` so SQLite picks the partial index.
 func init() {
 	m.Register(func(app core.App) error {
 		c, err := app.FindCollectionByNameOrId("commissions")
