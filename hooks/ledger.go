@@ -62,7 +62,7 @@ func checkLedger(app core.App, affiliate string) (ledgerReport, error) {
 			WHERE c.status = 'paid' AND (p.id IS NULL OR p.status != 'paid')` + scope},
 		{"payout whose amount is not the sum of its commissions", `SELECT p.id FROM payouts p
 			WHERE p.status IN ('pending', 'processing', 'paid') AND p.amount != IFNULL((SELECT SUM(c.amount) FROM commissions c
-			WHERE c.payout = p.id AND c.payout != '' AND c.status != 'void'), 0)` + scopeOn("p", affiliate)},
+			WHERE c.payout = p.id AND c.status != 'void'), 0)` + scopeOn("p", affiliate)},
 		{"commission in another currency than its payout", `SELECT c.id FROM commissions c JOIN payouts p ON p.id = c.payout
 			WHERE c.currency != p.currency` + scope},
 		{"commission paid by a payout of another affiliate", `SELECT c.id FROM commissions c JOIN payouts p ON p.id = c.payout

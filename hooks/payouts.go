@@ -288,7 +288,7 @@ func (e *payoutEngine) createPayout(programID, runID string, b balance, method s
 		if n, _ := res.RowsAffected(); n == 0 {
 			return errNothingToPay
 		}
-		if err := tx.DB().NewQuery("SELECT SUM(amount) FROM commissions WHERE payout = {:id} AND payout != ''").Bind(dbx.Params{"id": id}).Row(&amount); err != nil {
+		if err := tx.DB().NewQuery("SELECT SUM(amount) FROM commissions WHERE payout = {:id}").Bind(dbx.Params{"id": id}).Row(&amount); err != nil {
 			return err
 		}
 		if amount <= 0 {
@@ -373,9 +373,9 @@ func settleCommissions(tx core.App, payoutID, status string) error {
 	var q string
 	switch status {
 	case collections.PayoutPaid:
-		q = "UPDATE commissions SET status = 'paid', updated = {:now} WHERE payout = {:id} AND payout != '' AND status != 'void'"
+		q = "UPDATE commissions SET status = 'paid', updated = {:now} WHERE payout = {:id} AND status != 'void'"
 	case collections.PayoutCanceled, collections.PayoutFailed:
-		q = "UPDATE commissions SET payout = '', updated = {:now} WHERE payout = {:id} AND payout != '' AND status = 'payable'"
+		q = "UPDATE commissions SET payout = '', updated = {:now} WHERE payout = {:id} AND status = 'payable'"
 	default:
 		return nil
 	}
