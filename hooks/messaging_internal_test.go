@@ -199,7 +199,8 @@ func newMessagingTestApp(t testing.TB) *tests.TestApp {
 	return app
 }
 
-// testClock is a settable clock for the engine.
+// testClock is a settable clock shared by the engines of one test (messaging, payouts), so a
+// test can let a lease or a backoff pass without sleeping.
 type testClock struct {
 	mu  sync.Mutex
 	now time.Time

@@ -21,37 +21,13 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/collections"
 )
 
-// payoutClock is a settable clock shared by the engines and executors of one test, so a test can
-// let a lease or a backoff pass without sleeping.
-type payoutClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-// newPayoutClock starts at the real time, so dates look like production ones.
-func newPayoutClock() *payoutClock { return &payoutClock{t: time.Now().UTC()} }
-
-// now is the clock's time; engines and executors take it as their now func.
-func (c *payoutClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// advance lets time pass, e.g. a lease or a backoff.
-func (c *payoutClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // stripePayoutEnv is an app with the schema (no hooks), a fake Stripe and payable affiliates.
 type stripePayoutEnv struct {
 	t       testing.TB
 	app     core.App
 	fake    *FakeStripe
 	api     stripeAPI
-	clock   *payoutClock
+	clock   *testClock
 	program string
 	// affiliates and accounts are parallel: affiliate i is paid into accounts[i].
 	affiliates []string
@@ -68,7 +44,7 @@ func newStripePayoutEnv(t testing.TB) *stripePayoutEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &stripePayoutEnv{t: t, app: app, fake: fake, clock: newPayoutClock(), program: p.Id,
+	return &stripePayoutEnv{t: t, app: app, fake: fake, clock: &testClock{now: time.Now().UTC()}, program: p.Id,
 		api: newStripeAPI(Config{StripeSecretKey: FakeStripeKey, StripeAPIBase: fake.URL})}
 }
 
@@ -77,7 +53,7 @@ func newStripePayoutEnv(t testing.TB) *stripePayoutEnv {
 func (s *stripePayoutEnv) seed(n int) {
 	s.t.Helper()
 	err := s.app.RunInTransaction(func(tx core.App) error {
-		now := formatDateTime(s.clock.now())
+		now := formatDateTime(s.clock.Now())
 		for i := 0; i < n; i++ {
 			k := len(s.affiliates)
 			id, acct := fmt.Sprintf("aff%012d", k), fmt.Sprintf("acct_%d", k)
@@ -109,8 +85,8 @@ func (s *stripePayoutEnv) seed(n int) {
 
 // engine is the payout engine as registerPayouts builds it with Stripe on.
 func (s *stripePayoutEnv) engine() *payoutEngine {
-	return &payoutEngine{app: s.app, stripe: true, api: s.api, now: s.clock.now,
-		exec: newStripeExecutor(s.app, s.api, s.clock.now, 0)}
+	return &payoutEngine{app: s.app, stripe: true, api: s.api, now: s.clock.Now,
+		exec: newStripeExecutor(s.app, s.api, s.clock.Now, 0)}
 }
 
 // createPayouts runs the program now: one pending Stripe payout per affiliate.
@@ -120,13 +96,13 @@ func (s *stripePayoutEnv) createPayouts() []payoutReport {
 	if err != nil {
 		s.t.Fatalf("payout run: %v", err)
 	}
-	s.clock.advance(time.Millisecond) // the next run is claimed at another instant
+	s.clock.Add(time.Millisecond) // the next run is claimed at another instant
 	return reports
 }
 
 // executor is a fresh executor ("a restarted process") without rate limit or 429 pause.
 func (s *stripePayoutEnv) executor() *stripeExecutor {
-	x := newStripeExecutor(s.app, s.api, s.clock.now, 0)
+	x := newStripeExecutor(s.app, s.api, s.clock.Now, 0)
 	x.pause = 0
 	return x
 }
@@ -281,7 +257,7 @@ func TestStripePayoutCrashRecovery(t *testing.T) {
 					t.Fatalf("restart: %v", err)
 				}
 				// After the lease the crashed payout is claimed again, with the same key.
-				s.clock.advance(stripePayoutLease + time.Second)
+				s.clock.Add(stripePayoutLease + time.Second)
 				if _, err := s.executor().run(context.Background()); err != nil {
 					t.Fatalf("run after the lease: %v", err)
 				}
@@ -314,7 +290,7 @@ func TestStripePayoutCrashRecovery(t *testing.T) {
 			t.Fatalf("unseen transfer's payout: %+v", retrying)
 		}
 		s.ledgerOK()
-		s.clock.advance(retryBackoff(1))
+		s.clock.Add(retryBackoff(1))
 		if _, err := s.executor().run(context.Background()); err != nil {
 			t.Fatalf("retry: %v", err)
 		}
@@ -401,11 +377,11 @@ func TestStripePayoutRetries(t *testing.T) {
 			t.Fatalf("attempt %d: %+v %v %+v", attempt, st, err, p)
 		}
 		calls := s.fake.Calls()
-		s.clock.advance(retryBackoff(attempt) - time.Second)
+		s.clock.Add(retryBackoff(attempt) - time.Second)
 		if st, _ := s.executor().run(context.Background()); st != (executeStats{}) || s.fake.Calls() != calls {
 			t.Fatalf("retried before the backoff: %+v", st)
 		}
-		s.clock.advance(time.Second)
+		s.clock.Add(time.Second)
 	}
 	if st, err := s.executor().run(context.Background()); err != nil || st.Paid != 1 {
 		t.Fatalf("third attempt: %+v %v", st, err)
@@ -423,13 +399,13 @@ func TestStripePayoutRetries(t *testing.T) {
 		if st, _ := s.executor().run(context.Background()); st.Retrying != 1 {
 			t.Fatalf("500: %+v", st)
 		}
-		s.clock.advance(retryBackoff(1))
+		s.clock.Add(retryBackoff(1))
 		s.api = newStripeAPI(Config{StripeSecretKey: FakeStripeKey, StripeAPIBase: "http://127.0.0.1:1"}) // nothing listens
 		if st, _ := s.executor().run(context.Background()); st.Retrying != 1 {
 			t.Fatalf("connection refused: %+v", st)
 		}
 		s.api = newStripeAPI(Config{StripeSecretKey: FakeStripeKey, StripeAPIBase: s.fake.URL})
-		s.clock.advance(retryBackoff(2))
+		s.clock.Add(retryBackoff(2))
 		if st, err := s.executor().run(context.Background()); err != nil || st.Paid != 1 {
 			t.Fatalf("after the outage: %+v %v", st, err)
 		}
@@ -528,7 +504,7 @@ func TestStripePayoutWithoutAccount(t *testing.T) {
 	if _, err := s.app.DB().NewQuery("UPDATE affiliates SET stripe_account_id = ''").Execute(); err != nil {
 		t.Fatal(err)
 	}
-	s.clock.advance(retryBackoff(1))
+	s.clock.Add(retryBackoff(1))
 	calls := s.fake.Calls()
 	if st, _ := s.executor().run(context.Background()); st.Retrying != 1 || s.fake.Calls() != calls {
 		t.Fatalf("second attempt without account: %+v", st)
@@ -556,7 +532,7 @@ func TestStripePayoutExecuteDue(t *testing.T) {
 	s := newStripePayoutEnv(t)
 	s.seed(2)
 	s.createPayouts()
-	if err := (&payoutEngine{app: s.app, now: s.clock.now}).executeDue(context.Background()); err != nil || len(s.fake.Transfers()) != 0 {
+	if err := (&payoutEngine{app: s.app, now: s.clock.Now}).executeDue(context.Background()); err != nil || len(s.fake.Transfers()) != 0 {
 		t.Fatalf("without Stripe: %v, %d transfers", err, len(s.fake.Transfers()))
 	}
 	if err := s.engine().executeDue(context.Background()); err != nil {
