@@ -1,5 +1,7 @@
 /*! pbaffiliate track.js — records the click of a visitor who lands with ?via=CODE (or ?ref=CODE)
- * and keeps its click id in a first-party cookie for the checkout. No dependencies.
+ * and keeps its click id in a first-party cookie for the checkout. A visitor the redirector
+ * (/r/CODE) sent here lands with ?pba_click=ID, a click already recorded: that id is kept the same
+ * way and nothing is posted. No dependencies.
  *
  *   <script src="https://partners.example.com/track.js" async></script>
  *   // at checkout:  pbaffiliate.clickId()  → "k3j…" or "" (send it as Stripe client_reference_id)
@@ -9,6 +11,9 @@
   var script = d.currentScript;
   var server = script ? new URL(script.src, w.location.href).origin : "";
   var CLICK = "pba_click", VISITOR = "pba_vid";
+  // The program's default cookie_days: the lifetime of a click id that arrives without one
+  // (attribution still checks the program's own window on the server).
+  var DEFAULT_DAYS = 60;
 
   function readCookie(name) {
     var parts = d.cookie ? d.cookie.split("; ") : [];
@@ -27,13 +32,19 @@
   var api = {
     /** The click id to attach to an order ("" when the visitor came from no affiliate). */
     clickId: function () { return readCookie(CLICK); },
-    /** Resolves once a ?via= click has been recorded (immediately when there is none). */
+    /** Resolves to the click id once a ?via= click has been recorded, or at once to the id of a
+     *  ?pba_click= landing ("" when there is none). */
     ready: Promise.resolve("")
   };
 
   var params = new URLSearchParams(w.location.search);
+  var landed = (params.get(CLICK) || "").trim();
   var code = (params.get("via") || params.get("ref") || "").trim().toLowerCase();
-  if (code && /^[a-z0-9][a-z0-9-]{2,31}$/.test(code) && server) {
+  if (/^[a-z0-9]{15}$/.test(landed)) {
+    // /r/CODE recorded this click and appended its id: keep it, do not count the click twice.
+    writeCookie(CLICK, landed, DEFAULT_DAYS);
+    api.ready = Promise.resolve(landed);
+  } else if (code && /^[a-z0-9][a-z0-9-]{2,31}$/.test(code) && server) {
     api.ready = fetch(server + "/api/pba/clicks", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -49,7 +60,7 @@
       return res.ok ? res.json() : null;
     }).then(function (data) {
       if (!data || !data.click_id) return "";
-      writeCookie(CLICK, data.click_id, data.cookie_days || 60);
+      writeCookie(CLICK, data.click_id, data.cookie_days || DEFAULT_DAYS);
       if (data.visitor) writeCookie(VISITOR, data.visitor, 365);
       return data.click_id;
     }).catch(function () { return ""; });
