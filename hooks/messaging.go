@@ -76,6 +76,14 @@ const (
 	messagingSecretFile = ".pba_mail_secret"
 	// messagingMaxError is the length of deliveries.error.
 	messagingMaxError = 1000
+	// messagingLease names the database lease a process holds while it sends, so two
+	// processes on one database never send the same delivery; messagingLeaseTTL is how long
+	// a crashed holder blocks the others. Renewed before every send.
+	messagingLease    = "mail-worker"
+	messagingLeaseTTL = 5 * time.Minute
+	// digestCronJob is the dashboard id of the weekly digest job (hourly: each affiliate's
+	// week ends at midnight in their own time zone).
+	digestCronJob = "pbaDigest"
 )
 
 // messagingEngine turns lifecycle events and scheduled broadcasts into deliveries rows and
@@ -89,10 +97,15 @@ type messagingEngine struct {
 	resend *resendSender // nil without RESEND_API_KEY
 
 	// running makes runs exclusive within this process; again asks a running run to look once
-	// more. Across processes Resend's idempotency keys keep a batch from being sent twice.
+	// more. Across processes the messagingLease row does, held under holder.
 	running sync.Mutex
 	again   atomic.Bool
 	kick    chan struct{}
+	holder  string
+
+	// commissionsSeen is up to when new commissions were scanned for mail (zero: not yet in
+	// this process). Only runs touch it, and runs are exclusive.
+	commissionsSeen time.Time
 
 	keyMu sync.Mutex
 	key   []byte // unsubscribe-token HMAC key, loaded on first use
@@ -106,7 +119,7 @@ type messagingEngine struct {
 
 // newMessagingEngine builds the engine; a malformed RESEND_BASE_URL is an error at start.
 func newMessagingEngine(app core.App, cfg Config) (*messagingEngine, error) {
-	e := &messagingEngine{app: app, cfg: cfg, now: time.Now, sleep: sleepCtx, kick: make(chan struct{}, 1)}
+	e := &messagingEngine{app: app, cfg: cfg, now: time.Now, sleep: sleepCtx, kick: make(chan struct{}, 1), holder: security.RandomString(15)}
 	if cfg.ResendAPIKey != "" {
 		s, err := newResendSender(cfg.ResendAPIKey, cfg.ResendBaseURL, func(ctx context.Context, d time.Duration) error { return e.sleep(ctx, d) })
 		if err != nil {
@@ -169,6 +182,12 @@ func (e *messagingEngine) bind() {
 		e.queuePayoutLogged(ev.App, ev.Record, template)
 		return ev.Next()
 	})
+	app.OnRecordAfterCreateSuccess(collTierChanges).BindFunc(func(ev *core.RecordEvent) error {
+		e.queueTierLogged(ev.App, ev.Record)
+		return ev.Next()
+	})
+	app.OnRecordValidate(collMailTemplates).BindFunc(validateMailTemplate)
+	e.bindAuthMail()
 	kickOnScheduled := func(ev *core.RecordEvent) error {
 		if ev.Record.GetString(collections.FieldStatus) == messageScheduled {
 			e.signal()
@@ -183,7 +202,16 @@ func (e *messagingEngine) bind() {
 			e.runLogged(ctx)
 		}
 	})
+	app.Cron().MustAdd(digestCronJob, "5 * * * *", func() {
+		if err := e.queueDigests(); err != nil {
+			e.app.Logger().Error("weekly digest", "error", err)
+		}
+		e.signal()
+	})
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
+		if err := ensureMailTemplates(se.App); err != nil {
+			return err
+		}
 		e.bindRoutes(se)
 		e.start()
 		return se.Next()
@@ -271,21 +299,37 @@ type deliveryRow struct {
 	Marketing      bool   `db:"marketing"`
 	Attempts       int    `db:"attempts"`
 	Error          string `db:"error"`
+	Data           string `db:"data"`
+	ProviderID     string `db:"provider_id"`
+
+	// Due is when a new row may be sent (zero: at once); written, never read back.
+	Due time.Time `db:"-"`
 }
 
 // insertDelivery writes a delivery unless one with its idempotency key exists; it reports
 // whether a row was written. Raw SQL: an upsert is the only race-free "create once".
 func insertDelivery(db dbx.Builder, d deliveryRow, now time.Time) (bool, error) {
 	ts := webhookDBTime(now)
+	due, sentAt, attempts := ts, "", 0
+	if !d.Due.IsZero() {
+		due = webhookDBTime(d.Due)
+	}
+	if d.Status == deliverySent {
+		sentAt, attempts = ts, 1
+	}
+	data := d.Data
+	if data == "" {
+		data = "null"
+	}
 	res, err := db.NewQuery(
 		"INSERT INTO {{deliveries}} ([[id]], [[message]], [[affiliate]], [[email]], [[template]], [[provider_id]], [[status]], " +
-			"[[idempotency_key]], [[marketing]], [[error]], [[attempts]], [[next_attempt_at]], [[sent_at]], [[created]], [[updated]]) " +
-			"VALUES ({:id}, {:message}, {:affiliate}, {:email}, {:template}, '', {:status}, {:key}, {:marketing}, {:error}, 0, {:now}, '', {:now}, {:now}) " +
+			"[[idempotency_key]], [[marketing]], [[error]], [[attempts]], [[next_attempt_at]], [[sent_at]], [[data]], [[created]], [[updated]]) " +
+			"VALUES ({:id}, {:message}, {:affiliate}, {:email}, {:template}, {:provider}, {:status}, {:key}, {:marketing}, {:error}, {:attempts}, {:due}, {:sent}, {:data}, {:now}, {:now}) " +
 			"ON CONFLICT ([[idempotency_key]]) DO NOTHING").
 		Bind(dbx.Params{
 			"id": core.GenerateDefaultRandomId(), "message": d.Message, "affiliate": d.Affiliate, "email": d.Email,
-			"template": d.Template, "status": d.Status, "key": d.IdempotencyKey, "marketing": d.Marketing,
-			"error": messagingErrorText(d.Error), "now": ts,
+			"template": d.Template, "provider": d.ProviderID, "status": d.Status, "key": d.IdempotencyKey, "marketing": d.Marketing,
+			"error": messagingErrorText(d.Error), "attempts": attempts, "due": due, "sent": sentAt, "data": data, "now": ts,
 		}).Execute()
 	if err != nil {
 		return false, fmt.Errorf("insert delivery %s: %w", d.IdempotencyKey, err)
@@ -293,6 +337,9 @@ func insertDelivery(db dbx.Builder, d deliveryRow, now time.Time) (bool, error) 
 	n, err := res.RowsAffected()
 	return n == 1, err
 }
+
+// errLeaseLost ends a run whose process no longer holds the mail lease.
+var errLeaseLost = errors.New("mail lease taken over by another process")
 
 // signal wakes the worker without ever blocking the caller.
 func (e *messagingEngine) signal() {
@@ -375,9 +422,20 @@ func (e *messagingEngine) run(ctx context.Context) error {
 		if !e.running.TryLock() {
 			return nil
 		}
-		var err error
+		held, err := acquireLease(e.app.DB(), messagingLease, e.holder, e.now(), messagingLeaseTTL)
+		if err != nil || !held {
+			e.running.Unlock()
+			return err // another process is sending; it looks again itself
+		}
 		for err == nil && ctx.Err() == nil && e.again.Swap(false) {
 			err = e.runOnce(ctx)
+		}
+		if errors.Is(err, errLeaseLost) {
+			e.running.Unlock()
+			return nil
+		}
+		if rerr := releaseLease(e.app.DB(), messagingLease, e.holder, e.now()); err == nil {
+			err = rerr
 		}
 		e.running.Unlock()
 		if err != nil || ctx.Err() != nil {
@@ -390,6 +448,9 @@ func (e *messagingEngine) run(ctx context.Context) error {
 // runOnce is one pass over everything due.
 func (e *messagingEngine) runOnce(ctx context.Context) error {
 	if err := e.startDueMessages(); err != nil {
+		return err
+	}
+	if err := e.queueCommissionMails(); err != nil {
 		return err
 	}
 	if err := e.sendDue(ctx); err != nil {
@@ -624,7 +685,7 @@ func (e *messagingEngine) sendDue(ctx context.Context) error {
 	for ctx.Err() == nil {
 		now := webhookDBTime(e.now())
 		var singles []deliveryRow
-		err := e.app.DB().Select("id", "message", "affiliate", "email", "template", "status", "idempotency_key", "marketing", "attempts", "error").
+		err := e.app.DB().Select("id", "message", "affiliate", "email", "template", "status", "idempotency_key", "marketing", "attempts", "error", "data").
 			From(collDeliveries).
 			Where(dbx.HashExp{"status": deliveryQueued, "message": ""}).
 			AndWhere(dbx.NewExp("[[next_attempt_at]] <= {:now}", dbx.Params{"now": now})).
@@ -659,7 +720,7 @@ func (e *messagingEngine) sendDue(ctx context.Context) error {
 			// Always the first rows by id: after a crash the same batch is rebuilt, with the
 			// same idempotency key, so Resend accepts it once.
 			var batch []deliveryRow
-			err := e.app.DB().Select("id", "message", "affiliate", "email", "template", "status", "idempotency_key", "marketing", "attempts", "error").
+			err := e.app.DB().Select("id", "message", "affiliate", "email", "template", "status", "idempotency_key", "marketing", "attempts", "error", "data").
 				From(collDeliveries).
 				Where(dbx.HashExp{"status": deliveryQueued, "message": id}).
 				AndWhere(dbx.NewExp("[[next_attempt_at]] <= {:now}", dbx.Params{"now": now})).
@@ -687,6 +748,13 @@ func (e *messagingEngine) sendRows(ctx context.Context, s mailSender, rows []del
 	}
 	if len(ready) == 0 {
 		return nil
+	}
+	// Renew the lease right before sending: a process that lost it (it stalled past the TTL
+	// and another took over) must not send what the other may be sending.
+	if held, err := acquireLease(e.app.DB(), messagingLease, e.holder, e.now(), messagingLeaseTTL); err != nil {
+		return err
+	} else if !held {
+		return errLeaseLost
 	}
 	var ids []string
 	var sendErr error
@@ -736,6 +804,10 @@ func (e *messagingEngine) prepare(rows []deliveryRow) ([]outgoingMail, []deliver
 			return nil, nil, fmt.Errorf("load message %s: %w", rows[0].Message, err)
 		}
 	}
+	mc, err := e.newMailContext()
+	if err != nil {
+		return nil, nil, err
+	}
 	from := e.from()
 	var mails []outgoingMail
 	var ready []deliveryRow
@@ -748,9 +820,17 @@ func (e *messagingEngine) prepare(rows []deliveryRow) ([]outgoingMail, []deliver
 			continue
 		}
 		m := outgoingMail{From: from, To: r.Email, IdempotencyKey: r.IdempotencyKey, Tags: map[string]string{"template": r.Template}}
-		d := e.mailData(a)
-		if err := e.payoutMailData(r.IdempotencyKey, &d); err != nil {
-			if err := e.markDone(r.ID, deliveryFailed, err.Error()); err != nil {
+		d, err := e.affiliateMailData(mc, a)
+		if err != nil {
+			return nil, nil, err
+		}
+		skip, err := e.templateMailData(r, &d)
+		if err != nil || skip != "" {
+			status, reason := deliverySkipped, skip
+			if err != nil {
+				status, reason = deliveryFailed, err.Error()
+			}
+			if err := e.markDone(r.ID, status, reason); err != nil {
 				return nil, nil, err
 			}
 			continue
@@ -782,7 +862,7 @@ func (e *messagingEngine) prepare(rows []deliveryRow) ([]outgoingMail, []deliver
 			m.Tags["message"] = msg.Id
 			out, err = renderBroadcast(msg.GetString("subject"), msg.GetString("body"), d)
 		} else {
-			out, err = renderLifecycle(r.Template, d)
+			out, err = renderFrom(mc.templates, r.Template, d)
 		}
 		if err != nil {
 			if err := e.markDone(r.ID, deliveryFailed, err.Error()); err != nil {
@@ -806,12 +886,18 @@ func (e *messagingEngine) from() string {
 	return (&mail.Address{Name: meta.SenderName, Address: meta.SenderAddress}).String()
 }
 
-// mailData is what the templates see of an affiliate.
-func (e *messagingEngine) mailData(a *core.Record) mailData {
-	base := strings.TrimRight(e.cfg.PublicURL, "/")
-	if base == "" {
-		base = strings.TrimRight(e.app.Settings().Meta.AppURL, "/")
+// publicBase is the server's public URL without a trailing slash: PBA_PUBLIC_URL, else the
+// dashboard's application URL.
+func (e *messagingEngine) publicBase() string {
+	if e.cfg.PublicURL != "" {
+		return strings.TrimRight(e.cfg.PublicURL, "/")
 	}
+	return strings.TrimRight(e.app.Settings().Meta.AppURL, "/")
+}
+
+// mailData is the affiliate's identity as the templates see it.
+func (e *messagingEngine) mailData(a *core.Record) mailData {
+	base := e.publicBase()
 	code := a.GetString(collections.FieldCode)
 	return mailData{
 		Name: a.GetString(collections.FieldName), Code: code, Email: a.Email(),

@@ -48,6 +48,7 @@ type fakeResend struct {
 	down      bool   // every request 500 (known keys too), after the failure started
 	limitOnce bool   // the next request gets a 429 with rate-limit headers
 	lastMail  map[string]any
+	all       []map[string]any // every accepted email, in order
 }
 
 // newFakeResend starts the fake; it is closed with the test.
@@ -140,6 +141,7 @@ func (f *fakeResend) accept(key string, mails []map[string]any) []string {
 		f.byTo[to]++
 		f.accepted++
 		f.lastMail = m
+		f.all = append(f.all, m)
 	}
 	f.keys[key] = ids
 	return ids
@@ -174,6 +176,19 @@ func (f *fakeResend) snapshot() (map[string]int, int) {
 		out[k] = v
 	}
 	return out, f.accepted
+}
+
+// mailsTo returns the accepted emails to one address, in order.
+func (f *fakeResend) mailsTo(addr string) []map[string]any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []map[string]any
+	for _, m := range f.all {
+		if to, _ := m["to"].([]any); len(to) == 1 && to[0] == addr {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // writeJSON answers like Resend does: JSON with a status.

@@ -10,7 +10,8 @@ import (
 	texttemplate "text/template"
 )
 
-// Template names stored on deliveries.template.
+// Template names stored on deliveries.template; the lifecycle ones are also the names of
+// mail_templates rows.
 const (
 	templateApplicationReceived = "application_received"
 	templateApproved            = "approved"
@@ -18,44 +19,112 @@ const (
 	templateBroadcast           = "broadcast"
 	templatePayoutSent          = "payout_sent"
 	templatePayoutFailed        = "payout_failed"
+	templateNewCommission       = "new_commission"
+	templateTierChanged         = "tier_changed"
+	templateWeeklyDigest        = "weekly_digest"
 )
 
 // mailData is what every template sees. Name, Code and Email are affiliate-controlled, so the
-// HTML part is rendered with html/template, which escapes them for their context.
+// HTML part is rendered with html/template, which escapes them for their context. Fields a
+// template does not concern stay empty.
 type mailData struct {
 	Name           string
 	Code           string
 	Email          string
-	Link           string // the affiliate's referral link, PublicURL/r/code
+	Link           string     // the affiliate's referral link, PublicURL/r/code
+	Links          []mailLink // the affiliate's own tracked links
+	Program        string     // the program's name
 	PortalURL      string
-	UnsubscribeURL string // only on marketing mail
+	UnsubscribeURL string      // only on marketing mail
+	Balance        mailBalance // unpaid commissions, as of sending
 
-	// Payout mails only: the amount formatted with its currency ("60.00 USD"), the payment's
+	// Payout mails: the amount formatted with its currency ("60.00 USD"), the payment's
 	// reference (Stripe transfer id or the admin's bank reference) and why a payout failed.
+	// Tier mails use Reason for why the tier changed.
 	Amount    string
 	Reference string
 	Reason    string
+
+	// tier_changed: the tier names ("Standard" for no tier) and whether it was a move up.
+	FromTier string
+	ToTier   string
+	Promoted bool
+
+	// new_commission: the commissions of the hour (at most mailListMax), how many more there
+	// were, and their total.
+	Commissions []mailCommission
+	More        int
+	Total       string
+
+	// weekly_digest: the figures of the affiliate's past week.
+	Digest digestReport
 }
 
-// lifecycleTemplate is a shipped default: subject and text are text/template, HTML is
+// mailLink is one tracked link as templates show it.
+type mailLink struct {
+	Label string
+	URL   string
+}
+
+// mailBalance is an affiliate's unpaid commission, formatted with currency ("12.50 USD").
+type mailBalance struct {
+	Pending string // still in the hold period
+	Payable string // goes out with the next payout
+}
+
+// mailCommission is one line of the new-commission mail.
+type mailCommission struct {
+	Amount string
+	Kind   string
+	When   string
+}
+
+// digestReport is a weekly digest's content, computed when the digest is queued and stored
+// on its delivery, so a resend after a crash says the same.
+type digestReport struct {
+	Period       string `json:"period"` // "16 Nov – 22 Nov 2026"
+	Clicks       int    `json:"clicks"`
+	Conversions  int    `json:"conversions"`
+	Commission   string `json:"commission"` // earned in the week, formatted
+	BestLink     string `json:"best_link"`  // label or code of the link with most clicks
+	BestLinkURL  string `json:"best_link_url"`
+	BestClicks   int    `json:"best_clicks"`
+	Rank         int    `json:"rank"`          // by commission in the program this week; 0: unranked
+	PreviousRank int    `json:"previous_rank"` // the week before; 0: unranked
+	RankChange   int    `json:"rank_change"`   // places moved up (negative: down); 0 when either week is unranked
+	Ranked       int    `json:"ranked"`        // how many affiliates had commission this week
+}
+
+// Places is how many places the rank moved, either way.
+func (r digestReport) Places() int {
+	if r.RankChange < 0 {
+		return -r.RankChange
+	}
+	return r.RankChange
+}
+
+// mailListMax is how many commissions a new-commission mail lists.
+const mailListMax = 20
+
+// lifecycleTemplate is a template's source: subject and text are text/template, HTML is
 // html/template (the body only; mailLayout wraps it).
 type lifecycleTemplate struct {
 	subject, text, html string
 }
 
 // lifecycleTemplates returns the shipped defaults by name; a function, not a package var, so
-// nothing can mutate them.
+// nothing can mutate them. Admins override them in mail_templates.
 func lifecycleTemplates() map[string]lifecycleTemplate {
 	return map[string]lifecycleTemplate{
 		templateApplicationReceived: {
 			subject: "We received your application",
-			text:    "Hi {{.Name}},\n\nthanks for applying to our affiliate program. We review every application and will write to you once it is decided.\n",
-			html:    `<p>Hi {{.Name}},</p><p>thanks for applying to our affiliate program. We review every application and will write to you once it is decided.</p>`,
+			text:    "Hi {{.Name}},\n\nthanks for applying to {{.Program}}. We review every application and will write to you once it is decided.\n",
+			html:    `<p>Hi {{.Name}},</p><p>thanks for applying to {{.Program}}. We review every application and will write to you once it is decided.</p>`,
 		},
 		templateApproved: {
 			subject: "You're in: your affiliate account is approved",
-			text:    "Hi {{.Name}},\n\nyour application is approved. Your referral link:\n{{.Link}}\n\nSign in to the portal for links, stats and payouts: {{.PortalURL}}\n",
-			html:    `<p>Hi {{.Name}},</p><p>your application is approved. Your referral link:</p><p><a href="{{.Link}}">{{.Link}}</a></p><p><a href="{{.PortalURL}}">Open the portal</a> for links, stats and payouts.</p>`,
+			text:    "Hi {{.Name}},\n\nyour application to {{.Program}} is approved. Your referral link:\n{{.Link}}\n\nSign in to the portal for links, stats and payouts: {{.PortalURL}}\n",
+			html:    `<p>Hi {{.Name}},</p><p>your application to {{.Program}} is approved. Your referral link:</p><p><a href="{{.Link}}">{{.Link}}</a></p><p><a href="{{.PortalURL}}">Open the portal</a> for links, stats and payouts.</p>`,
 		},
 		templatePayoutSent: {
 			subject: "Your payout of {{.Amount}} is on its way",
@@ -69,8 +138,37 @@ func lifecycleTemplates() map[string]lifecycleTemplate {
 		},
 		templateRejected: {
 			subject: "About your affiliate application",
-			text:    "Hi {{.Name}},\n\nthank you for your interest. We are not able to accept your application at this time.\n",
-			html:    `<p>Hi {{.Name}},</p><p>thank you for your interest. We are not able to accept your application at this time.</p>`,
+			text:    "Hi {{.Name}},\n\nthank you for your interest in {{.Program}}. We are not able to accept your application at this time.\n",
+			html:    `<p>Hi {{.Name}},</p><p>thank you for your interest in {{.Program}}. We are not able to accept your application at this time.</p>`,
+		},
+		templateNewCommission: {
+			subject: "You earned {{.Total}} in new commissions",
+			text: "Hi {{.Name}},\n\nnew commissions came in:\n{{range .Commissions}}- {{.Amount}} ({{.Kind}}, {{.When}})\n{{end}}{{if .More}}… and {{.More}} more\n{{end}}\n" +
+				"Total: {{.Total}}\nPending: {{.Balance.Pending}}\nPayable: {{.Balance.Payable}}\n\nDetails in the portal: {{.PortalURL}}\n",
+			html: `<p>Hi {{.Name}},</p><p>new commissions came in:</p><ul>{{range .Commissions}}<li><strong>{{.Amount}}</strong> ({{.Kind}}, {{.When}})</li>{{end}}</ul>` +
+				`{{if .More}}<p>… and {{.More}} more.</p>{{end}}<p>Total: <strong>{{.Total}}</strong><br>Pending: {{.Balance.Pending}}<br>Payable: {{.Balance.Payable}}</p>` +
+				`<p><a href="{{.PortalURL}}">Details in the portal</a></p>`,
+		},
+		templateTierChanged: {
+			subject: "{{if .Promoted}}You moved up to {{.ToTier}}{{else}}Your tier is now {{.ToTier}}{{end}}",
+			text: "Hi {{.Name}},\n\nyour tier in {{.Program}} changed from {{.FromTier}} to {{.ToTier}}.{{if .Reason}}\n({{.Reason}}){{end}}\n\n" +
+				"{{if .Promoted}}Congratulations: your new rate applies to the commissions you earn from now on.{{else}}Your rate follows the new tier from now on; a stronger month moves you up again.{{end}}\n\nThe portal: {{.PortalURL}}\n",
+			html: `<p>Hi {{.Name}},</p><p>your tier in {{.Program}} changed from <strong>{{.FromTier}}</strong> to <strong>{{.ToTier}}</strong>.{{if .Reason}}<br><small>{{.Reason}}</small>{{end}}</p>` +
+				`<p>{{if .Promoted}}Congratulations: your new rate applies to the commissions you earn from now on.{{else}}Your rate follows the new tier from now on; a stronger month moves you up again.{{end}}</p>` +
+				`<p><a href="{{.PortalURL}}">Open the portal</a></p>`,
+		},
+		templateWeeklyDigest: {
+			subject: "Your week: {{.Digest.Clicks}} clicks, {{.Digest.Conversions}} sales, {{.Digest.Commission}} earned",
+			text: "Hi {{.Name}},\n\nyour week ({{.Digest.Period}}):\n- Clicks: {{.Digest.Clicks}}\n- Sales: {{.Digest.Conversions}}\n- Commission earned: {{.Digest.Commission}}\n" +
+				"{{if .Digest.BestLink}}- Best link: {{.Digest.BestLink}} ({{.Digest.BestClicks}} clicks) {{.Digest.BestLinkURL}}\n{{end}}" +
+				"{{if .Digest.Rank}}- Rank: {{.Digest.Rank}} of {{.Digest.Ranked}}{{if gt .Digest.RankChange 0}}, up {{.Digest.Places}}{{else if lt .Digest.RankChange 0}}, down {{.Digest.Places}}{{end}}\n{{end}}" +
+				"\nBalance: {{.Balance.Payable}} payable, {{.Balance.Pending}} pending.\n\nYour link: {{.Link}}\nThe portal: {{.PortalURL}}\n",
+			html: `<p>Hi {{.Name}},</p><p>your week ({{.Digest.Period}}):</p><table cellpadding="4">` +
+				`<tr><td>Clicks</td><td><strong>{{.Digest.Clicks}}</strong></td></tr><tr><td>Sales</td><td><strong>{{.Digest.Conversions}}</strong></td></tr>` +
+				`<tr><td>Commission earned</td><td><strong>{{.Digest.Commission}}</strong></td></tr>` +
+				`{{if .Digest.BestLink}}<tr><td>Best link</td><td><a href="{{.Digest.BestLinkURL}}">{{.Digest.BestLink}}</a> ({{.Digest.BestClicks}} clicks)</td></tr>{{end}}` +
+				`{{if .Digest.Rank}}<tr><td>Rank</td><td>{{.Digest.Rank}} of {{.Digest.Ranked}}{{if gt .Digest.RankChange 0}} (up {{.Digest.Places}}){{else if lt .Digest.RankChange 0}} (down {{.Digest.Places}}){{end}}</td></tr>{{end}}` +
+				`</table><p>Balance: {{.Balance.Payable}} payable, {{.Balance.Pending}} pending.</p><p>Your link: <a href="{{.Link}}">{{.Link}}</a><br><a href="{{.PortalURL}}">Open the portal</a></p>`,
 		},
 	}
 }
@@ -90,7 +188,12 @@ type renderedMail struct {
 
 // renderLifecycle renders a shipped template.
 func renderLifecycle(name string, d mailData) (renderedMail, error) {
-	t, ok := lifecycleTemplates()[name]
+	return renderFrom(lifecycleTemplates(), name, d)
+}
+
+// renderFrom renders the named template of a set (the defaults overlaid by admin edits).
+func renderFrom(set map[string]lifecycleTemplate, name string, d mailData) (renderedMail, error) {
+	t, ok := set[name]
 	if !ok {
 		return renderedMail{}, fmt.Errorf("unknown mail template %q", name)
 	}

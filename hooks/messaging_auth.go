@@ -1,0 +1,96 @@
+package hooks
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/security"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+)
+
+// Internal headers by which the record-level mail hooks tell the send hook what a mail is;
+// removed before anything is sent.
+const (
+	authTemplateHeader  = "X-Pba-Template"
+	authAffiliateHeader = "X-Pba-Affiliate"
+	// authSendTimeout bounds a synchronous auth mail (the user waits for the answer).
+	authSendTimeout = 30 * time.Second
+)
+
+// bindAuthMail routes PocketBase's own mails (verification, password reset, email change,
+// OTP, login alerts — for affiliates and superusers alike) through the same sender as every
+// other mail, so with a Resend key they go through Resend and appear in deliveries with their
+// provider id (bounces and complaints then suppress the address like any other). Without
+// Resend they take PocketBase's mailer as before (in dev without SMTP: the log).
+func (e *messagingEngine) bindAuthMail() {
+	tag := func(template string) func(*core.MailerRecordEvent) error {
+		return func(ev *core.MailerRecordEvent) error {
+			if ev.Record != nil && ev.Record.Collection().Name == collections.Affiliates && ev.Message != nil {
+				if ev.Message.Headers == nil {
+					ev.Message.Headers = map[string]string{}
+				}
+				ev.Message.Headers[authTemplateHeader] = template
+				ev.Message.Headers[authAffiliateHeader] = ev.Record.Id
+			}
+			return ev.Next()
+		}
+	}
+	app := e.app
+	app.OnMailerRecordVerificationSend().BindFunc(tag("auth_verification"))
+	app.OnMailerRecordPasswordResetSend().BindFunc(tag("auth_password_reset"))
+	app.OnMailerRecordEmailChangeSend().BindFunc(tag("auth_email_change"))
+	app.OnMailerRecordOTPSend().BindFunc(tag("auth_otp"))
+	app.OnMailerRecordAuthAlertSend().BindFunc(tag("auth_alert"))
+	app.OnMailerSend().BindFunc(e.sendAuthMail)
+}
+
+// sendAuthMail sends a mail of PocketBase's mailer through the configured sender. Our own
+// SMTP sender also ends here (it uses PocketBase's mailer), so that one passes through.
+func (e *messagingEngine) sendAuthMail(ev *core.MailerEvent) error {
+	msg := ev.Message
+	template, affiliate := "auth", ""
+	if msg != nil && msg.Headers != nil {
+		if t := msg.Headers[authTemplateHeader]; t != "" {
+			template = t
+		}
+		affiliate = msg.Headers[authAffiliateHeader]
+		delete(msg.Headers, authTemplateHeader)
+		delete(msg.Headers, authAffiliateHeader)
+	}
+	s := e.sender()
+	if _, smtp := s.(pbMailSender); smtp || msg == nil || len(msg.Cc) > 0 || len(msg.Bcc) > 0 ||
+		len(msg.Attachments) > 0 || len(msg.InlineAttachments) > 0 {
+		return ev.Next() // PocketBase's own mails never have copies or attachments; others keep its mailer
+	}
+	from := msg.From.String()
+	if msg.From.Address == "" {
+		from = e.from()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), authSendTimeout)
+	defer cancel()
+	for _, to := range msg.To {
+		m := outgoingMail{
+			From: from, To: to.Address, Subject: msg.Subject, HTML: msg.HTML, Text: msg.Text, Headers: msg.Headers,
+			Tags:           map[string]string{"template": template},
+			IdempotencyKey: "auth:" + security.RandomString(20), // every auth mail is new
+		}
+		id, err := s.Send(ctx, m)
+		if affiliate != "" {
+			row := deliveryRow{Affiliate: affiliate, Email: to.Address, Template: template, Status: deliverySent,
+				IdempotencyKey: m.IdempotencyKey, ProviderID: id}
+			if err != nil {
+				row.Status, row.Error = deliveryFailed, err.Error()
+			}
+			if _, rerr := insertDelivery(ev.App.DB(), row, e.now()); rerr != nil {
+				ev.App.Logger().Error("record auth mail", "affiliate", affiliate, "error", rerr)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("send %s mail: %w", template, err)
+		}
+	}
+	return nil
+}

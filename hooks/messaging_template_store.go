@@ -1,0 +1,135 @@
+package hooks
+
+import (
+	"fmt"
+	"sort"
+
+	validation "github.com/pocketbase/ozzo-validation/v4"
+	"github.com/pocketbase/pocketbase/core"
+)
+
+// collMailTemplates holds the admins' versions of the lifecycle templates (migration
+// 1795479100_mail_templates); a name without a row is rendered from the shipped default.
+const collMailTemplates = "mail_templates"
+
+// mailTemplateRow is a mail_templates row as the worker reads it.
+type mailTemplateRow struct {
+	Name    string `db:"name"`
+	Subject string `db:"subject"`
+	HTML    string `db:"html"`
+	Text    string `db:"text"`
+}
+
+// loadMailTemplates returns the shipped defaults overlaid with the admins' edits. Read once
+// per batch, so an edit applies to the next mail without a restart.
+func loadMailTemplates(app core.App) (map[string]lifecycleTemplate, error) {
+	set := lifecycleTemplates()
+	var rows []mailTemplateRow
+	if err := app.DB().Select("name", "subject", "html", "text").From(collMailTemplates).All(&rows); err != nil {
+		return nil, fmt.Errorf("load mail templates: %w", err)
+	}
+	for _, r := range rows {
+		if _, known := set[r.Name]; known && r.Subject != "" && r.HTML != "" && r.Text != "" {
+			set[r.Name] = lifecycleTemplate{subject: r.Subject, html: r.HTML, text: r.Text}
+		}
+	}
+	return set, nil
+}
+
+// ensureMailTemplates writes the shipped default of every template without a row, so admins
+// find each one in the dashboard ready to edit; deleting a row restores the default at the
+// next start.
+func ensureMailTemplates(app core.App) error {
+	col, err := app.FindCachedCollectionByNameOrId(collMailTemplates)
+	if err != nil {
+		return fmt.Errorf("mail templates collection: %w", err)
+	}
+	var have []string
+	if err := app.DB().Select("name").From(collMailTemplates).Column(&have); err != nil {
+		return fmt.Errorf("list mail templates: %w", err)
+	}
+	exists := make(map[string]bool, len(have))
+	for _, n := range have {
+		exists[n] = true
+	}
+	defaults := lifecycleTemplates()
+	names := make([]string, 0, len(defaults))
+	for n := range defaults {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if exists[n] {
+			continue
+		}
+		t := defaults[n]
+		r := core.NewRecord(col)
+		r.Load(map[string]any{"name": n, "subject": t.subject, "html": t.html, "text": t.text, "variables": templateVariables(n)})
+		if err := app.Save(r); err != nil {
+			return fmt.Errorf("save default mail template %s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// validateMailTemplate renders an edited template with sample data and refuses it, naming the
+// field, when a part does not parse or uses a variable that does not exist; a broken template
+// would otherwise fail every mail that uses it.
+func validateMailTemplate(ev *core.RecordEvent) error {
+	r := ev.Record
+	d := sampleMailData()
+	errs := validation.Errors{}
+	if _, err := execText("subject", r.GetString("subject"), d); err != nil {
+		errs["subject"] = validation.NewError("invalid_template", err.Error())
+	}
+	if _, err := execText("text", r.GetString("text"), d); err != nil {
+		errs["text"] = validation.NewError("invalid_template", err.Error())
+	}
+	if _, err := renderMail("Subject", r.GetString("html"), "text", d); err != nil {
+		errs["html"] = validation.NewError("invalid_template", err.Error())
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	if r.GetString("variables") == "" {
+		r.Set("variables", templateVariables(r.GetString("name")))
+	}
+	return ev.Next()
+}
+
+// templateVariables lists what a template can use, for the dashboard.
+func templateVariables(name string) string {
+	common := "{{.Name}} {{.Code}} {{.Email}} {{.Link}} {{.Program}} {{.PortalURL}} {{.Balance.Pending}} {{.Balance.Payable}} " +
+		"{{range .Links}}{{.Label}} {{.URL}}{{end}}"
+	switch name {
+	case templatePayoutSent, templatePayoutFailed:
+		return common + " {{.Amount}} {{.Reference}} {{.Reason}}"
+	case templateNewCommission:
+		return common + " {{range .Commissions}}{{.Amount}} {{.Kind}} {{.When}}{{end}} {{.More}} {{.Total}}"
+	case templateTierChanged:
+		return common + " {{.FromTier}} {{.ToTier}} {{.Promoted}} {{.Reason}}"
+	case templateWeeklyDigest:
+		return common + " {{.Digest.Period}} {{.Digest.Clicks}} {{.Digest.Conversions}} {{.Digest.Commission}} {{.Digest.BestLink}} " +
+			"{{.Digest.BestLinkURL}} {{.Digest.BestClicks}} {{.Digest.Rank}} {{.Digest.PreviousRank}} {{.Digest.RankChange}} {{.Digest.Places}} {{.Digest.Ranked}}"
+	default:
+		return common
+	}
+}
+
+// sampleMailData has every field set, so validation exercises every branch a template may take.
+func sampleMailData() mailData {
+	return mailData{
+		Name: "Ada Lovelace", Code: "ada", Email: "ada@example.com", Link: "https://example.com/r/ada",
+		Links:   []mailLink{{Label: "Spring sale", URL: "https://example.com/r/ada-spring"}},
+		Program: "Example partners", PortalURL: "https://example.com/portal/",
+		UnsubscribeURL: "https://example.com/api/pba/unsubscribe?token=sample",
+		Balance:        mailBalance{Pending: "12.00 USD", Payable: "30.00 USD"},
+		Amount:         "60.00 USD", Reference: "tr_123", Reason: "sample reason",
+		FromTier: "Standard", ToTier: "Gold", Promoted: true,
+		Commissions: []mailCommission{{Amount: "4.00 USD", Kind: "sale", When: "24 Nov 14:05 UTC"}},
+		More:        1, Total: "8.00 USD",
+		Digest: digestReport{Period: "16 Nov – 22 Nov 2026", Clicks: 120, Conversions: 3, Commission: "24.00 USD",
+			BestLink: "Spring sale", BestLinkURL: "https://example.com/r/ada-spring", BestClicks: 80,
+			Rank: 2, PreviousRank: 4, RankChange: 2, Ranked: 10},
+	}
+}
