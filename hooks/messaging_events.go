@@ -26,7 +26,33 @@ const (
 	tierKeyPrefix = "tier:"
 	// digestKeyPrefix: digest:<affiliate>:<local date the week started>.
 	digestKeyPrefix = "digest:"
+	// actionKeyPrefix: action:<affiliate>:<payout run>, the payout_failed mail of a balance a
+	// run could not pay because the affiliate has to act (Stripe onboarding).
+	actionKeyPrefix = "action:"
 )
+
+// actionNeeded is what an action-needed mail reports, frozen on its delivery.
+type actionNeeded struct {
+	Amount string `json:"amount"`
+	Reason string `json:"reason"`
+}
+
+// queueActionNeeded tells an affiliate, once per payout run, that a balance waits for them
+// to finish Stripe onboarding. Payout mail: preferences never stop it.
+func queueActionNeeded(db dbx.Builder, b balance, runID, reason string, now time.Time) error {
+	if b.Email == "" {
+		return nil
+	}
+	raw, err := json.Marshal(actionNeeded{Amount: formatMoney(b.Amount, b.Currency), Reason: reason})
+	if err != nil {
+		return fmt.Errorf("encode action-needed mail: %w", err)
+	}
+	_, err = insertDelivery(db, deliveryRow{
+		Affiliate: b.Affiliate, Email: b.Email, Template: templatePayoutFailed, Status: deliveryQueued,
+		IdempotencyKey: actionKeyPrefix + b.Affiliate + ":" + runID, Data: string(raw),
+	}, now)
+	return err
+}
 
 // Tunables of the new-commission mail.
 const (
@@ -241,6 +267,12 @@ func (e *messagingEngine) templateMailData(r deliveryRow, d *mailData) (string, 
 		return "", e.tierMailData(r, d)
 	case strings.HasPrefix(r.IdempotencyKey, digestKeyPrefix):
 		return "", digestMailData(r, d)
+	case strings.HasPrefix(r.IdempotencyKey, actionKeyPrefix):
+		var a actionNeeded
+		if err := json.Unmarshal([]byte(r.Data), &a); err != nil {
+			return "", fmt.Errorf("figures of %s: %w", r.IdempotencyKey, err)
+		}
+		d.Amount, d.Reason = a.Amount, a.Reason
 	}
 	return "", nil
 }

@@ -420,3 +420,38 @@ func TestMailLeaseAcrossProcesses(t *testing.T) {
 		t.Fatal("two holders at once")
 	}
 }
+
+// A payout run that cannot pay a balance because Stripe onboarding is incomplete tells the
+// affiliate once per run, with the amount waiting for them; a dry run tells no one.
+func TestActionNeededMailOnIncompleteOnboarding(t *testing.T) {
+	s := newStripePayoutEnv(t)
+	s.seed(2)
+	if _, err := s.app.DB().NewQuery("UPDATE affiliates SET payouts_enabled = FALSE WHERE id = {:id}").
+		Bind(dbx.Params{"id": s.affiliates[1]}).Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.engine().runNow("", true); err != nil { // dry run
+		t.Fatal(err)
+	}
+	s.createPayouts()
+	s.createPayouts() // the next run: still incomplete, one more reminder
+	var rows []deliveryRow
+	if err := s.app.DB().Select("affiliate", "template", "idempotency_key", "data").From(collDeliveries).
+		AndWhere(dbx.NewExp("[[idempotency_key]] LIKE 'action:%'")).All(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Affiliate != s.affiliates[1] || rows[1].Affiliate != s.affiliates[1] || rows[0].IdempotencyKey == rows[1].IdempotencyKey {
+		t.Fatalf("action-needed deliveries %+v", rows)
+	}
+	fake := newFakeResend(t)
+	e := newTestEngine(t, s.app, Config{ResendAPIKey: testResendKey, ResendBaseURL: fake.srv.URL, MailFrom: "p@example.com"}, s.clock, false)
+	runEngine(t, e)
+	got := fake.mailsTo(s.affiliates[1] + "@example.test")
+	if len(got) != 2 {
+		t.Fatalf("got %d mails", len(got))
+	}
+	text, _ := got[0]["text"].(string)
+	if subject, _ := got[0]["subject"].(string); subject != "Action needed: we could not pay out 65.00 USD" || !strings.Contains(text, "Stripe onboarding incomplete") {
+		t.Fatalf("action-needed mail %q:\n%s", subject, text)
+	}
+}

@@ -239,6 +239,11 @@ func (e *payoutEngine) runProgram(programID, runID string, periodEnd time.Time, 
 			line.Action, line.Reason = actionCarryForward, fmt.Sprintf("below the minimum payout of %d", program.MinPayout())
 		case line.Method == collections.MethodStripe && (b.Account == "" || !b.Enabled):
 			line.Action, line.Reason = actionSkip, "Stripe onboarding incomplete"
+			if !dryRun && runID != "" {
+				if err := queueActionNeeded(e.app.DB(), b, runID, line.Reason, e.now()); err != nil {
+					return rep, err
+				}
+			}
 		}
 		if line.Action == actionPay && !dryRun {
 			id, amount, err := e.createPayout(programID, runID, b, line.Method, periodEnd)
