@@ -14,6 +14,8 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/security"
 	"github.com/pocketbase/pocketbase/tools/types"
+
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/clickpolicy"
 )
 
 // Errors a click request can end with; the redirect handler answers 503 for both, so the
@@ -37,6 +39,8 @@ type clickRow struct {
 	Unique                               bool
 	NewVisitor                           bool // the visitor id was minted for this click: unique without a lookup
 	Created                              time.Time
+
+	uniqueKey uint64 // the row's key in the writer's unique window (set by markUnique)
 }
 
 type clickRequest struct {
@@ -61,6 +65,9 @@ type clickWriter struct {
 	cfg      clickWriterConfig
 	queue    chan *clickRequest
 	onCommit func([]clickRow)
+	// unique remembers the last 24 h of unflagged clicks per visitor and link, so uniqueness
+	// needs no index lookup; nil asks the database for every click.
+	unique *clickpolicy.UniqueWindow
 
 	mu      sync.RWMutex // guards closed against sends racing with stop
 	closed  bool
@@ -76,6 +83,9 @@ func newClickWriter(app core.App, cfg clickWriterConfig, onCommit func([]clickRo
 		stopped:  make(chan struct{}),
 	}
 }
+
+// useUniqueWindow makes the writer decide uniqueness from win (before start).
+func (w *clickWriter) useUniqueWindow(win *clickpolicy.UniqueWindow) { w.unique = win }
 
 // start runs the writer until stop.
 func (w *clickWriter) start() { go w.run() }
@@ -189,14 +199,22 @@ func (w *clickWriter) commit(batch []*clickRequest) {
 	for i, req := range batch {
 		rows[i] = req.row
 	}
-	err := w.app.RunInTransaction(func(tx core.App) error { return writeClicks(tx, rows) })
+	write := func(tx core.App) error { return writeClicksWith(tx, rows, w.unique) }
+	err := w.app.RunInTransaction(write)
 	if err != nil {
 		// One retry covers a transient SQLITE_BUSY from another process; then give up on this batch.
 		w.app.Logger().Warn("click batch failed, retrying", "rows", len(rows), "error", err)
-		err = w.app.RunInTransaction(func(tx core.App) error { return writeClicks(tx, rows) })
+		err = w.app.RunInTransaction(write)
 	}
 	if err != nil {
 		w.app.Logger().Error("click batch lost", "rows", len(rows), "error", err)
+	} else if w.unique != nil {
+		// Only committed clicks count for later ones (a failed batch left no trace).
+		for i := range rows {
+			if r := &rows[i]; r.Flag == "" && r.Visitor != "" {
+				w.unique.Seen(r.uniqueKey, r.Created.UnixMilli())
+			}
+		}
 	}
 	for _, req := range batch {
 		req.done <- err
@@ -206,10 +224,14 @@ func (w *clickWriter) commit(batch []*clickRequest) {
 	}
 }
 
-// writeClicks decides uniqueness, inserts the rows and upserts their stats_daily counters,
-// all inside the caller's transaction. It sets rows[i].Unique.
-func writeClicks(tx core.App, rows []clickRow) error {
-	if err := markUnique(tx, rows); err != nil {
+// writeClicks decides uniqueness from the database, inserts the rows and upserts their
+// stats_daily counters, all inside the caller's transaction. It sets rows[i].Unique.
+func writeClicks(tx core.App, rows []clickRow) error { return writeClicksWith(tx, rows, nil) }
+
+// writeClicksWith is writeClicks deciding uniqueness from win where it can (nil: the database).
+// It does not change win: the caller remembers the rows once the transaction committed.
+func writeClicksWith(tx core.App, rows []clickRow, win *clickpolicy.UniqueWindow) error {
+	if err := markUnique(tx, rows, win); err != nil {
 		return err
 	}
 	exec, err := sqlTx(tx)
@@ -232,17 +254,21 @@ func writeClicks(tx core.App, rows []clickRow) error {
 }
 
 // markUnique sets Unique on each unflagged row whose visitor has no earlier unflagged click
-// on the same link (or affiliate code) within uniqueWindow, looking at this batch first.
-func markUnique(tx core.App, rows []clickRow) error {
+// on the same link (or affiliate code) within uniqueWindow, looking at this batch first, then
+// at win, then (win nil or unsure) at the database.
+func markUnique(tx core.App, rows []clickRow, win *clickpolicy.UniqueWindow) error {
 	seen := make(map[string]bool, len(rows))
 	for i := range rows {
 		r := &rows[i]
 		r.Unique = false
-		if r.Flag != "" {
+		if r.Flag != "" || r.Visitor == "" {
 			continue
 		}
+		if win != nil {
+			r.uniqueKey = win.Key(r.Visitor, r.LinkID, r.AffiliateID)
+		}
 		key := r.Visitor + "|" + r.LinkID + "|" + r.AffiliateID
-		if r.Visitor == "" || seen[key] {
+		if seen[key] {
 			continue
 		}
 		seen[key] = true
@@ -250,17 +276,37 @@ func markUnique(tx core.App, rows []clickRow) error {
 			r.Unique = true
 			continue
 		}
-		var found int
-		err := tx.DB().NewQuery(`SELECT COUNT(*) FROM {{clicks}} WHERE [[link]] = {:link} AND [[visitor]] = {:visitor}
-			AND [[created]] >= {:since} AND [[affiliate]] = {:affiliate} AND [[flag]] = '' LIMIT 1`).
-			Bind(dbx.Params{"link": r.LinkID, "visitor": r.Visitor, "affiliate": r.AffiliateID,
-				"since": formatDateTime(r.Created.Add(-uniqueWindow))}).Row(&found)
-		if err != nil {
-			return fmt.Errorf("unique check: %w", err)
+		if win != nil {
+			switch win.Check(r.uniqueKey, r.Created.UnixMilli()) {
+			case clickpolicy.Unique:
+				r.Unique = true
+				continue
+			case clickpolicy.Repeat:
+				continue
+			}
 		}
-		r.Unique = found == 0
+		found, err := hasRecentClick(tx, r.Visitor, r.LinkID, r.AffiliateID, r.Created)
+		if err != nil {
+			return err
+		}
+		r.Unique = !found
 	}
 	return nil
+}
+
+// hasRecentClick reports whether the visitor has an unflagged click on the link (and
+// affiliate) within uniqueWindow before at. It reads idx_clicks_affiliate (affiliate, created):
+// the redirector rarely needs it, the unique window answers almost every click.
+func hasRecentClick(tx core.App, visitor, link, affiliate string, at time.Time) (bool, error) {
+	var found int
+	err := tx.DB().NewQuery(`SELECT EXISTS (SELECT 1 FROM {{clicks}} WHERE [[affiliate]] = {:affiliate}
+		AND [[created]] >= {:since} AND [[link]] = {:link} AND [[visitor]] = {:visitor} AND [[flag]] = '')`).
+		Bind(dbx.Params{"link": link, "visitor": visitor, "affiliate": affiliate,
+			"since": formatDateTime(at.Add(-uniqueWindow))}).Row(&found)
+	if err != nil {
+		return false, fmt.Errorf("unique check: %w", err)
+	}
+	return found != 0, nil
 }
 
 // statsKey is one stats_daily row.

@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -8,12 +9,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/types"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/clickpolicy"
@@ -48,6 +52,7 @@ type tracker struct {
 	live     *liveHub
 	bots     *clickpolicy.BotDetector
 	limiter  *clickpolicy.RateLimiter
+	unique   *clickpolicy.UniqueWindow
 	salt     []byte
 
 	mu      sync.Mutex
@@ -69,6 +74,9 @@ func registerTracking(app core.App, cfg Config) *tracker {
 		QueueSize:      cfg.ClickQueueSize,
 		EnqueueTimeout: cfg.ClickEnqueueTimeout,
 	}, t.countCommitted)
+	t.unique = clickpolicy.NewUniqueWindow(uniqueWindow, clickpolicy.DefaultUniqueKeys)
+	t.writer.useUniqueWindow(t.unique)
+	t.bindUniqueHooks()
 
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		if err := t.start(); err != nil {
@@ -98,6 +106,9 @@ func (t *tracker) start() error {
 	if err != nil {
 		return err
 	}
+	if err := t.loadUniqueWindow(); err != nil {
+		return err
+	}
 	t.salt, t.started = salt, true
 	t.writer.start()
 	t.live.start()
@@ -114,6 +125,68 @@ func (t *tracker) stop() {
 	t.writer.stop()
 	t.live.stop()
 	t.started = false
+}
+
+// loadUniqueWindow fills the unique window with the unflagged clicks of the last 24 h, so
+// uniqueness stays exact across restarts. It reads idx_clicks_affiliate (affiliate, created)
+// once per affiliate; clicks of deleted affiliates cannot recur and are skipped.
+func (t *tracker) loadUniqueWindow() error {
+	var rows []struct {
+		Visitor   string `db:"visitor"`
+		Link      string `db:"link"`
+		Affiliate string `db:"affiliate"`
+		Created   string `db:"created"`
+	}
+	err := t.app.DB().NewQuery(`SELECT c.visitor AS visitor, c.link AS link, c.affiliate AS affiliate, c.created AS created
+		FROM {{affiliates}} a CROSS JOIN {{clicks}} c ON c.affiliate = a.id
+		WHERE c.created >= {:since} AND c.flag = '' AND c.visitor != ''`).
+		Bind(dbx.Params{"since": formatDateTime(time.Now().Add(-uniqueWindow))}).All(&rows)
+	if err != nil {
+		return fmt.Errorf("load unique window: %w", err)
+	}
+	type seen struct {
+		key uint64
+		at  int64
+	}
+	all := make([]seen, 0, len(rows))
+	for _, r := range rows {
+		at, err := time.Parse(types.DefaultDateLayout, r.Created)
+		if err != nil {
+			return fmt.Errorf("load unique window: click created %q: %w", r.Created, err)
+		}
+		all = append(all, seen{t.unique.Key(r.Visitor, r.Link, r.Affiliate), at.UnixMilli()})
+	}
+	slices.SortFunc(all, func(a, b seen) int { return cmp.Compare(a.at, b.at) })
+	for _, s := range all {
+		t.unique.Seen(s.key, s.at)
+	}
+	return nil
+}
+
+// bindUniqueHooks keeps the unique window true to clicks written outside the click writer
+// (the records API, app.Save): a created unflagged click is remembered; a changed or deleted
+// one makes its keys ask the database until the window has passed.
+func (t *tracker) bindUniqueHooks() {
+	key := func(r *core.Record) uint64 {
+		return t.unique.Key(r.GetString(collections.ClickVisitor), r.GetString(collections.FieldLink), r.GetString(collections.FieldAffiliate))
+	}
+	t.app.OnRecordAfterCreateSuccess(collections.Clicks).BindFunc(func(e *core.RecordEvent) error {
+		r := e.Record
+		if r.GetString(collections.ClickFlag) == "" && r.GetString(collections.ClickVisitor) != "" {
+			t.unique.Seen(key(r), r.GetDateTime(collections.FieldCreated).Time().UnixMilli())
+		}
+		return e.Next()
+	})
+	forget := func(e *core.RecordEvent) error {
+		now := time.Now().UnixMilli()
+		t.unique.Forget(key(e.Record), now)
+		if o := e.Record.Original(); o != nil {
+			t.unique.Forget(key(o), now)
+		}
+		return e.Next()
+	}
+	t.app.OnRecordAfterUpdateSuccess(collections.Clicks).BindFunc(forget)
+	t.app.OnRecordAfterDeleteSuccess(collections.Clicks).BindFunc(forget)
 }
 
 // countCommitted turns a committed batch into live counter deltas.

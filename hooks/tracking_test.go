@@ -394,3 +394,86 @@ func mustFindEmail(t *testing.T, app core.App, collection, email string) *core.R
 	}
 	return r
 }
+
+// TestUniqueSurvivesRestartAndOutsideWrites: the unique window is loaded from the last 24 h
+// of clicks when the server starts, and follows clicks created, changed or deleted outside
+// the click writer, so "unique" means the same as a database lookup would.
+func TestUniqueSurvivesRestartAndOutsideWrites(t *testing.T) {
+	app := fx.AppWith(t, hooks.Config{IPSalt: "test-salt", ClickRateLimit: 1000})
+	t.Cleanup(app.Cleanup)
+	link, err := app.FindFirstRecordByData(collections.Links, collections.FieldCode, linkA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Clicks stored before the server starts (raw rows, as the click writer leaves them).
+	insert := func(visitor string, created time.Time, flag string) {
+		t.Helper()
+		_, err := app.DB().NewQuery(`INSERT INTO clicks (id, link, affiliate, program, visitor, flag, created)
+			VALUES ({:id}, {:link}, {:aff}, {:prog}, {:visitor}, {:flag}, {:created})`).Bind(map[string]any{
+			"id": "c" + visitor[1:], "link": link.Id, "aff": fx.A.ID, "prog": link.GetString("program"), "visitor": visitor,
+			"flag": flag, "created": created.UTC().Format("2006-01-02 15:04:05.000Z"),
+		}).Execute()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	insert("recentvisitor01", now.Add(-23*time.Hour), "")
+	insert("stalevisitor001", now.Add(-25*time.Hour), "")
+	insert("flaggedvisitor1", now.Add(-time.Hour), "bot")
+	env := &clickEnv{t: t, app: app, handler: pbatest.Serve(t, app)}
+
+	clickAs := func(visitor string) bool {
+		t.Helper()
+		res := env.get("/r/"+linkA, func(r *http.Request) { r.AddCookie(&http.Cookie{Name: hooks.VisitorCookie, Value: visitor}) })
+		id := cookie(res, hooks.ClickCookie)
+		if res.StatusCode != http.StatusFound || id == nil {
+			t.Fatalf("click as %s: %d", visitor, res.StatusCode)
+		}
+		r, err := app.FindRecordById(collections.Clicks, id.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetBool("unique")
+	}
+	for visitor, want := range map[string]bool{"recentvisitor01": false, "stalevisitor001": true, "flaggedvisitor1": true} {
+		if got := clickAs(visitor); got != want {
+			t.Errorf("after restart, %s: unique=%v, want %v", visitor, got, want)
+		}
+	}
+
+	// A click created through the records API counts for the next one.
+	col, err := app.FindCollectionByNameOrId(collections.Clicks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := core.NewRecord(col)
+	saved.Load(map[string]any{"link": link.Id, "affiliate": fx.A.ID, "program": link.GetString("program"), "visitor": "apivisitor00001"})
+	if err := app.Save(saved); err != nil {
+		t.Fatal(err)
+	}
+	if clickAs("apivisitor00001") {
+		t.Error("a click saved through the API must make the next one a repeat")
+	}
+	// Deleting or flagging a visitor's clicks makes its next click unique again.
+	for _, r := range env.clicks("visitor = 'apivisitor00001'") {
+		if err := app.Delete(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !clickAs("apivisitor00001") {
+		t.Error("after its clicks were deleted, the visitor's click is unique")
+	}
+	for _, r := range env.clicks("visitor = 'apivisitor00001'") {
+		r.Set("flag", "bot")
+		if err := app.Save(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !clickAs("apivisitor00001") {
+		t.Error("after its clicks were flagged, the visitor's click is unique")
+	}
+	if clickAs("apivisitor00001") {
+		t.Error("the click right after is a repeat")
+	}
+}
