@@ -168,6 +168,18 @@ func (x *stripeExecutor) execute(ctx context.Context, p duePayout, st *executeSt
 			transferErr = err
 			break
 		}
+		if attempts > 1 {
+			// An earlier attempt may have reached Stripe, longer ago than Stripe keeps
+			// idempotency keys (24 h): look for its transfer before sending again.
+			transferID, transferErr = x.api.FindTransfer(ctx, p.Account, p.Run, p.ID)
+			if transferID != "" || transferErr != nil {
+				break
+			}
+			if err := x.limiter.wait(ctx); err != nil {
+				transferErr = err
+				break
+			}
+		}
 		transferID, transferErr = x.api.Transfer(ctx, transferRequest{
 			Amount: p.Amount, Currency: p.Currency, Destination: p.Account, TransferGroup: p.Run,
 			Payout: p.ID, Affiliate: p.Affiliate, IdempotencyKey: p.Key,

@@ -297,6 +297,25 @@ func TestStripePayoutCrashRecovery(t *testing.T) {
 		s.assertPaidOnce()
 	})
 
+	t.Run("answer lost and the server down past Stripe's 24 h key window", func(t *testing.T) {
+		t.Parallel()
+		s := newStripePayoutEnv(t)
+		s.seed(2)
+		s.createPayouts()
+		s.fake.CrashAfterCommit(1 + stripeMaxNetworkRetries)
+		if _, err := s.executor().run(context.Background()); err == nil {
+			t.Fatal("run with a lost answer reported no failure")
+		}
+		// Two days later Stripe no longer knows the key: only the lookup of the transfer
+		// keeps the retry from paying a second time.
+		s.fake.ForgetIdempotencyKeys()
+		s.clock.Add(48 * time.Hour)
+		if _, err := s.executor().run(context.Background()); err != nil {
+			t.Fatalf("retry: %v", err)
+		}
+		s.assertPaidOnce()
+	})
+
 	t.Run("parallel executors", func(t *testing.T) {
 		t.Parallel()
 		s := newStripePayoutEnv(t)
@@ -623,6 +642,11 @@ func TestStripePayoutStripeMock(t *testing.T) {
 	}
 	if url, err := api.AccountLink(ctx, acct, "https://x.example/portal/?stripe=refresh", "https://x.example/portal/?stripe=return"); err != nil || url == "" {
 		t.Fatalf("AccountLink = %q, %v", url, err)
+	}
+	// The lookup before a late retry is a valid list request (stripe-mock's fixtures carry no
+	// payout metadata, so nothing matches).
+	if id, err := api.FindTransfer(ctx, acct, "run_1", "payout_1"); err != nil || id != "" {
+		t.Fatalf("FindTransfer = %q, %v", id, err)
 	}
 
 	s := newStripePayoutEnv(t)

@@ -33,6 +33,12 @@ type stripeAPI interface {
 	// answer) return the transfer Stripe already made instead of paying twice.
 	Transfer(ctx context.Context, req transferRequest) (transferID string, err error)
 
+	// FindTransfer returns the id of a transfer already made for the payout ("" if none),
+	// found among the destination's transfers of the group by the payout in its metadata.
+	// Stripe forgets idempotency keys after 24 hours: before a retry of an attempt that may
+	// have reached Stripe, this is what keeps a long outage from paying twice.
+	FindTransfer(ctx context.Context, destination, transferGroup, payoutID string) (transferID string, err error)
+
 	// CreateExpressAccount creates a Connect Express account for an affiliate. The idempotency
 	// key (one per affiliate) makes two onboarding clicks create one account, not two.
 	CreateExpressAccount(ctx context.Context, email, idempotencyKey string) (accountID string, err error)
@@ -136,6 +142,30 @@ func (c *stripeClient) Transfer(ctx context.Context, req transferRequest) (strin
 		return "", fmt.Errorf("create transfer for payout %s: Stripe returned no transfer id", req.Payout)
 	}
 	return tr.ID, nil
+}
+
+// findTransferScan bounds how many of a destination's transfers FindTransfer reads.
+const findTransferScan = 1000
+
+// FindTransfer lists the destination's transfers (of the group, when there is one), newest
+// first, and matches the payout id stored in their metadata by Transfer.
+func (c *stripeClient) FindTransfer(ctx context.Context, destination, transferGroup, payoutID string) (string, error) {
+	params := &stripe.TransferListParams{Destination: stripe.String(destination)}
+	if transferGroup != "" {
+		params.TransferGroup = stripe.String(transferGroup)
+	}
+	params.Context = ctx
+	params.Limit = stripe.Int64(100)
+	it := c.api.Transfers.List(params)
+	for n := 0; n < findTransferScan && it.Next(); n++ {
+		if tr := it.Transfer(); tr.Metadata["payout"] == payoutID {
+			return tr.ID, nil
+		}
+	}
+	if err := it.Err(); err != nil {
+		return "", fmt.Errorf("list transfers of payout %s: %w", payoutID, stripeErrorSummary(err))
+	}
+	return "", nil
 }
 
 // CreateExpressAccount creates an Express account that can receive transfers.

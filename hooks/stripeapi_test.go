@@ -171,6 +171,8 @@ func (f *FakeStripe) serve(w http.ResponseWriter, r *http.Request) {
 		stripeErr(http.StatusInternalServerError, "api_error", "", "Something went wrong on Stripe's end.")
 	case r.Method == http.MethodPost && (r.URL.Path == "/v1/transfers" || r.URL.Path == "/v1/accounts" || r.URL.Path == "/v1/account_links"):
 		f.servePost(w, r)
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/transfers":
+		f.listTransfers(w, r)
 	case r.Method != http.MethodGet || !isPromo || id == "" || strings.Contains(id, "/"):
 		stripeErr(http.StatusNotFound, "invalid_request_error", "", "Unrecognized request URL.")
 	case !known:
@@ -182,6 +184,50 @@ func (f *FakeStripe) serve(w http.ResponseWriter, r *http.Request) {
 			"metadata": map[string]string{}, "times_redeemed": 1,
 		})
 	}
+}
+
+// listTransfers answers GET /v1/transfers filtered by destination and transfer_group, newest
+// first, in pages (limit, starting_after) like Stripe.
+func (f *FakeStripe) listTransfers(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	q := r.URL.Query()
+	limit, err := strconv.Atoi(q.Get("limit"))
+	if err != nil || limit <= 0 || limit > 100 {
+		limit = 10
+	}
+	var data []map[string]any
+	started := q.Get("starting_after") == ""
+	more := false
+	for i := len(f.transfers) - 1; i >= 0; i-- {
+		tr := f.transfers[i]
+		if (q.Get("destination") != "" && tr.Destination != q.Get("destination")) ||
+			(q.Get("transfer_group") != "" && tr.TransferGroup != q.Get("transfer_group")) {
+			continue
+		}
+		if !started {
+			started = tr.ID == q.Get("starting_after")
+			continue
+		}
+		if len(data) == limit {
+			more = true
+			break
+		}
+		data = append(data, map[string]any{"id": tr.ID, "object": "transfer", "amount": tr.Amount, "currency": tr.Currency,
+			"destination": tr.Destination, "transfer_group": tr.TransferGroup, "livemode": false,
+			"metadata": map[string]string{"payout": tr.Payout, "affiliate": tr.Affiliate}})
+	}
+	if data == nil {
+		data = []map[string]any{}
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"object": "list", "url": "/v1/transfers", "has_more": more, "data": data})
+}
+
+// ForgetIdempotencyKeys drops every stored key, as Stripe does after 24 hours.
+func (f *FakeStripe) ForgetIdempotencyKeys() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.idem = map[string]fakeIdempotent{}
 }
 
 // servePost handles the POST routes under the fake's lock, so idempotency is atomic.
