@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pocketbase/dbx"
@@ -65,6 +66,7 @@ type clickWriter struct {
 	cfg      clickWriterConfig
 	queue    chan *clickRequest
 	onCommit func([]clickRow)
+	rows     []clickRow // the batch being committed, reused (writer goroutine only)
 	// unique remembers the last 24 h of unflagged clicks per visitor and link, so uniqueness
 	// needs no index lookup; nil asks the database for every click.
 	unique *clickpolicy.UniqueWindow
@@ -104,18 +106,28 @@ func (w *clickWriter) stop() {
 // record hands row to the writer and returns once it is committed (nil) or could not be.
 // A full queue makes the caller wait at most EnqueueTimeout: back-pressure, not unbounded memory.
 func (w *clickWriter) record(ctx context.Context, row clickRow) error {
-	req := &clickRequest{row: row, done: make(chan error, 1)}
+	req := clickRequests.Get().(*clickRequest)
+	req.row = row
 	if err := w.enqueue(ctx, req); err != nil {
+		req.row = clickRow{}
+		clickRequests.Put(req)
 		return err
 	}
 	select {
 	case err := <-req.done:
+		// The writer answers once and is done with req: it can serve another click.
+		req.row = clickRow{}
+		clickRequests.Put(req)
 		return err
 	case <-ctx.Done():
-		// The click may still be committed; the visitor is gone either way.
+		// The click may still be committed; the visitor is gone either way. req is left to
+		// the garbage collector: the writer will still answer on it.
 		return ctx.Err()
 	}
 }
+
+// clickRequests recycles requests and their answer channels (one of each per click otherwise).
+var clickRequests = sync.Pool{New: func() any { return &clickRequest{done: make(chan error, 1)} }}
 
 func (w *clickWriter) enqueue(ctx context.Context, req *clickRequest) error {
 	w.mu.RLock()
@@ -195,10 +207,11 @@ func (w *clickWriter) fill(batch []*clickRequest) []*clickRequest {
 }
 
 func (w *clickWriter) commit(batch []*clickRequest) {
-	rows := make([]clickRow, len(batch))
-	for i, req := range batch {
-		rows[i] = req.row
+	rows := w.rows[:0]
+	for _, req := range batch {
+		rows = append(rows, req.row)
 	}
+	defer func() { clear(rows); w.rows = rows[:0] }() // reused by the next batch (onCommit keeps nothing)
 	write := func(tx core.App) error { return writeClicksWith(tx, rows, w.unique) }
 	err := w.app.RunInTransaction(write)
 	if err != nil {
@@ -395,6 +408,26 @@ func newOrderedID(now time.Time) string {
 		n /= 36
 	}
 	return string(b[:])
+}
+
+// orderedIDs hands out newOrderedID ids that never repeat an instant within the process:
+// each id's time part is after the previous one's (the microsecond clock, or one past the
+// last when clicks arrive faster). Two clicks in the same microsecond would otherwise share
+// the time digits and rely on 5 random characters alone; a clash fails the whole batch.
+type orderedIDs struct{ last atomic.Int64 }
+
+func (g *orderedIDs) next(now time.Time) string {
+	us := now.UnixMicro()
+	for {
+		last := g.last.Load()
+		if us <= last {
+			us = last + 1
+		}
+		if g.last.CompareAndSwap(last, us) {
+			return newOrderedID(time.UnixMicro(us))
+		}
+		us = now.UnixMicro()
+	}
 }
 
 // sqlTx is the database/sql transaction under a PocketBase transaction app: the click insert

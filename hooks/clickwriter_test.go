@@ -162,4 +162,18 @@ func TestNewClickIDSortsByTime(t *testing.T) {
 	if !validVisitor(a) {
 		t.Fatalf("%q must be a valid visitor id too", a)
 	}
+	// Ids handed out for one instant still differ and keep their order.
+	var g orderedIDs
+	now := time.Unix(1_800_000_000, 0)
+	prev := ""
+	for i := 0; i < 1000; i++ {
+		id := g.next(now)
+		if !(id > prev) || len(id) != 15 {
+			t.Fatalf("id %d %q after %q: want strictly increasing 15-character ids", i, id, prev)
+		}
+		prev = id
+	}
+	if later := g.next(now.Add(time.Second)); later[:10] != newOrderedID(now.Add(time.Second))[:10] {
+		t.Fatalf("once the clock passes the handed-out instants, ids follow it again: %q", later)
+	}
 }

@@ -54,6 +54,8 @@ type tracker struct {
 	limiter  *clickpolicy.RateLimiter
 	unique   *clickpolicy.UniqueWindow
 	salt     []byte
+	ipHasher *clickpolicy.IPHasher
+	ids      orderedIDs // click and visitor ids
 
 	mu      sync.Mutex
 	started bool
@@ -109,7 +111,7 @@ func (t *tracker) start() error {
 	if err := t.loadUniqueWindow(); err != nil {
 		return err
 	}
-	t.salt, t.started = salt, true
+	t.salt, t.ipHasher, t.started = salt, clickpolicy.NewIPHasher(salt), true
 	t.writer.start()
 	t.live.start()
 	return nil
@@ -269,12 +271,12 @@ func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
 // newClick builds the row of one click: ids, the visitor, hashed IP and fraud flags.
 func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referrer, visitor string) clickRow {
 	row := clickRow{
-		ID:          newOrderedID(time.Now()),
+		ID:          t.ids.next(time.Now()),
 		LinkID:      target.LinkID,
 		AffiliateID: target.AffiliateID,
 		ProgramID:   target.ProgramID,
 		Visitor:     visitor,
-		IPHash:      clickpolicy.HashIP(t.salt, e.RealIP()),
+		IPHash:      t.ipHasher.Hash(e.RealIP()),
 		UserAgent:   clickpolicy.Truncate(e.Request.UserAgent(), clickpolicy.MaxUserAgentLength),
 		Referrer:    clickpolicy.Truncate(referrer, clickpolicy.MaxReferrerLength),
 		Country:     clickpolicy.Country(e.Request.Header, t.cfg.CountryHeader),
@@ -285,7 +287,7 @@ func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referr
 		row.SubID = target.SubID
 	}
 	if row.Visitor == "" {
-		row.Visitor, row.NewVisitor = newOrderedID(row.Created), true
+		row.Visitor, row.NewVisitor = t.ids.next(row.Created), true
 	}
 	switch {
 	case t.isSelf(e, target.AffiliateID):

@@ -9,10 +9,12 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -35,6 +37,32 @@ const ipHashLength = 32
 // canonical text form) so one address always hashes the same; a string that is not an IP is
 // hashed as given. The salt must be a server secret; rotating it breaks continuity of hashes.
 func HashIP(salt []byte, ip string) string {
+	return hashIP(hmac.New(sha256.New, salt), ip)
+}
+
+// IPHasher is HashIP for one salt, reusing its HMAC states: the redirector hashes every
+// click's IP, and setting up an HMAC key costs as much as hashing the IP. Safe for
+// concurrent use.
+type IPHasher struct {
+	pool sync.Pool // hash.Hash (HMAC-SHA256 keyed with the salt)
+}
+
+// NewIPHasher returns a hasher giving the same results as HashIP(salt, ip).
+func NewIPHasher(salt []byte) *IPHasher {
+	salt = append([]byte(nil), salt...)
+	return &IPHasher{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, salt) }}}
+}
+
+// Hash is HashIP(salt, ip).
+func (h *IPHasher) Hash(ip string) string {
+	mac := h.pool.Get().(hash.Hash)
+	s := hashIP(mac, ip)
+	mac.Reset()
+	h.pool.Put(mac)
+	return s
+}
+
+func hashIP(mac hash.Hash, ip string) string {
 	ip = strings.TrimSpace(ip)
 	var buf [64]byte
 	msg := buf[:0]
@@ -43,7 +71,6 @@ func HashIP(salt []byte, ip string) string {
 	} else {
 		msg = append(msg, ip...)
 	}
-	mac := hmac.New(sha256.New, salt)
 	mac.Write(msg)
 	var sum [sha256.Size]byte
 	var out [ipHashLength]byte

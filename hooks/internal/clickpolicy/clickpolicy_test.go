@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 )
@@ -25,6 +26,23 @@ func TestHashIPMatchesHMAC(t *testing.T) {
 			}
 		}
 	}
+	// IPHasher reuses its HMAC states: the same answers, every time, from any goroutine.
+	h := NewIPHasher([]byte("s"))
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				ip := []string{"203.0.113.7", "2001:db8::1", "::ffff:203.0.113.7", "not an ip"}[i%4]
+				if got, want := h.Hash(ip), HashIP([]byte("s"), ip); got != want {
+					t.Errorf("IPHasher.Hash(%q) = %s, want %s", ip, got, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func TestHashIPNormalizes(t *testing.T) {
@@ -146,5 +164,13 @@ func BenchmarkHashIP(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		HashIP(salt, "2001:db8::1")
+	}
+}
+
+func BenchmarkIPHasher(b *testing.B) {
+	h := NewIPHasher([]byte("0123456789abcdef0123456789abcdef"))
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Hash("2001:db8::1")
 	}
 }
