@@ -96,6 +96,7 @@ func (e *commissionEngine) run() (engineStats, error) {
 
 // pendingConversion is an approved sale the engine has not handled yet.
 type pendingConversion struct {
+	rowid          int64
 	ID             string `db:"id"`
 	Affiliate      string `db:"affiliate"`
 	Program        string `db:"program"`
@@ -114,66 +115,48 @@ type monthKey struct{ affiliate, program, month string }
 // createBatch handles up to commissionBatch unhandled conversions in one transaction and
 // returns how many it looked at.
 func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]bool) (int, error) {
-	var batch []pendingConversion
+	n := 0
 	live := map[string]int64{}
 	now := e.now().UTC()
 	err := e.app.RunInTransaction(func(tx core.App) error {
-		// Selected inside the write transaction, so nothing can change between choosing the
-		// conversions and marking them handled.
-		err := tx.DB().NewQuery(`SELECT id, affiliate, program, link, amount, currency, status, occurred_at, subscription_id, payment_number
-			FROM conversions WHERE commissioned = FALSE AND status IN ('approved', 'rejected', 'refunded') LIMIT {:n}`).
-			Bind(dbx.Params{"n": commissionBatch}).All(&batch)
-		if err != nil || len(batch) == 0 {
-			return wrap(err, "select new conversions")
-		}
 		sqlTx, err := sqlTx(tx)
 		if err != nil {
 			return err
 		}
-		insert, err := sqlTx.Prepare(`INSERT INTO commissions (id, affiliate, program, conversion, kind, amount, currency, status,
-			payable_at, payout, rule, ref, note, created, updated) VALUES (?,?,?,?,?,?,?,?,?,'',?,'','',?,?)
-			ON CONFLICT (conversion, kind) WHERE ` + saleIndexWhere + ` DO NOTHING`)
-		if err != nil {
-			return fmt.Errorf("prepare commission insert: %w", err)
+		// Selected inside the write transaction, so nothing can change between choosing the
+		// conversions and marking them handled.
+		batch, err := selectNewConversions(sqlTx)
+		if err != nil || len(batch) == 0 {
+			return err
 		}
-		defer insert.Close()
-
+		n = len(batch)
+		w := commissionWriter{tx: sqlTx, stats: map[statsKey]*statsDelta{}, stamp: formatDateTime(now), st: st, live: live, touched: touched}
+		defer w.close()
 		ctx := newRuleContext(tx)
-		stats := map[statsKey]*statsDelta{}
-		stamp := formatDateTime(now)
-		for _, c := range batch {
-			if c.Status == collections.ConversionApproved {
-				amount, kind, explanation, err := ctx.compute(c)
-				if err != nil {
-					return err
-				}
-				if amount > 0 {
-					occurred, _ := time.Parse(dateLayout, c.OccurredAt)
-					payableAt := occurred.AddDate(0, 0, ctx.programs[c.Program].HoldDays())
-					res, err := insert.Exec(newOrderedID(time.Now()), c.Affiliate, c.Program, c.ID, kind, amount, c.Currency,
-						collections.CommissionPending, formatDateTime(payableAt), explanation, stamp, stamp)
-					if err != nil {
-						return fmt.Errorf("insert commission for %s: %w", c.ID, err)
-					}
-					if n, _ := res.RowsAffected(); n == 1 {
-						st.Created++
-						live[c.Affiliate] += amount
-						k := statsKey{occurred.UTC().Format(time.DateOnly), c.Affiliate, c.Program, c.Link}
-						if stats[k] == nil {
-							stats[k] = &statsDelta{}
-						}
-						stats[k].Commission += amount
-						touched[monthKey{c.Affiliate, c.Program, occurred.UTC().Format("2006-01")}] = true
-					}
-				} else {
-					st.Zero++
-				}
+		if err := ctx.loadAffiliates(sqlTx, batch); err != nil {
+			return err
+		}
+		for i := range batch {
+			c := &batch[i]
+			if c.Status != collections.ConversionApproved {
+				continue
+			}
+			amount, kind, explanation, payableAt, err := ctx.compute(c)
+			if err != nil {
+				return err
+			}
+			if amount <= 0 {
+				st.Zero++
+				continue
+			}
+			if err := w.add(c, kind, amount, formatDateTime(payableAt), explanation); err != nil {
+				return err
 			}
 		}
 		if err := markCommissioned(sqlTx, batch); err != nil {
 			return err
 		}
-		for k, d := range stats {
+		for k, d := range w.stats {
 			if err := upsertStats(tx, k, *d); err != nil {
 				return err
 			}
@@ -188,7 +171,86 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 			e.live.add(affiliate, liveCounters{Commission: amount})
 		}
 	}
-	return len(batch), nil
+	return n, nil
+}
+
+// selectNewConversions reads up to commissionBatch conversions the engine has not handled, in
+// the order of the partial index on them (no sort).
+func selectNewConversions(tx *sql.Tx) ([]pendingConversion, error) {
+	rows, err := tx.Query(`SELECT rowid, id, affiliate, program, link, amount, currency, status, occurred_at, subscription_id, payment_number
+		FROM conversions WHERE commissioned = FALSE AND status IN ('approved', 'rejected', 'refunded') LIMIT ?`, commissionBatch)
+	if err != nil {
+		return nil, fmt.Errorf("select new conversions: %w", err)
+	}
+	defer rows.Close()
+	batch := make([]pendingConversion, 0, 256)
+	for rows.Next() {
+		var c pendingConversion
+		if err := rows.Scan(&c.rowid, &c.ID, &c.Affiliate, &c.Program, &c.Link, &c.Amount, &c.Currency, &c.Status,
+			&c.OccurredAt, &c.SubscriptionID, &c.PaymentNumber); err != nil {
+			return nil, fmt.Errorf("scan new conversion: %w", err)
+		}
+		batch = append(batch, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("select new conversions: %w", err)
+	}
+	return batch, nil
+}
+
+// commissionInsert adds one sale or recurring commission. One row per statement on purpose: a
+// statement writing several rows needs a statement journal (every page it touches copied in
+// case it must be rolled back alone), which costs more than the per-statement overhead saved.
+const commissionInsert = `INSERT INTO commissions (id, affiliate, program, conversion, kind, amount, currency, status,
+	payable_at, payout, rule, ref, note, created, updated) VALUES (?,?,?,?,?,?,?,?,?,'',?,'','',?,?)
+	ON CONFLICT (conversion, kind) WHERE ` + saleIndexWhere + ` DO NOTHING`
+
+// commissionWriter inserts a batch's commissions and accounts for the ones actually created
+// (stats_daily, live counters, bonus months, engine stats).
+type commissionWriter struct {
+	tx      *sql.Tx
+	insert  *sql.Stmt // prepared on first use
+	stamp   string
+	stats   map[statsKey]*statsDelta
+	st      *engineStats
+	live    map[string]int64
+	touched map[monthKey]bool
+}
+
+func (w *commissionWriter) add(c *pendingConversion, kind string, amount int64, payableAt, rule string) error {
+	if w.insert == nil {
+		var err error
+		if w.insert, err = w.tx.Prepare(commissionInsert); err != nil {
+			return fmt.Errorf("prepare commission insert: %w", err)
+		}
+	}
+	res, err := w.insert.Exec(newOrderedID(time.Now()), c.Affiliate, c.Program, c.ID, kind, amount, c.Currency,
+		collections.CommissionPending, payableAt, rule, w.stamp, w.stamp)
+	if err != nil {
+		return fmt.Errorf("insert commission for %s: %w", c.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return nil // this sale already had its commission
+	}
+	w.st.Created++
+	w.live[c.Affiliate] += amount
+	// occurred_at is stored as "2006-01-02 15:04:05.000Z" (UTC, checked by compute): its day
+	// and month are prefixes.
+	k := statsKey{c.OccurredAt[:10], c.Affiliate, c.Program, c.Link}
+	d := w.stats[k]
+	if d == nil {
+		d = &statsDelta{}
+		w.stats[k] = d
+	}
+	d.Commission += amount
+	w.touched[monthKey{c.Affiliate, c.Program, c.OccurredAt[:7]}] = true
+	return nil
+}
+
+func (w *commissionWriter) close() {
+	if w.insert != nil {
+		w.insert.Close()
+	}
 }
 
 // saleIndexWhere is the condition of the unique (conversion, kind) index of sale and recurring
@@ -200,16 +262,35 @@ const saleIndexWhere = "conversion != '' AND kind != 'clawback' AND kind != 'bon
 // markChunk is how many conversions one UPDATE marks handled.
 const markChunk = 500
 
-// markCommissioned flags the batch as handled, a chunk of ids per statement.
+// markCommissioned flags the batch as handled, a chunk of rowids per statement (the batch was
+// read in this transaction, so its rowids are those of the same rows).
 func markCommissioned(tx *sql.Tx, batch []pendingConversion) error {
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	args := make([]any, 0, markChunk)
 	for start := 0; start < len(batch); start += markChunk {
 		part := batch[start:min(start+markChunk, len(batch))]
-		args := make([]any, len(part))
-		for i, c := range part {
-			args[i] = c.ID
+		args = args[:0]
+		for i := range part {
+			args = append(args, part[i].rowid)
 		}
-		q := "UPDATE conversions SET commissioned = TRUE WHERE id IN (?" + strings.Repeat(",?", len(part)-1) + ")"
-		if _, err := tx.Exec(q, args...); err != nil {
+		q := "UPDATE conversions SET commissioned = TRUE WHERE rowid IN (?" + strings.Repeat(",?", len(part)-1) + ")"
+		var err error
+		if len(part) == markChunk {
+			if full == nil {
+				if full, err = tx.Prepare(q); err != nil {
+					return fmt.Errorf("mark conversions handled: %w", err)
+				}
+			}
+			_, err = full.Exec(args...)
+		} else {
+			_, err = tx.Exec(q, args...)
+		}
+		if err != nil {
 			return fmt.Errorf("mark conversions handled: %w", err)
 		}
 	}
@@ -222,56 +303,56 @@ const dateLayout = "2006-01-02 15:04:05.000Z"
 // ruleContext caches the programs, affiliates, tiers and subscription starts one batch needs.
 type ruleContext struct {
 	tx         core.App
-	programs   map[string]*collections.Program
+	programs   map[string]*programRules
 	affiliates map[string]rules.Affiliate
 	tiers      map[string][]rules.Tier
 	subStarts  map[string]time.Time
 }
 
+// programRules is what the engine reads of a program, converted once per batch.
+type programRules struct {
+	rules    rules.Program
+	holdDays int
+	tiers    []rules.Tier
+}
+
 func newRuleContext(tx core.App) *ruleContext {
-	return &ruleContext{tx: tx, programs: map[string]*collections.Program{}, affiliates: map[string]rules.Affiliate{},
+	return &ruleContext{tx: tx, programs: map[string]*programRules{}, affiliates: map[string]rules.Affiliate{},
 		tiers: map[string][]rules.Tier{}, subStarts: map[string]time.Time{}}
 }
 
-// compute returns the commission of c, its kind and the JSON snapshot of why.
-func (r *ruleContext) compute(c pendingConversion) (int64, string, string, error) {
+// compute returns the commission of c, its kind, the JSON snapshot of why and its payable_at
+// (occurred_at plus the program's hold).
+func (r *ruleContext) compute(c *pendingConversion) (int64, string, string, time.Time, error) {
 	p, err := r.program(c.Program)
 	if err != nil {
-		return 0, "", "", err
+		return 0, "", "", time.Time{}, err
 	}
 	a, err := r.affiliate(c.Affiliate)
 	if err != nil {
-		return 0, "", "", err
-	}
-	tiers, err := r.programTiers(c.Program)
-	if err != nil {
-		return 0, "", "", err
+		return 0, "", "", time.Time{}, err
 	}
 	occurred, err := time.Parse(dateLayout, c.OccurredAt)
 	if err != nil {
-		return 0, "", "", fmt.Errorf("conversion %s occurred_at %q: %w", c.ID, c.OccurredAt, err)
+		return 0, "", "", time.Time{}, fmt.Errorf("conversion %s occurred_at %q: %w", c.ID, c.OccurredAt, err)
 	}
 	kind := collections.KindSale
 	conv := rules.Conversion{Amount: c.Amount, Currency: c.Currency, Kind: rules.KindSale, OccurredAt: occurred, PaymentNumber: max(c.PaymentNumber, 1)}
 	if c.PaymentNumber > 1 {
 		kind, conv.Kind = collections.KindRecurring, rules.KindRecurring
 		if conv.SubscriptionStart, err = r.subscriptionStart(c.SubscriptionID); err != nil {
-			return 0, "", "", err
+			return 0, "", "", time.Time{}, err
 		}
 	}
-	res, err := rules.Compute(conv, rules.Program{
-		CommissionType: p.CommissionType(), CommissionValue: p.CommissionValue(),
-		Recurring: p.GetString(collections.ProgramRecurring), RecurringMonths: p.GetInt(collections.ProgramRecurringMonths),
-		Currency: p.Currency(),
-	}, a, tiers, rules.Performance{})
+	res, err := rules.Compute(conv, p.rules, a, p.tiers, rules.Performance{})
 	if err != nil {
-		return 0, "", "", fmt.Errorf("commission of conversion %s: %w", c.ID, err)
+		return 0, "", "", time.Time{}, fmt.Errorf("commission of conversion %s: %w", c.ID, err)
 	}
 	snapshot, err := json.Marshal(commissionRule{Explanation: res.Rule, Amount: res.Amount})
 	if err != nil {
-		return 0, "", "", err
+		return 0, "", "", time.Time{}, err
 	}
-	return res.Amount, kind, string(snapshot), nil
+	return res.Amount, kind, string(snapshot), occurred.AddDate(0, 0, p.holdDays), nil
 }
 
 // commissionRule is the stored `rule`: the engine's explanation plus the amount it computed,
@@ -281,16 +362,61 @@ type commissionRule struct {
 	Amount int64 `json:"amount"`
 }
 
-func (r *ruleContext) program(id string) (*collections.Program, error) {
+func (r *ruleContext) program(id string) (*programRules, error) {
 	if p, ok := r.programs[id]; ok {
 		return p, nil
 	}
-	p, err := collections.FindProgram(r.tx, id)
+	rec, err := collections.FindProgram(r.tx, id)
 	if err != nil {
 		return nil, err
 	}
+	tiers, err := r.programTiers(id)
+	if err != nil {
+		return nil, err
+	}
+	p := &programRules{
+		rules: rules.Program{
+			CommissionType: rec.CommissionType(), CommissionValue: rec.CommissionValue(),
+			Recurring: rec.GetString(collections.ProgramRecurring), RecurringMonths: rec.GetInt(collections.ProgramRecurringMonths),
+			Currency: rec.Currency(),
+		},
+		holdDays: rec.HoldDays(),
+		tiers:    tiers,
+	}
 	r.programs[id] = p
 	return p, nil
+}
+
+// loadAffiliates reads the rate-deciding fields of the batch's affiliates in one query instead
+// of one record load per affiliate (a batch of a large program touches thousands of them).
+// Affiliates it does not find are left to affiliate(), which reports them.
+func (r *ruleContext) loadAffiliates(tx *sql.Tx, batch []pendingConversion) error {
+	seen := make(map[string]bool, 64)
+	ids := make([]string, 0, 64)
+	for i := range batch {
+		if id := batch[i].Affiliate; !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	rows, err := tx.Query(`SELECT id, IFNULL(tier, ''), IFNULL(CAST(commission_override AS INTEGER), 0) FROM affiliates
+		WHERE id IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return fmt.Errorf("load affiliates: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var a rules.Affiliate
+		if err := rows.Scan(&a.ID, &a.TierID, &a.CommissionOverride); err != nil {
+			return fmt.Errorf("load affiliates: %w", err)
+		}
+		r.affiliates[a.ID] = a
+	}
+	return rows.Err()
 }
 
 func (r *ruleContext) affiliate(id string) (rules.Affiliate, error) {
