@@ -130,7 +130,7 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 			return err
 		}
 		n = len(batch)
-		w := commissionWriter{tx: sqlTx, stats: map[statsKey]*statsDelta{}, stamp: formatDateTime(now), st: st, live: live, touched: touched}
+		w := commissionWriter{tx: sqlTx, stats: map[statsKey]int64{}, stamp: formatDateTime(now), st: st, live: live, touched: touched}
 		defer w.close()
 		ctx := newRuleContext(tx)
 		if err := ctx.loadAffiliates(sqlTx, batch); err != nil {
@@ -156,12 +156,7 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 		if err := markCommissioned(sqlTx, batch); err != nil {
 			return err
 		}
-		for k, d := range w.stats {
-			if err := upsertStats(tx, k, *d); err != nil {
-				return err
-			}
-		}
-		return nil
+		return addStatsCommission(sqlTx, w.stats)
 	})
 	if err != nil {
 		return 0, err
@@ -211,7 +206,7 @@ type commissionWriter struct {
 	tx      *sql.Tx
 	insert  *sql.Stmt // prepared on first use
 	stamp   string
-	stats   map[statsKey]*statsDelta
+	stats   map[statsKey]int64
 	st      *engineStats
 	live    map[string]int64
 	touched map[monthKey]bool
@@ -236,13 +231,7 @@ func (w *commissionWriter) add(c *pendingConversion, kind string, amount int64, 
 	w.live[c.Affiliate] += amount
 	// occurred_at is stored as "2006-01-02 15:04:05.000Z" (UTC, checked by compute): its day
 	// and month are prefixes.
-	k := statsKey{c.OccurredAt[:10], c.Affiliate, c.Program, c.Link}
-	d := w.stats[k]
-	if d == nil {
-		d = &statsDelta{}
-		w.stats[k] = d
-	}
-	d.Commission += amount
+	w.stats[statsKey{c.OccurredAt[:10], c.Affiliate, c.Program, c.Link}] += amount
 	w.touched[monthKey{c.Affiliate, c.Program, c.OccurredAt[:7]}] = true
 	return nil
 }
@@ -251,6 +240,39 @@ func (w *commissionWriter) close() {
 	if w.insert != nil {
 		w.insert.Close()
 	}
+}
+
+// statsCommissionUpsert adds to the commission of one stats_daily row (created when missing).
+// It is the engine's own statement rather than upsertStats so it can be prepared once and run
+// per row: a batch of a large program touches thousands of (day, affiliate, link) rows.
+const statsCommissionUpsert = `INSERT INTO stats_daily (id, day, affiliate, program, link, clicks, unique_clicks, conversions,
+	revenue, commission, updated) VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0, ?, ?)
+	ON CONFLICT (day, affiliate, program, link) DO UPDATE SET commission = commission + excluded.commission, updated = excluded.updated`
+
+// addStatsCommission adds each delta to its stats_daily row's commission. stats_daily.commission
+// is the net commission earned by the sales of that day (the day of the conversion, in UTC):
+// sale and recurring commissions when created, less what refunds and lost disputes take back
+// later (reductions, voids and clawbacks), so the rows always sum to the non-void conversion
+// commissions. Bonuses and adjustments belong to no sale and no day; they are not in it.
+func addStatsCommission(tx *sql.Tx, deltas map[statsKey]int64) error {
+	if len(deltas) == 0 {
+		return nil
+	}
+	stmt, err := tx.Prepare(statsCommissionUpsert)
+	if err != nil {
+		return fmt.Errorf("prepare stats_daily upsert: %w", err)
+	}
+	defer stmt.Close()
+	now := formatDateTime(time.Now())
+	for k, d := range deltas {
+		if d == 0 {
+			continue
+		}
+		if _, err := stmt.Exec(newRecordID(), k.day, k.affiliate, k.program, k.link, d, now); err != nil {
+			return fmt.Errorf("upsert stats_daily %v: %w", k, err)
+		}
+	}
+	return nil
 }
 
 // saleIndexWhere is the condition of the unique (conversion, kind) index of sale and recurring
@@ -475,6 +497,10 @@ func (r *ruleContext) subscriptionStart(subscription string) (time.Time, error) 
 // refundTodo is a conversion whose refunds are not yet reflected in commissions.
 type refundTodo struct {
 	ID            string `db:"id"`
+	Affiliate     string `db:"affiliate"`
+	Program       string `db:"program"`
+	Link          string `db:"link"`
+	OccurredAt    string `db:"occurred_at"`
 	Amount        int64  `db:"amount"`
 	Refunded      int64  `db:"refunded_amount"`
 	RefundApplied int64  `db:"refund_applied"`
@@ -486,7 +512,7 @@ type refundTodo struct {
 // payout. The reversal is computed from the cumulative refund, so replays converge.
 func (e *commissionEngine) applyRefunds(st *engineStats) error {
 	var todo []refundTodo
-	err := e.app.DB().NewQuery(`SELECT id, amount, refunded_amount, refund_applied, commissioned FROM conversions
+	err := e.app.DB().NewQuery(`SELECT id, affiliate, program, link, occurred_at, amount, refunded_amount, refund_applied, commissioned FROM conversions
 		WHERE refunded_amount > refund_applied LIMIT 500`).All(&todo)
 	if err != nil {
 		return wrap(err, "select refunds")
@@ -496,10 +522,25 @@ func (e *commissionEngine) applyRefunds(st *engineStats) error {
 			continue // the next createBatch handles the sale first
 		}
 		err := e.app.RunInTransaction(func(tx core.App) error {
-			if err := reverseForRefund(tx, t, e.now().UTC()); err != nil {
+			change, err := reverseForRefund(tx, t, e.now().UTC())
+			if err != nil {
 				return err
 			}
-			_, err := tx.DB().NewQuery("UPDATE conversions SET refund_applied = {:r} WHERE id = {:id}").
+			if change != 0 {
+				occurred, err := time.Parse(dateLayout, t.OccurredAt)
+				if err != nil {
+					return fmt.Errorf("conversion %s occurred_at %q: %w", t.ID, t.OccurredAt, err)
+				}
+				s, err := sqlTx(tx)
+				if err != nil {
+					return err
+				}
+				k := statsKey{occurred.UTC().Format(time.DateOnly), t.Affiliate, t.Program, t.Link}
+				if err := addStatsCommission(s, map[statsKey]int64{k: change}); err != nil {
+					return err
+				}
+			}
+			_, err = tx.DB().NewQuery("UPDATE conversions SET refund_applied = {:r} WHERE id = {:id}").
 				Bind(dbx.Params{"r": t.Refunded, "id": t.ID}).Execute()
 			return err
 		})
@@ -511,13 +552,15 @@ func (e *commissionEngine) applyRefunds(st *engineStats) error {
 	return nil
 }
 
-func reverseForRefund(tx core.App, t refundTodo, now time.Time) error {
+// reverseForRefund reflects t's new refunds in its sale's commission and returns by how much
+// that changed the sale's net commission (zero or negative), for stats_daily.
+func reverseForRefund(tx core.App, t refundTodo, now time.Time) (int64, error) {
 	comm, err := tx.FindFirstRecordByFilter(collections.Commissions, "conversion = {:c} && (kind = 'sale' || kind = 'recurring')", dbx.Params{"c": t.ID})
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil // the sale earned nothing
+		return 0, nil // the sale earned nothing
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var rule commissionRule
 	_ = json.Unmarshal([]byte(comm.GetString(collections.CommissionRule)), &rule)
@@ -527,26 +570,28 @@ func reverseForRefund(tx core.App, t refundTodo, now time.Time) error {
 	}
 	delta := rules.Clawback(original, t.Amount, t.Refunded) - rules.Clawback(original, t.Amount, t.RefundApplied)
 	if delta <= 0 {
-		return nil
+		return 0, nil
 	}
 	switch comm.GetString(collections.FieldStatus) {
 	case collections.CommissionVoid:
-		return nil
+		return 0, nil
 	case collections.CommissionPending, collections.CommissionPayable:
 		if comm.GetString(collections.CommissionPayout) == "" {
-			left := int64(comm.GetInt(collections.FieldAmount)) - delta
-			if left <= 0 {
+			amount := int64(comm.GetInt(collections.FieldAmount))
+			change := -delta
+			if left := amount - delta; left <= 0 {
 				comm.Set(collections.FieldStatus, collections.CommissionVoid)
+				change = -amount
 			} else {
 				comm.Set(collections.FieldAmount, left)
 			}
-			return tx.Save(comm)
+			return change, tx.Save(comm)
 		}
 	}
 	// Paid (or already in a payout): claw back from the next payout.
 	col, err := tx.FindCachedCollectionByNameOrId(collections.Commissions)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	claw := core.NewRecord(col)
 	claw.Load(map[string]any{
@@ -562,7 +607,7 @@ func reverseForRefund(tx core.App, t refundTodo, now time.Time) error {
 		"ref":                            fmt.Sprintf("refund:%s:%d", t.ID, t.Refunded),
 		"note":                           "refund after payout",
 	})
-	return tx.Save(claw)
+	return -delta, tx.Save(claw)
 }
 
 // releasePayable moves commissions whose hold has ended to payable, except those of a sale

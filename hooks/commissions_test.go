@@ -172,6 +172,7 @@ func TestCommissionOverridesAndTiers(t *testing.T) {
 
 func TestRefundsReduceVoidOrClawBack(t *testing.T) {
 	env := newEngineEnv(t)
+	gaps := statsCommissionGaps(t, env.app)
 	past := time.Now().AddDate(0, 0, -40)
 	partial := env.sale("affiliate-a", 10000, past) // commission 2000
 	full := env.sale("affiliate-a", 5000, past)     // commission 1000
@@ -206,6 +207,17 @@ func TestRefundsReduceVoidOrClawBack(t *testing.T) {
 		t.Fatalf("full clawback: %v", claws)
 	}
 	env.ledgerOK()
+	statsConsistent(t, env.app, gaps, "after refunds")
+	// The dashboard's figure for the sales' day: 1500 left of A's 3000 (partial refund, void),
+	// 0 net for B (2000 paid, 2000 clawed back).
+	day := past.UTC().Format(time.DateOnly)
+	for affiliate, want := range map[string]int{fx.A.ID: 1500, fx.B.ID: 0} {
+		stats, err := env.app.FindFirstRecordByFilter(collections.StatsDaily, "affiliate = {:a} && day = {:d} && link = ''",
+			map[string]any{"a": affiliate, "d": day})
+		if err != nil || stats.GetInt("commission") != want {
+			t.Fatalf("stats_daily commission of %s on %s: %v %v, want %d", affiliate, day, stats, err, want)
+		}
+	}
 }
 
 func TestDisputeHoldsCommission(t *testing.T) {
@@ -385,6 +397,7 @@ func TestLedgerProperty(t *testing.T) {
 	}
 	env := newEngineEnv(t)
 	env.save(collections.Programs, fx.ProgramP, map[string]any{"hold_days": 0})
+	gaps := statsCommissionGaps(t, env.app)
 	rng := rand.New(rand.NewSource(42))
 	var convs []string
 	affiliates := []string{"affiliate-a", "affiliate-b"}
@@ -420,6 +433,7 @@ func TestLedgerProperty(t *testing.T) {
 		}
 		if step%50 == 0 || step == steps-1 {
 			env.ledgerOK()
+			statsConsistent(t, env.app, gaps, fmt.Sprintf("step %d", step))
 		} else {
 			checkLedgerQuick(t, env.app, step)
 		}
@@ -436,6 +450,43 @@ func checkLedgerQuick(t *testing.T, app core.App, step int) {
 		(SELECT COUNT(*) FROM commissions WHERE status != 'void' AND ((kind IN ('sale','recurring','bonus') AND amount <= 0) OR (kind = 'clawback' AND amount >= 0)))`).Row(&bad)
 	if err != nil || bad != 0 {
 		t.Fatalf("step %d: ledger broken (%d problems, %v)", step, bad, err)
+	}
+}
+
+// statsCommissionGaps is, for every stats_daily key, stats_daily.commission minus the net
+// commission of that key's sales (non-void sale, recurring and clawback commissions, by the day
+// the conversion occurred). The engine must never change it: tests compare it before and after
+// (the fixture's own rows need not start at zero).
+func statsCommissionGaps(t *testing.T, app core.App) map[string]int64 {
+	t.Helper()
+	var rows []struct {
+		Key    string `db:"k"`
+		Amount int64  `db:"amount"`
+	}
+	err := app.DB().NewQuery(`SELECT day || '/' || affiliate || '/' || program || '/' || link AS k, SUM(commission) AS amount
+			FROM stats_daily GROUP BY k
+		UNION ALL
+		SELECT substr(v.occurred_at, 1, 10) || '/' || v.affiliate || '/' || v.program || '/' || v.link AS k, -SUM(c.amount) AS amount
+			FROM commissions c JOIN conversions v ON v.id = c.conversion
+			WHERE c.status != 'void' AND c.kind IN ('sale', 'recurring', 'clawback') GROUP BY k`).All(&rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gaps := map[string]int64{}
+	for _, r := range rows {
+		if gaps[r.Key] += r.Amount; gaps[r.Key] == 0 {
+			delete(gaps, r.Key)
+		}
+	}
+	return gaps
+}
+
+// statsConsistent fails when stats_daily's commission drifted from the commissions since before.
+func statsConsistent(t *testing.T, app core.App, before map[string]int64, when string) {
+	t.Helper()
+	after := statsCommissionGaps(t, app)
+	if fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("%s: stats_daily.commission drifted from the commissions:\nbefore %v\nafter  %v", when, before, after)
 	}
 }
 
