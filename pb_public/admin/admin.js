@@ -1,0 +1,487 @@
+// pbaffiliate live board for superusers: plain JavaScript against PocketBase's REST and realtime
+// APIs (no SDK, no build step). Server values reach the page only through textContent.
+"use strict";
+(() => {
+  const AUTH_KEY = "pba_admin_auth";
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    token: "", es: null,
+    programs: new Map(), // id -> {name, currency}
+    affiliates: new Map(), // id -> {name, code, email, program}
+    rows: new Map(), // affiliate id -> {since: counters, today: counters}
+    today: "",
+  };
+  const KEYS = ["clicks", "unique_clicks", "conversions", "revenue", "commission"];
+
+  // ---- money: integer minor units, formatted by string arithmetic with the currency's exponent
+  const ZERO_DECIMALS = new Set("bif clp djf gnf isk jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split(" "));
+  const THREE_DECIMALS = new Set("bhd iqd jod kwd lyd omr tnd".split(" "));
+  const exponent = (c) => (ZERO_DECIMALS.has(c) ? 0 : THREE_DECIMALS.has(c) ? 3 : 2);
+  function big(v) {
+    if (typeof v === "bigint") return v;
+    if (typeof v === "number" && Number.isSafeInteger(v)) return BigInt(v);
+    if (typeof v === "string" && /^-?\d+$/.test(v)) return BigInt(v);
+    return 0n;
+  }
+  const group = (digits) => digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  function formatMoney(minor, currency) {
+    const cur = String(currency || "").toLowerCase();
+    let v = big(minor);
+    const sign = v < 0n ? "-" : "";
+    if (v < 0n) v = -v;
+    const e = exponent(cur);
+    let digits = v.toString();
+    let text = group(digits);
+    if (e > 0) {
+      digits = digits.padStart(e + 1, "0");
+      text = group(digits.slice(0, -e)) + "." + digits.slice(-e);
+    }
+    return sign + text + " " + cur.toUpperCase();
+  }
+  const formatCount = (n) => group(big(n).toString());
+  // Sums per currency (a board may span programs in several currencies).
+  function formatSums(map) {
+    if (!map.size) return "0";
+    return [...map].map(([c, v]) => formatMoney(v, c)).join(" · ");
+  }
+
+  // ---- REST
+  class ApiError extends Error {
+    constructor(status, body) {
+      super((body && body.message) || (status ? "The server answered " + status + "." : "The server cannot be reached."));
+      this.status = status;
+      this.data = (body && body.data) || {};
+    }
+  }
+  async function request(path, opts = {}) {
+    const headers = {};
+    if (opts.body !== undefined) headers["Content-Type"] = "application/json";
+    if (state.token && opts.auth !== false) headers.Authorization = state.token;
+    try {
+      return await fetch(path, { method: opts.method || "GET", headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
+    } catch (_) {
+      throw new ApiError(0, null);
+    }
+  }
+  async function api(path, opts = {}) {
+    const res = await request(path, opts);
+    const text = await res.text();
+    let body = null;
+    if (text) {
+      try { body = JSON.parse(text); } catch (_) { body = null; }
+    }
+    if (!res.ok) {
+      if (res.status === 401 && opts.auth !== false) signOut("Your session ended; please sign in again.");
+      throw new ApiError(res.status, body);
+    }
+    return body;
+  }
+  const records = (c) => "/api/collections/" + encodeURIComponent(c) + "/records";
+  const quote = (v) => '"' + String(v).replace(/\\/g, "\\\\").replace(/"/g, '\\"') + '"';
+  function query(params) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== "") q.set(k, String(v));
+    return "?" + q.toString();
+  }
+  async function listAll(collection, params) {
+    const out = [];
+    for (let page = 1; page < 1000; page++) {
+      const res = await api(records(collection) + query({ ...params, page, perPage: 500, skipTotal: 1 }));
+      out.push(...res.items);
+      if (res.items.length < 500) break;
+    }
+    return out;
+  }
+
+  // ---- DOM helpers
+  function setMsg(text, kind) {
+    $("msg").textContent = text || "";
+    $("msg").className = "msg " + (kind || "info");
+  }
+  function cell(text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    return td;
+  }
+  function emptyRow(tbody, columns, text) {
+    const tr = document.createElement("tr");
+    const td = cell(text, "empty");
+    td.colSpan = columns;
+    tr.append(td);
+    tbody.replaceChildren(tr);
+  }
+  function setText(el, text, raw) {
+    if (el.textContent !== text && el.dataset.value !== undefined) {
+      el.classList.remove("flash");
+      void el.offsetWidth;
+      el.classList.add("flash");
+    }
+    el.textContent = text;
+    if (raw !== undefined) el.dataset.value = raw;
+  }
+  const show = (id, on) => { $(id).hidden = !on; };
+  async function busy(button, fn) {
+    button.disabled = true;
+    try { return await fn(); } finally { button.disabled = false; }
+  }
+
+  // ---- session
+  function signOut(message) {
+    if (state.es) state.es.close();
+    state.es = null;
+    state.token = "";
+    try { localStorage.removeItem(AUTH_KEY); } catch (_) { /* ignore */ }
+    show("board", false);
+    show("who", false);
+    show("auth", true);
+    setMsg(message || "", "info");
+    $("si-email").focus();
+  }
+  function saveToken(token) {
+    state.token = token;
+    try { localStorage.setItem(AUTH_KEY, JSON.stringify({ token })); } catch (_) { /* ignore */ }
+  }
+  async function enter(record) {
+    $("who-email").textContent = record.email || "";
+    show("who", true);
+    show("auth", false);
+    show("board", true);
+    $("since").textContent = new Date().toLocaleTimeString();
+    $("live-h").focus();
+    startRealtime();
+    await Promise.all([loadBoard(), loadPending(), loadLedger(), loadPreview()].map((p) => p.catch((e) => setMsg(e.message, "error"))));
+  }
+
+  // ---- the board
+  const zero = () => ({ clicks: 0n, unique_clicks: 0n, conversions: 0n, revenue: 0n, commission: 0n });
+  function utcToday() { return new Date().toISOString().slice(0, 10); }
+
+  async function loadBoard() {
+    const programs = await listAll("programs", { fields: "id,name,currency" });
+    for (const p of programs) state.programs.set(p.id, { name: p.name, currency: p.currency });
+    state.today = utcToday();
+    const rows = await listAll("stats_daily", { filter: "day = " + quote(state.today), fields: "affiliate," + KEYS.join(",") });
+    const today = new Map();
+    for (const r of rows) {
+      const t = today.get(r.affiliate) || zero();
+      for (const k of KEYS) t[k] += big(r[k]);
+      today.set(r.affiliate, t);
+    }
+    await knowAffiliates([...today.keys()]);
+    for (const [id, t] of today) {
+      const row = rowOf(id);
+      for (const k of KEYS) row.today[k] += t[k]; // live deltas that arrived meanwhile are kept
+    }
+    renderAll();
+  }
+  // knowAffiliates fetches names and programs of affiliates the board has not seen yet.
+  async function knowAffiliates(ids) {
+    const missing = ids.filter((id) => !state.affiliates.has(id));
+    for (let i = 0; i < missing.length; i += 50) {
+      const chunk = missing.slice(i, i + 50);
+      const found = await listAll("affiliates", { filter: chunk.map((id) => "id = " + quote(id)).join(" || "), fields: "id,name,code,email,program" });
+      for (const a of found) state.affiliates.set(a.id, a);
+    }
+  }
+  function rowOf(id) {
+    let row = state.rows.get(id);
+    if (!row) {
+      row = { since: zero(), today: zero() };
+      state.rows.set(id, row);
+    }
+    return row;
+  }
+  const currencyOf = (id) => {
+    const a = state.affiliates.get(id);
+    const p = a && state.programs.get(a.program);
+    return (p && p.currency) || "usd";
+  };
+
+  function renderAll() {
+    const tbody = $("board-body");
+    const ids = [...state.rows.keys()].sort((a, b) => {
+      const ra = state.rows.get(a), rb = state.rows.get(b);
+      const d = rb.today.clicks - ra.today.clicks;
+      return d > 0n ? 1 : d < 0n ? -1 : a < b ? -1 : 1;
+    });
+    if (!ids.length) {
+      emptyRow(tbody, 9, "No activity today yet. Clicks and sales appear here as they happen.");
+    } else {
+      const existing = new Map([...tbody.querySelectorAll("tr[data-affiliate]")].map((tr) => [tr.dataset.affiliate, tr]));
+      const ordered = ids.map((id) => existing.get(id) || newBoardRow(id));
+      tbody.replaceChildren(...ordered);
+      ids.forEach((id, i) => renderRow(id, ordered[i]));
+    }
+    renderTotals();
+  }
+  function newBoardRow(id) {
+    const tr = document.createElement("tr");
+    tr.dataset.affiliate = id;
+    tr.id = "row-" + id;
+    const who = document.createElement("td");
+    who.className = "who";
+    tr.append(who);
+    for (const cls of ["since-clicks", "since-conversions", "since-commission", "today-clicks", "today-unique", "today-conversions", "today-revenue", "today-commission"]) {
+      const td = cell("0", "num " + cls);
+      td.dataset.value = "0";
+      tr.append(td);
+    }
+    return tr;
+  }
+  function renderRow(id, tr) {
+    const a = state.affiliates.get(id);
+    const row = state.rows.get(id);
+    const cur = currencyOf(id);
+    tr.querySelector(".who").textContent = a ? a.name + " (" + a.code + ")" : id;
+    const set = (cls, text, raw) => setText(tr.querySelector("." + cls), text, raw);
+    set("since-clicks", formatCount(row.since.clicks), row.since.clicks.toString());
+    set("since-conversions", formatCount(row.since.conversions), row.since.conversions.toString());
+    set("since-commission", formatMoney(row.since.commission, cur), row.since.commission.toString());
+    set("today-clicks", formatCount(row.today.clicks), row.today.clicks.toString());
+    set("today-unique", formatCount(row.today.unique_clicks), row.today.unique_clicks.toString());
+    set("today-conversions", formatCount(row.today.conversions), row.today.conversions.toString());
+    set("today-revenue", formatMoney(row.today.revenue, cur), row.today.revenue.toString());
+    set("today-commission", formatMoney(row.today.commission, cur), row.today.commission.toString());
+  }
+  function renderTotals() {
+    let sc = 0n, sv = 0n, tc = 0n, tv = 0n;
+    const scm = new Map(), tcm = new Map();
+    for (const [id, row] of state.rows) {
+      const cur = currencyOf(id);
+      sc += row.since.clicks;
+      sv += row.since.conversions;
+      tc += row.today.clicks;
+      tv += row.today.conversions;
+      if (row.since.commission) scm.set(cur, (scm.get(cur) || 0n) + row.since.commission);
+      if (row.today.commission) tcm.set(cur, (tcm.get(cur) || 0n) + row.today.commission);
+    }
+    setText($("total-clicks"), formatCount(sc), sc.toString());
+    setText($("total-conversions"), formatCount(sv), sv.toString());
+    setText($("total-commission"), formatSums(scm));
+    setText($("today-clicks"), formatCount(tc), tc.toString());
+    setText($("today-conversions"), formatCount(tv), tv.toString());
+    setText($("today-commission"), formatSums(tcm));
+  }
+
+  async function onLive(data) {
+    let msg;
+    try { msg = JSON.parse(data); } catch (_) { return; }
+    if (!msg || !msg.affiliates) return;
+    if (state.today && utcToday() !== state.today) {
+      // A new UTC day: today's totals start again from the database.
+      for (const row of state.rows.values()) row.today = zero();
+      state.today = utcToday();
+    }
+    const ids = Object.keys(msg.affiliates);
+    for (const id of ids) {
+      const d = msg.affiliates[id];
+      const row = rowOf(id);
+      for (const k of KEYS) {
+        row.since[k] += big(d[k]);
+        row.today[k] += big(d[k]);
+      }
+    }
+    renderAll();
+    try {
+      await knowAffiliates(ids);
+      renderAll();
+    } catch (e) {
+      setMsg(e.message, "error");
+    }
+  }
+
+  // ---- realtime
+  function startRealtime() {
+    if (state.es) state.es.close();
+    const es = new EventSource("/api/realtime");
+    state.es = es;
+    es.addEventListener("PB_CONNECT", async (ev) => {
+      let clientId = "";
+      try { clientId = JSON.parse(ev.data).clientId; } catch (_) { return; }
+      try {
+        await api("/api/realtime", { method: "POST", body: { clientId, subscriptions: ["pba/live", "affiliates/*"] } });
+        $("live-dot").classList.add("on");
+        $("live-state").textContent = "Live: counters move as clicks and sales are recorded.";
+      } catch (e) {
+        $("live-state").textContent = "Live updates are off: " + e.message;
+      }
+    });
+    es.addEventListener("pba/live", (ev) => onLive(ev.data));
+    let timer = 0;
+    es.addEventListener("affiliates/*", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => loadPending().catch((e) => setMsg(e.message, "error")), 300);
+    });
+    es.onerror = () => {
+      $("live-dot").classList.remove("on");
+      $("live-state").textContent = "Live updates reconnecting…";
+    };
+  }
+
+  // ---- applications
+  async function loadPending() {
+    const res = await api(records("affiliates") + query({ filter: 'status = "pending"', sort: "created", perPage: 100, fields: "id,name,email,code,program,created" }));
+    const tbody = $("pending-body");
+    if (!res.items.length) {
+      emptyRow(tbody, 5, "No applications waiting.");
+      return;
+    }
+    tbody.replaceChildren(...res.items.map((a) => {
+      const tr = document.createElement("tr");
+      tr.id = "pending-" + a.id;
+      tr.dataset.affiliate = a.id;
+      const actions = document.createElement("td");
+      const box = document.createElement("div");
+      box.className = "row-actions";
+      for (const [label, status, cls] of [["Approve", "approved", ""], ["Reject", "rejected", "danger"]]) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.textContent = label;
+        b.className = cls;
+        b.dataset.status = status;
+        b.setAttribute("aria-label", label + " " + a.name);
+        b.addEventListener("click", () => decide(a, status, b));
+        box.append(b);
+      }
+      actions.append(box);
+      tr.append(cell(a.name), cell(a.email), cell(a.code), cell(String(a.created || "").slice(0, 10)), actions);
+      return tr;
+    }));
+  }
+  function decide(a, status, button) {
+    busy(button, async () => {
+      try {
+        await api(records("affiliates") + "/" + encodeURIComponent(a.id), { method: "PATCH", body: { status } });
+        setMsg((status === "approved" ? "Approved " : "Rejected ") + a.name + ".", "ok");
+        const tr = $("pending-" + a.id);
+        const next = tr && (tr.nextElementSibling || tr.previousElementSibling);
+        await loadPending();
+        const focusTarget = next && $(next.id) ? $(next.id).querySelector("button") : $("pending-h");
+        if (focusTarget) {
+          if (focusTarget === $("pending-h")) focusTarget.tabIndex = -1;
+          focusTarget.focus();
+        }
+      } catch (e) {
+        setMsg("Could not update " + a.name + ": " + e.message, "error");
+      }
+    });
+  }
+
+  // ---- ledger and payouts
+  async function loadLedger() {
+    const rep = await api("/api/pba/ledger/check");
+    const out = $("ledger-result");
+    const problems = rep.problems || [];
+    const n = (rep.balances || []).length;
+    out.textContent = rep.ok
+      ? "OK: the commissions of " + n + " affiliate balance" + (n === 1 ? "" : "s") + " add up and every paid commission is in exactly one paid payout."
+      : problems.length + " problem" + (problems.length === 1 ? "" : "s") + " found:";
+    out.className = rep.ok ? "badge ok" : "badge bad";
+    const list = $("ledger-problems");
+    list.replaceChildren(...problems.slice(0, 50).map((p) => {
+      const li = document.createElement("li");
+      li.textContent = p;
+      return li;
+    }));
+    if (problems.length > 50) {
+      const li = document.createElement("li");
+      li.textContent = "… and " + (problems.length - 50) + " more.";
+      list.append(li);
+    }
+  }
+  async function loadPreview() {
+    const rep = await api("/api/pba/payouts/preview");
+    const lines = [];
+    const parts = [];
+    for (const p of rep.programs || []) {
+      const prog = state.programs.get(p.program);
+      const name = prog ? prog.name : p.program;
+      const cur = prog ? prog.currency : (p.lines[0] && p.lines[0].currency) || "usd";
+      parts.push(name + ": " + p.payouts + " payout" + (p.payouts === 1 ? "" : "s") + ", " + formatMoney(p.total, cur));
+      for (const l of p.lines || []) {
+        lines.push([cell(name), cell(l.name + " <" + l.email + ">"), cell(l.method), cell(l.action),
+          cell(formatMoney(l.amount, l.currency), "num"), cell(l.reason || "")]);
+      }
+    }
+    $("preview-summary").textContent = parts.length ? parts.join(" · ") : "No active program.";
+    const tbody = $("preview-body");
+    if (!lines.length) emptyRow(tbody, 6, "Nobody would be paid right now.");
+    else tbody.replaceChildren(...lines.map((cells) => {
+      const tr = document.createElement("tr");
+      tr.append(...cells);
+      return tr;
+    }));
+  }
+  // The CSV export needs the superuser's token, which a plain link cannot carry: fetch it and
+  // hand the browser the file.
+  async function download(format, button) {
+    await busy(button, async () => {
+      try {
+        const res = await request("/api/pba/export/payouts.csv" + query({ format }));
+        if (!res.ok) {
+          let body = null;
+          try { body = await res.json(); } catch (_) { body = null; }
+          throw new ApiError(res.status, body);
+        }
+        const blob = await res.blob();
+        const a = document.createElement("a");
+        a.href = URL.createObjectURL(blob);
+        a.download = "payouts-" + format + "-manual.csv";
+        document.body.append(a);
+        a.click();
+        a.remove();
+        setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+      } catch (e) {
+        setMsg("Export failed: " + e.message, "error");
+      }
+    });
+  }
+
+  function wire() {
+    $("signin-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const f = ev.currentTarget;
+      $("signin-err").textContent = "";
+      busy(f.querySelector("button"), async () => {
+        try {
+          const res = await api("/api/collections/_superusers/auth-with-password", {
+            method: "POST", body: { identity: f.elements.identity.value.trim(), password: f.elements.password.value }, auth: false,
+          });
+          saveToken(res.token);
+          f.reset();
+          setMsg("");
+          await enter(res.record);
+        } catch (e) {
+          $("signin-err").textContent = e.status === 400 ? "Wrong email or password." : e.message;
+          f.elements.identity.focus();
+        }
+      });
+    });
+    $("si-email").setAttribute("aria-describedby", "signin-err");
+    $("sign-out").addEventListener("click", () => signOut("You are signed out."));
+    $("ledger-run").addEventListener("click", (ev) => busy(ev.currentTarget, () => loadLedger().catch((e) => setMsg(e.message, "error"))));
+    $("preview-run").addEventListener("click", (ev) => busy(ev.currentTarget, () => loadPreview().catch((e) => setMsg(e.message, "error"))));
+    for (const b of document.querySelectorAll("[data-export]")) b.addEventListener("click", () => download(b.dataset.export, b));
+  }
+
+  async function start() {
+    wire();
+    let saved = null;
+    try { saved = JSON.parse(localStorage.getItem(AUTH_KEY) || "null"); } catch (_) { saved = null; }
+    if (!saved || !saved.token) {
+      signOut("");
+      return;
+    }
+    state.token = saved.token;
+    try {
+      const res = await api("/api/collections/_superusers/auth-refresh", { method: "POST", body: {} });
+      saveToken(res.token);
+      await enter(res.record);
+    } catch (e) {
+      if (e.status !== 401) signOut(e.status === 403 || e.status === 404 ? "Please sign in again." : e.message);
+    }
+  }
+
+  start();
+})();

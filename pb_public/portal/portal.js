@@ -1,0 +1,560 @@
+// pbaffiliate affiliate portal: plain JavaScript against PocketBase's REST and realtime APIs
+// (no SDK, no build step). Every value from the server reaches the page through textContent
+// or a form field's value, never as HTML.
+"use strict";
+(() => {
+  const AUTH_KEY = "pba_portal_auth"; // localStorage: {"token": …}
+  const $ = (id) => document.getElementById(id);
+  const state = { token: "", record: null, program: null, es: null, stats: null, reloadTimer: 0 };
+
+  // ---- money: integer minor units, formatted by string arithmetic with the currency's exponent
+  const ZERO_DECIMALS = new Set("bif clp djf gnf isk jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split(" "));
+  const THREE_DECIMALS = new Set("bhd iqd jod kwd lyd omr tnd".split(" "));
+  const exponent = (c) => (ZERO_DECIMALS.has(c) ? 0 : THREE_DECIMALS.has(c) ? 3 : 2);
+  function big(v) {
+    if (typeof v === "bigint") return v;
+    if (typeof v === "number" && Number.isSafeInteger(v)) return BigInt(v);
+    if (typeof v === "string" && /^-?\d+$/.test(v)) return BigInt(v);
+    return 0n;
+  }
+  const group = (digits) => digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  function formatMoney(minor, currency) {
+    const cur = String(currency || "").toLowerCase();
+    let v = big(minor);
+    const sign = v < 0n ? "-" : "";
+    if (v < 0n) v = -v;
+    const e = exponent(cur);
+    let digits = v.toString();
+    let text = group(digits);
+    if (e > 0) {
+      digits = digits.padStart(e + 1, "0");
+      text = group(digits.slice(0, -e)) + "." + digits.slice(-e);
+    }
+    return sign + text + " " + cur.toUpperCase();
+  }
+  const formatCount = (n) => group(big(n).toString());
+
+  // ---- REST
+  class ApiError extends Error {
+    constructor(status, body) {
+      super((body && body.message) || (status ? "The server answered " + status + "." : "The server cannot be reached."));
+      this.status = status;
+      this.data = (body && body.data) || {};
+    }
+  }
+  async function api(path, opts = {}) {
+    const headers = { Accept: "application/json" };
+    if (opts.body !== undefined) headers["Content-Type"] = "application/json";
+    if (state.token && opts.auth !== false) headers.Authorization = state.token;
+    let res;
+    try {
+      res = await fetch(path, { method: opts.method || "GET", headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
+    } catch (_) {
+      throw new ApiError(0, null);
+    }
+    const text = await res.text();
+    let body = null;
+    if (text) {
+      try { body = JSON.parse(text); } catch (_) { body = null; }
+    }
+    if (!res.ok) throw new ApiError(res.status, body);
+    return body;
+  }
+  const records = (collection) => "/api/collections/" + encodeURIComponent(collection) + "/records";
+  const quote = (v) => '"' + String(v).replace(/\\/g, "\\\\").replace(/"/g, '\\"') + '"';
+  function query(params) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== "") q.set(k, String(v));
+    return "?" + q.toString();
+  }
+  // listAll pages through a collection (the API rules keep it to the affiliate's own rows).
+  async function listAll(collection, params) {
+    const out = [];
+    for (let page = 1; page < 1000; page++) {
+      const res = await api(records(collection) + query({ ...params, page, perPage: 500, skipTotal: 1 }));
+      out.push(...res.items);
+      if (res.items.length < 500) break;
+    }
+    return out;
+  }
+
+  // ---- small DOM helpers
+  function setMsg(text, kind) {
+    const m = $("msg");
+    m.textContent = text || "";
+    m.className = "msg " + (kind || "info");
+  }
+  function cell(text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    return td;
+  }
+  function fillRows(tbody, rows, columns, emptyText) {
+    tbody.replaceChildren();
+    if (!rows.length) {
+      const tr = document.createElement("tr");
+      const td = cell(emptyText, "empty");
+      td.colSpan = columns;
+      tr.append(td);
+      tbody.append(tr);
+      return;
+    }
+    for (const cells of rows) {
+      const tr = document.createElement("tr");
+      tr.append(...cells);
+      tbody.append(tr);
+    }
+  }
+  function setFigure(id, text, raw) {
+    const el = $(id);
+    if (el.textContent !== text && el.textContent !== "–") {
+      el.classList.remove("flash");
+      void el.offsetWidth; // restart the animation
+      el.classList.add("flash");
+    }
+    el.textContent = text;
+    el.dataset.value = raw;
+  }
+  const day = (iso) => String(iso || "").slice(0, 10);
+  const show = (id, on) => { $(id).hidden = !on; };
+
+  // Field errors sit next to their field: <p class="field-error" data-for="name">, linked to the
+  // input through aria-describedby; data-for="*" takes the form's general error.
+  function wireErrors(form) {
+    for (const p of form.querySelectorAll(".field-error[data-for]")) {
+      const field = p.dataset.for;
+      p.id = form.id + "-" + (field === "*" ? "general" : field) + "-err";
+      const input = form.elements[field];
+      if (input && input.setAttribute) {
+        const ids = (input.getAttribute("aria-describedby") || "").split(" ").filter(Boolean);
+        ids.push(p.id);
+        input.setAttribute("aria-describedby", ids.join(" "));
+      }
+    }
+  }
+  function clearErrors(form) {
+    for (const p of form.querySelectorAll(".field-error")) p.textContent = "";
+    for (const i of form.querySelectorAll("[aria-invalid]")) i.removeAttribute("aria-invalid");
+  }
+  function showErrors(form, err) {
+    clearErrors(form);
+    let first = null;
+    const rest = [];
+    for (const [field, v] of Object.entries(err.data || {})) {
+      const text = (v && v.message) || String(v);
+      const p = form.querySelector('.field-error[data-for="' + CSS.escape(field) + '"]');
+      if (p) {
+        p.textContent = text;
+        const input = form.elements[field];
+        if (input && input.setAttribute) {
+          input.setAttribute("aria-invalid", "true");
+          first = first || input;
+        }
+      } else {
+        rest.push(field + ": " + text);
+      }
+    }
+    const general = form.querySelector('.field-error[data-for="*"]');
+    const text = rest.length ? err.message + " " + rest.join("; ") : first ? "" : err.message;
+    if (general) general.textContent = text;
+    else if (text) setMsg(text, "error");
+    if (first) first.focus();
+  }
+  async function busy(button, fn) {
+    button.disabled = true;
+    try { return await fn(); } finally { button.disabled = false; }
+  }
+
+  // ---- session
+  function saveToken(token) {
+    state.token = token;
+    try { localStorage.setItem(AUTH_KEY, JSON.stringify({ token })); } catch (_) { /* private mode */ }
+  }
+  function signOut(message) {
+    stopRealtime();
+    state.token = "";
+    state.record = null;
+    try { localStorage.removeItem(AUTH_KEY); } catch (_) { /* ignore */ }
+    show("who", false);
+    show("dash", false);
+    show("status", false);
+    show("auth", true);
+    setMsg(message || "", "info");
+    $("si-email").focus();
+  }
+  async function signIn(identity, password) {
+    const res = await api(records("affiliates").replace(/\/records$/, "/auth-with-password"), {
+      method: "POST", body: { identity, password }, auth: false,
+    });
+    saveToken(res.token);
+    return res.record;
+  }
+
+  async function enter(record) {
+    state.record = record;
+    // The redirector flags clicks carrying this cookie as the affiliate's own (README: click tracking).
+    document.cookie = "pba_self=" + encodeURIComponent(record.id) + "; path=/; max-age=31536000; SameSite=Lax";
+    $("who-email").textContent = record.email || "";
+    show("who", true);
+    show("auth", false);
+    if (record.status !== "approved") {
+      showStatus(record);
+      startRealtime(["affiliates/" + record.id]);
+      return;
+    }
+    show("status", false);
+    show("dash", true);
+    $("dash-h").textContent = "Welcome, " + (record.name || record.email);
+    await loadDashboard();
+  }
+
+  const STATUS_TEXT = {
+    pending: ["Your application is pending review", "The program team reviews every application. You will get an email once it is approved; this page updates by itself."],
+    rejected: ["Your application was not accepted", "The program did not approve this account. Reply to the email you received if you think this is a mistake."],
+    suspended: ["Your account is suspended", "Your links do not track while the account is suspended. Contact the program team."],
+  };
+  function showStatus(record) {
+    const [title, text] = STATUS_TEXT[record.status] || ["Your account is not active", ""];
+    show("dash", false);
+    show("status", true);
+    $("status-h").textContent = title;
+    $("status-text").textContent = text;
+    $("status-value").textContent = record.status || "unknown";
+    $("status-value").className = "badge " + (record.status === "pending" ? "warn" : "bad");
+    $("status-h").focus();
+  }
+
+  // ---- dashboard
+  async function loadDashboard() {
+    const r = state.record;
+    try {
+      state.program = await api(records("programs") + "/" + encodeURIComponent(r.program) + query({ fields: "id,name,currency,allowed_domains,destination" }));
+    } catch (e) {
+      state.program = { currency: "usd", allowed_domains: [] };
+      setMsg("Could not load your program: " + e.message, "error");
+    }
+    $("ref-code").textContent = r.code;
+    $("ref-link").value = location.origin + "/r/" + encodeURIComponent(r.code);
+    const domains = Array.isArray(state.program.allowed_domains) ? state.program.allowed_domains : [];
+    $("ln-destination-hint").textContent = domains.length ? "Allowed sites: " + domains.join(", ") + " (and their subdomains)." : "";
+    if (state.program.destination && !$("ln-destination").value) $("ln-destination").placeholder = state.program.destination;
+    fillProfile(r);
+    $("dash-h").focus();
+    startRealtime(["pba/live", "commissions/*", "payouts/*", "links/*", "affiliates/" + r.id]);
+    await Promise.all([loadStats(), loadMoney(), loadLinks()].map((p) => p.catch((e) => setMsg(e.message, "error"))));
+  }
+
+  function statsFrom() {
+    const d = new Date();
+    d.setUTCDate(d.getUTCDate() - 29); // today and the 29 days before it (UTC days, as stats_daily)
+    return d.toISOString().slice(0, 10);
+  }
+  async function loadStats() {
+    const rows = await listAll("stats_daily", {
+      filter: "day >= " + quote(statsFrom()), fields: "clicks,unique_clicks,conversions,revenue,commission",
+    });
+    const s = { clicks: 0n, unique_clicks: 0n, conversions: 0n, revenue: 0n, commission: 0n };
+    for (const row of rows) for (const k of Object.keys(s)) s[k] += big(row[k]);
+    state.stats = s;
+    renderStats();
+  }
+  function renderStats() {
+    const s = state.stats;
+    if (!s) return;
+    const cur = state.program ? state.program.currency : "usd";
+    setFigure("stat-clicks", formatCount(s.clicks), s.clicks.toString());
+    setFigure("stat-unique", formatCount(s.unique_clicks), s.unique_clicks.toString());
+    setFigure("stat-conversions", formatCount(s.conversions), s.conversions.toString());
+    setFigure("stat-revenue", formatMoney(s.revenue, cur), s.revenue.toString());
+    setFigure("stat-commission", formatMoney(s.commission, cur), s.commission.toString());
+  }
+
+  // Balances from the commissions themselves (sum per status and currency), recent rows, payout state.
+  async function loadMoney() {
+    const [all, recent, payouts] = await Promise.all([
+      listAll("commissions", { filter: 'status != "void"', fields: "amount,currency,status" }),
+      api(records("commissions") + query({ sort: "-created", perPage: 10, skipTotal: 1, fields: "id,created,kind,status,amount,currency" })),
+      api(records("payouts") + query({ sort: "-created", perPage: 10, skipTotal: 1, fields: "id,created,paid_at,method,status,amount,currency,error" })),
+    ]);
+    const sums = { pending: new Map(), payable: new Map(), paid: new Map() };
+    for (const c of all) {
+      const m = sums[c.status];
+      if (m) m.set(c.currency, (m.get(c.currency) || 0n) + big(c.amount));
+    }
+    const cur = state.program ? state.program.currency : "usd";
+    for (const status of Object.keys(sums)) {
+      const m = sums[status];
+      if (!m.size) m.set(cur, 0n);
+      const parts = [...m].map(([c, v]) => formatMoney(v, c));
+      setFigure("bal-" + status, parts.join(" · "), [...m].map(([c, v]) => v + " " + c).join(","));
+    }
+    fillRows($("commissions-body"), recent.items.map((c) => [
+      cell(day(c.created)), cell(c.kind), cell(c.status), cell(formatMoney(c.amount, c.currency), "num"),
+    ]), 4, "No commissions yet.");
+    fillRows($("payouts-body"), payouts.items.map((p) => [
+      cell(day(p.paid_at || p.created)), cell(p.method), cell(p.status + (p.error ? " (" + p.error + ")" : "")), cell(formatMoney(p.amount, p.currency), "num"),
+    ]), 4, "No payouts yet.");
+    renderPayoutMethod();
+  }
+  function renderPayoutMethod() {
+    const r = state.record;
+    let text = "Payout method: " + (r.payout_method === "stripe" ? "Stripe" : "manual (PayPal, Wise or bank transfer to " + (r.payout_email || r.email) + ")") + ".";
+    if (r.payout_method === "stripe") text += r.payouts_enabled ? " Stripe payouts are enabled." : " Stripe onboarding is not complete yet.";
+    $("payout-method").textContent = text;
+  }
+
+  async function loadLinks() {
+    const links = await listAll("links", { sort: "created", fields: "id,code,destination,label" });
+    fillRows($("links-body"), links.map((l) => {
+      const url = location.origin + "/r/" + encodeURIComponent(l.code);
+      const linkCell = document.createElement("td");
+      const code = document.createElement("code");
+      code.textContent = url;
+      code.className = "link-url";
+      linkCell.append(code);
+      const copyCell = document.createElement("td");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "secondary";
+      b.textContent = "Copy";
+      b.setAttribute("aria-label", "Copy the link " + (l.label || l.code));
+      b.addEventListener("click", () => copy(url, b));
+      copyCell.append(b);
+      return [cell(l.label || l.code), linkCell, cell(l.destination), copyCell];
+    }), 4, "No links yet: create one below.");
+  }
+
+  async function copy(text, button) {
+    let ok = false;
+    try {
+      await navigator.clipboard.writeText(text);
+      ok = true;
+    } catch (_) {
+      const input = $("ref-link");
+      const before = input.value;
+      input.value = text;
+      input.select();
+      try { ok = document.execCommand("copy"); } catch (_) { ok = false; }
+      input.value = before;
+    }
+    const label = button.textContent;
+    button.textContent = ok ? "Copied" : "Select and copy";
+    setTimeout(() => { button.textContent = label; }, 1500);
+  }
+
+  function fillProfile(r) {
+    const f = $("profile-form");
+    for (const name of ["name", "payout_email", "payout_method", "preferred_channel", "timezone", "webhook_url"]) {
+      f.elements[name].value = r[name] || (name === "payout_method" ? "manual" : name === "preferred_channel" ? "email" : "");
+    }
+    clearErrors(f);
+  }
+
+  // ---- realtime: EventSource on /api/realtime; on each PB_CONNECT (also after a reconnect)
+  // POST the subscriptions with the auth token, as the PocketBase SDK does.
+  function startRealtime(subscriptions) {
+    stopRealtime();
+    const es = new EventSource("/api/realtime");
+    state.es = es;
+    es.addEventListener("PB_CONNECT", async (ev) => {
+      let clientId = "";
+      try { clientId = JSON.parse(ev.data).clientId; } catch (_) { return; }
+      try {
+        await api("/api/realtime", { method: "POST", body: { clientId, subscriptions } });
+        liveState(true);
+      } catch (e) {
+        liveState(false, "Live updates are off: " + e.message);
+      }
+    });
+    es.addEventListener("pba/live", (ev) => onLive(ev.data));
+    for (const topic of ["commissions/*", "payouts/*"]) es.addEventListener(topic, () => scheduleReload(loadMoney));
+    es.addEventListener("links/*", () => scheduleReload(loadLinks));
+    if (state.record) es.addEventListener("affiliates/" + state.record.id, (ev) => onSelf(ev.data));
+    es.onerror = () => liveState(false, "Live updates reconnecting…");
+  }
+  function stopRealtime() {
+    if (state.es) state.es.close();
+    state.es = null;
+    liveState(false, "");
+  }
+  function liveState(on, text) {
+    $("live-dot").classList.toggle("on", on);
+    $("live-state").textContent = on ? "Live: new clicks and sales appear here as they happen." : text || "";
+  }
+  function onLive(data) {
+    let msg;
+    try { msg = JSON.parse(data); } catch (_) { return; }
+    const d = msg && msg.affiliates && state.record && msg.affiliates[state.record.id];
+    if (!d || !state.stats) return;
+    const s = state.stats;
+    s.clicks += big(d.clicks);
+    s.unique_clicks += big(d.unique_clicks);
+    s.conversions += big(d.conversions);
+    s.revenue += big(d.revenue);
+    s.commission += big(d.commission);
+    renderStats();
+    if (d.conversions || d.commission) scheduleReload(loadMoney);
+  }
+  function onSelf(data) {
+    let ev;
+    try { ev = JSON.parse(data); } catch (_) { return; }
+    if (!ev || ev.action !== "update" || !ev.record) return;
+    const before = state.record;
+    state.record = ev.record;
+    if (!before || before.status !== ev.record.status) {
+      enter(ev.record).catch((e) => setMsg(e.message, "error"));
+    } else {
+      renderPayoutMethod();
+    }
+  }
+  const pending = new Set();
+  function scheduleReload(fn) {
+    pending.add(fn);
+    clearTimeout(state.reloadTimer);
+    state.reloadTimer = setTimeout(() => {
+      const fns = [...pending];
+      pending.clear();
+      for (const f of fns) f().catch((e) => setMsg(e.message, "error"));
+    }, 300);
+  }
+
+  // ---- forms
+  function wire() {
+    for (const f of document.forms) wireErrors(f);
+
+    $("signin-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const f = ev.currentTarget;
+      clearErrors(f);
+      setMsg("");
+      busy(f.querySelector("button"), async () => {
+        try {
+          const record = await signIn(f.elements.identity.value.trim(), f.elements.password.value);
+          f.reset();
+          await enter(record);
+        } catch (e) {
+          showErrors(f, e.status === 400 && !Object.keys(e.data).length ? new ApiError(400, { message: "Wrong email or password." }) : e);
+        }
+      });
+    });
+
+    $("signup-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const f = ev.currentTarget;
+      clearErrors(f);
+      setMsg("");
+      const body = {
+        name: f.elements.name.value.trim(), email: f.elements.email.value.trim(),
+        password: f.elements.password.value, passwordConfirm: f.elements.passwordConfirm.value,
+      };
+      busy(f.querySelector("button"), async () => {
+        try {
+          await api(records("affiliates"), { method: "POST", body, auth: false });
+          const record = await signIn(body.email, body.password);
+          f.reset();
+          await enter(record);
+          setMsg("Thank you for applying.", "ok");
+        } catch (e) {
+          showErrors(f, e);
+        }
+      });
+    });
+
+    $("sign-out").addEventListener("click", () => signOut("You are signed out."));
+    $("ref-copy").addEventListener("click", (ev) => copy($("ref-link").value, ev.currentTarget));
+
+    $("link-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const f = ev.currentTarget;
+      clearErrors(f);
+      const body = { label: f.elements.label.value.trim() };
+      const dest = f.elements.destination.value.trim();
+      if (dest) body.destination = dest; // empty: the program's destination
+      busy(f.querySelector("button"), async () => {
+        try {
+          const link = await api(records("links"), { method: "POST", body });
+          f.reset();
+          setMsg("Link created: " + location.origin + "/r/" + link.code, "ok");
+          await loadLinks();
+        } catch (e) {
+          showErrors(f, e);
+        }
+      });
+    });
+
+    $("profile-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const f = ev.currentTarget;
+      clearErrors(f);
+      $("profile-msg").textContent = "";
+      const body = {};
+      for (const name of ["name", "payout_email", "payout_method", "preferred_channel", "timezone", "webhook_url"]) {
+        body[name] = f.elements[name].value.trim();
+      }
+      busy(f.querySelector("button"), async () => {
+        try {
+          state.record = await api(records("affiliates") + "/" + encodeURIComponent(state.record.id), { method: "PATCH", body });
+          fillProfile(state.record);
+          renderPayoutMethod();
+          $("dash-h").textContent = "Welcome, " + (state.record.name || state.record.email);
+          $("profile-msg").textContent = "Saved.";
+        } catch (e) {
+          showErrors(f, e);
+        }
+      });
+    });
+
+    $("connect").addEventListener("click", (ev) => {
+      const msg = $("connect-msg");
+      msg.textContent = "";
+      busy(ev.currentTarget, async () => {
+        try {
+          const res = await api("/api/pba/connect/onboard", { method: "POST", body: {} });
+          if (res && typeof res.url === "string" && /^https?:\/\//.test(res.url)) {
+            msg.textContent = "Opening Stripe…";
+            location.assign(res.url);
+          } else {
+            msg.textContent = "Stripe did not return an onboarding link.";
+          }
+        } catch (e) {
+          msg.textContent = e.message;
+        }
+      });
+    });
+
+    if (window.Intl && Intl.supportedValuesOf) {
+      const list = $("tz-list");
+      for (const tz of Intl.supportedValuesOf("timeZone")) {
+        const o = document.createElement("option");
+        o.value = tz;
+        list.append(o);
+      }
+    }
+  }
+
+  async function start() {
+    wire();
+    const back = new URLSearchParams(location.search).get("stripe");
+    let saved = null;
+    try { saved = JSON.parse(localStorage.getItem(AUTH_KEY) || "null"); } catch (_) { saved = null; }
+    if (!saved || !saved.token) {
+      signOut("");
+      return;
+    }
+    state.token = saved.token;
+    try {
+      // A fresh token and record: the status may have changed since the last visit.
+      const res = await api("/api/collections/affiliates/auth-refresh", { method: "POST", body: {} });
+      saveToken(res.token);
+      await enter(res.record);
+      if (back === "return") setMsg("Back from Stripe. Payouts are enabled as soon as Stripe confirms your details.", "ok");
+      if (back === "refresh") setMsg("The Stripe link expired; press “Set up payouts with Stripe” again.", "info");
+    } catch (e) {
+      if (e.status === 401 || e.status === 403 || e.status === 404) signOut("Your session ended; please sign in again.");
+      else setMsg(e.message, "error");
+    }
+  }
+
+  start();
+})();
