@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// Helpers of the page tests (pages_browser_test.go): a browser tab driven through the DOM, with
+// the page's console errors and uncaught exceptions kept for the failure message.
+
+// startPagesBrowser starts headless Chromium like startBrowser (trackjs_browser_test.go), with
+// the time a walk through both pages needs.
+func startPagesBrowser(t *testing.T, execPath string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(execPath),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.UserAgent(desktopUA),
+		chromedp.WindowSize(1200, 900),
+	)
+	timeout, cancelTimeout := context.WithTimeout(context.Background(), 4*time.Minute)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(timeout, opts...)
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	t.Cleanup(func() {
+		cancelBrowser()
+		cancelAlloc()
+		cancelTimeout()
+	})
+	if err := chromedp.Do(browser); err != nil {
+		t.Fatalf("start chromium %s: %v", execPath, err)
+	}
+	return browser
+}
+
+// pageTab is one tab in its own browser context (own localStorage and cookies).
+type pageTab struct {
+	t   *testing.T
+	ctx context.Context
+	mu  sync.Mutex
+	log []string // console errors and uncaught exceptions
+}
+
+func openTab(t *testing.T, browser context.Context) *pageTab {
+	t.Helper()
+	p := &pageTab{t: t}
+	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext(), chromedp.WithListener(p.listen))
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("new tab: %v", err)
+	}
+	p.ctx = ctx
+	return p
+}
+
+func (p *pageTab) listen(ev any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch ev := ev.(type) {
+	case *runtime.EventConsoleAPICalled:
+		if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning {
+			var parts []string
+			for _, a := range ev.Args {
+				parts = append(parts, string(a.Value)+a.Description)
+			}
+			p.log = append(p.log, string(ev.Type)+": "+strings.Join(parts, " "))
+		}
+	case *runtime.EventExceptionThrown:
+		text := ev.ExceptionDetails.Text
+		if ev.ExceptionDetails.Exception != nil {
+			text += " " + ev.ExceptionDetails.Exception.Description
+		}
+		p.log = append(p.log, "exception: "+text)
+	}
+}
+
+// exceptions are the uncaught script errors seen so far.
+func (p *pageTab) exceptions() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, l := range p.log {
+		if strings.HasPrefix(l, "exception: ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (p *pageTab) diagnostics() string {
+	p.mu.Lock()
+	log := strings.Join(p.log, "\n  ")
+	p.mu.Unlock()
+	text, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+	return "\npage text:\n" + text + "\nconsole:\n  " + log
+}
+
+func (p *pageTab) navigate(url string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		p.t.Fatalf("open %s: %v", url, err)
+	}
+}
+
+func pageEval[T any](p *pageTab, expr string) T {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.t.Fatalf("evaluate %s: %v%s", expr, err, p.diagnostics())
+	}
+	return v
+}
+
+// waitFor polls the JavaScript condition cond until it is true.
+func (p *pageTab) waitFor(what, cond string) {
+	p.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool]("!!("+cond+")"))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("timed out waiting for %s (%s): %v%s", what, cond, err, p.diagnostics())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// typeInto focuses the field and types text as a user would (after clearing it).
+func (p *pageTab) typeInto(selector, text string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
+	defer cancel()
+	pageEval[bool](p, `(() => { const el = document.querySelector(`+strconv.Quote(selector)+`); el.value = ""; return true; })()`)
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS(selector), text, chromedp.NodeVisible)); err != nil {
+		p.t.Fatalf("type into %s: %v%s", selector, err, p.diagnostics())
+	}
+}
+
+func (p *pageTab) click(selector string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(selector), chromedp.NodeVisible)); err != nil {
+		p.t.Fatalf("click %s: %v%s", selector, err, p.diagnostics())
+	}
+}
+
+func (p *pageTab) text(selector string) string {
+	p.t.Helper()
+	return pageEval[string](p, `(document.querySelector(`+strconv.Quote(selector)+`) || {}).textContent || ""`)
+}
+
+func (p *pageTab) attr(selector, name string) string {
+	p.t.Helper()
+	return pageEval[string](p, `(document.querySelector(`+strconv.Quote(selector)+`) || {getAttribute() { return "" }}).getAttribute(`+strconv.Quote(name)+`) || ""`)
+}
+
+// hitRedirect is a visitor following a tracking link (not the browser under test, so the portal's
+// pba_self cookie does not flag it): it must answer the 302 of a recorded click.
+func hitRedirect(t *testing.T, url string) {
+	t.Helper()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("User-Agent", desktopUA)
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusFound {
+		t.Fatalf("GET %s: %d, want 302", url, res.StatusCode)
+	}
+}
+
+// formatMinor is the pages' money format for a two-decimal currency: 1,234.56 USD.
+func formatMinor(minor int64, currency string) string {
+	sign := ""
+	if minor < 0 {
+		sign, minor = "-", -minor
+	}
+	digits := fmt.Sprintf("%03d", minor)
+	whole, frac := digits[:len(digits)-2], digits[len(digits)-2:]
+	return sign + groupThousands(whole) + "." + frac + " " + strings.ToUpper(currency)
+}
+
+func groupThousands(digits string) string {
+	var b strings.Builder
+	for i, r := range digits {
+		if i > 0 && (len(digits)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
