@@ -4,9 +4,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
+	"github.com/stripe/stripe-go/v76"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 )
@@ -53,15 +55,28 @@ func applyRefund(tx core.App, conv *core.Record, refunded int64) error {
 	return tx.Save(conv)
 }
 
-// applyDispute holds a sale under dispute: its commission waits until the dispute is resolved.
+// applyDispute holds an approved sale under dispute: its commission waits until the dispute is
+// resolved. Other sales are left alone: a refunded one has no commission left to hold, and a
+// rejected one (self-referral) must not become approved when the dispute is won.
 func applyDispute(tx core.App, conv *core.Record) error {
-	if conv.GetString(collections.FieldStatus) == collections.ConversionRefunded ||
-		conv.GetString(collections.ConversionReason) == collections.ReasonDispute {
+	if conv.GetString(collections.FieldStatus) != collections.ConversionApproved {
 		return nil
 	}
 	conv.Set(collections.FieldStatus, collections.ConversionPending)
 	conv.Set(collections.ConversionReason, collections.ReasonDispute)
-	return tx.Save(conv)
+	if err := tx.Save(conv); err != nil {
+		return err
+	}
+	// A commission already released but not in a payout goes back to pending, so no payout run
+	// pays it while the dispute is open; the engine releases it again once the sale is approved.
+	// (The sale index's condition is repeated so SQLite uses that partial index.)
+	_, err := tx.DB().NewQuery(`UPDATE commissions SET status = 'pending', updated = {:now}
+		WHERE conversion = {:c} AND status = 'payable' AND payout = '' AND ` + saleIndexWhere).
+		Bind(dbx.Params{"c": conv.Id, "now": formatDateTime(time.Now())}).Execute()
+	if err != nil {
+		return fmt.Errorf("hold the commission of conversion %s: %w", conv.Id, err)
+	}
+	return nil
 }
 
 // storePendingStripe keeps a refund or dispute whose sale is not recorded yet; the sale applies
@@ -117,5 +132,89 @@ func applyPendingStripe(tx core.App, conv *core.Record) error {
 			return err
 		}
 	}
-	return nil
+	_, err := applyDisputeState(tx, conv)
+	return err
+}
+
+// stripeDisputes is the collection of the disputes Stripe told us about, with their last status.
+const stripeDisputes = "stripe_disputes"
+
+// Dispute outcomes of Stripe (dispute.status once closed). warning_closed is an inquiry that
+// ended without a chargeback: the money stays, like a won dispute.
+const (
+	disputeWon           = "won"
+	disputeLost          = "lost"
+	disputeWarningClosed = "warning_closed"
+)
+
+// recordDispute stores what an event says about a dispute. A charge.dispute.closed (closed)
+// sets the final status; any other event only creates a dispute not seen yet, so a created
+// event that arrives after the closed one cannot reopen it.
+func recordDispute(tx core.App, d *stripe.Dispute, charge, paymentIntent string, closed bool, eventID string) error {
+	r, err := tx.FindFirstRecordByData(stripeDisputes, "dispute_id", d.ID)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		col, err := tx.FindCachedCollectionByNameOrId(stripeDisputes)
+		if err != nil {
+			return err
+		}
+		r = core.NewRecord(col)
+		r.Set("dispute_id", d.ID)
+	case err != nil:
+		return fmt.Errorf("find dispute %s: %w", d.ID, err)
+	case !closed || r.GetBool("closed"):
+		// Known already, and this event does not close it (or it is closed already: a
+		// duplicate closed event with another id carries the same final status).
+		return nil
+	}
+	r.Load(map[string]any{"charge": charge, "payment_intent": paymentIntent, "status": string(d.Status), "closed": closed,
+		"amount": d.Amount, "event_id": eventID})
+	return tx.Save(r)
+}
+
+// applyDisputeState puts conv where the disputes of its payment leave it: any lost dispute is a
+// full refund (the unpaid commission is voided, a paid one clawed back); else any dispute still
+// open holds the sale; else (all won, or no longer open) a hold placed by a dispute is released
+// and the commission goes on toward payable. It is a function of the stored disputes only, so
+// replays and any order of events (and of the sale) converge. It returns what it did ("" for
+// nothing).
+func applyDisputeState(tx core.App, conv *core.Record) (string, error) {
+	charge, pi := conv.GetString(collections.ConversionCharge), conv.GetString(collections.ConversionPaymentIntent)
+	if charge == "" && pi == "" {
+		return "", nil
+	}
+	disputes, err := tx.FindRecordsByFilter(stripeDisputes,
+		"(charge != '' && charge = {:charge}) || (payment_intent != '' && payment_intent = {:pi})", "created", 0, 0,
+		dbx.Params{"charge": charge, "pi": pi})
+	if err != nil {
+		return "", fmt.Errorf("disputes of conversion %s: %w", conv.Id, err)
+	}
+	if len(disputes) == 0 {
+		return "", nil
+	}
+	lost, open := false, false
+	for _, d := range disputes {
+		switch d.GetString("status") {
+		case disputeLost:
+			lost = true
+		case disputeWon, disputeWarningClosed:
+		default:
+			open = true
+		}
+	}
+	switch {
+	case lost:
+		if err := applyRefund(tx, conv, int64(conv.GetInt(collections.FieldAmount))); err != nil {
+			return "", err
+		}
+		return "dispute lost: refunded", nil
+	case open:
+		return "held", applyDispute(tx, conv)
+	case conv.GetString(collections.FieldStatus) == collections.ConversionPending &&
+		conv.GetString(collections.ConversionReason) == collections.ReasonDispute:
+		conv.Set(collections.FieldStatus, collections.ConversionApproved)
+		conv.Set(collections.ConversionReason, "")
+		return "dispute won: released", tx.Save(conv)
+	}
+	return "", nil
 }

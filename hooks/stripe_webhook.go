@@ -246,7 +246,11 @@ func (h *stripeWebhook) process(tx core.App, event stripe.Event, promo stripePro
 		})
 	case stripe.EventTypeChargeDisputeCreated:
 		return withStripeObject(event, func(d *stripe.Dispute) (string, error) {
-			return stripeDisputeCreated(tx, event, d)
+			return stripeDisputeChanged(tx, event, d, false)
+		})
+	case stripe.EventTypeChargeDisputeClosed:
+		return withStripeObject(event, func(d *stripe.Dispute) (string, error) {
+			return stripeDisputeChanged(tx, event, d, true)
 		})
 	case stripe.EventTypeAccountUpdated:
 		return withStripeObject(event, func(a *stripe.Account) (string, error) {
@@ -479,24 +483,38 @@ func stripeChargeRefunded(tx core.App, event stripe.Event, c *stripe.Charge) (st
 		conv.GetString(collections.FieldStatus)), nil
 }
 
-// stripeDisputeCreated holds the disputed sale (pending with reason dispute) so its commission is not
-// paid while the money may go back; an unrecorded sale gets the hold when it arrives.
-func stripeDisputeCreated(tx core.App, event stripe.Event, d *stripe.Dispute) (string, error) {
+// stripeDisputeChanged records a dispute opened (charge.dispute.created) or closed
+// (charge.dispute.closed, closed) and puts the sale where its disputes leave it: held (pending,
+// reason dispute) while one is open so its commission is not paid while the money may go back,
+// released when won, refunded in full when lost (the engine then voids the unpaid commission
+// or claws back a paid one). A sale not recorded yet gets the same treatment when it arrives.
+func stripeDisputeChanged(tx core.App, event stripe.Event, d *stripe.Dispute, closed bool) (string, error) {
+	if d.ID == "" {
+		return "ignored: dispute without id", nil
+	}
 	pi, charge := stripeID(d.PaymentIntent), stripeID(d.Charge)
+	if err := recordDispute(tx, d, charge, pi, closed, event.ID); err != nil {
+		return "", fmt.Errorf("record dispute %s: %w", d.ID, err)
+	}
 	conv, err := findStripeConversion(tx, pi, charge, "")
 	if err != nil {
 		return "", fmt.Errorf("dispute %s: %w", d.ID, err)
 	}
+	state := "dispute"
+	if closed {
+		state = fmt.Sprintf("dispute %s", d.Status)
+	}
 	if conv == nil {
-		if err := storePendingStripe(tx, pendingDispute, pi, charge, "", 0, event.ID); err != nil {
-			return "", fmt.Errorf("keep dispute %s: %w", d.ID, err)
-		}
-		return "pending: dispute for an unrecorded sale", nil
+		return "pending: " + state + " for an unrecorded sale", nil
 	}
-	if err := applyDispute(tx, conv); err != nil {
-		return "", fmt.Errorf("hold conversion %s for dispute %s: %w", conv.Id, d.ID, err)
+	did, err := applyDisputeState(tx, conv)
+	if err != nil {
+		return "", fmt.Errorf("apply dispute %s to conversion %s: %w", d.ID, conv.Id, err)
 	}
-	return fmt.Sprintf("disputed conversion %s (%s)", conv.Id, conv.GetString(collections.FieldStatus)), nil
+	if did == "" {
+		did = "unchanged"
+	}
+	return fmt.Sprintf("%s %s: conversion %s %s (%s)", state, d.ID, conv.Id, did, conv.GetString(collections.FieldStatus)), nil
 }
 
 // stripeAccountUpdated mirrors a Connect account's payouts_enabled onto its affiliate, so payout runs
