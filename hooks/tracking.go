@@ -133,34 +133,52 @@ func (t *tracker) stop() {
 // uniqueness stays exact across restarts. It reads idx_clicks_affiliate (affiliate, created)
 // once per affiliate; clicks of deleted affiliates cannot recur and are skipped.
 func (t *tracker) loadUniqueWindow() error {
-	var rows []struct {
-		Visitor   string `db:"visitor"`
-		Link      string `db:"link"`
-		Affiliate string `db:"affiliate"`
-		Created   string `db:"created"`
-	}
-	err := t.app.DB().NewQuery(`SELECT c.visitor AS visitor, c.link AS link, c.affiliate AS affiliate, c.created AS created
+	rows, err := t.app.DB().NewQuery(`SELECT c.visitor, c.link, c.affiliate, c.created
 		FROM {{affiliates}} a CROSS JOIN {{clicks}} c ON c.affiliate = a.id
 		WHERE c.created >= {:since} AND c.flag = '' AND c.visitor != ''`).
-		Bind(dbx.Params{"since": formatDateTime(time.Now().Add(-uniqueWindow))}).All(&rows)
+		Bind(dbx.Params{"since": formatDateTime(time.Now().Add(-uniqueWindow))}).Rows()
 	if err != nil {
 		return fmt.Errorf("load unique window: %w", err)
 	}
+	defer rows.Close()
 	type seen struct {
 		key uint64
 		at  int64
 	}
-	all := make([]seen, 0, len(rows))
-	for _, r := range rows {
-		at, err := time.Parse(types.DefaultDateLayout, r.Created)
-		if err != nil {
-			return fmt.Errorf("load unique window: click created %q: %w", r.Created, err)
+	// 16 bytes a click, and at most twice the window's bound: past it only the newest clicks
+	// are kept and the window is told the time of the newest one it never saw.
+	var all []seen
+	var lost int64
+	keepNewest := func(n int) {
+		slices.SortFunc(all, func(a, b seen) int { return cmp.Compare(a.at, b.at) })
+		if cut := len(all) - n; cut > 0 {
+			lost = max(lost, all[cut-1].at)
+			all = append(all[:0], all[cut:]...)
 		}
-		all = append(all, seen{t.unique.Key(r.Visitor, r.Link, r.Affiliate), at.UnixMilli()})
 	}
-	slices.SortFunc(all, func(a, b seen) int { return cmp.Compare(a.at, b.at) })
+	var visitor, link, affiliate, created string
+	for rows.Next() {
+		if err := rows.Scan(&visitor, &link, &affiliate, &created); err != nil {
+			return fmt.Errorf("load unique window: %w", err)
+		}
+		at, err := time.Parse(types.DefaultDateLayout, created)
+		if err != nil {
+			return fmt.Errorf("load unique window: click created %q: %w", created, err)
+		}
+		all = append(all, seen{t.unique.Key(visitor, link, affiliate), at.UnixMilli()})
+		if len(all) >= 2*t.unique.Max() {
+			keepNewest(t.unique.Max())
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load unique window: %w", err)
+	}
+	keepNewest(t.unique.Max())
 	for _, s := range all {
 		t.unique.Seen(s.key, s.at)
+	}
+	if lost != 0 {
+		t.unique.Lost(lost)
 	}
 	return nil
 }

@@ -127,6 +127,25 @@ func (w *UniqueWindow) Forget(key uint64, now int64) {
 	w.put(key, -now)
 }
 
+// Lost tells the window that a click at time at (Unix ms) was not given to it (a loader
+// that kept only the newest clicks): until at leaves the window, keys it does not remember
+// answer Unknown.
+func (w *UniqueWindow) Lost(at int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.markLost(at)
+}
+
+// Max is the number of entries the window holds at most.
+func (w *UniqueWindow) Max() int { return w.max }
+
+func (w *UniqueWindow) markLost(at int64) {
+	if !w.lost || at > w.lostUntil {
+		w.lostUntil = at
+	}
+	w.lost = true
+}
+
 // Len is the number of remembered keys.
 func (w *UniqueWindow) Len() int {
 	w.mu.Lock()
@@ -182,10 +201,7 @@ func (w *UniqueWindow) drop() {
 		if at < 0 {
 			at = -at
 		}
-		if !w.lost || at > w.lostUntil {
-			w.lostUntil = at
-		}
-		w.lost = true
+		w.markLost(at)
 	}
 	w.pop()
 }

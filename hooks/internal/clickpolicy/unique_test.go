@@ -119,3 +119,20 @@ func BenchmarkUniqueWindow(b *testing.B) {
 		w.Seen(k, now)
 	}
 }
+
+func TestUniqueWindowLost(t *testing.T) {
+	w := NewUniqueWindow(24*time.Hour, 0)
+	t0 := int64(1_800_000_000_000)
+	known := w.Key("known", "l", "a")
+	w.Seen(known, t0)
+	w.Lost(t0 - day/2) // a loader skipped clicks up to 12 h before t0
+	if v := w.Check(w.Key("other", "l", "a"), t0); v != Unknown {
+		t.Fatalf("a key the loader may have skipped: %v", v)
+	}
+	if v := w.Check(known, t0+1); v != Repeat {
+		t.Fatalf("a remembered key: %v", v)
+	}
+	if v := w.Check(w.Key("other", "l", "a"), t0+day/2+1); v != Unique {
+		t.Fatalf("once the skipped clicks left the window: %v", v)
+	}
+}
