@@ -158,6 +158,26 @@ func TestPagesInBrowser(t *testing.T) {
 		}
 		checkFigures(t, p, want)
 
+		// Payouts with Stripe: this server has no Stripe key, so the API's message is shown.
+		p.click("#connect")
+		p.waitFor("the onboarding answer", `document.getElementById("connect-msg").textContent !== ""`)
+		if got := p.text("#connect-msg"); !strings.Contains(got, "not configured") {
+			t.Errorf("connect message: %q, want the API's message that Stripe is not configured", got)
+		}
+
+		// Profile: the server's validation error next to the field, then a save.
+		p.typeInto("#pf-timezone", "Mars/Olympus")
+		p.click("#profile-form button[type=submit]")
+		p.waitFor("the time zone error", `document.querySelector('#profile-form .field-error[data-for="timezone"]').textContent !== ""`)
+		p.typeInto("#pf-timezone", "Europe/London")
+		p.typeInto("#pf-payout-email", "ada.payouts@example.org")
+		p.click("#profile-form button[type=submit]")
+		p.waitFor("the saved profile", `document.getElementById("profile-msg").textContent === "Saved."`)
+		var tz, payoutEmail string
+		if err := db.QueryRow(`SELECT timezone, payout_email FROM affiliates WHERE id = ?`, ada.id).Scan(&tz, &payoutEmail); err != nil || tz != "Europe/London" || payoutEmail != "ada.payouts@example.org" {
+			t.Errorf("profile in the database: timezone %q, payout_email %q, %v", tz, payoutEmail, err)
+		}
+
 		// Isolation: nothing of another affiliate anywhere on the page.
 		page := pageEval[string](p, `document.documentElement.outerHTML + "\n" + document.body.innerText + "\n" + JSON.stringify(localStorage)`)
 		for _, s := range append([]string{grace.id, grace.name, grace.code, grace.email, katherine.name, katherine.email}, graceLinks...) {
@@ -177,8 +197,13 @@ func TestPagesInBrowser(t *testing.T) {
 		}
 	})
 
+	// The pending affiliate's tab stays open until the admin approves it (last subtest).
+	var pendingTab *pageTab
+	outer := t
 	t.Run("portal pending affiliate", func(t *testing.T) {
-		p := openTab(t, browser)
+		p := openTab(outer, browser)
+		p.t = t
+		pendingTab = p
 		p.navigate(base + "/portal/")
 		p.waitFor("the sign-in form", `!document.getElementById("auth").hidden`)
 		p.typeInto("#si-email", katherine.email)
@@ -276,6 +301,11 @@ func TestPagesInBrowser(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		p.waitFor("the application to leave the list", `document.getElementById("pending-`+katherine.id+`") === null`)
+		// The applicant's open portal hears of the approval and shows the dashboard.
+		if pendingTab != nil {
+			pendingTab.t = t
+			pendingTab.waitFor("the approved applicant's dashboard", `!document.getElementById("dash").hidden && document.getElementById("ref-code").textContent === "`+katherine.code+`"`)
+		}
 		if !pageEval[bool](p, `[...document.querySelectorAll("#pending-body tr")].some((tr) => tr.textContent.includes("Mary Jackson"))`) {
 			t.Error("the other pending application (Mary Jackson) is not listed")
 		}

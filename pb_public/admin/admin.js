@@ -41,7 +41,10 @@
   const formatCount = (n) => group(big(n).toString());
   // Sums per currency (a board may span programs in several currencies).
   function formatSums(map) {
-    if (!map.size) return "0";
+    if (!map.size) {
+      const first = state.programs.values().next().value;
+      return formatMoney(0n, first ? first.currency : "usd");
+    }
     return [...map].map(([c, v]) => formatMoney(v, c)).join(" · ");
   }
 
@@ -150,6 +153,11 @@
     $("since").textContent = new Date().toLocaleTimeString();
     $("live-h").focus();
     startRealtime();
+    try {
+      await loadPrograms(); // names and currencies for the board and the preview
+    } catch (e) {
+      setMsg(e.message, "error");
+    }
     await Promise.all([loadBoard(), loadPending(), loadLedger(), loadPreview()].map((p) => p.catch((e) => setMsg(e.message, "error"))));
   }
 
@@ -157,9 +165,11 @@
   const zero = () => ({ clicks: 0n, unique_clicks: 0n, conversions: 0n, revenue: 0n, commission: 0n });
   function utcToday() { return new Date().toISOString().slice(0, 10); }
 
-  async function loadBoard() {
+  async function loadPrograms() {
     const programs = await listAll("programs", { fields: "id,name,currency" });
     for (const p of programs) state.programs.set(p.id, { name: p.name, currency: p.currency });
+  }
+  async function loadBoard() {
     state.today = utcToday();
     const rows = await listAll("stats_daily", { filter: "day = " + quote(state.today), fields: "affiliate," + KEYS.join(",") });
     const today = new Map();
@@ -377,7 +387,7 @@
     out.textContent = rep.ok
       ? "OK: the commissions of " + n + " affiliate balance" + (n === 1 ? "" : "s") + " add up and every paid commission is in exactly one paid payout."
       : problems.length + " problem" + (problems.length === 1 ? "" : "s") + " found:";
-    out.className = rep.ok ? "badge ok" : "badge bad";
+    out.className = rep.ok ? "msg ok" : "msg error";
     const list = $("ledger-problems");
     list.replaceChildren(...problems.slice(0, 50).map((p) => {
       const li = document.createElement("li");
