@@ -148,10 +148,14 @@ func TestPagesInBrowser(t *testing.T) {
 		// Live: a click on another affiliate's link changes nothing here; one on ours counts.
 		p.waitFor("the live subscription", `document.getElementById("live-dot").classList.contains("on")`)
 		before := want[0]
+		pageEval[bool](p, `window.pbaSamePage = true`)
 		hitRedirect(t, base+"/r/"+grace.code)
 		hitRedirect(t, base+"/r/"+newCode)
 		p.waitFor("the live click", `document.getElementById("stat-clicks").dataset.value === "`+strconv.FormatInt(before+1, 10)+`"`)
-		time.Sleep(700 * time.Millisecond) // more than two pba/live intervals: nothing else may arrive
+		time.Sleep(1500 * time.Millisecond) // past the pba/live interval and the page's re-read of stats_daily
+		if !pageEval[bool](p, `window.pbaSamePage === true`) {
+			t.Error("the page reloaded: the live update must come without a reload")
+		}
 		want = statsSince(t, db, ada.id, from)
 		if want[0] != before+1 {
 			t.Fatalf("database clicks %d, want %d", want[0], before+1)

@@ -5,7 +5,7 @@
 (() => {
   const AUTH_KEY = "pba_portal_auth"; // localStorage: {"token": …}
   const $ = (id) => document.getElementById(id);
-  const state = { token: "", record: null, program: null, es: null, stats: null, reloadTimer: 0 };
+  const state = { token: "", record: null, program: null, es: null, stats: null };
 
   // ---- money: integer minor units, formatted by string arithmetic with the currency's exponent
   const ZERO_DECIMALS = new Set("bif clp djf gnf isk jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split(" "));
@@ -57,7 +57,10 @@
     if (text) {
       try { body = JSON.parse(text); } catch (_) { body = null; }
     }
-    if (!res.ok) throw new ApiError(res.status, body);
+    if (!res.ok) {
+      if (res.status === 401 && state.token && opts.auth !== false && state.record) signOut("Your session ended; please sign in again.");
+      throw new ApiError(res.status, body);
+    }
     return body;
   }
   const records = (collection) => "/api/collections/" + encodeURIComponent(collection) + "/records";
@@ -395,6 +398,9 @@
     s.commission += big(d.commission);
     renderStats();
     if (d.conversions || d.commission) scheduleReload(loadMoney);
+    // The deltas show at once; a quiet second later the figures are read again from stats_daily,
+    // so a delta that raced the first load can neither be lost nor counted twice for long.
+    scheduleReload(loadStats, 1000);
   }
   function onSelf(data) {
     let ev;
@@ -408,15 +414,14 @@
       renderPayoutMethod();
     }
   }
-  const pending = new Set();
-  function scheduleReload(fn) {
-    pending.add(fn);
-    clearTimeout(state.reloadTimer);
-    state.reloadTimer = setTimeout(() => {
-      const fns = [...pending];
-      pending.clear();
-      for (const f of fns) f().catch((e) => setMsg(e.message, "error"));
-    }, 300);
+  // scheduleReload runs fn once after delay, however many events ask for it meanwhile.
+  const timers = new Map();
+  function scheduleReload(fn, delay = 300) {
+    clearTimeout(timers.get(fn));
+    timers.set(fn, setTimeout(() => {
+      timers.delete(fn);
+      if (state.record) fn().catch((e) => setMsg(e.message, "error"));
+    }, delay));
   }
 
   // ---- forms
