@@ -326,12 +326,19 @@
     es.onerror = () => {
       $("live-dot").classList.remove("on");
       $("live-state").textContent = "Live updates reconnecting…";
+      // The browser retries by itself unless the server answered with an error: then start over.
+      if (es.readyState === EventSource.CLOSED && state.es === es) {
+        setTimeout(() => { if (state.es === es && state.token) startRealtime(); }, 5000);
+      }
     };
   }
 
   // ---- applications
   async function loadPending() {
     const res = await api(records("affiliates") + query({ filter: 'status = "pending"', sort: "created", perPage: 100, fields: "id,name,email,code,program,created" }));
+    $("pending-more").textContent = res.totalItems > res.items.length
+      ? "Showing the oldest " + res.items.length + " of " + res.totalItems + " applications; decide on these to see more, or use the dashboard."
+      : "";
     const tbody = $("pending-body");
     if (!res.items.length) {
       emptyRow(tbody, 5, "No applications waiting.");

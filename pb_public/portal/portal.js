@@ -197,7 +197,8 @@
   async function enter(record) {
     state.record = record;
     // The redirector flags clicks carrying this cookie as the affiliate's own (README: click tracking).
-    document.cookie = "pba_self=" + encodeURIComponent(record.id) + "; path=/; max-age=31536000; SameSite=Lax";
+    document.cookie = "pba_self=" + encodeURIComponent(record.id) + "; path=/; max-age=31536000; SameSite=Lax" +
+      (location.protocol === "https:" ? "; Secure" : "");
     $("who-email").textContent = record.email || "";
     show("who", true);
     show("auth", false);
@@ -374,7 +375,13 @@
     for (const topic of ["commissions/*", "payouts/*"]) es.addEventListener(topic, () => scheduleReload(loadMoney));
     es.addEventListener("links/*", () => scheduleReload(loadLinks));
     if (state.record) es.addEventListener("affiliates/" + state.record.id, (ev) => onSelf(ev.data));
-    es.onerror = () => liveState(false, "Live updates reconnecting…");
+    es.onerror = () => {
+      liveState(false, "Live updates reconnecting…");
+      // The browser retries by itself unless the server answered with an error: then start over.
+      if (es.readyState === EventSource.CLOSED && state.es === es) {
+        setTimeout(() => { if (state.es === es) startRealtime(subscriptions); }, 5000);
+      }
+    };
   }
   function stopRealtime() {
     if (state.es) state.es.close();
