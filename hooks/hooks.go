@@ -188,6 +188,8 @@ func Register(app core.App, cfg Config) error {
 	registerPayouts(app, cfg)
 	registerConnect(app, cfg)
 	registerMessaging(app, cfg)
+	registerReports(app)
+	registerExports(app)
 	if pb, ok := app.(*pocketbase.PocketBase); ok {
 		pb.RootCmd.AddCommand(newDemoCommand(app))
 	}
