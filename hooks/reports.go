@@ -25,11 +25,13 @@ const (
 )
 
 // registerReports serves GET /api/pba/stats (superusers: everything; an affiliate: its own)
-// and GET /api/pba/leaderboard (superusers), both read from stats_daily.
+// and GET /api/pba/leaderboard (superusers), both read from stats_daily, and GET
+// /api/pba/balance (an affiliate's commissions by status, one query instead of paging them).
 func registerReports(app core.App) {
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		se.Router.GET("/api/pba/stats", handleStats).Bind(apis.RequireAuth(core.CollectionNameSuperusers, collections.Affiliates))
 		se.Router.GET("/api/pba/leaderboard", handleLeaderboard).Bind(apis.RequireSuperuserAuth())
+		se.Router.GET("/api/pba/balance", handleBalance).Bind(apis.RequireAuth(core.CollectionNameSuperusers, collections.Affiliates))
 		return se.Next()
 	})
 }
@@ -288,4 +290,56 @@ func handleLeaderboard(re *core.RequestEvent) error {
 		out[i] = map[string]any{"rank": i + 1, "affiliate": r.Affiliate, "name": r.Name, "code": r.Code, "metrics": m}
 	}
 	return re.JSON(http.StatusOK, map[string]any{"from": rq.From, "to": rq.To, "program": rq.Program, "by": by, "affiliates": out})
+}
+
+// handleBalance answers an affiliate's commission totals per currency: pending (in the hold
+// period), payable (next payout, clawbacks netted), paid. Affiliates get their own; superusers
+// name one with ?affiliate=.
+func handleBalance(re *core.RequestEvent) error {
+	affiliate := re.Request.URL.Query().Get("affiliate")
+	if re.Auth.Collection().Name == collections.Affiliates {
+		if affiliate != "" && affiliate != re.Auth.Id {
+			return re.ForbiddenError("Affiliates see their own balance only.", fieldError("affiliate", "forbidden", "Only your own id is allowed."))
+		}
+		affiliate = re.Auth.Id
+	}
+	if affiliate == "" {
+		return re.BadRequestError("Missing affiliate.", fieldError("affiliate", "required", "Name the affiliate."))
+	}
+	var rows []struct {
+		Currency string `db:"currency"`
+		Status   string `db:"status"`
+		Total    int64  `db:"total"`
+	}
+	err := re.App.DB().Select("currency", "status", "SUM(amount) AS total").From(collections.Commissions).
+		Where(dbx.HashExp{"affiliate": affiliate}).AndWhere(dbx.NewExp("[[status]] != {:void}", dbx.Params{"void": collections.CommissionVoid})).
+		GroupBy("currency", "status").OrderBy("currency").All(&rows)
+	if err != nil {
+		return re.InternalServerError("", fmt.Errorf("balance of %s: %w", affiliate, err))
+	}
+	type balance struct {
+		Currency string `json:"currency"`
+		Pending  int64  `json:"pending"`
+		Payable  int64  `json:"payable"`
+		Paid     int64  `json:"paid"`
+	}
+	out := []*balance{}
+	byCur := map[string]*balance{}
+	for _, r := range rows {
+		b := byCur[r.Currency]
+		if b == nil {
+			b = &balance{Currency: r.Currency}
+			byCur[r.Currency] = b
+			out = append(out, b)
+		}
+		switch r.Status {
+		case collections.CommissionPending:
+			b.Pending += r.Total
+		case collections.CommissionPayable:
+			b.Payable += r.Total
+		case collections.CommissionPaid:
+			b.Paid += r.Total
+		}
+	}
+	return re.JSON(http.StatusOK, map[string]any{"affiliate": affiliate, "balances": out})
 }

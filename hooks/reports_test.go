@@ -226,3 +226,30 @@ func TestExportPages(t *testing.T) {
 		},
 	}).Test(t)
 }
+
+func TestBalanceRoute(t *testing.T) {
+	scenarios := []tests.ApiScenario{
+		{
+			Name: "affiliate: own paid commission", URL: "/api/pba/balance", Headers: map[string]string{"Authorization": fx.A.Token},
+			ExpectedStatus: 200, ExpectedContent: []string{`"balances":[{"currency":"usd","pending":0,"payable":0,"paid":1000}]`},
+		},
+		{
+			Name: "affiliate naming another: 403", URL: "/api/pba/balance?affiliate=" + fx.B.ID, Headers: map[string]string{"Authorization": fx.A.Token},
+			ExpectedStatus: 403, ExpectedContent: []string{`"affiliate"`},
+		},
+		{
+			Name: "superuser names one", URL: "/api/pba/balance?affiliate=" + fx.B.ID, Headers: map[string]string{"Authorization": fx.Superuser.Token},
+			ExpectedStatus: 200, ExpectedContent: []string{`"paid":2000`},
+		},
+		{
+			Name: "superuser without affiliate: 400", URL: "/api/pba/balance", Headers: map[string]string{"Authorization": fx.Superuser.Token},
+			ExpectedStatus: 400, ExpectedContent: []string{`"affiliate":{"code":"required"`},
+		},
+		{Name: "guest: 401", URL: "/api/pba/balance", ExpectedStatus: 401, ExpectedContent: []string{`"status":401`}},
+	}
+	for _, s := range scenarios {
+		s.Method = http.MethodGet
+		s.TestAppFactory = fx.Factory()
+		s.Test(t)
+	}
+}

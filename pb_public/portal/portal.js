@@ -274,17 +274,16 @@
     setFigure("stat-commission", formatMoney(s.commission, cur), s.commission.toString());
   }
 
-  // Balances from the commissions themselves (sum per status and currency), recent rows, payout state.
+  // Balances (GET /api/pba/balance: sums per status and currency), recent rows, payout state.
   async function loadMoney() {
-    const [all, recent, payouts] = await Promise.all([
-      listAll("commissions", { filter: 'status != "void"', fields: "amount,currency,status" }),
+    const [balance, recent, payouts] = await Promise.all([
+      api("/api/pba/balance"),
       api(records("commissions") + query({ sort: "-created", perPage: 10, skipTotal: 1, fields: "id,created,kind,status,amount,currency" })),
       api(records("payouts") + query({ sort: "-created", perPage: 10, skipTotal: 1, fields: "id,created,paid_at,method,status,amount,currency,error" })),
     ]);
     const sums = { pending: new Map(), payable: new Map(), paid: new Map() };
-    for (const c of all) {
-      const m = sums[c.status];
-      if (m) m.set(c.currency, (m.get(c.currency) || 0n) + big(c.amount));
+    for (const b of balance.balances) {
+      for (const status of Object.keys(sums)) sums[status].set(b.currency, big(b[status]));
     }
     const cur = state.program ? state.program.currency : "usd";
     for (const status of Object.keys(sums)) {
