@@ -25,13 +25,14 @@ func BenchmarkWriteClicks(b *testing.B) {
 	defer app.Cleanup()
 	const batch = 64
 	rows := make([]clickRow, batch)
+	var ids orderedIDs // one instant per id, as the writer hands them out
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		now := time.Now().UTC()
 		for j := range rows {
-			rows[j] = clickRow{ID: newOrderedID(now), LinkID: "link00000000001", AffiliateID: fmt.Sprintf("aff%012d", j%8),
-				ProgramID: "prog00000000001", Visitor: newOrderedID(now), NewVisitor: true, IPHash: "0123456789abcdef0123456789abcdef",
+			rows[j] = clickRow{ID: ids.next(now), LinkID: "link00000000001", AffiliateID: fmt.Sprintf("aff%012d", j%8),
+				ProgramID: "prog00000000001", Visitor: ids.next(now), NewVisitor: true, IPHash: "0123456789abcdef0123456789abcdef",
 				UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36", Created: now}
 		}
 		if err := app.RunInTransaction(func(tx core.App) error { return writeClicks(tx, rows) }); err != nil {
