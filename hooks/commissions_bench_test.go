@@ -3,6 +3,7 @@
 package hooks
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"runtime/debug"
@@ -15,6 +16,7 @@ import (
 	"github.com/pocketbase/pocketbase/tests"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/rules"
 )
 
 // engineBenchApp is an app with the default program, 100 approved affiliates and the engine.
@@ -133,6 +135,29 @@ func BenchmarkCommissionEngineIdle(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if st, err := engine.run(); err != nil || st.Created != 0 {
 			b.Fatalf("idle run did work: %+v %v", st, err)
+		}
+	}
+}
+
+// TestRuleSnapshotIsJSON: the engine's hand-written rule snapshot is exactly encoding/json's.
+func TestRuleSnapshotIsJSON(t *testing.T) {
+	ctx := newRuleContext(nil)
+	for _, e := range []rules.Explanation{
+		{Source: rules.SourceProgram, Type: rules.TypePercent, Value: 2000, Base: 12345, Recurring: rules.RecurringFirst, Payment: 1},
+		{Source: rules.SourceTier, Type: rules.TypeFlat, Value: -5, TierID: "t1", TierName: `Gold <"&"> ünï \ \n`, Base: 0,
+			Recurring: rules.RecurringMonths, Payment: 7, Note: rules.NoteRecurringEnded},
+		{Source: rules.SourceOverride, Type: "percent", Value: 10000, TierName: "only name", Base: 100_000_000_000, Recurring: "lifetime",
+			Payment: 2, Note: "\u2028 line\tsep"},
+		{},
+	} {
+		for _, amount := range []int64{0, 1, -3, 20_000_000_000} {
+			want, err := json.Marshal(commissionRule{Explanation: e, Amount: amount})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ctx.appendRule(nil, e, amount); string(got) != string(want) {
+				t.Errorf("rule snapshot\n got %s\nwant %s", got, want)
+			}
 		}
 	}
 }
