@@ -672,9 +672,19 @@ func (e *commissionEngine) releasePayable() (int, error) {
 // evaluateBonuses pays each active milestone bonus once per affiliate and calendar month,
 // looking only at the months this run added commissions to.
 func (e *commissionEngine) evaluateBonuses(st *engineStats, touched map[monthKey]bool) error {
+	// Active bonuses are read once per program: a large run touches thousands of months, and
+	// most programs have no bonus at all.
+	byProgram := map[string][]*core.Record{}
 	for k := range touched {
-		bonuses, err := e.app.FindAllRecords("bonuses", dbx.HashExp{collections.FieldProgram: k.program, "active": true})
-		if err != nil || len(bonuses) == 0 {
+		bonuses, ok := byProgram[k.program]
+		if !ok {
+			var err error
+			if bonuses, err = e.app.FindAllRecords("bonuses", dbx.HashExp{collections.FieldProgram: k.program, "active": true}); err != nil {
+				bonuses = nil // as before: a failed read skips the bonus, the next run retries
+			}
+			byProgram[k.program] = bonuses
+		}
+		if len(bonuses) == 0 {
 			continue
 		}
 		start, err := time.Parse("2006-01", k.month)

@@ -5,13 +5,16 @@ package hooks
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand"
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tests"
 
@@ -122,6 +125,107 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cloneAffiliates adds n approved affiliates copied from the first one with raw inserts (a
+// password hash per affiliate through app.Save would take minutes).
+func cloneAffiliates(b *testing.B, app core.App, template string, n int) []string {
+	b.Helper()
+	var cols []string
+	if err := app.DB().NewQuery("SELECT name FROM pragma_table_info('affiliates')").Column(&cols); err != nil {
+		b.Fatal(err)
+	}
+	sel := make([]string, len(cols))
+	for i, c := range cols {
+		switch c {
+		case "id":
+			sel[i] = "{:id}"
+		case "email":
+			sel[i] = "{:id} || '@clone.test'"
+		case "code":
+			sel[i] = "'clone-' || {:id}"
+		case "tokenKey":
+			sel[i] = "'tk' || {:id}"
+		default:
+			sel[i] = "[[" + c + "]]"
+		}
+	}
+	q := "INSERT INTO affiliates ([[" + strings.Join(cols, "]], [[") + "]]) SELECT " + strings.Join(sel, ", ") + " FROM affiliates WHERE id = {:t}"
+	ids := make([]string, n)
+	err := app.RunInTransaction(func(tx core.App) error {
+		for i := range ids {
+			ids[i] = newRecordID()
+			if _, err := tx.DB().NewQuery(q).Bind(dbx.Params{"id": ids[i], "t": template}).Execute(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ids
+}
+
+// BenchmarkCommissionEngineSpread is the engine on data shaped like production rather than
+// like a load generator: 5,000 affiliates, conversion ids as PocketBase makes them (random, so
+// commissions land all over the conversion index), sales spread over 30 days (a stats_daily row
+// per affiliate and day). PBA_BENCH_CONVERSIONS sets the count (default 100k).
+func BenchmarkCommissionEngineSpread(b *testing.B) {
+	defer debug.SetGCPercent(debug.SetGCPercent(DefaultGCPercent))
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("PBA_BENCH_CONVERSIONS")); err == nil && v > 0 {
+		n = v
+	}
+	app, engine, seed := engineBenchApp(b)
+	affiliates := append(seed, cloneAffiliates(b, app, seed[0], 4900)...)
+	program, _ := collections.FindDefaultProgram(app)
+	rng := rand.New(rand.NewSource(1))
+	var cpu time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		err := app.RunInTransaction(func(tx core.App) error {
+			t, err := sqlTx(tx)
+			if err != nil {
+				return err
+			}
+			stmt, err := t.Prepare(`INSERT INTO conversions (id, affiliate, program, click, link, source, external_id, customer, amount,
+				currency, status, reason, occurred_at, subscription_id, metadata, created, updated, refunded_amount, payment_number,
+				stripe_payment_intent, stripe_charge, commissioned, refund_applied)
+				VALUES (?, ?, ?, '', '', 'api', ?, '', ?, 'usd', 'approved', '', ?, '', '{}', ?, ?, 0, 1, '', '', FALSE, 0)`)
+			if err != nil {
+				return err
+			}
+			defer stmt.Close()
+			now := time.Now()
+			for j := 0; j < n; j++ {
+				at := formatDateTime(now.Add(-time.Duration(rng.Int63n(int64(30 * 24 * time.Hour)))))
+				if _, err := stmt.Exec(newRecordID(), affiliates[rng.Intn(len(affiliates))], program.Id,
+					fmt.Sprintf("spread-%d-%d", i, j), 1000+rng.Intn(9000), at, at, at); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		before := processCPU()
+		b.StartTimer()
+		st, err := engine.run()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		cpu += processCPU() - before
+		b.StartTimer()
+		if st.Created != n {
+			b.Fatalf("created %d commissions, want %d", st.Created, n)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "conversions/s")
+	b.ReportMetric(float64(cpu.Microseconds())*1000/float64(n*b.N), "cpu-ns/conversion")
 }
 
 // BenchmarkCommissionEngineIdle is the per-minute run with no new work (bar: ≤ 5 ms).
