@@ -170,7 +170,8 @@ func cloneAffiliates(b *testing.B, app core.App, template string, n int) []strin
 // BenchmarkCommissionEngineSpread is the engine on data shaped like production rather than
 // like a load generator: 5,000 affiliates, conversion ids as PocketBase makes them (random, so
 // commissions land all over the conversion index), sales spread over 30 days (a stats_daily row
-// per affiliate and day). PBA_BENCH_CONVERSIONS sets the count (default 100k).
+// per affiliate and day, which recording the sale created). PBA_BENCH_CONVERSIONS sets the count
+// (default 100k).
 func BenchmarkCommissionEngineSpread(b *testing.B) {
 	defer debug.SetGCPercent(debug.SetGCPercent(DefaultGCPercent))
 	n := 100_000
@@ -198,11 +199,22 @@ func BenchmarkCommissionEngineSpread(b *testing.B) {
 				return err
 			}
 			defer stmt.Close()
+			// Recording a conversion upserts its stats_daily row; the engine then adds to it.
+			stats, err := t.Prepare(`INSERT INTO stats_daily (id, day, affiliate, program, link, clicks, unique_clicks, conversions,
+				revenue, commission, updated) VALUES (?, ?, ?, ?, '', 0, 0, 1, ?, 0, ?)
+				ON CONFLICT (day, affiliate, program, link) DO UPDATE SET conversions = conversions + 1, revenue = revenue + excluded.revenue`)
+			if err != nil {
+				return err
+			}
+			defer stats.Close()
 			now := time.Now()
 			for j := 0; j < n; j++ {
 				at := formatDateTime(now.Add(-time.Duration(rng.Int63n(int64(30 * 24 * time.Hour)))))
-				if _, err := stmt.Exec(newRecordID(), affiliates[rng.Intn(len(affiliates))], program.Id,
-					fmt.Sprintf("spread-%d-%d", i, j), 1000+rng.Intn(9000), at, at, at); err != nil {
+				affiliate, amount := affiliates[rng.Intn(len(affiliates))], 1000+rng.Intn(9000)
+				if _, err := stmt.Exec(newRecordID(), affiliate, program.Id, fmt.Sprintf("spread-%d-%d", i, j), amount, at, at, at); err != nil {
+					return err
+				}
+				if _, err := stats.Exec(newRecordID(), at[:10], affiliate, program.Id, amount, at); err != nil {
 					return err
 				}
 			}
