@@ -150,26 +150,33 @@ const (
 // recordDispute stores what an event says about a dispute. A charge.dispute.closed (closed)
 // sets the final status; any other event only creates a dispute not seen yet, so a created
 // event that arrives after the closed one cannot reopen it.
-func recordDispute(tx core.App, d *stripe.Dispute, charge, paymentIntent string, closed bool, eventID string) error {
+// It returns the stored dispute, whose charge and payment intent are those of all its events.
+func recordDispute(tx core.App, d *stripe.Dispute, charge, paymentIntent string, closed bool, eventID string) (*core.Record, error) {
 	r, err := tx.FindFirstRecordByData(stripeDisputes, "dispute_id", d.ID)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		col, err := tx.FindCachedCollectionByNameOrId(stripeDisputes)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		r = core.NewRecord(col)
 		r.Set("dispute_id", d.ID)
 	case err != nil:
-		return fmt.Errorf("find dispute %s: %w", d.ID, err)
+		return nil, fmt.Errorf("find dispute %s: %w", d.ID, err)
 	case !closed || r.GetBool("closed"):
 		// Known already, and this event does not close it (or it is closed already: a
 		// duplicate closed event with another id carries the same final status).
-		return nil
+		return r, nil
 	}
-	r.Load(map[string]any{"charge": charge, "payment_intent": paymentIntent, "status": string(d.Status), "closed": closed,
-		"amount": d.Amount, "event_id": eventID})
-	return tx.Save(r)
+	// An event that leaves out the charge or payment intent does not forget what another named.
+	if charge != "" {
+		r.Set("charge", charge)
+	}
+	if paymentIntent != "" {
+		r.Set("payment_intent", paymentIntent)
+	}
+	r.Load(map[string]any{"status": string(d.Status), "closed": closed, "amount": d.Amount, "event_id": eventID})
+	return r, tx.Save(r)
 }
 
 // applyDisputeState puts conv where the disputes of its payment leave it: any lost dispute is a

@@ -492,11 +492,11 @@ func stripeDisputeChanged(tx core.App, event stripe.Event, d *stripe.Dispute, cl
 	if d.ID == "" {
 		return "ignored: dispute without id", nil
 	}
-	pi, charge := stripeID(d.PaymentIntent), stripeID(d.Charge)
-	if err := recordDispute(tx, d, charge, pi, closed, event.ID); err != nil {
+	stored, err := recordDispute(tx, d, stripeID(d.Charge), stripeID(d.PaymentIntent), closed, event.ID)
+	if err != nil {
 		return "", fmt.Errorf("record dispute %s: %w", d.ID, err)
 	}
-	conv, err := findStripeConversion(tx, pi, charge, "")
+	conv, err := findStripeConversion(tx, stored.GetString("payment_intent"), stored.GetString("charge"), "")
 	if err != nil {
 		return "", fmt.Errorf("dispute %s: %w", d.ID, err)
 	}

@@ -1003,6 +1003,13 @@ func TestStripeDisputeEventsOutOfOrder(t *testing.T) {
 		s.runEngine()
 	})
 
+	t.Run("closed event naming only the charge", func(t *testing.T) {
+		s.send(stripeEvent("evt_o6_sale", "checkout.session.completed", stripeCheckoutPayment("cs_o6", "pi_o6", fx.RowsA.Click, 4000)))
+		s.send(stripeEvent("evt_o6_open", "charge.dispute.created", stripeDispute("dp_o6", "ch_o6", "pi_o6")))
+		s.send(stripeEvent("evt_o6_won", "charge.dispute.closed", stripeDisputeClosed("dp_o6", "ch_o6", "", "won")))
+		stripeWantString(t, "released", s.conversion("pi_o6").GetString("status"), collections.ConversionApproved)
+	})
+
 	t.Run("created before the sale, won after it", func(t *testing.T) {
 		s.send(stripeEvent("evt_o5_open", "charge.dispute.created", stripeDispute("dp_o5", "ch_o5", "pi_o5")))
 		s.send(stripeEvent("evt_o5_sale", "checkout.session.completed", stripeCheckoutPayment("cs_o5", "pi_o5", fx.RowsA.Click, 4000)))
