@@ -64,6 +64,7 @@ func registerCommissions(app core.App, live *liveHub) *commissionEngine {
 		}
 	})
 	registerCommissionRecords(app)
+	registerConversionApproval(app)
 	registerCommissionRoutes(app, e)
 	return e
 }
@@ -713,7 +714,7 @@ func (e *commissionEngine) evaluateBonuses(st *engineStats, touched map[monthKey
 			res, err := e.app.DB().NewQuery(`INSERT INTO commissions (id, affiliate, program, conversion, kind, amount, currency, status,
 				payable_at, payout, rule, ref, note, created, updated) VALUES ({:id}, {:a}, {:p}, '', 'bonus', {:amount}, {:cur}, 'pending',
 				{:payable}, '', {:rule}, {:ref}, {:note}, {:now}, {:now}) ON CONFLICT (affiliate, kind, ref) WHERE ref != '' DO NOTHING`).Bind(dbx.Params{
-				"id": newRecordID(), "a": k.affiliate, "p": k.program, "amount": b.GetInt("amount"), "cur": program.Currency(),
+				"id": newOrderedID(e.now()), "a": k.affiliate, "p": k.program, "amount": b.GetInt("amount"), "cur": program.Currency(),
 				"payable": formatDateTime(end.AddDate(0, 0, program.HoldDays())),
 				"rule":    fmt.Sprintf(`{"bonus":%q,"month":%q,"conversions":%d,"revenue":%d}`, b.Id, k.month, perf.N, perf.Revenue),
 				"ref":     "bonus:" + b.Id + ":" + k.month, "note": b.GetString(collections.FieldName), "now": formatDateTime(e.now()),
@@ -744,6 +745,21 @@ func wrap(err error, what string) error {
 
 // registerCommissionRecords validates commissions written by admins: adjustments need a note,
 // every commission is in its program's currency, and amounts have the sign of their kind.
+// registerConversionApproval hands a rejected conversion back to the engine when an admin
+// approves it: the engine marked it handled without a commission, and would otherwise never
+// look at it again. Same save, so the approval and the reset commit together; the unique
+// (conversion, kind) index keeps a second pass from doubling anything.
+func registerConversionApproval(app core.App) {
+	app.OnRecordUpdate(collections.Conversions).BindFunc(func(e *core.RecordEvent) error {
+		r := e.Record
+		if r.Original().GetString(collections.FieldStatus) == collections.ConversionRejected &&
+			r.GetString(collections.FieldStatus) == collections.ConversionApproved {
+			r.Set("commissioned", false)
+		}
+		return e.Next()
+	})
+}
+
 func registerCommissionRecords(app core.App) {
 	app.OnRecordCreate(collections.Commissions).BindFunc(func(e *core.RecordEvent) error {
 		r := e.Record

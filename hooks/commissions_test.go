@@ -498,3 +498,24 @@ func nonZero(n int) int {
 	}
 	return n
 }
+
+// A sale an admin rejected and later approves earns its commission on the next run.
+func TestRejectedThenApprovedEarns(t *testing.T) {
+	env := newEngineEnv(t)
+	conv := env.sale("affiliate-a", 10000, time.Now().UTC().Add(-time.Hour))
+	env.setConversion(conv, map[string]any{"status": "rejected"})
+	env.run()
+	if n, _ := env.app.CountRecords(collections.Commissions, dbxEq("conversion", conv)); n != 0 {
+		t.Fatalf("rejected sale earned %d commissions", n)
+	}
+	env.setConversion(conv, map[string]any{"status": "approved"})
+	env.run()
+	env.run()
+	if c := env.commissionOf(conv); c.GetInt("amount") != 2000 {
+		t.Fatalf("approved sale's commission %d, want 2000", c.GetInt("amount"))
+	}
+	if n, _ := env.app.CountRecords(collections.Commissions, dbxEq("conversion", conv)); n != 1 {
+		t.Fatalf("%d commissions, want 1", n)
+	}
+	env.ledgerOK()
+}
