@@ -32,6 +32,10 @@ type Config struct {
 	StripeSecretKey string
 	// StripeWebhookSecret verifies POST /api/pba/stripe/webhook.
 	StripeWebhookSecret string
+	// StripeConnectWebhookSecret also verifies it: Stripe signs the events of connected
+	// accounts (account.updated) with the secret of a separate Connect endpoint, which may
+	// point at the same URL.
+	StripeConnectWebhookSecret string
 	// StripeAPIBase points the Stripe client at stripe-mock or a fake in tests.
 	StripeAPIBase string
 
@@ -92,6 +96,7 @@ func ConfigFromEnv() Config {
 		IPSalt:              os.Getenv("PBA_IP_SALT"),
 		StripeSecretKey:     os.Getenv("STRIPE_SECRET_KEY"),
 		StripeWebhookSecret: os.Getenv("STRIPE_WEBHOOK_SECRET"),
+		StripeConnectWebhookSecret: os.Getenv("STRIPE_CONNECT_WEBHOOK_SECRET"),
 		StripeAPIBase:       os.Getenv("STRIPE_API_BASE"),
 		ResendAPIKey:        os.Getenv("RESEND_API_KEY"),
 		ResendWebhookSecret: os.Getenv("RESEND_WEBHOOK_SECRET"),

@@ -58,7 +58,9 @@ const (
 // every event exactly once (stripe_events remembers the ids) and turns payments into conversions
 // and refunds, disputes and Connect account changes into updates of what is stored.
 type stripeWebhook struct {
-	secret      string
+	// secrets are the endpoint secrets a signature may use: the platform endpoint's and, when
+	// set, the Connect endpoint's.
+	secrets     []string
 	conversions *conversionService
 	// stripe resolves promotion code ids to codes; nil without STRIPE_SECRET_KEY, and promotion
 	// codes are then ignored (metadata pba_coupon still works).
@@ -72,7 +74,12 @@ type stripeWebhook struct {
 // misconfigured server answers Stripe with a clear 503 instead of a 404 that looks like a typo
 // in the endpoint URL.
 func registerStripeWebhook(app core.App, cfg Config, conversions *conversionService) {
-	h := &stripeWebhook{secret: cfg.StripeWebhookSecret, conversions: conversions, stripe: newStripeAPI(cfg)}
+	h := &stripeWebhook{conversions: conversions, stripe: newStripeAPI(cfg)}
+	for _, secret := range []string{cfg.StripeWebhookSecret, cfg.StripeConnectWebhookSecret} {
+		if secret != "" {
+			h.secrets = append(h.secrets, secret)
+		}
+	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		se.Router.POST(stripeWebhookPath, h.handle).Bind(apis.BodyLimit(stripeWebhookBodyLimit))
 		return se.Next()
@@ -97,7 +104,7 @@ func (e *stripeIgnoredError) Error() string { return e.outcome }
 // ignored and duplicate events, 500 for internal failures (nothing committed, Stripe retries)
 // and for a sale that nothing attributes while its promotion code could not be looked up.
 func (h *stripeWebhook) handle(e *core.RequestEvent) error {
-	if h.secret == "" {
+	if len(h.secrets) == 0 {
 		return e.Error(http.StatusServiceUnavailable,
 			"Stripe webhooks are disabled: STRIPE_WEBHOOK_SECRET is not set on the server.", nil)
 	}
@@ -109,8 +116,14 @@ func (h *stripeWebhook) handle(e *core.RequestEvent) error {
 		}
 		return e.BadRequestError("Could not read the request body.", err)
 	}
-	event, err := webhook.ConstructEventWithOptions(body, e.Request.Header.Get("Stripe-Signature"), h.secret,
-		webhook.ConstructEventOptions{Tolerance: stripeSignatureTolerance, IgnoreAPIVersionMismatch: true})
+	var event stripe.Event
+	for _, secret := range h.secrets {
+		event, err = webhook.ConstructEventWithOptions(body, e.Request.Header.Get("Stripe-Signature"), secret,
+			webhook.ConstructEventOptions{Tolerance: stripeSignatureTolerance, IgnoreAPIVersionMismatch: true})
+		if !errors.Is(err, webhook.ErrNoValidSignature) {
+			break // valid, or wrong in a way no other secret changes
+		}
+	}
 	switch {
 	case errors.Is(err, webhook.ErrNotSigned), errors.Is(err, webhook.ErrInvalidHeader),
 		errors.Is(err, webhook.ErrNoValidSignature), errors.Is(err, webhook.ErrTooOld):

@@ -1032,3 +1032,28 @@ func TestStripeDisputeRejectedSaleStaysRejected(t *testing.T) {
 	s.send(stripeEvent("evt_rj_won", "charge.dispute.closed", stripeDisputeClosed("dp_rj", "ch_rj", "pi_rj", "won")))
 	stripeWantString(t, "status", s.conversion("pi_rj").GetString("status"), collections.ConversionRejected)
 }
+
+// Events of connected accounts come signed with the Connect endpoint's secret: accepted when
+// STRIPE_CONNECT_WEBHOOK_SECRET is set, while any other secret is still a 400.
+func TestStripeConnectEndpointSecret(t *testing.T) {
+	const connectSecret = "whsec_connect_test"
+	s := newStripeEnv(t, hooks.Config{IPSalt: "s", StripeWebhookSecret: stripeTestSecret, StripeConnectWebhookSecret: connectSecret})
+	s.update(collections.Affiliates, fx.A.ID, map[string]any{collections.AffiliateStripeAccountID: "acct_A"})
+	post := func(id, secret string) stripeResponse {
+		body := stripeEvent(id, "account.updated", map[string]any{"id": "acct_A", "object": "account", "type": "express", "payouts_enabled": true})
+		signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: time.Now()})
+		return s.postRaw(signed.Payload, signed.Header)
+	}
+	if res := post("evt_connect_bad", "whsec_someone_else"); res.status != http.StatusBadRequest {
+		t.Fatalf("foreign secret: %d %s", res.status, res.raw)
+	}
+	if a, _ := s.app.FindRecordById(collections.Affiliates, fx.A.ID); a.GetBool(collections.AffiliatePayoutsEnabled) {
+		t.Fatal("a refused event changed the affiliate")
+	}
+	if res := post("evt_connect_ok", connectSecret); res.status != http.StatusOK {
+		t.Fatalf("connect secret: %d %s", res.status, res.raw)
+	}
+	if a, _ := s.app.FindRecordById(collections.Affiliates, fx.A.ID); !a.GetBool(collections.AffiliatePayoutsEnabled) {
+		t.Fatal("payouts_enabled not set by the Connect event")
+	}
+}
