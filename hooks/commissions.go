@@ -1,10 +1,12 @@
 package hooks
 
 import (
+	"cmp"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -140,6 +142,16 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 		if err := ctx.loadAffiliates(sqlTx, batch); err != nil {
 			return err
 		}
+		// Computed in the batch's order, written in conversion id order: the unique
+		// (conversion, kind) index then takes the batch's keys in order, page after page,
+		// instead of at random places.
+		type pendingInsert struct {
+			c               *pendingConversion
+			kind, payableAt string
+			amount          int64
+			explanation     string
+		}
+		inserts := make([]pendingInsert, 0, len(batch))
 		for i := range batch {
 			c := &batch[i]
 			if c.Status != collections.ConversionApproved {
@@ -153,7 +165,11 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 				st.Zero++
 				continue
 			}
-			if err := w.add(c, kind, amount, formatDateTime(payableAt), explanation); err != nil {
+			inserts = append(inserts, pendingInsert{c: c, kind: kind, amount: amount, payableAt: formatDateTime(payableAt), explanation: explanation})
+		}
+		slices.SortFunc(inserts, func(a, b pendingInsert) int { return cmp.Compare(a.c.ID, b.c.ID) })
+		for _, in := range inserts {
+			if err := w.add(in.c, in.kind, in.amount, in.payableAt, in.explanation); err != nil {
 				return err
 			}
 		}
@@ -268,7 +284,17 @@ func addStatsCommission(tx *sql.Tx, deltas map[statsKey]int64) error {
 	}
 	defer stmt.Close()
 	now := formatDateTime(time.Now())
-	for k, d := range deltas {
+	// In the order of the unique (day, affiliate, program, link) index: consecutive upserts
+	// then touch neighbouring pages instead of random ones.
+	keys := make([]statsKey, 0, len(deltas))
+	for k := range deltas {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b statsKey) int {
+		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.affiliate, b.affiliate), cmp.Compare(a.program, b.program), cmp.Compare(a.link, b.link))
+	})
+	for _, k := range keys {
+		d := deltas[k]
 		if d == 0 {
 			continue
 		}
