@@ -13,32 +13,7 @@
   };
   const KEYS = ["clicks", "unique_clicks", "conversions", "revenue", "commission"];
 
-  // ---- money: integer minor units, formatted by string arithmetic with the currency's exponent
-  const ZERO_DECIMALS = new Set("bif clp djf gnf isk jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split(" "));
-  const THREE_DECIMALS = new Set("bhd iqd jod kwd lyd omr tnd".split(" "));
-  const exponent = (c) => (ZERO_DECIMALS.has(c) ? 0 : THREE_DECIMALS.has(c) ? 3 : 2);
-  function big(v) {
-    if (typeof v === "bigint") return v;
-    if (typeof v === "number" && Number.isSafeInteger(v)) return BigInt(v);
-    if (typeof v === "string" && /^-?\d+$/.test(v)) return BigInt(v);
-    return 0n;
-  }
-  const group = (digits) => digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  function formatMoney(minor, currency) {
-    const cur = String(currency || "").toLowerCase();
-    let v = big(minor);
-    const sign = v < 0n ? "-" : "";
-    if (v < 0n) v = -v;
-    const e = exponent(cur);
-    let digits = v.toString();
-    let text = group(digits);
-    if (e > 0) {
-      digits = digits.padStart(e + 1, "0");
-      text = group(digits.slice(0, -e)) + "." + digits.slice(-e);
-    }
-    return sign + text + " " + cur.toUpperCase();
-  }
-  const formatCount = (n) => group(big(n).toString());
+  const { big, formatMoney, formatCount, ApiError, records, quote, query, cell } = window.pba;
   // Sums per currency (a board may span programs in several currencies).
   function formatSums(map) {
     if (!map.size) {
@@ -49,13 +24,7 @@
   }
 
   // ---- REST
-  class ApiError extends Error {
-    constructor(status, body) {
-      super((body && body.message) || (status ? "The server answered " + status + "." : "The server cannot be reached."));
-      this.status = status;
-      this.data = (body && body.data) || {};
-    }
-  }
+
   async function request(path, opts = {}) {
     const headers = {};
     if (opts.body !== undefined) headers["Content-Type"] = "application/json";
@@ -79,13 +48,6 @@
     }
     return body;
   }
-  const records = (c) => "/api/collections/" + encodeURIComponent(c) + "/records";
-  const quote = (v) => '"' + String(v).replace(/\\/g, "\\\\").replace(/"/g, '\\"') + '"';
-  function query(params) {
-    const q = new URLSearchParams();
-    for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== "") q.set(k, String(v));
-    return "?" + q.toString();
-  }
   async function listAll(collection, params) {
     const out = [];
     for (let page = 1; page < 1000; page++) {
@@ -100,12 +62,6 @@
   function setMsg(text, kind) {
     $("msg").textContent = text || "";
     $("msg").className = "msg " + (kind || "info");
-  }
-  function cell(text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    return td;
   }
   function emptyRow(tbody, columns, text) {
     const tr = document.createElement("tr");

@@ -7,41 +7,10 @@
   const $ = (id) => document.getElementById(id);
   const state = { token: "", record: null, program: null, es: null, stats: null };
 
-  // ---- money: integer minor units, formatted by string arithmetic with the currency's exponent
-  const ZERO_DECIMALS = new Set("bif clp djf gnf isk jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split(" "));
-  const THREE_DECIMALS = new Set("bhd iqd jod kwd lyd omr tnd".split(" "));
-  const exponent = (c) => (ZERO_DECIMALS.has(c) ? 0 : THREE_DECIMALS.has(c) ? 3 : 2);
-  function big(v) {
-    if (typeof v === "bigint") return v;
-    if (typeof v === "number" && Number.isSafeInteger(v)) return BigInt(v);
-    if (typeof v === "string" && /^-?\d+$/.test(v)) return BigInt(v);
-    return 0n;
-  }
-  const group = (digits) => digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  function formatMoney(minor, currency) {
-    const cur = String(currency || "").toLowerCase();
-    let v = big(minor);
-    const sign = v < 0n ? "-" : "";
-    if (v < 0n) v = -v;
-    const e = exponent(cur);
-    let digits = v.toString();
-    let text = group(digits);
-    if (e > 0) {
-      digits = digits.padStart(e + 1, "0");
-      text = group(digits.slice(0, -e)) + "." + digits.slice(-e);
-    }
-    return sign + text + " " + cur.toUpperCase();
-  }
-  const formatCount = (n) => group(big(n).toString());
+  const { big, formatMoney, formatCount, ApiError, records, quote, query, cell } = window.pba;
 
   // ---- REST
-  class ApiError extends Error {
-    constructor(status, body) {
-      super((body && body.message) || (status ? "The server answered " + status + "." : "The server cannot be reached."));
-      this.status = status;
-      this.data = (body && body.data) || {};
-    }
-  }
+
   async function api(path, opts = {}) {
     const headers = { Accept: "application/json" };
     if (opts.body !== undefined) headers["Content-Type"] = "application/json";
@@ -63,13 +32,6 @@
     }
     return body;
   }
-  const records = (collection) => "/api/collections/" + encodeURIComponent(collection) + "/records";
-  const quote = (v) => '"' + String(v).replace(/\\/g, "\\\\").replace(/"/g, '\\"') + '"';
-  function query(params) {
-    const q = new URLSearchParams();
-    for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== "") q.set(k, String(v));
-    return "?" + q.toString();
-  }
   // listAll pages through a collection (the API rules keep it to the affiliate's own rows).
   async function listAll(collection, params) {
     const out = [];
@@ -86,12 +48,6 @@
     const m = $("msg");
     m.textContent = text || "";
     m.className = "msg " + (kind || "info");
-  }
-  function cell(text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    return td;
   }
   function fillRows(tbody, rows, columns, emptyText) {
     tbody.replaceChildren();
