@@ -168,8 +168,8 @@ func cloneAffiliates(b *testing.B, app core.App, template string, n int) []strin
 }
 
 // BenchmarkCommissionEngineSpread is the engine on data shaped like production rather than
-// like a load generator: 5,000 affiliates, conversion ids as PocketBase makes them (random, so
-// commissions land all over the conversion index), sales spread over 30 days (a stats_daily row
+// like a load generator: 5,000 affiliates, conversion ids as recording makes them (time-ordered,
+// strictly increasing), sales spread over 30 days (a stats_daily row
 // per affiliate and day, which recording the sale created). PBA_BENCH_CONVERSIONS sets the count
 // (default 100k).
 func BenchmarkCommissionEngineSpread(b *testing.B) {
@@ -208,10 +208,11 @@ func BenchmarkCommissionEngineSpread(b *testing.B) {
 			}
 			defer stats.Close()
 			now := time.Now()
+			var ids orderedIDs // as conversionService hands them out
 			for j := 0; j < n; j++ {
 				at := formatDateTime(now.Add(-time.Duration(rng.Int63n(int64(30 * 24 * time.Hour)))))
 				affiliate, amount := affiliates[rng.Intn(len(affiliates))], 1000+rng.Intn(9000)
-				if _, err := stmt.Exec(newRecordID(), affiliate, program.Id, fmt.Sprintf("spread-%d-%d", i, j), amount, at, at, at); err != nil {
+				if _, err := stmt.Exec(ids.next(time.Now()), affiliate, program.Id, fmt.Sprintf("spread-%d-%d", i, j), amount, at, at, at); err != nil {
 					return err
 				}
 				if _, err := stats.Exec(newRecordID(), at[:10], affiliate, program.Id, amount, at); err != nil {

@@ -57,6 +57,9 @@ type conversionService struct {
 	app  core.App
 	live *liveHub
 	now  func() time.Time
+	// ids are time-ordered, so conversions append to the primary key and to the commission
+	// engine's (conversion, kind) index instead of landing on random pages.
+	ids orderedIDs
 }
 
 func newConversionService(app core.App, live *liveHub) *conversionService {
@@ -313,6 +316,7 @@ func (s *conversionService) insert(tx core.App, in conversionInput, program *col
 	meta["attribution"] = map[string]any{"path": d.Path, "skipped": d.Skipped}
 
 	r := core.NewRecord(col)
+	r.Id = s.ids.next(time.Now())
 	r.Load(map[string]any{
 		collections.FieldAffiliate:           d.AffiliateID,
 		collections.FieldProgram:             program.Id,
