@@ -577,6 +577,7 @@ type refundTodo struct {
 	Refunded      int64  `db:"refunded_amount"`
 	RefundApplied int64  `db:"refund_applied"`
 	Commissioned  bool   `db:"commissioned"`
+	Status        string `db:"status"`
 }
 
 // applyRefunds scales each refund onto the sale's commission: unpaid commissions are reduced
@@ -584,7 +585,7 @@ type refundTodo struct {
 // payout. The reversal is computed from the cumulative refund, so replays converge.
 func (e *commissionEngine) applyRefunds(st *engineStats) error {
 	var todo []refundTodo
-	err := e.app.DB().NewQuery(`SELECT id, affiliate, program, link, occurred_at, amount, refunded_amount, refund_applied, commissioned FROM conversions
+	err := e.app.DB().NewQuery(`SELECT id, affiliate, program, link, occurred_at, amount, refunded_amount, refund_applied, commissioned, status FROM conversions
 		WHERE refunded_amount > refund_applied LIMIT 500`).All(&todo)
 	if err != nil {
 		return wrap(err, "select refunds")
@@ -598,18 +599,28 @@ func (e *commissionEngine) applyRefunds(st *engineStats) error {
 			if err != nil {
 				return err
 			}
+			occurred, err := time.Parse(dateLayout, t.OccurredAt)
+			if err != nil {
+				return fmt.Errorf("conversion %s occurred_at %q: %w", t.ID, t.OccurredAt, err)
+			}
+			k := statsKey{occurred.UTC().Format(time.DateOnly), t.Affiliate, t.Program, t.Link}
 			if change != 0 {
-				occurred, err := time.Parse(dateLayout, t.OccurredAt)
-				if err != nil {
-					return fmt.Errorf("conversion %s occurred_at %q: %w", t.ID, t.OccurredAt, err)
-				}
 				s, err := sqlTx(tx)
 				if err != nil {
 					return err
 				}
-				k := statsKey{occurred.UTC().Format(time.DateOnly), t.Affiliate, t.Program, t.Link}
 				if err := addStatsCommission(s, map[statsKey]int64{k: change}); err != nil {
 					return err
+				}
+			}
+			// The sale's revenue counted in stats_daily when it was recorded (rejected sales
+			// never were) shrinks by what was refunded since.
+			if t.Status != collections.ConversionRejected {
+				_, err := tx.DB().NewQuery(`UPDATE stats_daily SET revenue = revenue - {:r} WHERE day = {:day} AND affiliate = {:a}
+					AND program = {:p} AND link = {:l}`).Bind(dbx.Params{"r": t.Refunded - t.RefundApplied, "day": k.day,
+					"a": k.affiliate, "p": k.program, "l": k.link}).Execute()
+				if err != nil {
+					return fmt.Errorf("lower stats_daily revenue of %s: %w", t.ID, err)
 				}
 			}
 			_, err = tx.DB().NewQuery("UPDATE conversions SET refund_applied = {:r} WHERE id = {:id}").

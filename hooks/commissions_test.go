@@ -218,6 +218,14 @@ func TestRefundsReduceVoidOrClawBack(t *testing.T) {
 			t.Fatalf("stats_daily commission of %s on %s: %v %v, want %d", affiliate, day, stats, err, want)
 		}
 	}
+	// And its revenue: A's 15000 less 2500 and 5000 refunded, B's 10000 fully refunded.
+	for affiliate, want := range map[string]int{fx.A.ID: 7500, fx.B.ID: 0} {
+		stats, err := env.app.FindFirstRecordByFilter(collections.StatsDaily, "affiliate = {:a} && day = {:d} && link = ''",
+			map[string]any{"a": affiliate, "d": day})
+		if err != nil || stats.GetInt("revenue") != want {
+			t.Fatalf("stats_daily revenue of %s on %s: %v %v, want %d", affiliate, day, stats, err, want)
+		}
+	}
 }
 
 func TestDisputeHoldsCommission(t *testing.T) {
