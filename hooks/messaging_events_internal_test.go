@@ -181,6 +181,7 @@ func TestWeeklyDigest(t *testing.T) {
 	ny := createTestAffiliate(t, app, "Nia", "nia-1", collections.AffiliateApproved, "nia@example.com", map[string]any{"timezone": "America/New_York"})
 	createTestAffiliate(t, app, "Ida", "ida-1", collections.AffiliateApproved, "ida@example.com", nil)
 	optout := createTestAffiliate(t, app, "Otto", "otto-1", collections.AffiliateApproved, "otto@example.com", map[string]any{"timezone": "Asia/Tokyo", "preferred_channel": collections.ChannelNone})
+	runEngine(t, e) // the approval mails first: the digests below are then each affiliate's second mail
 
 	links, _ := app.FindCachedCollectionByNameOrId(collections.Links)
 	link := core.NewRecord(links)
