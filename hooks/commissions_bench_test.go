@@ -99,22 +99,33 @@ func BenchmarkCommissionEngine(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		insertConversions(b, app, affiliates, n, strconv.Itoa(i))
-		before := processCPU()
-		b.StartTimer()
-		st, err := engine.run()
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		cpu += processCPU() - before
-		b.StartTimer()
-		if st.Created != n {
-			b.Fatalf("created %d commissions, want %d", st.Created, n)
-		}
+		cpu += timedEngineRun(b, engine, n)
 	}
+	reportEngineRate(b, n, cpu)
+}
+
+// timedEngineRun is one timed engine run over n new conversions; it returns the CPU it used.
+func timedEngineRun(b *testing.B, engine *commissionEngine, n int) time.Duration {
+	before := processCPU()
+	b.StartTimer()
+	st, err := engine.run()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	cpu := processCPU() - before
+	b.StartTimer()
+	if st.Created != n {
+		b.Fatalf("created %d commissions, want %d", st.Created, n)
+	}
+	return cpu
+}
+
+// reportEngineRate reports conversions per second and CPU time per conversion: CPU time (user +
+// system, all threads) is steadier than wall time on a shared machine, so compare versions by
+// it when others are running builds.
+func reportEngineRate(b *testing.B, n int, cpu time.Duration) {
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "conversions/s")
-	// CPU time (user + system, all threads) is steadier than wall time on a shared machine:
-	// compare versions by it when others are running builds.
 	b.ReportMetric(float64(cpu.Microseconds())*1000/float64(n*b.N), "cpu-ns/conversion")
 }
 
@@ -224,21 +235,9 @@ func BenchmarkCommissionEngineSpread(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		before := processCPU()
-		b.StartTimer()
-		st, err := engine.run()
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		cpu += processCPU() - before
-		b.StartTimer()
-		if st.Created != n {
-			b.Fatalf("created %d commissions, want %d", st.Created, n)
-		}
+		cpu += timedEngineRun(b, engine, n)
 	}
-	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "conversions/s")
-	b.ReportMetric(float64(cpu.Microseconds())*1000/float64(n*b.N), "cpu-ns/conversion")
+	reportEngineRate(b, n, cpu)
 }
 
 // BenchmarkCommissionEngineIdle is the per-minute run with no new work (bar: ≤ 5 ms).
