@@ -47,5 +47,22 @@ window.pba = (() => {
     if (cls) td.className = cls;
     return td;
   }
-  return { exponent, big, group, formatMoney, formatCount, ApiError, records, quote, query, cell };
+  // parseBody reads a fetch response as JSON: null when it is empty or not JSON.
+  async function parseBody(res) {
+    const text = await res.text();
+    if (!text) return null;
+    try { return JSON.parse(text); } catch (_) { return null; }
+  }
+  // listAll pages through a collection with the page's own api function (its token); the API
+  // rules decide which rows that is.
+  async function listAll(api, collection, params) {
+    const out = [];
+    for (let page = 1; page < 1000; page++) {
+      const res = await api(records(collection) + query({ ...params, page, perPage: 500, skipTotal: 1 }));
+      out.push(...res.items);
+      if (res.items.length < 500) break;
+    }
+    return out;
+  }
+  return { exponent, big, group, formatMoney, formatCount, ApiError, records, quote, query, cell, parseBody, listAll };
 })();

@@ -13,7 +13,7 @@
   };
   const KEYS = ["clicks", "unique_clicks", "conversions", "revenue", "commission"];
 
-  const { big, formatMoney, formatCount, ApiError, records, quote, query, cell } = window.pba;
+  const { big, formatMoney, formatCount, ApiError, records, quote, query, cell, parseBody, listAll: pbaListAll } = window.pba;
   // Sums per currency (a board may span programs in several currencies).
   function formatSums(map) {
     if (!map.size) {
@@ -37,26 +37,14 @@
   }
   async function api(path, opts = {}) {
     const res = await request(path, opts);
-    const text = await res.text();
-    let body = null;
-    if (text) {
-      try { body = JSON.parse(text); } catch (_) { body = null; }
-    }
+    const body = await parseBody(res);
     if (!res.ok) {
       if (res.status === 401 && opts.auth !== false) signOut("Your session ended; please sign in again.");
       throw new ApiError(res.status, body);
     }
     return body;
   }
-  async function listAll(collection, params) {
-    const out = [];
-    for (let page = 1; page < 1000; page++) {
-      const res = await api(records(collection) + query({ ...params, page, perPage: 500, skipTotal: 1 }));
-      out.push(...res.items);
-      if (res.items.length < 500) break;
-    }
-    return out;
-  }
+  const listAll = (collection, params) => pbaListAll(api, collection, params);
 
   // ---- DOM helpers
   function setMsg(text, kind) {

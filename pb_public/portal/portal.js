@@ -7,7 +7,7 @@
   const $ = (id) => document.getElementById(id);
   const state = { token: "", record: null, program: null, es: null, stats: null };
 
-  const { big, formatMoney, formatCount, ApiError, records, quote, query, cell } = window.pba;
+  const { big, formatMoney, formatCount, ApiError, records, quote, query, cell, parseBody, listAll: pbaListAll } = window.pba;
 
   // ---- REST
 
@@ -21,27 +21,14 @@
     } catch (_) {
       throw new ApiError(0, null);
     }
-    const text = await res.text();
-    let body = null;
-    if (text) {
-      try { body = JSON.parse(text); } catch (_) { body = null; }
-    }
+    const body = await parseBody(res);
     if (!res.ok) {
       if (res.status === 401 && state.token && opts.auth !== false && state.record) signOut("Your session ended; please sign in again.");
       throw new ApiError(res.status, body);
     }
     return body;
   }
-  // listAll pages through a collection (the API rules keep it to the affiliate's own rows).
-  async function listAll(collection, params) {
-    const out = [];
-    for (let page = 1; page < 1000; page++) {
-      const res = await api(records(collection) + query({ ...params, page, perPage: 500, skipTotal: 1 }));
-      out.push(...res.items);
-      if (res.items.length < 500) break;
-    }
-    return out;
-  }
+  const listAll = (collection, params) => pbaListAll(api, collection, params);
 
   // ---- small DOM helpers
   function setMsg(text, kind) {
