@@ -146,6 +146,25 @@ type statsRow struct {
 	Commission  int64  `db:"commission"`
 }
 
+// metrics are the row's sums with their rates.
+func (r statsRow) metrics() reportMetrics {
+	m := reportMetrics{Currency: r.Currency, Clicks: r.Clicks, UniqueClicks: r.Unique, Conversions: r.Conversions, Revenue: r.Revenue, Commission: r.Commission}
+	m.finish()
+	return m
+}
+
+// ownAffiliate is the affiliate a request may report on: an affiliate only itself (naming
+// another is a 403), a superuser whichever it names.
+func ownAffiliate(re *core.RequestEvent, requested string) (string, error) {
+	if re.Auth.Collection().Name != collections.Affiliates {
+		return requested, nil
+	}
+	if requested != "" && requested != re.Auth.Id {
+		return "", re.ForbiddenError("Affiliates see their own figures only.", fieldError("affiliate", "forbidden", "Only your own id is allowed."))
+	}
+	return re.Auth.Id, nil
+}
+
 // periodExpr groups stats_daily.day (YYYY-MM-DD) by interval in SQLite.
 func periodExpr(interval string) string {
 	switch interval {
@@ -165,11 +184,8 @@ func handleStats(re *core.RequestEvent) error {
 	if err != nil {
 		return err
 	}
-	if re.Auth.Collection().Name == collections.Affiliates {
-		if rq.Affiliate != "" && rq.Affiliate != re.Auth.Id {
-			return re.ForbiddenError("Affiliates see their own figures only.", fieldError("affiliate", "forbidden", "Only your own id is allowed."))
-		}
-		rq.Affiliate = re.Auth.Id
+	if rq.Affiliate, err = ownAffiliate(re, rq.Affiliate); err != nil {
+		return err
 	}
 	where, params := reportWhere(rq)
 	var rows []statsRow
@@ -184,7 +200,7 @@ func handleStats(re *core.RequestEvent) error {
 	series := make([]map[string]any, 0, len(rows))
 	totals := map[string]*reportMetrics{}
 	for _, r := range rows {
-		m := reportMetrics{Currency: r.Currency, Clicks: r.Clicks, UniqueClicks: r.Unique, Conversions: r.Conversions, Revenue: r.Revenue, Commission: r.Commission}
+		m := r.metrics()
 		t := totals[r.Currency]
 		if t == nil {
 			t = &reportMetrics{Currency: r.Currency}
@@ -192,7 +208,6 @@ func handleStats(re *core.RequestEvent) error {
 		}
 		t.Clicks, t.UniqueClicks, t.Conversions = t.Clicks+m.Clicks, t.UniqueClicks+m.UniqueClicks, t.Conversions+m.Conversions
 		t.Revenue, t.Commission = t.Revenue+m.Revenue, t.Commission+m.Commission
-		m.finish()
 		series = append(series, map[string]any{"period": r.Period, "metrics": m})
 	}
 	totalList := make([]reportMetrics, 0, len(totals))
@@ -264,15 +279,10 @@ func handleLeaderboard(re *core.RequestEvent) error {
 		return re.BadRequestError("Programs of several currencies.", fieldError("program", "required", "Choose a program: money is ranked within one currency."))
 	}
 	var rows []struct {
-		Affiliate   string `db:"affiliate"`
-		Name        string `db:"name"`
-		Code        string `db:"code"`
-		Currency    string `db:"currency"`
-		Clicks      int64  `db:"clicks"`
-		Unique      int64  `db:"unique_clicks"`
-		Conversions int64  `db:"conversions"`
-		Revenue     int64  `db:"revenue"`
-		Commission  int64  `db:"commission"`
+		Affiliate string `db:"affiliate"`
+		Name      string `db:"name"`
+		Code      string `db:"code"`
+		statsRow
 	}
 	params["limit"] = limit
 	err = re.App.DB().NewQuery("SELECT s.[[affiliate]] AS [[affiliate]], a.[[name]] AS [[name]], a.[[code]] AS [[code]], MAX(p.[[currency]]) AS [[currency]], " +
@@ -285,9 +295,7 @@ func handleLeaderboard(re *core.RequestEvent) error {
 	}
 	out := make([]map[string]any, len(rows))
 	for i, r := range rows {
-		m := reportMetrics{Currency: r.Currency, Clicks: r.Clicks, UniqueClicks: r.Unique, Conversions: r.Conversions, Revenue: r.Revenue, Commission: r.Commission}
-		m.finish()
-		out[i] = map[string]any{"rank": i + 1, "affiliate": r.Affiliate, "name": r.Name, "code": r.Code, "metrics": m}
+		out[i] = map[string]any{"rank": i + 1, "affiliate": r.Affiliate, "name": r.Name, "code": r.Code, "metrics": r.metrics()}
 	}
 	return re.JSON(http.StatusOK, map[string]any{"from": rq.From, "to": rq.To, "program": rq.Program, "by": by, "affiliates": out})
 }
@@ -296,12 +304,9 @@ func handleLeaderboard(re *core.RequestEvent) error {
 // period), payable (next payout, clawbacks netted), paid. Affiliates get their own; superusers
 // name one with ?affiliate=.
 func handleBalance(re *core.RequestEvent) error {
-	affiliate := re.Request.URL.Query().Get("affiliate")
-	if re.Auth.Collection().Name == collections.Affiliates {
-		if affiliate != "" && affiliate != re.Auth.Id {
-			return re.ForbiddenError("Affiliates see their own balance only.", fieldError("affiliate", "forbidden", "Only your own id is allowed."))
-		}
-		affiliate = re.Auth.Id
+	affiliate, err := ownAffiliate(re, re.Request.URL.Query().Get("affiliate"))
+	if err != nil {
+		return err
 	}
 	if affiliate == "" {
 		return re.BadRequestError("Missing affiliate.", fieldError("affiliate", "required", "Name the affiliate."))
@@ -311,7 +316,7 @@ func handleBalance(re *core.RequestEvent) error {
 		Status   string `db:"status"`
 		Total    int64  `db:"total"`
 	}
-	err := re.App.DB().Select("currency", "status", "SUM(amount) AS total").From(collections.Commissions).
+	err = re.App.DB().Select("currency", "status", "SUM(amount) AS total").From(collections.Commissions).
 		Where(dbx.HashExp{"affiliate": affiliate}).AndWhere(dbx.NewExp("[[status]] != {:void}", dbx.Params{"void": collections.CommissionVoid})).
 		GroupBy("currency", "status").OrderBy("currency").All(&rows)
 	if err != nil {
