@@ -54,6 +54,13 @@ func engineBenchApp(b *testing.B) (*tests.TestApp, *commissionEngine, []string) 
 	return app, &commissionEngine{app: app, now: time.Now}, ids
 }
 
+// benchConversionInsert writes an approved, not yet commissioned conversion the way recording
+// does; arguments: id, affiliate, program, external_id, amount, occurred_at, created, updated.
+const benchConversionInsert = `INSERT INTO conversions (id, affiliate, program, click, link, source, external_id, customer, amount,
+	currency, status, reason, occurred_at, subscription_id, metadata, created, updated, refunded_amount, payment_number,
+	stripe_payment_intent, stripe_charge, commissioned, refund_applied)
+	VALUES (?, ?, ?, '', '', 'api', ?, '', ?, 'usd', 'approved', '', ?, '', '{}', ?, ?, 0, 1, '', '', FALSE, 0)`
+
 // insertConversions adds n approved, not yet commissioned conversions with raw inserts.
 func insertConversions(b *testing.B, app core.App, affiliates []string, n int, tag string) {
 	b.Helper()
@@ -63,10 +70,7 @@ func insertConversions(b *testing.B, app core.App, affiliates []string, n int, t
 		if err != nil {
 			return err
 		}
-		stmt, err := t.Prepare(`INSERT INTO conversions (id, affiliate, program, click, link, source, external_id, customer, amount,
-			currency, status, reason, occurred_at, subscription_id, metadata, created, updated, refunded_amount, payment_number,
-			stripe_payment_intent, stripe_charge, commissioned, refund_applied)
-			VALUES (?, ?, ?, '', '', 'api', ?, '', ?, 'usd', 'approved', '', ?, '', '{}', ?, ?, 0, 1, '', '', FALSE, 0)`)
+		stmt, err := t.Prepare(benchConversionInsert)
 		if err != nil {
 			return err
 		}
@@ -202,10 +206,7 @@ func BenchmarkCommissionEngineSpread(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			stmt, err := t.Prepare(`INSERT INTO conversions (id, affiliate, program, click, link, source, external_id, customer, amount,
-				currency, status, reason, occurred_at, subscription_id, metadata, created, updated, refunded_amount, payment_number,
-				stripe_payment_intent, stripe_charge, commissioned, refund_applied)
-				VALUES (?, ?, ?, '', '', 'api', ?, '', ?, 'usd', 'approved', '', ?, '', '{}', ?, ?, 0, 1, '', '', FALSE, 0)`)
+			stmt, err := t.Prepare(benchConversionInsert)
 			if err != nil {
 				return err
 			}
