@@ -290,9 +290,7 @@ func addStatsCommission(tx *sql.Tx, deltas map[statsKey]int64) error {
 	for k := range deltas {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b statsKey) int {
-		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.affiliate, b.affiliate), cmp.Compare(a.program, b.program), cmp.Compare(a.link, b.link))
-	})
+	slices.SortFunc(keys, compareStatsKeys)
 	for _, k := range keys {
 		d := deltas[k]
 		if d == 0 {
@@ -303,6 +301,11 @@ func addStatsCommission(tx *sql.Tx, deltas map[statsKey]int64) error {
 		}
 	}
 	return nil
+}
+
+// compareStatsKeys orders keys as stats_daily's unique (day, affiliate, program, link) index.
+func compareStatsKeys(a, b statsKey) int {
+	return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.affiliate, b.affiliate), cmp.Compare(a.program, b.program), cmp.Compare(a.link, b.link))
 }
 
 // saleIndexWhere is the condition of the unique (conversion, kind) index of sale and recurring
