@@ -477,3 +477,44 @@ func TestUniqueSurvivesRestartAndOutsideWrites(t *testing.T) {
 		t.Error("the click right after is a repeat")
 	}
 }
+
+// TestRedirectServedAheadOfRouter covers the direct /r/ path: plain link clicks skip the
+// router (no router-only headers), while a request with an auth token, a request an admin's
+// rate-limit rule covers, and a path that is not /r/{code} still go through it.
+func TestRedirectServedAheadOfRouter(t *testing.T) {
+	env := newClickEnv(t, fx.Config)
+	viaRouter := func(res *http.Response) bool { return res.Header.Get("X-Xss-Protection") != "" }
+
+	res := env.get("/r/" + linkA)
+	if res.StatusCode != http.StatusFound || viaRouter(res) {
+		t.Fatalf("plain click: %d, via router %v; want a 302 from the direct path", res.StatusCode, viaRouter(res))
+	}
+	if res := env.get("/r/no-such-code"); res.StatusCode != http.StatusNotFound || res.Header.Get("X-Frame-Options") == "" {
+		t.Fatalf("unknown code: %d %v; want the 404 page with its security headers", res.StatusCode, res.Header)
+	}
+	if res := env.get("/r/"+linkA, func(r *http.Request) { r.Header.Set("Authorization", fx.A.Token) }); res.StatusCode != http.StatusFound || !viaRouter(res) {
+		t.Fatalf("click with an auth token: %d, via router %v; want the router (its auth flags self clicks)", res.StatusCode, viaRouter(res))
+	}
+	if res := env.get("/r/" + linkA + "/extra"); res.StatusCode != http.StatusNotFound || !strings.Contains(res.Header.Get("Content-Type"), "json") {
+		t.Fatalf("/r/{code}/extra: %d %s; want the router's JSON 404", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+
+	// An admin's rate-limit rule on /r/ is enforced: such requests go through the router.
+	settings := env.app.Settings()
+	settings.RateLimits.Enabled = true
+	settings.RateLimits.Rules = []core.RateLimitRule{{Label: "/r/", MaxRequests: 2, Duration: 60}}
+	if err := env.app.Save(settings); err != nil {
+		t.Fatal(err)
+	}
+	before := len(env.clicks(""))
+	var statuses []int
+	for range 3 {
+		statuses = append(statuses, env.get("/r/"+linkA).StatusCode)
+	}
+	if statuses[0] != http.StatusFound || statuses[1] != http.StatusFound || statuses[2] != http.StatusTooManyRequests {
+		t.Fatalf("with a rule of 2 per minute: %v, want 302 302 429", statuses)
+	}
+	if got := len(env.clicks("")) - before; got != 2 {
+		t.Fatalf("%d clicks stored, want the 2 answered", got)
+	}
+}

@@ -245,23 +245,24 @@ func (f *Fixture) AppWith(t testing.TB, cfg hooks.Config) *tests.TestApp {
 }
 
 // Serve runs the app's OnServe hooks (routes, the click writer) and returns its HTTP handler,
-// for tests that need more than one request per app (cookies, caches, realtime). The app's
-// Cleanup triggers OnTerminate, which drains the writer.
+// for tests that need more than one request per app (cookies, caches, realtime). Like
+// apis.Serve, it gives the hooks an http.Server whose handler is the router, so what hooks
+// put in front of the router (the direct /r/ path) is what tests reach. The app's Cleanup
+// triggers OnTerminate, which drains the writer.
 func Serve(t testing.TB, app *tests.TestApp) http.Handler {
 	t.Helper()
 	router, err := apis.NewRouter(app)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mux http.Handler
-	se := &core.ServeEvent{App: app, Router: router}
+	se := &core.ServeEvent{App: app, Router: router, Server: &http.Server{}}
 	err = app.OnServe().Trigger(se, func(e *core.ServeEvent) error {
-		m, err := e.Router.BuildMux()
-		mux = m
+		mux, err := e.Router.BuildMux()
+		e.Server.Handler = mux
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mux
+	return se.Server.Handler
 }
