@@ -11,6 +11,7 @@ import (
 	"github.com/pocketbase/pocketbase/tools/types"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/clickpolicy"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/codes"
 )
 
@@ -23,8 +24,7 @@ type linkTarget struct {
 	LinkID      string // "" when the code is an affiliate's own code
 	AffiliateID string
 	ProgramID   string
-	Destination string
-	Domains     []string
+	Destination clickpolicy.Destination // checked against the program's allowed domains
 	CookieDays  int
 	SubID       string // the link's default sub_id
 }
@@ -131,7 +131,7 @@ func (r *codeResolver) load(code string) (*linkTarget, error) {
 		}
 		return &linkTarget{
 			LinkID: row.LinkID, AffiliateID: row.AffiliateID, ProgramID: row.ProgramID,
-			Destination: dest, Domains: domains, CookieDays: cookieDays, SubID: row.SubID,
+			Destination: clickpolicy.NewDestination(dest, domains), CookieDays: cookieDays, SubID: row.SubID,
 		}, nil
 	}
 	return nil, nil

@@ -242,19 +242,27 @@ func (t *tracker) handleRedirect(e *core.RequestEvent) error {
 	}
 	query := e.Request.URL.Query()
 	row := t.newClick(e, target, query.Get("sub"), e.Request.Referer(), visitorFromCookie(e))
-	location, err := clickpolicy.Target(target.Destination, query.Get("to"), target.Domains, row.ID)
+	location, err := target.Destination.Target(query.Get("to"), row.ID)
 	if err != nil {
 		// The program's domains changed under the link: answer as for an unknown link, store nothing.
 		t.app.Logger().Warn("link destination no longer allowed", "link", target.LinkID, "affiliate", target.AffiliateID, "error", err)
 		return notFoundPage(e)
 	}
+	// The answer is ready before the click is handed over: once its batch commits, a whole
+	// batch of visitors is woken at once, and each then has only its response to send.
+	h := e.Response.Header()
+	t.setCookies(e, row, target.CookieDays)
+	h.Set("Location", location)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer-when-downgrade")
 	if err := t.writer.record(e.Request.Context(), row); err != nil {
+		h.Del("Set-Cookie")
+		h.Del("Location")
+		h.Del("Referrer-Policy")
 		return unavailable(e, err)
 	}
-	t.setCookies(e, row, target.CookieDays)
-	e.Response.Header().Set("Cache-Control", "no-store")
-	e.Response.Header().Set("Referrer-Policy", "no-referrer-when-downgrade")
-	return e.Redirect(http.StatusFound, location)
+	e.Response.WriteHeader(http.StatusFound)
+	return nil
 }
 
 // trackClickBody is the JSON track.js posts from the merchant's page.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tests"
@@ -516,5 +517,47 @@ func TestRedirectServedAheadOfRouter(t *testing.T) {
 	}
 	if got := len(env.clicks("")) - before; got != 2 {
 		t.Fatalf("%d clicks stored, want the 2 answered", got)
+	}
+}
+
+// TestRedirectBackPressure: while the writer cannot commit, clicks wait in a bounded queue;
+// past it a visitor waits at most the enqueue timeout and gets a 503 to retry, with no cookie
+// and no redirect, and nothing is stored for it. The waiting clicks are answered once the
+// writer gets the database back.
+func TestRedirectBackPressure(t *testing.T) {
+	env := newClickEnv(t, hooks.Config{ClickQueueSize: 1, ClickBatchSize: 1, ClickEnqueueTimeout: 50 * time.Millisecond})
+	before := len(env.clicks(""))
+	// Hold the app's only writer connection: the writer blocks on its first click.
+	hold, err := env.app.NonconcurrentDB().(*dbx.DB).Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hold.Rollback() }) // before the app's cleanup drains the writer
+	answered := make(chan int, 2)
+	for range 2 { // the first is taken by the blocked writer, the second fills the queue
+		go func() { answered <- env.get("/r/" + linkA).StatusCode }()
+		time.Sleep(100 * time.Millisecond)
+	}
+	start := time.Now()
+	res := env.get("/r/" + linkA)
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+		t.Fatalf("click past a full queue: %d (Retry-After %q), want 503 to retry", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+	if waited := time.Since(start); waited < 40*time.Millisecond || waited > 5*time.Second {
+		t.Fatalf("refused after %v, want about the 50ms enqueue timeout", waited)
+	}
+	if res.Header.Get("Location") != "" || len(res.Header.Values("Set-Cookie")) != 0 {
+		t.Fatalf("a refused click must not redirect or set cookies: %v", res.Header)
+	}
+	if err := hold.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if code := <-answered; code != http.StatusFound {
+			t.Fatalf("queued click answered %d, want 302 once the writer could commit", code)
+		}
+	}
+	if got := len(env.clicks("")) - before; got != 2 {
+		t.Fatalf("%d clicks stored, want the 2 answered ones", got)
 	}
 }

@@ -36,19 +36,39 @@ const ErrBadDestination = Error("clickpolicy: destination is not an allowed redi
 // encoding; the fragment stays after the query), and non-ASCII bytes are percent-encoded so the
 // result is a valid Location header value. An empty clickID returns the checked URL as is.
 func Target(destination string, deepLink string, allowedDomains []string, clickID string) (string, error) {
-	raw := ""
+	return NewDestination(destination, allowedDomains).Target(deepLink, clickID)
+}
+
+// Destination is a link's destination checked once against its program's allowed domains, so
+// the redirector builds each click's target without parsing the destination again (the check
+// was ~2% of a redirect's CPU). It is immutable: make a new one when either input changes.
+type Destination struct {
+	raw     string
+	domains []string
+	err     error // ErrBadDestination, wrapping why, when raw fails the policy
+}
+
+// NewDestination checks destination against allowedDomains (normalized, as for Target).
+func NewDestination(destination string, allowedDomains []string) Destination {
+	d := Destination{raw: destination, domains: allowedDomains}
+	if _, err := urlpolicy.Check(destination, allowedDomains); err != nil {
+		d.err = fmt.Errorf("%w: %w", ErrBadDestination, err)
+	}
+	return d
+}
+
+// Target is the package's Target for this destination: the deep link when it passes the
+// policy, else the destination, with pba_click set to clickID.
+func (d Destination) Target(deepLink string, clickID string) (string, error) {
 	if deepLink != "" {
-		if _, err := urlpolicy.Check(deepLink, allowedDomains); err == nil {
-			raw = deepLink
+		if _, err := urlpolicy.Check(deepLink, d.domains); err == nil {
+			return withClickID(deepLink, clickID), nil
 		}
 	}
-	if raw == "" {
-		if _, err := urlpolicy.Check(destination, allowedDomains); err != nil {
-			return "", fmt.Errorf("%w: %w", ErrBadDestination, err)
-		}
-		raw = destination
+	if d.err != nil {
+		return "", d.err
 	}
-	return withClickID(raw, clickID), nil
+	return withClickID(d.raw, clickID), nil
 }
 
 // withClickID appends pba_click to raw, which urlpolicy.Check has accepted (absolute, no spaces,
