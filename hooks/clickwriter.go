@@ -115,17 +115,13 @@ func (w *clickWriter) record(ctx context.Context, row clickRow) error {
 		clickRequests.Put(req)
 		return err
 	}
-	select {
-	case err := <-req.done:
-		// The writer answers once and is done with req: it can serve another click.
-		req.row = clickRow{}
-		clickRequests.Put(req)
-		return err
-	case <-ctx.Done():
-		// The click may still be committed; the visitor is gone either way. req is left to
-		// the garbage collector: the writer will still answer on it.
-		return ctx.Err()
-	}
+	// Once queued, the click is the writer's: it answers within a batch (or fails it), so the
+	// wait is bounded without watching ctx, and a visitor who left costs only that wait.
+	err := <-req.done
+	// The writer answers once and is done with req: it can serve another click.
+	req.row = clickRow{}
+	clickRequests.Put(req)
+	return err
 }
 
 // clickRequests recycles requests and their answer channels (one of each per click otherwise).
