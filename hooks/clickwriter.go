@@ -174,31 +174,9 @@ const batchTarget = 32
 func (w *clickWriter) fill(batch []*clickRequest, add func(*clickRequest) error) ([]*clickRequest, error) {
 	var deadline <-chan time.Time
 	for len(batch) < w.cfg.BatchSize {
-		var req *clickRequest
-		select {
-		case r, ok := <-w.queue:
-			if !ok {
-				return batch, nil
-			}
-			req = r
-		default:
-			if w.cfg.MaxWait <= 0 || len(batch) >= batchTarget {
-				return batch, nil
-			}
-			if deadline == nil {
-				timer := time.NewTimer(w.cfg.MaxWait)
-				defer timer.Stop()
-				deadline = timer.C
-			}
-			select {
-			case r, ok := <-w.queue:
-				if !ok {
-					return batch, nil
-				}
-				req = r
-			case <-deadline:
-				return batch, nil
-			}
+		req, ok := w.next(len(batch), &deadline)
+		if !ok {
+			return batch, nil
 		}
 		batch = append(batch, req)
 		if err := add(req); err != nil {
@@ -206,6 +184,29 @@ func (w *clickWriter) fill(batch []*clickRequest, add func(*clickRequest) error)
 		}
 	}
 	return batch, nil
+}
+
+// next returns a queued request, or waits for one while a batch of size has not reached
+// batchTarget and the batch's deadline (started on the first wait) has not passed. It
+// reports false when the batch should be committed as it is.
+func (w *clickWriter) next(size int, deadline *<-chan time.Time) (*clickRequest, bool) {
+	select {
+	case req, ok := <-w.queue:
+		return req, ok
+	default:
+	}
+	if w.cfg.MaxWait <= 0 || size >= batchTarget {
+		return nil, false
+	}
+	if *deadline == nil {
+		*deadline = time.After(w.cfg.MaxWait)
+	}
+	select {
+	case req, ok := <-w.queue:
+		return req, ok
+	case <-*deadline:
+		return nil, false
+	}
 }
 
 // commit writes first (the batch's only request) and everything fill gathers after it in one

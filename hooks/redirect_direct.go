@@ -12,10 +12,6 @@ import (
 // redirectPrefix is the path of the affiliate links, GET /r/{code}.
 const redirectPrefix = "/r/"
 
-// guestRateLimitAudience is the audience PocketBase's rate limiter matches for a request
-// without an auth token.
-var guestRateLimitAudience = []string{core.RateLimitRuleAudienceAll, core.RateLimitRuleAudienceGuest}
-
 // directRedirects serves GET /r/{code} ahead of PocketBase's router and hands every other
 // request to next (the router). The link path is the product's front door: each request
 // through the router's chain of global middlewares (activity log, CORS, security headers, body
@@ -65,7 +61,9 @@ func (t *tracker) rateLimitRuleApplies(r *http.Request) bool {
 	if !limits.Enabled || len(limits.Rules) == 0 {
 		return false
 	}
-	_, found := limits.FindRateLimitRule([]string{r.Method + " " + r.URL.Path, r.URL.Path}, guestRateLimitAudience...)
+	// The audience of a request without an auth token (those with one never get here).
+	_, found := limits.FindRateLimitRule([]string{r.Method + " " + r.URL.Path, r.URL.Path},
+		core.RateLimitRuleAudienceAll, core.RateLimitRuleAudienceGuest)
 	return found
 }
 
