@@ -19,30 +19,10 @@ import (
 // the page's console errors and uncaught exceptions kept for the failure message.
 
 // startPagesBrowser starts headless Chromium like startBrowser (trackjs_browser_test.go), with
-// the time a walk through both pages needs.
+// the window and the time a walk through both pages needs.
 func startPagesBrowser(t *testing.T, execPath string) context.Context {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(execPath),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.UserAgent(desktopUA),
-		chromedp.WindowSize(1200, 900),
-	)
-	timeout, cancelTimeout := context.WithTimeout(context.Background(), 4*time.Minute)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(timeout, opts...)
-	browser, cancelBrowser := chromedp.NewContext(alloc)
-	t.Cleanup(func() {
-		cancelBrowser()
-		cancelAlloc()
-		cancelTimeout()
-	})
-	if err := chromedp.Do(browser); err != nil {
-		t.Fatalf("start chromium %s: %v", execPath, err)
-	}
-	return browser
+	return launchBrowser(t, execPath, 4*time.Minute, chromedp.WindowSize(1200, 900))
 }
 
 // pageTab is one tab in its own browser context (own localStorage and cookies).

@@ -458,9 +458,18 @@ func (l *netLog) String() string {
 	return b.String()
 }
 
-// startBrowser starts headless Chromium with the flags this machine needs (no sandbox as root,
-// no background connections on a closed network) and both test host names mapped to loopback.
+// startBrowser starts headless Chromium with both test host names mapped to loopback. The
+// whole browser lives at most two minutes; a hung page fails the test instead of the run.
 func startBrowser(t *testing.T, execPath string) context.Context {
+	t.Helper()
+	return launchBrowser(t, execPath, 2*time.Minute,
+		chromedp.Flag("host-resolver-rules", fmt.Sprintf("MAP %s 127.0.0.1, MAP %s 127.0.0.1, MAP %s 127.0.0.1", shopHost, otherShopHost, partnersHost)))
+}
+
+// launchBrowser starts headless Chromium with the flags this machine needs (no sandbox as root,
+// no background connections on a closed network), a fresh profile (chromedp makes a new
+// --user-data-dir and removes it when the browser ends) and extra options, for at most lifetime.
+func launchBrowser(t *testing.T, execPath string, lifetime time.Duration, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(execPath),
@@ -468,12 +477,10 @@ func startBrowser(t *testing.T, execPath string) context.Context {
 		chromedp.DisableGPU,
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("host-resolver-rules", fmt.Sprintf("MAP %s 127.0.0.1, MAP %s 127.0.0.1, MAP %s 127.0.0.1", shopHost, otherShopHost, partnersHost)),
 		chromedp.UserAgent(desktopUA),
-		// A fresh profile: chromedp makes a new --user-data-dir and removes it when the browser ends.
 	)
-	// The whole browser lives at most two minutes; a hung page fails the test instead of the run.
-	timeout, cancelTimeout := context.WithTimeout(context.Background(), 2*time.Minute)
+	opts = append(opts, extra...)
+	timeout, cancelTimeout := context.WithTimeout(context.Background(), lifetime)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(timeout, opts...)
 	browser, cancelBrowser := chromedp.NewContext(alloc)
 	t.Cleanup(func() {
