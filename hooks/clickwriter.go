@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -262,8 +263,26 @@ func (w *clickWriter) commit(batch []*clickRequest) []*clickRequest {
 	return batch
 }
 
-// clickInsertSQL inserts one click.
-const clickInsertSQL = "INSERT INTO clicks (" + clickColumns + ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+// clickArgs is the number of values one click binds (the columns of clickColumns).
+const clickArgs = 13
+
+// clickChunks are the row counts of the click inserts, largest first: a batch's clicks go in
+// statements of 8 rows, and its last few in one statement each of 4, 2 and 1 as needed. A
+// statement's fixed cost (database/sql, the driver, starting the VDBE program) is about a
+// fifth of a one-row insert; eight rows share it. Past eight, the driver's binding, which
+// matches every parameter against every argument, costs more than the statements saved
+// (measured: 8 rows a statement is the fastest).
+var clickChunks = [...]int{8, 4, 2, 1}
+
+// clickInsertStatement inserts rows clicks. OR ROLLBACK: a constraint failure ends the whole
+// transaction at once, which is what a failed batch needs anyway (the writer retries it in a
+// new one), and it spares SQLite the statement journal that a multi-row INSERT otherwise
+// keeps to undo a single failed statement: a copy of every page the statement touches. The
+// caller must stop at the first error: after it the transaction is gone.
+func clickInsertStatement(rows int) string {
+	values := "(?" + strings.Repeat(",?", clickArgs-1) + ")"
+	return "INSERT OR ROLLBACK INTO clicks (" + clickColumns + ") VALUES " + values + strings.Repeat(","+values, rows-1)
+}
 
 // clickStatsUpsert adds a batch's clicks to one stats_daily row (created when missing). It is
 // positional and prepared, unlike upsertStats: building that query costs ~45 µs, and a batch
@@ -273,34 +292,50 @@ const clickStatsUpsert = `INSERT INTO stats_daily (id, day, affiliate, program, 
 	ON CONFLICT (day, affiliate, program, link) DO UPDATE SET clicks = clicks + excluded.clicks,
 	unique_clicks = unique_clicks + excluded.unique_clicks, updated = excluded.updated`
 
-// clickStmts are the two statements of a click batch.
-type clickStmts struct{ insert, stats *sql.Stmt }
+// clickStmts are the statements of a click batch: insert[i] writes clickChunks[i] rows.
+type clickStmts struct {
+	insert [len(clickChunks)]*sql.Stmt
+	stats  *sql.Stmt
+}
 
 // prepareClickStmts prepares them on p (a database, or a transaction).
 func prepareClickStmts(p interface {
 	Prepare(string) (*sql.Stmt, error)
 }) (*clickStmts, error) {
-	insert, err := p.Prepare(clickInsertSQL)
-	if err != nil {
-		return nil, fmt.Errorf("prepare click insert: %w", err)
+	s := &clickStmts{}
+	for i, rows := range clickChunks {
+		stmt, err := p.Prepare(clickInsertStatement(rows))
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("prepare click insert of %d rows: %w", rows, err)
+		}
+		s.insert[i] = stmt
 	}
 	stats, err := p.Prepare(clickStatsUpsert)
 	if err != nil {
-		insert.Close()
+		s.close()
 		return nil, fmt.Errorf("prepare click stats upsert: %w", err)
 	}
-	return &clickStmts{insert: insert, stats: stats}, nil
+	s.stats = stats
+	return s, nil
 }
 
 // in binds the statements to tx; database/sql reuses what was prepared on tx's connection
 // and prepares again by itself if that connection was replaced.
 func (s *clickStmts) in(tx *sql.Tx) *clickStmts {
-	return &clickStmts{insert: tx.Stmt(s.insert), stats: tx.Stmt(s.stats)}
+	b := &clickStmts{stats: tx.Stmt(s.stats)}
+	for i, st := range s.insert {
+		b.insert[i] = tx.Stmt(st)
+	}
+	return b
 }
 
 func (s *clickStmts) close() {
-	_ = s.insert.Close()
-	_ = s.stats.Close()
+	for _, st := range append(s.insert[:], s.stats) {
+		if st != nil {
+			_ = st.Close()
+		}
+	}
 }
 
 // prepareStmts prepares the writer's statements once on the app's single writer connection.
@@ -358,13 +393,14 @@ func writeClicksWith(tx core.App, rows []clickRow, win *clickpolicy.UniqueWindow
 }
 
 // clickInserter writes the clicks of one batch inside its transaction: each row's uniqueness,
-// its insert, and at the end the batch's stats_daily counters.
+// its insert (clickChunks[0] rows a statement), and at the end the batch's stats_daily counters.
 type clickInserter struct {
-	tx    core.App
-	stmts *clickStmts
-	win   *clickpolicy.UniqueWindow
-	seen  map[visitorLinkKey]struct{} // unflagged visitor/link pairs already in this batch
-	stats map[statsKey]*statsDelta    // the batch's counters, by stats_daily row
+	tx      core.App
+	stmts   *clickStmts
+	win     *clickpolicy.UniqueWindow
+	seen    map[visitorLinkKey]struct{} // unflagged visitor/link pairs already in this batch
+	stats   map[statsKey]*statsDelta    // the batch's counters, by stats_daily row
+	pending []any                       // the values of added rows not inserted yet (< clickChunks[0] rows)
 }
 
 // visitorLinkKey is one visitor on one link (or affiliate code).
@@ -383,16 +419,23 @@ func newClickInserter(tx core.App, win *clickpolicy.UniqueWindow) (*clickInserte
 	return &clickInserter{tx: tx, stmts: stmts, win: win}, nil
 }
 
-// add decides r's uniqueness (setting r.Unique) and inserts it.
+// add decides r's uniqueness (setting r.Unique) and inserts it, once clickChunks[0] rows are
+// waiting (finish inserts the rest). A repeat within the batch is found in seen, so a row
+// not inserted yet never needs to be visible to the unique check's query.
 func (c *clickInserter) add(r *clickRow) error {
 	if err := c.markUnique(r); err != nil {
 		return err
 	}
 	created := formatDateTime(r.Created) // "2006-01-02 15:04:05.000Z": its day is the stats row's
-	_, err := c.stmts.insert.Exec(r.ID, r.LinkID, r.AffiliateID, r.ProgramID, r.Visitor, r.IPHash, r.UserAgent,
+	if c.pending == nil {
+		c.pending = make([]any, 0, clickChunks[0]*clickArgs)
+	}
+	c.pending = append(c.pending, r.ID, r.LinkID, r.AffiliateID, r.ProgramID, r.Visitor, r.IPHash, r.UserAgent,
 		r.Referrer, r.Country, r.SubID, r.Unique, r.Flag, created)
-	if err != nil {
-		return fmt.Errorf("insert click %s: %w", r.ID, err)
+	if len(c.pending) == clickChunks[0]*clickArgs {
+		if err := c.insertPending(); err != nil {
+			return err
+		}
 	}
 	if r.Flag != "" {
 		return nil // flagged clicks are stored but never counted
@@ -413,9 +456,27 @@ func (c *clickInserter) add(r *clickRow) error {
 	return nil
 }
 
-// finish adds the batch's counters to their stats_daily rows, in the order of the unique
-// (day, affiliate, program, link) index so consecutive upserts touch neighbouring pages.
+// insertPending inserts the rows add has gathered, in as few statements as clickChunks allow.
+func (c *clickInserter) insertPending() error {
+	defer func() { clear(c.pending); c.pending = c.pending[:0] }()
+	pending := c.pending
+	for i, rows := range clickChunks {
+		for n := rows * clickArgs; len(pending) >= n; pending = pending[n:] {
+			if _, err := c.stmts.insert[i].Exec(pending[:n]...); err != nil {
+				return fmt.Errorf("insert clicks %v…: %w", pending[0], err)
+			}
+		}
+	}
+	return nil
+}
+
+// finish inserts the rows still pending, then adds the batch's counters to their stats_daily
+// rows, in the order of the unique (day, affiliate, program, link) index so consecutive
+// upserts touch neighbouring pages.
 func (c *clickInserter) finish() error {
+	if err := c.insertPending(); err != nil {
+		return err
+	}
 	keys := make([]statsKey, 0, len(c.stats))
 	for k := range c.stats {
 		keys = append(keys, k)

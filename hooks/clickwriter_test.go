@@ -3,11 +3,14 @@ package hooks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tests"
 )
 
@@ -175,5 +178,81 @@ func TestNewClickIDSortsByTime(t *testing.T) {
 	}
 	if later := g.next(now.Add(time.Second)); later[:10] != newOrderedID(now.Add(time.Second))[:10] {
 		t.Fatalf("once the clock passes the handed-out instants, ids follow it again: %q", later)
+	}
+}
+
+// TestWriteClicksChunks writes batches of every size up to three full chunks: each row is
+// stored once, with its own values, whichever of the 8/4/2/1-row statements carried it.
+func TestWriteClicksChunks(t *testing.T) {
+	app := newWriterTestApp(t)
+	var ids orderedIDs
+	total := 0
+	for n := 0; n <= 3*clickChunks[0]+clickChunks[0]-1; n++ {
+		rows := make([]clickRow, n)
+		for i := range rows {
+			rows[i] = testClick(i)
+			rows[i].ID, rows[i].Visitor = ids.next(time.Now()), ids.next(time.Now())
+			rows[i].SubID = fmt.Sprintf("n%d-r%d", n, i)
+		}
+		if err := app.RunInTransaction(func(tx core.App) error { return writeClicks(tx, rows) }); err != nil {
+			t.Fatalf("batch of %d: %v", n, err)
+		}
+		total += n
+		for i, r := range rows {
+			var sub string
+			var unique bool
+			err := app.DB().NewQuery("SELECT sub_id, [[unique]] FROM clicks WHERE id = {:id}").
+				Bind(dbx.Params{"id": r.ID}).Row(&sub, &unique)
+			if err != nil || sub != r.SubID || !unique {
+				t.Fatalf("batch of %d, row %d: sub %q unique %v (%v), want %q and unique", n, i, sub, unique, err, r.SubID)
+			}
+		}
+	}
+	if c, err := app.CountRecords("clicks"); err != nil || int(c) != total {
+		t.Fatalf("stored %d clicks (%v), want %d", c, err, total)
+	}
+}
+
+// TestWriteClicksFailureLeavesNothing makes one row of a batch clash with a stored click,
+// in a full chunk and in the last few rows: the batch fails as a whole, none of its rows is
+// stored, its stats are not counted, and the connection is usable for the next batch (the
+// inserts end the transaction themselves on a conflict).
+func TestWriteClicksFailureLeavesNothing(t *testing.T) {
+	app := newWriterTestApp(t)
+	var ids orderedIDs
+	batch := func(n int) []clickRow {
+		rows := make([]clickRow, n)
+		for i := range rows {
+			rows[i] = testClick(i)
+			rows[i].ID, rows[i].Visitor = ids.next(time.Now()), ids.next(time.Now())
+		}
+		return rows
+	}
+	write := func(rows []clickRow) error {
+		return app.RunInTransaction(func(tx core.App) error { return writeClicks(tx, rows) })
+	}
+	stored := batch(1)
+	if err := write(stored); err != nil {
+		t.Fatal(err)
+	}
+	for _, clash := range []int{3, 9} { // inside the 8-row statement; inside the 1-row tail (8+2+1)
+		rows := batch(11)
+		rows[clash].ID = stored[0].ID
+		if err := write(rows); err == nil {
+			t.Fatalf("row %d reuses a stored id: the batch must fail", clash)
+		}
+		if c, _ := app.CountRecords("clicks"); c != 1 {
+			t.Fatalf("clash at row %d: %d clicks stored, want only the first one", clash, c)
+		}
+	}
+	var clicks int
+	if err := app.DB().NewQuery("SELECT COALESCE(SUM(clicks), 0) FROM stats_daily").Row(&clicks); err != nil || clicks != 1 {
+		t.Fatalf("stats_daily counts %d clicks (%v), want 1", clicks, err)
+	}
+	if err := write(batch(13)); err != nil {
+		t.Fatalf("the next batch after a failed one: %v", err)
+	}
+	if c, _ := app.CountRecords("clicks"); c != 14 {
+		t.Fatalf("%d clicks stored, want 14", c)
 	}
 }
