@@ -505,6 +505,12 @@ func (c *clickInserter) markUnique(r *clickRow) error {
 	if c.win != nil {
 		r.uniqueKey = c.win.Key(r.Visitor, r.LinkID, r.AffiliateID)
 	}
+	if r.NewVisitor {
+		// Its visitor id was minted for this click: no other click can carry it yet (the
+		// cookie goes out only once this batch has committed).
+		r.Unique = true
+		return nil
+	}
 	key := visitorLinkKey{r.Visitor, r.LinkID, r.AffiliateID}
 	if _, repeat := c.seen[key]; repeat {
 		return nil
@@ -513,10 +519,6 @@ func (c *clickInserter) markUnique(r *clickRow) error {
 		c.seen = map[visitorLinkKey]struct{}{}
 	}
 	c.seen[key] = struct{}{}
-	if r.NewVisitor {
-		r.Unique = true
-		return nil
-	}
 	if c.win != nil {
 		switch c.win.Check(r.uniqueKey, r.Created.UnixMilli()) {
 		case clickpolicy.Unique:

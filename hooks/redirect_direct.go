@@ -36,7 +36,6 @@ func (t *tracker) directRedirects(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		r.SetPathValue("code", code)
 		e := &core.RequestEvent{App: t.app}
 		e.Request, e.Response = r, w
 		defer func() {
@@ -45,7 +44,7 @@ func (t *tracker) directRedirects(next http.Handler) http.Handler {
 				router.ErrorHandler(w, r, router.NewInternalServerError("", nil))
 			}
 		}()
-		if err := t.handleRedirect(e); err != nil {
+		if err := t.redirect(e, code); err != nil {
 			apiErr := router.ToApiError(err)
 			t.logRedirectError(r, apiErr.Status, err)
 			router.ErrorHandler(w, r, apiErr)

@@ -231,9 +231,14 @@ func (t *tracker) countCommitted(rows []clickRow) {
 	}
 }
 
-// handleRedirect is GET /r/{code}: record the click, then 302 to the destination.
+// handleRedirect is GET /r/{code} as the router serves it (see directRedirects).
 func (t *tracker) handleRedirect(e *core.RequestEvent) error {
-	target, err := t.resolver.resolve(strings.ToLower(e.Request.PathValue("code")))
+	return t.redirect(e, e.Request.PathValue("code"))
+}
+
+// redirect records the click of code, then answers 302 to the destination.
+func (t *tracker) redirect(e *core.RequestEvent, code string) error {
+	target, err := t.resolver.resolve(strings.ToLower(code))
 	if err != nil {
 		return e.InternalServerError("", err)
 	}
