@@ -6,7 +6,8 @@
 //	(c) the naive path: POST /api/collections/clicks/records per click as superuser,
 //
 // plus an exact-count run (every answered 302 is a stored row) and a SIGKILL-mid-load run
-// (no answered click lost). All traffic stays on 127.0.0.1.
+// (no answered click lost). Each of (a), (b) and (c) gets the same unmeasured warm-up run
+// first (-warmup, 2 s). All traffic stays on 127.0.0.1.
 package main
 
 import (
@@ -40,11 +41,12 @@ const (
 )
 
 func main() {
-	duration := flag.Duration("d", 10*time.Second, "duration of each wrk run")
+	duration := flag.Duration("d", 10*time.Second, "duration of each measured wrk run")
+	warm := flag.Duration("warmup", 2*time.Second, "unmeasured wrk run before each measured one (0: none)")
 	conns := flag.Int("c", 64, "wrk connections")
 	exact := flag.Int("n", 20000, "requests of the exact-count run")
 	flag.Parse()
-	if err := run(*duration, *conns, *exact); err != nil {
+	if err := run(load{d: *duration, warm: *warm, conns: *conns}, *exact); err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
@@ -61,7 +63,30 @@ type result struct {
 	note        string
 }
 
-func run(d time.Duration, conns, exact int) error {
+// load is the shape of every wrk run.
+type load struct {
+	d, warm time.Duration // measured run; unmeasured run before it
+	conns   int
+}
+
+// measure runs wrk on url for l.warm (the server's first requests pay for cold caches, heap
+// growth and lazily built state; no scenario is measured on them), calls between, then runs
+// wrk for l.d and returns that run alone.
+func (l load) measure(url, script string, between func() error) (wrkResult, error) {
+	if l.warm > 0 {
+		if _, err := runWrk(url, l.warm, l.conns, script); err != nil {
+			return wrkResult{}, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	if between != nil {
+		if err := between(); err != nil {
+			return wrkResult{}, err
+		}
+	}
+	return runWrk(url, l.d, l.conns, script)
+}
+
+func run(l load, exact int) error {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return errors.New("wrk is not installed (make bench installs it: apt-get install wrk)")
 	}
@@ -77,25 +102,25 @@ func run(d time.Duration, conns, exact int) error {
 	}
 
 	var results []result
-	bare, err := benchBare(d, conns)
+	bare, err := benchBare(l)
 	if err != nil {
 		return err
 	}
 	results = append(results, bare)
 
-	redirect, err := benchRedirect(bin, work, d, conns, exact)
+	redirect, err := benchRedirect(bin, work, l, exact)
 	if err != nil {
 		return err
 	}
 	results = append(results, redirect...)
 
-	naive, err := benchNaive(bin, work, d, conns)
+	naive, err := benchNaive(bin, work, l)
 	if err != nil {
 		return err
 	}
 	results = append(results, naive)
 
-	killed, err := benchKill(bin, work, conns)
+	killed, err := benchKill(bin, work, l.conns)
 	if err != nil {
 		return err
 	}
@@ -106,8 +131,8 @@ func run(d time.Duration, conns, exact int) error {
 }
 
 // benchBare is (a): the same 302 and cookie from a plain handler, no database.
-func benchBare(d time.Duration, conns int) (result, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func benchBare(l load) (result, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return result{}, err
 	}
@@ -116,10 +141,10 @@ func benchBare(d time.Duration, conns int) (result, error) {
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, "https://example.com/?pba_click=0123456789abcde", http.StatusFound)
 	})}
-	go srv.Serve(l)
+	go srv.Serve(ln)
 	defer srv.Close()
 	fmt.Println("(a) bare handler…")
-	w, err := runWrk("http://"+l.Addr().String()+"/r/"+linkCode, d, conns, "")
+	w, err := l.measure("http://"+ln.Addr().String()+"/r/"+linkCode, "", nil)
 	if err != nil {
 		return result{}, err
 	}
@@ -127,29 +152,35 @@ func benchBare(d time.Duration, conns int) (result, error) {
 }
 
 // benchRedirect is (b) with wrk, then the exact-count run with a fixed number of requests.
-func benchRedirect(bin, work string, d time.Duration, conns, exact int) ([]result, error) {
+func benchRedirect(bin, work string, l load, exact int) ([]result, error) {
 	srv, err := startServer(bin, filepath.Join(work, "b"), nil)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.stop()
 	fmt.Println("(b) /r/{code} on the real server…")
-	cpu0 := srv.cpuTime()
-	w, err := runWrk(srv.base+"/r/"+linkCode, d, conns, "")
+	var rows0 int64 // the warm-up's rows
+	var cpu0 time.Duration
+	w, err := l.measure(srv.base+"/r/"+linkCode, "", func() (err error) {
+		time.Sleep(200 * time.Millisecond) // let requests wrk abandoned at its deadline finish
+		rows0, err = srv.countClicks()
+		cpu0 = srv.cpuTime()
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
 	cpuB := perRequestUS(srv.cpuTime()-cpu0, w.requests)
-	time.Sleep(200 * time.Millisecond) // let requests wrk abandoned at its deadline finish
+	time.Sleep(200 * time.Millisecond)
 	rowsB, err := srv.countClicks()
 	if err != nil {
 		return nil, err
 	}
-	b := result{name: "(b) GET /r/{code}", rps: w.rps, p50: w.p50, p99: w.p99, rssMB: srv.rss(), cpuUS: cpuB, rows: rowsB, ok302: w.requests,
-		note: "wrk stops mid-flight: rows may exceed 302s by at most the connections"}
+	b := result{name: "(b) GET /r/{code}", rps: w.rps, p50: w.p50, p99: w.p99, rssMB: srv.rss(), cpuUS: cpuB, rows: rowsB - rows0, ok302: w.requests,
+		note: "measured run only (after the warm-up); wrk stops mid-flight: rows may exceed 302s by at most the connections"}
 
-	fmt.Printf("(b') exact count: %d requests over %d connections…\n", exact, conns)
-	ok, err := fixedLoad(srv.base+"/r/"+linkCode, conns, exact)
+	fmt.Printf("(b') exact count: %d requests over %d connections…\n", exact, l.conns)
+	ok, err := fixedLoad(srv.base+"/r/"+linkCode, l.conns, exact)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +193,7 @@ func benchRedirect(bin, work string, d time.Duration, conns, exact int) ([]resul
 }
 
 // benchNaive is (c): one records-API create per click, as a superuser.
-func benchNaive(bin, work string, d time.Duration, conns int) (result, error) {
+func benchNaive(bin, work string, l load) (result, error) {
 	srv, err := startServer(bin, filepath.Join(work, "c"), nil)
 	if err != nil {
 		return result{}, err
@@ -186,8 +217,8 @@ func benchNaive(bin, work string, d time.Duration, conns int) (result, error) {
 		return result{}, err
 	}
 	fmt.Println("(c) naive records API…")
-	cpu0 := srv.cpuTime()
-	w, err := runWrk(srv.base+"/api/collections/clicks/records", d, conns, script)
+	var cpu0 time.Duration
+	w, err := l.measure(srv.base+"/api/collections/clicks/records", script, func() error { cpu0 = srv.cpuTime(); return nil })
 	if err != nil {
 		return result{}, err
 	}
