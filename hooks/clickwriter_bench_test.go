@@ -24,6 +24,12 @@ func BenchmarkWriteClicks(b *testing.B) {
 	}
 	defer app.Cleanup()
 	const batch = 64
+	// The writer's own path: statements prepared once on the writer connection, bound per batch.
+	w := newClickWriter(app, clickWriterConfig{}, nil)
+	if err := w.prepareStmts(); err != nil {
+		b.Fatal(err)
+	}
+	defer w.closeStmts()
 	rows := make([]clickRow, batch)
 	var ids orderedIDs // one instant per id, as the writer hands them out
 	b.ReportAllocs()
@@ -35,7 +41,20 @@ func BenchmarkWriteClicks(b *testing.B) {
 				ProgramID: "prog00000000001", Visitor: ids.next(now), NewVisitor: true, IPHash: "0123456789abcdef0123456789abcdef",
 				UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36", Created: now}
 		}
-		if err := app.RunInTransaction(func(tx core.App) error { return writeClicks(tx, rows) }); err != nil {
+		err := app.RunInTransaction(func(tx core.App) error {
+			ins, err := w.newInserter(tx)
+			if err != nil {
+				return err
+			}
+			defer ins.close()
+			for j := range rows {
+				if err := ins.add(&rows[j]); err != nil {
+					return err
+				}
+			}
+			return ins.finish()
+		})
+		if err != nil {
 			b.Fatal(err)
 		}
 	}
