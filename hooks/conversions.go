@@ -274,15 +274,38 @@ func (s *conversionService) clickCandidate(tx core.App, r *core.Record) (*attrib
 }
 
 // firstClick is the visitor's earliest unflagged click in the program within the cookie window.
+// It runs inside the conversion's transaction, which holds the one write connection (clicks
+// wait for it), so it reads two indexes and never scans the clicks table: a visitor id minted
+// by a click is that click's id, so the visitor's first click is found by primary key; its
+// later clicks (and every click of a visitor id from elsewhere) are in idx_clicks_visitor.
+// The two reads of firstClick. The click that minted a visitor id (its own id) comes before
+// every other click carrying it; the others are in idx_clicks_visitor, whose condition
+// "visitor != id" the query states (SQLite uses a partial index only for a query that does).
+const (
+	firstClickMintingSQL = `SELECT id FROM {{clicks}} WHERE id = {:visitor}
+		AND program = {:program} AND flag = '' AND created >= {:since}`
+	firstClickLaterSQL = `SELECT id FROM {{clicks}} WHERE visitor = {:visitor} AND visitor != id
+		AND created >= {:since} AND program = {:program} AND flag = '' ORDER BY created LIMIT 1`
+)
+
 func (s *conversionService) firstClick(tx core.App, program *collections.Program, visitor string, at time.Time) (*attribution.Click, error) {
-	since := at.AddDate(0, 0, -program.CookieDays())
-	found, err := tx.FindRecordsByFilter(collections.Clicks,
-		"program = {:program} && visitor = {:visitor} && flag = '' && created >= {:since}", "created", 1, 0,
-		dbx.Params{"program": program.Id, "visitor": visitor, "since": formatDateTime(since)})
-	if err != nil || len(found) == 0 {
-		return nil, err
+	params := dbx.Params{"program": program.Id, "visitor": visitor, "since": formatDateTime(at.AddDate(0, 0, -program.CookieDays()))}
+	var id string
+	err := tx.DB().NewQuery(firstClickMintingSQL).Bind(params).Row(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = tx.DB().NewQuery(firstClickLaterSQL).Bind(params).Row(&id)
 	}
-	return s.clickCandidate(tx, found[0])
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("first click of visitor %s: %w", visitor, err)
+	}
+	r, err := tx.FindRecordById(collections.Clicks, id)
+	if err != nil {
+		return nil, fmt.Errorf("first click %s: %w", id, err)
+	}
+	return s.clickCandidate(tx, r)
 }
 
 func affiliateCandidate(a *core.Record) *attribution.Affiliate {

@@ -311,3 +311,55 @@ func saveRecord(t *testing.T, app core.App, collection string, data map[string]a
 	}
 	return r
 }
+
+// TestFirstClickAttribution follows one visitor over three clicks in a first_click program:
+// the visitor id it gets is its first click's id; that click is credited while it qualifies,
+// and once it does not (here: flagged), the visitor's earliest qualifying later click is.
+func TestFirstClickAttribution(t *testing.T) {
+	env := newConvEnv(t)
+	env.save(collections.Programs, fx.ProgramP, map[string]any{"attribution": "first_click"})
+	clickID := func(res *http.Response) string {
+		t.Helper()
+		u, err := url.Parse(res.Header.Get("Location"))
+		if err != nil || u.Query().Get("pba_click") == "" {
+			t.Fatalf("no click id in %q", res.Header.Get("Location"))
+		}
+		return u.Query().Get("pba_click")
+	}
+	first := env.get("/r/" + linkA)
+	vid := cookie(first, "pba_vid")
+	firstID := clickID(first)
+	if vid == nil || vid.Value != firstID {
+		t.Fatalf("new visitor's id %v, want its first click's id %s", vid, firstID)
+	}
+	returning := func(ip string) func(*http.Request) {
+		return func(r *http.Request) {
+			r.AddCookie(&http.Cookie{Name: "pba_vid", Value: vid.Value})
+			r.RemoteAddr = ip + ":1"
+		}
+	}
+	secondID := clickID(env.get("/r/"+linkA, returning("198.51.100.7")))
+	lastID := clickID(env.get("/r/affiliate-b-main", returning("198.51.100.8")))
+
+	n := 0
+	credit := func() (affiliate, click string) {
+		t.Helper()
+		n++
+		rec := env.post(bearer(), fmt.Sprintf(`{"external_id":"first-%d","amount":1000,"currency":"usd","click_id":%q}`, n, lastID))
+		var out map[string]any
+		json.Unmarshal(rec.Body.Bytes(), &out)
+		if rec.Code != http.StatusCreated {
+			t.Fatalf("conversion: %d %s", rec.Code, rec.Body)
+		}
+		return fmt.Sprint(out["affiliate"]), fmt.Sprint(out["click"])
+	}
+	if aff, click := credit(); aff != fx.A.ID || click != firstID {
+		t.Fatalf("credited %s by click %s, want A by the visitor's first click %s", aff, click, firstID)
+	}
+	if _, err := env.app.DB().NewQuery("UPDATE clicks SET flag = 'bot' WHERE id = {:id}").Bind(map[string]any{"id": firstID}).Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if aff, click := credit(); aff != fx.A.ID || click != secondID {
+		t.Fatalf("credited %s by click %s, want A by the first unflagged click %s", aff, click, secondID)
+	}
+}

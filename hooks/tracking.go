@@ -326,7 +326,9 @@ func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referr
 		row.SubID = target.SubID
 	}
 	if row.Visitor == "" {
-		row.Visitor, row.NewVisitor = t.ids.next(row.Created), true
+		// A new visitor's id is its first click's id: first-click attribution finds that click
+		// by primary key, and idx_clicks_visitor needs to hold returning visitors' clicks only.
+		row.Visitor, row.NewVisitor = row.ID, true
 	}
 	switch {
 	case t.isSelf(e, target.AffiliateID):
