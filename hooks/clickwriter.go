@@ -383,13 +383,18 @@ func writeClicksWith(tx core.App, rows []clickRow, win *clickpolicy.UniqueWindow
 	if err != nil {
 		return err
 	}
-	defer ins.close()
+	return ins.write(rows)
+}
+
+// write adds rows, finishes the batch and releases the statements.
+func (c *clickInserter) write(rows []clickRow) error {
+	defer c.close()
 	for i := range rows {
-		if err := ins.add(&rows[i]); err != nil {
+		if err := c.add(&rows[i]); err != nil {
 			return err
 		}
 	}
-	return ins.finish()
+	return c.finish()
 }
 
 // clickInserter writes the clicks of one batch inside its transaction: each row's uniqueness,

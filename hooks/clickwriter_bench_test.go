@@ -46,13 +46,7 @@ func BenchmarkWriteClicks(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			defer ins.close()
-			for j := range rows {
-				if err := ins.add(&rows[j]); err != nil {
-					return err
-				}
-			}
-			return ins.finish()
+			return ins.write(rows)
 		})
 		if err != nil {
 			b.Fatal(err)
