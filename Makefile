@@ -38,10 +38,13 @@ bench:
 ## fuzz: a short run of every fuzz target (CI runs it; go longer with FUZZTIME=5m). A count, not a
 ## duration, by default: a duration can end mid-execution and report "context deadline exceeded".
 FUZZTIME ?= 500000x
+## Minimizing each new interesting input may take up to a minute by default (the run shows
+## "execs: … (0/sec)" meanwhile); CI's short run keeps new inputs as found.
+FUZZMINTIME ?= 10000x
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzParseDecimal$$' -fuzztime=$(FUZZTIME) ./hooks/internal/money
-	$(GO) test -run='^$$' -fuzz='^FuzzRoundTrip$$' -fuzztime=$(FUZZTIME) ./hooks/internal/money
-	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./hooks/internal/postback
+	$(GO) test -run='^$$' -fuzz='^FuzzParseDecimal$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) ./hooks/internal/money
+	$(GO) test -run='^$$' -fuzz='^FuzzRoundTrip$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) ./hooks/internal/money
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) ./hooks/internal/postback
 
 ## fmt: format the code
 fmt:
