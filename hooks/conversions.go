@@ -273,14 +273,10 @@ func (s *conversionService) clickCandidate(tx core.App, r *core.Record) (*attrib
 	}, nil
 }
 
-// firstClick is the visitor's earliest unflagged click in the program within the cookie window.
-// It runs inside the conversion's transaction, which holds the one write connection (clicks
-// wait for it), so it reads two indexes and never scans the clicks table: a visitor id minted
-// by a click is that click's id, so the visitor's first click is found by primary key; its
-// later clicks (and every click of a visitor id from elsewhere) are in idx_clicks_visitor.
-// The two reads of firstClick. The click that minted a visitor id (its own id) comes before
-// every other click carrying it; the others are in idx_clicks_visitor, whose condition
-// "visitor != id" the query states (SQLite uses a partial index only for a query that does).
+// The two reads of firstClick. A visitor id minted by a click is that click's id, and that click
+// comes before every other click carrying the id; the others are in idx_clicks_visitor, whose
+// condition "visitor != id" the query states (SQLite uses a partial index only for a query
+// that does).
 const (
 	firstClickMintingSQL = `SELECT id FROM {{clicks}} WHERE id = {:visitor}
 		AND program = {:program} AND flag = '' AND created >= {:since}`
@@ -288,6 +284,9 @@ const (
 		AND created >= {:since} AND program = {:program} AND flag = '' ORDER BY created LIMIT 1`
 )
 
+// firstClick is the visitor's earliest unflagged click in the program within the cookie window.
+// It runs inside the conversion's transaction, which holds the one write connection (clicks
+// wait for it), so it reads by primary key, then by idx_clicks_visitor, and never scans clicks.
 func (s *conversionService) firstClick(tx core.App, program *collections.Program, visitor string, at time.Time) (*attribution.Click, error) {
 	params := dbx.Params{"program": program.Id, "visitor": visitor, "since": formatDateTime(at.AddDate(0, 0, -program.CookieDays()))}
 	var id string
