@@ -331,10 +331,13 @@ func (s *clickStmts) in(tx *sql.Tx) *clickStmts {
 }
 
 func (s *clickStmts) close() {
-	for _, st := range append(s.insert[:], s.stats) {
+	for _, st := range s.insert {
 		if st != nil {
 			_ = st.Close()
 		}
+	}
+	if s.stats != nil {
+		_ = s.stats.Close()
 	}
 }
 
