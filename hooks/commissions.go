@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -66,7 +65,7 @@ func registerCommissions(app core.App, live *liveHub) *commissionEngine {
 		}
 	})
 	registerCommissionRecords(app)
-	registerConversionApproval(app)
+	registerConversionEdits(app, live)
 	registerCommissionRoutes(app, e)
 	return e
 }
@@ -272,8 +271,9 @@ const statsCommissionUpsert = `INSERT INTO stats_daily (id, day, affiliate, prog
 // addStatsCommission adds each delta to its stats_daily row's commission. stats_daily.commission
 // is the net commission earned by the sales of that day (the day of the conversion, in UTC):
 // sale and recurring commissions when created, less what refunds and lost disputes take back
-// later (reductions, voids and clawbacks), so the rows always sum to the non-void conversion
-// commissions. Bonuses and adjustments belong to no sale and no day; they are not in it.
+// later (reductions, voids and clawbacks; a rejection too, and a reinstatement when the sale is
+// approved again), so the rows always sum to the non-void conversion commissions. Bonuses and
+// admins' adjustments belong to no sale and no day; they are not in it.
 func addStatsCommission(tx *sql.Tx, deltas map[statsKey]int64) error {
 	if len(deltas) == 0 {
 		return nil
@@ -598,9 +598,15 @@ func (e *commissionEngine) applyRefunds(st *engineStats) error {
 			continue // the next createBatch handles the sale first
 		}
 		err := e.app.RunInTransaction(func(tx core.App) error {
-			change, err := reverseForRefund(tx, t, e.now().UTC())
-			if err != nil {
-				return err
+			var change int64
+			if t.Status != collections.ConversionRejected {
+				// A rejected sale's commission is already fully reversed; approving it again
+				// reinstates it net of the refunds applied meanwhile (reinstateSale).
+				c, err := reverseForRefund(tx, t, e.now().UTC())
+				if err != nil {
+					return err
+				}
+				change = c
 			}
 			occurred, err := time.Parse(dateLayout, t.OccurredAt)
 			if err != nil {
@@ -641,19 +647,11 @@ func (e *commissionEngine) applyRefunds(st *engineStats) error {
 // reverseForRefund reflects t's new refunds in its sale's commission and returns by how much
 // that changed the sale's net commission (zero or negative), for stats_daily.
 func reverseForRefund(tx core.App, t refundTodo, now time.Time) (int64, error) {
-	comm, err := tx.FindFirstRecordByFilter(collections.Commissions, "conversion = {:c} && (kind = 'sale' || kind = 'recurring')", dbx.Params{"c": t.ID})
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil // the sale earned nothing
+	comm, err := saleCommission(tx, t.ID)
+	if err != nil || comm == nil {
+		return 0, err // nil: the sale earned nothing
 	}
-	if err != nil {
-		return 0, err
-	}
-	var rule commissionRule
-	_ = json.Unmarshal([]byte(comm.GetString(collections.CommissionRule)), &rule)
-	original := rule.Amount
-	if original <= 0 {
-		original = int64(comm.GetInt(collections.FieldAmount))
-	}
+	original := saleOriginal(comm)
 	delta := rules.Clawback(original, t.Amount, t.Refunded) - rules.Clawback(original, t.Amount, t.RefundApplied)
 	if delta <= 0 {
 		return 0, nil
@@ -785,21 +783,6 @@ func wrap(err error, what string) error {
 
 // registerCommissionRecords validates commissions written by admins: adjustments need a note,
 // every commission is in its program's currency, and amounts have the sign of their kind.
-// registerConversionApproval hands a rejected conversion back to the engine when an admin
-// approves it: the engine marked it handled without a commission, and would otherwise never
-// look at it again. Same save, so the approval and the reset commit together; the unique
-// (conversion, kind) index keeps a second pass from doubling anything.
-func registerConversionApproval(app core.App) {
-	app.OnRecordUpdate(collections.Conversions).BindFunc(func(e *core.RecordEvent) error {
-		r := e.Record
-		if r.Original().GetString(collections.FieldStatus) == collections.ConversionRejected &&
-			r.GetString(collections.FieldStatus) == collections.ConversionApproved {
-			r.Set("commissioned", false)
-		}
-		return e.Next()
-	})
-}
-
 func registerCommissionRecords(app core.App) {
 	app.OnRecordCreate(collections.Commissions).BindFunc(func(e *core.RecordEvent) error {
 		r := e.Record

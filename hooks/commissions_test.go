@@ -405,13 +405,13 @@ func TestLedgerProperty(t *testing.T) {
 	}
 	env := newEngineEnv(t)
 	env.save(collections.Programs, fx.ProgramP, map[string]any{"hold_days": 0})
-	gaps := statsCommissionGaps(t, env.app)
+	gaps, saleGaps := statsCommissionGaps(t, env.app), statsSaleGaps(t, env.app)
 	rng := rand.New(rand.NewSource(42))
 	var convs []string
 	affiliates := []string{"affiliate-a", "affiliate-b"}
 	ids := map[string]string{"affiliate-a": fx.A.ID, "affiliate-b": fx.B.ID}
 	for step := 0; step < steps; step++ {
-		op := rng.Intn(10)
+		op := rng.Intn(11)
 		switch {
 		case op < 3 || len(convs) == 0: // sale
 			convs = append(convs, env.sale(affiliates[rng.Intn(2)], 100+rng.Intn(100000), time.Now().Add(-time.Hour)))
@@ -433,6 +433,14 @@ func TestLedgerProperty(t *testing.T) {
 			}
 		case op == 6: // payout
 			env.payAll(ids[affiliates[rng.Intn(2)]])
+		case op == 8: // an admin rejects a sale, or approves a rejected one again
+			c := mustFind(t, env.app, collections.Conversions, convs[rng.Intn(len(convs))])
+			switch c.GetString("status") {
+			case "approved", "pending", "refunded":
+				env.setConversion(c.Id, map[string]any{"status": "rejected"})
+			case "rejected":
+				env.setConversion(c.Id, map[string]any{"status": "approved", "reason": ""})
+			}
 		case op == 7: // adjustment
 			saveRecord(t, env.app, collections.Commissions, map[string]any{"affiliate": ids[affiliates[rng.Intn(2)]], "program": fx.ProgramP,
 				"kind": "adjustment", "amount": nonZero(rng.Intn(2001) - 1000), "note": fmt.Sprintf("step %d", step)})
@@ -441,7 +449,7 @@ func TestLedgerProperty(t *testing.T) {
 		}
 		if step%50 == 0 || step == steps-1 {
 			env.ledgerOK()
-			statsConsistent(t, env.app, gaps, fmt.Sprintf("step %d", step))
+			rollupsConsistent(t, env.app, gaps, saleGaps, fmt.Sprintf("step %d", step))
 		} else {
 			checkLedgerQuick(t, env.app, step)
 		}
@@ -462,9 +470,9 @@ func checkLedgerQuick(t *testing.T, app core.App, step int) {
 }
 
 // statsCommissionGaps is, for every stats_daily key, stats_daily.commission minus the net
-// commission of that key's sales (non-void sale, recurring and clawback commissions, by the day
-// the conversion occurred). The engine must never change it: tests compare it before and after
-// (the fixture's own rows need not start at zero).
+// commission of that key's sales (non-void sale, recurring and clawback commissions and
+// reinstatements, by the day the conversion occurred). The engine must never change it: tests
+// compare it before and after (the fixture's own rows need not start at zero).
 func statsCommissionGaps(t *testing.T, app core.App) map[string]int64 {
 	t.Helper()
 	var rows []struct {
@@ -476,7 +484,7 @@ func statsCommissionGaps(t *testing.T, app core.App) map[string]int64 {
 		UNION ALL
 		SELECT substr(v.occurred_at, 1, 10) || '/' || v.affiliate || '/' || v.program || '/' || v.link AS k, -SUM(c.amount) AS amount
 			FROM commissions c JOIN conversions v ON v.id = c.conversion
-			WHERE c.status != 'void' AND c.kind IN ('sale', 'recurring', 'clawback') GROUP BY k`).All(&rows)
+			WHERE c.status != 'void' AND (c.kind IN ('sale', 'recurring', 'clawback') OR c.ref LIKE 'reinstate:%') GROUP BY k`).All(&rows)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,6 +503,38 @@ func statsConsistent(t *testing.T, app core.App, before map[string]int64, when s
 	after := statsCommissionGaps(t, app)
 	if fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Fatalf("%s: stats_daily.commission drifted from the commissions:\nbefore %v\nafter  %v", when, before, after)
+	}
+}
+
+// statsSaleGaps is, for every stats_daily key, its conversions and revenue minus those of the
+// key's conversions (rejected ones do not count; revenue is net of the refunds applied). Edits
+// must never change it (the fixture's own rows need not start at zero).
+func statsSaleGaps(t *testing.T, app core.App) string {
+	t.Helper()
+	var rows []struct {
+		Key         string `db:"k"`
+		Conversions int64  `db:"n"`
+		Revenue     int64  `db:"revenue"`
+	}
+	err := app.DB().NewQuery(`SELECT k, SUM(n) AS n, SUM(revenue) AS revenue FROM (
+		SELECT day || '/' || affiliate || '/' || program || '/' || link AS k, conversions AS n, revenue FROM stats_daily
+		UNION ALL
+		SELECT substr(occurred_at, 1, 10) || '/' || affiliate || '/' || program || '/' || link AS k, -1 AS n,
+			-(amount - refund_applied) AS revenue FROM conversions WHERE status != 'rejected')
+		GROUP BY k HAVING SUM(n) != 0 OR SUM(revenue) != 0 ORDER BY k`).All(&rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprint(rows)
+}
+
+// rollupsConsistent fails when stats_daily drifted from the facts since gaps and saleGaps
+// were taken: its commission from the commissions, its conversions and revenue from the sales.
+func rollupsConsistent(t *testing.T, app core.App, gaps map[string]int64, saleGaps, when string) {
+	t.Helper()
+	statsConsistent(t, app, gaps, when)
+	if g := statsSaleGaps(t, app); g != saleGaps {
+		t.Fatalf("%s: stats_daily conversions/revenue drifted from the sales:\nbefore %s\nafter  %s", when, saleGaps, g)
 	}
 }
 

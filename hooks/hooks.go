@@ -183,6 +183,7 @@ func Register(app core.App, cfg Config) error {
 	registerPrograms(app)
 	registerAffiliates(app)
 	registerLinks(app)
+	registerLinkDeletion(app)
 	registerCoupons(app)
 	tracking := registerTracking(app, cfg)
 	conversions := newConversionService(app, tracking.live)

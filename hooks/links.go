@@ -1,7 +1,11 @@
 package hooks
 
 import (
+	"fmt"
 	"strings"
+	"time"
+
+	"github.com/pocketbase/dbx"
 
 	validation "github.com/pocketbase/ozzo-validation/v4"
 	"github.com/pocketbase/pocketbase/core"
@@ -78,6 +82,43 @@ func registerLinks(app core.App) {
 			return errs
 		}
 		return e.Next()
+	})
+}
+
+// linkStatsMerge adds a deleted link's stats_daily rows to its affiliate's rows without a link
+// (the affiliate-code row of the same day), created when missing.
+const linkStatsMerge = `INSERT INTO stats_daily (id, day, affiliate, program, link, clicks, unique_clicks, conversions,
+	revenue, commission, updated)
+	SELECT substr(lower(hex(randomblob(8))), 1, 15), day, affiliate, program, '', clicks, unique_clicks, conversions,
+		revenue, commission, {:now} FROM stats_daily WHERE link = {:link}
+	ON CONFLICT (day, affiliate, program, link) DO UPDATE SET clicks = clicks + excluded.clicks,
+		unique_clicks = unique_clicks + excluded.unique_clicks, conversions = conversions + excluded.conversions,
+		revenue = revenue + excluded.revenue, commission = commission + excluded.commission, updated = excluded.updated`
+
+// registerLinkDeletion lets a link be deleted without losing or corrupting what it earned: its
+// clicks and sales stay, credited to the affiliate without a link, and its stats_daily rows are
+// added to the affiliate's rows without a link. PocketBase would otherwise clear the relation
+// record by record (a save per click) and, in stats_daily, clash with the unique (day,
+// affiliate, program, link) index wherever the affiliate already has a row without a link.
+// One transaction with the delete, so a failure leaves the link and its figures as they were.
+func registerLinkDeletion(app core.App) {
+	app.OnRecordDelete(collections.Links).BindFunc(func(e *core.RecordEvent) error {
+		outer := e.App
+		return outer.RunInTransaction(func(tx core.App) error {
+			e.App = tx
+			defer func() { e.App = outer }()
+			params := dbx.Params{"link": e.Record.Id, "now": formatDateTime(time.Now())}
+			for _, q := range []string{linkStatsMerge,
+				"DELETE FROM stats_daily WHERE link = {:link}",
+				"UPDATE conversions SET link = '' WHERE link = {:link}",
+				"UPDATE clicks SET link = '' WHERE link = {:link}",
+			} {
+				if _, err := tx.DB().NewQuery(q).Bind(params).Execute(); err != nil {
+					return fmt.Errorf("detach link %s: %w", e.Record.Id, err)
+				}
+			}
+			return e.Next()
+		})
 	})
 }
 

@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
@@ -64,19 +63,8 @@ func applyDispute(tx core.App, conv *core.Record) error {
 	}
 	conv.Set(collections.FieldStatus, collections.ConversionPending)
 	conv.Set(collections.ConversionReason, collections.ReasonDispute)
-	if err := tx.Save(conv); err != nil {
-		return err
-	}
-	// A commission already released but not in a payout goes back to pending, so no payout run
-	// pays it while the dispute is open; the engine releases it again once the sale is approved.
-	// (The sale index's condition is repeated so SQLite uses that partial index.)
-	_, err := tx.DB().NewQuery(`UPDATE commissions SET status = 'pending', updated = {:now}
-		WHERE conversion = {:c} AND status = 'payable' AND payout = '' AND ` + saleIndexWhere).
-		Bind(dbx.Params{"c": conv.Id, "now": formatDateTime(time.Now())}).Execute()
-	if err != nil {
-		return fmt.Errorf("hold the commission of conversion %s: %w", conv.Id, err)
-	}
-	return nil
+	// The save holds a commission already released (registerConversionEdits).
+	return tx.Save(conv)
 }
 
 // storePendingStripe keeps a refund or dispute whose sale is not recorded yet; the sale applies

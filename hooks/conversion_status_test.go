@@ -1,0 +1,183 @@
+package hooks_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+)
+
+// patchConversion edits a conversion through the records API as a superuser, as an admin in
+// the dashboard does.
+func (e *engineEnv) patchConversion(id, body string) (int, map[string]any) {
+	e.t.Helper()
+	req := httptest.NewRequest(http.MethodPatch, "/api/collections/conversions/records/"+id, strings.NewReader(body))
+	req.Header.Set("Authorization", fx.Superuser.Token)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	e.handler.ServeHTTP(rec, req)
+	var out map[string]any
+	json.Unmarshal(rec.Body.Bytes(), &out)
+	return rec.Code, out
+}
+
+// netCommission is the sum of a sale's non-void commissions, clawbacks and reinstatements.
+func netCommission(t *testing.T, app core.App, conversion string) (net int, rows int) {
+	t.Helper()
+	all, err := app.FindAllRecords(collections.Commissions, dbxEq("conversion", conversion))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range all {
+		if c.GetString("status") != "void" {
+			net += c.GetInt("amount")
+		}
+	}
+	return net, len(all)
+}
+
+// Rejecting a sale takes its commission back: voided while unpaid, clawed back from the next
+// payout once paid. Approving it again gives it back, once, however often it goes back and forth.
+func TestRejectingASaleReversesItsCommission(t *testing.T) {
+	env := newEngineEnv(t)
+	gaps, saleGaps := statsCommissionGaps(t, env.app), statsSaleGaps(t, env.app)
+	past := time.Now().AddDate(0, 0, -40)
+	unpaid := env.sale("affiliate-a", 10000, past) // commission 2000, payable
+	paid := env.sale("affiliate-b", 10000, past)   // commission 2000, paid below
+	env.run()
+	env.payAll(fx.B.ID)
+
+	for _, id := range []string{unpaid, paid} {
+		if code, out := env.patchConversion(id, `{"status":"rejected","reason":"fraud review"}`); code != 200 {
+			t.Fatalf("reject %s: %d %v", id, code, out)
+		}
+	}
+	env.run()
+	env.run()
+	if c := env.commissionOf(unpaid); c.GetString("status") != "void" {
+		t.Fatalf("unpaid commission of a rejected sale: %v", c.FieldsData())
+	}
+	if net, rows := netCommission(t, env.app, paid); net != 0 || rows != 2 {
+		t.Fatalf("paid sale rejected: net %d in %d rows, want 0 in 2 (sale, clawback)", net, rows)
+	}
+	claw, err := env.app.FindFirstRecordByFilter(collections.Commissions, "conversion = {:c} && kind = 'clawback'", map[string]any{"c": paid})
+	if err != nil || claw.GetInt("amount") != -2000 || claw.GetString("status") != "payable" {
+		t.Fatalf("clawback of the paid sale: %v %v", claw, err)
+	}
+	env.payAll(fx.A.ID)
+	if n, _ := env.app.CountRecords(collections.Payouts, dbxEq("affiliate", fx.A.ID), dbxEq("amount", 2000)); n != 0 {
+		t.Fatal("a rejected sale's commission was paid out")
+	}
+	env.ledgerOK()
+	rollupsConsistent(t, env.app, gaps, saleGaps, "after rejecting")
+
+	// Approved again: the void commission is revived, the clawback reinstated.
+	for _, id := range []string{unpaid, paid} {
+		if code, out := env.patchConversion(id, `{"status":"approved","reason":""}`); code != 200 {
+			t.Fatalf("approve %s: %d %v", id, code, out)
+		}
+	}
+	env.run()
+	env.run()
+	if c := env.commissionOf(unpaid); c.GetString("status") != "payable" || c.GetInt("amount") != 2000 {
+		t.Fatalf("revived commission: %v", c.FieldsData())
+	}
+	if net, rows := netCommission(t, env.app, paid); net != 2000 || rows != 3 {
+		t.Fatalf("paid sale approved again: net %d in %d rows, want 2000 in 3", net, rows)
+	}
+	// And once more each way: still one reversal per change.
+	env.patchConversion(paid, `{"status":"rejected"}`)
+	env.run()
+	if net, _ := netCommission(t, env.app, paid); net != 0 {
+		t.Fatalf("second rejection: net %d", net)
+	}
+	env.patchConversion(paid, `{"status":"approved"}`)
+	env.run()
+	if net, rows := netCommission(t, env.app, paid); net != 2000 || rows != 5 {
+		t.Fatalf("second approval: net %d in %d rows", net, rows)
+	}
+	env.ledgerOK()
+	rollupsConsistent(t, env.app, gaps, saleGaps, "after approving again")
+}
+
+// A refund applied while a sale is rejected does not claw back a second time, and approving the
+// sale again reinstates only what the refund left.
+func TestRefundOfARejectedSale(t *testing.T) {
+	env := newEngineEnv(t)
+	gaps, saleGaps := statsCommissionGaps(t, env.app), statsSaleGaps(t, env.app)
+	paid := env.sale("affiliate-b", 10000, time.Now().AddDate(0, 0, -40))
+	env.run()
+	env.payAll(fx.B.ID)
+	env.setConversion(paid, map[string]any{"status": "rejected"})
+	env.setConversion(paid, map[string]any{"refunded_amount": 5000})
+	env.run()
+	env.run()
+	if net, _ := netCommission(t, env.app, paid); net != 0 {
+		t.Fatalf("rejected, then refunded: net %d, want 0", net)
+	}
+	env.setConversion(paid, map[string]any{"status": "approved"})
+	env.run()
+	if net, _ := netCommission(t, env.app, paid); net != 1000 {
+		t.Fatalf("approved again after a half refund: net %d, want 1000", net)
+	}
+	env.ledgerOK()
+	rollupsConsistent(t, env.app, gaps, saleGaps, "after the refund")
+}
+
+// The fields a commission was computed from are locked once it exists; before that, an edit
+// moves the sale's place in stats_daily.
+func TestCommissionedSaleFieldsLocked(t *testing.T) {
+	env := newEngineEnv(t)
+	saleGaps := statsSaleGaps(t, env.app)
+	conv := env.sale("affiliate-a", 10000, time.Now().AddDate(0, 0, -40))
+	// Not commissioned yet: amount and day can be corrected, and the rollups follow.
+	if code, out := env.patchConversion(conv, fmt.Sprintf(`{"amount":12000,"occurred_at":%q}`,
+		time.Now().AddDate(0, 0, -41).UTC().Format(time.RFC3339))); code != 200 {
+		t.Fatalf("correct an uncommissioned sale: %d %v", code, out)
+	}
+	if g := statsSaleGaps(t, env.app); g != saleGaps {
+		t.Fatalf("stats_daily after a correction:\nbefore %s\nafter  %s", saleGaps, g)
+	}
+	env.run()
+	for field, value := range map[string]string{"amount": "5000", "affiliate": fmt.Sprintf("%q", fx.B.ID), "currency": `"eur"`} {
+		code, out := env.patchConversion(conv, fmt.Sprintf(`{%q:%s}`, field, value))
+		data, _ := out["data"].(map[string]any)
+		if code != 400 || data[field] == nil {
+			t.Fatalf("edit %s of a commissioned sale: %d %v", field, code, out)
+		}
+	}
+	if c := mustFind(t, env.app, collections.Conversions, conv); c.GetInt("amount") != 12000 {
+		t.Fatalf("a refused edit changed the sale: %v", c.FieldsData())
+	}
+	// Its status still changes.
+	if code, out := env.patchConversion(conv, `{"status":"rejected"}`); code != 200 {
+		t.Fatalf("reject: %d %v", code, out)
+	}
+}
+
+// An admin's stale copy of a sale cannot undo what the engine wrote since it was loaded.
+func TestStaleConversionSaveKeepsEngineFields(t *testing.T) {
+	env := newEngineEnv(t)
+	paid := env.sale("affiliate-b", 10000, time.Now().AddDate(0, 0, -40))
+	env.run()
+	env.payAll(fx.B.ID)
+	stale := mustFind(t, env.app, collections.Conversions, paid)
+	env.setConversion(paid, map[string]any{"refunded_amount": 5000})
+	env.run() // applies the refund: refund_applied = 5000, a 1000 clawback
+	stale.Set("reason", "note from an old tab")
+	stale.Set("refunded_amount", 5000)
+	if err := env.app.Save(stale); err != nil {
+		t.Fatal(err)
+	}
+	env.run()
+	if net, _ := netCommission(t, env.app, paid); net != 1000 {
+		t.Fatalf("net %d after a stale save, want 1000 (the refund applied once)", net)
+	}
+}
