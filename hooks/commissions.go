@@ -768,6 +768,50 @@ func (e *commissionEngine) evaluateBonuses(st *engineStats, touched map[monthKey
 	return nil
 }
 
+// commissionOwnedFields never change after a commission is created: they say whose money it
+// is, for which sale, and in what currency.
+var commissionOwnedFields = [...]string{collections.FieldAffiliate, collections.FieldProgram,
+	collections.CommissionConversion, collections.CommissionKind, collections.FieldCurrency}
+
+// guardCommissionEdit refuses a save of a commission (an admin's in the dashboard, or any code's)
+// that would unbalance the ledger. It compares with the stored row, not with the record as it was
+// loaded, so a dashboard form opened before a payout run cannot undo the run: its stale payout
+// and status count as changes and are refused.
+//   - Owner, sale, kind and currency never change.
+//   - A commission joins, leaves and is paid by a payout only through the payout (the run and
+//     the payout's status changes write payout and status directly).
+//   - A commission in a payout, or paid, keeps its status and amount: a refund or rejection
+//     claws it back instead.
+//
+// Unpaid commissions outside payouts may change status (pending, payable, void) and amount.
+func guardCommissionEdit(stored, r *core.Record) error {
+	for _, f := range commissionOwnedFields {
+		if fmt.Sprint(stored.Get(f)) != fmt.Sprint(r.Get(f)) {
+			return fieldError(f, "immutable", "A commission's affiliate, program, sale, kind and currency are fixed when it is created.")
+		}
+	}
+	if stored.GetString(collections.CommissionPayout) != r.GetString(collections.CommissionPayout) {
+		return fieldError(collections.CommissionPayout, "payout_owned",
+			"Commissions join and leave payouts through payout runs and the payout's status (reload: it may have changed).")
+	}
+	from, to := stored.GetString(collections.FieldStatus), r.GetString(collections.FieldStatus)
+	if stored.GetString(collections.CommissionPayout) != "" || from == collections.CommissionPaid {
+		if from != to {
+			return fieldError(collections.FieldStatus, "in_payout",
+				"This commission is in a payout: its status follows the payout's (reload: it may have changed).")
+		}
+		if stored.GetInt(collections.FieldAmount) != r.GetInt(collections.FieldAmount) {
+			return fieldError(collections.FieldAmount, "in_payout",
+				"This commission is in a payout: its amount is fixed; add an adjustment or clawback instead.")
+		}
+		return nil
+	}
+	if to == collections.CommissionPaid {
+		return fieldError(collections.FieldStatus, "payout_owned", "A commission is paid by marking its payout paid.")
+	}
+	return nil
+}
+
 // previousMonth is the calendar month before t ("2026-10" on any day of November 2026).
 func previousMonth(t time.Time) string {
 	y, m, _ := t.UTC().Date()
@@ -782,8 +826,19 @@ func wrap(err error, what string) error {
 }
 
 // registerCommissionRecords validates commissions written by admins: adjustments need a note,
-// every commission is in its program's currency, and amounts have the sign of their kind.
+// every commission is in its program's currency, amounts have the sign of their kind, and an
+// edit cannot unbalance the ledger (guardCommissionEdit).
 func registerCommissionRecords(app core.App) {
+	app.OnRecordUpdate(collections.Commissions).BindFunc(func(e *core.RecordEvent) error {
+		stored, err := e.App.FindRecordById(collections.Commissions, e.Record.Id)
+		if err != nil {
+			return fmt.Errorf("read commission %s: %w", e.Record.Id, err)
+		}
+		if err := guardCommissionEdit(stored, e.Record); err != nil {
+			return err
+		}
+		return e.Next()
+	})
 	app.OnRecordCreate(collections.Commissions).BindFunc(func(e *core.RecordEvent) error {
 		r := e.Record
 		if r.GetString(collections.FieldCurrency) == "" {

@@ -31,7 +31,16 @@ func newEngineEnv(t *testing.T) *engineEnv {
 
 func (e *engineEnv) superuser(method, path string) (int, map[string]any) {
 	e.t.Helper()
-	req := httptest.NewRequest(method, path, nil)
+	return e.superuserJSON(method, path, "")
+}
+
+// superuserJSON sends body (JSON, or nothing when empty) as a superuser.
+func (e *engineEnv) superuserJSON(method, path, body string) (int, map[string]any) {
+	e.t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Authorization", fx.Superuser.Token)
 	rec := httptest.NewRecorder()
 	e.handler.ServeHTTP(rec, req)
@@ -107,10 +116,12 @@ func (e *engineEnv) payAll(affiliate string) {
 		if err := tx.Save(p); err != nil {
 			return err
 		}
+		// As the payout run and settleCommissions do: record saves cannot move commissions
+		// into payouts (guardCommissionEdit).
 		for _, c := range payable {
-			c.Set("payout", p.Id)
-			c.Set("status", "paid")
-			if err := tx.Save(c); err != nil {
+			_, err := tx.DB().NewQuery("UPDATE commissions SET payout = {:p}, status = 'paid' WHERE id = {:id}").
+				Bind(dbx.Params{"p": p.Id, "id": c.Id}).Execute()
+			if err != nil {
 				return err
 			}
 		}
@@ -564,6 +575,67 @@ func TestRejectedThenApprovedEarns(t *testing.T) {
 	}
 	if n, _ := env.app.CountRecords(collections.Commissions, dbxEq("conversion", conv)); n != 1 {
 		t.Fatalf("%d commissions, want 1", n)
+	}
+	env.ledgerOK()
+}
+
+// No edit of a commission unbalances the ledger: what a payout holds keeps its payout, status
+// and amount, a form loaded before a payout run cannot undo it, and payouts holding
+// commissions cannot be deleted.
+func TestCommissionEditsGuarded(t *testing.T) {
+	env := newEngineEnv(t)
+	past := time.Now().AddDate(0, 0, -40)
+	paidSale := env.sale("affiliate-b", 10000, past)
+	env.run()
+	env.payAll(fx.B.ID)
+	unpaidSale, otherSale := env.sale("affiliate-a", 10000, past), env.sale("affiliate-a", 5000, past)
+	env.run()
+	paid, unpaid, other := env.commissionOf(paidSale), env.commissionOf(unpaidSale), env.commissionOf(otherSale)
+	patch := func(c *core.Record, body string) (int, map[string]any) {
+		t.Helper()
+		return env.superuserJSON(http.MethodPatch, "/api/collections/commissions/records/"+c.Id, body)
+	}
+	for body, field := range map[string]string{`{"payout":""}`: "payout", `{"status":"payable"}`: "status", `{"amount":1}`: "amount",
+		`{"kind":"bonus"}`: "kind", fmt.Sprintf(`{"affiliate":%q}`, fx.A.ID): "affiliate"} {
+		code, out := patch(paid, body)
+		if data, _ := out["data"].(map[string]any); code != 400 || data[field] == nil {
+			t.Fatalf("paid commission %s: %d %v, want 400 naming %s", body, code, out, field)
+		}
+	}
+	if code, out := patch(paid, `{"note":"checked by finance"}`); code != 200 {
+		t.Fatalf("note on a paid commission: %d %v", code, out)
+	}
+	if code, out := patch(unpaid, `{"status":"paid"}`); code != 400 {
+		t.Fatalf("unpaid commission marked paid: %d %v", code, out)
+	}
+	if code, out := patch(unpaid, `{"amount":1500}`); code != 200 {
+		t.Fatalf("amount of an unpaid commission: %d %v", code, out)
+	}
+	if code, out := patch(unpaid, `{"status":"void"}`); code != 200 {
+		t.Fatalf("void an unpaid commission: %d %v", code, out)
+	}
+
+	// A payout run takes the other commission while an admin has it open.
+	stale := mustFind(t, env.app, collections.Commissions, other.Id)
+	env.payAll(fx.A.ID)
+	stale.Set("note", "from a form opened before the run")
+	if err := env.app.Save(stale); err == nil {
+		t.Fatal("a stale commission undid the payout run")
+	}
+	if c := mustFind(t, env.app, collections.Commissions, other.Id); c.GetString("status") != "paid" || c.GetString("payout") == "" {
+		t.Fatalf("commission after the stale save: %v", c.FieldsData())
+	}
+	env.ledgerOK()
+
+	// A paid payout cannot be deleted; a canceled one can.
+	code, out := env.superuserJSON(http.MethodDelete, "/api/collections/payouts/records/"+mustFind(t, env.app, collections.Commissions, other.Id).GetString("payout"), "")
+	if code != 400 {
+		t.Fatalf("delete a paid payout: %d %v", code, out)
+	}
+	canceled := saveRecord(t, env.app, collections.Payouts, map[string]any{"affiliate": fx.A.ID, "amount": 100, "currency": "usd",
+		"method": "manual", "status": "canceled"})
+	if code, out := env.superuserJSON(http.MethodDelete, "/api/collections/payouts/records/"+canceled.Id, ""); code != 204 {
+		t.Fatalf("delete a canceled payout: %d %v", code, out)
 	}
 	env.ledgerOK()
 }

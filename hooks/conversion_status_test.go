@@ -1,11 +1,8 @@
 package hooks_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,14 +15,7 @@ import (
 // the dashboard does.
 func (e *engineEnv) patchConversion(id, body string) (int, map[string]any) {
 	e.t.Helper()
-	req := httptest.NewRequest(http.MethodPatch, "/api/collections/conversions/records/"+id, strings.NewReader(body))
-	req.Header.Set("Authorization", fx.Superuser.Token)
-	req.Header.Set("Content-Type", "application/json")
-	rec := httptest.NewRecorder()
-	e.handler.ServeHTTP(rec, req)
-	var out map[string]any
-	json.Unmarshal(rec.Body.Bytes(), &out)
-	return rec.Code, out
+	return e.superuserJSON(http.MethodPatch, "/api/collections/conversions/records/"+id, body)
 }
 
 // netCommission is the sum of a sale's non-void commissions, clawbacks and reinstatements.

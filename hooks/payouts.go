@@ -334,8 +334,20 @@ var errNothingToPay = errors.New("nothing to pay")
 
 // registerPayoutRecords keeps payouts consistent when admins change them in the dashboard:
 // marking a payout paid pays its commissions (manual payouts need a reference); canceling
-// or failing returns them to the pool; a paid payout and its amount never change again.
+// or failing returns them to the pool; a paid payout and its amount never change again, and
+// only a payout holding no commissions can be deleted.
 func registerPayoutRecords(app core.App) {
+	// A payout is deleted only once it holds no commissions (canceled or failed): PocketBase
+	// would otherwise detach them, freeing a pending payout's commissions to be paid twice and
+	// leaving paid ones without their payment.
+	app.OnRecordDelete(collections.Payouts).BindFunc(func(e *core.RecordEvent) error {
+		switch e.Record.GetString(collections.FieldStatus) {
+		case collections.PayoutCanceled, collections.PayoutFailed:
+			return e.Next()
+		}
+		return fieldError(collections.FieldStatus, "not_deletable", "Only a canceled or failed payout can be deleted: "+
+			"cancel a pending one (its commissions return to the pool); a paid one is part of the ledger.")
+	})
 	app.OnRecordUpdate(collections.Payouts).BindFunc(func(e *core.RecordEvent) error {
 		before, err := e.App.FindRecordById(collections.Payouts, e.Record.Id)
 		if err != nil {

@@ -869,7 +869,12 @@ func (s *stripeEnv) pay(c *core.Record) {
 	}
 	p := s.save(collections.Payouts, map[string]any{"affiliate": c.GetString("affiliate"), "amount": c.GetInt("amount"),
 		"currency": c.GetString("currency"), "method": "manual", "status": "paid", "paid_at": time.Now()})
-	s.update(collections.Commissions, c.Id, map[string]any{"payout": p.Id, "status": "paid"})
+	// As settleCommissions does: record saves cannot move commissions into payouts.
+	_, err := s.app.DB().NewQuery("UPDATE commissions SET payout = {:p}, status = 'paid' WHERE id = {:id}").
+		Bind(dbx.Params{"p": p.Id, "id": c.Id}).Execute()
+	if err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // clawbacks is the sum of the clawbacks of a conversion and how many there are.
