@@ -597,8 +597,9 @@ func (e *commissionEngine) applyRefunds(st *engineStats) error {
 		if !t.Commissioned {
 			continue // the next createBatch handles the sale first
 		}
+		var change int64 // of the sale's net commission
 		err := e.app.RunInTransaction(func(tx core.App) error {
-			var change int64
+			change = 0
 			if t.Status != collections.ConversionRejected {
 				// A rejected sale's commission is already fully reversed; approving it again
 				// reinstates it net of the refunds applied meanwhile (reinstateSale).
@@ -640,6 +641,13 @@ func (e *commissionEngine) applyRefunds(st *engineStats) error {
 			return fmt.Errorf("apply refund of %s: %w", t.ID, err)
 		}
 		st.Refunds++
+		if e.live != nil {
+			d := liveCounters{Commission: change}
+			if t.Status != collections.ConversionRejected {
+				d.Revenue = -(t.Refunded - t.RefundApplied)
+			}
+			e.live.add(t.Affiliate, d)
+		}
 	}
 	return nil
 }

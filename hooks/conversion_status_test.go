@@ -3,12 +3,16 @@ package hooks_test
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/subscriptions"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks"
 )
 
 // patchConversion edits a conversion through the records API as a superuser, as an admin in
@@ -170,4 +174,43 @@ func TestStaleConversionSaveKeepsEngineFields(t *testing.T) {
 	if net, _ := netCommission(t, env.app, paid); net != 1000 {
 		t.Fatalf("net %d after a stale save, want 1000 (the refund applied once)", net)
 	}
+}
+
+// liveFeed subscribes a superuser to pba/live; wait returns once the messages received so
+// far contain want, failing the test after two seconds.
+func liveFeed(t *testing.T, app core.App) (wait func(want string)) {
+	t.Helper()
+	c := subscriptions.NewDefaultClient()
+	c.Set(apis.RealtimeClientAuthKey, mustFindEmail(t, app, core.CollectionNameSuperusers, fx.Superuser.Email))
+	c.Subscribe(hooks.LiveTopic)
+	app.SubscriptionsBroker().Register(c)
+	t.Cleanup(func() { app.SubscriptionsBroker().Unregister(c.Id()) })
+	var got strings.Builder
+	return func(want string) {
+		t.Helper()
+		deadline := time.After(2 * time.Second)
+		for !strings.Contains(got.String(), want) {
+			select {
+			case msg := <-c.Channel():
+				got.Write(msg.Data)
+			case <-deadline:
+				t.Fatalf("pba/live: no %s in %s", want, got.String())
+			}
+		}
+	}
+}
+
+// Rejections and refunds take their share back from the live counters.
+func TestLiveCountersFollowRejectionsAndRefunds(t *testing.T) {
+	env := newEngineEnv(t)
+	rejected := env.sale("affiliate-a", 10000, time.Now().AddDate(0, 0, -40))
+	refunded := env.sale("affiliate-b", 8000, time.Now().AddDate(0, 0, -40))
+	env.run()
+	time.Sleep(time.Second) // the sales' own deltas go out before the feed starts (every 250 ms)
+	wait := liveFeed(t, env.app)
+	env.patchConversion(rejected, `{"status":"rejected"}`)
+	wait(fmt.Sprintf(`%q:{"clicks":0,"unique_clicks":0,"conversions":-1,"revenue":-10000,"commission":-2000}`, fx.A.ID))
+	env.setConversion(refunded, map[string]any{"refunded_amount": 2000})
+	env.run()
+	wait(fmt.Sprintf(`%q:{"clicks":0,"unique_clicks":0,"conversions":0,"revenue":-2000,"commission":-400}`, fx.B.ID))
 }

@@ -107,6 +107,15 @@ func (h *liveHub) flush() {
 	deltas := h.pending
 	h.pending = map[string]*liveCounters{}
 	h.mu.Unlock()
+	// Changes that cancelled out (a sale recorded and rejected in one interval) are no news.
+	for id, d := range deltas {
+		if *d == (liveCounters{}) {
+			delete(deltas, id)
+		}
+	}
+	if len(deltas) == 0 {
+		return
+	}
 
 	at := time.Now().UTC().Format(time.RFC3339Nano)
 	var everything []byte
