@@ -65,6 +65,11 @@ type Config struct {
 	ClickQueueSize      int
 	ClickEnqueueTimeout time.Duration
 
+	// ClickRetentionDays is how long raw clicks are kept (pbaRetention); never less than the
+	// longest attribution window, and never a click a sale is attributed to. stats_daily keeps
+	// their counts for good. 0 keeps clicks forever.
+	ClickRetentionDays int
+
 	// StripeRateLimit caps Stripe API requests per second of the payout executor (Stripe allows
 	// 25 in test mode, 100 live); 0 turns the limit off.
 	StripeRateLimit int
@@ -81,6 +86,7 @@ const (
 	DefaultClickBatchWait      = 500 * time.Microsecond
 	DefaultClickQueueSize      = 8192
 	DefaultClickEnqueueTimeout = 2 * time.Second
+	DefaultClickRetentionDays  = 400
 	DefaultStripeRateLimit     = 25
 
 	// DefaultGCPercent and DefaultMemoryLimit are the Go runtime settings the binary uses when
@@ -109,6 +115,7 @@ func ConfigFromEnv() Config {
 		ClickBatchWait:             envDuration("PBA_CLICK_BATCH_WAIT", DefaultClickBatchWait),
 		ClickQueueSize:             envInt("PBA_CLICK_QUEUE_SIZE", DefaultClickQueueSize),
 		ClickEnqueueTimeout:        envDuration("PBA_CLICK_ENQUEUE_TIMEOUT", DefaultClickEnqueueTimeout),
+		ClickRetentionDays:         envInt("PBA_CLICK_RETENTION_DAYS", DefaultClickRetentionDays),
 
 		StripeRateLimit:             envInt("PBA_STRIPE_RATE_LIMIT", DefaultStripeRateLimit),
 		WebhookAllowPrivateNetworks: os.Getenv("PBA_WEBHOOK_ALLOW_PRIVATE") == "true",
@@ -196,6 +203,7 @@ func Register(app core.App, cfg Config) error {
 	registerMessaging(app, cfg)
 	registerReports(app)
 	registerExports(app)
+	registerRetention(app, cfg)
 	if pb, ok := app.(*pocketbase.PocketBase); ok {
 		pb.RootCmd.AddCommand(newDemoCommand(app))
 	}
@@ -210,6 +218,7 @@ func (c Config) validate() error {
 		"PBA_CLICK_RATE_LIMIT": int64(c.ClickRateLimit), "PBA_CLICK_BATCH_SIZE": int64(c.ClickBatchSize),
 		"PBA_CLICK_QUEUE_SIZE": int64(c.ClickQueueSize), "PBA_CLICK_BATCH_WAIT": int64(c.ClickBatchWait),
 		"PBA_CLICK_ENQUEUE_TIMEOUT": int64(c.ClickEnqueueTimeout), "PBA_STRIPE_RATE_LIMIT": int64(c.StripeRateLimit),
+		"PBA_CLICK_RETENTION_DAYS": int64(c.ClickRetentionDays),
 	} {
 		if v < 0 {
 			return fmt.Errorf("%s must be a non-negative number (durations like 2ms), got %q", name, os.Getenv(name))

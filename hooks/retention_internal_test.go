@@ -1,0 +1,119 @@
+package hooks
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+)
+
+// pbaRetention deletes expired clicks past every attribution window (more than one chunk of
+// them), keeps the clicks sales are attributed to, and prunes old bookkeeping rows; a second
+// run finds nothing.
+func TestRetentionPrunesExpiredRows(t *testing.T) {
+	app := newWriterTestApp(t)
+	now := time.Now().UTC()
+	ago := func(days int) time.Time { return now.AddDate(0, 0, -days) }
+	clicksAt := func(n int, at time.Time) []string {
+		rows := make([]clickRow, n)
+		ids := make([]string, n)
+		for i := range rows {
+			rows[i] = testClick(i)
+			rows[i].Created = at
+			ids[i] = rows[i].ID
+		}
+		if err := app.RunInTransaction(func(tx core.App) error { return writeClicks(tx, rows) }); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	old := clicksAt(retentionChunk+500, ago(500))
+	credited := old[7]
+	mustExec(t, app, "INSERT INTO conversions (id, click, external_id, source, amount) VALUES ('conv00000000001', {:c}, 'o-1', 'api', 100)", dbx.Params{"c": credited})
+	clicksAt(3, ago(150)) // expired under 90 days, kept under a 200-day attribution window
+	clicksAt(5, ago(10))
+	for _, q := range []string{
+		"INSERT INTO stripe_events (id, event_id, type, created) VALUES ('se0000000000001', 'evt_old', 'x', {:old}), ('se0000000000002', 'evt_new', 'x', {:new})",
+		`INSERT INTO webhook_deliveries (id, affiliate, event, event_id, url, status, updated) VALUES
+			('wd0000000000001', 'a', 'e', 'e1', 'https://x.test', 'sent', {:old}),
+			('wd0000000000002', 'a', 'e', 'e2', 'https://x.test', 'pending', {:old}),
+			('wd0000000000003', 'a', 'e', 'e3', 'https://x.test', 'failed', {:new})`,
+	} {
+		mustExec(t, app, q, dbx.Params{"old": formatDateTime(ago(100)), "new": formatDateTime(ago(1))})
+	}
+
+	count := func(q string) (n int) {
+		t.Helper()
+		if err := app.DB().NewQuery(q).Row(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	mustExec(t, app, "UPDATE programs SET cookie_days = 200", nil)
+	r := &retention{app: app, clickDays: 90, now: time.Now}
+	st, err := r.run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (retentionStats{Clicks: int64(len(old) - 1), StripeEvents: 1, WebhookDeliveries: 1}); st != want {
+		t.Fatalf("first run deleted %+v, want %+v", st, want)
+	}
+	if n := count("SELECT COUNT(*) FROM clicks"); n != 1+3+5 {
+		t.Fatalf("%d clicks left, want 9 (the credited one, the 150-day-old within the window, the recent)", n)
+	}
+	if n := count(fmt.Sprintf("SELECT COUNT(*) FROM clicks WHERE id = '%s'", credited)); n != 1 {
+		t.Fatal("the click a sale is attributed to was deleted")
+	}
+	if n := count("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'"); n != 1 {
+		t.Fatal("a pending webhook delivery was deleted")
+	}
+
+	// A shorter attribution window lets the 150-day-old clicks go too; then nothing is left to do.
+	mustExec(t, app, "UPDATE programs SET cookie_days = 60", nil)
+	if st, err = r.run(); err != nil || st != (retentionStats{Clicks: 3}) {
+		t.Fatalf("second run: %+v %v, want 3 clicks", st, err)
+	}
+	if st, err = r.run(); err != nil || st != (retentionStats{}) {
+		t.Fatalf("third run: %+v %v, want nothing", st, err)
+	}
+	// Retention 0 keeps clicks forever.
+	clicksAt(2, ago(1000))
+	if st, err = (&retention{app: app, now: time.Now}).run(); err != nil || st.Clicks != 0 {
+		t.Fatalf("retention off: %+v %v", st, err)
+	}
+}
+
+// TestExpiredClicksDeleteReadsIndexes: the delete walks a rowid range and asks the partial
+// click index of conversions, never scanning either table.
+func TestExpiredClicksDeleteReadsIndexes(t *testing.T) {
+	app := newWriterTestApp(t)
+	rows, err := app.DB().NewQuery("EXPLAIN QUERY PLAN " + expiredClicksDelete).
+		Bind(dbx.Params{"last": 0, "upto": 10, "cutoff": "2026-01-01"}).Rows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan += detail + "; "
+	}
+	if !strings.Contains(plan, "SEARCH clicks USING INTEGER PRIMARY KEY") || !strings.Contains(plan, "idx_conversions_click") ||
+		strings.Contains(plan, "SCAN") {
+		t.Fatalf("plan %q", plan)
+	}
+}
+
+func mustExec(t *testing.T, app core.App, q string, params dbx.Params) {
+	t.Helper()
+	if _, err := app.DB().NewQuery(q).Bind(params).Execute(); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
