@@ -162,6 +162,30 @@ func TestPagesInBrowser(t *testing.T) {
 		}
 		checkFigures(t, p, want)
 
+		// Editing the new link: a destination off the program's domains is refused and changes nothing; a
+		// valid one is saved, and the link leads there at once.
+		p.click(`#links-body button[aria-label="Edit the link Spring sale"]`)
+		p.waitFor("the edit form", `document.getElementById("link-form-h").textContent === "Edit link Spring sale" && !document.getElementById("link-cancel").hidden`)
+		p.typeInto("#ln-destination", "https://evil.test/summer")
+		p.click("#link-form button[type=submit]")
+		p.waitFor("the destination error", `document.querySelector('#link-form .field-error[data-for="destination"]').textContent !== ""`)
+		if n := countRows(t, db, `SELECT COUNT(*) FROM links WHERE code = ? AND destination = 'https://example.com/spring-sale'`, newCode); n != 1 {
+			t.Fatal("a refused edit changed the link")
+		}
+		p.typeInto("#ln-destination", "https://example.com/summer")
+		p.typeInto("#ln-label", "Summer sale")
+		p.click("#link-form button[type=submit]")
+		p.waitFor("the edited link in the table", `[...document.querySelectorAll("#links-body td")].some((td) => td.textContent === "Summer sale") && document.getElementById("link-cancel").hidden`)
+		if n := countRows(t, db, `SELECT COUNT(*) FROM links WHERE code = ? AND label = 'Summer sale' AND destination = 'https://example.com/summer'`, newCode); n != 1 {
+			t.Fatal("the edit is not in the database")
+		}
+		if loc := redirectLocation(t, base+"/r/"+newCode); !strings.HasPrefix(loc, "https://example.com/summer?pba_click=") {
+			t.Errorf("the edited link leads to %q", loc)
+		}
+		if got := p.text("#link-form-h"); got != "New link" {
+			t.Errorf("after saving, the form is %q, want back to New link", got)
+		}
+
 		// Payouts with Stripe: this server has no Stripe key, so the API's message is shown.
 		p.click("#connect")
 		p.waitFor("the onboarding answer", `document.getElementById("connect-msg").textContent !== ""`)

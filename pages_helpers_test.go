@@ -157,6 +157,12 @@ func (p *pageTab) attr(selector, name string) string {
 // pba_self cookie does not flag it): it must answer the 302 of a recorded click.
 func hitRedirect(t *testing.T, url string) {
 	t.Helper()
+	redirectLocation(t, url)
+}
+
+// redirectLocation follows nothing: it returns where a 302 from url points.
+func redirectLocation(t *testing.T, url string) string {
+	t.Helper()
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	req.Header.Set("User-Agent", desktopUA)
@@ -169,6 +175,7 @@ func hitRedirect(t *testing.T, url string) {
 	if res.StatusCode != http.StatusFound {
 		t.Fatalf("GET %s: %d, want 302", url, res.StatusCode)
 	}
+	return res.Header.Get("Location")
 }
 
 // formatMinor is the pages' money format for a two-decimal currency: 1,234.56 USD.

@@ -266,9 +266,38 @@
       b.textContent = "Copy";
       b.setAttribute("aria-label", "Copy the link " + (l.label || l.code));
       b.addEventListener("click", () => copy(url, b));
-      copyCell.append(b);
+      const edit = document.createElement("button");
+      edit.type = "button";
+      edit.className = "secondary";
+      edit.textContent = "Edit";
+      edit.setAttribute("aria-label", "Edit the link " + (l.label || l.code));
+      edit.addEventListener("click", () => editLink(l));
+      copyCell.append(b, " ", edit);
       return [cell(l.label || l.code), linkCell, cell(l.destination), copyCell];
     }), 4, "No links yet: create one below.");
+  }
+
+  // The link form edits an existing link while data-editing holds its id (its code and owner
+  // never change; the redirector picks up the new destination at once).
+  function editLink(l) {
+    const f = $("link-form");
+    clearErrors(f);
+    f.dataset.editing = l.id;
+    f.elements.destination.value = l.destination || "";
+    f.elements.label.value = l.label || "";
+    $("link-form-h").textContent = "Edit link " + (l.label || l.code);
+    f.querySelector("button[type=submit]").textContent = "Save link";
+    $("link-cancel").hidden = false;
+    f.elements.destination.focus();
+  }
+  function endEditLink() {
+    const f = $("link-form");
+    delete f.dataset.editing;
+    f.reset();
+    clearErrors(f);
+    $("link-form-h").textContent = "New link";
+    f.querySelector("button[type=submit]").textContent = "Create link";
+    $("link-cancel").hidden = true;
   }
 
   async function copy(text, button) {
@@ -424,18 +453,27 @@
       clearErrors(f);
       const body = { label: f.elements.label.value.trim() };
       const dest = f.elements.destination.value.trim();
-      if (dest) body.destination = dest; // empty: the program's destination
-      busy(f.querySelector("button"), async () => {
+      const editing = f.dataset.editing;
+      if (dest) body.destination = dest; // empty: the program's destination (a new link only)
+      else if (editing) body.destination = ""; // the API names the required field
+      busy(f.querySelector("button[type=submit]"), async () => {
         try {
-          const link = await api(records("links"), { method: "POST", body });
-          f.reset();
-          setMsg("Link created: " + location.origin + "/r/" + link.code, "ok");
+          if (editing) {
+            const link = await api(records("links") + "/" + encodeURIComponent(editing), { method: "PATCH", body });
+            endEditLink();
+            setMsg("Link saved: " + location.origin + "/r/" + link.code + " now leads to " + link.destination, "ok");
+          } else {
+            const link = await api(records("links"), { method: "POST", body });
+            f.reset();
+            setMsg("Link created: " + location.origin + "/r/" + link.code, "ok");
+          }
           await loadLinks();
         } catch (e) {
           showErrors(f, e);
         }
       });
     });
+    $("link-cancel").addEventListener("click", endEditLink);
 
     $("profile-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
