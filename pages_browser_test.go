@@ -337,6 +337,49 @@ func TestPagesInBrowser(t *testing.T) {
 		if !pageEval[bool](p, `[...document.querySelectorAll("#pending-body tr")].some((tr) => tr.textContent.includes("Mary Jackson"))`) {
 			t.Error("the other pending application (Mary Jackson) is not listed")
 		}
+
+		// Sales: the review queue is empty on demo data; reject one of ada's approved sales, then
+		// approve it again. Each decision reaches the database and moves its commission.
+		p.waitFor("the sales review queue", `document.querySelector("#sales-body td.empty") !== null`)
+		var saleID, order string
+		if err := db.QueryRow(`SELECT id, external_id FROM conversions WHERE affiliate = ? AND status = 'approved' ORDER BY occurred_at DESC LIMIT 1`,
+			ada.id).Scan(&saleID, &order); err != nil {
+			t.Fatal(err)
+		}
+		netCommission := func() (net int64) {
+			t.Helper()
+			if err := db.QueryRow(`SELECT IFNULL(SUM(amount), 0) FROM commissions WHERE conversion = ? AND status != 'void'`, saleID).Scan(&net); err != nil {
+				t.Fatal(err)
+			}
+			return net
+		}
+		earned := netCommission()
+		showSales := func(status string) {
+			t.Helper()
+			pageEval[bool](p, `(() => { const s = document.getElementById("sales-status"); s.value = `+strconv.Quote(status)+`; s.dispatchEvent(new Event("change")); return true; })()`)
+		}
+		decideSale := func(button, want string) {
+			t.Helper()
+			p.waitFor("the sale "+order, `document.getElementById("sale-`+saleID+`") !== null`)
+			p.click("#sale-" + saleID + ` button[data-status="` + button + `"]`)
+			verb := map[string]string{"approved": "Approved", "rejected": "Rejected"}[button]
+			p.waitFor("the decision", `document.getElementById("msg").textContent === `+strconv.Quote(verb+" the sale "+order+"."))
+			if n := countRows(t, db, `SELECT COUNT(*) FROM conversions WHERE id = ? AND status = ?`, saleID, want); n != 1 {
+				t.Fatalf("sale %s is not %s after the click%s", order, want, p.diagnostics())
+			}
+		}
+		showSales("approved")
+		decideSale("rejected", "rejected")
+		if got := netCommission(); got != 0 {
+			t.Errorf("rejected sale keeps %d of commission, want 0 (was %d)", got, earned)
+		}
+		showSales("rejected")
+		decideSale("approved", "approved")
+		if got := netCommission(); got != earned {
+			t.Errorf("approved-again sale earns %d, want %d", got, earned)
+		}
+		p.click("#ledger-run")
+		p.waitFor("the ledger check", `document.getElementById("ledger-result").textContent.startsWith("OK")`)
 		if ex := p.exceptions(); len(ex) > 0 {
 			t.Errorf("script errors: %v", ex)
 		}

@@ -102,7 +102,7 @@
     } catch (e) {
       setMsg(e.message, "error");
     }
-    await Promise.all([loadBoard(), loadPending(), loadLedger(), loadPreview()].map((p) => p.catch((e) => setMsg(e.message, "error"))));
+    await Promise.all([loadBoard(), loadPending(), loadSales(), loadLedger(), loadPreview()].map((p) => p.catch((e) => setMsg(e.message, "error"))));
   }
 
   // ---- the board
@@ -254,7 +254,7 @@
       let clientId = "";
       try { clientId = JSON.parse(ev.data).clientId; } catch (_) { return; }
       try {
-        await api("/api/realtime", { method: "POST", body: { clientId, subscriptions: ["pba/live", "affiliates/*"] } });
+        await api("/api/realtime", { method: "POST", body: { clientId, subscriptions: ["pba/live", "affiliates/*", "conversions/*"] } });
         $("live-dot").classList.add("on");
         $("live-state").textContent = "Live: counters move as clicks and sales are recorded.";
       } catch (e) {
@@ -266,6 +266,11 @@
     es.addEventListener("affiliates/*", () => {
       clearTimeout(timer);
       timer = setTimeout(() => loadPending().catch((e) => setMsg(e.message, "error")), 300);
+    });
+    let salesTimer = 0;
+    es.addEventListener("conversions/*", () => {
+      clearTimeout(salesTimer);
+      salesTimer = setTimeout(() => loadSales().catch((e) => setMsg(e.message, "error")), 300);
     });
     es.onerror = () => {
       $("live-dot").classList.remove("on");
@@ -325,6 +330,62 @@
         }
       } catch (e) {
         setMsg("Could not update " + a.name + ": " + e.message, "error");
+      }
+    });
+  }
+
+  // ---- sales: review pending ones, reject or approve again (the server moves the commissions)
+  async function loadSales() {
+    const status = $("sales-status").value;
+    const filter = status ? "status = " + quote(status) : "";
+    const res = await api(records("conversions") + query({ filter, sort: status === "pending" ? "occurred_at" : "-occurred_at", perPage: 50,
+      skipTotal: 1, expand: "affiliate", fields: "id,occurred_at,amount,currency,status,reason,source,external_id,expand.affiliate.name,expand.affiliate.code" }));
+    const tbody = $("sales-body");
+    if (!res.items.length) {
+      emptyRow(tbody, 6, status ? "No " + status + " sales." : "No sales yet.");
+      return;
+    }
+    tbody.replaceChildren(...res.items.map((v) => {
+      const a = (v.expand && v.expand.affiliate) || {};
+      const who = a.name ? a.name + " (" + a.code + ")" : "–";
+      const tr = document.createElement("tr");
+      tr.id = "sale-" + v.id;
+      tr.dataset.status = v.status;
+      const actions = document.createElement("td");
+      const box = document.createElement("div");
+      box.className = "row-actions";
+      const held = v.status === "pending" && v.reason === "dispute";
+      const choices = held || v.status === "refunded" ? []
+        : v.status === "approved" ? [["Reject", "rejected", "danger"]]
+        : v.status === "rejected" ? [["Approve", "approved", ""]]
+        : [["Approve", "approved", ""], ["Reject", "rejected", "danger"]];
+      for (const [label, to, cls] of choices) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.textContent = label;
+        b.className = cls;
+        b.dataset.status = to;
+        b.setAttribute("aria-label", label + " the sale " + v.external_id + " of " + (a.name || "unknown"));
+        b.addEventListener("click", () => decideSale(v, to, b));
+        box.append(b);
+      }
+      if (!choices.length) box.textContent = held ? "held by a dispute" : "–";
+      actions.append(box);
+      const statusText = v.status + (v.reason ? " (" + v.reason + ")" : "");
+      tr.append(cell(String(v.occurred_at || "").slice(0, 10)), cell(who), cell(v.source + " " + v.external_id),
+        cell(formatMoney(big(v.amount), v.currency), "num"), cell(statusText), actions);
+      return tr;
+    }));
+  }
+  function decideSale(v, status, button) {
+    busy(button, async () => {
+      try {
+        await api(records("conversions") + "/" + encodeURIComponent(v.id), { method: "PATCH", body: { status } });
+        setMsg((status === "approved" ? "Approved" : "Rejected") + " the sale " + v.external_id + ".", "ok");
+        await loadSales();
+        $("sales-h").focus();
+      } catch (e) {
+        setMsg("Could not update the sale " + v.external_id + ": " + e.message, "error");
       }
     });
   }
@@ -421,6 +482,8 @@
     });
     $("si-email").setAttribute("aria-describedby", "signin-err");
     $("sign-out").addEventListener("click", () => signOut("You are signed out."));
+    $("sales-status").addEventListener("change", () => loadSales().catch((e) => setMsg(e.message, "error")));
+    $("sales-filter").addEventListener("submit", (ev) => ev.preventDefault());
     $("ledger-run").addEventListener("click", (ev) => busy(ev.currentTarget, () => loadLedger().catch((e) => setMsg(e.message, "error"))));
     $("preview-run").addEventListener("click", (ev) => busy(ev.currentTarget, () => loadPreview().catch((e) => setMsg(e.message, "error"))));
     for (const b of document.querySelectorAll("[data-export]")) b.addEventListener("click", () => download(b.dataset.export, b));
