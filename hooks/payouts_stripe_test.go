@@ -636,6 +636,10 @@ func TestStripePayoutStripeMock(t *testing.T) {
 	base := startStripeMock(t)
 	api := newStripeAPI(Config{StripeSecretKey: "sk_test_123", StripeAPIBase: base})
 	ctx := context.Background()
+	// The webhook's lookup of a Checkout Session's discounts is a valid request (expand included).
+	if _, err := api.CheckoutSessionPromotionCodes(ctx, "cs_test_123"); err != nil {
+		t.Fatalf("checkout session with expanded breakdown against stripe-mock: %v", err)
+	}
 	acct, err := api.CreateExpressAccount(ctx, "a@example.test", "pba_connect_mock")
 	if err != nil || !strings.HasPrefix(acct, "acct_") {
 		t.Fatalf("CreateExpressAccount = %q, %v", acct, err)

@@ -633,8 +633,8 @@ func (h *stripeWebhook) resolvePromotion(ctx context.Context, app core.App, even
 	if h.stripe == nil {
 		return p
 	}
-	ids := stripePromotionCodeIDs(event)
-	if len(ids) == 0 {
+	ids, session := stripePromotionCodeIDs(event)
+	if len(ids) == 0 && session == "" {
 		return p
 	}
 	// A redelivery is answered as a duplicate by processOnce; do not spend API calls on it.
@@ -645,6 +645,13 @@ func (h *stripeWebhook) resolvePromotion(ctx context.Context, app core.App, even
 	ctx, cancel := context.WithTimeout(ctx, stripePromotionLookupTimeout)
 	defer cancel()
 	var codes, failures []string
+	if session != "" {
+		var err error
+		if ids, err = h.stripe.CheckoutSessionPromotionCodes(ctx, session); err != nil {
+			failures = append(failures, truncateStripeText(err.Error(), 200))
+			p.retry = !stripePermanentError(err)
+		}
+	}
 	for _, id := range ids {
 		code, err := h.promotionCode(ctx, id)
 		if err != nil {
@@ -701,7 +708,8 @@ func pickPromotionCoupon(app core.App, codes []string) string {
 // stripePromotionCodeIDs lists the promotion code ids (deduplicated, at most
 // stripeMaxPromotionCodes) of a sale event that metadata does not already give a coupon, and
 // nothing for events that will not become a sale anyway (unpaid, zero amounts), so those cost
-// no API call.
+// no API call. For a discounted Checkout Session whose payload does not list its discounts, it
+// returns the session's id instead: the caller retrieves the session with them.
 //
 // Webhook payloads leave most references unexpanded, and stripe-go decodes a bare id into an
 // object holding only its ID, so every shape is handled:
@@ -709,38 +717,57 @@ func pickPromotionCoupon(app core.App, codes []string) string {
 //   - invoice.discounts is, in API version 2023-10-16, usually a list of bare discount ids
 //     ("di_…") with no promotion code to read: those are skipped, invoice.discount covers the
 //     common single-discount case;
-//   - a Checkout Session's total_details.breakdown only appears when the session was expanded.
-func stripePromotionCodeIDs(event stripe.Event) []string {
+//   - a Checkout Session's total_details.breakdown is includable: Stripe never sends it in an
+//     event, only when a request expands it; total_details.amount_discount says whether there
+//     is anything to look for.
+func stripePromotionCodeIDs(event stripe.Event) (ids []string, expandSession string) {
 	if event.Data == nil || len(event.Data.Raw) == 0 {
-		return nil
+		return nil, ""
 	}
 	var discounts []*stripe.Discount
 	switch event.Type {
 	case stripe.EventTypeCheckoutSessionCompleted, stripe.EventTypeCheckoutSessionAsyncPaymentSucceeded:
 		var s stripe.CheckoutSession
 		if json.Unmarshal(event.Data.Raw, &s) != nil || s.Metadata[stripeMetaCoupon] != "" || s.AmountTotal <= 0 {
-			return nil
+			return nil, ""
 		}
 		if s.PaymentStatus != stripe.CheckoutSessionPaymentStatusPaid &&
 			s.PaymentStatus != stripe.CheckoutSessionPaymentStatusNoPaymentRequired {
-			return nil
+			return nil, ""
 		}
-		if s.TotalDetails != nil && s.TotalDetails.Breakdown != nil {
-			for _, d := range s.TotalDetails.Breakdown.Discounts {
-				if d != nil {
-					discounts = append(discounts, d.Discount)
-				}
-			}
+		if s.TotalDetails != nil && s.TotalDetails.Breakdown == nil && s.TotalDetails.AmountDiscount > 0 && s.ID != "" {
+			return nil, s.ID
 		}
+		discounts = checkoutSessionDiscounts(&s)
 	case stripe.EventTypeInvoicePaid:
 		var inv stripe.Invoice
 		if json.Unmarshal(event.Data.Raw, &inv) != nil || inv.AmountPaid <= 0 || stripeInvoiceMetadata(&inv)[stripeMetaCoupon] != "" {
-			return nil
+			return nil, ""
 		}
 		discounts = append([]*stripe.Discount{inv.Discount}, inv.Discounts...)
 	default:
+		return nil, ""
+	}
+	return promotionCodeIDs(discounts), ""
+}
+
+// checkoutSessionDiscounts are the discounts of an expanded session's total_details.breakdown.
+func checkoutSessionDiscounts(s *stripe.CheckoutSession) []*stripe.Discount {
+	if s.TotalDetails == nil || s.TotalDetails.Breakdown == nil {
 		return nil
 	}
+	var discounts []*stripe.Discount
+	for _, d := range s.TotalDetails.Breakdown.Discounts {
+		if d != nil {
+			discounts = append(discounts, d.Discount)
+		}
+	}
+	return discounts
+}
+
+// promotionCodeIDs are the promotion code ids of discounts, deduplicated, at most
+// stripeMaxPromotionCodes.
+func promotionCodeIDs(discounts []*stripe.Discount) []string {
 	var ids []string
 	seen := map[string]bool{}
 	for _, d := range discounts {

@@ -692,6 +692,32 @@ func TestStripePromotionCodeOnCheckoutAndAmongSeveral(t *testing.T) {
 		stripeWantString(t, "affiliate", s.conversion("pi_promo").GetString("affiliate"), fx.B.ID)
 	})
 
+	t.Run("checkout session as Stripe sends it: retrieved with its discounts", func(t *testing.T) {
+		fake.AddCheckoutSession("cs_promo_live", "promo_bob")
+		obj := stripeCheckoutPayment("cs_promo_live", "pi_promo_live", "", 1800)
+		obj["total_details"] = map[string]any{"amount_discount": 200, "amount_shipping": 0, "amount_tax": 0}
+		before := fake.Calls()
+		s.send(stripeEvent("evt_promo_cs_live", "checkout.session.completed", obj))
+		stripeWantString(t, "affiliate", s.conversion("pi_promo_live").GetString("affiliate"), fx.B.ID)
+		if n := fake.Calls() - before; n != 1 {
+			t.Errorf("%d Stripe calls, want 1 (the session; promo_bob's code is cached)", n)
+		}
+	})
+
+	t.Run("checkout session lookup failing: Stripe is asked to retry", func(t *testing.T) {
+		obj := stripeCheckoutPayment("cs_promo_down", "pi_promo_down", "", 1800)
+		obj["total_details"] = map[string]any{"amount_discount": 200}
+		fake.SetFailing(true)
+		res := s.sign(stripeEvent("evt_promo_cs_down", "checkout.session.completed", obj))
+		fake.SetFailing(false)
+		if res.status != 500 {
+			t.Fatalf("lookup down: %d %s, want 500 so Stripe retries", res.status, res.raw)
+		}
+		fake.AddCheckoutSession("cs_promo_down", "promo_bob")
+		s.send(stripeEvent("evt_promo_cs_down", "checkout.session.completed", obj))
+		stripeWantString(t, "affiliate after the retry", s.conversion("pi_promo_down").GetString("affiliate"), fx.B.ID)
+	})
+
 	t.Run("the code that is a coupon wins over the merchant's own campaign", func(t *testing.T) {
 		obj := stripeInvoicePaid("in_multi", "sub_multi", "cus_multi", "ch_multi", "subscription_create", 1800, nil)
 		obj["discounts"] = []any{stripeDiscount("di_m1", "promo_summer"), stripeDiscount("di_m2", "promo_bob")}

@@ -28,6 +28,11 @@ type stripeAPI interface {
 	// codes only by id, while coupons in pbaffiliate are keyed by the code customers enter.
 	PromotionCode(ctx context.Context, id string) (code string, err error)
 
+	// CheckoutSessionPromotionCodes returns the promotion code ids of a Checkout Session's
+	// discounts: its checkout.session.completed event cannot carry them (they are in
+	// total_details.breakdown, which Stripe includes only when a request expands it).
+	CheckoutSessionPromotionCodes(ctx context.Context, sessionID string) (ids []string, err error)
+
 	// Transfer moves a payout's money from the platform balance to the affiliate's connected
 	// account. The request's idempotency key makes a retry (after a crash, a timeout, a lost
 	// answer) return the transfer Stripe already made instead of paying twice.
@@ -116,6 +121,21 @@ func (c *stripeClient) PromotionCode(ctx context.Context, id string) (string, er
 		return "", fmt.Errorf("promotion code %s: Stripe returned no code", id)
 	}
 	return pc.Code, nil
+}
+
+// CheckoutSessionPromotionCodes retrieves the session with total_details.breakdown expanded.
+func (c *stripeClient) CheckoutSessionPromotionCodes(ctx context.Context, sessionID string) ([]string, error) {
+	if sessionID == "" {
+		return nil, errors.New("checkout session: empty id")
+	}
+	params := &stripe.CheckoutSessionParams{}
+	params.Context = ctx
+	params.AddExpand("total_details.breakdown")
+	s, err := c.api.CheckoutSessions.Get(sessionID, params)
+	if err != nil {
+		return nil, fmt.Errorf("retrieve checkout session %s: %w", sessionID, stripeErrorSummary(err))
+	}
+	return promotionCodeIDs(checkoutSessionDiscounts(s)), nil
 }
 
 // Transfer creates the transfer of req. It refuses requests that could not be retried safely:

@@ -33,10 +33,11 @@ type FakeStripe struct {
 	calls            int
 	failing          bool
 	failNext         int
-	codes            map[string]string // promotion code id → code
-	transferFails    []int             // statuses the next transfer requests answer without a transfer
-	crashAfterCommit int               // next transfer requests: processed, then the connection drops
-	refuseDest       map[string]string // destination → message of a permanent 400
+	codes            map[string]string   // promotion code id → code
+	sessions         map[string][]string // checkout session id → its discounts' promotion code ids
+	transferFails    []int               // statuses the next transfer requests answer without a transfer
+	crashAfterCommit int                 // next transfer requests: processed, then the connection drops
+	refuseDest       map[string]string   // destination → message of a permanent 400
 	idem             map[string]fakeIdempotent
 	transfers        []FakeTransfer
 	accounts         []string
@@ -60,7 +61,7 @@ type fakeIdempotent struct {
 // NewFakeStripe starts a fake closed when t ends.
 func NewFakeStripe(t testing.TB) *FakeStripe {
 	t.Helper()
-	f := &FakeStripe{codes: map[string]string{}, idem: map[string]fakeIdempotent{}, refuseDest: map[string]string{}}
+	f := &FakeStripe{codes: map[string]string{}, sessions: map[string][]string{}, idem: map[string]fakeIdempotent{}, refuseDest: map[string]string{}}
 	srv := httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(srv.Close)
 	f.URL = srv.URL
@@ -72,6 +73,15 @@ func (f *FakeStripe) AddPromotionCode(id, code string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.codes[id] = code
+}
+
+// AddCheckoutSession makes GET /v1/checkout/sessions/{id} answer a paid session discounted by
+// these promotion codes. Like Stripe, it lists the discounts (total_details.breakdown) only
+// when the request expands them.
+func (f *FakeStripe) AddCheckoutSession(id string, promotionCodes ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sessions[id] = promotionCodes
 }
 
 // SetFailing makes every request answer 500 with Stripe-Should-Retry: false, so stripe-go does
@@ -154,6 +164,8 @@ func (f *FakeStripe) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	id, isPromo := strings.CutPrefix(r.URL.Path, "/v1/promotion_codes/")
 	code, known := f.codes[id]
+	sessionID, isSession := strings.CutPrefix(r.URL.Path, "/v1/checkout/sessions/")
+	sessionPromos, knownSession := f.sessions[sessionID]
 	f.mu.Unlock()
 
 	w.Header().Set("Content-Type", "application/json")
@@ -173,6 +185,10 @@ func (f *FakeStripe) serve(w http.ResponseWriter, r *http.Request) {
 		f.servePost(w, r)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/transfers":
 		f.listTransfers(w, r)
+	case r.Method == http.MethodGet && isSession && knownSession:
+		f.serveSession(w, r, sessionID, sessionPromos)
+	case r.Method == http.MethodGet && isSession:
+		stripeErr(http.StatusNotFound, "invalid_request_error", "resource_missing", "No such checkout.session: '"+sessionID+"'")
 	case r.Method != http.MethodGet || !isPromo || id == "" || strings.Contains(id, "/"):
 		stripeErr(http.StatusNotFound, "invalid_request_error", "", "Unrecognized request URL.")
 	case !known:
@@ -184,6 +200,27 @@ func (f *FakeStripe) serve(w http.ResponseWriter, r *http.Request) {
 			"metadata": map[string]string{}, "times_redeemed": 1,
 		})
 	}
+}
+
+// serveSession answers GET /v1/checkout/sessions/{id}: 100 off per promotion code, listed in
+// total_details.breakdown only when expand[] asks for it.
+func (f *FakeStripe) serveSession(w http.ResponseWriter, r *http.Request, id string, promos []string) {
+	totals := map[string]any{"amount_discount": 100 * len(promos), "amount_shipping": 0, "amount_tax": 0}
+	expanded := false // stripe-go sends expand[0]=…, curl-style clients expand[]=…
+	for k, v := range r.URL.Query() {
+		expanded = expanded || strings.HasPrefix(k, "expand[") && slices.Contains(v, "total_details.breakdown")
+	}
+	if expanded {
+		var discounts []any
+		for i, promo := range promos {
+			discounts = append(discounts, map[string]any{"amount": 100, "discount": map[string]any{
+				"id": fmt.Sprintf("di_%s_%d", id, i), "object": "discount", "promotion_code": promo,
+				"coupon": map[string]any{"id": "co_" + promo, "object": "coupon", "amount_off": 100, "valid": true}}})
+		}
+		totals["breakdown"] = map[string]any{"discounts": discounts, "taxes": []any{}}
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"id": id, "object": "checkout.session", "mode": "payment",
+		"payment_status": "paid", "status": "complete", "amount_total": 2000, "currency": "usd", "total_details": totals})
 }
 
 // listTransfers answers GET /v1/transfers filtered by destination and transfer_group, newest
@@ -383,6 +420,23 @@ func TestStripeAPIPromotionCode(t *testing.T) {
 	}
 }
 
+// The session is retrieved with its discounts expanded: the fake, like Stripe, lists them only then.
+func TestStripeAPICheckoutSessionPromotionCodes(t *testing.T) {
+	api, fake := newFakeStripeAPI(t)
+	fake.AddCheckoutSession("cs_1", "promo_a", "promo_b", "promo_a")
+	ids, err := api.CheckoutSessionPromotionCodes(context.Background(), "cs_1")
+	if err != nil || strings.Join(ids, ",") != "promo_a,promo_b" {
+		t.Fatalf("CheckoutSessionPromotionCodes = %v, %v; want promo_a,promo_b", ids, err)
+	}
+	if _, err := api.CheckoutSessionPromotionCodes(context.Background(), "cs_missing"); err == nil || !stripePermanentError(err) {
+		t.Fatalf("unknown session: %v, want a permanent error", err)
+	}
+	before := fake.Calls()
+	if _, err := api.CheckoutSessionPromotionCodes(context.Background(), ""); err == nil || fake.Calls() != before {
+		t.Fatal("an empty session id reached Stripe")
+	}
+}
+
 func TestStripeAPIPromotionCodeErrors(t *testing.T) {
 	api, fake := newFakeStripeAPI(t)
 
@@ -498,7 +552,9 @@ func TestStripePromotionCodeIDs(t *testing.T) {
 		{"invoice with nothing paid",
 			event("invoice.paid", invoice(map[string]any{"amount_paid": 0, "discount": discount("di_1", "promo_1")})), ""},
 		{"checkout breakdown", event("checkout.session.completed", checkout("paid", map[string]any{"total_details": breakdown})), "promo_cs"},
-		{"checkout unexpanded", event("checkout.session.completed", checkout("paid", map[string]any{"total_details": map[string]any{"amount_discount": 100}})), ""},
+		{"checkout as events carry it: the session to retrieve",
+			event("checkout.session.completed", checkout("paid", map[string]any{"total_details": map[string]any{"amount_discount": 100}})), "session cs_1"},
+		{"checkout without a discount", event("checkout.session.completed", checkout("paid", map[string]any{"total_details": map[string]any{"amount_discount": 0}})), ""},
 		{"checkout unpaid", event("checkout.session.completed", checkout("unpaid", map[string]any{"total_details": breakdown})), ""},
 		{"checkout with pba_coupon",
 			event("checkout.session.completed", checkout("paid", map[string]any{"total_details": breakdown, "metadata": map[string]string{"pba_coupon": "x"}})), ""},
@@ -507,7 +563,12 @@ func TestStripePromotionCodeIDs(t *testing.T) {
 		{"malformed object", event("invoice.paid", map[string]any{"id": "in_1", "discount": 42}), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := strings.Join(stripePromotionCodeIDs(tc.event), ","); got != tc.want {
+			ids, session := stripePromotionCodeIDs(tc.event)
+			got := strings.Join(ids, ",")
+			if session != "" {
+				got = "session " + session
+			}
+			if got != tc.want {
 				t.Errorf("ids = %q, want %q", got, tc.want)
 			}
 		})
@@ -518,8 +579,8 @@ func TestStripePromotionCodeIDs(t *testing.T) {
 		for i := 0; i < 2*stripeMaxPromotionCodes; i++ {
 			many = append(many, discount("di", "promo_"+string(rune('a'+i))))
 		}
-		if n := len(stripePromotionCodeIDs(event("invoice.paid", invoice(map[string]any{"discounts": many})))); n != stripeMaxPromotionCodes {
-			t.Errorf("%d ids, want %d", n, stripeMaxPromotionCodes)
+		if ids, _ := stripePromotionCodeIDs(event("invoice.paid", invoice(map[string]any{"discounts": many}))); len(ids) != stripeMaxPromotionCodes {
+			t.Errorf("%d ids, want %d", len(ids), stripeMaxPromotionCodes)
 		}
 	})
 }
