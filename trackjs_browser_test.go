@@ -215,8 +215,14 @@ func TestTrackJSInBrowser(t *testing.T) {
 		if post := p.Net.find("POST", partnersA+"/api/pba/clicks"); post != nil {
 			t.Fatalf("track.js posted the redirected click again: %+v", post)
 		}
-		if ck := findCookie(p.ShopCookies, "pba_click"); ck == nil || ck.Domain != shopHost || ck.HTTPOnly {
+		ck := findCookie(p.ShopCookies, "pba_click")
+		if ck == nil || ck.Domain != shopHost || ck.HTTPOnly {
 			t.Fatalf("shop cookie pba_click = %+v: want it on host %s, readable by scripts", ck, shopHost)
+		}
+		// The landing does not carry the program's cookie_days: the id is kept as long as
+		// browsers allow (400 days), and the server applies the program's window.
+		if lifetime := time.Until(time.Unix(int64(ck.Expires), 0)); lifetime < 399*24*time.Hour || lifetime > 401*24*time.Hour {
+			t.Fatalf("pba_click of a redirect landing expires in %v, want 400 days", lifetime)
 		}
 	})
 

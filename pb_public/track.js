@@ -11,9 +11,12 @@
   var script = d.currentScript;
   var server = script ? new URL(script.src, w.location.href).origin : "";
   var CLICK = "pba_click", VISITOR = "pba_vid";
-  // The program's default cookie_days: the lifetime of a click id that arrives without one
-  // (attribution still checks the program's own window on the server).
+  // The program's default cookie_days, for a recorded click whose answer lacks it.
   var DEFAULT_DAYS = 60;
+  // A ?pba_click= landing does not say its program's cookie_days, so its id is kept as long as
+  // browsers keep cookies (400 days): attribution checks the program's own window on the
+  // server, and a shorter guess would lose the sales of longer programs.
+  var LANDED_DAYS = 400;
 
   function readCookie(name) {
     var parts = d.cookie ? d.cookie.split("; ") : [];
@@ -42,7 +45,7 @@
   var code = (params.get("via") || params.get("ref") || "").trim().toLowerCase();
   if (/^[a-z0-9]{15}$/.test(landed)) {
     // /r/CODE recorded this click and appended its id: keep it, do not count the click twice.
-    writeCookie(CLICK, landed, DEFAULT_DAYS);
+    writeCookie(CLICK, landed, LANDED_DAYS);
     api.ready = Promise.resolve(landed);
   } else if (code && /^[a-z0-9][a-z0-9-]{2,31}$/.test(code) && server) {
     api.ready = fetch(server + "/api/pba/clicks", {
