@@ -282,6 +282,26 @@
     };
   }
 
+  // decisionCell is a table cell of buttons, one per [label, status, class] choice, each named
+  // for screen readers with what it decides on; a click calls onDecide(status, button).
+  function decisionCell(choices, what, onDecide) {
+    const td = document.createElement("td");
+    const box = document.createElement("div");
+    box.className = "row-actions";
+    for (const [label, status, cls] of choices) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = label;
+      b.className = cls;
+      b.dataset.status = status;
+      b.setAttribute("aria-label", label + " " + what);
+      b.addEventListener("click", () => onDecide(status, b));
+      box.append(b);
+    }
+    td.append(box);
+    return td;
+  }
+
   // ---- applications
   async function loadPending() {
     const res = await api(records("affiliates") + query({ filter: 'status = "pending"', sort: "created", perPage: 100, fields: "id,name,email,code,program,created" }));
@@ -297,20 +317,8 @@
       const tr = document.createElement("tr");
       tr.id = "pending-" + a.id;
       tr.dataset.affiliate = a.id;
-      const actions = document.createElement("td");
-      const box = document.createElement("div");
-      box.className = "row-actions";
-      for (const [label, status, cls] of [["Approve", "approved", ""], ["Reject", "rejected", "danger"]]) {
-        const b = document.createElement("button");
-        b.type = "button";
-        b.textContent = label;
-        b.className = cls;
-        b.dataset.status = status;
-        b.setAttribute("aria-label", label + " " + a.name);
-        b.addEventListener("click", () => decide(a, status, b));
-        box.append(b);
-      }
-      actions.append(box);
+      const actions = decisionCell([["Approve", "approved", ""], ["Reject", "rejected", "danger"]], a.name,
+        (status, b) => decide(a, status, b));
       tr.append(cell(a.name), cell(a.email), cell(a.code), cell(String(a.created || "").slice(0, 10)), actions);
       return tr;
     }));
@@ -351,26 +359,14 @@
       const tr = document.createElement("tr");
       tr.id = "sale-" + v.id;
       tr.dataset.status = v.status;
-      const actions = document.createElement("td");
-      const box = document.createElement("div");
-      box.className = "row-actions";
       const held = v.status === "pending" && v.reason === "dispute";
       const choices = held || v.status === "refunded" ? []
         : v.status === "approved" ? [["Reject", "rejected", "danger"]]
         : v.status === "rejected" ? [["Approve", "approved", ""]]
         : [["Approve", "approved", ""], ["Reject", "rejected", "danger"]];
-      for (const [label, to, cls] of choices) {
-        const b = document.createElement("button");
-        b.type = "button";
-        b.textContent = label;
-        b.className = cls;
-        b.dataset.status = to;
-        b.setAttribute("aria-label", label + " the sale " + v.external_id + " of " + (a.name || "unknown"));
-        b.addEventListener("click", () => decideSale(v, to, b));
-        box.append(b);
-      }
-      if (!choices.length) box.textContent = held ? "held by a dispute" : "–";
-      actions.append(box);
+      const actions = decisionCell(choices, "the sale " + v.external_id + " of " + (a.name || "unknown"),
+        (status, b) => decideSale(v, status, b));
+      if (!choices.length) actions.firstChild.textContent = held ? "held by a dispute" : "–";
       const statusText = v.status + (v.reason ? " (" + v.reason + ")" : "");
       tr.append(cell(String(v.occurred_at || "").slice(0, 10)), cell(who), cell(v.source + " " + v.external_id),
         cell(formatMoney(big(v.amount), v.currency), "num"), cell(statusText), actions);
