@@ -192,19 +192,25 @@ const (
 
 // saleCommission is the sale's own commission (kind sale or recurring), or nil if it has none.
 func saleCommission(tx core.App, conversion string) (*core.Record, error) {
-	var id string
-	err := tx.DB().NewQuery(saleCommissionSQL).Bind(dbx.Params{"c": conversion}).Row(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("commission of conversion %s: %w", conversion, err)
-	}
-	r, err := tx.FindRecordById(collections.Commissions, id)
+	r, err := recordByIDQuery(tx, collections.Commissions, saleCommissionSQL, dbx.Params{"c": conversion})
 	if err != nil {
 		return nil, fmt.Errorf("commission of conversion %s: %w", conversion, err)
 	}
 	return r, nil
+}
+
+// recordByIDQuery loads the record of collection whose id query selects, or returns nil when it
+// selects none. The query is raw SQL so that tests can hold its plan to an index.
+func recordByIDQuery(tx core.App, collection, query string, params dbx.Params) (*core.Record, error) {
+	var id string
+	err := tx.DB().NewQuery(query).Bind(params).Row(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return tx.FindRecordById(collection, id)
 }
 
 // saleOriginal is the commission the sale earned before any refund reduced it (the rule

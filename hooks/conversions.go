@@ -289,20 +289,15 @@ const (
 // wait for it), so it reads by primary key, then by idx_clicks_visitor, and never scans clicks.
 func (s *conversionService) firstClick(tx core.App, program *collections.Program, visitor string, at time.Time) (*attribution.Click, error) {
 	params := dbx.Params{"program": program.Id, "visitor": visitor, "since": formatDateTime(at.AddDate(0, 0, -program.CookieDays()))}
-	var id string
-	err := tx.DB().NewQuery(firstClickMintingSQL).Bind(params).Row(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		err = tx.DB().NewQuery(firstClickLaterSQL).Bind(params).Row(&id)
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+	r, err := recordByIDQuery(tx, collections.Clicks, firstClickMintingSQL, params)
+	if err == nil && r == nil {
+		r, err = recordByIDQuery(tx, collections.Clicks, firstClickLaterSQL, params)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("first click of visitor %s: %w", visitor, err)
 	}
-	r, err := tx.FindRecordById(collections.Clicks, id)
-	if err != nil {
-		return nil, fmt.Errorf("first click %s: %w", id, err)
+	if r == nil {
+		return nil, nil
 	}
 	return s.clickCandidate(tx, r)
 }
