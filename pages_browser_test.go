@@ -338,12 +338,12 @@ func TestPagesInBrowser(t *testing.T) {
 			t.Error("the other pending application (Mary Jackson) is not listed")
 		}
 
-		// Sales: the review queue is empty on demo data; reject one of ada's approved sales, then
-		// approve it again. Each decision reaches the database and moves its commission.
+		// Sales: the review queue is empty on demo data; reject the newest approved sale (first in
+		// the list), then approve it again. Each decision reaches the database and moves its
+		// commission.
 		p.waitFor("the sales review queue", `document.querySelector("#sales-body td.empty") !== null`)
 		var saleID, order string
-		if err := db.QueryRow(`SELECT id, external_id FROM conversions WHERE affiliate = ? AND status = 'approved' ORDER BY occurred_at DESC LIMIT 1`,
-			ada.id).Scan(&saleID, &order); err != nil {
+		if err := db.QueryRow(`SELECT id, external_id FROM conversions WHERE status = 'approved' ORDER BY rowid DESC LIMIT 1`).Scan(&saleID, &order); err != nil {
 			t.Fatal(err)
 		}
 		netCommission := func() (net int64) {
@@ -354,6 +354,9 @@ func TestPagesInBrowser(t *testing.T) {
 			return net
 		}
 		earned := netCommission()
+		if earned <= 0 {
+			t.Fatalf("demo sale %s earned %d: the test needs a sale with a commission", order, earned)
+		}
 		showSales := func(status string) {
 			t.Helper()
 			pageEval[bool](p, `(() => { const s = document.getElementById("sales-status"); s.value = `+strconv.Quote(status)+`; s.dispatchEvent(new Event("change")); return true; })()`)

@@ -346,7 +346,9 @@
   async function loadSales() {
     const status = $("sales-status").value;
     const filter = status ? "status = " + quote(status) : "";
-    const res = await api(records("conversions") + query({ filter, sort: status === "pending" ? "occurred_at" : "-occurred_at", perPage: 50,
+    // In recording order (@rowid), which the status index already holds: no sort of every
+    // approved sale on each refresh. Pending ones oldest first, the others newest first.
+    const res = await api(records("conversions") + query({ filter, sort: status === "pending" ? "@rowid" : "-@rowid", perPage: 50,
       skipTotal: 1, expand: "affiliate", fields: "id,occurred_at,amount,currency,status,reason,source,external_id,expand.affiliate.name,expand.affiliate.code" }));
     const tbody = $("sales-body");
     if (!res.items.length) {
