@@ -33,13 +33,11 @@ type retention struct {
 
 // retentionStats is what a run deleted.
 type retentionStats struct {
-	Clicks            int64 `json:"clicks"`
-	StripeEvents      int64 `json:"stripe_events"`
-	WebhookDeliveries int64 `json:"webhook_deliveries"`
-	Skipped           bool  `json:"skipped,omitempty"`
+	Clicks, StripeEvents, WebhookDeliveries int64
+	Skipped                                 bool
 }
 
-func registerRetention(app core.App, cfg Config) *retention {
+func registerRetention(app core.App, cfg Config) {
 	r := &retention{app: app, clickDays: cfg.ClickRetentionDays, now: time.Now}
 	app.Cron().MustAdd(retentionCronJob, "40 3 * * *", func() {
 		st, err := r.run()
@@ -50,7 +48,6 @@ func registerRetention(app core.App, cfg Config) *retention {
 		app.Logger().Info("retention run", "clicks", st.Clicks, "stripe_events", st.StripeEvents,
 			"webhook_deliveries", st.WebhookDeliveries)
 	})
-	return r
 }
 
 // run is one pass; it returns at once (Skipped) when a pass is already running.
