@@ -26,9 +26,9 @@ import (
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/security"
-	"github.com/pocketbase/pocketbase/tools/types"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // Events sent to an affiliate's own webhook_url.
@@ -340,7 +340,7 @@ func (s *webhookSender) runBatch(ctx context.Context) (int, error) {
 	var due []*core.Record
 	err := s.app.RecordQuery(collections.WebhookDeliveries).
 		AndWhere(dbx.HashExp{collections.FieldStatus: webhookPending}).
-		AndWhere(dbx.NewExp("[[next_attempt_at]] <= {:now}", dbx.Params{"now": webhookDBTime(s.now())})).
+		AndWhere(dbx.NewExp("[[next_attempt_at]] <= {:now}", dbx.Params{"now": store.DBTime(s.now())})).
 		OrderBy("next_attempt_at", "id").
 		Limit(webhookBatch).
 		All(&due)
@@ -409,11 +409,11 @@ func (s *webhookSender) deliver(ctx context.Context, d *core.Record) error {
 // claimers sees a row affected (SQLite serializes the writes), so only it sends. The lease
 // value is the claim's token for writing the outcome.
 func (s *webhookSender) claim(id string, now time.Time) (string, bool, error) {
-	lease := webhookDBTime(now.Add(webhookLease))
+	lease := store.DBTime(now.Add(webhookLease))
 	res, err := s.app.DB().NewQuery(
 		"UPDATE {{webhook_deliveries}} SET [[next_attempt_at]] = {:lease}, [[updated]] = {:now} " +
 			"WHERE [[id]] = {:id} AND [[status]] = {:pending} AND [[next_attempt_at]] <= {:now}").
-		Bind(dbx.Params{"lease": lease, "now": webhookDBTime(now), "id": id, "pending": webhookPending}).
+		Bind(dbx.Params{"lease": lease, "now": store.DBTime(now), "id": id, "pending": webhookPending}).
 		Execute()
 	if err != nil {
 		return "", false, fmt.Errorf("claim webhook delivery %s: %w", id, err)
@@ -430,7 +430,7 @@ func (s *webhookSender) release(id, lease string) error {
 	_, err := s.app.DB().NewQuery(
 		"UPDATE {{webhook_deliveries}} SET [[next_attempt_at]] = {:now}, [[updated]] = {:now} " +
 			"WHERE [[id]] = {:id} AND [[status]] = {:pending} AND [[next_attempt_at]] = {:lease}").
-		Bind(dbx.Params{"now": webhookDBTime(s.now()), "id": id, "pending": webhookPending, "lease": lease}).
+		Bind(dbx.Params{"now": store.DBTime(s.now()), "id": id, "pending": webhookPending, "lease": lease}).
 		Execute()
 	if err != nil {
 		return fmt.Errorf("release webhook delivery %s: %w", id, err)
@@ -452,7 +452,7 @@ type webhookOutcome struct {
 func (s *webhookSender) finish(id, lease string, out webhookOutcome) error {
 	next := lease
 	if out.status == webhookPending {
-		next = webhookDBTime(out.next)
+		next = store.DBTime(out.next)
 	}
 	res, err := s.app.DB().NewQuery(
 		"UPDATE {{webhook_deliveries}} SET [[status]] = {:status}, [[attempts]] = {:attempts}, " +
@@ -460,7 +460,7 @@ func (s *webhookSender) finish(id, lease string, out webhookOutcome) error {
 			"WHERE [[id]] = {:id} AND [[status]] = {:pending} AND [[next_attempt_at]] = {:lease}").
 		Bind(dbx.Params{
 			"status": out.status, "attempts": out.attempts, "code": out.code, "err": webhookErrorText(out.err),
-			"next": next, "now": webhookDBTime(s.now()), "id": id, "pending": webhookPending, "lease": lease,
+			"next": next, "now": store.DBTime(s.now()), "id": id, "pending": webhookPending, "lease": lease,
 		}).
 		Execute()
 	if err != nil {
@@ -609,11 +609,6 @@ func webhookBackoff(failed int, r float64) time.Duration {
 		d = min(webhookBackoffBase<<(failed-1), webhookBackoffMax)
 	}
 	return time.Duration(float64(d) * (1 - webhookJitter + 2*webhookJitter*r))
-}
-
-// webhookDBTime formats t as PocketBase stores dates, so string comparisons in SQL order correctly.
-func webhookDBTime(t time.Time) string {
-	return t.UTC().Format(types.DefaultDateLayout)
 }
 
 // webhookErrorText cuts an error message to last_error's limit (in characters, the unit of a

@@ -2,23 +2,18 @@ package hooks
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
-	"github.com/pocketbase/pocketbase/tools/security"
-	"github.com/pocketbase/pocketbase/tools/types"
 
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/clickpolicy"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // Errors a click request can end with; the redirect handler answers 503 for both, so the
@@ -284,18 +279,10 @@ func clickInsertStatement(rows int) string {
 	return "INSERT OR ROLLBACK INTO clicks (" + clickColumns + ") VALUES " + values + strings.Repeat(","+values, rows-1)
 }
 
-// clickStatsUpsert adds a batch's clicks to one stats_daily row (created when missing). It is
-// positional and prepared, unlike upsertStats: building that query costs ~45 µs, and a batch
-// of clicks spread over many links upserts a row per link.
-const clickStatsUpsert = `INSERT INTO stats_daily (id, day, affiliate, program, link, clicks, unique_clicks, conversions,
-	revenue, commission, updated) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0, ?)
-	ON CONFLICT (day, affiliate, program, link) DO UPDATE SET clicks = clicks + excluded.clicks,
-	unique_clicks = unique_clicks + excluded.unique_clicks, updated = excluded.updated`
-
 // clickStmts are the statements of a click batch: insert[i] writes clickChunks[i] rows.
 type clickStmts struct {
 	insert [len(clickChunks)]*sql.Stmt
-	stats  *sql.Stmt
+	stats  *store.StatsStmt
 }
 
 // prepareClickStmts prepares them on p (a database, or a transaction).
@@ -311,10 +298,10 @@ func prepareClickStmts(p interface {
 		}
 		s.insert[i] = stmt
 	}
-	stats, err := p.Prepare(clickStatsUpsert)
+	stats, err := store.PrepareStats(p)
 	if err != nil {
 		s.close()
-		return nil, fmt.Errorf("prepare click stats upsert: %w", err)
+		return nil, err
 	}
 	s.stats = stats
 	return s, nil
@@ -323,7 +310,7 @@ func prepareClickStmts(p interface {
 // in binds the statements to tx; database/sql reuses what was prepared on tx's connection
 // and prepares again by itself if that connection was replaced.
 func (s *clickStmts) in(tx *sql.Tx) *clickStmts {
-	b := &clickStmts{stats: tx.Stmt(s.stats)}
+	b := &clickStmts{stats: s.stats.Bind(tx)}
 	for i, st := range s.insert {
 		b.insert[i] = tx.Stmt(st)
 	}
@@ -360,7 +347,7 @@ func (w *clickWriter) prepareStmts() error {
 
 // newInserter starts a batch in tx with the writer's prepared statements.
 func (w *clickWriter) newInserter(tx core.App) (*clickInserter, error) {
-	sqlTx, err := sqlTx(tx)
+	sqlTx, err := store.SQLTx(tx)
 	if err != nil {
 		return nil, err
 	}
@@ -406,9 +393,9 @@ type clickInserter struct {
 	tx      core.App
 	stmts   *clickStmts
 	win     *clickpolicy.UniqueWindow
-	seen    map[visitorLinkKey]struct{} // unflagged visitor/link pairs already in this batch
-	stats   map[statsKey]*statsDelta    // the batch's counters, by stats_daily row
-	pending []any                       // the values of added rows not inserted yet (< clickChunks[0] rows)
+	seen    map[visitorLinkKey]struct{}         // unflagged visitor/link pairs already in this batch
+	stats   map[store.StatsKey]store.StatsDelta // the batch's counters, by stats_daily row
+	pending []any                               // the values of added rows not inserted yet (< clickChunks[0] rows)
 }
 
 // visitorLinkKey is one visitor on one link (or affiliate code).
@@ -416,7 +403,7 @@ type visitorLinkKey struct{ visitor, link, affiliate string }
 
 // newClickInserter starts a batch in tx with statements prepared for it alone.
 func newClickInserter(tx core.App, win *clickpolicy.UniqueWindow) (*clickInserter, error) {
-	sqlTx, err := sqlTx(tx)
+	sqlTx, err := store.SQLTx(tx)
 	if err != nil {
 		return nil, err
 	}
@@ -434,7 +421,7 @@ func (c *clickInserter) add(r *clickRow) error {
 	if err := c.markUnique(r); err != nil {
 		return err
 	}
-	created := formatDateTime(r.Created) // "2006-01-02 15:04:05.000Z": its day is the stats row's
+	created := store.DBTime(r.Created) // "2006-01-02 15:04:05.000Z": its day is the stats row's
 	if c.pending == nil {
 		c.pending = make([]any, 0, clickChunks[0]*clickArgs)
 	}
@@ -449,18 +436,15 @@ func (c *clickInserter) add(r *clickRow) error {
 		return nil // flagged clicks are stored but never counted
 	}
 	if c.stats == nil {
-		c.stats = map[statsKey]*statsDelta{}
+		c.stats = map[store.StatsKey]store.StatsDelta{}
 	}
-	k := statsKey{created[:len(time.DateOnly)], r.AffiliateID, r.ProgramID, r.LinkID}
+	k := store.StatsKey{Day: created[:len(time.DateOnly)], Affiliate: r.AffiliateID, Program: r.ProgramID, Link: r.LinkID}
 	d := c.stats[k]
-	if d == nil {
-		d = &statsDelta{}
-		c.stats[k] = d
-	}
 	d.Clicks++
 	if r.Unique {
 		d.UniqueClicks++
 	}
+	c.stats[k] = d
 	return nil
 }
 
@@ -485,19 +469,7 @@ func (c *clickInserter) finish() error {
 	if err := c.insertPending(); err != nil {
 		return err
 	}
-	keys := make([]statsKey, 0, len(c.stats))
-	for k := range c.stats {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, compareStatsKeys)
-	now := formatDateTime(time.Now())
-	for _, k := range keys {
-		d := c.stats[k]
-		if _, err := c.stmts.stats.Exec(newRecordID(), k.day, k.affiliate, k.program, k.link, d.Clicks, d.UniqueClicks, now); err != nil {
-			return fmt.Errorf("upsert stats_daily %v: %w", k, err)
-		}
-	}
-	return nil
+	return c.stmts.stats.AddAll(c.stats, time.Now())
 }
 
 func (c *clickInserter) close() { c.stmts.close() }
@@ -552,111 +524,9 @@ func hasRecentClick(tx core.App, visitor, link, affiliate string, at time.Time) 
 	err := tx.DB().NewQuery(`SELECT EXISTS (SELECT 1 FROM {{clicks}} WHERE [[affiliate]] = {:affiliate}
 		AND [[created]] >= {:since} AND [[link]] = {:link} AND [[visitor]] = {:visitor} AND [[flag]] = '')`).
 		Bind(dbx.Params{"link": link, "visitor": visitor, "affiliate": affiliate,
-			"since": formatDateTime(at.Add(-uniqueWindow))}).Row(&found)
+			"since": store.DBTime(at.Add(-uniqueWindow))}).Row(&found)
 	if err != nil {
 		return false, fmt.Errorf("unique check: %w", err)
 	}
 	return found != 0, nil
-}
-
-// statsKey is one stats_daily row.
-type statsKey struct{ day, affiliate, program, link string }
-
-// statsDelta is what a batch adds to one stats_daily row.
-type statsDelta struct {
-	Clicks, UniqueClicks, Conversions, Revenue, Commission int64
-}
-
-// upsertStats adds d to the stats_daily row of k in one statement, so concurrent writers
-// (clicks, conversions, commissions) never lose an increment.
-func upsertStats(tx core.App, k statsKey, d statsDelta) error {
-	_, err := tx.DB().NewQuery(`INSERT INTO {{stats_daily}}
-		([[id]], [[day]], [[affiliate]], [[program]], [[link]], [[clicks]], [[unique_clicks]], [[conversions]], [[revenue]], [[commission]], [[updated]])
-		VALUES ({:id}, {:day}, {:affiliate}, {:program}, {:link}, {:clicks}, {:unique}, {:conversions}, {:revenue}, {:commission}, {:now})
-		ON CONFLICT ([[day]], [[affiliate]], [[program]], [[link]]) DO UPDATE SET
-			[[clicks]] = [[clicks]] + excluded.[[clicks]],
-			[[unique_clicks]] = [[unique_clicks]] + excluded.[[unique_clicks]],
-			[[conversions]] = [[conversions]] + excluded.[[conversions]],
-			[[revenue]] = [[revenue]] + excluded.[[revenue]],
-			[[commission]] = [[commission]] + excluded.[[commission]],
-			[[updated]] = excluded.[[updated]]`).Bind(dbx.Params{
-		"id": newRecordID(), "day": k.day, "affiliate": k.affiliate, "program": k.program, "link": k.link,
-		"clicks": d.Clicks, "unique": d.UniqueClicks, "conversions": d.Conversions, "revenue": d.Revenue,
-		"commission": d.Commission, "now": formatDateTime(time.Now()),
-	}).Execute()
-	if err != nil {
-		return fmt.Errorf("upsert stats_daily %v: %w", k, err)
-	}
-	return nil
-}
-
-// newRecordID makes an id in PocketBase's default format, for rows inserted without a Record.
-func newRecordID() string {
-	return security.RandomStringWithAlphabet(15, "abcdefghijklmnopqrstuvwxyz0123456789")
-}
-
-// formatDateTime writes t the way PocketBase stores dates, so filters and sorting work on raw rows.
-func formatDateTime(t time.Time) string {
-	return t.UTC().Format(types.DefaultDateLayout)
-}
-
-// newOrderedID makes a PocketBase-shaped id (15 of [a-z0-9]) that sorts by time: 10 base-36
-// digits of the microsecond clock and 5 random ones. New rows then land at the right edge of
-// the primary-key index instead of on a random page, which keeps each batch commit (clicks,
-// commissions) to a few pages.
-func newOrderedID(now time.Time) string {
-	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
-	var b [15]byte
-	us := uint64(now.UnixMicro())
-	for i := 9; i >= 0; i-- {
-		b[i] = alphabet[us%36]
-		us /= 36
-	}
-	var r [8]byte
-	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails (it panics on a broken kernel source)
-	n := binary.LittleEndian.Uint64(r[:])
-	for i := 10; i < 15; i++ {
-		b[i] = alphabet[n%36]
-		n /= 36
-	}
-	return string(b[:])
-}
-
-// orderedIDs hands out newOrderedID ids that never repeat an instant within the process:
-// each id's time part is after the previous one's (the microsecond clock, or one past the
-// last when clicks arrive faster). Two clicks in the same microsecond would otherwise share
-// the time digits and rely on 5 random characters alone; a clash fails the whole batch.
-type orderedIDs struct{ last atomic.Int64 }
-
-func (g *orderedIDs) next(now time.Time) string {
-	us := now.UnixMicro()
-	for {
-		last := g.last.Load()
-		if us <= last {
-			us = last + 1
-		}
-		if g.last.CompareAndSwap(last, us) {
-			return newOrderedID(time.UnixMicro(us))
-		}
-		us = now.UnixMicro()
-	}
-}
-
-// sqlTx is the database/sql transaction under a PocketBase transaction app: the click insert
-// is prepared once per batch and run per row with positional arguments, which is several
-// times cheaper than building one statement with named placeholders.
-func sqlTx(tx core.App) (*sql.Tx, error) {
-	dbxTx, ok := tx.NonconcurrentDB().(*dbx.Tx)
-	if !ok {
-		return nil, errors.New("clicks must be written inside a transaction")
-	}
-	builder, ok := dbxTx.Builder.(interface{ Executor() dbx.Executor })
-	if !ok {
-		return nil, errors.New("unexpected transaction builder")
-	}
-	t, ok := builder.Executor().(*sql.Tx)
-	if !ok {
-		return nil, errors.New("unexpected transaction executor")
-	}
-	return t, nil
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tests"
 )
@@ -31,14 +32,14 @@ func BenchmarkWriteClicks(b *testing.B) {
 	}
 	defer w.closeStmts()
 	rows := make([]clickRow, batch)
-	var ids orderedIDs // one instant per id, as the writer hands them out
+	var ids store.OrderedIDs // one instant per id, as the writer hands them out
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		now := time.Now().UTC()
 		for j := range rows {
-			rows[j] = clickRow{ID: ids.next(now), LinkID: "link00000000001", AffiliateID: fmt.Sprintf("aff%012d", j%8),
-				ProgramID: "prog00000000001", Visitor: ids.next(now), NewVisitor: true, IPHash: "0123456789abcdef0123456789abcdef",
+			rows[j] = clickRow{ID: ids.Next(now), LinkID: "link00000000001", AffiliateID: fmt.Sprintf("aff%012d", j%8),
+				ProgramID: "prog00000000001", Visitor: ids.Next(now), NewVisitor: true, IPHash: "0123456789abcdef0123456789abcdef",
 				UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36", Created: now}
 		}
 		err := app.RunInTransaction(func(tx core.App) error {

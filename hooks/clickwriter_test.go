@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tests"
@@ -31,8 +32,8 @@ func newWriterTestApp(t testing.TB) *tests.TestApp {
 
 func testClick(i int) clickRow {
 	now := time.Now().UTC()
-	return clickRow{ID: newOrderedID(now), LinkID: "link00000000001", AffiliateID: "aff000000000001", ProgramID: "prg000000000001",
-		Visitor: newOrderedID(now), NewVisitor: true, IPHash: "h", Created: now, SubID: string(rune('a' + i%26))}
+	return clickRow{ID: store.NewOrderedID(now), LinkID: "link00000000001", AffiliateID: "aff000000000001", ProgramID: "prg000000000001",
+		Visitor: store.NewOrderedID(now), NewVisitor: true, IPHash: "h", Created: now, SubID: string(rune('a' + i%26))}
 }
 
 func countClicks(t testing.TB, w *clickWriter) int {
@@ -157,8 +158,8 @@ func TestClickWriterDrainsOnStop(t *testing.T) {
 }
 
 func TestNewClickIDSortsByTime(t *testing.T) {
-	a := newOrderedID(time.Unix(1_800_000_000, 0))
-	b := newOrderedID(time.Unix(1_800_000_000, 1000))
+	a := store.NewOrderedID(time.Unix(1_800_000_000, 0))
+	b := store.NewOrderedID(time.Unix(1_800_000_000, 1000))
 	if len(a) != 15 || len(b) != 15 || !(a < b) {
 		t.Fatalf("ids %q, %q: want 15 characters, ordered by time", a, b)
 	}
@@ -166,17 +167,17 @@ func TestNewClickIDSortsByTime(t *testing.T) {
 		t.Fatalf("%q must be a valid visitor id too", a)
 	}
 	// Ids handed out for one instant still differ and keep their order.
-	var g orderedIDs
+	var g store.OrderedIDs
 	now := time.Unix(1_800_000_000, 0)
 	prev := ""
 	for i := 0; i < 1000; i++ {
-		id := g.next(now)
+		id := g.Next(now)
 		if !(id > prev) || len(id) != 15 {
 			t.Fatalf("id %d %q after %q: want strictly increasing 15-character ids", i, id, prev)
 		}
 		prev = id
 	}
-	if later := g.next(now.Add(time.Second)); later[:10] != newOrderedID(now.Add(time.Second))[:10] {
+	if later := g.Next(now.Add(time.Second)); later[:10] != store.NewOrderedID(now.Add(time.Second))[:10] {
 		t.Fatalf("once the clock passes the handed-out instants, ids follow it again: %q", later)
 	}
 }
@@ -185,13 +186,13 @@ func TestNewClickIDSortsByTime(t *testing.T) {
 // stored once, with its own values, whichever of the 8/4/2/1-row statements carried it.
 func TestWriteClicksChunks(t *testing.T) {
 	app := newWriterTestApp(t)
-	var ids orderedIDs
+	var ids store.OrderedIDs
 	total := 0
 	for n := 0; n <= 3*clickChunks[0]+clickChunks[0]-1; n++ {
 		rows := make([]clickRow, n)
 		for i := range rows {
 			rows[i] = testClick(i)
-			rows[i].ID, rows[i].Visitor = ids.next(time.Now()), ids.next(time.Now())
+			rows[i].ID, rows[i].Visitor = ids.Next(time.Now()), ids.Next(time.Now())
 			rows[i].SubID = fmt.Sprintf("n%d-r%d", n, i)
 		}
 		if err := app.RunInTransaction(func(tx core.App) error { return writeClicks(tx, rows) }); err != nil {
@@ -219,12 +220,12 @@ func TestWriteClicksChunks(t *testing.T) {
 // inserts end the transaction themselves on a conflict).
 func TestWriteClicksFailureLeavesNothing(t *testing.T) {
 	app := newWriterTestApp(t)
-	var ids orderedIDs
+	var ids store.OrderedIDs
 	batch := func(n int) []clickRow {
 		rows := make([]clickRow, n)
 		for i := range rows {
 			rows[i] = testClick(i)
-			rows[i].ID, rows[i].Visitor = ids.next(time.Now()), ids.next(time.Now())
+			rows[i].ID, rows[i].Visitor = ids.Next(time.Now()), ids.Next(time.Now())
 		}
 		return rows
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/rules"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // Cron jobs of the commission engine (visible and runnable in the dashboard).
@@ -124,7 +125,7 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 	live := map[string]int64{}
 	now := e.now().UTC()
 	err := e.app.RunInTransaction(func(tx core.App) error {
-		sqlTx, err := sqlTx(tx)
+		sqlTx, err := store.SQLTx(tx)
 		if err != nil {
 			return err
 		}
@@ -135,7 +136,7 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 			return err
 		}
 		n = len(batch)
-		w := commissionWriter{tx: sqlTx, stats: map[statsKey]int64{}, stamp: formatDateTime(now), st: st, live: live, touched: touched}
+		w := commissionWriter{tx: sqlTx, stats: map[store.StatsKey]store.StatsDelta{}, stamp: store.DBTime(now), st: st, live: live, touched: touched}
 		defer w.close()
 		ctx := newRuleContext(tx)
 		if err := ctx.loadAffiliates(sqlTx, batch); err != nil {
@@ -164,7 +165,7 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 				st.Zero++
 				continue
 			}
-			inserts = append(inserts, pendingInsert{c: c, kind: kind, amount: amount, payableAt: formatDateTime(payableAt), explanation: explanation})
+			inserts = append(inserts, pendingInsert{c: c, kind: kind, amount: amount, payableAt: store.DBTime(payableAt), explanation: explanation})
 		}
 		slices.SortFunc(inserts, func(a, b pendingInsert) int { return cmp.Compare(a.c.ID, b.c.ID) })
 		for _, in := range inserts {
@@ -175,7 +176,7 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 		if err := markCommissioned(sqlTx, batch); err != nil {
 			return err
 		}
-		return addStatsCommission(sqlTx, w.stats)
+		return store.AddStats(tx, w.stats)
 	})
 	if err != nil {
 		return 0, err
@@ -225,7 +226,7 @@ type commissionWriter struct {
 	tx      *sql.Tx
 	insert  *sql.Stmt // prepared on first use
 	stamp   string
-	stats   map[statsKey]int64
+	stats   map[store.StatsKey]store.StatsDelta
 	st      *engineStats
 	live    map[string]int64
 	touched map[monthKey]bool
@@ -238,7 +239,7 @@ func (w *commissionWriter) add(c *pendingConversion, kind string, amount int64, 
 			return fmt.Errorf("prepare commission insert: %w", err)
 		}
 	}
-	res, err := w.insert.Exec(newOrderedID(time.Now()), c.Affiliate, c.Program, c.ID, kind, amount, c.Currency,
+	res, err := w.insert.Exec(store.NewOrderedID(time.Now()), c.Affiliate, c.Program, c.ID, kind, amount, c.Currency,
 		collections.CommissionPending, payableAt, rule, w.stamp, w.stamp)
 	if err != nil {
 		return fmt.Errorf("insert commission for %s: %w", c.ID, err)
@@ -250,7 +251,10 @@ func (w *commissionWriter) add(c *pendingConversion, kind string, amount int64, 
 	w.live[c.Affiliate] += amount
 	// occurred_at is stored as "2006-01-02 15:04:05.000Z" (UTC, checked by compute): its day
 	// and month are prefixes.
-	w.stats[statsKey{c.OccurredAt[:10], c.Affiliate, c.Program, c.Link}] += amount
+	k := store.StatsKey{Day: c.OccurredAt[:10], Affiliate: c.Affiliate, Program: c.Program, Link: c.Link}
+	d := w.stats[k]
+	d.Commission += amount
+	w.stats[k] = d
 	w.touched[monthKey{c.Affiliate, c.Program, c.OccurredAt[:7]}] = true
 	return nil
 }
@@ -259,53 +263,6 @@ func (w *commissionWriter) close() {
 	if w.insert != nil {
 		w.insert.Close()
 	}
-}
-
-// statsCommissionUpsert adds to the commission of one stats_daily row (created when missing).
-// It is the engine's own statement rather than upsertStats so it can be prepared once and run
-// per row: a batch of a large program touches thousands of (day, affiliate, link) rows.
-const statsCommissionUpsert = `INSERT INTO stats_daily (id, day, affiliate, program, link, clicks, unique_clicks, conversions,
-	revenue, commission, updated) VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0, ?, ?)
-	ON CONFLICT (day, affiliate, program, link) DO UPDATE SET commission = commission + excluded.commission, updated = excluded.updated`
-
-// addStatsCommission adds each delta to its stats_daily row's commission. stats_daily.commission
-// is the net commission earned by the sales of that day (the day of the conversion, in UTC):
-// sale and recurring commissions when created, less what refunds and lost disputes take back
-// later (reductions, voids and clawbacks; a rejection too, and a reinstatement when the sale is
-// approved again), so the rows always sum to the non-void conversion commissions. Bonuses and
-// admins' adjustments belong to no sale and no day; they are not in it.
-func addStatsCommission(tx *sql.Tx, deltas map[statsKey]int64) error {
-	if len(deltas) == 0 {
-		return nil
-	}
-	stmt, err := tx.Prepare(statsCommissionUpsert)
-	if err != nil {
-		return fmt.Errorf("prepare stats_daily upsert: %w", err)
-	}
-	defer stmt.Close()
-	now := formatDateTime(time.Now())
-	// In the order of the unique (day, affiliate, program, link) index: consecutive upserts
-	// then touch neighbouring pages instead of random ones.
-	keys := make([]statsKey, 0, len(deltas))
-	for k := range deltas {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, compareStatsKeys)
-	for _, k := range keys {
-		d := deltas[k]
-		if d == 0 {
-			continue
-		}
-		if _, err := stmt.Exec(newRecordID(), k.day, k.affiliate, k.program, k.link, d, now); err != nil {
-			return fmt.Errorf("upsert stats_daily %v: %w", k, err)
-		}
-	}
-	return nil
-}
-
-// compareStatsKeys orders keys as stats_daily's unique (day, affiliate, program, link) index.
-func compareStatsKeys(a, b statsKey) int {
-	return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.affiliate, b.affiliate), cmp.Compare(a.program, b.program), cmp.Compare(a.link, b.link))
 }
 
 // saleIndexWhere is the condition of the unique (conversion, kind) index of sale and recurring
@@ -352,9 +309,6 @@ func markCommissioned(tx *sql.Tx, batch []pendingConversion) error {
 	return nil
 }
 
-// dateLayout is how PocketBase stores dates.
-const dateLayout = "2006-01-02 15:04:05.000Z"
-
 // ruleContext caches the programs, affiliates, tiers and subscription starts one batch needs.
 type ruleContext struct {
 	tx         core.App
@@ -389,7 +343,7 @@ func (r *ruleContext) compute(c *pendingConversion) (int64, string, string, time
 	if err != nil {
 		return 0, "", "", time.Time{}, err
 	}
-	occurred, err := time.Parse(dateLayout, c.OccurredAt)
+	occurred, err := store.ParseDBTime(c.OccurredAt)
 	if err != nil {
 		return 0, "", "", time.Time{}, fmt.Errorf("conversion %s occurred_at %q: %w", c.ID, c.OccurredAt, err)
 	}
@@ -561,7 +515,7 @@ func (r *ruleContext) subscriptionStart(subscription string) (time.Time, error) 
 	if err != nil {
 		return time.Time{}, fmt.Errorf("subscription %s start: %w", subscription, err)
 	}
-	t, err := time.Parse(dateLayout, first)
+	t, err := store.ParseDBTime(first)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("subscription %s start %q: %w", subscription, first, err)
 	}
@@ -609,29 +563,19 @@ func (e *commissionEngine) applyRefunds(st *engineStats) error {
 				}
 				change = c
 			}
-			occurred, err := time.Parse(dateLayout, t.OccurredAt)
+			occurred, err := store.ParseDBTime(t.OccurredAt)
 			if err != nil {
 				return fmt.Errorf("conversion %s occurred_at %q: %w", t.ID, t.OccurredAt, err)
 			}
-			k := statsKey{occurred.UTC().Format(time.DateOnly), t.Affiliate, t.Program, t.Link}
-			if change != 0 {
-				s, err := sqlTx(tx)
-				if err != nil {
-					return err
-				}
-				if err := addStatsCommission(s, map[statsKey]int64{k: change}); err != nil {
-					return err
-				}
-			}
 			// The sale's revenue counted in stats_daily when it was recorded (rejected sales
 			// never were) shrinks by what was refunded since.
+			d := store.StatsDelta{Commission: change}
 			if t.Status != collections.ConversionRejected {
-				_, err := tx.DB().NewQuery(`UPDATE stats_daily SET revenue = revenue - {:r} WHERE day = {:day} AND affiliate = {:a}
-					AND program = {:p} AND link = {:l}`).Bind(dbx.Params{"r": t.Refunded - t.RefundApplied, "day": k.day,
-					"a": k.affiliate, "p": k.program, "l": k.link}).Execute()
-				if err != nil {
-					return fmt.Errorf("lower stats_daily revenue of %s: %w", t.ID, err)
-				}
+				d.Revenue = -(t.Refunded - t.RefundApplied)
+			}
+			k := store.StatsKey{Day: store.StatsDay(occurred), Affiliate: t.Affiliate, Program: t.Program, Link: t.Link}
+			if err := store.AddStats(tx, map[store.StatsKey]store.StatsDelta{k: d}); err != nil {
+				return fmt.Errorf("stats of the refund of %s: %w", t.ID, err)
 			}
 			_, err = tx.DB().NewQuery("UPDATE conversions SET refund_applied = {:r} WHERE id = {:id}").
 				Bind(dbx.Params{"r": t.Refunded, "id": t.ID}).Execute()
@@ -708,7 +652,7 @@ func (e *commissionEngine) releasePayable() (int, error) {
 	res, err := e.app.DB().NewQuery(`UPDATE commissions SET status = 'payable', updated = {:now}
 		WHERE status = 'pending' AND payable_at <= {:now}
 		AND (conversion = '' OR EXISTS (SELECT 1 FROM conversions v WHERE v.id = commissions.conversion AND v.status = 'approved'))`).
-		Bind(dbx.Params{"now": formatDateTime(e.now())}).Execute()
+		Bind(dbx.Params{"now": store.DBTime(e.now())}).Execute()
 	if err != nil {
 		return 0, fmt.Errorf("release payable commissions: %w", err)
 	}
@@ -745,7 +689,7 @@ func (e *commissionEngine) evaluateBonuses(st *engineStats, touched map[monthKey
 		}
 		err = e.app.DB().NewQuery(`SELECT COUNT(*) AS n, IFNULL(SUM(amount - refunded_amount), 0) AS revenue FROM conversions
 			WHERE affiliate = {:a} AND program = {:p} AND status = 'approved' AND occurred_at >= {:from} AND occurred_at < {:to}`).
-			Bind(dbx.Params{"a": k.affiliate, "p": k.program, "from": formatDateTime(start), "to": formatDateTime(end)}).One(&perf)
+			Bind(dbx.Params{"a": k.affiliate, "p": k.program, "from": store.DBTime(start), "to": store.DBTime(end)}).One(&perf)
 		if err != nil {
 			return fmt.Errorf("bonus performance: %w", err)
 		}
@@ -760,10 +704,10 @@ func (e *commissionEngine) evaluateBonuses(st *engineStats, touched map[monthKey
 			res, err := e.app.DB().NewQuery(`INSERT INTO commissions (id, affiliate, program, conversion, kind, amount, currency, status,
 				payable_at, payout, rule, ref, note, created, updated) VALUES ({:id}, {:a}, {:p}, '', 'bonus', {:amount}, {:cur}, 'pending',
 				{:payable}, '', {:rule}, {:ref}, {:note}, {:now}, {:now}) ON CONFLICT (affiliate, kind, ref) WHERE ref != '' DO NOTHING`).Bind(dbx.Params{
-				"id": newOrderedID(e.now()), "a": k.affiliate, "p": k.program, "amount": b.GetInt("amount"), "cur": program.Currency(),
-				"payable": formatDateTime(end.AddDate(0, 0, program.HoldDays())),
+				"id": store.NewOrderedID(e.now()), "a": k.affiliate, "p": k.program, "amount": b.GetInt("amount"), "cur": program.Currency(),
+				"payable": store.DBTime(end.AddDate(0, 0, program.HoldDays())),
 				"rule":    fmt.Sprintf(`{"bonus":%q,"month":%q,"conversions":%d,"revenue":%d}`, b.Id, k.month, perf.N, perf.Revenue),
-				"ref":     "bonus:" + b.Id + ":" + k.month, "note": b.GetString(collections.FieldName), "now": formatDateTime(e.now()),
+				"ref":     "bonus:" + b.Id + ":" + k.month, "note": b.GetString(collections.FieldName), "now": store.DBTime(e.now()),
 			}).Execute()
 			if err != nil {
 				return fmt.Errorf("insert bonus: %w", err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/rules"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // engineBenchApp is an app with the default program, 100 approved affiliates and the engine.
@@ -66,7 +67,7 @@ func insertConversions(b *testing.B, app core.App, affiliates []string, n int, t
 	b.Helper()
 	program, _ := collections.FindDefaultProgram(app)
 	err := app.RunInTransaction(func(tx core.App) error {
-		t, err := sqlTx(tx)
+		t, err := store.SQLTx(tx)
 		if err != nil {
 			return err
 		}
@@ -75,9 +76,9 @@ func insertConversions(b *testing.B, app core.App, affiliates []string, n int, t
 			return err
 		}
 		defer stmt.Close()
-		at := formatDateTime(time.Now().Add(-time.Hour))
+		at := store.DBTime(time.Now().Add(-time.Hour))
 		for i := 0; i < n; i++ {
-			if _, err := stmt.Exec(newOrderedID(time.Now()), affiliates[i%len(affiliates)], program.Id,
+			if _, err := stmt.Exec(store.NewOrderedID(time.Now()), affiliates[i%len(affiliates)], program.Id,
 				fmt.Sprintf("%s-%d", tag, i), 1000+i%9000, at, at, at); err != nil {
 				return err
 			}
@@ -169,7 +170,7 @@ func cloneAffiliates(b *testing.B, app core.App, template string, n int) []strin
 	ids := make([]string, n)
 	err := app.RunInTransaction(func(tx core.App) error {
 		for i := range ids {
-			ids[i] = newRecordID()
+			ids[i] = store.NewID()
 			if _, err := tx.DB().NewQuery(q).Bind(dbx.Params{"id": ids[i], "t": template}).Execute(); err != nil {
 				return err
 			}
@@ -202,7 +203,7 @@ func BenchmarkCommissionEngineSpread(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		err := app.RunInTransaction(func(tx core.App) error {
-			t, err := sqlTx(tx)
+			t, err := store.SQLTx(tx)
 			if err != nil {
 				return err
 			}
@@ -220,14 +221,14 @@ func BenchmarkCommissionEngineSpread(b *testing.B) {
 			}
 			defer stats.Close()
 			now := time.Now()
-			var ids orderedIDs // as conversionService hands them out
+			var ids store.OrderedIDs // as conversionService hands them out
 			for j := 0; j < n; j++ {
-				at := formatDateTime(now.Add(-time.Duration(rng.Int63n(int64(30 * 24 * time.Hour)))))
+				at := store.DBTime(now.Add(-time.Duration(rng.Int63n(int64(30 * 24 * time.Hour)))))
 				affiliate, amount := affiliates[rng.Intn(len(affiliates))], 1000+rng.Intn(9000)
-				if _, err := stmt.Exec(ids.next(time.Now()), affiliate, program.Id, fmt.Sprintf("spread-%d-%d", i, j), amount, at, at, at); err != nil {
+				if _, err := stmt.Exec(ids.Next(time.Now()), affiliate, program.Id, fmt.Sprintf("spread-%d-%d", i, j), amount, at, at, at); err != nil {
 					return err
 				}
-				if _, err := stats.Exec(newRecordID(), at[:10], affiliate, program.Id, amount, at); err != nil {
+				if _, err := stats.Exec(store.NewID(), at[:10], affiliate, program.Id, amount, at); err != nil {
 					return err
 				}
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/rules"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // Conversion fields the engine owns. They are written with raw SQL (the engine marks sales
@@ -45,12 +46,12 @@ type storedConversion struct {
 // revenue net of the refunds applied so far, unless it is rejected (rejected sales were never
 // counted, see conversionService.record).
 type conversionShare struct {
-	key                  statsKey
+	key                  store.StatsKey
 	conversions, revenue int64
 }
 
 func shareOf(status, affiliate, program, link string, occurredAt time.Time, amount, refundApplied int64) conversionShare {
-	s := conversionShare{key: statsKey{occurredAt.UTC().Format(time.DateOnly), affiliate, program, link}}
+	s := conversionShare{key: store.StatsKey{Day: store.StatsDay(occurredAt), Affiliate: affiliate, Program: program, Link: link}}
 	if status != collections.ConversionRejected {
 		s.conversions, s.revenue = 1, amount-refundApplied
 	}
@@ -130,7 +131,7 @@ func applyConversionEdit(e *core.RecordEvent, tx core.App, now time.Time) (map[s
 		return nil, err
 	}
 
-	oldAt, err := time.Parse(dateLayout, old.OccurredAt)
+	oldAt, err := store.ParseDBTime(old.OccurredAt)
 	if err != nil {
 		return nil, fmt.Errorf("conversion %s occurred_at %q: %w", r.Id, old.OccurredAt, err)
 	}
@@ -154,24 +155,24 @@ func applyConversionEdit(e *core.RecordEvent, tx core.App, now time.Time) (map[s
 	}
 
 	deltas := map[string]liveCounters{}
-	apply := func(key statsKey, d statsDelta) error {
-		if d == (statsDelta{}) {
-			return nil
-		}
-		live := deltas[key.affiliate]
-		live.add(liveCounters{Conversions: d.Conversions, Revenue: d.Revenue, Commission: d.Commission})
-		deltas[key.affiliate] = live
-		return upsertStats(tx, key, d)
-	}
+	stats := map[store.StatsKey]store.StatsDelta{}
 	if before.key == after.key {
-		err = apply(after.key, statsDelta{Conversions: after.conversions - before.conversions,
-			Revenue: after.revenue - before.revenue, Commission: commission})
+		stats[after.key] = store.StatsDelta{Conversions: after.conversions - before.conversions,
+			Revenue: after.revenue - before.revenue, Commission: commission}
 	} else {
 		// Only a sale without a commission can move (lockedSaleFields): commission is 0.
-		err = errors.Join(apply(before.key, statsDelta{Conversions: -before.conversions, Revenue: -before.revenue}),
-			apply(after.key, statsDelta{Conversions: after.conversions, Revenue: after.revenue, Commission: commission}))
+		stats[before.key] = store.StatsDelta{Conversions: -before.conversions, Revenue: -before.revenue}
+		stats[after.key] = store.StatsDelta{Conversions: after.conversions, Revenue: after.revenue, Commission: commission}
 	}
-	return deltas, err
+	for key, d := range stats {
+		if d == (store.StatsDelta{}) {
+			continue
+		}
+		live := deltas[key.Affiliate]
+		live.add(liveCounters{Conversions: d.Conversions, Revenue: d.Revenue, Commission: d.Commission})
+		deltas[key.Affiliate] = live
+	}
+	return deltas, store.AddStats(tx, stats)
 }
 
 // reversalIndexWhere is the condition of the partial idx_commissions_reversals (conversion):
@@ -344,7 +345,7 @@ func saveSaleEntry(tx core.App, sale *core.Record, kind string, amount int64, st
 func holdSaleCommission(tx core.App, conversion string, now time.Time) error {
 	_, err := tx.DB().NewQuery(`UPDATE commissions SET status = 'pending', updated = {:now}
 		WHERE conversion = {:c} AND status = 'payable' AND payout = '' AND ` + saleIndexWhere).
-		Bind(dbx.Params{"c": conversion, "now": formatDateTime(now)}).Execute()
+		Bind(dbx.Params{"c": conversion, "now": store.DBTime(now)}).Execute()
 	if err != nil {
 		return fmt.Errorf("hold the commission of conversion %s: %w", conversion, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/attribution"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // Limits of a reported sale.
@@ -59,7 +60,7 @@ type conversionService struct {
 	now  func() time.Time
 	// ids are time-ordered, so conversions append to the primary key and to the commission
 	// engine's (conversion, kind) index instead of landing on random pages.
-	ids orderedIDs
+	ids store.OrderedIDs
 }
 
 func newConversionService(app core.App, live *liveHub) *conversionService {
@@ -113,8 +114,8 @@ func (s *conversionService) record(in conversionInput) (*core.Record, bool, erro
 		created = true
 		if rec.GetString(collections.FieldStatus) != collections.ConversionRejected {
 			liveDelta = liveCounters{Conversions: 1, Revenue: in.Amount}
-			key := statsKey{in.OccurredAt.UTC().Format(time.DateOnly), decision.AffiliateID, program.Id, decision.LinkID}
-			if err := upsertStats(tx, key, statsDelta{Conversions: 1, Revenue: in.Amount}); err != nil {
+			key := store.StatsKey{Day: store.StatsDay(in.OccurredAt), Affiliate: decision.AffiliateID, Program: program.Id, Link: decision.LinkID}
+			if err := store.AddStats(tx, map[store.StatsKey]store.StatsDelta{key: {Conversions: 1, Revenue: in.Amount}}); err != nil {
 				return err
 			}
 		}
@@ -288,7 +289,7 @@ const (
 // It runs inside the conversion's transaction, which holds the one write connection (clicks
 // wait for it), so it reads by primary key, then by idx_clicks_visitor, and never scans clicks.
 func (s *conversionService) firstClick(tx core.App, program *collections.Program, visitor string, at time.Time) (*attribution.Click, error) {
-	params := dbx.Params{"program": program.Id, "visitor": visitor, "since": formatDateTime(at.AddDate(0, 0, -program.CookieDays()))}
+	params := dbx.Params{"program": program.Id, "visitor": visitor, "since": store.DBTime(at.AddDate(0, 0, -program.CookieDays()))}
 	r, err := recordByIDQuery(tx, collections.Clicks, firstClickMintingSQL, params)
 	if err == nil && r == nil {
 		r, err = recordByIDQuery(tx, collections.Clicks, firstClickLaterSQL, params)
@@ -333,7 +334,7 @@ func (s *conversionService) insert(tx core.App, in conversionInput, program *col
 	meta["attribution"] = map[string]any{"path": d.Path, "skipped": d.Skipped}
 
 	r := core.NewRecord(col)
-	r.Id = s.ids.next(time.Now())
+	r.Id = s.ids.Next(time.Now())
 	r.Load(map[string]any{
 		collections.FieldAffiliate:           d.AffiliateID,
 		collections.FieldProgram:             program.Id,

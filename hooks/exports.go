@@ -14,6 +14,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // exportPage is how many rows one query of an export reads: exports stream, so a table of
@@ -98,7 +99,7 @@ func writeExport(re *core.RequestEvent, name string, spec exportSpec) error {
 			d = d.AddDate(0, 0, 1)
 		}
 		where += " AND t.[[" + spec.dateCol + "]] " + f.col + " {:" + f.param + "}"
-		params[f.param] = webhookDBTime(d)
+		params[f.param] = store.DBTime(d)
 	}
 	if v := q.Get("program"); v != "" {
 		where += " AND t.[[program]] = {:program}"

@@ -3,7 +3,6 @@ package hooks
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/pocketbase/dbx"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/urlpolicy"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 func registerLinks(app core.App) {
@@ -85,16 +85,6 @@ func registerLinks(app core.App) {
 	})
 }
 
-// linkStatsMerge adds a deleted link's stats_daily rows to its affiliate's rows without a link
-// (the affiliate-code row of the same day), created when missing.
-const linkStatsMerge = `INSERT INTO stats_daily (id, day, affiliate, program, link, clicks, unique_clicks, conversions,
-	revenue, commission, updated)
-	SELECT substr(lower(hex(randomblob(8))), 1, 15), day, affiliate, program, '', clicks, unique_clicks, conversions,
-		revenue, commission, {:now} FROM stats_daily WHERE link = {:link}
-	ON CONFLICT (day, affiliate, program, link) DO UPDATE SET clicks = clicks + excluded.clicks,
-		unique_clicks = unique_clicks + excluded.unique_clicks, conversions = conversions + excluded.conversions,
-		revenue = revenue + excluded.revenue, commission = commission + excluded.commission, updated = excluded.updated`
-
 // registerLinkDeletion lets a link be deleted without losing or corrupting what it earned: its
 // clicks and sales stay, credited to the affiliate without a link, and its stats_daily rows are
 // added to the affiliate's rows without a link. PocketBase would otherwise clear the relation
@@ -107,9 +97,11 @@ func registerLinkDeletion(app core.App) {
 		return outer.RunInTransaction(func(tx core.App) error {
 			e.App = tx
 			defer func() { e.App = outer }()
-			params := dbx.Params{"link": e.Record.Id, "now": formatDateTime(time.Now())}
-			for _, q := range []string{linkStatsMerge,
-				"DELETE FROM stats_daily WHERE link = {:link}",
+			if err := store.MergeLinkStats(tx, e.Record.Id); err != nil {
+				return fmt.Errorf("detach link %s: %w", e.Record.Id, err)
+			}
+			params := dbx.Params{"link": e.Record.Id}
+			for _, q := range []string{
 				"UPDATE conversions SET link = '' WHERE link = {:link}",
 				"UPDATE clicks SET link = '' WHERE link = {:link}",
 			} {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // Messaging collections (migration 1795478800_messaging); local names because the shared
@@ -309,10 +310,10 @@ type deliveryRow struct {
 // insertDelivery writes a delivery unless one with its idempotency key exists; it reports
 // whether a row was written. Raw SQL: an upsert is the only race-free "create once".
 func insertDelivery(db dbx.Builder, d deliveryRow, now time.Time) (bool, error) {
-	ts := webhookDBTime(now)
+	ts := store.DBTime(now)
 	due, sentAt, attempts := ts, "", 0
 	if !d.Due.IsZero() {
-		due = webhookDBTime(d.Due)
+		due = store.DBTime(d.Due)
 	}
 	if d.Status == deliverySent {
 		sentAt, attempts = ts, 1
@@ -327,7 +328,7 @@ func insertDelivery(db dbx.Builder, d deliveryRow, now time.Time) (bool, error) 
 			"VALUES ({:id}, {:message}, {:affiliate}, {:email}, {:template}, {:provider}, {:status}, {:key}, {:marketing}, {:error}, {:attempts}, {:due}, {:sent}, {:data}, {:now}, {:now}) " +
 			"ON CONFLICT ([[idempotency_key]]) DO NOTHING").
 		Bind(dbx.Params{
-			"id": core.GenerateDefaultRandomId(), "message": d.Message, "affiliate": d.Affiliate, "email": d.Email,
+			"id": store.NewID(), "message": d.Message, "affiliate": d.Affiliate, "email": d.Email,
 			"template": d.Template, "provider": d.ProviderID, "status": d.Status, "key": d.IdempotencyKey, "marketing": d.Marketing,
 			"error": messagingErrorText(d.Error), "attempts": attempts, "due": due, "sent": sentAt, "data": data, "now": ts,
 		}).Execute()
@@ -422,7 +423,7 @@ func (e *messagingEngine) run(ctx context.Context) error {
 		if !e.running.TryLock() {
 			return nil
 		}
-		held, err := acquireLease(e.app.DB(), messagingLease, e.holder, e.now(), messagingLeaseTTL)
+		held, err := store.AcquireLease(e.app.DB(), messagingLease, e.holder, e.now(), messagingLeaseTTL)
 		if err != nil || !held {
 			e.running.Unlock()
 			return err // another process is sending; it looks again itself
@@ -434,7 +435,7 @@ func (e *messagingEngine) run(ctx context.Context) error {
 			e.running.Unlock()
 			return nil
 		}
-		if rerr := releaseLease(e.app.DB(), messagingLease, e.holder, e.now()); err == nil {
+		if rerr := store.ReleaseLease(e.app.DB(), messagingLease, e.holder, e.now()); err == nil {
 			err = rerr
 		}
 		e.running.Unlock()
@@ -464,7 +465,7 @@ func (e *messagingEngine) runOnce(ctx context.Context) error {
 // resolved_at empty, so the next run resolves again; the idempotency keys make that a no-op
 // for rows already written.
 func (e *messagingEngine) startDueMessages() error {
-	now := webhookDBTime(e.now())
+	now := store.DBTime(e.now())
 	_, err := e.app.DB().NewQuery(
 		"UPDATE {{messages}} SET [[status]] = {:sending}, [[updated]] = {:now} " +
 			"WHERE [[status]] = {:scheduled} AND [[kind]] = {:broadcast} AND ([[send_at]] = '' OR [[send_at]] <= {:now})").
@@ -583,7 +584,7 @@ func (e *messagingEngine) resolveMessage(id string) error {
 		}
 	}
 	_, err = e.app.DB().NewQuery("UPDATE {{messages}} SET [[resolved_at]] = {:now}, [[updated]] = {:now} WHERE [[id]] = {:id}").
-		Bind(dbx.Params{"now": webhookDBTime(e.now()), "id": id}).Execute()
+		Bind(dbx.Params{"now": store.DBTime(e.now()), "id": id}).Execute()
 	if err != nil {
 		return fmt.Errorf("mark message %s resolved: %w", id, err)
 	}
@@ -594,7 +595,7 @@ func (e *messagingEngine) resolveMessage(id string) error {
 // can fix it; it is not an error of the run.
 func (e *messagingEngine) failMessage(id string, cause error) error {
 	_, err := e.app.DB().NewQuery("UPDATE {{messages}} SET [[status]] = {:draft}, [[error]] = {:err}, [[updated]] = {:now} WHERE [[id]] = {:id}").
-		Bind(dbx.Params{"draft": messageDraft, "err": messagingErrorText(cause.Error()), "now": webhookDBTime(e.now()), "id": id}).Execute()
+		Bind(dbx.Params{"draft": messageDraft, "err": messagingErrorText(cause.Error()), "now": store.DBTime(e.now()), "id": id}).Execute()
 	if err != nil {
 		return fmt.Errorf("record failure of message %s: %w", id, err)
 	}
@@ -683,7 +684,7 @@ func (e *messagingEngine) sender() mailSender {
 func (e *messagingEngine) sendDue(ctx context.Context) error {
 	s := e.sender()
 	for ctx.Err() == nil {
-		now := webhookDBTime(e.now())
+		now := store.DBTime(e.now())
 		var singles []deliveryRow
 		err := e.app.DB().Select("id", "message", "affiliate", "email", "template", "status", "idempotency_key", "marketing", "attempts", "error", "data").
 			From(collDeliveries).
@@ -751,7 +752,7 @@ func (e *messagingEngine) sendRows(ctx context.Context, s mailSender, rows []del
 	}
 	// Renew the lease right before sending: a process that lost it (it stalled past the TTL
 	// and another took over) must not send what the other may be sending.
-	if held, err := acquireLease(e.app.DB(), messagingLease, e.holder, e.now(), messagingLeaseTTL); err != nil {
+	if held, err := store.AcquireLease(e.app.DB(), messagingLease, e.holder, e.now(), messagingLeaseTTL); err != nil {
 		return err
 	} else if !held {
 		return errLeaseLost
@@ -910,7 +911,7 @@ func (e *messagingEngine) markSent(rows []deliveryRow, ids []string) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	now := webhookDBTime(e.now())
+	now := store.DBTime(e.now())
 	return e.app.RunInTransaction(func(tx core.App) error {
 		for i, r := range rows {
 			_, err := tx.DB().NewQuery(
@@ -944,7 +945,7 @@ func (e *messagingEngine) markFailedAttempt(rows []deliveryRow, sendErr error) e
 				"UPDATE {{deliveries}} SET [[status]] = {:status}, [[attempts]] = {:attempts}, [[error]] = {:err}, " +
 					"[[next_attempt_at]] = {:next}, [[updated]] = {:now} WHERE [[id]] = {:id} AND [[status]] = {:queued}").
 				Bind(dbx.Params{"status": status, "attempts": attempts, "err": messagingErrorText(msg),
-					"next": webhookDBTime(next), "now": webhookDBTime(now), "id": r.ID, "queued": deliveryQueued}).Execute()
+					"next": store.DBTime(next), "now": store.DBTime(now), "id": r.ID, "queued": deliveryQueued}).Execute()
 			if err != nil {
 				return fmt.Errorf("record failed send of delivery %s: %w", r.ID, err)
 			}
@@ -957,7 +958,7 @@ func (e *messagingEngine) markFailedAttempt(rows []deliveryRow, sendErr error) e
 func (e *messagingEngine) markDone(id, status, reason string) error {
 	_, err := e.app.DB().NewQuery(
 		"UPDATE {{deliveries}} SET [[status]] = {:status}, [[error]] = {:err}, [[updated]] = {:now} WHERE [[id]] = {:id} AND [[status]] = {:queued}").
-		Bind(dbx.Params{"status": status, "err": messagingErrorText(reason), "now": webhookDBTime(e.now()), "id": id, "queued": deliveryQueued}).Execute()
+		Bind(dbx.Params{"status": status, "err": messagingErrorText(reason), "now": store.DBTime(e.now()), "id": id, "queued": deliveryQueued}).Execute()
 	if err != nil {
 		return fmt.Errorf("mark delivery %s %s: %w", id, status, err)
 	}
@@ -1006,7 +1007,7 @@ func refreshMessageCounts(app core.App, id string, now time.Time, settle bool) e
 		q += ", [[status]] = {:sent}"
 	}
 	_, err = app.DB().NewQuery(q + " WHERE [[id]] = {:id}").
-		Bind(dbx.Params{"counts": string(raw), "now": webhookDBTime(now), "sent": messageSent, "id": id}).Execute()
+		Bind(dbx.Params{"counts": string(raw), "now": store.DBTime(now), "sent": messageSent, "id": id}).Execute()
 	if err != nil {
 		return fmt.Errorf("store counts of message %s: %w", id, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/pocketbase/dbx"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // Tunables of the weekly digest.
@@ -129,7 +130,7 @@ func lastWeek(now time.Time, loc *time.Location) (time.Time, time.Time) {
 // digestReport computes an affiliate's figures for [start, end); active tells whether there
 // was anything to report (a click, a sale or a commission).
 func (e *messagingEngine) digestReport(run *digestRun, a digestAffiliate, start, end time.Time) (digestReport, bool, error) {
-	from, to := webhookDBTime(start), webhookDBTime(end)
+	from, to := store.DBTime(start), store.DBTime(end)
 	r := digestReport{Period: start.Format("2 Jan") + " – " + end.AddDate(0, 0, -1).Format("2 Jan 2006")}
 	db := e.app.DB()
 	err := db.NewQuery("SELECT COUNT(*) FROM {{clicks}} WHERE [[affiliate]] = {:a} AND [[created]] >= {:from} AND [[created]] < {:to} AND [[flag]] = ''").
@@ -202,7 +203,7 @@ func (e *messagingEngine) digestReport(run *digestRun, a digestAffiliate, start,
 // programRanks ranks a program's affiliates by net commission created in [start, end):
 // 1 is the most, ties share a rank; only positive totals are ranked. Cached per run and week.
 func (e *messagingEngine) programRanks(run *digestRun, program string, start, end time.Time) (map[string]int, int, error) {
-	key := program + "|" + webhookDBTime(start)
+	key := program + "|" + store.DBTime(start)
 	if r, ok := run.ranks[key]; ok {
 		return r, run.sizes[key], nil
 	}
@@ -213,7 +214,7 @@ func (e *messagingEngine) programRanks(run *digestRun, program string, start, en
 	err := e.app.DB().NewQuery("SELECT [[affiliate]], SUM([[amount]]) AS [[total]] FROM {{commissions}} " +
 		"WHERE [[program]] = {:p} AND [[created]] >= {:from} AND [[created]] < {:to} AND [[status]] != {:void} " +
 		"GROUP BY [[affiliate]] HAVING [[total]] > 0 ORDER BY [[total]] DESC, [[affiliate]]").
-		Bind(dbx.Params{"p": program, "from": webhookDBTime(start), "to": webhookDBTime(end), "void": collections.CommissionVoid}).All(&rows)
+		Bind(dbx.Params{"p": program, "from": store.DBTime(start), "to": store.DBTime(end), "void": collections.CommissionVoid}).All(&rows)
 	if err != nil {
 		return nil, 0, fmt.Errorf("rank program %s: %w", program, err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // collTierChanges records tier moves (migration 1795478600_commissions).
@@ -89,7 +90,7 @@ func (e *messagingEngine) queueCommissionMails() error {
 		"SELECT [[affiliate]], substr([[created]], 1, 13) AS [[hour]] FROM {{commissions}} " +
 			"WHERE [[id]] >= {:lo} AND [[created]] >= {:since} AND [[kind]] IN (" + earnedKinds + ") AND [[amount]] > 0 " +
 			"GROUP BY [[affiliate]], [[hour]]").
-		Bind(dbx.Params{"lo": orderedIDFloor(lo), "since": webhookDBTime(lo)}).All(&rows)
+		Bind(dbx.Params{"lo": orderedIDFloor(lo), "since": store.DBTime(lo)}).All(&rows)
 	if err != nil {
 		return fmt.Errorf("scan new commissions: %w", err)
 	}
@@ -123,7 +124,7 @@ func (e *messagingEngine) queueCommissionMails() error {
 
 // orderedIDFloor is the smallest newOrderedID of instant t: its ten time digits.
 func orderedIDFloor(t time.Time) string {
-	return newOrderedID(t)[:10]
+	return store.NewOrderedID(t)[:10]
 }
 
 // affiliateEmails maps affiliate ids to their emails.
@@ -158,7 +159,7 @@ func (e *messagingEngine) commissionMailData(r deliveryRow, d *mailData) (string
 		"SELECT [[amount]], [[currency]], [[kind]], [[created]] FROM {{commissions}} " +
 			"WHERE [[affiliate]] = {:a} AND [[created]] >= {:from} AND [[created]] < {:to} AND [[kind]] IN (" + earnedKinds + ") " +
 			"AND [[amount]] > 0 AND [[status]] != {:void} ORDER BY [[created]], [[id]]").
-		Bind(dbx.Params{"a": r.Affiliate, "from": webhookDBTime(hour), "to": webhookDBTime(hour.Add(time.Hour)), "void": collections.CommissionVoid}).
+		Bind(dbx.Params{"a": r.Affiliate, "from": store.DBTime(hour), "to": store.DBTime(hour.Add(time.Hour)), "void": collections.CommissionVoid}).
 		All(&rows)
 	if err != nil {
 		return "", fmt.Errorf("commissions of mail %s: %w", r.IdempotencyKey, err)
@@ -171,7 +172,7 @@ func (e *messagingEngine) commissionMailData(r deliveryRow, d *mailData) (string
 		totals[c.Currency] += c.Amount
 		if i < mailListMax {
 			when := c.Created
-			if t, err := time.Parse(dbTimeLayout, c.Created); err == nil {
+			if t, err := store.ParseDBTime(c.Created); err == nil {
 				when = t.Format("2 Jan 15:04 UTC")
 			}
 			d.Commissions = append(d.Commissions, mailCommission{Amount: formatMoney(c.Amount, c.Currency), Kind: c.Kind, When: when})
@@ -181,9 +182,6 @@ func (e *messagingEngine) commissionMailData(r deliveryRow, d *mailData) (string
 	d.Total = formatTotals(totals)
 	return "", nil
 }
-
-// dbTimeLayout is how PocketBase stores date fields.
-const dbTimeLayout = "2006-01-02 15:04:05.000Z"
 
 // formatMoney renders minor units with their currency: "12.50 USD".
 func formatMoney(amount int64, currency string) string {

@@ -13,17 +13,18 @@ import (
 	"github.com/pocketbase/pocketbase/mails"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // insertTestCommission writes a commission like the engine does (time-ordered id, raw SQL).
 func insertTestCommission(t testing.TB, app core.App, affiliate *core.Record, kind string, amount int, status string, at time.Time) string {
 	t.Helper()
-	id := newOrderedID(at)
+	id := store.NewOrderedID(at)
 	_, err := app.DB().NewQuery(`INSERT INTO commissions (id, affiliate, program, conversion, kind, amount, currency, status,
 		payable_at, payout, rule, ref, note, created, updated) VALUES ({:id}, {:a}, {:p}, '', {:kind}, {:amount}, 'usd', {:status},
 		{:at}, '', '{}', {:ref}, '', {:at}, {:at})`).Bind(dbx.Params{
 		"id": id, "a": affiliate.Id, "p": affiliate.GetString(collections.FieldProgram), "kind": kind, "amount": amount,
-		"status": status, "at": webhookDBTime(at), "ref": "test:" + id,
+		"status": status, "at": store.DBTime(at), "ref": "test:" + id,
 	}).Execute()
 	if err != nil {
 		t.Fatal(err)
@@ -35,8 +36,8 @@ func insertTestCommission(t testing.TB, app core.App, affiliate *core.Record, ki
 func insertTestClick(t testing.TB, app core.App, affiliate *core.Record, link string, flag string, at time.Time) {
 	t.Helper()
 	_, err := app.DB().NewQuery("INSERT INTO clicks (" + clickColumns + ") VALUES ({:id}, {:link}, {:a}, {:p}, 'v1', 'h', 'ua', '', '', '', 1, {:flag}, {:at})").
-		Bind(dbx.Params{"id": newOrderedID(at), "link": link, "a": affiliate.Id, "p": affiliate.GetString(collections.FieldProgram),
-			"flag": flag, "at": webhookDBTime(at)}).Execute()
+		Bind(dbx.Params{"id": store.NewOrderedID(at), "link": link, "a": affiliate.Id, "p": affiliate.GetString(collections.FieldProgram),
+			"flag": flag, "at": store.DBTime(at)}).Execute()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,10 +398,10 @@ func TestMailLeaseAcrossProcesses(t *testing.T) {
 	createTestAffiliate(t, app, "Ada", "ada-1", collections.AffiliateApproved, "ada@example.com", nil)
 
 	// e1 is mid-run in "another process": it holds the lease.
-	if ok, err := acquireLease(app.DB(), messagingLease, e1.holder, clock.Now(), messagingLeaseTTL); err != nil || !ok {
+	if ok, err := store.AcquireLease(app.DB(), messagingLease, e1.holder, clock.Now(), messagingLeaseTTL); err != nil || !ok {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}
-	if ok, _ := acquireLease(app.DB(), messagingLease, e1.holder, clock.Now(), messagingLeaseTTL); !ok {
+	if ok, _ := store.AcquireLease(app.DB(), messagingLease, e1.holder, clock.Now(), messagingLeaseTTL); !ok {
 		t.Fatal("the holder cannot renew its lease")
 	}
 	runEngine(t, e2)
@@ -414,10 +415,10 @@ func TestMailLeaseAcrossProcesses(t *testing.T) {
 		t.Fatalf("sent %d after the lease expired", total)
 	}
 	// e2 released it at the end of its run: e1 gets it at once.
-	if ok, err := acquireLease(app.DB(), messagingLease, e1.holder, clock.Now(), messagingLeaseTTL); err != nil || !ok {
+	if ok, err := store.AcquireLease(app.DB(), messagingLease, e1.holder, clock.Now(), messagingLeaseTTL); err != nil || !ok {
 		t.Fatalf("lease not released: %v %v", ok, err)
 	}
-	if ok, _ := acquireLease(app.DB(), messagingLease, e2.holder, clock.Now(), messagingLeaseTTL); ok {
+	if ok, _ := store.AcquireLease(app.DB(), messagingLease, e2.holder, clock.Now(), messagingLeaseTTL); ok {
 		t.Fatal("two holders at once")
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // Limits of the public messaging routes.
@@ -171,7 +172,7 @@ func addSuppression(app core.App, email, reason string, now time.Time) error {
 	_, err := app.DB().NewQuery(
 		"INSERT INTO {{suppressions}} ([[id]], [[email]], [[reason]], [[created]]) VALUES ({:id}, {:email}, {:reason}, {:now}) " +
 			"ON CONFLICT ([[email]]) DO NOTHING").
-		Bind(dbx.Params{"id": core.GenerateDefaultRandomId(), "email": email, "reason": reason, "now": webhookDBTime(now)}).Execute()
+		Bind(dbx.Params{"id": store.NewID(), "email": email, "reason": reason, "now": store.DBTime(now)}).Execute()
 	if err != nil {
 		return fmt.Errorf("suppress %s (%s): %w", email, reason, err)
 	}
@@ -274,7 +275,7 @@ func (e *messagingEngine) handleResendWebhook(re *core.RequestEvent) error {
 		return re.InternalServerError("", err)
 	}
 	err = e.app.RunInTransaction(func(tx core.App) error {
-		_, err := tx.DB().Update(collDeliveries, dbx.Params{"status": status, "updated": webhookDBTime(e.now())},
+		_, err := tx.DB().Update(collDeliveries, dbx.Params{"status": status, "updated": store.DBTime(e.now())},
 			dbx.And(dbx.HashExp{"id": d.ID}, dbx.In("status", toAny(from)...))).Execute()
 		if err != nil {
 			return fmt.Errorf("update delivery %s: %w", d.ID, err)

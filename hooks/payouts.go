@@ -14,6 +14,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // payoutsCronJob asks every minute whether a program's payout schedule is due.
@@ -135,13 +136,13 @@ func (e *payoutEngine) resumeInterrupted() ([]payoutReport, error) {
 		At      string `db:"scheduled_for"`
 	}
 	err := e.app.DB().NewQuery(`SELECT id, program, scheduled_for FROM payout_runs WHERE status = 'running' AND updated < {:before}`).
-		Bind(dbx.Params{"before": formatDateTime(e.now().Add(-runLease))}).All(&stale)
+		Bind(dbx.Params{"before": store.DBTime(e.now().Add(-runLease))}).All(&stale)
 	if err != nil {
 		return nil, fmt.Errorf("interrupted payout runs: %w", err)
 	}
 	var reports []payoutReport
 	for _, r := range stale {
-		at, _ := time.Parse(dateLayout, r.At)
+		at, _ := store.ParseDBTime(r.At)
 		rep, err := e.runProgram(r.Program, r.ID, at, false)
 		if err != nil {
 			return reports, fmt.Errorf("resume payout run %s: %w", r.ID, err)
@@ -165,7 +166,7 @@ func (e *payoutEngine) dueTime(p *core.Record) (time.Time, bool, error) {
 		return time.Time{}, false, err
 	}
 	if lastRun != "" {
-		if t, err := time.Parse(dateLayout, lastRun); err == nil {
+		if t, err := store.ParseDBTime(lastRun); err == nil {
 			last = t
 		}
 	}
@@ -185,10 +186,10 @@ func (e *payoutEngine) dueTime(p *core.Record) (time.Time, bool, error) {
 
 // claim inserts the run's row; false when another process (or an earlier attempt) has it.
 func (e *payoutEngine) claim(programID string, at time.Time, trigger string) (string, bool, error) {
-	id := newRecordID()
+	id := store.NewID()
 	res, err := e.app.DB().NewQuery(`INSERT INTO payout_runs (id, program, scheduled_for, trigger, status, payouts, total, report, created, updated)
 		VALUES ({:id}, {:p}, {:at}, {:trigger}, 'running', 0, 0, '{}', {:now}, {:now}) ON CONFLICT (program, scheduled_for) DO NOTHING`).
-		Bind(dbx.Params{"id": id, "p": programID, "at": formatDateTime(at), "trigger": trigger, "now": formatDateTime(e.now())}).Execute()
+		Bind(dbx.Params{"id": id, "p": programID, "at": store.DBTime(at), "trigger": trigger, "now": store.DBTime(e.now())}).Execute()
 	if err != nil {
 		return "", false, fmt.Errorf("claim payout run: %w", err)
 	}
@@ -260,7 +261,7 @@ func (e *payoutEngine) runProgram(programID, runID string, periodEnd time.Time, 
 	}
 	if !dryRun && runID != "" {
 		_, err := e.app.DB().NewQuery(`UPDATE payout_runs SET status = 'done', payouts = {:n}, total = {:t}, report = {:r}, updated = {:now} WHERE id = {:id}`).
-			Bind(dbx.Params{"n": rep.Payouts, "t": rep.Total, "r": mustJSON(rep), "now": formatDateTime(e.now()), "id": runID}).Execute()
+			Bind(dbx.Params{"n": rep.Payouts, "t": rep.Total, "r": mustJSON(rep), "now": store.DBTime(e.now()), "id": runID}).Execute()
 		if err != nil {
 			return rep, fmt.Errorf("close payout run: %w", err)
 		}
@@ -280,10 +281,10 @@ func (e *payoutEngine) method(b balance) string {
 // payout, in one transaction: the payout's amount is the sum of exactly the commissions it
 // links, whatever changed since the balances were read.
 func (e *payoutEngine) createPayout(programID, runID string, b balance, method string, periodEnd time.Time) (string, int64, error) {
-	id := newRecordID()
+	id := store.NewID()
 	var amount int64
 	err := e.app.RunInTransaction(func(tx core.App) error {
-		now := formatDateTime(e.now())
+		now := store.DBTime(e.now())
 		res, err := tx.DB().NewQuery(`UPDATE commissions SET payout = {:id}, updated = {:now}
 			WHERE program = {:p} AND affiliate = {:a} AND currency = {:c} AND status = 'payable' AND payout = ''`).
 			Bind(dbx.Params{"id": id, "now": now, "p": programID, "a": b.Affiliate, "c": b.Currency}).Execute()
@@ -303,7 +304,7 @@ func (e *payoutEngine) createPayout(programID, runID string, b balance, method s
 				idempotency_key, attempts, error, period_end, paid_at, reference, next_attempt_at, created, updated)
 			VALUES ({:id}, {:a}, {:p}, {:run}, {:amount}, {:c}, {:method}, 'pending', '', {:key}, 0, '', {:end}, '', '', '', {:now}, {:now})`).
 			Bind(dbx.Params{"id": id, "a": b.Affiliate, "p": programID, "run": runID, "amount": amount, "c": b.Currency,
-				"method": method, "key": "pba_payout_" + id, "end": formatDateTime(periodEnd), "now": now}).Execute()
+				"method": method, "key": "pba_payout_" + id, "end": store.DBTime(periodEnd), "now": now}).Execute()
 		return err
 	})
 	if errors.Is(err, errNothingToPay) {
@@ -396,7 +397,7 @@ func settleCommissions(tx core.App, payoutID, status string) error {
 	default:
 		return nil
 	}
-	_, err := tx.DB().NewQuery(q).Bind(dbx.Params{"id": payoutID, "now": formatDateTime(time.Now())}).Execute()
+	_, err := tx.DB().NewQuery(q).Bind(dbx.Params{"id": payoutID, "now": store.DBTime(time.Now())}).Execute()
 	if err != nil {
 		return fmt.Errorf("settle commissions of payout %s: %w", payoutID, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // TestPayoutScheduleClaimsEachRunOnce: a schedule's time is claimed once, even by engines
@@ -54,8 +55,8 @@ func TestPayoutScheduleClaimsEachRunOnce(t *testing.T) {
 		t.Fatalf("%d runs for one scheduled time, want 1", runs)
 	}
 	var at string
-	if err := app.DB().NewQuery("SELECT scheduled_for FROM payout_runs").Row(&at); err != nil || at != formatDateTime(firstOfNext) {
-		t.Fatalf("claimed %q (%v), want %s (09:00 Berlin)", at, err, formatDateTime(firstOfNext))
+	if err := app.DB().NewQuery("SELECT scheduled_for FROM payout_runs").Row(&at); err != nil || at != store.DBTime(firstOfNext) {
+		t.Fatalf("claimed %q (%v), want %s (09:00 Berlin)", at, err, store.DBTime(firstOfNext))
 	}
 	// Three months later (the server was down): one run, for the latest missed time.
 	later := firstOfNext.AddDate(0, 3, 0)
@@ -84,7 +85,7 @@ func TestInterruptedRunIsResumed(t *testing.T) {
 	now := time.Now().UTC()
 	_, err := app.DB().NewQuery(`INSERT INTO commissions (id, affiliate, program, conversion, kind, amount, currency, status, payable_at,
 		payout, rule, ref, note, created, updated) VALUES ('c00000000000001', {:a}, {:p}, '', 'bonus', 7000, 'usd', 'payable', {:now},
-		'', '{}', 'x', '', {:now}, {:now})`).Bind(dbx.Params{"a": a.Id, "p": p.Id, "now": formatDateTime(now)}).Execute()
+		'', '{}', 'x', '', {:now}, {:now})`).Bind(dbx.Params{"a": a.Id, "p": p.Id, "now": store.DBTime(now)}).Execute()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // Tunables of Stripe payout execution.
@@ -108,7 +109,7 @@ func (x *stripeExecutor) run(ctx context.Context) (executeStats, error) {
 			FROM payouts p LEFT JOIN affiliates a ON a.id = p.affiliate
 			WHERE p.method = 'stripe' AND p.id > {:after} AND (p.status = 'pending' OR (p.status = 'processing' AND p.next_attempt_at <= {:now}))
 			ORDER BY p.id LIMIT {:n}`).
-			Bind(dbx.Params{"after": after, "now": formatDateTime(x.now()), "n": stripePayoutPage}).All(&due)
+			Bind(dbx.Params{"after": after, "now": store.DBTime(x.now()), "n": stripePayoutPage}).All(&due)
 		if err != nil {
 			return st, fmt.Errorf("due Stripe payouts: %w", err)
 		}
@@ -143,7 +144,7 @@ func (x *stripeExecutor) execute(ctx context.Context, p duePayout, st *executeSt
 	err := x.app.DB().NewQuery(`UPDATE payouts SET status = 'processing', attempts = attempts + 1, next_attempt_at = {:lease}, updated = {:now}
 		WHERE id = {:id} AND method = 'stripe' AND (status = 'pending' OR (status = 'processing' AND next_attempt_at <= {:now}))
 		RETURNING attempts`).
-		Bind(dbx.Params{"id": p.ID, "now": formatDateTime(now), "lease": formatDateTime(now.Add(x.lease))}).Row(&attempts)
+		Bind(dbx.Params{"id": p.ID, "now": store.DBTime(now), "lease": store.DBTime(now.Add(x.lease))}).Row(&attempts)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil // another run claimed it meanwhile
 	}
@@ -221,7 +222,7 @@ func (x *stripeExecutor) execute(ctx context.Context, p duePayout, st *executeSt
 // status, and the transfer is logged loudly: the money has left, a person must reconcile it.
 func (x *stripeExecutor) markPaid(payoutID, transferID string) error {
 	err := x.app.RunInTransaction(func(tx core.App) error {
-		now := formatDateTime(x.now())
+		now := store.DBTime(x.now())
 		res, err := tx.DB().NewQuery(`UPDATE payouts SET status = 'paid', stripe_transfer_id = {:tr}, paid_at = {:now}, error = '',
 				next_attempt_at = '', updated = {:now} WHERE id = {:id} AND status = 'processing'`).
 			Bind(dbx.Params{"id": payoutID, "tr": transferID, "now": now}).Execute()
@@ -250,7 +251,7 @@ func (x *stripeExecutor) markPaid(payoutID, transferID string) error {
 // next run pays them with a new payout (once the affiliate fixed the account).
 func (x *stripeExecutor) markFailed(payoutID string, cause error) error {
 	err := x.app.RunInTransaction(func(tx core.App) error {
-		now := formatDateTime(x.now())
+		now := store.DBTime(x.now())
 		res, err := tx.DB().NewQuery(`UPDATE payouts SET status = 'failed', error = {:err}, next_attempt_at = '', updated = {:now}
 			WHERE id = {:id} AND status = 'processing'`).
 			Bind(dbx.Params{"id": payoutID, "err": truncateError(cause), "now": now}).Execute()
@@ -275,8 +276,8 @@ func (x *stripeExecutor) markRetry(payoutID string, attempts int, cause error) e
 	now := x.now()
 	_, err := x.app.DB().NewQuery(`UPDATE payouts SET error = {:err}, next_attempt_at = {:next}, updated = {:now}
 		WHERE id = {:id} AND status = 'processing'`).
-		Bind(dbx.Params{"id": payoutID, "err": truncateError(cause), "next": formatDateTime(now.Add(retryBackoff(attempts))),
-			"now": formatDateTime(now)}).Execute()
+		Bind(dbx.Params{"id": payoutID, "err": truncateError(cause), "next": store.DBTime(now.Add(retryBackoff(attempts))),
+			"now": store.DBTime(now)}).Execute()
 	if err != nil {
 		return fmt.Errorf("schedule retry of payout %s: %w", payoutID, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // stripePayoutEnv is an app with the schema (no hooks), a fake Stripe and payable affiliates.
@@ -53,7 +54,7 @@ func newStripePayoutEnv(t testing.TB) *stripePayoutEnv {
 func (s *stripePayoutEnv) seed(n int) {
 	s.t.Helper()
 	err := s.app.RunInTransaction(func(tx core.App) error {
-		now := formatDateTime(s.clock.Now())
+		now := store.DBTime(s.clock.Now())
 		for i := 0; i < n; i++ {
 			k := len(s.affiliates)
 			id, acct := fmt.Sprintf("aff%012d", k), fmt.Sprintf("acct_%d", k)

@@ -12,6 +12,7 @@ import (
 	"github.com/pocketbase/pocketbase/tests"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // seedStats adds stats_daily rows in January 2026 (far from the fixture's rows of today):
@@ -44,7 +45,7 @@ func seedStats(t testing.TB, app core.App) {
 	for _, r := range rows {
 		_, err := app.DB().NewQuery(`INSERT INTO stats_daily (id, day, affiliate, program, link, clicks, unique_clicks, conversions, revenue, commission, updated)
 			VALUES ({:id}, {:day}, {:a}, {:p}, '', {:c}, {:u}, {:n}, {:rev}, {:com}, '')`).Bind(dbx.Params{
-			"id": core.GenerateDefaultRandomId(), "day": r.day, "a": r.affiliate, "p": r.program, "c": r.clicks, "u": r.unique,
+			"id": store.NewID(), "day": r.day, "a": r.affiliate, "p": r.program, "c": r.clicks, "u": r.unique,
 			"n": r.conversions, "rev": r.revenue, "com": r.commission}).Execute()
 		if err != nil {
 			t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 )
@@ -62,7 +63,7 @@ func (r *retention) run() (retentionStats, error) {
 	if st.Clicks, err = r.pruneClicks(); err != nil {
 		return st, err
 	}
-	before := formatDateTime(r.now().Add(-bookkeepingRetention))
+	before := store.DBTime(r.now().Add(-bookkeepingRetention))
 	if st.StripeEvents, err = r.pruneOldest("stripe_events", "created < {:before}", before); err != nil {
 		return st, err
 	}
@@ -98,7 +99,7 @@ func (r *retention) pruneClicks() (int64, error) {
 	if err != nil || cutoff.IsZero() {
 		return 0, err
 	}
-	params := dbx.Params{"cutoff": formatDateTime(cutoff), "chunk": retentionChunk}
+	params := dbx.Params{"cutoff": store.DBTime(cutoff), "chunk": retentionChunk}
 	var total int64
 	for last := int64(0); ; {
 		var span struct {

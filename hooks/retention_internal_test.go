@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 )
@@ -42,7 +43,7 @@ func TestRetentionPrunesExpiredRows(t *testing.T) {
 			('wd0000000000002', 'a', 'e', 'e2', 'https://x.test', 'pending', {:old}),
 			('wd0000000000003', 'a', 'e', 'e3', 'https://x.test', 'failed', {:new})`,
 	} {
-		mustExec(t, app, q, dbx.Params{"old": formatDateTime(ago(100)), "new": formatDateTime(ago(1))})
+		mustExec(t, app, q, dbx.Params{"old": store.DBTime(ago(100)), "new": store.DBTime(ago(1))})
 	}
 
 	count := func(q string) (n int) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/rules"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // tierMove is one affiliate changing tier.
@@ -52,7 +53,7 @@ func evaluateTiers(app core.App, period, by string) ([]tierMove, error) {
 				(SELECT IFNULL(SUM(c.amount - c.refunded_amount), 0) FROM conversions c WHERE c.affiliate = a.id AND c.program = a.program
 					AND c.status = 'approved' AND c.occurred_at >= {:from} AND c.occurred_at < {:to}) AS revenue
 			FROM affiliates a WHERE a.program = {:p} AND a.status = 'approved'`).
-			Bind(dbx.Params{"p": programID, "from": formatDateTime(start), "to": formatDateTime(end)}).All(&perf)
+			Bind(dbx.Params{"p": programID, "from": store.DBTime(start), "to": store.DBTime(end)}).All(&perf)
 		if err != nil {
 			return nil, fmt.Errorf("tier performance: %w", err)
 		}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/clickpolicy"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // Cookie names. pba_click carries the click id to the checkout; pba_vid identifies a browser
@@ -56,7 +57,7 @@ type tracker struct {
 	unique   *clickpolicy.UniqueWindow
 	salt     []byte
 	ipHasher *clickpolicy.IPHasher
-	ids      orderedIDs // click and visitor ids
+	ids      store.OrderedIDs // click and visitor ids
 
 	mu      sync.Mutex
 	started bool
@@ -144,7 +145,7 @@ func (t *tracker) loadUniqueWindow() error {
 	rows, err := t.app.DB().NewQuery(`SELECT c.visitor, c.link, c.affiliate, c.created
 		FROM {{affiliates}} a CROSS JOIN {{clicks}} c ON c.affiliate = a.id
 		WHERE c.created >= {:since} AND c.flag = '' AND c.visitor != ''`).
-		Bind(dbx.Params{"since": formatDateTime(time.Now().Add(-uniqueWindow))}).Rows()
+		Bind(dbx.Params{"since": store.DBTime(time.Now().Add(-uniqueWindow))}).Rows()
 	if err != nil {
 		return fmt.Errorf("load unique window: %w", err)
 	}
@@ -310,7 +311,7 @@ func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
 // newClick builds the row of one click: ids, the visitor, hashed IP and fraud flags.
 func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referrer, visitor string) clickRow {
 	row := clickRow{
-		ID:          t.ids.next(time.Now()),
+		ID:          t.ids.Next(time.Now()),
 		LinkID:      target.LinkID,
 		AffiliateID: target.AffiliateID,
 		ProgramID:   target.ProgramID,
