@@ -245,7 +245,7 @@ const (
 	PayoutCanceled   = "canceled"
 )
 
-// Defaults of a new program (DESIGN.md).
+// Defaults of a new program (docs/data-model.md).
 const (
 	DefaultProgramSlug     = "default"
 	DefaultCookieDays      = 60

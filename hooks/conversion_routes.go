@@ -35,7 +35,7 @@ func registerConversionRoutes(app core.App, conversions *conversionService) {
 	})
 }
 
-// conversionBody is the JSON of POST /api/pba/conversions (DESIGN.md).
+// conversionBody is the JSON of POST /api/pba/conversions (docs/http-api.md).
 type conversionBody struct {
 	Program        string          `json:"program"` // superusers only: id or slug
 	ClickID        string          `json:"click_id"`

@@ -33,7 +33,7 @@ type exportSpec struct {
 	money   bool
 }
 
-// exportSpecs are the exports of DESIGN's /api/pba/export/{name}.csv besides payouts.
+// exportSpecs are the exports of /api/pba/export/{name}.csv (docs/http-api.md) besides payouts.
 func exportSpecs() map[string]exportSpec {
 	return map[string]exportSpec{
 		"affiliates": {

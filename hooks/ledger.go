@@ -27,7 +27,7 @@ type ledgerReport struct {
 	Balances []ledgerBalance `json:"balances"`
 }
 
-// checkLedger verifies the invariant of DESIGN.md for one affiliate ("" = all): the non-void
+// checkLedger verifies the invariant of docs/ledger.md for one affiliate ("" = all): the non-void
 // commissions split exactly into pending, payable and paid; every paid commission belongs to
 // exactly one paid payout; every live payout's amount is the sum of its commissions in its
 // currency; amounts have the sign of their kind.
