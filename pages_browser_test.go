@@ -161,6 +161,7 @@ func TestPagesInBrowser(t *testing.T) {
 			t.Fatalf("database clicks %d, want %d", want[0], before+1)
 		}
 		checkFigures(t, p, want)
+		p.screenshots("portal")
 
 		// Editing the new link: a destination off the program's domains is refused and changes nothing; a
 		// valid one is saved, and the link leads there at once.
@@ -311,6 +312,7 @@ func TestPagesInBrowser(t *testing.T) {
 		if got := p.attr(row+" .today-clicks", "data-value"); got != strconv.FormatInt(wantToday[0]+1, 10) {
 			t.Errorf("ada's clicks today after the click: %q, want %d", got, wantToday[0]+1)
 		}
+		p.screenshots("admin")
 
 		// Approve the pending application.
 		p.click("#pending-" + katherine.id + ` button[data-status="approved"]`)

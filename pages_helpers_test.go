@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,6 +153,41 @@ func (p *pageTab) text(selector string) string {
 func (p *pageTab) attr(selector, name string) string {
 	p.t.Helper()
 	return pageEval[string](p, `(document.querySelector(`+strconv.Quote(selector)+`) || {getAttribute() { return "" }}).getAttribute(`+strconv.Quote(name)+`) || ""`)
+}
+
+// screenshots saves PNGs of the whole page at desktop width (1200px) and at a phone's 390px as
+// <name>-1200.png and <name>-390.png, in $PBA_SCREENSHOTS when set (to look at), else in a
+// temporary directory, then gives the tab its window size back.
+func (p *pageTab) screenshots(name string) {
+	p.t.Helper()
+	dir := os.Getenv("PBA_SCREENSHOTS")
+	if dir == "" {
+		dir = p.t.TempDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	defer chromedp.Do(p.ctx, chromedp.ResetViewport())
+	for _, width := range []int64{1200, 390} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, 900)); err != nil {
+			p.t.Fatalf("viewport %d: %v", width, err)
+		}
+		time.Sleep(300 * time.Millisecond) // layout and the figures' flash
+		height := min(max(pageEval[int64](p, `document.documentElement.scrollHeight`), 900), 8000)
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, height)); err != nil {
+			p.t.Fatalf("viewport %dx%d: %v", width, height, err)
+		}
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			p.t.Fatalf("screenshot %s at %dpx: %v", name, width, err)
+		}
+		file := filepath.Join(dir, fmt.Sprintf("%s-%d.png", name, width))
+		if err := os.WriteFile(file, png, 0o644); err != nil {
+			p.t.Fatal(err)
+		}
+		p.t.Logf("screenshot: %s", file)
+	}
 }
 
 // hitRedirect is a visitor following a tracking link (not the browser under test, so the portal's

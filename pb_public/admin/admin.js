@@ -5,7 +5,7 @@
   const AUTH_KEY = "pba_admin_auth";
   const $ = (id) => document.getElementById(id);
   const state = {
-    token: "", es: null,
+    live: null, // the realtime connection while signed in
     programs: new Map(), // id -> {name, currency}
     affiliates: new Map(), // id -> {name, code, email, program}
     rows: new Map(), // affiliate id -> {since: counters, today: counters}
@@ -13,7 +13,9 @@
   };
   const KEYS = ["clicks", "unique_clicks", "conversions", "revenue", "commission"];
 
-  const { big, formatMoney, formatCount, ApiError, records, quote, query, cell, parseBody, listAll: pbaListAll } = window.pba;
+  const { big, formatMoney, formatCount, ApiError, records, quote, query, cell, parseBody, setMsg, showSignIn, busy, session, realtime } = window.pba;
+  const sess = session({ collection: "_superusers", storageKey: AUTH_KEY, onExpired: (message) => signOut(message) });
+  const { api, request, listAll } = sess;
   // Sums per currency (a board may span programs in several currencies).
   function formatSums(map) {
     if (!map.size) {
@@ -23,34 +25,7 @@
     return [...map].map(([c, v]) => formatMoney(v, c)).join(" · ");
   }
 
-  // ---- REST
-
-  async function request(path, opts = {}) {
-    const headers = {};
-    if (opts.body !== undefined) headers["Content-Type"] = "application/json";
-    if (state.token && opts.auth !== false) headers.Authorization = state.token;
-    try {
-      return await fetch(path, { method: opts.method || "GET", headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
-    } catch (_) {
-      throw new ApiError(0, null);
-    }
-  }
-  async function api(path, opts = {}) {
-    const res = await request(path, opts);
-    const body = await parseBody(res);
-    if (!res.ok) {
-      if (res.status === 401 && opts.auth !== false) signOut("Your session ended; please sign in again.");
-      throw new ApiError(res.status, body);
-    }
-    return body;
-  }
-  const listAll = (collection, params) => pbaListAll(api, collection, params);
-
   // ---- DOM helpers
-  function setMsg(text, kind) {
-    $("msg").textContent = text || "";
-    $("msg").className = "msg " + (kind || "info");
-  }
   function emptyRow(tbody, columns, text) {
     const tr = document.createElement("tr");
     const td = cell(text, "empty");
@@ -68,26 +43,13 @@
     if (raw !== undefined) el.dataset.value = raw;
   }
   const show = (id, on) => { $(id).hidden = !on; };
-  async function busy(button, fn) {
-    button.disabled = true;
-    try { return await fn(); } finally { button.disabled = false; }
-  }
 
   // ---- session
   function signOut(message) {
-    if (state.es) state.es.close();
-    state.es = null;
-    state.token = "";
-    try { localStorage.removeItem(AUTH_KEY); } catch (_) { /* ignore */ }
-    show("board", false);
-    show("who", false);
-    show("auth", true);
-    setMsg(message || "", "info");
-    $("si-email").focus();
-  }
-  function saveToken(token) {
-    state.token = token;
-    try { localStorage.setItem(AUTH_KEY, JSON.stringify({ token })); } catch (_) { /* ignore */ }
+    if (state.live) state.live.close();
+    state.live = null;
+    sess.forget();
+    showSignIn(["board"], message);
   }
   async function enter(record) {
     $("who-email").textContent = record.email || "";
@@ -247,39 +209,23 @@
 
   // ---- realtime
   function startRealtime() {
-    if (state.es) state.es.close();
-    const es = new EventSource("/api/realtime");
-    state.es = es;
-    es.addEventListener("PB_CONNECT", async (ev) => {
-      let clientId = "";
-      try { clientId = JSON.parse(ev.data).clientId; } catch (_) { return; }
-      try {
-        await api("/api/realtime", { method: "POST", body: { clientId, subscriptions: ["pba/live", "affiliates/*", "conversions/*"] } });
-        $("live-dot").classList.add("on");
-        $("live-state").textContent = "Live: counters move as clicks and sales are recorded.";
-      } catch (e) {
-        $("live-state").textContent = "Live updates are off: " + e.message;
-      }
-    });
-    es.addEventListener("pba/live", (ev) => onLive(ev.data));
+    if (state.live) state.live.close();
     let timer = 0;
-    es.addEventListener("affiliates/*", () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => loadPending().catch((e) => setMsg(e.message, "error")), 300);
-    });
     let salesTimer = 0;
-    es.addEventListener("conversions/*", () => {
-      clearTimeout(salesTimer);
-      salesTimer = setTimeout(() => loadSales().catch((e) => setMsg(e.message, "error")), 300);
+    state.live = realtime(api, ["pba/live", "affiliates/*", "conversions/*"], {
+      "pba/live": onLive,
+      "affiliates/*": () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => loadPending().catch((e) => setMsg(e.message, "error")), 300);
+      },
+      "conversions/*": () => {
+        clearTimeout(salesTimer);
+        salesTimer = setTimeout(() => loadSales().catch((e) => setMsg(e.message, "error")), 300);
+      },
+    }, (on, text) => {
+      $("live-dot").classList.toggle("on", on);
+      $("live-state").textContent = on ? "Live: counters move as clicks and sales are recorded." : text;
     });
-    es.onerror = () => {
-      $("live-dot").classList.remove("on");
-      $("live-state").textContent = "Live updates reconnecting…";
-      // The browser retries by itself unless the server answered with an error: then start over.
-      if (es.readyState === EventSource.CLOSED && state.es === es) {
-        setTimeout(() => { if (state.es === es && state.token) startRealtime(); }, 5000);
-      }
-    };
   }
 
   // decisionCell is a table cell of buttons, one per [label, status, class] choice, each named
@@ -439,11 +385,7 @@
     await busy(button, async () => {
       try {
         const res = await request("/api/pba/export/payouts.csv" + query({ format }));
-        if (!res.ok) {
-          let body = null;
-          try { body = await res.json(); } catch (_) { body = null; }
-          throw new ApiError(res.status, body);
-        }
+        if (!res.ok) throw new ApiError(res.status, await parseBody(res));
         const blob = await res.blob();
         const a = document.createElement("a");
         a.href = URL.createObjectURL(blob);
@@ -465,13 +407,10 @@
       $("signin-err").textContent = "";
       busy(f.querySelector("button"), async () => {
         try {
-          const res = await api("/api/collections/_superusers/auth-with-password", {
-            method: "POST", body: { identity: f.elements.identity.value.trim(), password: f.elements.password.value }, auth: false,
-          });
-          saveToken(res.token);
+          const record = await sess.signIn(f.elements.identity.value.trim(), f.elements.password.value);
           f.reset();
           setMsg("");
-          await enter(res.record);
+          await enter(record);
         } catch (e) {
           $("signin-err").textContent = e.status === 400 ? "Wrong email or password." : e.message;
           f.elements.identity.focus();
@@ -489,19 +428,12 @@
 
   async function start() {
     wire();
-    let saved = null;
-    try { saved = JSON.parse(localStorage.getItem(AUTH_KEY) || "null"); } catch (_) { saved = null; }
-    if (!saved || !saved.token) {
-      signOut("");
-      return;
-    }
-    state.token = saved.token;
     try {
-      const res = await api("/api/collections/_superusers/auth-refresh", { method: "POST", body: {} });
-      saveToken(res.token);
-      await enter(res.record);
+      const record = await sess.resume();
+      if (record) await enter(record);
+      else signOut("");
     } catch (e) {
-      if (e.status !== 401) signOut(e.status === 403 || e.status === 404 ? "Please sign in again." : e.message);
+      signOut(e.status === 401 ? "Your session ended; please sign in again." : e.status === 403 || e.status === 404 ? "Please sign in again." : e.message);
     }
   }
 

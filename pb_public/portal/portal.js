@@ -5,37 +5,13 @@
 (() => {
   const AUTH_KEY = "pba_portal_auth"; // localStorage: {"token": …}
   const $ = (id) => document.getElementById(id);
-  const state = { token: "", record: null, program: null, es: null, stats: null };
+  const state = { record: null, program: null, live: null, stats: null };
 
-  const { big, formatMoney, formatCount, ApiError, records, quote, query, cell, parseBody, listAll: pbaListAll } = window.pba;
-
-  // ---- REST
-
-  async function api(path, opts = {}) {
-    const headers = { Accept: "application/json" };
-    if (opts.body !== undefined) headers["Content-Type"] = "application/json";
-    if (state.token && opts.auth !== false) headers.Authorization = state.token;
-    let res;
-    try {
-      res = await fetch(path, { method: opts.method || "GET", headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
-    } catch (_) {
-      throw new ApiError(0, null);
-    }
-    const body = await parseBody(res);
-    if (!res.ok) {
-      if (res.status === 401 && state.token && opts.auth !== false && state.record) signOut("Your session ended; please sign in again.");
-      throw new ApiError(res.status, body);
-    }
-    return body;
-  }
-  const listAll = (collection, params) => pbaListAll(api, collection, params);
+  const { big, formatMoney, formatCount, ApiError, records, query, cell, setMsg, showSignIn, busy, session, realtime } = window.pba;
+  const sess = session({ collection: "affiliates", storageKey: AUTH_KEY, onExpired: (message) => signOut(message) });
+  const { api, listAll } = sess;
 
   // ---- small DOM helpers
-  function setMsg(text, kind) {
-    const m = $("msg");
-    m.textContent = text || "";
-    m.className = "msg " + (kind || "info");
-  }
   function fillRows(tbody, rows, columns, emptyText) {
     tbody.replaceChildren();
     if (!rows.length) {
@@ -107,34 +83,13 @@
     else if (text) setMsg(text, "error");
     if (first) first.focus();
   }
-  async function busy(button, fn) {
-    button.disabled = true;
-    try { return await fn(); } finally { button.disabled = false; }
-  }
 
   // ---- session
-  function saveToken(token) {
-    state.token = token;
-    try { localStorage.setItem(AUTH_KEY, JSON.stringify({ token })); } catch (_) { /* private mode */ }
-  }
   function signOut(message) {
     stopRealtime();
-    state.token = "";
+    sess.forget();
     state.record = null;
-    try { localStorage.removeItem(AUTH_KEY); } catch (_) { /* ignore */ }
-    show("who", false);
-    show("dash", false);
-    show("status", false);
-    show("auth", true);
-    setMsg(message || "", "info");
-    $("si-email").focus();
-  }
-  async function signIn(identity, password) {
-    const res = await api(records("affiliates").replace(/\/records$/, "/auth-with-password"), {
-      method: "POST", body: { identity, password }, auth: false,
-    });
-    saveToken(res.token);
-    return res.record;
+    showSignIn(["dash", "status"], message);
   }
 
   async function enter(record) {
@@ -192,29 +147,36 @@
     await Promise.all([loadStats(), loadMoney(), loadLinks()].map((p) => p.catch((e) => setMsg(e.message, "error"))));
   }
 
-  function statsFrom() {
-    const d = new Date();
-    d.setUTCDate(d.getUTCDate() - 29); // today and the 29 days before it (UTC days, as stats_daily)
-    return d.toISOString().slice(0, 10);
-  }
+  // The last 30 days: the totals of GET /api/pba/stats (per currency; one program has one), with
+  // the live deltas added on top until the next read. Money stays integer minor units.
+  const COUNTS = ["clicks", "unique_clicks", "conversions"];
+  const MONEY = ["revenue", "commission"];
+  const currency = () => (state.program && state.program.currency) || "usd";
+  function addMoney(m, cur, v) { m.set(cur, (m.get(cur) || 0n) + v); }
   async function loadStats() {
-    const rows = await listAll("stats_daily", {
-      filter: "day >= " + quote(statsFrom()), fields: "clicks,unique_clicks,conversions,revenue,commission",
-    });
-    const s = { clicks: 0n, unique_clicks: 0n, conversions: 0n, revenue: 0n, commission: 0n };
-    for (const row of rows) for (const k of Object.keys(s)) s[k] += big(row[k]);
+    const d = new Date();
+    const to = d.toISOString().slice(0, 10);
+    d.setUTCDate(d.getUTCDate() - 29); // today and the 29 days before it (UTC days, as stats_daily)
+    const res = await api("/api/pba/stats" + query({ affiliate: state.record.id, from: d.toISOString().slice(0, 10), to }));
+    const s = { clicks: 0n, unique_clicks: 0n, conversions: 0n, revenue: new Map(), commission: new Map() };
+    for (const t of res.totals || []) {
+      for (const k of COUNTS) s[k] += big(t[k]);
+      for (const k of MONEY) addMoney(s[k], t.currency, big(t[k]));
+    }
     state.stats = s;
     renderStats();
   }
   function renderStats() {
     const s = state.stats;
     if (!s) return;
-    const cur = state.program ? state.program.currency : "usd";
     setFigure("stat-clicks", formatCount(s.clicks), s.clicks.toString());
     setFigure("stat-unique", formatCount(s.unique_clicks), s.unique_clicks.toString());
     setFigure("stat-conversions", formatCount(s.conversions), s.conversions.toString());
-    setFigure("stat-revenue", formatMoney(s.revenue, cur), s.revenue.toString());
-    setFigure("stat-commission", formatMoney(s.commission, cur), s.commission.toString());
+    for (const k of MONEY) {
+      const sums = s[k].size ? [...s[k]] : [[currency(), 0n]];
+      setFigure("stat-" + k, sums.map(([c, v]) => formatMoney(v, c)).join(" · "),
+        sums.length === 1 ? sums[0][1].toString() : sums.map(([c, v]) => v + " " + c).join(","));
+    }
   }
 
   // Balances (GET /api/pba/balance: sums per status and currency), recent rows, payout state.
@@ -228,10 +190,9 @@
     for (const b of balance.balances) {
       for (const status of Object.keys(sums)) sums[status].set(b.currency, big(b[status]));
     }
-    const cur = state.program ? state.program.currency : "usd";
     for (const status of Object.keys(sums)) {
       const m = sums[status];
-      if (!m.size) m.set(cur, 0n);
+      if (!m.size) m.set(currency(), 0n);
       const parts = [...m].map(([c, v]) => formatMoney(v, c));
       setFigure("bal-" + status, parts.join(" · "), [...m].map(([c, v]) => v + " " + c).join(","));
     }
@@ -326,37 +287,22 @@
     clearErrors(f);
   }
 
-  // ---- realtime: EventSource on /api/realtime; on each PB_CONNECT (also after a reconnect)
-  // POST the subscriptions with the auth token, as the PocketBase SDK does.
+  // ---- realtime (pba.realtime): the figures' deltas, reloads of the money and links tables, and
+  // the affiliate's own record (an approval shows the dashboard at once).
   function startRealtime(subscriptions) {
     stopRealtime();
-    const es = new EventSource("/api/realtime");
-    state.es = es;
-    es.addEventListener("PB_CONNECT", async (ev) => {
-      let clientId = "";
-      try { clientId = JSON.parse(ev.data).clientId; } catch (_) { return; }
-      try {
-        await api("/api/realtime", { method: "POST", body: { clientId, subscriptions } });
-        liveState(true);
-      } catch (e) {
-        liveState(false, "Live updates are off: " + e.message);
-      }
-    });
-    es.addEventListener("pba/live", (ev) => onLive(ev.data));
-    for (const topic of ["commissions/*", "payouts/*"]) es.addEventListener(topic, () => scheduleReload(loadMoney));
-    es.addEventListener("links/*", () => scheduleReload(loadLinks));
-    if (state.record) es.addEventListener("affiliates/" + state.record.id, (ev) => onSelf(ev.data));
-    es.onerror = () => {
-      liveState(false, "Live updates reconnecting…");
-      // The browser retries by itself unless the server answered with an error: then start over.
-      if (es.readyState === EventSource.CLOSED && state.es === es) {
-        setTimeout(() => { if (state.es === es) startRealtime(subscriptions); }, 5000);
-      }
+    const handlers = {
+      "pba/live": onLive,
+      "commissions/*": () => scheduleReload(loadMoney),
+      "payouts/*": () => scheduleReload(loadMoney),
+      "links/*": () => scheduleReload(loadLinks),
     };
+    if (state.record) handlers["affiliates/" + state.record.id] = onSelf;
+    state.live = realtime(api, subscriptions, handlers, liveState);
   }
   function stopRealtime() {
-    if (state.es) state.es.close();
-    state.es = null;
+    if (state.live) state.live.close();
+    state.live = null;
     liveState(false, "");
   }
   function liveState(on, text) {
@@ -369,14 +315,11 @@
     const d = msg && msg.affiliates && state.record && msg.affiliates[state.record.id];
     if (!d || !state.stats) return;
     const s = state.stats;
-    s.clicks += big(d.clicks);
-    s.unique_clicks += big(d.unique_clicks);
-    s.conversions += big(d.conversions);
-    s.revenue += big(d.revenue);
-    s.commission += big(d.commission);
+    for (const k of COUNTS) s[k] += big(d[k]);
+    for (const k of MONEY) if (big(d[k])) addMoney(s[k], currency(), big(d[k]));
     renderStats();
     if (d.conversions || d.commission) scheduleReload(loadMoney);
-    // The deltas show at once; a quiet second later the figures are read again from stats_daily,
+    // The deltas show at once; a quiet second later the totals are read again from the server,
     // so a delta that raced the first load can neither be lost nor counted twice for long.
     scheduleReload(loadStats, 1000);
   }
@@ -413,7 +356,7 @@
       setMsg("");
       busy(f.querySelector("button"), async () => {
         try {
-          const record = await signIn(f.elements.identity.value.trim(), f.elements.password.value);
+          const record = await sess.signIn(f.elements.identity.value.trim(), f.elements.password.value);
           f.reset();
           await enter(record);
         } catch (e) {
@@ -434,7 +377,7 @@
       busy(f.querySelector("button"), async () => {
         try {
           await api(records("affiliates"), { method: "POST", body, auth: false });
-          const record = await signIn(body.email, body.password);
+          const record = await sess.signIn(body.email, body.password);
           f.reset();
           await enter(record);
           setMsg("Thank you for applying.", "ok");
@@ -528,18 +471,14 @@
   async function start() {
     wire();
     const back = new URLSearchParams(location.search).get("stripe");
-    let saved = null;
-    try { saved = JSON.parse(localStorage.getItem(AUTH_KEY) || "null"); } catch (_) { saved = null; }
-    if (!saved || !saved.token) {
-      signOut("");
-      return;
-    }
-    state.token = saved.token;
     try {
       // A fresh token and record: the status may have changed since the last visit.
-      const res = await api("/api/collections/affiliates/auth-refresh", { method: "POST", body: {} });
-      saveToken(res.token);
-      await enter(res.record);
+      const record = await sess.resume();
+      if (!record) {
+        signOut("");
+        return;
+      }
+      await enter(record);
       if (back === "return") setMsg("Back from Stripe. Payouts are enabled as soon as Stripe confirms your details.", "ok");
       if (back === "refresh") setMsg("The Stripe link expired; press “Set up payouts with Stripe” again.", "info");
     } catch (e) {
