@@ -13,6 +13,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/csvsafe"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
@@ -155,7 +156,7 @@ func writeExport(re *core.RequestEvent, name string, spec exportSpec) error {
 			for i, v := range vals {
 				rec[i] = exportCell(v)
 				if spec.typed[spec.header[i]] {
-					rec[i] = csvSafe(rec[i])
+					rec[i] = csvsafe.Cell(rec[i])
 				}
 			}
 			if spec.money {

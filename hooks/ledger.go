@@ -5,26 +5,17 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 )
 
-// ledgerBalance is one affiliate's money in one currency, by commission status.
-type ledgerBalance struct {
-	Affiliate string `db:"affiliate" json:"affiliate"`
-	Currency  string `db:"currency" json:"currency"`
-	Pending   int64  `db:"pending" json:"pending"`
-	Payable   int64  `db:"payable" json:"payable"`
-	Paid      int64  `db:"paid" json:"paid"`
-	Total     int64  `db:"total" json:"total"` // every commission that is not void
-}
-
 // ledgerReport is the answer of a ledger check: ok when problems is empty.
 type ledgerReport struct {
 	OK       bool            `json:"ok"`
 	Problems []string        `json:"problems"`
-	Balances []ledgerBalance `json:"balances"`
+	Balances []store.Balance `json:"balances"`
 }
 
 // checkLedger verifies the invariant of docs/ledger.md for one affiliate ("" = all): the non-void
@@ -32,21 +23,16 @@ type ledgerReport struct {
 // exactly one paid payout; every live payout's amount is the sum of its commissions in its
 // currency; amounts have the sign of their kind.
 func checkLedger(app core.App, affiliate string) (ledgerReport, error) {
-	rep := ledgerReport{Problems: []string{}, Balances: []ledgerBalance{}}
+	rep := ledgerReport{Problems: []string{}, Balances: []store.Balance{}}
 	scope, params := "", dbx.Params{"a": affiliate}
 	if affiliate != "" {
 		scope = " AND c.affiliate = {:a}"
 	}
-	err := app.DB().NewQuery(`SELECT c.affiliate AS affiliate, c.currency AS currency,
-			SUM(CASE WHEN c.status = 'pending' THEN c.amount ELSE 0 END) AS pending,
-			SUM(CASE WHEN c.status = 'payable' THEN c.amount ELSE 0 END) AS payable,
-			SUM(CASE WHEN c.status = 'paid' THEN c.amount ELSE 0 END) AS paid,
-			SUM(CASE WHEN c.status != 'void' THEN c.amount ELSE 0 END) AS total
-		FROM commissions c WHERE 1 = 1` + scope + ` GROUP BY c.affiliate, c.currency ORDER BY c.affiliate, c.currency`).
-		Bind(params).All(&rep.Balances)
+	balances, err := store.Balances(app.DB(), affiliate)
 	if err != nil {
-		return rep, fmt.Errorf("ledger balances: %w", err)
+		return rep, fmt.Errorf("ledger: %w", err)
 	}
+	rep.Balances = balances
 	for _, b := range rep.Balances {
 		if b.Pending+b.Payable+b.Paid != b.Total {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("affiliate %s %s: pending %d + payable %d + paid %d != total %d",

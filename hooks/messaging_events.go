@@ -44,7 +44,7 @@ func queueActionNeeded(db dbx.Builder, b balance, runID, reason string, now time
 	if b.Email == "" {
 		return nil
 	}
-	raw, err := json.Marshal(actionNeeded{Amount: formatMoney(b.Amount, b.Currency), Reason: reason})
+	raw, err := json.Marshal(actionNeeded{Amount: money.FormatWithCode(b.Amount, b.Currency), Reason: reason})
 	if err != nil {
 		return fmt.Errorf("encode action-needed mail: %w", err)
 	}
@@ -175,17 +175,12 @@ func (e *messagingEngine) commissionMailData(r deliveryRow, d *mailData) (string
 			if t, err := store.ParseDBTime(c.Created); err == nil {
 				when = t.Format("2 Jan 15:04 UTC")
 			}
-			d.Commissions = append(d.Commissions, mailCommission{Amount: formatMoney(c.Amount, c.Currency), Kind: c.Kind, When: when})
+			d.Commissions = append(d.Commissions, mailCommission{Amount: money.FormatWithCode(c.Amount, c.Currency), Kind: c.Kind, When: when})
 		}
 	}
 	d.More = max(0, len(rows)-mailListMax)
 	d.Total = formatTotals(totals)
 	return "", nil
-}
-
-// formatMoney renders minor units with their currency: "12.50 USD".
-func formatMoney(amount int64, currency string) string {
-	return money.Format(amount, currency) + " " + strings.ToUpper(currency)
 }
 
 // formatTotals renders per-currency sums, joined in a stable order.
@@ -197,7 +192,7 @@ func formatTotals(totals map[string]int64) string {
 	sort.Strings(curs)
 	parts := make([]string, len(curs))
 	for i, c := range curs {
-		parts[i] = formatMoney(totals[c], c)
+		parts[i] = money.FormatWithCode(totals[c], c)
 	}
 	return strings.Join(parts, ", ")
 }
@@ -329,23 +324,17 @@ func (e *messagingEngine) affiliateMailData(c *mailContext, a *core.Record) (mai
 		}
 		d.Links = append(d.Links, mailLink{Label: label, URL: base + "/r/" + l.Code})
 	}
-	var sums []struct {
-		Status   string `db:"status"`
-		Currency string `db:"currency"`
-		Total    int64  `db:"total"`
-	}
-	err = e.app.DB().Select("status", "currency", "SUM(amount) AS total").From(collections.Commissions).
-		Where(dbx.HashExp{"affiliate": a.Id, "status": []any{collections.CommissionPending, collections.CommissionPayable}}).
-		GroupBy("status", "currency").All(&sums)
+	balances, err := store.Balances(e.app.DB(), a.Id)
 	if err != nil {
-		return d, fmt.Errorf("balance of %s: %w", a.Id, err)
+		return d, err
 	}
 	pending, payable := map[string]int64{}, map[string]int64{}
-	for _, s := range sums {
-		if s.Status == collections.CommissionPending {
-			pending[s.Currency] += s.Total
-		} else {
-			payable[s.Currency] += s.Total
+	for _, b := range balances {
+		if b.PendingN > 0 {
+			pending[b.Currency] = b.Pending
+		}
+		if b.PayableN > 0 {
+			payable[b.Currency] = b.Payable
 		}
 	}
 	d.Balance = mailBalance{Pending: balanceText(pending, currency), Payable: balanceText(payable, currency)}
@@ -358,7 +347,7 @@ func balanceText(totals map[string]int64, currency string) string {
 		if currency == "" {
 			return "0"
 		}
-		return formatMoney(0, currency)
+		return money.FormatWithCode(0, currency)
 	}
 	return formatTotals(totals)
 }

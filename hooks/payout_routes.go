@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/csvsafe"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
 )
 
@@ -175,19 +176,11 @@ func exportManualPayouts(re *core.RequestEvent, format string) error {
 		}
 		amount, cur := money.Format(r.Amount, r.Currency), strings.ToUpper(r.Currency)
 		if format == "wise" {
-			_ = w.Write([]string{csvSafe(r.Name), to, r.ID, "PRIVATE", "target", amount, cur, cur})
+			_ = w.Write([]string{csvsafe.Cell(r.Name), to, r.ID, "PRIVATE", "target", amount, cur, cur})
 		} else {
 			_ = w.Write([]string{to, amount, cur, r.ID, "Affiliate commissions"})
 		}
 	}
 	w.Flush()
 	return w.Error()
-}
-
-// csvSafe defuses spreadsheet formulas in names affiliates typed themselves.
-func csvSafe(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // Limits of the reporting routes.
@@ -111,7 +113,7 @@ func (m *reportMetrics) finish() {
 	if m.Conversions > 0 {
 		m.AOV = divHalfEven(m.Revenue, m.Conversions)
 	}
-	m.Formatted = formatMoney(m.Commission, m.Currency)
+	m.Formatted = money.FormatWithCode(m.Commission, m.Currency)
 }
 
 // percent is 100·a/b rounded to two decimals.
@@ -311,16 +313,9 @@ func handleBalance(re *core.RequestEvent) error {
 	if affiliate == "" {
 		return re.BadRequestError("Missing affiliate.", fieldError("affiliate", "required", "Name the affiliate."))
 	}
-	var rows []struct {
-		Currency string `db:"currency"`
-		Status   string `db:"status"`
-		Total    int64  `db:"total"`
-	}
-	err = re.App.DB().Select("currency", "status", "SUM(amount) AS total").From(collections.Commissions).
-		Where(dbx.HashExp{"affiliate": affiliate}).AndWhere(dbx.NewExp("[[status]] != {:void}", dbx.Params{"void": collections.CommissionVoid})).
-		GroupBy("currency", "status").OrderBy("currency").All(&rows)
+	balances, err := store.Balances(re.App.DB(), affiliate)
 	if err != nil {
-		return re.InternalServerError("", fmt.Errorf("balance of %s: %w", affiliate, err))
+		return re.InternalServerError("", err)
 	}
 	type balance struct {
 		Currency string `json:"currency"`
@@ -328,22 +323,10 @@ func handleBalance(re *core.RequestEvent) error {
 		Payable  int64  `json:"payable"`
 		Paid     int64  `json:"paid"`
 	}
-	out := []*balance{}
-	byCur := map[string]*balance{}
-	for _, r := range rows {
-		b := byCur[r.Currency]
-		if b == nil {
-			b = &balance{Currency: r.Currency}
-			byCur[r.Currency] = b
-			out = append(out, b)
-		}
-		switch r.Status {
-		case collections.CommissionPending:
-			b.Pending += r.Total
-		case collections.CommissionPayable:
-			b.Payable += r.Total
-		case collections.CommissionPaid:
-			b.Paid += r.Total
+	out := []balance{}
+	for _, b := range balances {
+		if b.Live > 0 { // a currency whose commissions are all void is not shown
+			out = append(out, balance{Currency: b.Currency, Pending: b.Pending, Payable: b.Payable, Paid: b.Paid})
 		}
 	}
 	return re.JSON(http.StatusOK, map[string]any{"affiliate": affiliate, "balances": out})

@@ -160,6 +160,12 @@ func Format(minor int64, currency string) string {
 	return sign + digits[:cut] + "." + digits[cut:]
 }
 
+// FormatWithCode is Format followed by the upper-case currency code, for text people read
+// (mails, reasons): 1250 usd is "12.50 USD".
+func FormatWithCode(minor int64, currency string) string {
+	return Format(minor, currency) + " " + strings.ToUpper(currency)
+}
+
 // PercentOf computes a commission (amount × basisPoints / 10000) in exact integer arithmetic,
 // rounding a half minor unit to the even neighbour so that rounding errors do not all fall on
 // one side across many conversions. Negative inputs round symmetrically (-2.5 becomes -2), so a

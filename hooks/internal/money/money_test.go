@@ -281,3 +281,15 @@ func bigPercentOf(amount, bp int64) *big.Int {
 	}
 	return q
 }
+
+func TestFormatWithCode(t *testing.T) {
+	for _, c := range []struct {
+		minor    int64
+		currency string
+		want     string
+	}{{1250, "usd", "12.50 USD"}, {1000, "jpy", "1000 JPY"}, {-5, "eur", "-0.05 EUR"}, {1234, "kwd", "1.234 KWD"}} {
+		if got := money.FormatWithCode(c.minor, c.currency); got != c.want {
+			t.Errorf("FormatWithCode(%d, %q) = %q, want %q", c.minor, c.currency, got, c.want)
+		}
+	}
+}
