@@ -34,7 +34,7 @@ func main() {
 	isGoRun := strings.HasPrefix(os.Args[0], os.TempDir()) || strings.Contains(filepath.ToSlash(os.Args[0]), "/go-build")
 	migratecmd.MustRegister(app, app.RootCmd, migratecmd.Config{Automigrate: isGoRun})
 
-	hooks.MustRegister(app, hooks.ConfigFromEnv())
+	hooks.MustRegister(app, app.RootCmd, hooks.ConfigFromEnv())
 
 	public, err := fs.Sub(publicFiles, "pb_public")
 	if err != nil {

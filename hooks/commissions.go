@@ -52,8 +52,15 @@ type commissionEngine struct {
 	mu   sync.Mutex // one run at a time in this process
 }
 
+// newCommissionEngine builds the engine; live may be nil (CLI commands broadcast nothing).
+func newCommissionEngine(app core.App, live *liveHub) *commissionEngine {
+	return &commissionEngine{app: app, live: live, now: time.Now}
+}
+
+// registerCommissions runs the engine and the tier evaluation from cron and binds the
+// commission and conversion record hooks; routes.go serves its routes.
 func registerCommissions(app core.App, live *liveHub) *commissionEngine {
-	e := &commissionEngine{app: app, live: live, now: time.Now}
+	e := newCommissionEngine(app, live)
 	app.Cron().MustAdd(commissionsCronJob, "* * * * *", func() {
 		if _, err := e.run(); err != nil {
 			app.Logger().Error("commission engine run failed", "error", err)
@@ -67,7 +74,6 @@ func registerCommissions(app core.App, live *liveHub) *commissionEngine {
 	})
 	registerCommissionRecords(app)
 	registerConversionEdits(app, live)
-	registerCommissionRoutes(app, e)
 	return e
 }
 

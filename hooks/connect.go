@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
@@ -14,17 +13,21 @@ import (
 // per affiliate, so two onboarding clicks (or a retry after a lost answer) create one account.
 const connectAccountKeyPrefix = "pba_connect_"
 
-// registerConnect adds POST /api/pba/connect/onboard, Stripe Connect Express onboarding for
+// newConnectOnboarding serves POST /api/pba/connect/onboard, Stripe Connect Express onboarding for
 // approved affiliates. Without STRIPE_SECRET_KEY the route answers 503: payouts are manual.
-func registerConnect(app core.App, cfg Config) {
-	api := newStripeAPI(cfg)
-	base := strings.TrimRight(cfg.PublicURL, "/")
-	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
-		se.Router.POST("/api/pba/connect/onboard", func(re *core.RequestEvent) error {
-			return connectOnboard(re, api, base)
-		}).Bind(apis.RequireAuth(collections.Affiliates))
-		return se.Next()
-	})
+func newConnectOnboarding(cfg Config) *connectOnboarding {
+	return &connectOnboarding{api: newStripeAPI(cfg), base: strings.TrimRight(cfg.PublicURL, "/")}
+}
+
+// connectOnboarding serves POST /api/pba/connect/onboard: api is nil without Stripe, base is
+// where Stripe sends the affiliate back.
+type connectOnboarding struct {
+	api  stripeAPI
+	base string
+}
+
+func (c *connectOnboarding) handle(re *core.RequestEvent) error {
+	return connectOnboard(re, c.api, c.base)
 }
 
 // connectOnboard creates the affiliate's Express account once, makes Stripe its payout method

@@ -31,7 +31,12 @@ func newConnectEnv(t *testing.T, cfg Config) *connectEnv {
 	if cfg.StripeSecretKey != "" {
 		cfg.StripeAPIBase = fake.URL
 	}
-	registerConnect(app, cfg)
+	// The real route table, with only the onboarding capability behind it.
+	onboarding := routes{connect: newConnectOnboarding(cfg)}
+	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
+		onboarding.bind(se.Router)
+		return se.Next()
+	})
 	router, err := apis.NewRouter(app)
 	if err != nil {
 		t.Fatal(err)

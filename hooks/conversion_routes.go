@@ -12,7 +12,6 @@ import (
 	"time"
 
 	validation "github.com/pocketbase/ozzo-validation/v4"
-	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
@@ -22,18 +21,6 @@ import (
 
 // maxConversionBody bounds POST /api/pba/conversions (16 KiB of metadata plus the fields).
 const maxConversionBody = 64 << 10
-
-func registerConversionRoutes(app core.App, conversions *conversionService) {
-	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
-		se.Router.POST("/api/pba/conversions", func(e *core.RequestEvent) error {
-			return handleConversionAPI(e, conversions)
-		}).Bind(apis.BodyLimit(maxConversionBody))
-		se.Router.GET("/api/pba/postback", func(e *core.RequestEvent) error {
-			return handlePostback(e, conversions)
-		})
-		return se.Next()
-	})
-}
 
 // conversionBody is the JSON of POST /api/pba/conversions (docs/http-api.md).
 type conversionBody struct {
@@ -52,9 +39,9 @@ type conversionBody struct {
 	Metadata       json.RawMessage `json:"metadata"`
 }
 
-// handleConversionAPI is POST /api/pba/conversions: 201 new, 200 duplicate, 409 conflicting
+// handleAPI is POST /api/pba/conversions: 201 new, 200 duplicate, 409 conflicting
 // duplicate, 422 nobody to credit, 400 with per-field messages.
-func handleConversionAPI(e *core.RequestEvent, conversions *conversionService) error {
+func (conversions *conversionService) handleAPI(e *core.RequestEvent) error {
 	programID, err := conversionCaller(e)
 	if err != nil {
 		return err
@@ -114,7 +101,7 @@ func handleConversionAPI(e *core.RequestEvent, conversions *conversionService) e
 
 // handlePostback is GET /api/pba/postback: the same as the API for servers that can only
 // call a URL, with the amount as a decimal string.
-func handlePostback(e *core.RequestEvent, conversions *conversionService) error {
+func (conversions *conversionService) handlePostback(e *core.RequestEvent) error {
 	req, problems := postback.Parse(e.Request.URL.Query())
 	if problems["key"] != "" {
 		return e.UnauthorizedError("The program's postback key is required.", fieldError("key", "required", problems["key"]))

@@ -59,12 +59,22 @@ type conversionService struct {
 	live *liveHub
 	now  func() time.Time
 	// ids are time-ordered, so conversions append to the primary key and to the commission
-	// engine's (conversion, kind) index instead of landing on random pages.
-	ids store.OrderedIDs
+	// engine's (conversion, kind) index instead of landing on random pages. Shared with every
+	// withTx copy, so no two sales of the process share an instant.
+	ids *store.OrderedIDs
 }
 
+// newConversionService builds the service; live may be nil (CLI commands broadcast nothing).
 func newConversionService(app core.App, live *liveHub) *conversionService {
-	return &conversionService{app: app, live: live, now: time.Now}
+	return &conversionService{app: app, live: live, now: time.Now, ids: &store.OrderedIDs{}}
+}
+
+// withTx is the service recording inside tx, an enclosing transaction (a webhook event's):
+// its RunInTransaction joins tx instead of opening another.
+func (s *conversionService) withTx(tx core.App) *conversionService {
+	c := *s
+	c.app = tx
+	return &c
 }
 
 // record stores the sale (created = true) or returns the one already stored under the same

@@ -25,7 +25,7 @@ func demoAffiliates() [][2]string {
 	}
 }
 
-func newDemoCommand(app core.App) *cobra.Command {
+func newDemoCommand(app core.App, conversions *conversionService, commissions *commissionEngine) *cobra.Command {
 	return &cobra.Command{
 		Use:          "demo",
 		Short:        "Fill the database with demo affiliates and links (safe to run twice)",
@@ -34,12 +34,12 @@ func newDemoCommand(app core.App) *cobra.Command {
 			if err := app.RunAllMigrations(); err != nil {
 				return fmt.Errorf("migrate: %w", err)
 			}
-			created, err := FillDemo(app)
+			created, err := fillDemo(app)
 			if err != nil {
 				return err
 			}
 			if created > 0 {
-				if err := fillDemoSales(app); err != nil {
+				if err := fillDemoSales(conversions, commissions); err != nil {
 					return err
 				}
 			}
@@ -49,9 +49,9 @@ func newDemoCommand(app core.App) *cobra.Command {
 	}
 }
 
-// FillDemo creates the demo affiliates (with two links each for the approved ones) in the
+// fillDemo creates the demo affiliates (with two links each for the approved ones) in the
 // default program and returns how many affiliates it created; existing ones are left as they are.
-func FillDemo(app core.App) (int, error) {
+func fillDemo(app core.App) (int, error) {
 	program, err := collections.FindDefaultProgram(app)
 	if err != nil {
 		return 0, fmt.Errorf("demo: %w", err)
@@ -114,8 +114,7 @@ func newLink(app core.App, affiliateID, programID, label string) (*core.Record, 
 
 // fillDemoSales records a few past sales per approved demo affiliate and runs the commission
 // engine once, so the dashboard shows money moving from the first start.
-func fillDemoSales(app core.App) error {
-	conversions := newConversionService(app, nil)
+func fillDemoSales(conversions *conversionService, commissions *commissionEngine) error {
 	for i, person := range demoAffiliates() {
 		if person[1] != collections.AffiliateApproved {
 			continue
@@ -131,8 +130,7 @@ func fillDemoSales(app core.App) error {
 			}
 		}
 	}
-	engine := &commissionEngine{app: app, now: time.Now}
-	if _, err := engine.run(); err != nil {
+	if _, err := commissions.run(); err != nil {
 		return fmt.Errorf("demo commissions: %w", err)
 	}
 	return nil

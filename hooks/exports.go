@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/pocketbase/dbx"
-	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
@@ -70,16 +69,9 @@ func exportSpecs() map[string]exportSpec {
 	}
 }
 
-// registerExports serves GET /api/pba/export/{affiliates,conversions,commissions}.csv to
-// superusers (payouts.csv, the mass-payout file, lives with the payout routes).
-func registerExports(app core.App) {
-	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
-		g := se.Router.Group("/api/pba/export").Bind(apis.RequireSuperuserAuth())
-		for name, spec := range exportSpecs() {
-			g.GET("/"+name+".csv", func(re *core.RequestEvent) error { return writeExport(re, name, spec) })
-		}
-		return se.Next()
-	})
+// exportHandler answers GET /api/pba/export/{name}.csv (superusers) for one export spec.
+func exportHandler(name string, spec exportSpec) func(*core.RequestEvent) error {
+	return func(re *core.RequestEvent) error { return writeExport(re, name, spec) }
 }
 
 // writeExport streams one export, filtered by program, status and an inclusive UTC date range

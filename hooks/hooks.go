@@ -3,7 +3,7 @@
 //
 // Another PocketBase app embeds the whole product with one call:
 //
-//	hooks.MustRegister(app, hooks.ConfigFromEnv())
+//	hooks.MustRegister(app, app.RootCmd, hooks.ConfigFromEnv())
 package hooks
 
 import (
@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pocketbase/pocketbase"
 	"github.com/pocketbase/pocketbase/core"
+	"github.com/spf13/cobra"
 
 	// The schema is part of the product: registering the hooks brings the migrations with them.
 	_ "github.com/pbaffiliate/pbaffiliate/migrations"
@@ -174,14 +174,17 @@ func envDuration(name string, def time.Duration) time.Duration {
 
 // MustRegister wires pbaffiliate into app. It panics on a configuration that cannot work,
 // so a misconfigured server fails at start instead of at the first sale.
-func MustRegister(app core.App, cfg Config) {
-	if err := Register(app, cfg); err != nil {
+//
+// rootCmd, when not nil, gains the `demo` and `payouts` commands (pass app.RootCmd, as
+// migratecmd.MustRegister takes it); tests and embedders without a CLI pass nil.
+func MustRegister(app core.App, rootCmd *cobra.Command, cfg Config) {
+	if err := Register(app, rootCmd, cfg); err != nil {
 		panic(fmt.Errorf("pbaffiliate: %w", err))
 	}
 }
 
 // Register is MustRegister returning its error instead of panicking.
-func Register(app core.App, cfg Config) error {
+func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
@@ -194,18 +197,26 @@ func Register(app core.App, cfg Config) error {
 	registerCoupons(app)
 	tracking := registerTracking(app, cfg)
 	conversions := newConversionService(app, tracking.live)
-	registerConversionRoutes(app, conversions)
-	registerStripeWebhook(app, cfg, conversions)
 	registerAffiliateWebhooks(app, cfg)
-	registerCommissions(app, tracking.live)
-	registerPayouts(app, cfg)
-	registerConnect(app, cfg)
+	commissions := registerCommissions(app, tracking.live)
+	payouts := registerPayouts(app, cfg)
 	registerMessaging(app, cfg)
-	registerReports(app)
-	registerExports(app)
 	registerRetention(app, cfg)
-	if pb, ok := app.(*pocketbase.PocketBase); ok {
-		pb.RootCmd.AddCommand(newDemoCommand(app))
+
+	r := routes{
+		tracking:    tracking,
+		conversions: conversions,
+		stripe:      newStripeWebhook(cfg, conversions),
+		connect:     newConnectOnboarding(cfg),
+		commissions: commissions,
+		payouts:     payouts,
+	}
+	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
+		r.bind(se.Router)
+		return se.Next()
+	})
+	if rootCmd != nil {
+		rootCmd.AddCommand(newDemoCommand(app, conversions, commissions), newPayoutsCommand(app, payouts))
 	}
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 	"github.com/pocketbase/dbx"
-	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 )
 
@@ -76,43 +75,41 @@ func scopeOn(alias, affiliate string) string {
 	return " AND " + alias + ".affiliate = {:a}"
 }
 
-// registerCommissionRoutes exposes the engine to superusers: the ledger check, a run now, and a
-// tier evaluation for a month.
-func registerCommissionRoutes(app core.App, e *commissionEngine) {
-	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
-		g := se.Router.Group("/api/pba").Bind(apis.RequireSuperuserAuth())
-		g.GET("/ledger/check", func(re *core.RequestEvent) error {
-			rep, err := checkLedger(re.App, re.Request.URL.Query().Get("affiliate"))
-			if err != nil {
-				return re.InternalServerError("", err)
-			}
-			return re.JSON(http.StatusOK, rep)
-		})
-		g.POST("/commissions/run", func(re *core.RequestEvent) error {
-			st, err := e.run()
-			if err != nil {
-				return re.InternalServerError("", err)
-			}
-			return re.JSON(http.StatusOK, st)
-		})
-		g.POST("/tiers/evaluate", func(re *core.RequestEvent) error {
-			period := re.Request.URL.Query().Get("period")
-			if period == "" {
-				period = previousMonth(e.now())
-			}
-			if _, err := time.Parse("2006-01", period); err != nil {
-				return re.BadRequestError("Invalid period.", fieldError("period", "invalid", "A month like 2026-10."))
-			}
-			by := "superuser"
-			if re.Auth != nil {
-				by = re.Auth.Email()
-			}
-			moves, err := evaluateTiers(re.App, period, by)
-			if err != nil {
-				return re.InternalServerError("", err)
-			}
-			return re.JSON(http.StatusOK, map[string]any{"period": period, "moves": moves})
-		})
-		return se.Next()
-	})
+// handleLedgerCheck answers GET /api/pba/ledger/check[?affiliate=] (superusers).
+func handleLedgerCheck(re *core.RequestEvent) error {
+	rep, err := checkLedger(re.App, re.Request.URL.Query().Get("affiliate"))
+	if err != nil {
+		return re.InternalServerError("", err)
+	}
+	return re.JSON(http.StatusOK, rep)
+}
+
+// handleRun answers POST /api/pba/commissions/run (superusers): one engine pass now.
+func (e *commissionEngine) handleRun(re *core.RequestEvent) error {
+	st, err := e.run()
+	if err != nil {
+		return re.InternalServerError("", err)
+	}
+	return re.JSON(http.StatusOK, st)
+}
+
+// handleEvaluateTiers answers POST /api/pba/tiers/evaluate[?period=YYYY-MM] (superusers;
+// default the previous month).
+func (e *commissionEngine) handleEvaluateTiers(re *core.RequestEvent) error {
+	period := re.Request.URL.Query().Get("period")
+	if period == "" {
+		period = previousMonth(e.now())
+	}
+	if _, err := time.Parse("2006-01", period); err != nil {
+		return re.BadRequestError("Invalid period.", fieldError("period", "invalid", "A month like 2026-10."))
+	}
+	by := "superuser"
+	if re.Auth != nil {
+		by = re.Auth.Email()
+	}
+	moves, err := evaluateTiers(re.App, period, by)
+	if err != nil {
+		return re.InternalServerError("", err)
+	}
+	return re.JSON(http.StatusOK, map[string]any{"period": period, "moves": moves})
 }

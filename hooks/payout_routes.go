@@ -6,47 +6,39 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/pocketbase/dbx"
-	"github.com/pocketbase/pocketbase"
-	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/spf13/cobra"
 
-	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/csvsafe"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
 )
 
-// registerPayoutRoutes exposes payouts to superusers (preview, run now, mass-payout CSV) and
-// to the CLI (`pbaffiliate payouts run [--dry-run]`).
-func registerPayoutRoutes(app core.App, e *payoutEngine) {
-	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
-		g := se.Router.Group("/api/pba").Bind(apis.RequireSuperuserAuth())
-		g.GET("/payouts/preview", func(re *core.RequestEvent) error {
-			reports, err := e.runNow(re.Request.URL.Query().Get("program"), true)
-			if err != nil {
-				return payoutError(re, err)
-			}
-			return re.JSON(http.StatusOK, map[string]any{"programs": reports})
-		})
-		g.POST("/payouts/run", func(re *core.RequestEvent) error {
-			reports, err := e.runNow(re.Request.URL.Query().Get("program"), false)
-			if err != nil {
-				return payoutError(re, err)
-			}
-			if err := e.executeDue(re.Request.Context()); err != nil {
-				return re.InternalServerError("Payouts were created but some Stripe transfers failed: see each payout's status and error (retryable ones are retried).", err)
-			}
-			return re.JSON(http.StatusOK, map[string]any{"programs": reports})
-		})
-		g.GET("/export/payouts.csv", func(re *core.RequestEvent) error {
-			return exportManualPayouts(re, re.Request.URL.Query().Get("format"))
-		})
-		return se.Next()
-	})
-	if pb, ok := app.(*pocketbase.PocketBase); ok {
-		pb.RootCmd.AddCommand(newPayoutsCommand(app, e))
+// handlePreview answers GET /api/pba/payouts/preview[?program=] (superusers): what a run
+// would pay now, and why not where it would not.
+func (e *payoutEngine) handlePreview(re *core.RequestEvent) error {
+	reports, err := e.runNow(re.Request.URL.Query().Get("program"), true)
+	if err != nil {
+		return payoutError(re, err)
 	}
+	return re.JSON(http.StatusOK, map[string]any{"programs": reports})
+}
+
+// handleRun answers POST /api/pba/payouts/run[?program=] (superusers): a manual run, then
+// the Stripe transfers it made due.
+func (e *payoutEngine) handleRun(re *core.RequestEvent) error {
+	reports, err := e.runNow(re.Request.URL.Query().Get("program"), false)
+	if err != nil {
+		return payoutError(re, err)
+	}
+	if err := e.executeDue(re.Request.Context()); err != nil {
+		return re.InternalServerError("Payouts were created but some Stripe transfers failed: see each payout's status and error (retryable ones are retried).", err)
+	}
+	return re.JSON(http.StatusOK, map[string]any{"programs": reports})
+}
+
+// handleManualPayoutsCSV answers GET /api/pba/export/payouts.csv[?format=paypal|wise] (superusers).
+func handleManualPayoutsCSV(re *core.RequestEvent) error {
+	return exportManualPayouts(re, re.Request.URL.Query().Get("format"))
 }
 
 // errUnknownProgram is a program filter that matches nothing.
@@ -61,45 +53,7 @@ func payoutError(re *core.RequestEvent, err error) error {
 	return re.InternalServerError("", err)
 }
 
-// runNow previews (dryRun) or runs payouts for one program (id or slug) or all active ones.
-// A manual run is claimed like a scheduled one, at the current time.
-func (e *payoutEngine) runNow(program string, dryRun bool) ([]payoutReport, error) {
-	filter, params := "active = true", dbx.Params{"p": program}
-	if program != "" {
-		filter = "id = {:p} || slug = {:p}"
-	}
-	programs, err := e.app.FindRecordsByFilter(collections.Programs, filter, "created", 0, 0, params)
-	if err != nil {
-		return nil, err
-	}
-	if program != "" && len(programs) == 0 {
-		return nil, errUnknownProgram(program)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	reports := []payoutReport{}
-	for _, p := range programs {
-		now := e.now().UTC()
-		runID := ""
-		if !dryRun {
-			id, claimed, err := e.claim(p.Id, now, triggerManual)
-			if err != nil {
-				return reports, err
-			}
-			if !claimed {
-				continue // another run claimed this very instant
-			}
-			runID = id
-		}
-		rep, err := e.runProgram(p.Id, runID, now, dryRun)
-		if err != nil {
-			return reports, err
-		}
-		reports = append(reports, rep)
-	}
-	return reports, nil
-}
-
+// newPayoutsCommand is `pbaffiliate payouts run [--dry-run] [--program]`.
 func newPayoutsCommand(app core.App, e *payoutEngine) *cobra.Command {
 	cmd := &cobra.Command{Use: "payouts", Short: "Payout runs"}
 	var dryRun bool

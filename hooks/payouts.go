@@ -80,8 +80,46 @@ func registerPayouts(app core.App, cfg Config) *payoutEngine {
 		}
 	})
 	registerPayoutRecords(app)
-	registerPayoutRoutes(app, e)
 	return e
+}
+
+// runNow previews (dryRun) or runs payouts for one program (id or slug) or all active ones.
+// A manual run is claimed like a scheduled one, at the current time.
+func (e *payoutEngine) runNow(program string, dryRun bool) ([]payoutReport, error) {
+	filter, params := "active = true", dbx.Params{"p": program}
+	if program != "" {
+		filter = "id = {:p} || slug = {:p}"
+	}
+	programs, err := e.app.FindRecordsByFilter(collections.Programs, filter, "created", 0, 0, params)
+	if err != nil {
+		return nil, err
+	}
+	if program != "" && len(programs) == 0 {
+		return nil, errUnknownProgram(program)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	reports := []payoutReport{}
+	for _, p := range programs {
+		now := e.now().UTC()
+		runID := ""
+		if !dryRun {
+			id, claimed, err := e.claim(p.Id, now, triggerManual)
+			if err != nil {
+				return reports, err
+			}
+			if !claimed {
+				continue // another run claimed this very instant
+			}
+			runID = id
+		}
+		rep, err := e.runProgram(p.Id, runID, now, dryRun)
+		if err != nil {
+			return reports, err
+		}
+		reports = append(reports, rep)
+	}
+	return reports, nil
 }
 
 // runDue claims and runs every program's schedule that is due.

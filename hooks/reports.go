@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/pocketbase/dbx"
-	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
@@ -25,18 +24,6 @@ const (
 	// leaderboardMax bounds limit.
 	leaderboardMax = 100
 )
-
-// registerReports serves GET /api/pba/stats (superusers: everything; an affiliate: its own)
-// and GET /api/pba/leaderboard (superusers), both read from stats_daily, and GET
-// /api/pba/balance (an affiliate's commissions by status, one query instead of paging them).
-func registerReports(app core.App) {
-	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
-		se.Router.GET("/api/pba/stats", handleStats).Bind(apis.RequireAuth(core.CollectionNameSuperusers, collections.Affiliates))
-		se.Router.GET("/api/pba/leaderboard", handleLeaderboard).Bind(apis.RequireSuperuserAuth())
-		se.Router.GET("/api/pba/balance", handleBalance).Bind(apis.RequireAuth(core.CollectionNameSuperusers, collections.Affiliates))
-		return se.Next()
-	})
-}
 
 // reportQuery is a validated stats or leaderboard request.
 type reportQuery struct {

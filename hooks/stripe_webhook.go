@@ -70,20 +70,17 @@ type stripeWebhook struct {
 	promotionCodes promotionCodeCache
 }
 
-// registerStripeWebhook wires POST /api/pba/stripe/webhook. The route always exists so a
+// newStripeWebhook serves POST /api/pba/stripe/webhook. The route always exists so a
 // misconfigured server answers Stripe with a clear 503 instead of a 404 that looks like a typo
 // in the endpoint URL.
-func registerStripeWebhook(app core.App, cfg Config, conversions *conversionService) {
+func newStripeWebhook(cfg Config, conversions *conversionService) *stripeWebhook {
 	h := &stripeWebhook{conversions: conversions, stripe: newStripeAPI(cfg)}
 	for _, secret := range []string{cfg.StripeWebhookSecret, cfg.StripeConnectWebhookSecret} {
 		if secret != "" {
 			h.secrets = append(h.secrets, secret)
 		}
 	}
-	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
-		se.Router.POST(stripeWebhookPath, h.handle).Bind(apis.BodyLimit(stripeWebhookBodyLimit))
-		return se.Next()
-	})
+	return h
 }
 
 // stripeIgnoredError carries the outcome of an event whose processing was refused for a reason
@@ -424,8 +421,7 @@ func (h *stripeWebhook) recordSale(tx core.App, in conversionInput) (string, err
 	in.Source = collections.SourceStripe
 	// One payment reaches us through several events whose amounts may differ (discounts, tax).
 	in.IgnoreMismatch = true
-	svc := &conversionService{app: tx, live: h.conversions.live, now: h.conversions.now}
-	rec, created, err := svc.record(in)
+	rec, created, err := h.conversions.withTx(tx).record(in)
 	var invalid validation.Errors
 	switch {
 	case err == nil:

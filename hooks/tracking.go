@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/pocketbase/dbx"
-	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/types"
 
@@ -86,8 +85,6 @@ func registerTracking(app core.App, cfg Config) *tracker {
 		if err := t.start(); err != nil {
 			return err
 		}
-		se.Router.GET("/r/{code}", t.handleRedirect).Bind(apis.SkipSuccessActivityLog())
-		se.Router.POST("/api/pba/clicks", t.handleTrackClick).Bind(apis.SkipSuccessActivityLog(), apis.BodyLimit(8<<10))
 		if err := se.Next(); err != nil {
 			return err
 		}

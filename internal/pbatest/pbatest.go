@@ -64,7 +64,7 @@ func NewFixture(cfg hooks.Config) (*Fixture, error) {
 	if err != nil {
 		return nil, fmt.Errorf("test app: %w", err)
 	}
-	if err := hooks.Register(app, cfg); err != nil {
+	if err := hooks.Register(app, nil, cfg); err != nil {
 		return nil, err
 	}
 	f := &Fixture{Dir: app.DataDir(), Config: cfg}
@@ -238,7 +238,7 @@ func (f *Fixture) AppWith(t testing.TB, cfg hooks.Config) *tests.TestApp {
 	if err != nil {
 		t.Fatalf("test app: %v", err)
 	}
-	if err := hooks.Register(app, cfg); err != nil {
+	if err := hooks.Register(app, nil, cfg); err != nil {
 		t.Fatalf("register hooks: %v", err)
 	}
 	return app

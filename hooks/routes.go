@@ -1,0 +1,56 @@
+package hooks
+
+import (
+	"github.com/pocketbase/pocketbase/apis"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/router"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+)
+
+// routes are the capabilities that answer pbaffiliate's HTTP routes.
+type routes struct {
+	tracking    *tracker
+	conversions *conversionService
+	stripe      *stripeWebhook
+	connect     *connectOnboarding
+	commissions *commissionEngine
+	payouts     *payoutEngine
+}
+
+// bind lists every route pbaffiliate adds, with who may call it. Handlers live with their
+// capability; the records and realtime APIs are PocketBase's own, guarded by the collections'
+// rules and guard.go. docs/http-api.md documents each route.
+func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
+	superuser := apis.RequireSuperuserAuth()
+	affiliate := apis.RequireAuth(collections.Affiliates)
+	affiliateOrSuperuser := apis.RequireAuth(core.CollectionNameSuperusers, collections.Affiliates)
+
+	// Visitors: tracked links and track.js clicks. Never in the activity log when they succeed
+	// (a log row per click would double the write load).
+	rt.GET("/r/{code}", r.tracking.handleRedirect).Bind(apis.SkipSuccessActivityLog())
+	rt.POST("/api/pba/clicks", r.tracking.handleTrackClick).Bind(apis.SkipSuccessActivityLog(), apis.BodyLimit(8<<10))
+
+	// Merchants' servers: the handlers check the program's postback secret (or a superuser),
+	// and Stripe's signature.
+	rt.POST("/api/pba/conversions", r.conversions.handleAPI).Bind(apis.BodyLimit(maxConversionBody))
+	rt.GET("/api/pba/postback", r.conversions.handlePostback)
+	rt.POST(stripeWebhookPath, r.stripe.handle).Bind(apis.BodyLimit(stripeWebhookBodyLimit))
+
+	// Affiliates (their own figures) and superusers (anyone's).
+	rt.GET("/api/pba/stats", handleStats).Bind(affiliateOrSuperuser)
+	rt.GET("/api/pba/balance", handleBalance).Bind(affiliateOrSuperuser)
+	rt.POST("/api/pba/connect/onboard", r.connect.handle).Bind(affiliate)
+
+	// Superusers.
+	rt.GET("/api/pba/leaderboard", handleLeaderboard).Bind(superuser)
+	rt.GET("/api/pba/ledger/check", handleLedgerCheck).Bind(superuser)
+	rt.POST("/api/pba/commissions/run", r.commissions.handleRun).Bind(superuser)
+	rt.POST("/api/pba/tiers/evaluate", r.commissions.handleEvaluateTiers).Bind(superuser)
+	rt.GET("/api/pba/payouts/preview", r.payouts.handlePreview).Bind(superuser)
+	rt.POST("/api/pba/payouts/run", r.payouts.handleRun).Bind(superuser)
+	rt.GET("/api/pba/export/payouts.csv", handleManualPayoutsCSV).Bind(superuser)
+	for name, spec := range exportSpecs() { // affiliates, conversions, commissions
+		rt.GET("/api/pba/export/"+name+".csv", exportHandler(name, spec)).Bind(superuser)
+	}
+}
