@@ -21,6 +21,9 @@ const (
 	StripeEvents      = "stripe_events"
 	StripePending     = "stripe_pending"
 	WebhookDeliveries = "webhook_deliveries"
+
+	// Leases hold one row per named lease (hooks/store: one process at a time runs a worker).
+	Leases = "leases"
 )
 
 // Field names shared by several collections.

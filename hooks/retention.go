@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
@@ -46,8 +47,8 @@ func registerRetention(app core.App, cfg Config) {
 			app.Logger().Error("retention run failed", "error", err)
 			return
 		}
-		app.Logger().Info("retention run", "clicks", st.Clicks, "stripe_events", st.StripeEvents,
-			"webhook_deliveries", st.WebhookDeliveries)
+		app.Logger().Info("retention run", "clicks", st.Clicks, collections.StripeEvents, st.StripeEvents,
+			collections.WebhookDeliveries, st.WebhookDeliveries)
 	})
 }
 
@@ -64,10 +65,10 @@ func (r *retention) run() (retentionStats, error) {
 		return st, err
 	}
 	before := store.DBTime(r.now().Add(-bookkeepingRetention))
-	if st.StripeEvents, err = r.pruneOldest("stripe_events", "created < {:before}", before); err != nil {
+	if st.StripeEvents, err = r.pruneOldest(collections.StripeEvents, "created < {:before}", before); err != nil {
 		return st, err
 	}
-	st.WebhookDeliveries, err = r.pruneOldest("webhook_deliveries", "status != 'pending' AND updated < {:before}", before)
+	st.WebhookDeliveries, err = r.pruneOldest(collections.WebhookDeliveries, "status != 'pending' AND updated < {:before}", before)
 	return st, err
 }
 

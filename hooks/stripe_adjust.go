@@ -12,12 +12,6 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/collections"
 )
 
-// Kinds of Stripe adjustments that can arrive before the sale they adjust.
-const (
-	pendingRefund  = "refund"
-	pendingDispute = "dispute"
-)
-
 // findStripeConversion finds the Stripe sale a refund or dispute is about, by payment intent,
 // charge or invoice (the external id of subscription payments); nil when not recorded (yet).
 func findStripeConversion(tx core.App, paymentIntent, charge, invoice string) (*core.Record, error) {
@@ -75,8 +69,9 @@ func storePendingStripe(tx core.App, kind, paymentIntent, charge, invoice string
 		return err
 	}
 	r := core.NewRecord(col)
-	r.Load(map[string]any{"kind": kind, "payment_intent": paymentIntent, "charge": charge, "invoice": invoice,
-		"amount_refunded": refunded, "event_id": eventID})
+	r.Load(map[string]any{collections.StripePendingKind: kind, collections.StripePaymentIntent: paymentIntent,
+		collections.StripeCharge: charge, collections.StripePendingInvoice: invoice,
+		collections.StripePendingAmountRefunded: refunded, collections.StripeEventID: eventID})
 	return tx.Save(r)
 }
 
@@ -87,9 +82,9 @@ func applyPendingStripe(tx core.App, conv *core.Record) error {
 	}
 	var pending []*core.Record
 	for field, value := range map[string]string{
-		"payment_intent": conv.GetString(collections.ConversionPaymentIntent),
-		"charge":         conv.GetString(collections.ConversionCharge),
-		"invoice":        conv.GetString(collections.ConversionExternalID),
+		collections.StripePaymentIntent:  conv.GetString(collections.ConversionPaymentIntent),
+		collections.StripeCharge:         conv.GetString(collections.ConversionCharge),
+		collections.StripePendingInvoice: conv.GetString(collections.ConversionExternalID),
 	} {
 		if value == "" {
 			continue
@@ -107,10 +102,10 @@ func applyPendingStripe(tx core.App, conv *core.Record) error {
 		}
 		seen[p.Id] = true
 		var err error
-		switch p.GetString("kind") {
-		case pendingRefund:
-			err = applyRefund(tx, conv, int64(p.GetInt("amount_refunded")))
-		case pendingDispute:
+		switch p.GetString(collections.StripePendingKind) {
+		case collections.StripePendingRefund:
+			err = applyRefund(tx, conv, int64(p.GetInt(collections.StripePendingAmountRefunded)))
+		case collections.StripePendingDispute:
 			err = applyDispute(tx, conv)
 		}
 		if err != nil {
@@ -124,46 +119,36 @@ func applyPendingStripe(tx core.App, conv *core.Record) error {
 	return err
 }
 
-// stripeDisputes is the collection of the disputes Stripe told us about, with their last status.
-const stripeDisputes = "stripe_disputes"
-
-// Dispute outcomes of Stripe (dispute.status once closed). warning_closed is an inquiry that
-// ended without a chargeback: the money stays, like a won dispute.
-const (
-	disputeWon           = "won"
-	disputeLost          = "lost"
-	disputeWarningClosed = "warning_closed"
-)
-
 // recordDispute stores what an event says about a dispute. A charge.dispute.closed (closed)
 // sets the final status; any other event only creates a dispute not seen yet, so a created
 // event that arrives after the closed one cannot reopen it.
 // It returns the stored dispute, whose charge and payment intent are those of all its events.
 func recordDispute(tx core.App, d *stripe.Dispute, charge, paymentIntent string, closed bool, eventID string) (*core.Record, error) {
-	r, err := tx.FindFirstRecordByData(stripeDisputes, "dispute_id", d.ID)
+	r, err := tx.FindFirstRecordByData(collections.StripeDisputes, collections.StripeDisputeID, d.ID)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		col, err := tx.FindCachedCollectionByNameOrId(stripeDisputes)
+		col, err := tx.FindCachedCollectionByNameOrId(collections.StripeDisputes)
 		if err != nil {
 			return nil, err
 		}
 		r = core.NewRecord(col)
-		r.Set("dispute_id", d.ID)
+		r.Set(collections.StripeDisputeID, d.ID)
 	case err != nil:
 		return nil, fmt.Errorf("find dispute %s: %w", d.ID, err)
-	case !closed || r.GetBool("closed"):
+	case !closed || r.GetBool(collections.StripeDisputeClosed):
 		// Known already, and this event does not close it (or it is closed already: a
 		// duplicate closed event with another id carries the same final status).
 		return r, nil
 	}
 	// An event that leaves out the charge or payment intent does not forget what another named.
 	if charge != "" {
-		r.Set("charge", charge)
+		r.Set(collections.StripeCharge, charge)
 	}
 	if paymentIntent != "" {
-		r.Set("payment_intent", paymentIntent)
+		r.Set(collections.StripePaymentIntent, paymentIntent)
 	}
-	r.Load(map[string]any{"status": string(d.Status), "closed": closed, "amount": d.Amount, "event_id": eventID})
+	r.Load(map[string]any{collections.StripeDisputeStatus: string(d.Status), collections.StripeDisputeClosed: closed,
+		collections.FieldAmount: d.Amount, collections.StripeEventID: eventID})
 	return r, tx.Save(r)
 }
 
@@ -178,7 +163,7 @@ func applyDisputeState(tx core.App, conv *core.Record) (string, error) {
 	if charge == "" && pi == "" {
 		return "", nil
 	}
-	disputes, err := tx.FindRecordsByFilter(stripeDisputes,
+	disputes, err := tx.FindRecordsByFilter(collections.StripeDisputes,
 		"(charge != '' && charge = {:charge}) || (payment_intent != '' && payment_intent = {:pi})", "created", 0, 0,
 		dbx.Params{"charge": charge, "pi": pi})
 	if err != nil {
@@ -189,10 +174,10 @@ func applyDisputeState(tx core.App, conv *core.Record) (string, error) {
 	}
 	lost, open := false, false
 	for _, d := range disputes {
-		switch d.GetString("status") {
-		case disputeLost:
+		switch d.GetString(collections.StripeDisputeStatus) {
+		case collections.StripeDisputeLost:
 			lost = true
-		case disputeWon, disputeWarningClosed:
+		case collections.StripeDisputeWon, collections.StripeDisputeWarningClosed: // an inquiry closed without a chargeback keeps the money too
 		default:
 			open = true
 		}

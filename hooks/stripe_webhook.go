@@ -480,7 +480,7 @@ func stripeChargeRefunded(tx core.App, event stripe.Event, c *stripe.Charge) (st
 		return "", fmt.Errorf("refund of charge %s: %w", c.ID, err)
 	}
 	if conv == nil {
-		if err := storePendingStripe(tx, pendingRefund, pi, c.ID, invoice, c.AmountRefunded, event.ID); err != nil {
+		if err := storePendingStripe(tx, collections.StripePendingRefund, pi, c.ID, invoice, c.AmountRefunded, event.ID); err != nil {
 			return "", fmt.Errorf("keep refund of charge %s: %w", c.ID, err)
 		}
 		return fmt.Sprintf("pending: refund of %d for an unrecorded sale", c.AmountRefunded), nil
