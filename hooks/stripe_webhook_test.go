@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
 const (
@@ -50,35 +50,22 @@ func stripeEvent(id, typ string, object map[string]any) []byte {
 	return b
 }
 
-// stripeResponse is the webhook's answer.
-type stripeResponse struct {
-	status int
-	body   map[string]any
-	raw    string
-}
-
 // postRaw sends body with the given Stripe-Signature header ("" = none).
-func (s *stripeEnv) postRaw(body []byte, signature string) stripeResponse {
-	s.t.Helper()
-	req := httptest.NewRequest(http.MethodPost, stripeTestWebhookPath, strings.NewReader(string(body)))
-	req.Header.Set("Content-Type", "application/json")
+func (s *stripeEnv) postRaw(body []byte, signature string) *pbatest.Response {
+	var opts []func(*http.Request)
 	if signature != "" {
-		req.Header.Set("Stripe-Signature", signature)
+		opts = append(opts, pbatest.Header("Stripe-Signature", signature))
 	}
-	rec := httptest.NewRecorder()
-	s.handler.ServeHTTP(rec, req)
-	res := stripeResponse{status: rec.Code, raw: rec.Body.String()}
-	_ = json.Unmarshal(rec.Body.Bytes(), &res.body)
-	return res
+	return pbatest.Request(s.handler, http.MethodPost, stripeTestWebhookPath, "", string(body), opts...)
 }
 
 // send signs body with the configured secret now and posts it, expecting 200.
-func (s *stripeEnv) send(body []byte) stripeResponse {
+func (s *stripeEnv) send(body []byte) *pbatest.Response {
 	s.t.Helper()
 	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: stripeTestSecret, Timestamp: time.Now()})
 	res := s.postRaw(signed.Payload, signed.Header)
-	if res.status != http.StatusOK {
-		s.t.Fatalf("status %d, want 200: %s", res.status, res.raw)
+	if res.Code != http.StatusOK {
+		s.t.Fatalf("status %d, want 200: %s", res.Code, res.Body)
 	}
 	return res
 }
@@ -220,7 +207,7 @@ func TestStripeCheckoutCompleted(t *testing.T) {
 
 	t.Run("client_reference_id credits the click", func(t *testing.T) {
 		res := s.send(stripeEvent("evt_cs1", "checkout.session.completed", stripeCheckoutPayment("cs_1", "pi_1", fx.RowsA.Click, 4900)))
-		stripeWantPrefix(t, "response outcome", res.body["outcome"].(string), "recorded conversion")
+		stripeWantPrefix(t, "response outcome", res.JSON["outcome"].(string), "recorded conversion")
 		c := s.conversion("pi_1")
 		stripeWantString(t, "affiliate", c.GetString("affiliate"), fx.A.ID)
 		stripeWantString(t, "click", c.GetString("click"), fx.RowsA.Click)
@@ -264,13 +251,13 @@ func TestStripeCheckoutCompleted(t *testing.T) {
 		obj := stripeCheckoutPayment("cs_4", "pi_4", "", 1000)
 		delete(obj, "customer")
 		res := s.send(stripeEvent("evt_cs4", "checkout.session.completed", obj))
-		stripeWantString(t, "response outcome", res.body["outcome"].(string), "ignored: no attribution")
+		stripeWantString(t, "response outcome", res.JSON["outcome"].(string), "ignored: no attribution")
 		stripeWantString(t, "stored outcome", s.outcome("evt_cs4"), "ignored: no attribution")
 		if n := len(s.stripeConversions("external_id = 'pi_4'")); n != 0 {
 			t.Fatalf("%d conversions without attribution", n)
 		}
-		if res := s.send(stripeEvent("evt_cs4", "checkout.session.completed", obj)); res.body["duplicate"] != true {
-			t.Errorf("redelivery of an ignored event: %s, want duplicate", res.raw)
+		if res := s.send(stripeEvent("evt_cs4", "checkout.session.completed", obj)); res.JSON["duplicate"] != true {
+			t.Errorf("redelivery of an ignored event: %s, want duplicate", res.Body)
 		}
 	})
 
@@ -305,7 +292,7 @@ func TestStripeInvoicePaidStickyCustomer(t *testing.T) {
 
 	// The first invoice is the checkout's payment: a duplicate that completes the charge id.
 	res := s.send(stripeEvent("evt_in_1", "invoice.paid", stripeInvoicePaid("in_1", "sub_1", "cus_sub", "ch_1", "subscription_create", 2000, nil)))
-	stripeWantPrefix(t, "first invoice outcome", res.body["outcome"].(string), "duplicate of conversion "+first.Id)
+	stripeWantPrefix(t, "first invoice outcome", res.JSON["outcome"].(string), "duplicate of conversion "+first.Id)
 	if n := len(s.stripeConversions("subscription_id = 'sub_1'")); n != 1 {
 		t.Fatalf("%d conversions after the first invoice, want 1", n)
 	}
@@ -334,7 +321,7 @@ func TestStripeInvoicePaidBeforeCheckout(t *testing.T) {
 
 	res := s.send(stripeEvent("evt_cs_late", "checkout.session.completed",
 		stripeCheckoutSubscription("cs_9", "in_9", "sub_9", "cus_9", "", 3000)))
-	stripeWantPrefix(t, "checkout outcome", res.body["outcome"].(string), "duplicate of conversion "+c.Id)
+	stripeWantPrefix(t, "checkout outcome", res.JSON["outcome"].(string), "duplicate of conversion "+c.Id)
 	if n := len(s.stripeConversions("subscription_id = 'sub_9'")); n != 1 {
 		t.Fatalf("%d conversions for one first invoice, want 1", n)
 	}
@@ -517,11 +504,11 @@ func TestStripeSignatureRejected(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := s.postRaw(tc.body, tc.signature)
-			if res.status != http.StatusBadRequest {
-				t.Fatalf("status %d, want 400: %s", res.status, res.raw)
+			if res.Code != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400: %s", res.Code, res.Body)
 			}
-			if !strings.Contains(res.raw, "signature") {
-				t.Errorf("body %s does not mention the signature", res.raw)
+			if !strings.Contains(res.Body.String(), "signature") {
+				t.Errorf("body %s does not mention the signature", res.Body)
 			}
 		})
 	}
@@ -538,12 +525,12 @@ func TestStripeDuplicateEvent(t *testing.T) {
 	body := stripeEvent("evt_dup", "checkout.session.completed", stripeCheckoutPayment("cs_dup", "pi_dup", fx.RowsA.Click, 1200))
 
 	first := s.send(body)
-	if first.body["duplicate"] == true {
-		t.Fatalf("first delivery answered duplicate: %s", first.raw)
+	if first.JSON["duplicate"] == true {
+		t.Fatalf("first delivery answered duplicate: %s", first.Body)
 	}
 	second := s.send(body)
-	if second.body["duplicate"] != true {
-		t.Fatalf("second delivery: %s, want duplicate", second.raw)
+	if second.JSON["duplicate"] != true {
+		t.Fatalf("second delivery: %s, want duplicate", second.Body)
 	}
 	if n := len(s.stripeConversions("")); n != 1 {
 		t.Errorf("%d stripe conversions, want 1", n)
@@ -556,7 +543,7 @@ func TestStripeDuplicateEvent(t *testing.T) {
 func TestStripeUnknownEventIgnored(t *testing.T) {
 	s := newStripe(t)
 	res := s.send(stripeEvent("evt_unknown", "customer.created", map[string]any{"id": "cus_x", "object": "customer"}))
-	stripeWantString(t, "response outcome", res.body["outcome"].(string), "ignored: customer.created")
+	stripeWantString(t, "response outcome", res.JSON["outcome"].(string), "ignored: customer.created")
 	stripeWantString(t, "stored outcome", s.outcome("evt_unknown"), "ignored: customer.created")
 }
 
@@ -565,11 +552,11 @@ func TestStripeMissingSecret(t *testing.T) {
 	body := stripeEvent("evt_nosecret", "checkout.session.completed", stripeCheckoutPayment("cs_ns", "pi_ns", fx.RowsA.Click, 1000))
 	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: stripeTestSecret, Timestamp: time.Now()})
 	res := s.postRaw(signed.Payload, signed.Header)
-	if res.status != http.StatusServiceUnavailable {
-		t.Fatalf("status %d, want 503: %s", res.status, res.raw)
+	if res.Code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503: %s", res.Code, res.Body)
 	}
-	if !strings.Contains(res.raw, "STRIPE_WEBHOOK_SECRET") {
-		t.Errorf("body %s does not name STRIPE_WEBHOOK_SECRET", res.raw)
+	if !strings.Contains(res.Body.String(), "STRIPE_WEBHOOK_SECRET") {
+		t.Errorf("body %s does not name STRIPE_WEBHOOK_SECRET", res.Body)
 	}
 	if n := s.count(collections.StripeEvents); n != 0 {
 		t.Errorf("%d stripe events, want 0", n)
@@ -589,8 +576,8 @@ func TestStripeFailureRollsBackForRetry(t *testing.T) {
 	})
 	body := stripeEvent("evt_crash", "checkout.session.completed", stripeCheckoutPayment("cs_crash", "pi_crash", fx.RowsA.Click, 1000))
 	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: stripeTestSecret, Timestamp: time.Now()})
-	if res := s.postRaw(signed.Payload, signed.Header); res.status != http.StatusInternalServerError {
-		t.Fatalf("status %d, want 500: %s", res.status, res.raw)
+	if res := s.postRaw(signed.Payload, signed.Header); res.Code != http.StatusInternalServerError {
+		t.Fatalf("status %d, want 500: %s", res.Code, res.Body)
 	}
 	if n := len(s.stripeConversions("")); n != 0 {
 		t.Fatalf("%d stripe conversions after a failed delivery, want 0", n)
@@ -601,7 +588,7 @@ func TestStripeFailureRollsBackForRetry(t *testing.T) {
 
 	fail.Store(false)
 	res := s.send(body)
-	stripeWantPrefix(t, "retry outcome", res.body["outcome"].(string), "recorded conversion")
+	stripeWantPrefix(t, "retry outcome", res.JSON["outcome"].(string), "recorded conversion")
 	if n := len(s.stripeConversions("")); n != 1 {
 		t.Errorf("%d stripe conversions after the retry, want 1", n)
 	}
@@ -631,7 +618,7 @@ func (s *stripeEnv) save(collection string, data map[string]any) *core.Record {
 }
 
 // sign signs body with the configured secret now and posts it, whatever the answer.
-func (s *stripeEnv) sign(body []byte) stripeResponse {
+func (s *stripeEnv) sign(body []byte) *pbatest.Response {
 	s.t.Helper()
 	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: stripeTestSecret, Timestamp: time.Now()})
 	return s.postRaw(signed.Payload, signed.Header)
@@ -659,7 +646,7 @@ func TestStripePromotionCodeCreditsCoupon(t *testing.T) {
 
 	body := stripeEvent("evt_promo_1", "invoice.paid", stripePromoInvoice("in_promo_1", "promo_ada"))
 	res := s.send(body)
-	stripeWantPrefix(t, "outcome", res.body["outcome"].(string), "recorded conversion")
+	stripeWantPrefix(t, "outcome", res.JSON["outcome"].(string), "recorded conversion")
 	c := s.conversion("in_promo_1")
 	stripeWantString(t, "affiliate", c.GetString("affiliate"), fx.A.ID)
 	stripeWantString(t, "click", c.GetString("click"), "")
@@ -670,8 +657,8 @@ func TestStripePromotionCodeCreditsCoupon(t *testing.T) {
 
 	// A redelivery is a duplicate before any lookup; a renewal with the same promotion code
 	// uses the cached code.
-	if res := s.send(body); res.body["duplicate"] != true {
-		t.Errorf("redelivery: %s, want duplicate", res.raw)
+	if res := s.send(body); res.JSON["duplicate"] != true {
+		t.Errorf("redelivery: %s, want duplicate", res.Body)
 	}
 	s.send(stripeEvent("evt_promo_2", "invoice.paid", stripePromoInvoice("in_promo_2", "promo_ada")))
 	stripeWantString(t, "second sale's affiliate", s.conversion("in_promo_2").GetString("affiliate"), fx.A.ID)
@@ -710,8 +697,8 @@ func TestStripePromotionCodeOnCheckoutAndAmongSeveral(t *testing.T) {
 		fake.SetFailing(true)
 		res := s.sign(stripeEvent("evt_promo_cs_down", "checkout.session.completed", obj))
 		fake.SetFailing(false)
-		if res.status != 500 {
-			t.Fatalf("lookup down: %d %s, want 500 so Stripe retries", res.status, res.raw)
+		if res.Code != 500 {
+			t.Fatalf("lookup down: %d %s, want 500 so Stripe retries", res.Code, res.Body)
 		}
 		fake.AddCheckoutSession("cs_promo_down", "promo_bob")
 		s.send(stripeEvent("evt_promo_cs_down", "checkout.session.completed", obj))
@@ -731,7 +718,7 @@ func TestStripePromotionCodeWithoutCoupon(t *testing.T) {
 	fake.AddPromotionCode("promo_summer", "SUMMER")
 
 	res := s.send(stripeEvent("evt_promo_none", "invoice.paid", stripePromoInvoice("in_promo_none", "promo_summer")))
-	stripeWantString(t, "outcome", res.body["outcome"].(string), "ignored: no attribution")
+	stripeWantString(t, "outcome", res.JSON["outcome"].(string), "ignored: no attribution")
 	stripeWantString(t, "stored outcome", s.outcome("evt_promo_none"), "ignored: no attribution")
 	if n := len(s.stripeConversions("")); n != 0 {
 		t.Errorf("%d conversions, want 0", n)
@@ -754,8 +741,8 @@ func TestStripePromotionCodeLookupFailure(t *testing.T) {
 
 	t.Run("no other attribution: 500 and nothing stored, the retry records it", func(t *testing.T) {
 		body := stripeEvent("evt_promo_down", "invoice.paid", stripePromoInvoice("in_promo_down", "promo_ada"))
-		if res := s.sign(body); res.status != http.StatusInternalServerError {
-			t.Fatalf("status %d, want 500: %s", res.status, res.raw)
+		if res := s.sign(body); res.Code != http.StatusInternalServerError {
+			t.Fatalf("status %d, want 500: %s", res.Code, res.Body)
 		}
 		if n := len(s.stripeConversions("")); n != 0 {
 			t.Fatalf("%d conversions after a failed lookup, want 0", n)
@@ -767,7 +754,7 @@ func TestStripePromotionCodeLookupFailure(t *testing.T) {
 		fake.SetFailing(false)
 		defer fake.SetFailing(true)
 		res := s.send(body)
-		stripeWantPrefix(t, "retry outcome", res.body["outcome"].(string), "recorded conversion")
+		stripeWantPrefix(t, "retry outcome", res.JSON["outcome"].(string), "recorded conversion")
 		stripeWantString(t, "affiliate", s.conversion("in_promo_down").GetString("affiliate"), fx.A.ID)
 		stripeWantInt(t, "Stripe API calls", fake.Calls(), 2)
 	})
@@ -777,7 +764,7 @@ func TestStripePromotionCodeLookupFailure(t *testing.T) {
 			map[string]string{"pba_click": fx.RowsB.Click})
 		obj["discount"] = stripeDiscount("di_pc", "promo_other")
 		res := s.send(stripeEvent("evt_promo_click_down", "invoice.paid", obj))
-		stripeWantPrefix(t, "outcome", res.body["outcome"].(string), "recorded conversion")
+		stripeWantPrefix(t, "outcome", res.JSON["outcome"].(string), "recorded conversion")
 		stripeWantString(t, "affiliate", s.conversion("in_promo_click").GetString("affiliate"), fx.B.ID)
 		if out := s.outcome("evt_promo_click_down"); !strings.Contains(out, "; promotion code lookup failed: ") ||
 			!strings.Contains(out, "500") {
@@ -829,7 +816,7 @@ func TestStripePromotionCodeWithoutSecretKey(t *testing.T) {
 	s.save(collections.Coupons, map[string]any{"code": "ada10", "affiliate": fx.A.ID, "program": fx.ProgramP, "active": true})
 
 	res := s.send(stripeEvent("evt_nokey_promo", "invoice.paid", stripePromoInvoice("in_nokey", "promo_ada")))
-	stripeWantString(t, "outcome", res.body["outcome"].(string), "ignored: no attribution")
+	stripeWantString(t, "outcome", res.JSON["outcome"].(string), "ignored: no attribution")
 
 	obj := stripePromoInvoice("in_nokey_meta", "promo_ada")
 	obj["metadata"] = map[string]string{"pba_coupon": "ada10"}
@@ -845,28 +832,11 @@ func stripeDisputeClosed(id, charge, paymentIntent, status string) map[string]an
 	return obj
 }
 
-// superuser calls a superuser route and fails the test on anything but 200.
-func (s *stripeEnv) superuser(method, path string) map[string]any {
-	s.t.Helper()
-	req := httptest.NewRequest(method, path, nil)
-	req.Header.Set("Authorization", fx.Superuser.Token)
-	rec := httptest.NewRecorder()
-	s.handler.ServeHTTP(rec, req)
-	var out map[string]any
-	_ = json.Unmarshal(rec.Body.Bytes(), &out)
-	if rec.Code != http.StatusOK {
-		s.t.Fatalf("%s %s: %d %s", method, path, rec.Code, rec.Body)
-	}
-	return out
-}
-
 // runEngine runs the commission engine once and checks the ledger after it.
 func (s *stripeEnv) runEngine() {
 	s.t.Helper()
-	s.superuser(http.MethodPost, "/api/pba/commissions/run")
-	if out := s.superuser(http.MethodGet, "/api/pba/ledger/check"); out["ok"] != true {
-		s.t.Fatalf("ledger check: %v", out)
-	}
+	s.run()
+	s.ledgerOK()
 }
 
 // newDisputeEnv is a Stripe env whose program has no hold, so a commission is payable on the
@@ -942,8 +912,8 @@ func TestStripeDisputeWonReleasesTheHold(t *testing.T) {
 
 	// Replays change nothing: the same event is a duplicate, another delivery of the outcome
 	// (new event id) and a late created event leave the sale approved.
-	if res := s.send(stripeEvent("evt_w_won", "charge.dispute.closed", stripeDisputeClosed("dp_w", "ch_w", "pi_w", "won"))); res.body["duplicate"] != true {
-		t.Errorf("replay: %v", res.body)
+	if res := s.send(stripeEvent("evt_w_won", "charge.dispute.closed", stripeDisputeClosed("dp_w", "ch_w", "pi_w", "won"))); res.JSON["duplicate"] != true {
+		t.Errorf("replay: %v", res.JSON)
 	}
 	s.send(stripeEvent("evt_w_won_2", "charge.dispute.closed", stripeDisputeClosed("dp_w", "ch_w", "pi_w", "won")))
 	s.send(stripeEvent("evt_w_open_late", "charge.dispute.created", stripeDispute("dp_w", "ch_w", "pi_w")))
@@ -1070,19 +1040,19 @@ func TestStripeConnectEndpointSecret(t *testing.T) {
 	const connectSecret = "whsec_connect_test"
 	s := newStripeEnv(t, hooks.Config{IPSalt: "s", StripeWebhookSecret: stripeTestSecret, StripeConnectWebhookSecret: connectSecret})
 	s.update(collections.Affiliates, fx.A.ID, map[string]any{collections.AffiliateStripeAccountID: "acct_A"})
-	post := func(id, secret string) stripeResponse {
+	post := func(id, secret string) *pbatest.Response {
 		body := stripeEvent(id, "account.updated", map[string]any{"id": "acct_A", "object": "account", "type": "express", "payouts_enabled": true})
 		signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: time.Now()})
 		return s.postRaw(signed.Payload, signed.Header)
 	}
-	if res := post("evt_connect_bad", "whsec_someone_else"); res.status != http.StatusBadRequest {
-		t.Fatalf("foreign secret: %d %s", res.status, res.raw)
+	if res := post("evt_connect_bad", "whsec_someone_else"); res.Code != http.StatusBadRequest {
+		t.Fatalf("foreign secret: %d %s", res.Code, res.Body)
 	}
 	if a, _ := s.app.FindRecordById(collections.Affiliates, fx.A.ID); a.GetBool(collections.AffiliatePayoutsEnabled) {
 		t.Fatal("a refused event changed the affiliate")
 	}
-	if res := post("evt_connect_ok", connectSecret); res.status != http.StatusOK {
-		t.Fatalf("connect secret: %d %s", res.status, res.raw)
+	if res := post("evt_connect_ok", connectSecret); res.Code != http.StatusOK {
+		t.Fatalf("connect secret: %d %s", res.Code, res.Body)
 	}
 	if a, _ := s.app.FindRecordById(collections.Affiliates, fx.A.ID); !a.GetBool(collections.AffiliatePayoutsEnabled) {
 		t.Fatal("payouts_enabled not set by the Connect event")
