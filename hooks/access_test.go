@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tests"
 
 	"github.com/pbaffiliate/pbaffiliate/hooks"
@@ -14,11 +15,14 @@ import (
 )
 
 // fx is the world every test in this package clones (built once: bcrypt under -race is slow).
-var fx *pbatest.Fixture
+var fx *pbatest.Fixture[hooks.Config]
+
+// registerWithoutCLI is hooks.Register for an app without a command line.
+func registerWithoutCLI(app core.App, cfg hooks.Config) error { return hooks.Register(app, nil, cfg) }
 
 func TestMain(m *testing.M) {
 	var err error
-	fx, err = pbatest.NewFixture(hooks.Config{IPSalt: "test-salt", WebhookAllowPrivateNetworks: true})
+	fx, err = pbatest.NewFixture(registerWithoutCLI, hooks.Config{IPSalt: "test-salt", WebhookAllowPrivateNetworks: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fixture:", err)
 		os.Exit(1)
@@ -38,12 +42,8 @@ func actors() []actor {
 	return []actor{{"guest", ""}, {"A", fx.A.Token}, {"B", fx.B.Token}, {"superuser", fx.Superuser.Token}}
 }
 
-func authHeaders(token string) map[string]string {
-	if token == "" {
-		return nil
-	}
-	return map[string]string{"Authorization": token}
-}
+// authHeaders stays only for affiliate_webhooks_test.go until it moves onto pbatest.AuthHeaders.
+var authHeaders = pbatest.AuthHeaders
 
 // expectation is one cell of the matrix: the status and what the body must (not) contain.
 type expectation struct {
@@ -212,7 +212,7 @@ func TestAccessMatrix(t *testing.T) {
 					Name:               fmt.Sprintf("%s %s as %s", op.name, row.collection, who.name),
 					Method:             op.method,
 					URL:                op.url,
-					Headers:            authHeaders(who.token),
+					Headers:            pbatest.AuthHeaders(who.token),
 					ExpectedStatus:     want.status,
 					ExpectedContent:    want.has,
 					NotExpectedContent: want.hasNot,
@@ -248,7 +248,7 @@ func TestNoLeakThroughExpandOrFilter(t *testing.T) {
 			Name:               "B " + u,
 			Method:             http.MethodGet,
 			URL:                u,
-			Headers:            authHeaders(fx.B.Token),
+			Headers:            pbatest.AuthHeaders(fx.B.Token),
 			ExpectedStatus:     200,
 			NotExpectedContent: leaks,
 			TestAppFactory:     fx.Factory(),
@@ -279,21 +279,21 @@ func TestAccessToConversionBookkeeping(t *testing.T) {
 		token := map[string]string{"A": fx.A.Token, "B": fx.B.Token, "superuser": fx.Superuser.Token}[tc.who]
 		(&tests.ApiScenario{
 			Name: "list " + tc.collection + " as " + tc.who, Method: http.MethodGet,
-			URL: "/api/collections/" + tc.collection + "/records", Headers: authHeaders(token),
+			URL: "/api/collections/" + tc.collection + "/records", Headers: pbatest.AuthHeaders(token),
 			ExpectedStatus: tc.status, ExpectedContent: []string{tc.has}, TestAppFactory: fx.Factory(),
 		}).Test(t)
 	}
 	for _, collection := range []string{"coupons", "webhook_deliveries", "stripe_events", "stripe_pending"} {
 		(&tests.ApiScenario{
 			Name: "A creates in " + collection, Method: http.MethodPost,
-			URL: "/api/collections/" + collection + "/records", Headers: authHeaders(fx.A.Token),
+			URL: "/api/collections/" + collection + "/records", Headers: pbatest.AuthHeaders(fx.A.Token),
 			Body: strings.NewReader(`{"code":"mine","affiliate":"` + fx.A.ID + `","program":"` + fx.ProgramP + `"}`), ExpectedStatus: 403,
 			ExpectedContent: []string{`"status":403`}, TestAppFactory: fx.Factory(),
 		}).Test(t)
 	}
 	(&tests.ApiScenario{
 		Name: "A cannot set its own webhook secret", Method: http.MethodPatch,
-		URL: "/api/collections/affiliates/records/" + fx.A.ID, Headers: authHeaders(fx.A.Token),
+		URL: "/api/collections/affiliates/records/" + fx.A.ID, Headers: pbatest.AuthHeaders(fx.A.Token),
 		Body: strings.NewReader(`{"webhook_secret":"mine"}`), ExpectedStatus: 403,
 		ExpectedContent: []string{`"webhook_secret":{"code":"forbidden_field"`}, TestAppFactory: fx.Factory(),
 	}).Test(t)

@@ -142,7 +142,7 @@ func TestAffiliateProfileUpdates(t *testing.T) {
 		name := strings.Trim(field, "+")
 		(&tests.ApiScenario{
 			Name:   "A may not set " + field,
-			Method: http.MethodPatch, URL: url, Headers: authHeaders(fx.A.Token),
+			Method: http.MethodPatch, URL: url, Headers: pbatest.AuthHeaders(fx.A.Token),
 			Body:            strings.NewReader(fmt.Sprintf(`{"name":"sneaky",%q:%s}`, field, value)),
 			ExpectedStatus:  403,
 			ExpectedContent: []string{`"` + name + `":{"code":"forbidden_field"`},
@@ -158,7 +158,7 @@ func TestAffiliateProfileUpdates(t *testing.T) {
 
 	(&tests.ApiScenario{
 		Name:   "A updates its own profile",
-		Method: http.MethodPatch, URL: url, Headers: authHeaders(fx.A.Token),
+		Method: http.MethodPatch, URL: url, Headers: pbatest.AuthHeaders(fx.A.Token),
 		Body: strings.NewReader(`{"name":"Ada A","payout_email":"pay@fixture.test","preferred_channel":"none",
 			"webhook_url":"https://hooks.fixture.test/pba","timezone":"Europe/Berlin","payout_method":"stripe"}`),
 		ExpectedStatus:  200,
@@ -168,7 +168,7 @@ func TestAffiliateProfileUpdates(t *testing.T) {
 
 	(&tests.ApiScenario{
 		Name:   "A changes its password",
-		Method: http.MethodPatch, URL: url, Headers: authHeaders(fx.A.Token),
+		Method: http.MethodPatch, URL: url, Headers: pbatest.AuthHeaders(fx.A.Token),
 		Body:            strings.NewReader(`{"oldPassword":"` + pbatest.Password + `","password":"another-pass-9","passwordConfirm":"another-pass-9"}`),
 		ExpectedStatus:  200,
 		ExpectedContent: []string{fx.A.ID},
@@ -177,7 +177,7 @@ func TestAffiliateProfileUpdates(t *testing.T) {
 
 	(&tests.ApiScenario{
 		Name:   "an unknown time zone names the field",
-		Method: http.MethodPatch, URL: url, Headers: authHeaders(fx.A.Token),
+		Method: http.MethodPatch, URL: url, Headers: pbatest.AuthHeaders(fx.A.Token),
 		Body:            strings.NewReader(`{"timezone":"Mars/Olympus"}`),
 		ExpectedStatus:  400,
 		ExpectedContent: []string{`"timezone":{"code":"invalid_timezone"`},
@@ -186,7 +186,7 @@ func TestAffiliateProfileUpdates(t *testing.T) {
 
 	(&tests.ApiScenario{
 		Name:   "a superuser may approve, tier and annotate",
-		Method: http.MethodPatch, URL: url, Headers: authHeaders(fx.Superuser.Token),
+		Method: http.MethodPatch, URL: url, Headers: pbatest.AuthHeaders(fx.Superuser.Token),
 		Body:            strings.NewReader(`{"status":"suspended","tier":"` + fx.TierP + `","notes":"checked","commission_override":2500}`),
 		ExpectedStatus:  200,
 		ExpectedContent: []string{`"status":"suspended"`, `"tier":"` + fx.TierP + `"`, `"notes":"checked"`},
@@ -195,7 +195,7 @@ func TestAffiliateProfileUpdates(t *testing.T) {
 
 	(&tests.ApiScenario{
 		Name:   "a tier of another program is refused",
-		Method: http.MethodPatch, URL: url, Headers: authHeaders(fx.Superuser.Token),
+		Method: http.MethodPatch, URL: url, Headers: pbatest.AuthHeaders(fx.Superuser.Token),
 		Body:            strings.NewReader(`{"program":"` + fx.ProgramQ + `","tier":"` + fx.TierP + `"}`),
 		ExpectedStatus:  400,
 		ExpectedContent: []string{`"tier":{"code":"tier_program"`},
@@ -215,7 +215,7 @@ func TestPendingAffiliateLogsInButGetsNoLinks(t *testing.T) {
 	}).Test(t)
 	(&tests.ApiScenario{
 		Name: "pending affiliate cannot create a link", Method: http.MethodPost,
-		URL: "/api/collections/links/records", Headers: authHeaders(fx.Pending.Token),
+		URL: "/api/collections/links/records", Headers: pbatest.AuthHeaders(fx.Pending.Token),
 		Body: strings.NewReader(`{"label":"x"}`), ExpectedStatus: 400, ExpectedContent: []string{`"status":400`},
 		TestAppFactory: fx.Factory(),
 		AfterTestFunc: func(t testing.TB, app *tests.TestApp, res *http.Response) {
@@ -226,7 +226,7 @@ func TestPendingAffiliateLogsInButGetsNoLinks(t *testing.T) {
 	}).Test(t)
 	(&tests.ApiScenario{
 		Name: "suspended affiliate sees no links", Method: http.MethodGet,
-		URL: "/api/collections/links/records", Headers: authHeaders(fx.A.Token),
+		URL: "/api/collections/links/records", Headers: pbatest.AuthHeaders(fx.A.Token),
 		ExpectedStatus: 200, ExpectedContent: []string{`"totalItems":0`},
 		TestAppFactory: fx.Factory(),
 		BeforeTestFunc: func(t testing.TB, app *tests.TestApp, e *core.ServeEvent) {
@@ -268,13 +268,13 @@ func TestLinkRules(t *testing.T) {
 	for _, s := range scenarios {
 		(&tests.ApiScenario{
 			Name: s.Name, Method: http.MethodPost, URL: "/api/collections/links/records",
-			Headers: authHeaders(s.Token), Body: strings.NewReader(s.Body),
+			Headers: pbatest.AuthHeaders(s.Token), Body: strings.NewReader(s.Body),
 			ExpectedStatus: s.ExpectedStatus, ExpectedContent: s.ExpectedContent, TestAppFactory: fx.Factory(),
 		}).Test(t)
 	}
 	(&tests.ApiScenario{
 		Name: "A may not move its link to another affiliate", Method: http.MethodPatch,
-		URL: "/api/collections/links/records/" + fx.RowsA.Link, Headers: authHeaders(fx.A.Token),
+		URL: "/api/collections/links/records/" + fx.RowsA.Link, Headers: pbatest.AuthHeaders(fx.A.Token),
 		Body: strings.NewReader(`{"affiliate":"` + fx.B.ID + `"}`), ExpectedStatus: 403,
 		ExpectedContent: []string{`"affiliate":{"code":"forbidden_field"`}, TestAppFactory: fx.Factory(),
 	}).Test(t)
@@ -299,7 +299,7 @@ func TestProgramValidation(t *testing.T) {
 	for _, s := range scenarios {
 		(&tests.ApiScenario{
 			Name: s.name, Method: http.MethodPatch, URL: "/api/collections/programs/records/" + fx.ProgramP,
-			Headers: authHeaders(fx.Superuser.Token), Body: strings.NewReader(s.body),
+			Headers: pbatest.AuthHeaders(fx.Superuser.Token), Body: strings.NewReader(s.body),
 			ExpectedStatus: s.status, ExpectedContent: s.has, TestAppFactory: fx.Factory(),
 		}).Test(t)
 	}

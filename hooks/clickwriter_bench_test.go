@@ -2,28 +2,19 @@ package hooks
 
 import (
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 	"github.com/pocketbase/pocketbase/core"
-	"github.com/pocketbase/pocketbase/tests"
+
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
 // BenchmarkWriteClicks measures one group commit of 64 clicks (the batch 64 waiting
 // connections make): the writer's share of every redirect.
 func BenchmarkWriteClicks(b *testing.B) {
-	dir, err := os.MkdirTemp("", "pba_bench_")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	app, err := tests.NewTestApp(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer app.Cleanup()
+	app := pbatest.TempApp(b)
 	const batch = 64
 	// The writer's own path: statements prepared once on the writer connection, bound per batch.
 	w := newClickWriter(app, clickWriterConfig{}, nil)

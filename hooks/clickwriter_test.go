@@ -4,31 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
-	"github.com/pocketbase/pocketbase/tests"
-)
 
-func newWriterTestApp(t testing.TB) *tests.TestApp {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "pba_writer_")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	app, err := tests.NewTestApp(dir) // migrations come with the package's blank import
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(app.Cleanup)
-	return app
-}
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
+)
 
 func testClick(i int) clickRow {
 	now := time.Now().UTC()
@@ -46,7 +31,7 @@ func countClicks(t testing.TB, w *clickWriter) int {
 }
 
 func TestClickWriterBatches(t *testing.T) {
-	app := newWriterTestApp(t)
+	app := pbatest.TempApp(t)
 	var mu sync.Mutex
 	var batches []int
 	w := newClickWriter(app, clickWriterConfig{BatchSize: 10, MaxWait: 20 * time.Millisecond, QueueSize: 200, EnqueueTimeout: time.Second},
@@ -92,7 +77,7 @@ func TestClickWriterBatches(t *testing.T) {
 }
 
 func TestClickWriterBackPressure(t *testing.T) {
-	app := newWriterTestApp(t)
+	app := pbatest.TempApp(t)
 	w := newClickWriter(app, clickWriterConfig{BatchSize: 10, QueueSize: 2, EnqueueTimeout: 30 * time.Millisecond}, nil)
 	// Not started yet: the queue fills up and the third click must be refused, not buffered.
 	results := make(chan error, 2)
@@ -126,7 +111,7 @@ func TestClickWriterBackPressure(t *testing.T) {
 }
 
 func TestClickWriterDrainsOnStop(t *testing.T) {
-	app := newWriterTestApp(t)
+	app := pbatest.TempApp(t)
 	w := newClickWriter(app, clickWriterConfig{BatchSize: 1000, MaxWait: time.Hour, QueueSize: 100, EnqueueTimeout: time.Second}, nil)
 	w.start()
 	var wg sync.WaitGroup
@@ -185,7 +170,7 @@ func TestNewClickIDSortsByTime(t *testing.T) {
 // TestWriteClicksChunks writes batches of every size up to three full chunks: each row is
 // stored once, with its own values, whichever of the 8/4/2/1-row statements carried it.
 func TestWriteClicksChunks(t *testing.T) {
-	app := newWriterTestApp(t)
+	app := pbatest.TempApp(t)
 	var ids store.OrderedIDs
 	total := 0
 	for n := 0; n <= 3*clickChunks[0]+clickChunks[0]-1; n++ {
@@ -219,7 +204,7 @@ func TestWriteClicksChunks(t *testing.T) {
 // stored, its stats are not counted, and the connection is usable for the next batch (the
 // inserts end the transaction themselves on a conflict).
 func TestWriteClicksFailureLeavesNothing(t *testing.T) {
-	app := newWriterTestApp(t)
+	app := pbatest.TempApp(t)
 	var ids store.OrderedIDs
 	batch := func(n int) []clickRow {
 		rows := make([]clickRow, n)

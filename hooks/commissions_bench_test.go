@@ -21,21 +21,13 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/rules"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
 // engineBenchApp is an app with the default program, 100 approved affiliates and the engine.
 func engineBenchApp(b *testing.B) (*tests.TestApp, *commissionEngine, []string) {
 	b.Helper()
-	dir, err := os.MkdirTemp("", "pba_engine_bench_")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { os.RemoveAll(dir) })
-	app, err := tests.NewTestApp(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(app.Cleanup)
+	app := pbatest.TempApp(b)
 	program, err := collections.FindDefaultProgram(app)
 	if err != nil {
 		b.Fatal(err)

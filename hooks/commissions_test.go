@@ -1,11 +1,9 @@
 package hooks_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"math/rand"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +13,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
 // engineEnv is a served app with helpers to feed the commission engine.
@@ -29,40 +28,22 @@ func newEngineEnv(t *testing.T) *engineEnv {
 	return env
 }
 
-func (e *engineEnv) superuser(method, path string) (int, map[string]any) {
+// run runs the commission engine once, as the superuser.
+func (e *clickEnv) run() map[string]any {
 	e.t.Helper()
-	return e.superuserJSON(method, path, "")
-}
-
-// superuserJSON sends body (JSON, or nothing when empty) as a superuser.
-func (e *engineEnv) superuserJSON(method, path, body string) (int, map[string]any) {
-	e.t.Helper()
-	req := httptest.NewRequest(method, path, strings.NewReader(body))
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+	res := pbatest.Request(e.handler, http.MethodPost, "/api/pba/commissions/run", fx.Superuser.Token, "")
+	if res.Code != 200 {
+		e.t.Fatalf("engine run: %d %v", res.Code, res.JSON)
 	}
-	req.Header.Set("Authorization", fx.Superuser.Token)
-	rec := httptest.NewRecorder()
-	e.handler.ServeHTTP(rec, req)
-	var out map[string]any
-	json.Unmarshal(rec.Body.Bytes(), &out)
-	return rec.Code, out
+	return res.JSON
 }
 
-func (e *engineEnv) run() map[string]any {
+// ledgerOK fails the test unless the ledger check finds nothing wrong.
+func (e *clickEnv) ledgerOK() {
 	e.t.Helper()
-	code, out := e.superuser(http.MethodPost, "/api/pba/commissions/run")
-	if code != 200 {
-		e.t.Fatalf("engine run: %d %v", code, out)
-	}
-	return out
-}
-
-func (e *engineEnv) ledgerOK() {
-	e.t.Helper()
-	code, out := e.superuser(http.MethodGet, "/api/pba/ledger/check")
-	if code != 200 || out["ok"] != true {
-		e.t.Fatalf("ledger check: %d %v", code, out)
+	res := pbatest.Request(e.handler, http.MethodGet, "/api/pba/ledger/check", fx.Superuser.Token, "")
+	if res.Code != 200 || res.JSON["ok"] != true {
+		e.t.Fatalf("ledger check: %d %v", res.Code, res.JSON)
 	}
 }
 
@@ -70,14 +51,13 @@ func (e *engineEnv) ledgerOK() {
 func (e *engineEnv) sale(code string, amount int, at time.Time) string {
 	e.t.Helper()
 	e.n++
-	rec := e.post(bearer(), fmt.Sprintf(`{"affiliate_code":%q,"external_id":"e-%d","amount":%d,"currency":"usd","occurred_at":%q}`,
-		code, e.n, amount, at.UTC().Format(time.RFC3339)))
+	rec := pbatest.Request(e.handler, http.MethodPost, conversionsAPI, bearer(),
+		fmt.Sprintf(`{"affiliate_code":%q,"external_id":"e-%d","amount":%d,"currency":"usd","occurred_at":%q}`,
+			code, e.n, amount, at.UTC().Format(time.RFC3339)))
 	if rec.Code != 201 {
 		e.t.Fatalf("sale: %d %s", rec.Code, rec.Body)
 	}
-	var out map[string]any
-	json.Unmarshal(rec.Body.Bytes(), &out)
-	return out["id"].(string)
+	return rec.JSON["id"].(string)
 }
 
 func (e *engineEnv) commissionOf(conversion string) *core.Record {
@@ -272,9 +252,9 @@ func TestTierEvaluation(t *testing.T) {
 	env.sale("affiliate-a", 60000, first.Add(time.Hour))                        // 120000 ≥ Gold's 100000
 	env.save(collections.Affiliates, fx.B.ID, map[string]any{"tier": fx.TierP}) // B did nothing: moves down
 
-	code, out := env.superuser(http.MethodPost, "/api/pba/tiers/evaluate?period="+period)
-	if code != 200 || len(out["moves"].([]any)) != 2 {
-		t.Fatalf("evaluate: %d %v", code, out)
+	res := pbatest.Request(env.handler, http.MethodPost, "/api/pba/tiers/evaluate?period="+period, fx.Superuser.Token, "")
+	if res.Code != 200 || len(res.JSON["moves"].([]any)) != 2 {
+		t.Fatalf("evaluate: %d %v", res.Code, res.JSON)
 	}
 	if a := mustFind(t, env.app, collections.Affiliates, fx.A.ID); a.GetString("tier") != fx.TierP {
 		t.Fatalf("A not moved up: %q", a.GetString("tier"))
@@ -287,11 +267,11 @@ func TestTierEvaluation(t *testing.T) {
 		!strings.Contains(moves[0].GetString("reason"), "2 sales") || moves[0].GetString("by") != fx.Superuser.Email {
 		t.Fatalf("recorded move: %v", moves)
 	}
-	if code, out := env.superuser(http.MethodPost, "/api/pba/tiers/evaluate?period="+period); code != 200 || out["moves"] != nil {
-		t.Fatalf("second evaluation moved again: %v", out)
+	if res := pbatest.Request(env.handler, http.MethodPost, "/api/pba/tiers/evaluate?period="+period, fx.Superuser.Token, ""); res.Code != 200 || res.JSON["moves"] != nil {
+		t.Fatalf("second evaluation moved again: %v", res.JSON)
 	}
-	if code, _ := env.superuser(http.MethodPost, "/api/pba/tiers/evaluate?period=last-month"); code != 400 {
-		t.Fatalf("bad period: %d", code)
+	if res := pbatest.Request(env.handler, http.MethodPost, "/api/pba/tiers/evaluate?period=last-month", fx.Superuser.Token, ""); res.Code != 400 {
+		t.Fatalf("bad period: %d", res.Code)
 	}
 }
 
@@ -319,13 +299,8 @@ func TestMilestoneBonusOncePerMonth(t *testing.T) {
 
 func TestAdjustments(t *testing.T) {
 	env := newEngineEnv(t)
-	post := func(body string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(http.MethodPost, "/api/collections/commissions/records", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", fx.Superuser.Token)
-		rec := httptest.NewRecorder()
-		env.handler.ServeHTTP(rec, req)
-		return rec
+	post := func(body string) *pbatest.Response {
+		return pbatest.Request(env.handler, http.MethodPost, "/api/collections/commissions/records", fx.Superuser.Token, body)
 	}
 	base := fmt.Sprintf(`"affiliate":%q,"program":%q,"kind":"adjustment","amount":-700`, fx.A.ID, fx.ProgramP)
 	if rec := post("{" + base + "}"); rec.Code != 400 || !strings.Contains(rec.Body.String(), `"note"`) {
@@ -374,8 +349,7 @@ func TestEngineFailureMidBatchLeavesNothing(t *testing.T) {
 		Bind(map[string]any{"id": ids[5]}).Execute(); err != nil {
 		t.Fatal(err)
 	}
-	code, _ := env.superuser(http.MethodPost, "/api/pba/commissions/run")
-	if code != 500 {
+	if code := pbatest.Request(env.handler, http.MethodPost, "/api/pba/commissions/run", fx.Superuser.Token, "").Code; code != 500 {
 		t.Fatalf("run with a broken conversion: %d, want 500", code)
 	}
 	if n, _ := env.app.CountRecords(collections.Commissions, dbxEq("kind", "sale")); n != 2 {
@@ -392,18 +366,14 @@ func TestEngineFailureMidBatchLeavesNothing(t *testing.T) {
 
 func TestLedgerCheckIsForSuperusers(t *testing.T) {
 	env := newEngineEnv(t)
-	req := httptest.NewRequest(http.MethodGet, "/api/pba/ledger/check", nil)
-	req.Header.Set("Authorization", fx.A.Token)
-	rec := httptest.NewRecorder()
-	env.handler.ServeHTTP(rec, req)
-	if rec.Code != 403 && rec.Code != 401 {
-		t.Fatalf("affiliate: %d", rec.Code)
+	if code := pbatest.Request(env.handler, http.MethodGet, "/api/pba/ledger/check", fx.A.Token, "").Code; code != 403 && code != 401 {
+		t.Fatalf("affiliate: %d", code)
 	}
 	// A broken invariant is reported.
 	env.app.DB().NewQuery("UPDATE payouts SET amount = amount + 1 WHERE id = {:id}").Bind(map[string]any{"id": fx.RowsA.Payout}).Execute()
-	code, out := env.superuser(http.MethodGet, "/api/pba/ledger/check")
-	if code != 200 || out["ok"] != false || !strings.Contains(fmt.Sprint(out["problems"]), fx.RowsA.Payout) {
-		t.Fatalf("broken ledger not reported: %v", out)
+	res := pbatest.Request(env.handler, http.MethodGet, "/api/pba/ledger/check", fx.Superuser.Token, "")
+	if res.Code != 200 || res.JSON["ok"] != false || !strings.Contains(fmt.Sprint(res.JSON["problems"]), fx.RowsA.Payout) {
+		t.Fatalf("broken ledger not reported: %v", res.JSON)
 	}
 }
 
@@ -592,8 +562,8 @@ func TestCommissionEditsGuarded(t *testing.T) {
 	env.run()
 	paid, unpaid, other := env.commissionOf(paidSale), env.commissionOf(unpaidSale), env.commissionOf(otherSale)
 	patch := func(c *core.Record, body string) (int, map[string]any) {
-		t.Helper()
-		return env.superuserJSON(http.MethodPatch, "/api/collections/commissions/records/"+c.Id, body)
+		res := pbatest.Request(env.handler, http.MethodPatch, "/api/collections/commissions/records/"+c.Id, fx.Superuser.Token, body)
+		return res.Code, res.JSON
 	}
 	for body, field := range map[string]string{`{"payout":""}`: "payout", `{"status":"payable"}`: "status", `{"amount":1}`: "amount",
 		`{"kind":"bonus"}`: "kind", fmt.Sprintf(`{"affiliate":%q}`, fx.A.ID): "affiliate"} {
@@ -628,14 +598,14 @@ func TestCommissionEditsGuarded(t *testing.T) {
 	env.ledgerOK()
 
 	// A paid payout cannot be deleted; a canceled one can.
-	code, out := env.superuserJSON(http.MethodDelete, "/api/collections/payouts/records/"+mustFind(t, env.app, collections.Commissions, other.Id).GetString("payout"), "")
-	if code != 400 {
-		t.Fatalf("delete a paid payout: %d %v", code, out)
+	paidPayout := mustFind(t, env.app, collections.Commissions, other.Id).GetString("payout")
+	if res := pbatest.Request(env.handler, http.MethodDelete, "/api/collections/payouts/records/"+paidPayout, fx.Superuser.Token, ""); res.Code != 400 {
+		t.Fatalf("delete a paid payout: %d %v", res.Code, res.JSON)
 	}
 	canceled := saveRecord(t, env.app, collections.Payouts, map[string]any{"affiliate": fx.A.ID, "amount": 100, "currency": "usd",
 		"method": "manual", "status": "canceled"})
-	if code, out := env.superuserJSON(http.MethodDelete, "/api/collections/payouts/records/"+canceled.Id, ""); code != 204 {
-		t.Fatalf("delete a canceled payout: %d %v", code, out)
+	if res := pbatest.Request(env.handler, http.MethodDelete, "/api/collections/payouts/records/"+canceled.Id, fx.Superuser.Token, ""); res.Code != 204 {
+		t.Fatalf("delete a canceled payout: %d %v", res.Code, res.JSON)
 	}
 	env.ledgerOK()
 }

@@ -1,17 +1,15 @@
 package hooks
 
 import (
-	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
 // connectEnv is an app with only the Connect route registered, served in-process.
@@ -26,7 +24,7 @@ type connectEnv struct {
 // newConnectEnv registers the route with cfg (its Stripe client pointed at a fake) and serves it.
 func newConnectEnv(t *testing.T, cfg Config) *connectEnv {
 	t.Helper()
-	app := newWriterTestApp(t)
+	app := pbatest.TempApp(t)
 	fake := NewFakeStripe(t)
 	if cfg.StripeSecretKey != "" {
 		cfg.StripeAPIBase = fake.URL
@@ -37,24 +35,12 @@ func newConnectEnv(t *testing.T, cfg Config) *connectEnv {
 		onboarding.bind(se.Router)
 		return se.Next()
 	})
-	router, err := apis.NewRouter(app)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mux http.Handler
-	err = app.OnServe().Trigger(&core.ServeEvent{App: app, Router: router}, func(e *core.ServeEvent) error {
-		m, err := e.Router.BuildMux()
-		mux = m
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	handler := pbatest.Serve(t, app)
 	p, err := collections.FindDefaultProgram(app)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &connectEnv{t: t, app: app, fake: fake, handler: mux, program: p.Id}
+	return &connectEnv{t: t, app: app, fake: fake, handler: handler, program: p.Id}
 }
 
 // affiliate creates an affiliate with the status and returns its auth token.
@@ -80,15 +66,8 @@ func (c *connectEnv) affiliate(code, status string) (*core.Record, string) {
 
 // onboard calls the route with the token (none: a guest) and decodes the answer.
 func (c *connectEnv) onboard(token string) (int, map[string]any) {
-	req := httptest.NewRequest(http.MethodPost, "/api/pba/connect/onboard", nil)
-	if token != "" {
-		req.Header.Set("Authorization", token)
-	}
-	rec := httptest.NewRecorder()
-	c.handler.ServeHTTP(rec, req)
-	var out map[string]any
-	_ = json.Unmarshal(rec.Body.Bytes(), &out)
-	return rec.Code, out
+	res := pbatest.Request(c.handler, http.MethodPost, "/api/pba/connect/onboard", token, "")
+	return res.Code, res.JSON
 }
 
 // TestConnectOnboard: the first call creates the Express account (stored on the affiliate,

@@ -13,14 +13,11 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
-// patchConversion edits a conversion through the records API as a superuser, as an admin in
-// the dashboard does.
-func (e *engineEnv) patchConversion(id, body string) (int, map[string]any) {
-	e.t.Helper()
-	return e.superuserJSON(http.MethodPatch, "/api/collections/conversions/records/"+id, body)
-}
+// conversionRecords is where an admin in the dashboard edits a conversion (PATCH, as a superuser).
+const conversionRecords = "/api/collections/conversions/records/"
 
 // netCommission is the sum of a sale's non-void commissions, clawbacks and reinstatements.
 func netCommission(t *testing.T, app core.App, conversion string) (net int, rows int) {
@@ -49,8 +46,8 @@ func TestRejectingASaleReversesItsCommission(t *testing.T) {
 	env.payAll(fx.B.ID)
 
 	for _, id := range []string{unpaid, paid} {
-		if code, out := env.patchConversion(id, `{"status":"rejected","reason":"fraud review"}`); code != 200 {
-			t.Fatalf("reject %s: %d %v", id, code, out)
+		if res := pbatest.Request(env.handler, http.MethodPatch, conversionRecords+id, fx.Superuser.Token, `{"status":"rejected","reason":"fraud review"}`); res.Code != 200 {
+			t.Fatalf("reject %s: %d %v", id, res.Code, res.JSON)
 		}
 	}
 	env.run()
@@ -74,8 +71,8 @@ func TestRejectingASaleReversesItsCommission(t *testing.T) {
 
 	// Approved again: the void commission is revived, the clawback reinstated.
 	for _, id := range []string{unpaid, paid} {
-		if code, out := env.patchConversion(id, `{"status":"approved","reason":""}`); code != 200 {
-			t.Fatalf("approve %s: %d %v", id, code, out)
+		if res := pbatest.Request(env.handler, http.MethodPatch, conversionRecords+id, fx.Superuser.Token, `{"status":"approved","reason":""}`); res.Code != 200 {
+			t.Fatalf("approve %s: %d %v", id, res.Code, res.JSON)
 		}
 	}
 	env.run()
@@ -87,12 +84,12 @@ func TestRejectingASaleReversesItsCommission(t *testing.T) {
 		t.Fatalf("paid sale approved again: net %d in %d rows, want 2000 in 3", net, rows)
 	}
 	// And once more each way: still one reversal per change.
-	env.patchConversion(paid, `{"status":"rejected"}`)
+	pbatest.Request(env.handler, http.MethodPatch, conversionRecords+paid, fx.Superuser.Token, `{"status":"rejected"}`)
 	env.run()
 	if net, _ := netCommission(t, env.app, paid); net != 0 {
 		t.Fatalf("second rejection: net %d", net)
 	}
-	env.patchConversion(paid, `{"status":"approved"}`)
+	pbatest.Request(env.handler, http.MethodPatch, conversionRecords+paid, fx.Superuser.Token, `{"status":"approved"}`)
 	env.run()
 	if net, rows := netCommission(t, env.app, paid); net != 2000 || rows != 5 {
 		t.Fatalf("second approval: net %d in %d rows", net, rows)
@@ -132,27 +129,27 @@ func TestCommissionedSaleFieldsLocked(t *testing.T) {
 	saleGaps := statsSaleGaps(t, env.app)
 	conv := env.sale("affiliate-a", 10000, time.Now().AddDate(0, 0, -40))
 	// Not commissioned yet: amount and day can be corrected, and the rollups follow.
-	if code, out := env.patchConversion(conv, fmt.Sprintf(`{"amount":12000,"occurred_at":%q}`,
-		time.Now().AddDate(0, 0, -41).UTC().Format(time.RFC3339))); code != 200 {
-		t.Fatalf("correct an uncommissioned sale: %d %v", code, out)
+	if res := pbatest.Request(env.handler, http.MethodPatch, conversionRecords+conv, fx.Superuser.Token, fmt.Sprintf(`{"amount":12000,"occurred_at":%q}`,
+		time.Now().AddDate(0, 0, -41).UTC().Format(time.RFC3339))); res.Code != 200 {
+		t.Fatalf("correct an uncommissioned sale: %d %v", res.Code, res.JSON)
 	}
 	if g := statsSaleGaps(t, env.app); g != saleGaps {
 		t.Fatalf("stats_daily after a correction:\nbefore %s\nafter  %s", saleGaps, g)
 	}
 	env.run()
 	for field, value := range map[string]string{"amount": "5000", "affiliate": fmt.Sprintf("%q", fx.B.ID), "currency": `"eur"`} {
-		code, out := env.patchConversion(conv, fmt.Sprintf(`{%q:%s}`, field, value))
-		data, _ := out["data"].(map[string]any)
-		if code != 400 || data[field] == nil {
-			t.Fatalf("edit %s of a commissioned sale: %d %v", field, code, out)
+		res := pbatest.Request(env.handler, http.MethodPatch, conversionRecords+conv, fx.Superuser.Token, fmt.Sprintf(`{%q:%s}`, field, value))
+		data, _ := res.JSON["data"].(map[string]any)
+		if res.Code != 400 || data[field] == nil {
+			t.Fatalf("edit %s of a commissioned sale: %d %v", field, res.Code, res.JSON)
 		}
 	}
 	if c := mustFind(t, env.app, collections.Conversions, conv); c.GetInt("amount") != 12000 {
 		t.Fatalf("a refused edit changed the sale: %v", c.FieldsData())
 	}
 	// Its status still changes.
-	if code, out := env.patchConversion(conv, `{"status":"rejected"}`); code != 200 {
-		t.Fatalf("reject: %d %v", code, out)
+	if res := pbatest.Request(env.handler, http.MethodPatch, conversionRecords+conv, fx.Superuser.Token, `{"status":"rejected"}`); res.Code != 200 {
+		t.Fatalf("reject: %d %v", res.Code, res.JSON)
 	}
 }
 
@@ -208,7 +205,7 @@ func TestLiveCountersFollowRejectionsAndRefunds(t *testing.T) {
 	env.run()
 	time.Sleep(time.Second) // the sales' own deltas go out before the feed starts (every 250 ms)
 	wait := liveFeed(t, env.app)
-	env.patchConversion(rejected, `{"status":"rejected"}`)
+	pbatest.Request(env.handler, http.MethodPatch, conversionRecords+rejected, fx.Superuser.Token, `{"status":"rejected"}`)
 	wait(fmt.Sprintf(`%q:{"clicks":0,"unique_clicks":0,"conversions":-1,"revenue":-10000,"commission":-2000}`, fx.A.ID))
 	env.setConversion(refunded, map[string]any{"refunded_amount": 2000})
 	env.run()

@@ -6,12 +6,14 @@ import (
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
 // TestFirstClickReadsIndexes guards first-click attribution, which runs while the conversion
 // holds the write connection: both of its reads must use an index, never scan the clicks table.
 func TestFirstClickReadsIndexes(t *testing.T) {
-	app := newWriterTestApp(t)
+	app := pbatest.TempApp(t)
 	params := dbx.Params{"visitor": "v", "program": "p", "since": "2026-01-01"}
 	for name, query := range map[string]string{"minting": firstClickMintingSQL, "later": firstClickLaterSQL} {
 		checkIndexedPlan(t, app, name, query, params)
@@ -21,7 +23,7 @@ func TestFirstClickReadsIndexes(t *testing.T) {
 // TestSaleCommissionReadsIndexes guards refunds and conversion edits: finding a sale's
 // commissions must not scan every commission.
 func TestSaleCommissionReadsIndexes(t *testing.T) {
-	app := newWriterTestApp(t)
+	app := pbatest.TempApp(t)
 	params := dbx.Params{"c": "conv", "prefix": "reject:conv:%"}
 	for name, query := range map[string]string{"sale": saleCommissionSQL, "net": saleNetSQL, "entries": saleEntryCountSQL} {
 		checkIndexedPlan(t, app, name, query, params)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
 // convEnv serves one test app and posts conversions to it.
@@ -25,22 +25,11 @@ func newConvEnv(t *testing.T) *convEnv {
 	return &convEnv{newClickEnv(t, fx.Config)}
 }
 
-func (c *convEnv) post(auth, body string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodPost, "/api/pba/conversions", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	rec := httptest.NewRecorder()
-	c.handler.ServeHTTP(rec, req)
-	return rec
-}
-
-func (c *convEnv) postback(query string) *httptest.ResponseRecorder {
-	rec := httptest.NewRecorder()
-	c.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/pba/postback?"+query, nil))
-	return rec
-}
+// The conversion API (POST, JSON, an API key or a superuser) and the postback (GET, key in the query).
+const (
+	conversionsAPI = "/api/pba/conversions"
+	postbackAPI    = "/api/pba/postback?"
+)
 
 func (c *convEnv) conversions() []*core.Record {
 	c.t.Helper()
@@ -70,7 +59,7 @@ func TestConversionAPI(t *testing.T) {
 	click := env.freshClick()
 	body := fmt.Sprintf(`{"click_id":%q,"external_id":"order-1","amount":4999,"currency":"usd","customer":"cus_1","metadata":{"plan":"pro"}}`, click)
 
-	rec := env.post(bearer(), body)
+	rec := pbatest.Request(env.handler, http.MethodPost, conversionsAPI, bearer(), body)
 	if rec.Code != http.StatusCreated {
 		t.Fatalf("create: %d %s", rec.Code, rec.Body)
 	}
@@ -83,11 +72,11 @@ func TestConversionAPI(t *testing.T) {
 		t.Fatalf("metadata must keep the sender's fields and the attribution path: %v", created["metadata"])
 	}
 
-	if rec := env.post(bearer(), body); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), created["id"].(string)) {
+	if rec := pbatest.Request(env.handler, http.MethodPost, conversionsAPI, bearer(), body); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), created["id"].(string)) {
 		t.Fatalf("duplicate: %d %s, want 200 with the same record", rec.Code, rec.Body)
 	}
 	conflict := strings.Replace(body, "4999", "5000", 1)
-	if rec := env.post(bearer(), conflict); rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), `"external_id"`) {
+	if rec := pbatest.Request(env.handler, http.MethodPost, conversionsAPI, bearer(), conflict); rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), `"external_id"`) {
 		t.Fatalf("conflicting duplicate: %d %s", rec.Code, rec.Body)
 	}
 	if n := len(env.conversions()); n != 1 {
@@ -147,7 +136,7 @@ func TestConversionAPIValidation(t *testing.T) {
 		{"a program secret cannot pick another program", bearer(), with("program", fx.ProgramQ), 400, "program"},
 	}
 	for _, tc := range cases {
-		rec := env.post(tc.auth, tc.body)
+		rec := pbatest.Request(env.handler, http.MethodPost, conversionsAPI, tc.auth, tc.body)
 		if rec.Code != tc.status || (tc.field != "" && !strings.Contains(rec.Body.String(), `"`+tc.field+`":{`)) {
 			t.Errorf("%s: %d %s, want %d naming %q", tc.name, rec.Code, rec.Body, tc.status, tc.field)
 		}
@@ -156,11 +145,11 @@ func TestConversionAPIValidation(t *testing.T) {
 		t.Fatalf("refused requests stored %d conversions", n)
 	}
 	// A superuser may record for any program, chosen by slug.
-	rec := env.post(fx.Superuser.Token, `{"program":"q","affiliate_code":"affiliate-a","external_id":"s-1","amount":100,"currency":"eur"}`)
+	rec := pbatest.Request(env.handler, http.MethodPost, conversionsAPI, fx.Superuser.Token, `{"program":"q","affiliate_code":"affiliate-a","external_id":"s-1","amount":100,"currency":"eur"}`)
 	if rec.Code != 422 { // A belongs to P, not Q: nobody in Q to credit
 		t.Fatalf("superuser into Q with P's affiliate: %d %s", rec.Code, rec.Body)
 	}
-	rec = env.post(fx.Superuser.Token, `{"program":"default","affiliate_code":"affiliate-b","external_id":"s-1","amount":100,"currency":"usd"}`)
+	rec = pbatest.Request(env.handler, http.MethodPost, conversionsAPI, fx.Superuser.Token, `{"program":"default","affiliate_code":"affiliate-b","external_id":"s-1","amount":100,"currency":"usd"}`)
 	if rec.Code != 201 || !strings.Contains(rec.Body.String(), fx.B.ID) {
 		t.Fatalf("superuser: %d %s", rec.Code, rec.Body)
 	}
@@ -172,7 +161,7 @@ func TestAttributionRules(t *testing.T) {
 	send := func(fields string) map[string]any {
 		t.Helper()
 		n++
-		rec := env.post(bearer(), fmt.Sprintf(`{"external_id":"attr-%d","amount":1000,"currency":"usd"%s}`, n, fields))
+		rec := pbatest.Request(env.handler, http.MethodPost, conversionsAPI, bearer(), fmt.Sprintf(`{"external_id":"attr-%d","amount":1000,"currency":"usd"%s}`, n, fields))
 		var out map[string]any
 		json.Unmarshal(rec.Body.Bytes(), &out)
 		out["_code"] = rec.Code
@@ -229,20 +218,20 @@ func TestPostback(t *testing.T) {
 	q := func(extra string) string {
 		return "key=" + url.QueryEscape(fx.SecretP) + "&click_id=" + click + "&currency=usd" + extra
 	}
-	if rec := env.postback(q("&txid=pb-1&amount=19.99")); rec.Code != 201 || !strings.Contains(rec.Body.String(), `"amount":1999`) ||
+	if rec := pbatest.Request(env.handler, http.MethodGet, postbackAPI+q("&txid=pb-1&amount=19.99"), "", ""); rec.Code != 201 || !strings.Contains(rec.Body.String(), `"amount":1999`) ||
 		!strings.Contains(rec.Body.String(), `"source":"postback"`) {
 		t.Fatalf("postback: %d %s", rec.Code, rec.Body)
 	}
-	if rec := env.postback(q("&txid=pb-1&amount=19.99")); rec.Code != 200 {
+	if rec := pbatest.Request(env.handler, http.MethodGet, postbackAPI+q("&txid=pb-1&amount=19.99"), "", ""); rec.Code != 200 {
 		t.Fatalf("repeat postback: %d", rec.Code)
 	}
-	if rec := env.postback(q("&txid=pb-2&amount=19.999")); rec.Code != 400 || !strings.Contains(rec.Body.String(), `"amount"`) {
+	if rec := pbatest.Request(env.handler, http.MethodGet, postbackAPI+q("&txid=pb-2&amount=19.999"), "", ""); rec.Code != 400 || !strings.Contains(rec.Body.String(), `"amount"`) {
 		t.Fatalf("three decimals in usd: %d %s", rec.Code, rec.Body)
 	}
-	if rec := env.postback(q("&txid=pb-3&amount=5&status=pending")); rec.Code != 201 || !strings.Contains(rec.Body.String(), `"status":"pending"`) {
+	if rec := pbatest.Request(env.handler, http.MethodGet, postbackAPI+q("&txid=pb-3&amount=5&status=pending"), "", ""); rec.Code != 201 || !strings.Contains(rec.Body.String(), `"status":"pending"`) {
 		t.Fatalf("pending postback: %d %s", rec.Code, rec.Body)
 	}
-	if rec := env.postback("key=wrong&click_id=" + click + "&txid=pb-4&amount=1&currency=usd"); rec.Code != 401 {
+	if rec := pbatest.Request(env.handler, http.MethodGet, postbackAPI+"key=wrong&click_id="+click+"&txid=pb-4&amount=1&currency=usd", "", ""); rec.Code != 401 {
 		t.Fatalf("wrong key: %d", rec.Code)
 	}
 	if n := len(env.conversions()); n != 2 {
@@ -255,7 +244,7 @@ func TestPostback(t *testing.T) {
 		"password": "password-123", "passwordConfirm": "password-123", "program": jpy.Id})
 	saveRecord(t, env.app, collections.Coupons, map[string]any{"code": "yen", "affiliate": yenAffiliate.Id, "program": jpy.Id, "active": true})
 	key := jpy.GetString("postback_secret")
-	if rec := env.postback("key=" + key + "&coupon=yen&txid=y-1&amount=1000&currency=jpy"); rec.Code != 201 ||
+	if rec := pbatest.Request(env.handler, http.MethodGet, postbackAPI+"key="+key+"&coupon=yen&txid=y-1&amount=1000&currency=jpy", "", ""); rec.Code != 201 ||
 		!strings.Contains(rec.Body.String(), `"amount":1000`) || !strings.Contains(rec.Body.String(), yenAffiliate.Id) {
 		t.Fatalf("yen postback: %d %s", rec.Code, rec.Body)
 	}
@@ -266,7 +255,7 @@ func TestPostback(t *testing.T) {
 	if err := env.app.Save(bad); err == nil || !strings.Contains(err.Error(), "affiliate") {
 		t.Fatalf("a coupon of another program's affiliate was accepted: %v", err)
 	}
-	if rec := env.postback("key=" + key + "&coupon=yen&txid=y-2&amount=1000.5&currency=jpy"); rec.Code != 400 {
+	if rec := pbatest.Request(env.handler, http.MethodGet, postbackAPI+"key="+key+"&coupon=yen&txid=y-2&amount=1000.5&currency=jpy", "", ""); rec.Code != 400 {
 		t.Fatalf("fractional yen: %d %s", rec.Code, rec.Body)
 	}
 }
@@ -281,7 +270,7 @@ func TestConcurrentDuplicates(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			codes <- env.post(bearer(), body).Code
+			codes <- pbatest.Request(env.handler, http.MethodPost, conversionsAPI, bearer(), body).Code
 		}()
 	}
 	wg.Wait()
@@ -345,7 +334,7 @@ func TestFirstClickAttribution(t *testing.T) {
 	credit := func() (affiliate, click string) {
 		t.Helper()
 		n++
-		rec := env.post(bearer(), fmt.Sprintf(`{"external_id":"first-%d","amount":1000,"currency":"usd","click_id":%q}`, n, lastID))
+		rec := pbatest.Request(env.handler, http.MethodPost, conversionsAPI, bearer(), fmt.Sprintf(`{"external_id":"first-%d","amount":1000,"currency":"usd","click_id":%q}`, n, lastID))
 		var out map[string]any
 		json.Unmarshal(rec.Body.Bytes(), &out)
 		if rec.Code != http.StatusCreated {

@@ -2,11 +2,11 @@ package hooks_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
 // Deleting a link keeps everything it brought: its clicks and sales stay with the affiliate
@@ -36,10 +36,7 @@ func TestDeletingALinkKeepsItsFigures(t *testing.T) {
 	before := sum()
 	clicks, _ := env.app.CountRecords(collections.Clicks)
 
-	req := httptest.NewRequest(http.MethodDelete, "/api/collections/links/records/"+fx.RowsA.Link, nil)
-	req.Header.Set("Authorization", fx.Superuser.Token)
-	rec := httptest.NewRecorder()
-	env.handler.ServeHTTP(rec, req)
+	rec := pbatest.Request(env.handler, http.MethodDelete, "/api/collections/links/records/"+fx.RowsA.Link, fx.Superuser.Token, "")
 	if rec.Code != 204 {
 		t.Fatalf("delete link: %d %s", rec.Code, rec.Body)
 	}

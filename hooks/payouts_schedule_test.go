@@ -10,12 +10,13 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
 // TestPayoutScheduleClaimsEachRunOnce: a schedule's time is claimed once, even by engines
 // racing in parallel (as two processes would), and missed times collapse into one run.
 func TestPayoutScheduleClaimsEachRunOnce(t *testing.T) {
-	app := newWriterTestApp(t)
+	app := pbatest.TempApp(t)
 	p, err := collections.FindDefaultProgram(app)
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +73,7 @@ func TestPayoutScheduleClaimsEachRunOnce(t *testing.T) {
 // TestInterruptedRunIsResumed: a process that died right after claiming a run (before any
 // payout row) leaves it "running"; the next pass after the lease finishes it.
 func TestInterruptedRunIsResumed(t *testing.T) {
-	app := newWriterTestApp(t)
+	app := pbatest.TempApp(t)
 	p, _ := collections.FindDefaultProgram(app)
 	col, _ := app.FindCollectionByNameOrId(collections.Affiliates)
 	a := core.NewRecord(col)

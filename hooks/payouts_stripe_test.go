@@ -20,6 +20,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
 // stripePayoutEnv is an app with the schema (no hooks), a fake Stripe and payable affiliates.
@@ -39,7 +40,7 @@ type stripePayoutEnv struct {
 // newStripePayoutEnv builds an empty env whose Stripe client talks to a fresh fake.
 func newStripePayoutEnv(t testing.TB) *stripePayoutEnv {
 	t.Helper()
-	app := newWriterTestApp(t)
+	app := pbatest.TempApp(t)
 	fake := NewFakeStripe(t)
 	p, err := collections.FindDefaultProgram(app)
 	if err != nil {

@@ -3,22 +3,16 @@ package hooks_test
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
-func (e *engineEnv) patchPayout(id, body string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodPatch, "/api/collections/payouts/records/"+id, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", fx.Superuser.Token)
-	rec := httptest.NewRecorder()
-	e.handler.ServeHTTP(rec, req)
-	return rec
-}
+// payoutRecords is where an admin marks a payout paid or canceled (PATCH, as a superuser).
+const payoutRecords = "/api/collections/payouts/records/"
 
 func payoutLines(out map[string]any) map[string]map[string]any {
 	lines := map[string]map[string]any{}
@@ -38,21 +32,21 @@ func TestManualPayoutRun(t *testing.T) {
 	env.sale("affiliate-b", 1000, past)  // 200: carried forward
 	env.run()
 
-	code, out := env.superuser(http.MethodGet, "/api/pba/payouts/preview")
-	lines := payoutLines(out)
-	if code != 200 || lines[fx.A.ID]["action"] != "pay" || lines[fx.A.ID]["amount"].(float64) != 6000 ||
+	res := pbatest.Request(env.handler, http.MethodGet, "/api/pba/payouts/preview", fx.Superuser.Token, "")
+	lines := payoutLines(res.JSON)
+	if res.Code != 200 || lines[fx.A.ID]["action"] != "pay" || lines[fx.A.ID]["amount"].(float64) != 6000 ||
 		lines[fx.B.ID]["action"] != "carry_forward" {
-		t.Fatalf("preview: %d %v", code, out)
+		t.Fatalf("preview: %d %v", res.Code, res.JSON)
 	}
 	if n, _ := env.app.CountRecords(collections.Payouts); n != 2 {
 		t.Fatalf("a preview created payouts: %d", n)
 	}
 
-	code, out = env.superuser(http.MethodPost, "/api/pba/payouts/run")
-	lines = payoutLines(out)
+	res = pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run", fx.Superuser.Token, "")
+	lines = payoutLines(res.JSON)
 	payoutID, _ := lines[fx.A.ID]["payout"].(string)
-	if code != 200 || payoutID == "" {
-		t.Fatalf("run: %d %v", code, out)
+	if res.Code != 200 || payoutID == "" {
+		t.Fatalf("run: %d %v", res.Code, res.JSON)
 	}
 	p := mustFind(t, env.app, collections.Payouts, payoutID)
 	if p.GetInt("amount") != 6000 || p.GetString("status") != "pending" || p.GetString("method") != "manual" ||
@@ -61,24 +55,21 @@ func TestManualPayoutRun(t *testing.T) {
 	}
 	env.ledgerOK()
 	// A second run finds nothing new to pay for A.
-	if _, out := env.superuser(http.MethodPost, "/api/pba/payouts/run"); payoutLines(out)[fx.A.ID] != nil {
+	if out := pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run", fx.Superuser.Token, "").JSON; payoutLines(out)[fx.A.ID] != nil {
 		t.Fatalf("second run paid A again: %v", out)
 	}
 
 	// The CSV for the mass payout lists it.
-	req := httptest.NewRequest(http.MethodGet, "/api/pba/export/payouts.csv?format=paypal", nil)
-	req.Header.Set("Authorization", fx.Superuser.Token)
-	rec := httptest.NewRecorder()
-	env.handler.ServeHTTP(rec, req)
+	rec := pbatest.Request(env.handler, http.MethodGet, "/api/pba/export/payouts.csv?format=paypal", fx.Superuser.Token, "")
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "a@fixture.test,60.00,USD,"+payoutID) {
 		t.Fatalf("csv: %d %s", rec.Code, rec.Body)
 	}
 
 	// Marking it paid needs a reference, then pays the commissions.
-	if rec := env.patchPayout(payoutID, `{"status":"paid"}`); rec.Code != 400 || !strings.Contains(rec.Body.String(), `"reference"`) {
+	if rec := pbatest.Request(env.handler, http.MethodPatch, payoutRecords+payoutID, fx.Superuser.Token, `{"status":"paid"}`); rec.Code != 400 || !strings.Contains(rec.Body.String(), `"reference"`) {
 		t.Fatalf("paid without reference: %d %s", rec.Code, rec.Body)
 	}
-	if rec := env.patchPayout(payoutID, `{"status":"paid","reference":"PAYPAL-123"}`); rec.Code != 200 {
+	if rec := pbatest.Request(env.handler, http.MethodPatch, payoutRecords+payoutID, fx.Superuser.Token, `{"status":"paid","reference":"PAYPAL-123"}`); rec.Code != 200 {
 		t.Fatalf("mark paid: %d %s", rec.Code, rec.Body)
 	}
 	paid, _ := env.app.FindAllRecords(collections.Commissions, dbxEq("payout", payoutID))
@@ -87,10 +78,10 @@ func TestManualPayoutRun(t *testing.T) {
 			t.Fatalf("commission %s not paid: %s", c.Id, c.GetString("status"))
 		}
 	}
-	if rec := env.patchPayout(payoutID, `{"status":"canceled"}`); rec.Code != 400 {
+	if rec := pbatest.Request(env.handler, http.MethodPatch, payoutRecords+payoutID, fx.Superuser.Token, `{"status":"canceled"}`); rec.Code != 400 {
 		t.Fatalf("a paid payout changed status: %d", rec.Code)
 	}
-	if rec := env.patchPayout(payoutID, `{"amount":1}`); rec.Code != 400 {
+	if rec := pbatest.Request(env.handler, http.MethodPatch, payoutRecords+payoutID, fx.Superuser.Token, `{"amount":1}`); rec.Code != 400 {
 		t.Fatalf("a payout's amount changed: %d", rec.Code)
 	}
 	env.ledgerOK()
@@ -103,22 +94,22 @@ func TestPayoutSkipsAndCancel(t *testing.T) {
 	env.sale("affiliate-b", 30000, past)
 	env.run()
 	env.save(collections.Affiliates, fx.B.ID, map[string]any{"status": "suspended"})
-	_, out := env.superuser(http.MethodPost, "/api/pba/payouts/run?program=default")
+	out := pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run?program=default", fx.Superuser.Token, "").JSON
 	lines := payoutLines(out)
 	if lines[fx.B.ID]["action"] != "skip" || !strings.Contains(fmt.Sprint(lines[fx.B.ID]["reason"]), "suspended") {
 		t.Fatalf("suspended affiliate: %v", lines[fx.B.ID])
 	}
 	payoutID := lines[fx.A.ID]["payout"].(string)
 	// Canceling returns the commissions to the pool; the next run pays them again.
-	if rec := env.patchPayout(payoutID, `{"status":"canceled"}`); rec.Code != 200 {
+	if rec := pbatest.Request(env.handler, http.MethodPatch, payoutRecords+payoutID, fx.Superuser.Token, `{"status":"canceled"}`); rec.Code != 200 {
 		t.Fatalf("cancel: %d %s", rec.Code, rec.Body)
 	}
 	env.ledgerOK()
-	_, out = env.superuser(http.MethodPost, "/api/pba/payouts/run")
+	out = pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run", fx.Superuser.Token, "").JSON
 	if again := payoutLines(out)[fx.A.ID]; again == nil || again["payout"] == payoutID || again["amount"].(float64) != 6000 {
 		t.Fatalf("after cancel: %v", again)
 	}
-	if code, _ := env.superuser(http.MethodPost, "/api/pba/payouts/run?program=nope"); code != 400 {
+	if code := pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run?program=nope", fx.Superuser.Token, "").Code; code != 400 {
 		t.Fatalf("unknown program: %d", code)
 	}
 	env.ledgerOK()
@@ -133,7 +124,7 @@ func TestPayoutNetsClawbacks(t *testing.T) {
 	env.setConversion(conv, map[string]any{"refunded_amount": 10000}) // claw back 2000
 	env.sale("affiliate-a", 40000, past)                              // 8000 new
 	env.run()
-	_, out := env.superuser(http.MethodPost, "/api/pba/payouts/run")
+	out := pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run", fx.Superuser.Token, "").JSON
 	if line := payoutLines(out)[fx.A.ID]; line == nil || line["amount"].(float64) != 6000 {
 		t.Fatalf("net payout: %v", line)
 	}
@@ -148,7 +139,7 @@ func TestPayoutsReachAffiliatesLive(t *testing.T) {
 	env.run()
 	a := subscribeTo(env.app, mustFind(t, env.app, collections.Affiliates, fx.A.ID), collections.Payouts+"/*")
 	b := subscribeTo(env.app, mustFind(t, env.app, collections.Affiliates, fx.B.ID), collections.Payouts+"/*")
-	if code, _ := env.superuser(http.MethodPost, "/api/pba/payouts/run"); code != 200 {
+	if code := pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run", fx.Superuser.Token, "").Code; code != 200 {
 		t.Fatalf("run: %d", code)
 	}
 	select {
@@ -171,9 +162,9 @@ func TestPayoutNotifications(t *testing.T) {
 	env := newEngineEnv(t)
 	env.sale("affiliate-a", 30000, time.Now().AddDate(0, 0, -40))
 	env.run()
-	_, out := env.superuser(http.MethodPost, "/api/pba/payouts/run")
+	out := pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run", fx.Superuser.Token, "").JSON
 	payoutID := payoutLines(out)[fx.A.ID]["payout"].(string)
-	if rec := env.patchPayout(payoutID, `{"status":"paid","reference":"PAYPAL-123"}`); rec.Code != 200 {
+	if rec := pbatest.Request(env.handler, http.MethodPatch, payoutRecords+payoutID, fx.Superuser.Token, `{"status":"paid","reference":"PAYPAL-123"}`); rec.Code != 200 {
 		t.Fatalf("mark paid: %d %s", rec.Code, rec.Body)
 	}
 	env.save(collections.Payouts, payoutID, map[string]any{"error": ""}) // a later edit: no second email

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
 // seedStats adds stats_daily rows in January 2026 (far from the fixture's rows of today):
@@ -59,7 +60,7 @@ func TestStatsRoute(t *testing.T) {
 		{
 			Name:           "affiliate: own figures by week, CR/EPC/AOV derived, B's day absent",
 			URL:            "/api/pba/stats?from=2026-01-01&to=2026-01-31&interval=week",
-			Headers:        map[string]string{"Authorization": fx.A.Token},
+			Headers:        pbatest.AuthHeaders(fx.A.Token),
 			ExpectedStatus: 200,
 			ExpectedContent: []string{
 				`"affiliate":"` + fx.A.ID + `"`,
@@ -72,25 +73,25 @@ func TestStatsRoute(t *testing.T) {
 		},
 		{
 			Name: "affiliate asking for another affiliate: 403 naming the field",
-			URL:  "/api/pba/stats?affiliate=" + fx.B.ID, Headers: map[string]string{"Authorization": fx.A.Token},
+			URL:  "/api/pba/stats?affiliate=" + fx.B.ID, Headers: pbatest.AuthHeaders(fx.A.Token),
 			ExpectedStatus: 403, ExpectedContent: []string{`"affiliate"`},
 		},
 		{Name: "guest: 401", URL: "/api/pba/stats", ExpectedStatus: 401, ExpectedContent: []string{`"status":401`}},
 		{
-			Name: "bad interval", URL: "/api/pba/stats?interval=hour", Headers: map[string]string{"Authorization": fx.A.Token},
+			Name: "bad interval", URL: "/api/pba/stats?interval=hour", Headers: pbatest.AuthHeaders(fx.A.Token),
 			ExpectedStatus: 400, ExpectedContent: []string{`"interval":{"code":"invalid_interval"`},
 		},
 		{
-			Name: "from after to", URL: "/api/pba/stats?from=2026-02-01&to=2026-01-01", Headers: map[string]string{"Authorization": fx.A.Token},
+			Name: "from after to", URL: "/api/pba/stats?from=2026-02-01&to=2026-01-01", Headers: pbatest.AuthHeaders(fx.A.Token),
 			ExpectedStatus: 400, ExpectedContent: []string{`"from":{"code":"after_to"`},
 		},
 		{
-			Name: "bad date", URL: "/api/pba/stats?to=yesterday", Headers: map[string]string{"Authorization": fx.Superuser.Token},
+			Name: "bad date", URL: "/api/pba/stats?to=yesterday", Headers: pbatest.AuthHeaders(fx.Superuser.Token),
 			ExpectedStatus: 400, ExpectedContent: []string{`"to":{"code":"invalid_date"`},
 		},
 		{
 			Name: "superuser: everything by month, one total per currency",
-			URL:  "/api/pba/stats?from=2026-01-01&to=2026-01-31&interval=month", Headers: map[string]string{"Authorization": fx.Superuser.Token},
+			URL:  "/api/pba/stats?from=2026-01-01&to=2026-01-31&interval=month", Headers: pbatest.AuthHeaders(fx.Superuser.Token),
 			ExpectedStatus: 200,
 			ExpectedContent: []string{
 				`"totals":[{"currency":"eur","clicks":7,`,
@@ -100,11 +101,11 @@ func TestStatsRoute(t *testing.T) {
 		},
 		{
 			Name: "superuser: one program", URL: "/api/pba/stats?from=2026-01-01&to=2026-01-31&program=" + fx.ProgramQ,
-			Headers: map[string]string{"Authorization": fx.Superuser.Token}, ExpectedStatus: 200,
+			Headers: pbatest.AuthHeaders(fx.Superuser.Token), ExpectedStatus: 200,
 			ExpectedContent: []string{`"totals":[{"currency":"eur","clicks":7,`}, NotExpectedContent: []string{`"usd"`},
 		},
 		{
-			Name: "unknown program", URL: "/api/pba/stats?program=nope", Headers: map[string]string{"Authorization": fx.Superuser.Token},
+			Name: "unknown program", URL: "/api/pba/stats?program=nope", Headers: pbatest.AuthHeaders(fx.Superuser.Token),
 			ExpectedStatus: 400, ExpectedContent: []string{`"program":{"code":"unknown_program"`},
 		},
 	}
@@ -121,28 +122,28 @@ func TestLeaderboardRoute(t *testing.T) {
 	scenarios := []tests.ApiScenario{
 		{
 			Name: "by commission in P: B first, A second", URL: "/api/pba/leaderboard?from=2026-01-01&to=2026-01-31&program=" + fx.ProgramP,
-			Headers: map[string]string{"Authorization": fx.Superuser.Token}, ExpectedStatus: 200,
+			Headers: pbatest.AuthHeaders(fx.Superuser.Token), ExpectedStatus: 200,
 			ExpectedContent: []string{`"affiliates":[{"affiliate":"` + fx.B.ID + `","code":`, `"clicks":100,"unique_clicks":90,"conversions":10,"revenue":90000,"commission":18000`, `"rank":2`, `"by":"commission"`},
 		},
 		{
 			Name: "money across currencies needs a program", URL: "/api/pba/leaderboard?from=2026-01-01&to=2026-01-31",
-			Headers: map[string]string{"Authorization": fx.Superuser.Token}, ExpectedStatus: 400,
+			Headers: pbatest.AuthHeaders(fx.Superuser.Token), ExpectedStatus: 400,
 			ExpectedContent: []string{`"program":{"code":"required"`},
 		},
 		{
 			Name: "clicks across currencies, limit 1", URL: "/api/pba/leaderboard?from=2026-01-01&to=2026-01-31&by=clicks&limit=1",
-			Headers: map[string]string{"Authorization": fx.Superuser.Token}, ExpectedStatus: 200,
+			Headers: pbatest.AuthHeaders(fx.Superuser.Token), ExpectedStatus: 200,
 			ExpectedContent: []string{`"affiliate":"` + fx.B.ID + `"`}, NotExpectedContent: []string{`"rank":2`},
 		},
 		{
-			Name: "bad metric", URL: "/api/pba/leaderboard?by=ctr", Headers: map[string]string{"Authorization": fx.Superuser.Token},
+			Name: "bad metric", URL: "/api/pba/leaderboard?by=ctr", Headers: pbatest.AuthHeaders(fx.Superuser.Token),
 			ExpectedStatus: 400, ExpectedContent: []string{`"by":{"code":"invalid_metric"`},
 		},
 		{
-			Name: "bad limit", URL: "/api/pba/leaderboard?by=clicks&limit=1000", Headers: map[string]string{"Authorization": fx.Superuser.Token},
+			Name: "bad limit", URL: "/api/pba/leaderboard?by=clicks&limit=1000", Headers: pbatest.AuthHeaders(fx.Superuser.Token),
 			ExpectedStatus: 400, ExpectedContent: []string{`"limit":{"code":"invalid_limit"`},
 		},
-		{Name: "affiliate: 403", URL: "/api/pba/leaderboard", Headers: map[string]string{"Authorization": fx.A.Token}, ExpectedStatus: 403, ExpectedContent: []string{`"status":403`}},
+		{Name: "affiliate: 403", URL: "/api/pba/leaderboard", Headers: pbatest.AuthHeaders(fx.A.Token), ExpectedStatus: 403, ExpectedContent: []string{`"status":403`}},
 		{Name: "guest: 401", URL: "/api/pba/leaderboard", ExpectedStatus: 401, ExpectedContent: []string{`"status":401`}},
 	}
 	for _, s := range scenarios {
@@ -157,27 +158,27 @@ func TestExportRoutes(t *testing.T) {
 	scenarios := []tests.ApiScenario{
 		{
 			Name: "commissions: every row, decimal amount, affiliate code", URL: "/api/pba/export/commissions.csv",
-			Headers: map[string]string{"Authorization": fx.Superuser.Token}, ExpectedStatus: 200,
+			Headers: pbatest.AuthHeaders(fx.Superuser.Token), ExpectedStatus: 200,
 			ExpectedContent: []string{"id,affiliate,affiliate_code,program,conversion,kind,amount_minor,currency,status,payable_at,payout,note,created,amount\n",
 				fx.RowsA.Commission + "," + fx.A.ID + ",", ",sale,1000,usd,paid,", ",10.00\n", fx.RowsB.Commission + ","},
 		},
 		{
 			Name: "conversions filtered by status", URL: "/api/pba/export/conversions.csv?status=refunded",
-			Headers: map[string]string{"Authorization": fx.Superuser.Token}, ExpectedStatus: 200,
+			Headers: pbatest.AuthHeaders(fx.Superuser.Token), ExpectedStatus: 200,
 			ExpectedContent: []string{"id,affiliate,affiliate_code"}, NotExpectedContent: []string{fx.RowsA.Conversion},
 		},
 		{
 			Name: "affiliates: names typed by affiliates cannot become formulas",
-			URL:  "/api/pba/export/affiliates.csv?program=" + fx.ProgramQ, Headers: map[string]string{"Authorization": fx.Superuser.Token},
+			URL:  "/api/pba/export/affiliates.csv?program=" + fx.ProgramQ, Headers: pbatest.AuthHeaders(fx.Superuser.Token),
 			BeforeTestFunc: func(t testing.TB, app *tests.TestApp, e *core.ServeEvent) { seedStats(t, app) },
 			ExpectedStatus: 200, ExpectedContent: []string{`"'=HYPERLINK(""x"")"`, "eu@fixture.test"},
 			NotExpectedContent: []string{"a@fixture.test", "password", "tokenKey"},
 		},
 		{
-			Name: "bad date", URL: "/api/pba/export/conversions.csv?from=01/01/2026", Headers: map[string]string{"Authorization": fx.Superuser.Token},
+			Name: "bad date", URL: "/api/pba/export/conversions.csv?from=01/01/2026", Headers: pbatest.AuthHeaders(fx.Superuser.Token),
 			ExpectedStatus: 400, ExpectedContent: []string{`"from":{"code":"invalid_date"`},
 		},
-		{Name: "affiliate: 403", URL: "/api/pba/export/commissions.csv", Headers: map[string]string{"Authorization": fx.A.Token}, ExpectedStatus: 403, ExpectedContent: []string{`"status":403`}},
+		{Name: "affiliate: 403", URL: "/api/pba/export/commissions.csv", Headers: pbatest.AuthHeaders(fx.A.Token), ExpectedStatus: 403, ExpectedContent: []string{`"status":403`}},
 		{Name: "guest: 401", URL: "/api/pba/export/affiliates.csv", ExpectedStatus: 401, ExpectedContent: []string{`"status":401`}},
 	}
 	for _, s := range scenarios {
@@ -192,7 +193,7 @@ func TestExportPages(t *testing.T) {
 	const n = 2500
 	(&tests.ApiScenario{
 		Method: http.MethodGet, URL: "/api/pba/export/commissions.csv?from=2026-01-01&to=2026-01-31",
-		Headers: map[string]string{"Authorization": fx.Superuser.Token}, ExpectedStatus: 200,
+		Headers: pbatest.AuthHeaders(fx.Superuser.Token), ExpectedStatus: 200,
 		ExpectedContent: []string{"id,affiliate"},
 		TestAppFactory:  fx.Factory(),
 		BeforeTestFunc: func(t testing.TB, app *tests.TestApp, e *core.ServeEvent) {
@@ -231,19 +232,19 @@ func TestExportPages(t *testing.T) {
 func TestBalanceRoute(t *testing.T) {
 	scenarios := []tests.ApiScenario{
 		{
-			Name: "affiliate: own paid commission", URL: "/api/pba/balance", Headers: map[string]string{"Authorization": fx.A.Token},
+			Name: "affiliate: own paid commission", URL: "/api/pba/balance", Headers: pbatest.AuthHeaders(fx.A.Token),
 			ExpectedStatus: 200, ExpectedContent: []string{`"balances":[{"currency":"usd","pending":0,"payable":0,"paid":1000}]`},
 		},
 		{
-			Name: "affiliate naming another: 403", URL: "/api/pba/balance?affiliate=" + fx.B.ID, Headers: map[string]string{"Authorization": fx.A.Token},
+			Name: "affiliate naming another: 403", URL: "/api/pba/balance?affiliate=" + fx.B.ID, Headers: pbatest.AuthHeaders(fx.A.Token),
 			ExpectedStatus: 403, ExpectedContent: []string{`"affiliate"`},
 		},
 		{
-			Name: "superuser names one", URL: "/api/pba/balance?affiliate=" + fx.B.ID, Headers: map[string]string{"Authorization": fx.Superuser.Token},
+			Name: "superuser names one", URL: "/api/pba/balance?affiliate=" + fx.B.ID, Headers: pbatest.AuthHeaders(fx.Superuser.Token),
 			ExpectedStatus: 200, ExpectedContent: []string{`"paid":2000`},
 		},
 		{
-			Name: "superuser without affiliate: 400", URL: "/api/pba/balance", Headers: map[string]string{"Authorization": fx.Superuser.Token},
+			Name: "superuser without affiliate: 400", URL: "/api/pba/balance", Headers: pbatest.AuthHeaders(fx.Superuser.Token),
 			ExpectedStatus: 400, ExpectedContent: []string{`"affiliate":{"code":"required"`},
 		},
 		{Name: "guest: 401", URL: "/api/pba/balance", ExpectedStatus: 401, ExpectedContent: []string{`"status":401`}},

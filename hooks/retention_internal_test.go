@@ -9,13 +9,15 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
 // pbaRetention deletes expired clicks past every attribution window (more than one chunk of
 // them), keeps the clicks sales are attributed to, and prunes old bookkeeping rows; a second
 // run finds nothing.
 func TestRetentionPrunesExpiredRows(t *testing.T) {
-	app := newWriterTestApp(t)
+	app := pbatest.TempApp(t)
 	now := time.Now().UTC()
 	ago := func(days int) time.Time { return now.AddDate(0, 0, -days) }
 	clicksAt := func(n int, at time.Time) []string {
@@ -90,7 +92,7 @@ func TestRetentionPrunesExpiredRows(t *testing.T) {
 // TestExpiredClicksDeleteReadsIndexes: the delete walks a rowid range and asks the partial
 // click index of conversions, never scanning either table.
 func TestExpiredClicksDeleteReadsIndexes(t *testing.T) {
-	app := newWriterTestApp(t)
+	app := pbatest.TempApp(t)
 	rows, err := app.DB().NewQuery("EXPLAIN QUERY PLAN " + expiredClicksDelete).
 		Bind(dbx.Params{"last": 0, "upto": 10, "cutoff": "2026-01-01"}).Rows()
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"sort"
 	"strconv"
@@ -41,17 +40,13 @@ func newClickEnv(t *testing.T, cfg hooks.Config) *clickEnv {
 	return env
 }
 
+// get is a click: a desktop browser's GET from a public address, changed by mutate.
 func (c *clickEnv) get(path string, mutate ...func(*http.Request)) *http.Response {
-	c.t.Helper()
-	req := httptest.NewRequest(http.MethodGet, path, nil)
-	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36")
-	req.RemoteAddr = "203.0.113.7:5555"
-	for _, m := range mutate {
-		m(req)
+	browser := func(req *http.Request) {
+		req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36")
+		req.RemoteAddr = "203.0.113.7:5555"
 	}
-	rec := httptest.NewRecorder()
-	c.handler.ServeHTTP(rec, req)
-	return rec.Result()
+	return pbatest.Request(c.handler, http.MethodGet, path, "", "", append([]func(*http.Request){browser}, mutate...)...).Result()
 }
 
 func (c *clickEnv) clicks(filter string) []*core.Record {
@@ -294,14 +289,9 @@ func assertStatsMatchClicks(t *testing.T, app core.App) {
 
 func TestTrackClickAPI(t *testing.T) {
 	env := newClickEnv(t, fx.Config)
-	post := func(body string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(http.MethodPost, "/api/pba/clicks", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Origin", "https://shop.example.com")
-		req.Header.Set("User-Agent", "Mozilla/5.0 Chrome/120")
-		rec := httptest.NewRecorder()
-		env.handler.ServeHTTP(rec, req)
-		return rec
+	post := func(body string) *pbatest.Response {
+		return pbatest.Request(env.handler, http.MethodPost, "/api/pba/clicks", "", body,
+			pbatest.Header("Origin", "https://shop.example.com"), pbatest.Header("User-Agent", "Mozilla/5.0 Chrome/120"))
 	}
 	rec := post(`{"code":"affiliate-a","sub":"nl","referrer":"https://news.test/"}`)
 	var out struct {

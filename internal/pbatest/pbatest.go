@@ -1,268 +1,45 @@
-// Package pbatest builds PocketBase test apps from pbaffiliate's real migrations and hooks,
-// with a small, fixed world of data that every access and behaviour test can reason about.
+// Package pbatest is the one test fixture of pbaffiliate: temporary PocketBase apps built from
+// the real migrations (TempApp) or cloned from a fixed world of data with the real hooks
+// (Fixture), a settable clock (Clock), the app served in-process (Serve) and one helper that
+// sends a request to it (Request).
 //
-// Building the world (bcrypt hashes, a dozen saves) is slow under -race, so a test package
-// builds it once in TestMain with NewFixture and every test clones it with App.
+// It does not import package hooks, so that hooks' internal tests (package hooks) can use it
+// without an import cycle. What needs the hooks gets them injected: NewFixture takes the
+// register function and its configuration (hooks.Register and a hooks.Config), and the
+// internal tests wire the single engine they test onto a TempApp themselves. The migrations
+// come with the blank import below, so every app has the full schema whoever calls.
 package pbatest
 
 import (
-	"net/http"
-
-	"fmt"
-	"github.com/pocketbase/pocketbase/apis"
-	"os"
 	"testing"
-	"time"
 
-	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tests"
-	"github.com/pocketbase/pocketbase/tools/types"
 
-	"github.com/pbaffiliate/pbaffiliate/collections"
-	"github.com/pbaffiliate/pbaffiliate/hooks"
+	_ "github.com/pbaffiliate/pbaffiliate/migrations" // tests.NewTestApp runs the registered migrations
 )
 
-// Password is the password of every fixture account.
-const Password = "fixture-password-1"
-
-// Actor is one of the fixture's accounts with its auth token.
-type Actor struct {
-	ID    string
-	Email string
-	Token string
-}
-
-// Rows are the ids of one affiliate's rows in every owned collection.
-type Rows struct {
-	Link, Click, Conversion, Commission, Payout, Stats string
-}
-
-// Fixture is the fixed world: a default program (P) with a tier, a second auto-approve
-// program (Q), approved affiliates A and B in P with one row of everything each, a pending
-// affiliate in P and a superuser.
-type Fixture struct {
-	Dir            string
-	Config         hooks.Config
-	ProgramP       string
-	ProgramQ       string
-	TierP          string
-	SecretP        string
-	A, B, Pending  Actor
-	Superuser      Actor
-	RowsA, RowsB   Rows
-	ProgramQSecret string
-}
-
-// NewFixture builds the world into a new temporary data dir. Call Cleanup when done.
-func NewFixture(cfg hooks.Config) (*Fixture, error) {
-	empty, err := os.MkdirTemp("", "pba_empty_")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(empty)
-	app, err := tests.NewTestApp(empty)
-	if err != nil {
-		return nil, fmt.Errorf("test app: %w", err)
-	}
-	if err := hooks.Register(app, nil, cfg); err != nil {
-		return nil, err
-	}
-	f := &Fixture{Dir: app.DataDir(), Config: cfg}
-	if err := f.fill(app); err != nil {
-		app.Cleanup()
-		return nil, err
-	}
-	// Close the database but keep the dir: it is the template every App clones.
-	if err := app.ResetBootstrapState(); err != nil {
-		return nil, err
-	}
-	return f, nil
-}
-
-// Cleanup removes the template data dir.
-func (f *Fixture) Cleanup() { os.RemoveAll(f.Dir) }
-
-// App returns a fresh clone of the world with pbaffiliate's hooks registered.
-func (f *Fixture) App(t testing.TB) *tests.TestApp {
+// TempApp is an app with the schema and the default program but no hooks, for tests of one
+// engine or of raw SQL. It lives in temporary dirs that go with the test.
+func TempApp(t testing.TB) *tests.TestApp {
 	t.Helper()
-	return f.AppWith(t, f.Config)
-}
-
-// Factory adapts App to tests.ApiScenario's TestAppFactory.
-func (f *Fixture) Factory() func(t testing.TB) *tests.TestApp {
-	return func(t testing.TB) *tests.TestApp { return f.App(t) }
-}
-
-func (f *Fixture) fill(app core.App) error {
-	p, err := collections.FindDefaultProgram(app)
-	if err != nil {
-		return err
-	}
-	f.ProgramP, f.SecretP = p.Id, p.PostbackSecret()
-
-	q, err := save(app, collections.Programs, map[string]any{
-		"name": "Q program", "slug": "q", "destination": "https://shop.example.org/",
-		"currency": "eur", "commission_type": "flat", "commission_value": 500,
-		"cookie_days": 30, "hold_days": 0, "min_payout": 1000, "auto_approve": true, "active": true,
-	})
-	if err != nil {
-		return err
-	}
-	f.ProgramQ, f.ProgramQSecret = q.Id, q.GetString(collections.ProgramPostbackSecret)
-
-	tier, err := save(app, collections.Tiers, map[string]any{
-		"program": p.Id, "name": "Gold", "rank": 1, "min_revenue": 100000, "commission_value": 3000,
-	})
-	if err != nil {
-		return err
-	}
-	f.TierP = tier.Id
-
-	if f.A, err = affiliate(app, "Affiliate A", "a@fixture.test", p.Id, collections.AffiliateApproved); err != nil {
-		return err
-	}
-	if f.B, err = affiliate(app, "Affiliate B", "b@fixture.test", p.Id, collections.AffiliateApproved); err != nil {
-		return err
-	}
-	if f.Pending, err = affiliate(app, "Pending P", "pending@fixture.test", p.Id, collections.AffiliatePending); err != nil {
-		return err
-	}
-	if f.RowsA, err = ownedRows(app, f.A.ID, p.Id, 1000); err != nil {
-		return err
-	}
-	if f.RowsB, err = ownedRows(app, f.B.ID, p.Id, 2000); err != nil {
-		return err
-	}
-
-	superusers, err := app.FindCollectionByNameOrId(core.CollectionNameSuperusers)
-	if err != nil {
-		return err
-	}
-	su := core.NewRecord(superusers)
-	su.SetEmail("admin@fixture.test")
-	su.SetPassword(Password)
-	if err := app.Save(su); err != nil {
-		return fmt.Errorf("superuser: %w", err)
-	}
-	f.Superuser, err = actorOf(su)
-	return err
-}
-
-func save(app core.App, collection string, data map[string]any) (*core.Record, error) {
-	c, err := app.FindCollectionByNameOrId(collection)
-	if err != nil {
-		return nil, err
-	}
-	r := core.NewRecord(c)
-	r.Load(data)
-	if err := app.Save(r); err != nil {
-		return nil, fmt.Errorf("save %s %v: %w", collection, data, err)
-	}
-	return r, nil
-}
-
-func affiliate(app core.App, name, email, program, status string) (Actor, error) {
-	c, err := app.FindCollectionByNameOrId(collections.Affiliates)
-	if err != nil {
-		return Actor{}, err
-	}
-	r := core.NewRecord(c)
-	r.Load(map[string]any{"name": name, "program": program, "status": status, "notes": "secret note about " + name})
-	r.SetEmail(email)
-	r.SetVerified(true)
-	r.SetPassword(Password)
-	if err := app.Save(r); err != nil {
-		return Actor{}, fmt.Errorf("affiliate %s: %w", name, err)
-	}
-	return actorOf(r)
-}
-
-func actorOf(r *core.Record) (Actor, error) {
-	token, err := r.NewAuthToken()
-	if err != nil {
-		return Actor{}, fmt.Errorf("token for %s: %w", r.Email(), err)
-	}
-	return Actor{ID: r.Id, Email: r.Email(), Token: token}, nil
-}
-
-// ownedRows gives an affiliate one row in every collection it owns; amount makes each
-// affiliate's money distinguishable in responses.
-func ownedRows(app core.App, affiliateID, programID string, amount int) (Rows, error) {
-	var rows Rows
-	now := types.NowDateTime()
-	link, err := save(app, collections.Links, map[string]any{"affiliate": affiliateID, "program": programID, "label": "main"})
-	if err != nil {
-		return rows, err
-	}
-	click, err := save(app, collections.Clicks, map[string]any{
-		"link": link.Id, "affiliate": affiliateID, "program": programID, "visitor": "v-" + affiliateID, "unique": true,
-	})
-	if err != nil {
-		return rows, err
-	}
-	conv, err := save(app, collections.Conversions, map[string]any{
-		"affiliate": affiliateID, "program": programID, "click": click.Id, "link": link.Id, "source": "api",
-		"external_id": "order-" + affiliateID, "amount": amount * 10, "currency": "usd", "status": "approved", "occurred_at": now,
-	})
-	if err != nil {
-		return rows, err
-	}
-	payout, err := save(app, collections.Payouts, map[string]any{
-		"affiliate": affiliateID, "amount": amount, "currency": "usd", "method": "manual", "status": "paid",
-		"idempotency_key": "key-" + affiliateID, "paid_at": now,
-	})
-	if err != nil {
-		return rows, err
-	}
-	comm, err := save(app, collections.Commissions, map[string]any{
-		"affiliate": affiliateID, "program": programID, "conversion": conv.Id, "kind": "sale", "amount": amount,
-		"currency": "usd", "status": "paid", "payable_at": now.Time().Add(-time.Hour), "payout": payout.Id,
-	})
-	if err != nil {
-		return rows, err
-	}
-	stats, err := save(app, collections.StatsDaily, map[string]any{
-		"day": now.Time().Format(time.DateOnly), "affiliate": affiliateID, "program": programID, "link": link.Id,
-		"clicks": 1, "unique_clicks": 1, "conversions": 1, "revenue": amount * 10, "commission": amount,
-	})
-	if err != nil {
-		return rows, err
-	}
-	return Rows{Link: link.Id, Click: click.Id, Conversion: conv.Id, Commission: comm.Id, Payout: payout.Id, Stats: stats.Id}, nil
-}
-
-// AppWith is App with another configuration (e.g. lower fraud thresholds).
-func (f *Fixture) AppWith(t testing.TB, cfg hooks.Config) *tests.TestApp {
-	t.Helper()
-	app, err := tests.NewTestApp(f.Dir)
-	if err != nil {
-		t.Fatalf("test app: %v", err)
-	}
-	if err := hooks.Register(app, nil, cfg); err != nil {
-		t.Fatalf("register hooks: %v", err)
-	}
+	app := newApp(t, t.TempDir(), nil)
+	t.Cleanup(app.Cleanup)
 	return app
 }
 
-// Serve runs the app's OnServe hooks (routes, the click writer) and returns its HTTP handler,
-// for tests that need more than one request per app (cookies, caches, realtime). Like
-// apis.Serve, it gives the hooks an http.Server whose handler is the router, so what hooks
-// put in front of the router (the direct /r/ path) is what tests reach. The app's Cleanup
-// triggers OnTerminate, which drains the writer.
-func Serve(t testing.TB, app *tests.TestApp) http.Handler {
+// newApp clones the data dir src into a new test app (running any migration src lacks) and
+// registers hooks on it when register is not nil.
+func newApp(t testing.TB, src string, register func(*tests.TestApp) error) *tests.TestApp {
 	t.Helper()
-	router, err := apis.NewRouter(app)
+	app, err := tests.NewTestApp(src)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("test app: %v", err)
 	}
-	se := &core.ServeEvent{App: app, Router: router, Server: &http.Server{}}
-	err = app.OnServe().Trigger(se, func(e *core.ServeEvent) error {
-		mux, err := e.Router.BuildMux()
-		e.Server.Handler = mux
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
+	if register != nil {
+		if err := register(app); err != nil {
+			app.Cleanup()
+			t.Fatalf("register hooks: %v", err)
+		}
 	}
-	return se.Server.Handler
+	return app
 }
