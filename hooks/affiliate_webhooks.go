@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -29,6 +28,7 @@ import (
 	"github.com/pocketbase/pocketbase/tools/types"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/worker"
 )
 
 // Events sent to an affiliate's own webhook_url.
@@ -142,19 +142,9 @@ type webhookSender struct {
 	now    func() time.Time
 	jitter func() float64 // in [0, 1)
 
-	// running makes runs exclusive within this process; again asks the running run to look
-	// for due deliveries once more (a kick or cron tick arrived while it was busy).
-	running sync.Mutex
-	again   atomic.Bool
-	// kick wakes the worker when a delivery is created; capacity 1 coalesces bursts.
-	kick chan struct{}
-
-	// mu guards the worker's lifecycle: it runs only while the app serves.
-	mu      sync.Mutex
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    chan struct{}
-	stopped bool
+	// worker runs the deliveries while the app serves, woken when one is created, and keeps
+	// runs from overlapping in this process.
+	worker *worker.Worker
 }
 
 // newWebhookSender returns a sender with the production clock, jitter and HTTP client
@@ -165,7 +155,7 @@ func newWebhookSender(app core.App, allowPrivateNetworks bool) *webhookSender {
 	if !allowPrivateNetworks {
 		dialer.Control = refuseNonPublicAddress
 	}
-	return &webhookSender{
+	s := &webhookSender{
 		app: app,
 		client: &http.Client{
 			Timeout:   webhookTimeout,
@@ -176,8 +166,14 @@ func newWebhookSender(app core.App, allowPrivateNetworks bool) *webhookSender {
 		},
 		now:    time.Now,
 		jitter: rand.Float64,
-		kick:   make(chan struct{}, 1),
 	}
+	s.worker = worker.New(func(ctx context.Context) error {
+		_, err := s.run(ctx)
+		return err
+	}, func(err error) {
+		app.Logger().Error("webhook deliveries", "error", err)
+	})
+	return s
 }
 
 // registerAffiliateWebhooks gives affiliates with a webhook_url a signing secret and delivers
@@ -197,24 +193,20 @@ func registerAffiliateWebhooks(app core.App, cfg Config) {
 	// AfterCreateSuccess runs after the conversion's transaction commits, so the worker finds
 	// the row; signal never blocks, so ingestion never waits for delivery.
 	app.OnRecordAfterCreateSuccess(collections.WebhookDeliveries).BindFunc(func(e *core.RecordEvent) error {
-		s.signal()
+		s.worker.Signal()
 		return e.Next()
 	})
 
-	app.Cron().MustAdd(webhookCronJob, "* * * * *", func() {
-		if ctx, ok := s.runContext(); ok {
-			s.runLogged(ctx)
-		}
-	})
+	app.Cron().MustAdd(webhookCronJob, "* * * * *", s.worker.Tick)
 
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
-		s.start()
+		s.worker.Start() // also delivers what became due while the server was down
 		return se.Next()
 	})
 	// Stop before PocketBase closes the database: in-flight sends are canceled and their
 	// claims released, so they are retried by the next process.
 	app.OnTerminate().BindFunc(func(e *core.TerminateEvent) error {
-		s.stop()
+		s.worker.Stop()
 		return e.Next()
 	})
 }
@@ -232,106 +224,26 @@ func newWebhookSecret() string {
 	return webhookSecretPrefix + security.RandomString(webhookSecretLength)
 }
 
-// signal wakes the worker without ever blocking the caller.
-func (s *webhookSender) signal() {
-	select {
-	case s.kick <- struct{}{}:
-	default: // a wake-up is already pending
-	}
-}
-
-// start runs the worker; only a serving app has one (CLI commands do not).
-func (s *webhookSender) start() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cancel != nil {
-		return
-	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.done = make(chan struct{})
-	s.stopped = false
-	go s.work(s.ctx, s.done)
-	s.signal() // deliver what became due while the server was down
-}
-
-// stop cancels in-flight sends, ends the worker and waits for any run (worker or cron) to
-// finish, so nothing touches the database after it closes.
-func (s *webhookSender) stop() {
-	s.mu.Lock()
-	if s.cancel == nil {
-		s.mu.Unlock()
-		return
-	}
-	s.cancel()
-	done := s.done
-	s.cancel, s.ctx, s.done, s.stopped = nil, nil, nil, true
-	s.mu.Unlock()
-	<-done
-	s.running.Lock()
-	s.running.Unlock() //nolint:staticcheck // empty critical section: waits for a cron run to end
-}
-
-// runContext is the context a cron run uses: the worker's while serving (canceled on
-// terminate), a background one when the job runs outside a server, none after stop.
-func (s *webhookSender) runContext() (context.Context, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.stopped:
-		return nil, false
-	case s.ctx != nil:
-		return s.ctx, true
-	default:
-		return context.Background(), true
-	}
-}
-
-// work delivers whenever a delivery is created, until ctx ends.
-func (s *webhookSender) work(ctx context.Context, done chan struct{}) {
-	defer close(done)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.kick:
-			s.runLogged(ctx)
-		}
-	}
-}
-
-// runLogged is run for callers with nowhere to return an error to (worker, cron).
-func (s *webhookSender) runLogged(ctx context.Context) {
-	if _, err := s.run(ctx); err != nil && ctx.Err() == nil {
-		s.app.Logger().Error("webhook deliveries", "error", err)
-	}
-}
-
 // run delivers every due delivery and returns how many it attempted. Runs never overlap in
 // this process: a run that finds another in progress asks it to look again and returns at
 // once (the running one then picks up whatever this one would have). Across processes the
 // per-delivery claim in the database keeps a delivery from being sent twice at once.
 func (s *webhookSender) run(ctx context.Context) (int, error) {
 	total := 0
-	s.again.Store(true)
-	for s.again.Load() {
-		if !s.running.TryLock() {
-			return total, nil // the holder sees again and loops, also after its last batch
-		}
-		var err error
-		for err == nil && ctx.Err() == nil && s.again.Swap(false) {
-			var n int
-			n, err = s.runBatch(ctx)
+	err := s.worker.Exclusive(ctx, func(next func() bool) error {
+		for next() {
+			n, err := s.runBatch(ctx)
 			total += n
+			if err != nil {
+				return err
+			}
 			if n == webhookBatch {
-				s.again.Store(true) // more may be due
+				s.worker.Again() // more may be due
 			}
 		}
-		s.running.Unlock()
-		if err != nil || ctx.Err() != nil {
-			return total, err
-		}
-	}
-	return total, nil
+		return nil
+	})
+	return total, err
 }
 
 // runBatch delivers up to webhookBatch due deliveries, webhookParallel at a time, and returns

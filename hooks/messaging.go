@@ -9,7 +9,6 @@ import (
 	"net/mail"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pocketbase/dbx"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/worker"
 )
 
 // Messaging collections (migration 1795478800_messaging); local names because the shared
@@ -96,12 +96,10 @@ type messagingEngine struct {
 	sleep  func(context.Context, time.Duration) error
 	resend *resendSender // nil without RESEND_API_KEY
 
-	// running makes runs exclusive within this process; again asks a running run to look once
-	// more. Across processes the messagingLease row does, held under holder.
-	running sync.Mutex
-	again   atomic.Bool
-	kick    chan struct{}
-	holder  string
+	// worker runs the engine while the app serves and keeps runs from overlapping in this
+	// process; across processes the messagingLease row does, held under holder.
+	worker *worker.Worker
+	holder string
 
 	// commissionsSeen is up to when new commissions were scanned for mail (zero: not yet in
 	// this process). Only runs touch it, and runs are exclusive.
@@ -109,17 +107,12 @@ type messagingEngine struct {
 
 	keyMu sync.Mutex
 	key   []byte // unsubscribe-token HMAC key, loaded on first use
-
-	mu      sync.Mutex
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    chan struct{}
-	stopped bool
 }
 
 // newMessagingEngine builds the engine; a malformed RESEND_BASE_URL is an error at start.
 func newMessagingEngine(app core.App, cfg Config) (*messagingEngine, error) {
-	e := &messagingEngine{app: app, cfg: cfg, now: time.Now, sleep: sleepCtx, kick: make(chan struct{}, 1), holder: security.RandomString(15)}
+	e := &messagingEngine{app: app, cfg: cfg, now: time.Now, sleep: sleepCtx, holder: security.RandomString(15)}
+	e.worker = worker.New(e.run, func(err error) { app.Logger().Error("mail worker", "error", err) })
 	if cfg.ResendAPIKey != "" {
 		s, err := newResendSender(cfg.ResendAPIKey, cfg.ResendBaseURL, func(ctx context.Context, d time.Duration) error { return e.sleep(ctx, d) })
 		if err != nil {
@@ -197,11 +190,7 @@ func (e *messagingEngine) bind() {
 	app.OnRecordAfterCreateSuccess(collMessages).BindFunc(kickOnScheduled)
 	app.OnRecordAfterUpdateSuccess(collMessages).BindFunc(kickOnScheduled)
 
-	app.Cron().MustAdd(messagingCronJob, "* * * * *", func() {
-		if ctx, ok := e.runContext(); ok {
-			e.runLogged(ctx)
-		}
-	})
+	app.Cron().MustAdd(messagingCronJob, "* * * * *", e.worker.Tick)
 	app.Cron().MustAdd(digestCronJob, "5 * * * *", func() {
 		if err := e.queueDigests(); err != nil {
 			e.app.Logger().Error("weekly digest", "error", err)
@@ -213,11 +202,11 @@ func (e *messagingEngine) bind() {
 			return err
 		}
 		e.bindRoutes(se)
-		e.start()
+		e.worker.Start() // also sends what was queued while the server was down
 		return se.Next()
 	})
 	app.OnTerminate().BindFunc(func(te *core.TerminateEvent) error {
-		e.stop()
+		e.worker.Stop() // cancels in-flight sends, waits for runs before the database closes
 		return te.Next()
 	})
 }
@@ -342,107 +331,30 @@ func insertDelivery(db dbx.Builder, d deliveryRow, now time.Time) (bool, error) 
 var errLeaseLost = errors.New("mail lease taken over by another process")
 
 // signal wakes the worker without ever blocking the caller.
-func (e *messagingEngine) signal() {
-	select {
-	case e.kick <- struct{}{}:
-	default:
-	}
-}
+func (e *messagingEngine) signal() { e.worker.Signal() }
 
-// start runs the worker; only a serving app has one (CLI commands do not).
-func (e *messagingEngine) start() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.cancel != nil {
-		return
-	}
-	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.done = make(chan struct{})
-	e.stopped = false
-	go e.work(e.ctx, e.done)
-	e.signal() // send what was queued while the server was down
-}
-
-// stop cancels in-flight sends and waits for any run to end before the database closes.
-func (e *messagingEngine) stop() {
-	e.mu.Lock()
-	if e.cancel == nil {
-		e.mu.Unlock()
-		return
-	}
-	e.cancel()
-	done := e.done
-	e.cancel, e.ctx, e.done, e.stopped = nil, nil, nil, true
-	e.mu.Unlock()
-	<-done
-	e.running.Lock()
-	e.running.Unlock() //nolint:staticcheck // waits for a cron run to end
-}
-
-// runContext is the context of a cron run: the worker's while serving, a background one
-// outside a server, none after stop.
-func (e *messagingEngine) runContext() (context.Context, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	switch {
-	case e.stopped:
-		return nil, false
-	case e.ctx != nil:
-		return e.ctx, true
-	default:
-		return context.Background(), true
-	}
-}
-
-// work runs whenever something is queued, until ctx ends.
-func (e *messagingEngine) work(ctx context.Context, done chan struct{}) {
-	defer close(done)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-e.kick:
-			e.runLogged(ctx)
-		}
-	}
-}
-
-// runLogged is run for callers with nowhere to return an error to (worker, cron).
-func (e *messagingEngine) runLogged(ctx context.Context) {
-	if err := e.run(ctx); err != nil && ctx.Err() == nil {
-		e.app.Logger().Error("mail worker", "error", err)
-	}
-}
-
-// run starts due broadcasts, sends every due delivery and settles finished messages. A run
-// that finds another in progress asks it to look again and returns.
+// run starts due broadcasts, sends every due delivery and settles finished messages, under
+// the mail lease. A run that finds another in progress asks it to look again and returns.
 func (e *messagingEngine) run(ctx context.Context) error {
-	e.again.Store(true)
-	for e.again.Load() {
-		if !e.running.TryLock() {
-			return nil
-		}
+	return e.worker.Exclusive(ctx, func(next func() bool) error {
 		held, err := acquireLease(e.app.DB(), messagingLease, e.holder, e.now(), messagingLeaseTTL)
-		if err != nil || !held {
-			e.running.Unlock()
-			return err // another process is sending; it looks again itself
+		if err != nil {
+			return err
 		}
-		for err == nil && ctx.Err() == nil && e.again.Swap(false) {
+		if !held {
+			return worker.ErrEnd // another process is sending; it looks again itself
+		}
+		for err == nil && next() {
 			err = e.runOnce(ctx)
 		}
 		if errors.Is(err, errLeaseLost) {
-			e.running.Unlock()
-			return nil
+			return worker.ErrEnd
 		}
 		if rerr := releaseLease(e.app.DB(), messagingLease, e.holder, e.now()); err == nil {
 			err = rerr
 		}
-		e.running.Unlock()
-		if err != nil || ctx.Err() != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 // runOnce is one pass over everything due.
