@@ -53,11 +53,11 @@ func enqueueConversionWebhook(tx core.App, conv *core.Record) error {
 	}
 	d := core.NewRecord(col)
 	d.Load(map[string]any{
-		"affiliate": affiliate.Id,
-		"event":     eventConversionCreated,
-		"event_id":  eventConversionCreated + ":" + conv.Id,
-		"url":       url,
-		"payload": map[string]any{
+		collections.FieldAffiliate:         affiliate.Id,
+		collections.WebhookDeliveryEvent:   eventConversionCreated,
+		collections.WebhookDeliveryEventID: eventConversionCreated + ":" + conv.Id,
+		collections.WebhookDeliveryURL:     url,
+		collections.WebhookDeliveryPayload: map[string]any{
 			"event": eventConversionCreated,
 			"data": map[string]any{
 				"id":          conv.Id,
@@ -69,9 +69,9 @@ func enqueueConversionWebhook(tx core.App, conv *core.Record) error {
 				"occurred_at": conv.GetDateTime(collections.ConversionOccurredAt).Time().UTC().Format(time.RFC3339),
 			},
 		},
-		"status":          "pending",
-		"attempts":        0,
-		"next_attempt_at": time.Now().UTC(),
+		collections.FieldStatus:                  collections.WebhookDeliveryPending,
+		collections.WebhookDeliveryAttempts:      0,
+		collections.WebhookDeliveryNextAttemptAt: time.Now().UTC(),
 	})
 	return tx.Save(d)
 }
@@ -125,13 +125,6 @@ const (
 	webhookSecretLength = 32
 	// webhookCronJob is the id of the cron job in the dashboard.
 	webhookCronJob = "pbaWebhooks"
-)
-
-// Delivery statuses (the webhook_deliveries status field).
-const (
-	webhookPending = "pending"
-	webhookSent    = "sent"
-	webhookFailed  = "failed"
 )
 
 // webhookSender delivers due webhook_deliveries. The clock, the HTTP client and the jitter
@@ -251,9 +244,9 @@ func (s *webhookSender) run(ctx context.Context) (int, error) {
 func (s *webhookSender) runBatch(ctx context.Context) (int, error) {
 	var due []*core.Record
 	err := s.app.RecordQuery(collections.WebhookDeliveries).
-		AndWhere(dbx.HashExp{collections.FieldStatus: webhookPending}).
+		AndWhere(dbx.HashExp{collections.FieldStatus: collections.WebhookDeliveryPending}).
 		AndWhere(dbx.NewExp("[[next_attempt_at]] <= {:now}", dbx.Params{"now": webhookDBTime(s.now())})).
-		OrderBy("next_attempt_at", "id").
+		OrderBy(collections.WebhookDeliveryNextAttemptAt, core.FieldNameId).
 		Limit(webhookBatch).
 		All(&due)
 	if err != nil {
@@ -285,9 +278,9 @@ func (s *webhookSender) deliver(ctx context.Context, d *core.Record) error {
 	if err != nil || !claimed {
 		return err // not claimed: another run or process has it, or it is no longer due
 	}
-	target := d.GetString("url")
+	target := d.GetString(collections.WebhookDeliveryURL)
 	if err := checkWebhookURL(target, s.app.IsDev()); err != nil {
-		return s.finish(d.Id, lease, webhookOutcome{status: webhookFailed, attempts: d.GetInt("attempts"), err: err.Error()})
+		return s.finish(d.Id, lease, webhookOutcome{status: collections.WebhookDeliveryFailed, attempts: d.GetInt(collections.WebhookDeliveryAttempts), err: err.Error()})
 	}
 	secret, err := s.secretFor(d.GetString(collections.FieldAffiliate))
 	if err != nil {
@@ -296,22 +289,22 @@ func (s *webhookSender) deliver(ctx context.Context, d *core.Record) error {
 	}
 	body, err := webhookBody(d)
 	if err != nil {
-		return s.finish(d.Id, lease, webhookOutcome{status: webhookFailed, attempts: d.GetInt("attempts"), err: err.Error()})
+		return s.finish(d.Id, lease, webhookOutcome{status: collections.WebhookDeliveryFailed, attempts: d.GetInt(collections.WebhookDeliveryAttempts), err: err.Error()})
 	}
 
-	code, sendErr := s.send(ctx, target, d.GetString("event"), d.GetString("event_id"), secret, body, now)
+	code, sendErr := s.send(ctx, target, d.GetString(collections.WebhookDeliveryEvent), d.GetString(collections.WebhookDeliveryEventID), secret, body, now)
 	if ctx.Err() != nil {
 		// Shutting down: the attempt does not count; the next process retries it.
 		return s.release(d.Id, lease)
 	}
-	attempts := d.GetInt("attempts") + 1
+	attempts := d.GetInt(collections.WebhookDeliveryAttempts) + 1
 	if sendErr == nil {
-		return s.finish(d.Id, lease, webhookOutcome{status: webhookSent, attempts: attempts, code: code})
+		return s.finish(d.Id, lease, webhookOutcome{status: collections.WebhookDeliverySent, attempts: attempts, code: code})
 	}
-	out := webhookOutcome{status: webhookPending, attempts: attempts, code: code, err: sendErr.Error(),
+	out := webhookOutcome{status: collections.WebhookDeliveryPending, attempts: attempts, code: code, err: sendErr.Error(),
 		next: now.Add(webhookBackoff(attempts, s.jitter()))}
 	if attempts >= webhookMaxAttempts {
-		out.status = webhookFailed
+		out.status = collections.WebhookDeliveryFailed
 		out.err = fmt.Sprintf("gave up after %d attempts: %s", attempts, out.err)
 	}
 	return s.finish(d.Id, lease, out)
@@ -325,7 +318,7 @@ func (s *webhookSender) claim(id string, now time.Time) (string, bool, error) {
 	res, err := s.app.DB().NewQuery(
 		"UPDATE {{webhook_deliveries}} SET [[next_attempt_at]] = {:lease}, [[updated]] = {:now} " +
 			"WHERE [[id]] = {:id} AND [[status]] = {:pending} AND [[next_attempt_at]] <= {:now}").
-		Bind(dbx.Params{"lease": lease, "now": webhookDBTime(now), "id": id, "pending": webhookPending}).
+		Bind(dbx.Params{"lease": lease, "now": webhookDBTime(now), "id": id, "pending": collections.WebhookDeliveryPending}).
 		Execute()
 	if err != nil {
 		return "", false, fmt.Errorf("claim webhook delivery %s: %w", id, err)
@@ -342,7 +335,7 @@ func (s *webhookSender) release(id, lease string) error {
 	_, err := s.app.DB().NewQuery(
 		"UPDATE {{webhook_deliveries}} SET [[next_attempt_at]] = {:now}, [[updated]] = {:now} " +
 			"WHERE [[id]] = {:id} AND [[status]] = {:pending} AND [[next_attempt_at]] = {:lease}").
-		Bind(dbx.Params{"now": webhookDBTime(s.now()), "id": id, "pending": webhookPending, "lease": lease}).
+		Bind(dbx.Params{"now": webhookDBTime(s.now()), "id": id, "pending": collections.WebhookDeliveryPending, "lease": lease}).
 		Execute()
 	if err != nil {
 		return fmt.Errorf("release webhook delivery %s: %w", id, err)
@@ -363,7 +356,7 @@ type webhookOutcome struct {
 // claim that expired mid-send may have been taken over, and the newer attempt's outcome wins.
 func (s *webhookSender) finish(id, lease string, out webhookOutcome) error {
 	next := lease
-	if out.status == webhookPending {
+	if out.status == collections.WebhookDeliveryPending {
 		next = webhookDBTime(out.next)
 	}
 	res, err := s.app.DB().NewQuery(
@@ -372,7 +365,7 @@ func (s *webhookSender) finish(id, lease string, out webhookOutcome) error {
 			"WHERE [[id]] = {:id} AND [[status]] = {:pending} AND [[next_attempt_at]] = {:lease}").
 		Bind(dbx.Params{
 			"status": out.status, "attempts": out.attempts, "code": out.code, "err": webhookErrorText(out.err),
-			"next": next, "now": webhookDBTime(s.now()), "id": id, "pending": webhookPending, "lease": lease,
+			"next": next, "now": webhookDBTime(s.now()), "id": id, "pending": collections.WebhookDeliveryPending, "lease": lease,
 		}).
 		Execute()
 	if err != nil {
@@ -402,8 +395,8 @@ func (s *webhookSender) secretFor(affiliateID string) (string, error) {
 		return "", fmt.Errorf("generate webhook secret of affiliate %s: %w", affiliateID, err)
 	}
 	var secret string
-	err = s.app.DB().Select("webhook_secret").From(collections.Affiliates).
-		Where(dbx.HashExp{"id": affiliateID}).Row(&secret)
+	err = s.app.DB().Select(collections.AffiliateWebhookSecret).From(collections.Affiliates).
+		Where(dbx.HashExp{core.FieldNameId: affiliateID}).Row(&secret)
 	if err != nil {
 		return "", fmt.Errorf("read webhook secret of affiliate %s: %w", affiliateID, err)
 	}
@@ -452,7 +445,7 @@ func signWebhook(secret string, at time.Time, body []byte) string {
 // webhookBody is the JSON sent: the stored payload plus id (the event id, for dedupe) and
 // created (when the event happened). It is the same bytes on every retry.
 func webhookBody(d *core.Record) ([]byte, error) {
-	raw := []byte(d.GetString("payload"))
+	raw := []byte(d.GetString(collections.WebhookDeliveryPayload))
 	payload := map[string]any{}
 	if len(bytes.TrimSpace(raw)) > 0 && string(bytes.TrimSpace(raw)) != "null" {
 		if err := json.Unmarshal(raw, &payload); err != nil {
@@ -460,9 +453,9 @@ func webhookBody(d *core.Record) ([]byte, error) {
 		}
 	}
 	if _, ok := payload["event"]; !ok {
-		payload["event"] = d.GetString("event")
+		payload["event"] = d.GetString(collections.WebhookDeliveryEvent)
 	}
-	payload["id"] = d.GetString("event_id")
+	payload["id"] = d.GetString(collections.WebhookDeliveryEventID)
 	payload["created"] = d.GetDateTime(collections.FieldCreated).Time().UTC().Format(time.RFC3339)
 	body, err := json.Marshal(payload)
 	if err != nil {

@@ -20,42 +20,6 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/worker"
 )
 
-// Messaging collections (migration 1795478800_messaging); local names because the shared
-// collections package is owned elsewhere.
-const (
-	collMessages     = "messages"
-	collDeliveries   = "deliveries"
-	collSuppressions = "suppressions"
-)
-
-// Delivery statuses.
-const (
-	deliveryQueued     = "queued"
-	deliverySent       = "sent"
-	deliveryDelivered  = "delivered"
-	deliveryBounced    = "bounced"
-	deliveryComplained = "complained"
-	deliveryFailed     = "failed"
-	deliverySkipped    = "skipped"
-	deliveryDelayed    = "delayed"
-)
-
-// Message kinds and statuses.
-const (
-	messageBroadcast = "broadcast"
-	messageDraft     = "draft"
-	messageScheduled = "scheduled"
-	messageSending   = "sending"
-	messageSent      = "sent"
-)
-
-// Suppression reasons.
-const (
-	suppressBounce      = "bounce"
-	suppressComplaint   = "complaint"
-	suppressUnsubscribe = "unsubscribe"
-)
-
 // Tunables of the mail worker.
 const (
 	// messagingBatchSize is Resend's batch limit.
@@ -175,20 +139,20 @@ func (e *messagingEngine) bind() {
 		e.queuePayoutLogged(ev.App, ev.Record, template)
 		return ev.Next()
 	})
-	app.OnRecordAfterCreateSuccess(collTierChanges).BindFunc(func(ev *core.RecordEvent) error {
+	app.OnRecordAfterCreateSuccess(collections.TierChanges).BindFunc(func(ev *core.RecordEvent) error {
 		e.queueTierLogged(ev.App, ev.Record)
 		return ev.Next()
 	})
-	app.OnRecordValidate(collMailTemplates).BindFunc(validateMailTemplate)
+	app.OnRecordValidate(collections.MailTemplates).BindFunc(validateMailTemplate)
 	e.bindAuthMail()
 	kickOnScheduled := func(ev *core.RecordEvent) error {
-		if ev.Record.GetString(collections.FieldStatus) == messageScheduled {
+		if ev.Record.GetString(collections.FieldStatus) == collections.MessageScheduled {
 			e.signal()
 		}
 		return ev.Next()
 	}
-	app.OnRecordAfterCreateSuccess(collMessages).BindFunc(kickOnScheduled)
-	app.OnRecordAfterUpdateSuccess(collMessages).BindFunc(kickOnScheduled)
+	app.OnRecordAfterCreateSuccess(collections.Messages).BindFunc(kickOnScheduled)
+	app.OnRecordAfterUpdateSuccess(collections.Messages).BindFunc(kickOnScheduled)
 
 	app.Cron().MustAdd(messagingCronJob, "* * * * *", e.worker.Tick)
 	app.Cron().MustAdd(digestCronJob, "5 * * * *", func() {
@@ -228,7 +192,7 @@ func (e *messagingEngine) queuePayoutLogged(app core.App, payout *core.Record, t
 	affiliate, err := app.FindRecordById(collections.Affiliates, payout.GetString(collections.FieldAffiliate))
 	if err == nil && affiliate.Email() != "" {
 		_, err = insertDelivery(app.DB(), deliveryRow{
-			Affiliate: affiliate.Id, Email: affiliate.Email(), Template: template, Status: deliveryQueued,
+			Affiliate: affiliate.Id, Email: affiliate.Email(), Template: template, Status: collections.DeliveryQueued,
 			IdempotencyKey: payoutKeyPrefix + template + ":" + payout.Id,
 		}, e.now())
 	}
@@ -270,7 +234,7 @@ func (e *messagingEngine) queueLifecycle(app core.App, affiliate *core.Record, t
 		return nil
 	}
 	_, err := insertDelivery(app.DB(), deliveryRow{
-		Affiliate: affiliate.Id, Email: email, Template: template, Status: deliveryQueued,
+		Affiliate: affiliate.Id, Email: email, Template: template, Status: collections.DeliveryQueued,
 		IdempotencyKey: "lifecycle:" + template + ":" + affiliate.Id,
 	}, e.now())
 	return err
@@ -295,6 +259,13 @@ type deliveryRow struct {
 	Due time.Time `db:"-"`
 }
 
+// deliveryColumns are the columns of deliveryRow the worker reads.
+var deliveryColumns = []string{
+	core.FieldNameId, collections.DeliveryMessage, collections.FieldAffiliate, collections.DeliveryEmail, collections.DeliveryTemplate,
+	collections.FieldStatus, collections.DeliveryIdempotencyKey, collections.DeliveryMarketing, collections.DeliveryAttempts,
+	collections.DeliveryError, collections.DeliveryData,
+}
+
 // insertDelivery writes a delivery unless one with its idempotency key exists; it reports
 // whether a row was written. Raw SQL: an upsert is the only race-free "create once".
 func insertDelivery(db dbx.Builder, d deliveryRow, now time.Time) (bool, error) {
@@ -303,7 +274,7 @@ func insertDelivery(db dbx.Builder, d deliveryRow, now time.Time) (bool, error) 
 	if !d.Due.IsZero() {
 		due = webhookDBTime(d.Due)
 	}
-	if d.Status == deliverySent {
+	if d.Status == collections.DeliverySent {
 		sentAt, attempts = ts, 1
 	}
 	data := d.Data
@@ -380,14 +351,14 @@ func (e *messagingEngine) startDueMessages() error {
 	_, err := e.app.DB().NewQuery(
 		"UPDATE {{messages}} SET [[status]] = {:sending}, [[updated]] = {:now} " +
 			"WHERE [[status]] = {:scheduled} AND [[kind]] = {:broadcast} AND ([[send_at]] = '' OR [[send_at]] <= {:now})").
-		Bind(dbx.Params{"sending": messageSending, "scheduled": messageScheduled, "broadcast": messageBroadcast, "now": now}).
+		Bind(dbx.Params{"sending": collections.MessageSending, "scheduled": collections.MessageScheduled, "broadcast": collections.MessageKindBroadcast, "now": now}).
 		Execute()
 	if err != nil {
 		return fmt.Errorf("claim scheduled messages: %w", err)
 	}
 	var ids []string
-	err = e.app.DB().Select("id").From(collMessages).
-		Where(dbx.HashExp{"status": messageSending, "resolved_at": ""}).OrderBy("id").Column(&ids)
+	err = e.app.DB().Select(core.FieldNameId).From(collections.Messages).
+		Where(dbx.HashExp{collections.FieldStatus: collections.MessageSending, collections.MessageResolvedAt: ""}).OrderBy(core.FieldNameId).Column(&ids)
 	if err != nil {
 		return fmt.Errorf("find unresolved messages: %w", err)
 	}
@@ -435,12 +406,12 @@ type audienceMember struct {
 // resolveMessage writes one delivery per recipient of a broadcast: queued, or skipped with
 // the reason when the affiliate opted out or the address is suppressed.
 func (e *messagingEngine) resolveMessage(id string) error {
-	msg, err := e.app.FindRecordById(collMessages, id)
+	msg, err := e.app.FindRecordById(collections.Messages, id)
 	if err != nil {
 		return fmt.Errorf("find message %s: %w", id, err)
 	}
 	var filter audienceFilter
-	if raw := msg.GetString("audience"); raw != "" && raw != "null" {
+	if raw := msg.GetString(collections.MessageAudience); raw != "" && raw != "null" {
 		if err := json.Unmarshal([]byte(raw), &filter); err != nil {
 			return e.failMessage(id, fmt.Errorf("audience is not a valid filter: %w", err))
 		}
@@ -473,10 +444,10 @@ func (e *messagingEngine) resolveMessage(id string) error {
 		if m.Email == "" {
 			continue
 		}
-		d := deliveryRow{Message: id, Affiliate: m.ID, Email: m.Email, Template: templateBroadcast, Status: deliveryQueued,
+		d := deliveryRow{Message: id, Affiliate: m.ID, Email: m.Email, Template: templateBroadcast, Status: collections.DeliveryQueued,
 			IdempotencyKey: "broadcast:" + id + ":" + m.ID, Marketing: true}
 		if reason := skipReason(m.Channel, suppressed[strings.ToLower(m.Email)]); reason != "" {
-			d.Status, d.Error = deliverySkipped, reason
+			d.Status, d.Error = collections.DeliverySkipped, reason
 		}
 		rows = append(rows, d)
 	}
@@ -506,7 +477,7 @@ func (e *messagingEngine) resolveMessage(id string) error {
 // can fix it; it is not an error of the run.
 func (e *messagingEngine) failMessage(id string, cause error) error {
 	_, err := e.app.DB().NewQuery("UPDATE {{messages}} SET [[status]] = {:draft}, [[error]] = {:err}, [[updated]] = {:now} WHERE [[id]] = {:id}").
-		Bind(dbx.Params{"draft": messageDraft, "err": messagingErrorText(cause.Error()), "now": webhookDBTime(e.now()), "id": id}).Execute()
+		Bind(dbx.Params{"draft": collections.MessageDraft, "err": messagingErrorText(cause.Error()), "now": webhookDBTime(e.now()), "id": id}).Execute()
 	if err != nil {
 		return fmt.Errorf("record failure of message %s: %w", id, err)
 	}
@@ -555,7 +526,7 @@ func (e *messagingEngine) suppressedEmails() (map[string]string, error) {
 		Email  string `db:"email"`
 		Reason string `db:"reason"`
 	}
-	if err := e.app.DB().Select("email", "reason").From(collSuppressions).All(&rows); err != nil {
+	if err := e.app.DB().Select(collections.SuppressionEmail, collections.SuppressionReason).From(collections.Suppressions).All(&rows); err != nil {
 		return nil, fmt.Errorf("read suppressions: %w", err)
 	}
 	out := make(map[string]string, len(rows))
@@ -568,8 +539,8 @@ func (e *messagingEngine) suppressedEmails() (map[string]string, error) {
 // suppressionOf returns the reason an address is suppressed, or "".
 func (e *messagingEngine) suppressionOf(email string) (string, error) {
 	var reason string
-	err := e.app.DB().Select("reason").From(collSuppressions).
-		Where(dbx.HashExp{"email": strings.ToLower(email)}).Row(&reason)
+	err := e.app.DB().Select(collections.SuppressionReason).From(collections.Suppressions).
+		Where(dbx.HashExp{collections.SuppressionEmail: strings.ToLower(email)}).Row(&reason)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("read suppression of %s: %w", email, err)
 	}
@@ -597,9 +568,8 @@ func (e *messagingEngine) sendDue(ctx context.Context) error {
 	for ctx.Err() == nil {
 		now := webhookDBTime(e.now())
 		var singles []deliveryRow
-		err := e.app.DB().Select("id", "message", "affiliate", "email", "template", "status", "idempotency_key", "marketing", "attempts", "error", "data").
-			From(collDeliveries).
-			Where(dbx.HashExp{"status": deliveryQueued, "message": ""}).
+		err := e.app.DB().Select(deliveryColumns...).From(collections.Deliveries).
+			Where(dbx.HashExp{collections.FieldStatus: collections.DeliveryQueued, collections.DeliveryMessage: ""}).
 			AndWhere(dbx.NewExp("[[next_attempt_at]] <= {:now}", dbx.Params{"now": now})).
 			OrderBy("next_attempt_at", "id").Limit(messagingSingles).All(&singles)
 		if err != nil {
@@ -615,12 +585,12 @@ func (e *messagingEngine) sendDue(ctx context.Context) error {
 		}
 
 		var messageIDs []string
-		err = e.app.DB().Select("message").Distinct(true).From(collDeliveries).
-			Where(dbx.HashExp{"status": deliveryQueued}).
+		err = e.app.DB().Select(collections.DeliveryMessage).Distinct(true).From(collections.Deliveries).
+			Where(dbx.HashExp{collections.FieldStatus: collections.DeliveryQueued}).
 			AndWhere(dbx.NewExp("[[message]] != '' AND [[next_attempt_at]] <= {:now}", dbx.Params{"now": now})).
 			// Only messages still sending: an admin pauses a broadcast by setting it back to
 			// draft, and resumes it by scheduling it again.
-			AndWhere(dbx.NewExp("[[message]] IN (SELECT [[id]] FROM {{messages}} WHERE [[status]] = {:sending})", dbx.Params{"sending": messageSending})).
+			AndWhere(dbx.NewExp("[[message]] IN (SELECT [[id]] FROM {{messages}} WHERE [[status]] = {:sending})", dbx.Params{"sending": collections.MessageSending})).
 			OrderBy("message").Column(&messageIDs)
 		if err != nil {
 			return fmt.Errorf("find messages with due deliveries: %w", err)
@@ -632,9 +602,8 @@ func (e *messagingEngine) sendDue(ctx context.Context) error {
 			// Always the first rows by id: after a crash the same batch is rebuilt, with the
 			// same idempotency key, so Resend accepts it once.
 			var batch []deliveryRow
-			err := e.app.DB().Select("id", "message", "affiliate", "email", "template", "status", "idempotency_key", "marketing", "attempts", "error", "data").
-				From(collDeliveries).
-				Where(dbx.HashExp{"status": deliveryQueued, "message": id}).
+			err := e.app.DB().Select(deliveryColumns...).From(collections.Deliveries).
+				Where(dbx.HashExp{collections.FieldStatus: collections.DeliveryQueued, collections.DeliveryMessage: id}).
 				AndWhere(dbx.NewExp("[[next_attempt_at]] <= {:now}", dbx.Params{"now": now})).
 				OrderBy("id").Limit(messagingBatchSize).All(&batch)
 			if err != nil {
@@ -712,7 +681,7 @@ func (e *messagingEngine) prepare(rows []deliveryRow) ([]outgoingMail, []deliver
 	}
 	var msg *core.Record
 	if rows[0].Message != "" {
-		if msg, err = e.app.FindRecordById(collMessages, rows[0].Message); err != nil {
+		if msg, err = e.app.FindRecordById(collections.Messages, rows[0].Message); err != nil {
 			return nil, nil, fmt.Errorf("load message %s: %w", rows[0].Message, err)
 		}
 	}
@@ -726,7 +695,7 @@ func (e *messagingEngine) prepare(rows []deliveryRow) ([]outgoingMail, []deliver
 	for _, r := range rows {
 		a := byID[r.Affiliate]
 		if a == nil {
-			if err := e.markDone(r.ID, deliverySkipped, "affiliate deleted"); err != nil {
+			if err := e.markDone(r.ID, collections.DeliverySkipped, "affiliate deleted"); err != nil {
 				return nil, nil, err
 			}
 			continue
@@ -738,9 +707,9 @@ func (e *messagingEngine) prepare(rows []deliveryRow) ([]outgoingMail, []deliver
 		}
 		skip, err := e.templateMailData(r, &d)
 		if err != nil || skip != "" {
-			status, reason := deliverySkipped, skip
+			status, reason := collections.DeliverySkipped, skip
 			if err != nil {
-				status, reason = deliveryFailed, err.Error()
+				status, reason = collections.DeliveryFailed, err.Error()
 			}
 			if err := e.markDone(r.ID, status, reason); err != nil {
 				return nil, nil, err
@@ -753,7 +722,7 @@ func (e *messagingEngine) prepare(rows []deliveryRow) ([]outgoingMail, []deliver
 				return nil, nil, err
 			}
 			if reason := skipReason(a.GetString(collections.AffiliatePreferredChannel), suppression); reason != "" {
-				if err := e.markDone(r.ID, deliverySkipped, reason); err != nil {
+				if err := e.markDone(r.ID, collections.DeliverySkipped, reason); err != nil {
 					return nil, nil, err
 				}
 				continue
@@ -772,12 +741,12 @@ func (e *messagingEngine) prepare(rows []deliveryRow) ([]outgoingMail, []deliver
 		var out renderedMail
 		if msg != nil {
 			m.Tags["message"] = msg.Id
-			out, err = renderBroadcast(msg.GetString("subject"), msg.GetString("body"), d)
+			out, err = renderBroadcast(msg.GetString(collections.MessageSubject), msg.GetString(collections.MessageBody), d)
 		} else {
 			out, err = renderFrom(mc.templates, r.Template, d)
 		}
 		if err != nil {
-			if err := e.markDone(r.ID, deliveryFailed, err.Error()); err != nil {
+			if err := e.markDone(r.ID, collections.DeliveryFailed, err.Error()); err != nil {
 				return nil, nil, err
 			}
 			continue
@@ -828,7 +797,7 @@ func (e *messagingEngine) markSent(rows []deliveryRow, ids []string) error {
 			_, err := tx.DB().NewQuery(
 				"UPDATE {{deliveries}} SET [[status]] = {:sent}, [[provider_id]] = {:pid}, [[sent_at]] = {:now}, [[error]] = '', " +
 					"[[attempts]] = [[attempts]] + 1, [[updated]] = {:now} WHERE [[id]] = {:id} AND [[status]] = {:queued}").
-				Bind(dbx.Params{"sent": deliverySent, "pid": ids[i], "now": now, "id": r.ID, "queued": deliveryQueued}).Execute()
+				Bind(dbx.Params{"sent": collections.DeliverySent, "pid": ids[i], "now": now, "id": r.ID, "queued": collections.DeliveryQueued}).Execute()
 			if err != nil {
 				return fmt.Errorf("mark delivery %s sent: %w", r.ID, err)
 			}
@@ -845,9 +814,9 @@ func (e *messagingEngine) markFailedAttempt(rows []deliveryRow, sendErr error) e
 	return e.app.RunInTransaction(func(tx core.App) error {
 		for _, r := range rows {
 			attempts := r.Attempts + 1
-			status, next, msg := deliveryQueued, now.Add(messagingBackoff(attempts)), sendErr.Error()
+			status, next, msg := collections.DeliveryQueued, now.Add(messagingBackoff(attempts)), sendErr.Error()
 			if !temporary || attempts >= messagingMaxAttempts {
-				status, next = deliveryFailed, now
+				status, next = collections.DeliveryFailed, now
 				if temporary {
 					msg = fmt.Sprintf("gave up after %d attempts: %s", attempts, msg)
 				}
@@ -856,7 +825,7 @@ func (e *messagingEngine) markFailedAttempt(rows []deliveryRow, sendErr error) e
 				"UPDATE {{deliveries}} SET [[status]] = {:status}, [[attempts]] = {:attempts}, [[error]] = {:err}, " +
 					"[[next_attempt_at]] = {:next}, [[updated]] = {:now} WHERE [[id]] = {:id} AND [[status]] = {:queued}").
 				Bind(dbx.Params{"status": status, "attempts": attempts, "err": messagingErrorText(msg),
-					"next": webhookDBTime(next), "now": webhookDBTime(now), "id": r.ID, "queued": deliveryQueued}).Execute()
+					"next": webhookDBTime(next), "now": webhookDBTime(now), "id": r.ID, "queued": collections.DeliveryQueued}).Execute()
 			if err != nil {
 				return fmt.Errorf("record failed send of delivery %s: %w", r.ID, err)
 			}
@@ -869,7 +838,7 @@ func (e *messagingEngine) markFailedAttempt(rows []deliveryRow, sendErr error) e
 func (e *messagingEngine) markDone(id, status, reason string) error {
 	_, err := e.app.DB().NewQuery(
 		"UPDATE {{deliveries}} SET [[status]] = {:status}, [[error]] = {:err}, [[updated]] = {:now} WHERE [[id]] = {:id} AND [[status]] = {:queued}").
-		Bind(dbx.Params{"status": status, "err": messagingErrorText(reason), "now": webhookDBTime(e.now()), "id": id, "queued": deliveryQueued}).Execute()
+		Bind(dbx.Params{"status": status, "err": messagingErrorText(reason), "now": webhookDBTime(e.now()), "id": id, "queued": collections.DeliveryQueued}).Execute()
 	if err != nil {
 		return fmt.Errorf("mark delivery %s %s: %w", id, status, err)
 	}
@@ -880,8 +849,8 @@ func (e *messagingEngine) markDone(id, status, reason string) error {
 // queued as sent.
 func (e *messagingEngine) settleMessages() error {
 	var ids []string
-	err := e.app.DB().Select("id").From(collMessages).
-		Where(dbx.HashExp{"status": messageSending}).AndWhere(dbx.NewExp("[[resolved_at]] != ''")).Column(&ids)
+	err := e.app.DB().Select(core.FieldNameId).From(collections.Messages).
+		Where(dbx.HashExp{collections.FieldStatus: collections.MessageSending}).AndWhere(dbx.NewExp("[[resolved_at]] != ''")).Column(&ids)
 	if err != nil {
 		return fmt.Errorf("find sending messages: %w", err)
 	}
@@ -900,8 +869,8 @@ func refreshMessageCounts(app core.App, id string, now time.Time, settle bool) e
 		Status string `db:"status"`
 		N      int    `db:"n"`
 	}
-	err := app.DB().Select("status", "COUNT(*) AS n").From(collDeliveries).
-		Where(dbx.HashExp{"message": id}).GroupBy("status").All(&rows)
+	err := app.DB().Select(collections.FieldStatus, "COUNT(*) AS n").From(collections.Deliveries).
+		Where(dbx.HashExp{collections.DeliveryMessage: id}).GroupBy(collections.FieldStatus).All(&rows)
 	if err != nil {
 		return fmt.Errorf("count deliveries of message %s: %w", id, err)
 	}
@@ -914,11 +883,11 @@ func refreshMessageCounts(app core.App, id string, now time.Time, settle bool) e
 		return fmt.Errorf("encode counts: %w", err)
 	}
 	q := "UPDATE {{messages}} SET [[counts]] = {:counts}, [[updated]] = {:now}"
-	if settle && counts[deliveryQueued] == 0 {
+	if settle && counts[collections.DeliveryQueued] == 0 {
 		q += ", [[status]] = {:sent}"
 	}
 	_, err = app.DB().NewQuery(q + " WHERE [[id]] = {:id}").
-		Bind(dbx.Params{"counts": string(raw), "now": webhookDBTime(now), "sent": messageSent, "id": id}).Execute()
+		Bind(dbx.Params{"counts": string(raw), "now": webhookDBTime(now), "sent": collections.MessageSent, "id": id}).Execute()
 	if err != nil {
 		return fmt.Errorf("store counts of message %s: %w", id, err)
 	}

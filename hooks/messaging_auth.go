@@ -79,10 +79,10 @@ func (e *messagingEngine) sendAuthMail(ev *core.MailerEvent) error {
 		}
 		id, err := s.Send(ctx, m)
 		if affiliate != "" {
-			row := deliveryRow{Affiliate: affiliate, Email: to.Address, Template: template, Status: deliverySent,
+			row := deliveryRow{Affiliate: affiliate, Email: to.Address, Template: template, Status: collections.DeliverySent,
 				IdempotencyKey: m.IdempotencyKey, ProviderID: id}
 			if err != nil {
-				row.Status, row.Error = deliveryFailed, err.Error()
+				row.Status, row.Error = collections.DeliveryFailed, err.Error()
 			}
 			if _, rerr := insertDelivery(ev.App.DB(), row, e.now()); rerr != nil {
 				ev.App.Logger().Error("record auth mail", "affiliate", affiliate, "error", rerr)

@@ -96,7 +96,7 @@ func (e *messagingEngine) queueDigest(run *digestRun, a digestAffiliate, now tim
 		return fmt.Errorf("encode digest %s: %w", key, err)
 	}
 	_, err = insertDelivery(e.app.DB(), deliveryRow{
-		Affiliate: a.ID, Email: a.Email, Template: templateWeeklyDigest, Status: deliveryQueued,
+		Affiliate: a.ID, Email: a.Email, Template: templateWeeklyDigest, Status: collections.DeliveryQueued,
 		IdempotencyKey: key, Marketing: true, Data: string(raw),
 	}, now)
 	return err

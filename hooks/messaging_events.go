@@ -14,9 +14,6 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
 )
 
-// collTierChanges records tier moves (migration 1795478600_commissions).
-const collTierChanges = "tier_changes"
-
 // Key prefixes of deliveries whose content is read back when they are sent.
 const (
 	// commissionKeyPrefix: commission:<affiliate>:<UTC hour as 2006010215>, one mail per
@@ -48,7 +45,7 @@ func queueActionNeeded(db dbx.Builder, b balance, runID, reason string, now time
 		return fmt.Errorf("encode action-needed mail: %w", err)
 	}
 	_, err = insertDelivery(db, deliveryRow{
-		Affiliate: b.Affiliate, Email: b.Email, Template: templatePayoutFailed, Status: deliveryQueued,
+		Affiliate: b.Affiliate, Email: b.Email, Template: templatePayoutFailed, Status: collections.DeliveryQueued,
 		IdempotencyKey: actionKeyPrefix + b.Affiliate + ":" + runID, Data: string(raw),
 	}, now)
 	return err
@@ -108,7 +105,7 @@ func (e *messagingEngine) queueCommissionMails() error {
 				continue
 			}
 			_, err = insertDelivery(e.app.DB(), deliveryRow{
-				Affiliate: r.Affiliate, Email: emails[r.Affiliate], Template: templateNewCommission, Status: deliveryQueued,
+				Affiliate: r.Affiliate, Email: emails[r.Affiliate], Template: templateNewCommission, Status: collections.DeliveryQueued,
 				IdempotencyKey: commissionKeyPrefix + r.Affiliate + ":" + hour.Format(commissionHourLayout),
 				Due:            hour.Add(time.Hour),
 			}, now)
@@ -210,7 +207,7 @@ func (e *messagingEngine) queueTierLogged(app core.App, move *core.Record) {
 	affiliate, err := app.FindRecordById(collections.Affiliates, move.GetString(collections.FieldAffiliate))
 	if err == nil && affiliate.Email() != "" {
 		_, err = insertDelivery(app.DB(), deliveryRow{
-			Affiliate: affiliate.Id, Email: affiliate.Email(), Template: templateTierChanged, Status: deliveryQueued,
+			Affiliate: affiliate.Id, Email: affiliate.Email(), Template: templateTierChanged, Status: collections.DeliveryQueued,
 			IdempotencyKey: tierKeyPrefix + move.Id,
 		}, e.now())
 	}
@@ -224,13 +221,13 @@ func (e *messagingEngine) queueTierLogged(app core.App, move *core.Record) {
 // tierMailData fills in the move of the key: tier names and whether it was a move up.
 func (e *messagingEngine) tierMailData(r deliveryRow, d *mailData) error {
 	id := strings.TrimPrefix(r.IdempotencyKey, tierKeyPrefix)
-	move, err := e.app.FindRecordById(collTierChanges, id)
+	move, err := e.app.FindRecordById(collections.TierChanges, id)
 	if err != nil {
 		return fmt.Errorf("tier change %s of a tier mail: %w", id, err)
 	}
-	fromName, fromRank := e.tierInfo(move.GetString("from_tier"))
-	toName, toRank := e.tierInfo(move.GetString("to_tier"))
-	d.FromTier, d.ToTier, d.Reason = fromName, toName, move.GetString("reason")
+	fromName, fromRank := e.tierInfo(move.GetString(collections.TierChangeFromTier))
+	toName, toRank := e.tierInfo(move.GetString(collections.TierChangeToTier))
+	d.FromTier, d.ToTier, d.Reason = fromName, toName, move.GetString(collections.TierChangeReason)
 	d.Promoted = toRank > fromRank
 	return nil
 }
@@ -244,7 +241,7 @@ func (e *messagingEngine) tierInfo(id string) (string, int) {
 	if err != nil {
 		return "Standard", -1
 	}
-	return t.GetString(collections.FieldName), t.GetInt("rank")
+	return t.GetString(collections.FieldName), t.GetInt(collections.TierRank)
 }
 
 // digestMailData reads the report frozen on the delivery.

@@ -93,7 +93,7 @@ func TestNewCommissionMailBatchedHourly(t *testing.T) {
 		t.Fatalf("bea got %d mails", got)
 	}
 	var skipped int
-	_ = app.DB().Select("COUNT(*)").From(collDeliveries).Where(dbx.HashExp{"affiliate": b.Id, "status": deliverySkipped}).Row(&skipped)
+	_ = app.DB().Select("COUNT(*)").From(collections.Deliveries).Where(dbx.HashExp{"affiliate": b.Id, "status": collections.DeliverySkipped}).Row(&skipped)
 	if skipped != 1 {
 		t.Fatalf("bea's voided commission: %d skipped deliveries, want 1", skipped)
 	}
@@ -137,7 +137,7 @@ func TestTierChangedMail(t *testing.T) {
 	}
 	silver, gold := mk("Silver", 1), mk("Gold <3>", 2)
 	runEngine(t, e) // the approval mail first, so the order below is the tier mails
-	changes, _ := app.FindCachedCollectionByNameOrId(collTierChanges)
+	changes, _ := app.FindCachedCollectionByNameOrId(collections.TierChanges)
 	move := func(from, to, period string) {
 		r := core.NewRecord(changes)
 		r.Load(map[string]any{"affiliate": a.Id, "from_tier": from, "to_tier": to, "period": period, "reason": "12 sales in " + period, "by": "pbaTiers"})
@@ -240,7 +240,7 @@ func TestWeeklyDigest(t *testing.T) {
 		t.Fatalf("idle affiliate got %d mails", n)
 	}
 	var status string
-	if err := app.DB().Select("status").From(collDeliveries).Where(dbx.HashExp{"affiliate": optout.Id, "template": templateWeeklyDigest}).Row(&status); err != nil || status != deliverySkipped {
+	if err := app.DB().Select("status").From(collections.Deliveries).Where(dbx.HashExp{"affiliate": optout.Id, "template": templateWeeklyDigest}).Row(&status); err != nil || status != collections.DeliverySkipped {
 		t.Fatalf("opted-out digest: %q %v", status, err)
 	}
 
@@ -262,7 +262,7 @@ func TestWeeklyDigest(t *testing.T) {
 	if err := e.queueDigests(); err != nil {
 		t.Fatal(err)
 	}
-	if after := deliveriesByStatus(t, app, ""); after[deliveryQueued] != before2[deliveryQueued] {
+	if after := deliveriesByStatus(t, app, ""); after[collections.DeliveryQueued] != before2[collections.DeliveryQueued] {
 		t.Fatalf("late digests queued: %v", after)
 	}
 }
@@ -297,11 +297,11 @@ func TestMailTemplatesEditable(t *testing.T) {
 	if err := ensureMailTemplates(app); err != nil { // idempotent
 		t.Fatal(err)
 	}
-	rows, err := app.FindAllRecords(collMailTemplates)
+	rows, err := app.FindAllRecords(collections.MailTemplates)
 	if err != nil || len(rows) != len(lifecycleTemplates()) {
 		t.Fatalf("seeded %d templates (%v), want %d", len(rows), err, len(lifecycleTemplates()))
 	}
-	approved, err := app.FindFirstRecordByData(collMailTemplates, "name", templateApproved)
+	approved, err := app.FindFirstRecordByData(collections.MailTemplates, "name", templateApproved)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestMailTemplatesEditable(t *testing.T) {
 	}
 
 	for field, bad := range map[string]string{"html": "<p>{{.Nope}}</p>", "subject": "Hi {{.Name", "text": "{{range .Links}}"} {
-		r, _ := app.FindRecordById(collMailTemplates, approved.Id)
+		r, _ := app.FindRecordById(collections.MailTemplates, approved.Id)
 		r.Set(field, bad)
 		err := app.Save(r)
 		var verrs validation.Errors
@@ -363,12 +363,12 @@ func TestAuthMailsThroughSender(t *testing.T) {
 		}
 	}
 	var rows []deliveryRow
-	if err := app.DB().Select("template", "status", "provider_id").From(collDeliveries).
+	if err := app.DB().Select("template", "status", "provider_id").From(collections.Deliveries).
 		Where(dbx.HashExp{"affiliate": a.Id}).AndWhere(dbx.NewExp("[[template]] LIKE 'auth%'")).OrderBy("template").All(&rows); err != nil {
 		t.Fatal(err)
 	}
 	if len(rows) != 2 || rows[0].Template != "auth_password_reset" || rows[1].Template != "auth_verification" ||
-		rows[0].Status != deliverySent || rows[0].ProviderID == "" {
+		rows[0].Status != collections.DeliverySent || rows[0].ProviderID == "" {
 		t.Fatalf("auth deliveries %+v", rows)
 	}
 
@@ -437,7 +437,7 @@ func TestActionNeededMailOnIncompleteOnboarding(t *testing.T) {
 	s.createPayouts()
 	s.createPayouts() // the next run: still incomplete, one more reminder
 	var rows []deliveryRow
-	if err := s.app.DB().Select("affiliate", "template", "idempotency_key", "data").From(collDeliveries).
+	if err := s.app.DB().Select("affiliate", "template", "idempotency_key", "data").From(collections.Deliveries).
 		AndWhere(dbx.NewExp("[[idempotency_key]] LIKE 'action:%'")).All(&rows); err != nil {
 		t.Fatal(err)
 	}

@@ -292,12 +292,12 @@ func createTestAffiliate(t testing.TB, app core.App, name, code, status, email s
 // createBroadcast saves a scheduled broadcast.
 func createBroadcast(t testing.TB, app core.App, subject, body string, audience any) *core.Record {
 	t.Helper()
-	col, err := app.FindCachedCollectionByNameOrId(collMessages)
+	col, err := app.FindCachedCollectionByNameOrId(collections.Messages)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := core.NewRecord(col)
-	m.Load(map[string]any{"subject": subject, "body": body, "kind": messageBroadcast, "status": messageScheduled, "audience": audience})
+	m.Load(map[string]any{"subject": subject, "body": body, "kind": collections.MessageKindBroadcast, "status": collections.MessageScheduled, "audience": audience})
 	if err := app.Save(m); err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +311,7 @@ func deliveriesByStatus(t testing.TB, app core.App, message string) map[string]i
 		Status string `db:"status"`
 		N      int    `db:"n"`
 	}
-	q := app.DB().Select("status", "COUNT(*) AS n").From(collDeliveries).GroupBy("status")
+	q := app.DB().Select("status", "COUNT(*) AS n").From(collections.Deliveries).GroupBy("status")
 	if message != "" {
 		q.Where(dbx.HashExp{"message": message})
 	}
@@ -355,7 +355,7 @@ func TestBroadcastResumesAfterCrashExactlyOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := deliveriesByStatus(t, app, msg.Id)
-			if got[deliverySent] != 500 || got[deliveryQueued] != 500 || len(got) != 2 {
+			if got[collections.DeliverySent] != 500 || got[collections.DeliveryQueued] != 500 || len(got) != 2 {
 				t.Fatalf("after the outage: deliveries %v, want 500 sent and 500 queued", got)
 			}
 
@@ -366,7 +366,7 @@ func TestBroadcastResumesAfterCrashExactlyOnce(t *testing.T) {
 				t.Fatalf("resumed run: %v", err)
 			}
 			got = deliveriesByStatus(t, app, msg.Id)
-			if got[deliverySent] != 1000 || len(got) != 1 {
+			if got[collections.DeliverySent] != 1000 || len(got) != 1 {
 				t.Fatalf("after the resume: deliveries %v, want 1000 sent", got)
 			}
 			byTo, total := fake.snapshot()
@@ -382,18 +382,18 @@ func TestBroadcastResumesAfterCrashExactlyOnce(t *testing.T) {
 				t.Fatal("a pending affiliate got the broadcast")
 			}
 			var empty int
-			if err := app.DB().Select("COUNT(*)").From(collDeliveries).Where(dbx.HashExp{"provider_id": ""}).Row(&empty); err != nil || empty != 0 {
+			if err := app.DB().Select("COUNT(*)").From(collections.Deliveries).Where(dbx.HashExp{"provider_id": ""}).Row(&empty); err != nil || empty != 0 {
 				t.Fatalf("%d deliveries without provider id (%v)", empty, err)
 			}
-			msg, err := app.FindRecordById(collMessages, msg.Id)
+			msg, err := app.FindRecordById(collections.Messages, msg.Id)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if msg.GetString("status") != messageSent {
+			if msg.GetString("status") != collections.MessageSent {
 				t.Fatalf("message status %q, want sent", msg.GetString("status"))
 			}
 			var counts map[string]int
-			if err := json.Unmarshal([]byte(msg.GetString("counts")), &counts); err != nil || counts[deliverySent] != 1000 {
+			if err := json.Unmarshal([]byte(msg.GetString("counts")), &counts); err != nil || counts[collections.DeliverySent] != 1000 {
 				t.Fatalf("message counts %s (%v)", msg.GetString("counts"), err)
 			}
 		})
@@ -509,7 +509,7 @@ func TestLifecycleEmails(t *testing.T) {
 		t.Fatal(err)
 	}
 	var keys []string
-	if err := app.DB().Select("idempotency_key").From(collDeliveries).Where(dbx.HashExp{"status": deliverySent}).OrderBy("idempotency_key").Column(&keys); err != nil {
+	if err := app.DB().Select("idempotency_key").From(collections.Deliveries).Where(dbx.HashExp{"status": collections.DeliverySent}).OrderBy("idempotency_key").Column(&keys); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -564,7 +564,7 @@ func TestBroadcastPreferenceAndBounceSuppression(t *testing.T) {
 	if err := e.run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := deliveriesByStatus(t, app, m1.Id); got[deliverySent] != 2 || got[deliverySkipped] != 1 {
+	if got := deliveriesByStatus(t, app, m1.Id); got[collections.DeliverySent] != 2 || got[collections.DeliverySkipped] != 1 {
 		t.Fatalf("first broadcast: %v, want 2 sent and 1 skipped", got)
 	}
 	fake.mu.Lock()
@@ -575,7 +575,7 @@ func TestBroadcastPreferenceAndBounceSuppression(t *testing.T) {
 		t.Fatalf("unsubscribe headers %v", headers)
 	}
 	var providerID string
-	if err := app.DB().Select("provider_id").From(collDeliveries).Where(dbx.HashExp{"affiliate": bouncer.Id, "message": m1.Id}).Row(&providerID); err != nil {
+	if err := app.DB().Select("provider_id").From(collections.Deliveries).Where(dbx.HashExp{"affiliate": bouncer.Id, "message": m1.Id}).Row(&providerID); err != nil {
 		t.Fatal(err)
 	}
 	body := fmt.Sprintf(`{"type":"email.bounced","created_at":"2026-01-01T00:00:00Z","data":{"email_id":%q,"bounce":{"type":"Permanent"}}}`, providerID)
@@ -588,12 +588,12 @@ func TestBroadcastPreferenceAndBounceSuppression(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := deliveriesByStatus(t, app, m2.Id)
-	if got[deliverySent] != 1 || got[deliverySkipped] != 2 {
+	if got[collections.DeliverySent] != 1 || got[collections.DeliverySkipped] != 2 {
 		t.Fatalf("second broadcast: %v, want 1 sent and 2 skipped", got)
 	}
 	reasons := map[string]string{}
 	var rows []deliveryRow
-	if err := app.DB().Select("affiliate", "error").From(collDeliveries).Where(dbx.HashExp{"message": m2.Id, "status": deliverySkipped}).All(&rows); err != nil {
+	if err := app.DB().Select("affiliate", "error").From(collections.Deliveries).Where(dbx.HashExp{"message": m2.Id, "status": collections.DeliverySkipped}).All(&rows); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range rows {
@@ -606,7 +606,7 @@ func TestBroadcastPreferenceAndBounceSuppression(t *testing.T) {
 	if byTo["ok@example.com"] != 2 || byTo["none@example.com"] != 0 || byTo["Bounce@example.com"] != 1 || byTo["other@example.com"] != 0 {
 		t.Fatalf("sends per recipient %v", byTo)
 	}
-	m1, _ = app.FindRecordById(collMessages, m1.Id)
+	m1, _ = app.FindRecordById(collections.Messages, m1.Id)
 	if !strings.Contains(m1.GetString("counts"), `"bounced":1`) {
 		t.Fatalf("counts after the bounce: %s", m1.GetString("counts"))
 	}
@@ -712,7 +712,7 @@ func TestUnsubscribeOneClick(t *testing.T) {
 	if a, _ = app.FindRecordById(collections.Affiliates, a.Id); a.GetString(collections.AffiliatePreferredChannel) != collections.ChannelNone {
 		t.Fatal("POST did not set preferred_channel none")
 	}
-	if reason, err := e.suppressionOf("ann@example.com"); err != nil || reason != suppressUnsubscribe {
+	if reason, err := e.suppressionOf("ann@example.com"); err != nil || reason != collections.SuppressionUnsubscribe {
 		t.Fatalf("suppression %q %v", reason, err)
 	}
 	// The token survives a restart: a new engine reads the same key from the data dir.
@@ -759,7 +759,7 @@ func TestMessagingPocketBaseMailer(t *testing.T) {
 	if len(msgs) != 3 || len(subjects["pat@example.com"]) != 1 || len(subjects["quinn@example.com"]) != 2 {
 		t.Fatalf("mails %v", subjects)
 	}
-	if got := deliveriesByStatus(t, app, ""); got[deliverySent] != 3 || got[deliverySkipped] != 1 {
+	if got := deliveriesByStatus(t, app, ""); got[collections.DeliverySent] != 3 || got[collections.DeliverySkipped] != 1 {
 		t.Fatalf("deliveries %v", got)
 	}
 
@@ -855,25 +855,25 @@ func TestBroadcastPauseAndResume(t *testing.T) {
 	if err := e.startDueMessages(); err != nil { // resolved, then paused before sending
 		t.Fatal(err)
 	}
-	msg, _ = app.FindRecordById(collMessages, msg.Id)
-	msg.Set("status", messageDraft)
+	msg, _ = app.FindRecordById(collections.Messages, msg.Id)
+	msg.Set("status", collections.MessageDraft)
 	if err := app.Save(msg); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := deliveriesByStatus(t, app, msg.Id); got[deliveryQueued] != 2 {
+	if got := deliveriesByStatus(t, app, msg.Id); got[collections.DeliveryQueued] != 2 {
 		t.Fatalf("paused broadcast: %v, want 2 queued", got)
 	}
-	msg.Set("status", messageScheduled)
+	msg.Set("status", collections.MessageScheduled)
 	if err := app.Save(msg); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := deliveriesByStatus(t, app, msg.Id); got[deliverySent] != 2 {
+	if got := deliveriesByStatus(t, app, msg.Id); got[collections.DeliverySent] != 2 {
 		t.Fatalf("resumed broadcast: %v, want 2 sent", got)
 	}
 	if _, total := fake.snapshot(); total != 2 {

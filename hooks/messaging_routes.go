@@ -154,7 +154,7 @@ func (e *messagingEngine) handleUnsubscribe(re *core.RequestEvent) error {
 			Bind(dbx.Params{"none": collections.ChannelNone, "id": id}).Execute(); err != nil {
 			return fmt.Errorf("set preferred_channel of %s: %w", id, err)
 		}
-		return addSuppression(tx, a.Email(), suppressUnsubscribe, e.now())
+		return addSuppression(tx, a.Email(), collections.SuppressionUnsubscribe, e.now())
 	})
 	if err != nil {
 		return re.InternalServerError("", err)
@@ -230,15 +230,15 @@ type resendEvent struct {
 func resendEventStatus(typ string) (string, []string, bool) {
 	switch typ {
 	case "email.delivered":
-		return deliveryDelivered, []string{deliveryQueued, deliverySent, deliveryDelayed}, true
+		return collections.DeliveryDelivered, []string{collections.DeliveryQueued, collections.DeliverySent, collections.DeliveryDelayed}, true
 	case "email.delivery_delayed":
-		return deliveryDelayed, []string{deliveryQueued, deliverySent}, true
+		return collections.DeliveryDelayed, []string{collections.DeliveryQueued, collections.DeliverySent}, true
 	case "email.bounced":
-		return deliveryBounced, []string{deliveryQueued, deliverySent, deliveryDelayed, deliveryDelivered}, true
+		return collections.DeliveryBounced, []string{collections.DeliveryQueued, collections.DeliverySent, collections.DeliveryDelayed, collections.DeliveryDelivered}, true
 	case "email.complained":
-		return deliveryComplained, []string{deliveryQueued, deliverySent, deliveryDelayed, deliveryDelivered}, true
+		return collections.DeliveryComplained, []string{collections.DeliveryQueued, collections.DeliverySent, collections.DeliveryDelayed, collections.DeliveryDelivered}, true
 	case "email.failed":
-		return deliveryFailed, []string{deliveryQueued, deliverySent, deliveryDelayed}, true
+		return collections.DeliveryFailed, []string{collections.DeliveryQueued, collections.DeliverySent, collections.DeliveryDelayed}, true
 	}
 	return "", nil, false
 }
@@ -266,24 +266,24 @@ func (e *messagingEngine) handleResendWebhook(re *core.RequestEvent) error {
 		return re.JSON(http.StatusOK, map[string]any{"ignored": ev.Type})
 	}
 	var d deliveryRow
-	err = e.app.DB().Select("id", "message", "email", "status").From(collDeliveries).
-		Where(dbx.HashExp{"provider_id": ev.Data.EmailID}).Limit(1).One(&d)
+	err = e.app.DB().Select(core.FieldNameId, collections.DeliveryMessage, collections.DeliveryEmail, collections.FieldStatus).From(collections.Deliveries).
+		Where(dbx.HashExp{collections.DeliveryProviderID: ev.Data.EmailID}).Limit(1).One(&d)
 	if errors.Is(err, sql.ErrNoRows) {
 		return re.JSON(http.StatusOK, map[string]any{"ignored": "unknown email"})
 	} else if err != nil {
 		return re.InternalServerError("", err)
 	}
 	err = e.app.RunInTransaction(func(tx core.App) error {
-		_, err := tx.DB().Update(collDeliveries, dbx.Params{"status": status, "updated": webhookDBTime(e.now())},
-			dbx.And(dbx.HashExp{"id": d.ID}, dbx.In("status", toAny(from)...))).Execute()
+		_, err := tx.DB().Update(collections.Deliveries, dbx.Params{collections.FieldStatus: status, collections.FieldUpdated: webhookDBTime(e.now())},
+			dbx.And(dbx.HashExp{core.FieldNameId: d.ID}, dbx.In(collections.FieldStatus, toAny(from)...))).Execute()
 		if err != nil {
 			return fmt.Errorf("update delivery %s: %w", d.ID, err)
 		}
 		switch {
-		case status == deliveryComplained:
-			return addSuppression(tx, d.Email, suppressComplaint, e.now())
-		case status == deliveryBounced && !strings.EqualFold(ev.Data.Bounce.Type, "transient"):
-			return addSuppression(tx, d.Email, suppressBounce, e.now())
+		case status == collections.DeliveryComplained:
+			return addSuppression(tx, d.Email, collections.SuppressionComplaint, e.now())
+		case status == collections.DeliveryBounced && !strings.EqualFold(ev.Data.Bounce.Type, "transient"):
+			return addSuppression(tx, d.Email, collections.SuppressionBounce, e.now())
 		}
 		return nil
 	})
