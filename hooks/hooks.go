@@ -200,7 +200,9 @@ func Register(app core.App, cfg Config) error {
 	registerCommissions(app, tracking.live)
 	registerPayouts(app, cfg)
 	registerConnect(app, cfg)
-	registerMessaging(app, cfg)
+	if err := registerMessaging(app, cfg); err != nil {
+		return fmt.Errorf("messaging: %w", err)
+	}
 	registerReports(app)
 	registerExports(app)
 	registerRetention(app, cfg)

@@ -207,7 +207,7 @@ func TestWeeklyDigest(t *testing.T) {
 	insertTestCommission(t, app, tokyo, collections.KindSale, 10, collections.CommissionPending, before)
 
 	for i := 0; i < 2; i++ {
-		if err := e.queueDigests(); err != nil {
+		if err := e.digests.queueDigests(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -246,7 +246,7 @@ func TestWeeklyDigest(t *testing.T) {
 
 	// Five hours later New York's week has ended too; Tokyo is not mailed again.
 	clock.Add(5 * time.Hour)
-	if err := e.queueDigests(); err != nil {
+	if err := e.digests.queueDigests(); err != nil {
 		t.Fatal(err)
 	}
 	runEngine(t, e)
@@ -259,7 +259,7 @@ func TestWeeklyDigest(t *testing.T) {
 	// Three days late, nothing is queued for a week that ended long ago.
 	clock.Add(72 * time.Hour)
 	before2 := deliveriesByStatus(t, app, "")
-	if err := e.queueDigests(); err != nil {
+	if err := e.digests.queueDigests(); err != nil {
 		t.Fatal(err)
 	}
 	if after := deliveriesByStatus(t, app, ""); after[collections.DeliveryQueued] != before2[collections.DeliveryQueued] {
@@ -397,10 +397,10 @@ func TestMailLeaseAcrossProcesses(t *testing.T) {
 	createTestAffiliate(t, app, "Ada", "ada-1", collections.AffiliateApproved, "ada@example.com", nil)
 
 	// e1 is mid-run in "another process": it holds the lease.
-	if ok, err := acquireLease(app.DB(), messagingLease, e1.holder, clock.Now(), messagingLeaseTTL); err != nil || !ok {
+	if ok, err := acquireLease(app.DB(), messagingLease, e1.outbox.holder, clock.Now(), messagingLeaseTTL); err != nil || !ok {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}
-	if ok, _ := acquireLease(app.DB(), messagingLease, e1.holder, clock.Now(), messagingLeaseTTL); !ok {
+	if ok, _ := acquireLease(app.DB(), messagingLease, e1.outbox.holder, clock.Now(), messagingLeaseTTL); !ok {
 		t.Fatal("the holder cannot renew its lease")
 	}
 	runEngine(t, e2)
@@ -414,10 +414,10 @@ func TestMailLeaseAcrossProcesses(t *testing.T) {
 		t.Fatalf("sent %d after the lease expired", total)
 	}
 	// e2 released it at the end of its run: e1 gets it at once.
-	if ok, err := acquireLease(app.DB(), messagingLease, e1.holder, clock.Now(), messagingLeaseTTL); err != nil || !ok {
+	if ok, err := acquireLease(app.DB(), messagingLease, e1.outbox.holder, clock.Now(), messagingLeaseTTL); err != nil || !ok {
 		t.Fatalf("lease not released: %v %v", ok, err)
 	}
-	if ok, _ := acquireLease(app.DB(), messagingLease, e2.holder, clock.Now(), messagingLeaseTTL); ok {
+	if ok, _ := acquireLease(app.DB(), messagingLease, e2.outbox.holder, clock.Now(), messagingLeaseTTL); ok {
 		t.Fatal("two holders at once")
 	}
 }
