@@ -102,7 +102,8 @@ func (w *Worker) Stop() {
 	w.mu.Unlock()
 	<-done
 	w.running.Lock()
-	w.running.Unlock() //nolint:staticcheck // empty critical section: waits for a Tick run to end
+	//lint:ignore SA2001 the empty critical section waits for a session of Exclusive to end
+	w.running.Unlock()
 }
 
 // RunContext is the context of a run not started by the worker itself: the serving context
