@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -28,6 +27,7 @@ import (
 	"github.com/pocketbase/pocketbase/tools/security"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/worker"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
@@ -53,11 +53,11 @@ func enqueueConversionWebhook(tx core.App, conv *core.Record) error {
 	}
 	d := core.NewRecord(col)
 	d.Load(map[string]any{
-		"affiliate": affiliate.Id,
-		"event":     eventConversionCreated,
-		"event_id":  eventConversionCreated + ":" + conv.Id,
-		"url":       url,
-		"payload": map[string]any{
+		collections.FieldAffiliate:         affiliate.Id,
+		collections.WebhookDeliveryEvent:   eventConversionCreated,
+		collections.WebhookDeliveryEventID: eventConversionCreated + ":" + conv.Id,
+		collections.WebhookDeliveryURL:     url,
+		collections.WebhookDeliveryPayload: map[string]any{
 			"event": eventConversionCreated,
 			"data": map[string]any{
 				"id":          conv.Id,
@@ -69,9 +69,9 @@ func enqueueConversionWebhook(tx core.App, conv *core.Record) error {
 				"occurred_at": conv.GetDateTime(collections.ConversionOccurredAt).Time().UTC().Format(time.RFC3339),
 			},
 		},
-		"status":          "pending",
-		"attempts":        0,
-		"next_attempt_at": time.Now().UTC(),
+		collections.FieldStatus:                  collections.WebhookDeliveryPending,
+		collections.WebhookDeliveryAttempts:      0,
+		collections.WebhookDeliveryNextAttemptAt: time.Now().UTC(),
 	})
 	return tx.Save(d)
 }
@@ -127,13 +127,6 @@ const (
 	webhookCronJob = "pbaWebhooks"
 )
 
-// Delivery statuses (the webhook_deliveries status field).
-const (
-	webhookPending = "pending"
-	webhookSent    = "sent"
-	webhookFailed  = "failed"
-)
-
 // webhookSender delivers due webhook_deliveries. The clock, the HTTP client and the jitter
 // source are fields so tests can drive retries and point the client at an httptest server.
 type webhookSender struct {
@@ -142,19 +135,9 @@ type webhookSender struct {
 	now    func() time.Time
 	jitter func() float64 // in [0, 1)
 
-	// running makes runs exclusive within this process; again asks the running run to look
-	// for due deliveries once more (a kick or cron tick arrived while it was busy).
-	running sync.Mutex
-	again   atomic.Bool
-	// kick wakes the worker when a delivery is created; capacity 1 coalesces bursts.
-	kick chan struct{}
-
-	// mu guards the worker's lifecycle: it runs only while the app serves.
-	mu      sync.Mutex
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    chan struct{}
-	stopped bool
+	// worker runs the deliveries while the app serves, woken when one is created, and keeps
+	// runs from overlapping in this process.
+	worker *worker.Worker
 }
 
 // newWebhookSender returns a sender with the production clock, jitter and HTTP client
@@ -165,7 +148,7 @@ func newWebhookSender(app core.App, allowPrivateNetworks bool) *webhookSender {
 	if !allowPrivateNetworks {
 		dialer.Control = refuseNonPublicAddress
 	}
-	return &webhookSender{
+	s := &webhookSender{
 		app: app,
 		client: &http.Client{
 			Timeout:   webhookTimeout,
@@ -176,8 +159,14 @@ func newWebhookSender(app core.App, allowPrivateNetworks bool) *webhookSender {
 		},
 		now:    time.Now,
 		jitter: rand.Float64,
-		kick:   make(chan struct{}, 1),
 	}
+	s.worker = worker.New(func(ctx context.Context) error {
+		_, err := s.run(ctx)
+		return err
+	}, func(err error) {
+		app.Logger().Error("webhook deliveries", "error", err)
+	})
+	return s
 }
 
 // registerAffiliateWebhooks gives affiliates with a webhook_url a signing secret and delivers
@@ -197,24 +186,20 @@ func registerAffiliateWebhooks(app core.App, cfg Config) {
 	// AfterCreateSuccess runs after the conversion's transaction commits, so the worker finds
 	// the row; signal never blocks, so ingestion never waits for delivery.
 	app.OnRecordAfterCreateSuccess(collections.WebhookDeliveries).BindFunc(func(e *core.RecordEvent) error {
-		s.signal()
+		s.worker.Signal()
 		return e.Next()
 	})
 
-	app.Cron().MustAdd(webhookCronJob, "* * * * *", func() {
-		if ctx, ok := s.runContext(); ok {
-			s.runLogged(ctx)
-		}
-	})
+	app.Cron().MustAdd(webhookCronJob, "* * * * *", s.worker.Tick)
 
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
-		s.start()
+		s.worker.Start() // also delivers what became due while the server was down
 		return se.Next()
 	})
 	// Stop before PocketBase closes the database: in-flight sends are canceled and their
 	// claims released, so they are retried by the next process.
 	app.OnTerminate().BindFunc(func(e *core.TerminateEvent) error {
-		s.stop()
+		s.worker.Stop()
 		return e.Next()
 	})
 }
@@ -232,106 +217,26 @@ func newWebhookSecret() string {
 	return webhookSecretPrefix + security.RandomString(webhookSecretLength)
 }
 
-// signal wakes the worker without ever blocking the caller.
-func (s *webhookSender) signal() {
-	select {
-	case s.kick <- struct{}{}:
-	default: // a wake-up is already pending
-	}
-}
-
-// start runs the worker; only a serving app has one (CLI commands do not).
-func (s *webhookSender) start() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cancel != nil {
-		return
-	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.done = make(chan struct{})
-	s.stopped = false
-	go s.work(s.ctx, s.done)
-	s.signal() // deliver what became due while the server was down
-}
-
-// stop cancels in-flight sends, ends the worker and waits for any run (worker or cron) to
-// finish, so nothing touches the database after it closes.
-func (s *webhookSender) stop() {
-	s.mu.Lock()
-	if s.cancel == nil {
-		s.mu.Unlock()
-		return
-	}
-	s.cancel()
-	done := s.done
-	s.cancel, s.ctx, s.done, s.stopped = nil, nil, nil, true
-	s.mu.Unlock()
-	<-done
-	s.running.Lock()
-	s.running.Unlock() //nolint:staticcheck // empty critical section: waits for a cron run to end
-}
-
-// runContext is the context a cron run uses: the worker's while serving (canceled on
-// terminate), a background one when the job runs outside a server, none after stop.
-func (s *webhookSender) runContext() (context.Context, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.stopped:
-		return nil, false
-	case s.ctx != nil:
-		return s.ctx, true
-	default:
-		return context.Background(), true
-	}
-}
-
-// work delivers whenever a delivery is created, until ctx ends.
-func (s *webhookSender) work(ctx context.Context, done chan struct{}) {
-	defer close(done)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.kick:
-			s.runLogged(ctx)
-		}
-	}
-}
-
-// runLogged is run for callers with nowhere to return an error to (worker, cron).
-func (s *webhookSender) runLogged(ctx context.Context) {
-	if _, err := s.run(ctx); err != nil && ctx.Err() == nil {
-		s.app.Logger().Error("webhook deliveries", "error", err)
-	}
-}
-
 // run delivers every due delivery and returns how many it attempted. Runs never overlap in
 // this process: a run that finds another in progress asks it to look again and returns at
 // once (the running one then picks up whatever this one would have). Across processes the
 // per-delivery claim in the database keeps a delivery from being sent twice at once.
 func (s *webhookSender) run(ctx context.Context) (int, error) {
 	total := 0
-	s.again.Store(true)
-	for s.again.Load() {
-		if !s.running.TryLock() {
-			return total, nil // the holder sees again and loops, also after its last batch
-		}
-		var err error
-		for err == nil && ctx.Err() == nil && s.again.Swap(false) {
-			var n int
-			n, err = s.runBatch(ctx)
+	err := s.worker.Exclusive(ctx, func(next func() bool) error {
+		for next() {
+			n, err := s.runBatch(ctx)
 			total += n
+			if err != nil {
+				return err
+			}
 			if n == webhookBatch {
-				s.again.Store(true) // more may be due
+				s.worker.Again() // more may be due
 			}
 		}
-		s.running.Unlock()
-		if err != nil || ctx.Err() != nil {
-			return total, err
-		}
-	}
-	return total, nil
+		return nil
+	})
+	return total, err
 }
 
 // runBatch delivers up to webhookBatch due deliveries, webhookParallel at a time, and returns
@@ -339,9 +244,9 @@ func (s *webhookSender) run(ctx context.Context) (int, error) {
 func (s *webhookSender) runBatch(ctx context.Context) (int, error) {
 	var due []*core.Record
 	err := s.app.RecordQuery(collections.WebhookDeliveries).
-		AndWhere(dbx.HashExp{collections.FieldStatus: webhookPending}).
+		AndWhere(dbx.HashExp{collections.FieldStatus: collections.WebhookDeliveryPending}).
 		AndWhere(dbx.NewExp("[[next_attempt_at]] <= {:now}", dbx.Params{"now": store.DBTime(s.now())})).
-		OrderBy("next_attempt_at", "id").
+		OrderBy(collections.WebhookDeliveryNextAttemptAt, core.FieldNameId).
 		Limit(webhookBatch).
 		All(&due)
 	if err != nil {
@@ -373,9 +278,9 @@ func (s *webhookSender) deliver(ctx context.Context, d *core.Record) error {
 	if err != nil || !claimed {
 		return err // not claimed: another run or process has it, or it is no longer due
 	}
-	target := d.GetString("url")
+	target := d.GetString(collections.WebhookDeliveryURL)
 	if err := checkWebhookURL(target, s.app.IsDev()); err != nil {
-		return s.finish(d.Id, lease, webhookOutcome{status: webhookFailed, attempts: d.GetInt("attempts"), err: err.Error()})
+		return s.finish(d.Id, lease, webhookOutcome{status: collections.WebhookDeliveryFailed, attempts: d.GetInt(collections.WebhookDeliveryAttempts), err: err.Error()})
 	}
 	secret, err := s.secretFor(d.GetString(collections.FieldAffiliate))
 	if err != nil {
@@ -384,22 +289,22 @@ func (s *webhookSender) deliver(ctx context.Context, d *core.Record) error {
 	}
 	body, err := webhookBody(d)
 	if err != nil {
-		return s.finish(d.Id, lease, webhookOutcome{status: webhookFailed, attempts: d.GetInt("attempts"), err: err.Error()})
+		return s.finish(d.Id, lease, webhookOutcome{status: collections.WebhookDeliveryFailed, attempts: d.GetInt(collections.WebhookDeliveryAttempts), err: err.Error()})
 	}
 
-	code, sendErr := s.send(ctx, target, d.GetString("event"), d.GetString("event_id"), secret, body, now)
+	code, sendErr := s.send(ctx, target, d.GetString(collections.WebhookDeliveryEvent), d.GetString(collections.WebhookDeliveryEventID), secret, body, now)
 	if ctx.Err() != nil {
 		// Shutting down: the attempt does not count; the next process retries it.
 		return s.release(d.Id, lease)
 	}
-	attempts := d.GetInt("attempts") + 1
+	attempts := d.GetInt(collections.WebhookDeliveryAttempts) + 1
 	if sendErr == nil {
-		return s.finish(d.Id, lease, webhookOutcome{status: webhookSent, attempts: attempts, code: code})
+		return s.finish(d.Id, lease, webhookOutcome{status: collections.WebhookDeliverySent, attempts: attempts, code: code})
 	}
-	out := webhookOutcome{status: webhookPending, attempts: attempts, code: code, err: sendErr.Error(),
+	out := webhookOutcome{status: collections.WebhookDeliveryPending, attempts: attempts, code: code, err: sendErr.Error(),
 		next: now.Add(webhookBackoff(attempts, s.jitter()))}
 	if attempts >= webhookMaxAttempts {
-		out.status = webhookFailed
+		out.status = collections.WebhookDeliveryFailed
 		out.err = fmt.Sprintf("gave up after %d attempts: %s", attempts, out.err)
 	}
 	return s.finish(d.Id, lease, out)
@@ -413,7 +318,7 @@ func (s *webhookSender) claim(id string, now time.Time) (string, bool, error) {
 	res, err := s.app.DB().NewQuery(
 		"UPDATE {{webhook_deliveries}} SET [[next_attempt_at]] = {:lease}, [[updated]] = {:now} " +
 			"WHERE [[id]] = {:id} AND [[status]] = {:pending} AND [[next_attempt_at]] <= {:now}").
-		Bind(dbx.Params{"lease": lease, "now": store.DBTime(now), "id": id, "pending": webhookPending}).
+		Bind(dbx.Params{"lease": lease, "now": store.DBTime(now), "id": id, "pending": collections.WebhookDeliveryPending}).
 		Execute()
 	if err != nil {
 		return "", false, fmt.Errorf("claim webhook delivery %s: %w", id, err)
@@ -430,7 +335,7 @@ func (s *webhookSender) release(id, lease string) error {
 	_, err := s.app.DB().NewQuery(
 		"UPDATE {{webhook_deliveries}} SET [[next_attempt_at]] = {:now}, [[updated]] = {:now} " +
 			"WHERE [[id]] = {:id} AND [[status]] = {:pending} AND [[next_attempt_at]] = {:lease}").
-		Bind(dbx.Params{"now": store.DBTime(s.now()), "id": id, "pending": webhookPending, "lease": lease}).
+		Bind(dbx.Params{"now": store.DBTime(s.now()), "id": id, "pending": collections.WebhookDeliveryPending, "lease": lease}).
 		Execute()
 	if err != nil {
 		return fmt.Errorf("release webhook delivery %s: %w", id, err)
@@ -451,7 +356,7 @@ type webhookOutcome struct {
 // claim that expired mid-send may have been taken over, and the newer attempt's outcome wins.
 func (s *webhookSender) finish(id, lease string, out webhookOutcome) error {
 	next := lease
-	if out.status == webhookPending {
+	if out.status == collections.WebhookDeliveryPending {
 		next = store.DBTime(out.next)
 	}
 	res, err := s.app.DB().NewQuery(
@@ -460,7 +365,7 @@ func (s *webhookSender) finish(id, lease string, out webhookOutcome) error {
 			"WHERE [[id]] = {:id} AND [[status]] = {:pending} AND [[next_attempt_at]] = {:lease}").
 		Bind(dbx.Params{
 			"status": out.status, "attempts": out.attempts, "code": out.code, "err": webhookErrorText(out.err),
-			"next": next, "now": store.DBTime(s.now()), "id": id, "pending": webhookPending, "lease": lease,
+			"next": next, "now": store.DBTime(s.now()), "id": id, "pending": collections.WebhookDeliveryPending, "lease": lease,
 		}).
 		Execute()
 	if err != nil {
@@ -490,8 +395,8 @@ func (s *webhookSender) secretFor(affiliateID string) (string, error) {
 		return "", fmt.Errorf("generate webhook secret of affiliate %s: %w", affiliateID, err)
 	}
 	var secret string
-	err = s.app.DB().Select("webhook_secret").From(collections.Affiliates).
-		Where(dbx.HashExp{"id": affiliateID}).Row(&secret)
+	err = s.app.DB().Select(collections.AffiliateWebhookSecret).From(collections.Affiliates).
+		Where(dbx.HashExp{core.FieldNameId: affiliateID}).Row(&secret)
 	if err != nil {
 		return "", fmt.Errorf("read webhook secret of affiliate %s: %w", affiliateID, err)
 	}
@@ -540,7 +445,7 @@ func signWebhook(secret string, at time.Time, body []byte) string {
 // webhookBody is the JSON sent: the stored payload plus id (the event id, for dedupe) and
 // created (when the event happened). It is the same bytes on every retry.
 func webhookBody(d *core.Record) ([]byte, error) {
-	raw := []byte(d.GetString("payload"))
+	raw := []byte(d.GetString(collections.WebhookDeliveryPayload))
 	payload := map[string]any{}
 	if len(bytes.TrimSpace(raw)) > 0 && string(bytes.TrimSpace(raw)) != "null" {
 		if err := json.Unmarshal(raw, &payload); err != nil {
@@ -548,9 +453,9 @@ func webhookBody(d *core.Record) ([]byte, error) {
 		}
 	}
 	if _, ok := payload["event"]; !ok {
-		payload["event"] = d.GetString("event")
+		payload["event"] = d.GetString(collections.WebhookDeliveryEvent)
 	}
-	payload["id"] = d.GetString("event_id")
+	payload["id"] = d.GetString(collections.WebhookDeliveryEventID)
 	payload["created"] = d.GetDateTime(collections.FieldCreated).Time().UTC().Format(time.RFC3339)
 	body, err := json.Marshal(payload)
 	if err != nil {

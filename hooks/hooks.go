@@ -200,7 +200,10 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 	registerAffiliateWebhooks(app, cfg)
 	commissions := registerCommissions(app, tracking.live)
 	payouts := registerPayouts(app, cfg)
-	registerMessaging(app, cfg)
+	mail, err := registerMessaging(app, cfg)
+	if err != nil {
+		return fmt.Errorf("messaging: %w", err)
+	}
 	registerRetention(app, cfg)
 
 	r := routes{
@@ -210,6 +213,8 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		connect:     newConnectOnboarding(cfg),
 		commissions: commissions,
 		payouts:     payouts,
+		unsub:       mail.unsub,
+		mailOutbox:  mail.outbox,
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		r.bind(se.Router)

@@ -25,7 +25,7 @@ const (
 // other mail, so with a Resend key they go through Resend and appear in deliveries with their
 // provider id (bounces and complaints then suppress the address like any other). Without
 // Resend they take PocketBase's mailer as before (in dev without SMTP: the log).
-func (e *messagingEngine) bindAuthMail() {
+func (l *lifecycleMails) bindAuthMail() {
 	tag := func(template string) func(*core.MailerRecordEvent) error {
 		return func(ev *core.MailerRecordEvent) error {
 			if ev.Record != nil && ev.Record.Collection().Name == collections.Affiliates && ev.Message != nil {
@@ -38,18 +38,18 @@ func (e *messagingEngine) bindAuthMail() {
 			return ev.Next()
 		}
 	}
-	app := e.app
+	app := l.app
 	app.OnMailerRecordVerificationSend().BindFunc(tag("auth_verification"))
 	app.OnMailerRecordPasswordResetSend().BindFunc(tag("auth_password_reset"))
 	app.OnMailerRecordEmailChangeSend().BindFunc(tag("auth_email_change"))
 	app.OnMailerRecordOTPSend().BindFunc(tag("auth_otp"))
 	app.OnMailerRecordAuthAlertSend().BindFunc(tag("auth_alert"))
-	app.OnMailerSend().BindFunc(e.sendAuthMail)
+	app.OnMailerSend().BindFunc(l.sendAuthMail)
 }
 
 // sendAuthMail sends a mail of PocketBase's mailer through the configured sender. Our own
 // SMTP sender also ends here (it uses PocketBase's mailer), so that one passes through.
-func (e *messagingEngine) sendAuthMail(ev *core.MailerEvent) error {
+func (l *lifecycleMails) sendAuthMail(ev *core.MailerEvent) error {
 	msg := ev.Message
 	template, affiliate := "auth", ""
 	if msg != nil && msg.Headers != nil {
@@ -60,14 +60,14 @@ func (e *messagingEngine) sendAuthMail(ev *core.MailerEvent) error {
 		delete(msg.Headers, authTemplateHeader)
 		delete(msg.Headers, authAffiliateHeader)
 	}
-	s := e.sender()
+	s := l.outbox.sender()
 	if _, smtp := s.(pbMailSender); smtp || msg == nil || len(msg.Cc) > 0 || len(msg.Bcc) > 0 ||
 		len(msg.Attachments) > 0 || len(msg.InlineAttachments) > 0 {
 		return ev.Next() // PocketBase's own mails never have copies or attachments; others keep its mailer
 	}
 	from := msg.From.String()
 	if msg.From.Address == "" {
-		from = e.from()
+		from = l.outbox.from()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), authSendTimeout)
 	defer cancel()
@@ -79,12 +79,12 @@ func (e *messagingEngine) sendAuthMail(ev *core.MailerEvent) error {
 		}
 		id, err := s.Send(ctx, m)
 		if affiliate != "" {
-			row := deliveryRow{Affiliate: affiliate, Email: to.Address, Template: template, Status: deliverySent,
+			row := deliveryRow{Affiliate: affiliate, Email: to.Address, Template: template, Status: collections.DeliverySent,
 				IdempotencyKey: m.IdempotencyKey, ProviderID: id}
 			if err != nil {
-				row.Status, row.Error = deliveryFailed, err.Error()
+				row.Status, row.Error = collections.DeliveryFailed, err.Error()
 			}
-			if _, rerr := insertDelivery(ev.App.DB(), row, e.now()); rerr != nil {
+			if _, rerr := l.outbox.enqueue(ev.App.DB(), row); rerr != nil {
 				ev.App.Logger().Error("record auth mail", "affiliate", affiliate, "error", rerr)
 			}
 		}

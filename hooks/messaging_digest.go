@@ -9,6 +9,7 @@ import (
 	_ "time/tzdata" // affiliates' time zones work on hosts without a zone database
 
 	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
@@ -23,6 +24,31 @@ const (
 	// digestPage is how many affiliates one query of the digest run reads.
 	digestPage = 500
 )
+
+// digests queues, hourly, the weekly digest of every affiliate whose week just ended in their
+// own time zone, with the week's figures computed then and frozen on the delivery.
+type digests struct {
+	app     core.App
+	outbox  *mailOutbox
+	content *mailContent
+	now     func() time.Time
+	signal  func() // wakes the mail worker
+}
+
+// newDigests returns the weekly digests of an app, queued through outbox.
+func newDigests(app core.App, outbox *mailOutbox, content *mailContent, now func() time.Time, signal func()) *digests {
+	return &digests{app: app, outbox: outbox, content: content, now: now, signal: signal}
+}
+
+// bind adds the hourly digest cron job.
+func (g *digests) bind() {
+	g.app.Cron().MustAdd(digestCronJob, "5 * * * *", func() {
+		if err := g.queueDigests(); err != nil {
+			g.app.Logger().Error("weekly digest", "error", err)
+		}
+		g.signal()
+	})
+}
 
 // digestAffiliate is what the digest run reads of an affiliate.
 type digestAffiliate struct {
@@ -44,13 +70,13 @@ type digestRun struct {
 // figures are computed now and frozen on the delivery. Marketing mail: the worker records a
 // skip for affiliates who opted out or are suppressed. Idempotency keys make it safe to run
 // any number of times, in any number of processes.
-func (e *messagingEngine) queueDigests() error {
-	now := e.now()
+func (g *digests) queueDigests() error {
+	now := g.now()
 	run := &digestRun{locs: map[string]*time.Location{}, ranks: map[string]map[string]int{}, sizes: map[string]int{}}
 	last := ""
 	for {
 		var page []digestAffiliate
-		err := e.app.DB().Select("id", "email", "program", "timezone").From(collections.Affiliates).
+		err := g.app.DB().Select("id", "email", "program", "timezone").From(collections.Affiliates).
 			Where(dbx.HashExp{"status": collections.AffiliateApproved}).
 			AndWhere(dbx.NewExp("[[id]] > {:last}", dbx.Params{"last": last})).
 			OrderBy("id").Limit(digestPage).All(&page)
@@ -58,7 +84,7 @@ func (e *messagingEngine) queueDigests() error {
 			return fmt.Errorf("list affiliates for digests: %w", err)
 		}
 		for _, a := range page {
-			if err := e.queueDigest(run, a, now); err != nil {
+			if err := g.queueDigest(run, a, now); err != nil {
 				return err
 			}
 		}
@@ -70,7 +96,7 @@ func (e *messagingEngine) queueDigests() error {
 }
 
 // queueDigest queues one affiliate's digest for the week that ended last, if it is due.
-func (e *messagingEngine) queueDigest(run *digestRun, a digestAffiliate, now time.Time) error {
+func (g *digests) queueDigest(run *digestRun, a digestAffiliate, now time.Time) error {
 	if a.Email == "" {
 		return nil
 	}
@@ -81,14 +107,14 @@ func (e *messagingEngine) queueDigest(run *digestRun, a digestAffiliate, now tim
 	}
 	key := digestKeyPrefix + a.ID + ":" + start.Format(time.DateOnly)
 	var exists int
-	err := e.app.DB().NewQuery("SELECT 1 FROM {{deliveries}} WHERE [[idempotency_key]] = {:key}").Bind(dbx.Params{"key": key}).Row(&exists)
+	err := g.app.DB().NewQuery("SELECT 1 FROM {{deliveries}} WHERE [[idempotency_key]] = {:key}").Bind(dbx.Params{"key": key}).Row(&exists)
 	if err == nil {
 		return nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("find digest %s: %w", key, err)
 	}
-	report, active, err := e.digestReport(run, a, start, end)
+	report, active, err := g.digestReport(run, a, start, end)
 	if err != nil || !active {
 		return err
 	}
@@ -96,10 +122,10 @@ func (e *messagingEngine) queueDigest(run *digestRun, a digestAffiliate, now tim
 	if err != nil {
 		return fmt.Errorf("encode digest %s: %w", key, err)
 	}
-	_, err = insertDelivery(e.app.DB(), deliveryRow{
-		Affiliate: a.ID, Email: a.Email, Template: templateWeeklyDigest, Status: deliveryQueued,
+	_, err = g.outbox.enqueue(g.app.DB(), deliveryRow{
+		Affiliate: a.ID, Email: a.Email, Template: templateWeeklyDigest, Status: collections.DeliveryQueued,
 		IdempotencyKey: key, Marketing: true, Data: string(raw),
-	}, now)
+	})
 	return err
 }
 
@@ -129,10 +155,10 @@ func lastWeek(now time.Time, loc *time.Location) (time.Time, time.Time) {
 
 // digestReport computes an affiliate's figures for [start, end); active tells whether there
 // was anything to report (a click, a sale or a commission).
-func (e *messagingEngine) digestReport(run *digestRun, a digestAffiliate, start, end time.Time) (digestReport, bool, error) {
+func (g *digests) digestReport(run *digestRun, a digestAffiliate, start, end time.Time) (digestReport, bool, error) {
 	from, to := store.DBTime(start), store.DBTime(end)
 	r := digestReport{Period: start.Format("2 Jan") + " – " + end.AddDate(0, 0, -1).Format("2 Jan 2006")}
-	db := e.app.DB()
+	db := g.app.DB()
 	err := db.NewQuery("SELECT COUNT(*) FROM {{clicks}} WHERE [[affiliate]] = {:a} AND [[created]] >= {:from} AND [[created]] < {:to} AND [[flag]] = ''").
 		Bind(dbx.Params{"a": a.ID, "from": from, "to": to}).Row(&r.Clicks)
 	if err != nil {
@@ -160,7 +186,7 @@ func (e *messagingEngine) digestReport(run *digestRun, a digestAffiliate, start,
 		totals[s.Currency] += s.Total
 	}
 	currency := ""
-	if p, err := e.app.FindRecordById(collections.Programs, a.Program); err == nil {
+	if p, err := g.app.FindRecordById(collections.Programs, a.Program); err == nil {
 		currency = p.GetString(collections.FieldCurrency)
 	}
 	r.Commission = balanceText(totals, currency)
@@ -180,16 +206,16 @@ func (e *messagingEngine) digestReport(run *digestRun, a digestAffiliate, start,
 		if r.BestLink == "" {
 			r.BestLink = best.Code
 		}
-		r.BestLinkURL = e.publicBase() + "/r/" + best.Code
+		r.BestLinkURL = g.content.publicBase() + "/r/" + best.Code
 	case !errors.Is(err, sql.ErrNoRows):
 		return r, false, fmt.Errorf("digest best link of %s: %w", a.ID, err)
 	}
 
-	ranks, n, err := e.programRanks(run, a.Program, start, end)
+	ranks, n, err := g.programRanks(run, a.Program, start, end)
 	if err != nil {
 		return r, false, err
 	}
-	prev, _, err := e.programRanks(run, a.Program, start.AddDate(0, 0, -7), start)
+	prev, _, err := g.programRanks(run, a.Program, start.AddDate(0, 0, -7), start)
 	if err != nil {
 		return r, false, err
 	}
@@ -202,7 +228,7 @@ func (e *messagingEngine) digestReport(run *digestRun, a digestAffiliate, start,
 
 // programRanks ranks a program's affiliates by net commission created in [start, end):
 // 1 is the most, ties share a rank; only positive totals are ranked. Cached per run and week.
-func (e *messagingEngine) programRanks(run *digestRun, program string, start, end time.Time) (map[string]int, int, error) {
+func (g *digests) programRanks(run *digestRun, program string, start, end time.Time) (map[string]int, int, error) {
 	key := program + "|" + store.DBTime(start)
 	if r, ok := run.ranks[key]; ok {
 		return r, run.sizes[key], nil
@@ -211,7 +237,7 @@ func (e *messagingEngine) programRanks(run *digestRun, program string, start, en
 		Affiliate string `db:"affiliate"`
 		Total     int64  `db:"total"`
 	}
-	err := e.app.DB().NewQuery("SELECT [[affiliate]], SUM([[amount]]) AS [[total]] FROM {{commissions}} " +
+	err := g.app.DB().NewQuery("SELECT [[affiliate]], SUM([[amount]]) AS [[total]] FROM {{commissions}} " +
 		"WHERE [[program]] = {:p} AND [[created]] >= {:from} AND [[created]] < {:to} AND [[status]] != {:void} " +
 		"GROUP BY [[affiliate]] HAVING [[total]] > 0 ORDER BY [[total]] DESC, [[affiliate]]").
 		Bind(dbx.Params{"p": program, "from": store.DBTime(start), "to": store.DBTime(end), "void": collections.CommissionVoid}).All(&rows)

@@ -3,8 +3,6 @@ package hooks
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/pocketbase/dbx"
@@ -15,8 +13,118 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
-// collTierChanges records tier moves (migration 1795478600_commissions).
-const collTierChanges = "tier_changes"
+// lifecycleMails queues the mails an affiliate gets because something happened to them:
+// application received, approved or rejected, payout sent or failed, tier changed, and new
+// commissions (scanned by each worker run); and it routes PocketBase's own auth mails through
+// the outbox's sender (messaging_auth.go).
+type lifecycleMails struct {
+	app    core.App
+	outbox *mailOutbox
+	now    func() time.Time
+	signal func() // wakes the mail worker after a delivery committed
+
+	// commissionsSeen is up to when new commissions were scanned for mail (zero: not yet in
+	// this process). Only worker runs touch it, and runs are exclusive.
+	commissionsSeen time.Time
+}
+
+// newLifecycleMails returns the lifecycle mails of an app, queued through outbox.
+func newLifecycleMails(app core.App, outbox *mailOutbox, now func() time.Time, signal func()) *lifecycleMails {
+	return &lifecycleMails{app: app, outbox: outbox, now: now, signal: signal}
+}
+
+// bind queues the mails of affiliate, payout and tier changes once they committed, and binds
+// the auth mails.
+func (l *lifecycleMails) bind() {
+	app := l.app
+	// After success: the affiliate's transaction has committed, so the delivery is written
+	// right after it and the mail is never sent inside a transaction.
+	app.OnRecordAfterCreateSuccess(collections.Affiliates).BindFunc(func(ev *core.RecordEvent) error {
+		switch ev.Record.GetString(collections.FieldStatus) {
+		case collections.AffiliatePending:
+			l.queueLifecycleLogged(ev.App, ev.Record, templateApplicationReceived)
+		case collections.AffiliateApproved: // auto-approved signups
+			l.queueLifecycleLogged(ev.App, ev.Record, templateApproved)
+		}
+		return ev.Next()
+	})
+	app.OnRecordAfterUpdateSuccess(collections.Affiliates).BindFunc(func(ev *core.RecordEvent) error {
+		before, after := ev.Record.Original().GetString(collections.FieldStatus), ev.Record.GetString(collections.FieldStatus)
+		if before != after {
+			switch after {
+			case collections.AffiliateApproved:
+				l.queueLifecycleLogged(ev.App, ev.Record, templateApproved)
+			case collections.AffiliateRejected:
+				l.queueLifecycleLogged(ev.App, ev.Record, templateRejected)
+			}
+		}
+		return ev.Next()
+	})
+	// Payouts: the engine announces its raw-SQL changes by re-saving the record, and admins
+	// mark manual payouts paid in the dashboard; both land here once the change committed.
+	app.OnRecordAfterUpdateSuccess(collections.Payouts).BindFunc(func(ev *core.RecordEvent) error {
+		var template string
+		switch ev.Record.GetString(collections.FieldStatus) {
+		case collections.PayoutPaid:
+			template = templatePayoutSent
+		case collections.PayoutFailed:
+			template = templatePayoutFailed
+		default:
+			return ev.Next()
+		}
+		l.queuePayoutLogged(ev.App, ev.Record, template)
+		return ev.Next()
+	})
+	app.OnRecordAfterCreateSuccess(collections.TierChanges).BindFunc(func(ev *core.RecordEvent) error {
+		l.queueTierLogged(ev.App, ev.Record)
+		return ev.Next()
+	})
+	l.bindAuthMail()
+}
+
+// queueLifecycleLogged queues a lifecycle email; a failure is logged, never returned, because
+// the affiliate's change has already committed and must not look failed to the caller.
+func (l *lifecycleMails) queueLifecycleLogged(app core.App, affiliate *core.Record, template string) {
+	if err := l.queueLifecycle(app, affiliate, template); err != nil {
+		app.Logger().Error("queue lifecycle email", "affiliate", affiliate.Id, "template", template, "error", err)
+		return
+	}
+	l.signal()
+}
+
+// queueLifecycle writes the delivery of a lifecycle email, once per affiliate and template.
+func (l *lifecycleMails) queueLifecycle(app core.App, affiliate *core.Record, template string) error {
+	email := affiliate.Email()
+	if email == "" {
+		return nil
+	}
+	_, err := l.outbox.enqueue(app.DB(), deliveryRow{
+		Affiliate: affiliate.Id, Email: email, Template: template, Status: collections.DeliveryQueued,
+		IdempotencyKey: "lifecycle:" + template + ":" + affiliate.Id,
+	})
+	return err
+}
+
+// queuePayoutLogged queues the email about a payout, once per payout and template (the key
+// carries the payout id, which prepare reads back to fill in the amount and reference).
+// Payout mail is transactional: preferences and suppressions never stop it.
+func (l *lifecycleMails) queuePayoutLogged(app core.App, payout *core.Record, template string) {
+	affiliate, err := app.FindRecordById(collections.Affiliates, payout.GetString(collections.FieldAffiliate))
+	if err == nil && affiliate.Email() != "" {
+		_, err = l.outbox.enqueue(app.DB(), deliveryRow{
+			Affiliate: affiliate.Id, Email: affiliate.Email(), Template: template, Status: collections.DeliveryQueued,
+			IdempotencyKey: payoutKeyPrefix + template + ":" + payout.Id,
+		})
+	}
+	if err != nil {
+		app.Logger().Error("queue payout email", "payout", payout.Id, "template", template, "error", err)
+		return
+	}
+	l.signal()
+}
+
+// payoutKeyPrefix starts the idempotency key of payout mails: payout:<template>:<payout id>.
+const payoutKeyPrefix = "payout:"
 
 // Key prefixes of deliveries whose content is read back when they are sent.
 const (
@@ -40,17 +148,18 @@ type actionNeeded struct {
 
 // queueActionNeeded tells an affiliate, once per payout run, that a balance waits for them
 // to finish Stripe onboarding. Payout mail: preferences never stop it.
-func queueActionNeeded(db dbx.Builder, b balance, runID, reason string, now time.Time) error {
-	if b.Email == "" {
+// The payout engine calls it with the balance's figures, in the database it runs on.
+func queueActionNeeded(db dbx.Builder, affiliate, email string, amount int64, currency, runID, reason string, now time.Time) error {
+	if email == "" {
 		return nil
 	}
-	raw, err := json.Marshal(actionNeeded{Amount: money.FormatWithCode(b.Amount, b.Currency), Reason: reason})
+	raw, err := json.Marshal(actionNeeded{Amount: money.FormatWithCode(amount, currency), Reason: reason})
 	if err != nil {
 		return fmt.Errorf("encode action-needed mail: %w", err)
 	}
 	_, err = insertDelivery(db, deliveryRow{
-		Affiliate: b.Affiliate, Email: b.Email, Template: templatePayoutFailed, Status: deliveryQueued,
-		IdempotencyKey: actionKeyPrefix + b.Affiliate + ":" + runID, Data: string(raw),
+		Affiliate: affiliate, Email: email, Template: templatePayoutFailed, Status: collections.DeliveryQueued,
+		IdempotencyKey: actionKeyPrefix + affiliate + ":" + runID, Data: string(raw),
 	}, now)
 	return err
 }
@@ -75,9 +184,9 @@ const earnedKinds = "'sale', 'recurring', 'bonus'"
 // listing everything of that hour. The engine writes commissions with raw SQL (no record
 // hooks), so this scans them: ids are time-ordered (newOrderedID), so the scan is a range of
 // the primary key since the last scan. Idempotency keys make rescans harmless.
-func (e *messagingEngine) queueCommissionMails() error {
-	now := e.now()
-	from := e.commissionsSeen
+func (l *lifecycleMails) queueCommissionMails() error {
+	now := l.now()
+	from := l.commissionsSeen
 	if from.IsZero() {
 		from = now.Add(-commissionMailLookback)
 	}
@@ -86,7 +195,7 @@ func (e *messagingEngine) queueCommissionMails() error {
 		Affiliate string `db:"affiliate"`
 		Hour      string `db:"hour"`
 	}
-	err := e.app.DB().NewQuery(
+	err := l.app.DB().NewQuery(
 		"SELECT [[affiliate]], substr([[created]], 1, 13) AS [[hour]] FROM {{commissions}} " +
 			"WHERE [[id]] >= {:lo} AND [[created]] >= {:since} AND [[kind]] IN (" + earnedKinds + ") AND [[amount]] > 0 " +
 			"GROUP BY [[affiliate]], [[hour]]").
@@ -99,7 +208,7 @@ func (e *messagingEngine) queueCommissionMails() error {
 		for i, r := range rows {
 			ids[i] = r.Affiliate
 		}
-		emails, err := affiliateEmails(e.app, ids)
+		emails, err := affiliateEmails(l.app, ids)
 		if err != nil {
 			return err
 		}
@@ -108,17 +217,17 @@ func (e *messagingEngine) queueCommissionMails() error {
 			if err != nil || emails[r.Affiliate] == "" {
 				continue
 			}
-			_, err = insertDelivery(e.app.DB(), deliveryRow{
-				Affiliate: r.Affiliate, Email: emails[r.Affiliate], Template: templateNewCommission, Status: deliveryQueued,
+			_, err = l.outbox.enqueue(l.app.DB(), deliveryRow{
+				Affiliate: r.Affiliate, Email: emails[r.Affiliate], Template: templateNewCommission, Status: collections.DeliveryQueued,
 				IdempotencyKey: commissionKeyPrefix + r.Affiliate + ":" + hour.Format(commissionHourLayout),
 				Due:            hour.Add(time.Hour),
-			}, now)
+			})
 			if err != nil {
 				return err
 			}
 		}
 	}
-	e.commissionsSeen = now
+	l.commissionsSeen = now
 	return nil
 }
 
@@ -140,214 +249,19 @@ func affiliateEmails(app core.App, ids []string) (map[string]string, error) {
 	return out, nil
 }
 
-// commissionMailData lists the affiliate's commissions of the hour in the key; it returns a
-// skip reason when none is left (all voided since).
-func (e *messagingEngine) commissionMailData(r deliveryRow, d *mailData) (string, error) {
-	rest := strings.TrimPrefix(r.IdempotencyKey, commissionKeyPrefix)
-	_, hourText, _ := strings.Cut(rest, ":")
-	hour, err := time.Parse(commissionHourLayout, hourText)
-	if err != nil {
-		return "", fmt.Errorf("bad commission mail key %q", r.IdempotencyKey)
-	}
-	var rows []struct {
-		Amount   int64  `db:"amount"`
-		Currency string `db:"currency"`
-		Kind     string `db:"kind"`
-		Created  string `db:"created"`
-	}
-	err = e.app.DB().NewQuery(
-		"SELECT [[amount]], [[currency]], [[kind]], [[created]] FROM {{commissions}} " +
-			"WHERE [[affiliate]] = {:a} AND [[created]] >= {:from} AND [[created]] < {:to} AND [[kind]] IN (" + earnedKinds + ") " +
-			"AND [[amount]] > 0 AND [[status]] != {:void} ORDER BY [[created]], [[id]]").
-		Bind(dbx.Params{"a": r.Affiliate, "from": store.DBTime(hour), "to": store.DBTime(hour.Add(time.Hour)), "void": collections.CommissionVoid}).
-		All(&rows)
-	if err != nil {
-		return "", fmt.Errorf("commissions of mail %s: %w", r.IdempotencyKey, err)
-	}
-	if len(rows) == 0 {
-		return "no commission left to report", nil
-	}
-	totals := map[string]int64{}
-	for i, c := range rows {
-		totals[c.Currency] += c.Amount
-		if i < mailListMax {
-			when := c.Created
-			if t, err := store.ParseDBTime(c.Created); err == nil {
-				when = t.Format("2 Jan 15:04 UTC")
-			}
-			d.Commissions = append(d.Commissions, mailCommission{Amount: money.FormatWithCode(c.Amount, c.Currency), Kind: c.Kind, When: when})
-		}
-	}
-	d.More = max(0, len(rows)-mailListMax)
-	d.Total = formatTotals(totals)
-	return "", nil
-}
-
-// formatTotals renders per-currency sums, joined in a stable order.
-func formatTotals(totals map[string]int64) string {
-	curs := make([]string, 0, len(totals))
-	for c := range totals {
-		curs = append(curs, c)
-	}
-	sort.Strings(curs)
-	parts := make([]string, len(curs))
-	for i, c := range curs {
-		parts[i] = money.FormatWithCode(totals[c], c)
-	}
-	return strings.Join(parts, ", ")
-}
-
 // queueTierLogged queues the tier_changed mail once per recorded move (tier_changes rows are
 // saved as records, so this runs after their transaction committed).
-func (e *messagingEngine) queueTierLogged(app core.App, move *core.Record) {
+func (l *lifecycleMails) queueTierLogged(app core.App, move *core.Record) {
 	affiliate, err := app.FindRecordById(collections.Affiliates, move.GetString(collections.FieldAffiliate))
 	if err == nil && affiliate.Email() != "" {
-		_, err = insertDelivery(app.DB(), deliveryRow{
-			Affiliate: affiliate.Id, Email: affiliate.Email(), Template: templateTierChanged, Status: deliveryQueued,
+		_, err = l.outbox.enqueue(app.DB(), deliveryRow{
+			Affiliate: affiliate.Id, Email: affiliate.Email(), Template: templateTierChanged, Status: collections.DeliveryQueued,
 			IdempotencyKey: tierKeyPrefix + move.Id,
-		}, e.now())
+		})
 	}
 	if err != nil {
 		app.Logger().Error("queue tier email", "tier_change", move.Id, "error", err)
 		return
 	}
-	e.signal()
-}
-
-// tierMailData fills in the move of the key: tier names and whether it was a move up.
-func (e *messagingEngine) tierMailData(r deliveryRow, d *mailData) error {
-	id := strings.TrimPrefix(r.IdempotencyKey, tierKeyPrefix)
-	move, err := e.app.FindRecordById(collTierChanges, id)
-	if err != nil {
-		return fmt.Errorf("tier change %s of a tier mail: %w", id, err)
-	}
-	fromName, fromRank := e.tierInfo(move.GetString("from_tier"))
-	toName, toRank := e.tierInfo(move.GetString("to_tier"))
-	d.FromTier, d.ToTier, d.Reason = fromName, toName, move.GetString("reason")
-	d.Promoted = toRank > fromRank
-	return nil
-}
-
-// tierInfo is a tier's name and rank; no tier (or a deleted one) is "Standard", below all.
-func (e *messagingEngine) tierInfo(id string) (string, int) {
-	if id == "" {
-		return "Standard", -1
-	}
-	t, err := e.app.FindRecordById(collections.Tiers, id)
-	if err != nil {
-		return "Standard", -1
-	}
-	return t.GetString(collections.FieldName), t.GetInt("rank")
-}
-
-// digestMailData reads the report frozen on the delivery.
-func digestMailData(r deliveryRow, d *mailData) error {
-	if err := json.Unmarshal([]byte(r.Data), &d.Digest); err != nil {
-		return fmt.Errorf("digest figures of %s: %w", r.IdempotencyKey, err)
-	}
-	return nil
-}
-
-// templateMailData adds what a delivery's template reports to d; a non-empty reason means
-// the mail has nothing to say any more and is skipped.
-func (e *messagingEngine) templateMailData(r deliveryRow, d *mailData) (string, error) {
-	switch {
-	case strings.HasPrefix(r.IdempotencyKey, payoutKeyPrefix):
-		return "", e.payoutMailData(r.IdempotencyKey, d)
-	case strings.HasPrefix(r.IdempotencyKey, commissionKeyPrefix):
-		return e.commissionMailData(r, d)
-	case strings.HasPrefix(r.IdempotencyKey, tierKeyPrefix):
-		return "", e.tierMailData(r, d)
-	case strings.HasPrefix(r.IdempotencyKey, digestKeyPrefix):
-		return "", digestMailData(r, d)
-	case strings.HasPrefix(r.IdempotencyKey, actionKeyPrefix):
-		var a actionNeeded
-		if err := json.Unmarshal([]byte(r.Data), &a); err != nil {
-			return "", fmt.Errorf("figures of %s: %w", r.IdempotencyKey, err)
-		}
-		d.Amount, d.Reason = a.Amount, a.Reason
-	}
-	return "", nil
-}
-
-// mailContext caches what the mails of one batch share (programs, templates).
-type mailContext struct {
-	templates map[string]lifecycleTemplate
-	programs  map[string]*core.Record
-}
-
-// newMailContext loads the current templates.
-func (e *messagingEngine) newMailContext() (*mailContext, error) {
-	set, err := loadMailTemplates(e.app)
-	if err != nil {
-		return nil, err
-	}
-	return &mailContext{templates: set, programs: map[string]*core.Record{}}, nil
-}
-
-// program returns the affiliate's program, nil when it is gone.
-func (c *mailContext) program(app core.App, id string) *core.Record {
-	if p, ok := c.programs[id]; ok {
-		return p
-	}
-	p, err := app.FindRecordById(collections.Programs, id)
-	if err != nil {
-		p = nil
-	}
-	c.programs[id] = p
-	return p
-}
-
-// affiliateMailData is what every template sees of an affiliate: identity, links, program
-// and balance.
-func (e *messagingEngine) affiliateMailData(c *mailContext, a *core.Record) (mailData, error) {
-	d := e.mailData(a)
-	currency := ""
-	if p := c.program(e.app, a.GetString(collections.FieldProgram)); p != nil {
-		d.Program = p.GetString(collections.FieldName)
-		currency = p.GetString(collections.FieldCurrency)
-	}
-	var links []struct {
-		Code  string `db:"code"`
-		Label string `db:"label"`
-	}
-	err := e.app.DB().Select("code", "label").From(collections.Links).
-		Where(dbx.HashExp{"affiliate": a.Id}).OrderBy("created", "id").Limit(mailListMax).All(&links)
-	if err != nil {
-		return d, fmt.Errorf("links of %s: %w", a.Id, err)
-	}
-	base := strings.TrimSuffix(d.Link, "/r/"+d.Code)
-	for _, l := range links {
-		label := l.Label
-		if label == "" {
-			label = l.Code
-		}
-		d.Links = append(d.Links, mailLink{Label: label, URL: base + "/r/" + l.Code})
-	}
-	balances, err := store.Balances(e.app.DB(), a.Id)
-	if err != nil {
-		return d, err
-	}
-	pending, payable := map[string]int64{}, map[string]int64{}
-	for _, b := range balances {
-		if b.PendingN > 0 {
-			pending[b.Currency] = b.Pending
-		}
-		if b.PayableN > 0 {
-			payable[b.Currency] = b.Payable
-		}
-	}
-	d.Balance = mailBalance{Pending: balanceText(pending, currency), Payable: balanceText(payable, currency)}
-	return d, nil
-}
-
-// balanceText is a balance with a zero in the program's currency when there is none.
-func balanceText(totals map[string]int64, currency string) string {
-	if len(totals) == 0 {
-		if currency == "" {
-			return "0"
-		}
-		return money.FormatWithCode(0, currency)
-	}
-	return formatTotals(totals)
+	l.signal()
 }

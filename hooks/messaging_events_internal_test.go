@@ -94,7 +94,7 @@ func TestNewCommissionMailBatchedHourly(t *testing.T) {
 		t.Fatalf("bea got %d mails", got)
 	}
 	var skipped int
-	_ = app.DB().Select("COUNT(*)").From(collDeliveries).Where(dbx.HashExp{"affiliate": b.Id, "status": deliverySkipped}).Row(&skipped)
+	_ = app.DB().Select("COUNT(*)").From(collections.Deliveries).Where(dbx.HashExp{"affiliate": b.Id, "status": collections.DeliverySkipped}).Row(&skipped)
 	if skipped != 1 {
 		t.Fatalf("bea's voided commission: %d skipped deliveries, want 1", skipped)
 	}
@@ -138,7 +138,7 @@ func TestTierChangedMail(t *testing.T) {
 	}
 	silver, gold := mk("Silver", 1), mk("Gold <3>", 2)
 	runEngine(t, e) // the approval mail first, so the order below is the tier mails
-	changes, _ := app.FindCachedCollectionByNameOrId(collTierChanges)
+	changes, _ := app.FindCachedCollectionByNameOrId(collections.TierChanges)
 	move := func(from, to, period string) {
 		r := core.NewRecord(changes)
 		r.Load(map[string]any{"affiliate": a.Id, "from_tier": from, "to_tier": to, "period": period, "reason": "12 sales in " + period, "by": "pbaTiers"})
@@ -208,7 +208,7 @@ func TestWeeklyDigest(t *testing.T) {
 	insertTestCommission(t, app, tokyo, collections.KindSale, 10, collections.CommissionPending, before)
 
 	for i := 0; i < 2; i++ {
-		if err := e.queueDigests(); err != nil {
+		if err := e.digests.queueDigests(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -241,13 +241,13 @@ func TestWeeklyDigest(t *testing.T) {
 		t.Fatalf("idle affiliate got %d mails", n)
 	}
 	var status string
-	if err := app.DB().Select("status").From(collDeliveries).Where(dbx.HashExp{"affiliate": optout.Id, "template": templateWeeklyDigest}).Row(&status); err != nil || status != deliverySkipped {
+	if err := app.DB().Select("status").From(collections.Deliveries).Where(dbx.HashExp{"affiliate": optout.Id, "template": templateWeeklyDigest}).Row(&status); err != nil || status != collections.DeliverySkipped {
 		t.Fatalf("opted-out digest: %q %v", status, err)
 	}
 
 	// Five hours later New York's week has ended too; Tokyo is not mailed again.
 	clock.Add(5 * time.Hour)
-	if err := e.queueDigests(); err != nil {
+	if err := e.digests.queueDigests(); err != nil {
 		t.Fatal(err)
 	}
 	runEngine(t, e)
@@ -260,10 +260,10 @@ func TestWeeklyDigest(t *testing.T) {
 	// Three days late, nothing is queued for a week that ended long ago.
 	clock.Add(72 * time.Hour)
 	before2 := deliveriesByStatus(t, app, "")
-	if err := e.queueDigests(); err != nil {
+	if err := e.digests.queueDigests(); err != nil {
 		t.Fatal(err)
 	}
-	if after := deliveriesByStatus(t, app, ""); after[deliveryQueued] != before2[deliveryQueued] {
+	if after := deliveriesByStatus(t, app, ""); after[collections.DeliveryQueued] != before2[collections.DeliveryQueued] {
 		t.Fatalf("late digests queued: %v", after)
 	}
 }
@@ -298,11 +298,11 @@ func TestMailTemplatesEditable(t *testing.T) {
 	if err := ensureMailTemplates(app); err != nil { // idempotent
 		t.Fatal(err)
 	}
-	rows, err := app.FindAllRecords(collMailTemplates)
+	rows, err := app.FindAllRecords(collections.MailTemplates)
 	if err != nil || len(rows) != len(lifecycleTemplates()) {
 		t.Fatalf("seeded %d templates (%v), want %d", len(rows), err, len(lifecycleTemplates()))
 	}
-	approved, err := app.FindFirstRecordByData(collMailTemplates, "name", templateApproved)
+	approved, err := app.FindFirstRecordByData(collections.MailTemplates, "name", templateApproved)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +311,7 @@ func TestMailTemplatesEditable(t *testing.T) {
 	}
 
 	for field, bad := range map[string]string{"html": "<p>{{.Nope}}</p>", "subject": "Hi {{.Name", "text": "{{range .Links}}"} {
-		r, _ := app.FindRecordById(collMailTemplates, approved.Id)
+		r, _ := app.FindRecordById(collections.MailTemplates, approved.Id)
 		r.Set(field, bad)
 		err := app.Save(r)
 		var verrs validation.Errors
@@ -364,12 +364,12 @@ func TestAuthMailsThroughSender(t *testing.T) {
 		}
 	}
 	var rows []deliveryRow
-	if err := app.DB().Select("template", "status", "provider_id").From(collDeliveries).
+	if err := app.DB().Select("template", "status", "provider_id").From(collections.Deliveries).
 		Where(dbx.HashExp{"affiliate": a.Id}).AndWhere(dbx.NewExp("[[template]] LIKE 'auth%'")).OrderBy("template").All(&rows); err != nil {
 		t.Fatal(err)
 	}
 	if len(rows) != 2 || rows[0].Template != "auth_password_reset" || rows[1].Template != "auth_verification" ||
-		rows[0].Status != deliverySent || rows[0].ProviderID == "" {
+		rows[0].Status != collections.DeliverySent || rows[0].ProviderID == "" {
 		t.Fatalf("auth deliveries %+v", rows)
 	}
 
@@ -398,10 +398,10 @@ func TestMailLeaseAcrossProcesses(t *testing.T) {
 	createTestAffiliate(t, app, "Ada", "ada-1", collections.AffiliateApproved, "ada@example.com", nil)
 
 	// e1 is mid-run in "another process": it holds the lease.
-	if ok, err := store.AcquireLease(app.DB(), messagingLease, e1.holder, clock.Now(), messagingLeaseTTL); err != nil || !ok {
+	if ok, err := store.AcquireLease(app.DB(), messagingLease, e1.outbox.holder, clock.Now(), messagingLeaseTTL); err != nil || !ok {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}
-	if ok, _ := store.AcquireLease(app.DB(), messagingLease, e1.holder, clock.Now(), messagingLeaseTTL); !ok {
+	if ok, _ := store.AcquireLease(app.DB(), messagingLease, e1.outbox.holder, clock.Now(), messagingLeaseTTL); !ok {
 		t.Fatal("the holder cannot renew its lease")
 	}
 	runEngine(t, e2)
@@ -415,10 +415,10 @@ func TestMailLeaseAcrossProcesses(t *testing.T) {
 		t.Fatalf("sent %d after the lease expired", total)
 	}
 	// e2 released it at the end of its run: e1 gets it at once.
-	if ok, err := store.AcquireLease(app.DB(), messagingLease, e1.holder, clock.Now(), messagingLeaseTTL); err != nil || !ok {
+	if ok, err := store.AcquireLease(app.DB(), messagingLease, e1.outbox.holder, clock.Now(), messagingLeaseTTL); err != nil || !ok {
 		t.Fatalf("lease not released: %v %v", ok, err)
 	}
-	if ok, _ := store.AcquireLease(app.DB(), messagingLease, e2.holder, clock.Now(), messagingLeaseTTL); ok {
+	if ok, _ := store.AcquireLease(app.DB(), messagingLease, e2.outbox.holder, clock.Now(), messagingLeaseTTL); ok {
 		t.Fatal("two holders at once")
 	}
 }
@@ -438,7 +438,7 @@ func TestActionNeededMailOnIncompleteOnboarding(t *testing.T) {
 	s.createPayouts()
 	s.createPayouts() // the next run: still incomplete, one more reminder
 	var rows []deliveryRow
-	if err := s.app.DB().Select("affiliate", "template", "idempotency_key", "data").From(collDeliveries).
+	if err := s.app.DB().Select("affiliate", "template", "idempotency_key", "data").From(collections.Deliveries).
 		AndWhere(dbx.NewExp("[[idempotency_key]] LIKE 'action:%'")).All(&rows); err != nil {
 		t.Fatal(err)
 	}

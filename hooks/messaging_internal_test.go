@@ -231,31 +231,30 @@ func (c *testClock) Add(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// testEngine is an engine wired like registerMessaging but with a test clock and a sleep
-// that only records, so retries take no time.
+// testEngine is the mail system wired like registerMessaging but with a test clock and a
+// sleep that only records, so retries take no time.
 type testEngine struct {
-	*messagingEngine
+	*messaging
 	mu     sync.Mutex
 	sleeps []time.Duration
 }
 
-// newTestEngine builds the engine; bind registers its hooks and routes like registerMessaging.
+// newTestEngine builds the parts; bind registers their hooks and routes like registerMessaging.
 func newTestEngine(t *testing.T, app core.App, cfg Config, clock *testClock, bind bool) *testEngine {
 	t.Helper()
-	e, err := newMessagingEngine(app, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	te := &testEngine{messagingEngine: e}
-	e.now = clock.Now
-	e.sleep = func(ctx context.Context, d time.Duration) error {
+	te := &testEngine{}
+	m, err := newMessaging(app, cfg, clock.Now, func(ctx context.Context, d time.Duration) error {
 		te.mu.Lock()
 		te.sleeps = append(te.sleeps, d)
 		te.mu.Unlock()
 		return ctx.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	te.messaging = m
 	if bind {
-		e.bind()
+		m.bind()
 	}
 	return te
 }
@@ -292,12 +291,12 @@ func createTestAffiliate(t testing.TB, app core.App, name, code, status, email s
 // createBroadcast saves a scheduled broadcast.
 func createBroadcast(t testing.TB, app core.App, subject, body string, audience any) *core.Record {
 	t.Helper()
-	col, err := app.FindCachedCollectionByNameOrId(collMessages)
+	col, err := app.FindCachedCollectionByNameOrId(collections.Messages)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := core.NewRecord(col)
-	m.Load(map[string]any{"subject": subject, "body": body, "kind": messageBroadcast, "status": messageScheduled, "audience": audience})
+	m.Load(map[string]any{"subject": subject, "body": body, "kind": collections.MessageKindBroadcast, "status": collections.MessageScheduled, "audience": audience})
 	if err := app.Save(m); err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +310,7 @@ func deliveriesByStatus(t testing.TB, app core.App, message string) map[string]i
 		Status string `db:"status"`
 		N      int    `db:"n"`
 	}
-	q := app.DB().Select("status", "COUNT(*) AS n").From(collDeliveries).GroupBy("status")
+	q := app.DB().Select("status", "COUNT(*) AS n").From(collections.Deliveries).GroupBy("status")
 	if message != "" {
 		q.Where(dbx.HashExp{"message": message})
 	}
@@ -351,11 +350,11 @@ func TestBroadcastResumesAfterCrashExactlyOnce(t *testing.T) {
 				t.Fatalf("first run: %v", err)
 			}
 			// Resolution is idempotent: resolving again (a crash before resolved_at) adds nothing.
-			if err := e1.resolveMessage(msg.Id); err != nil {
+			if err := e1.broadcasts.resolveMessage(msg.Id); err != nil {
 				t.Fatal(err)
 			}
 			got := deliveriesByStatus(t, app, msg.Id)
-			if got[deliverySent] != 500 || got[deliveryQueued] != 500 || len(got) != 2 {
+			if got[collections.DeliverySent] != 500 || got[collections.DeliveryQueued] != 500 || len(got) != 2 {
 				t.Fatalf("after the outage: deliveries %v, want 500 sent and 500 queued", got)
 			}
 
@@ -366,7 +365,7 @@ func TestBroadcastResumesAfterCrashExactlyOnce(t *testing.T) {
 				t.Fatalf("resumed run: %v", err)
 			}
 			got = deliveriesByStatus(t, app, msg.Id)
-			if got[deliverySent] != 1000 || len(got) != 1 {
+			if got[collections.DeliverySent] != 1000 || len(got) != 1 {
 				t.Fatalf("after the resume: deliveries %v, want 1000 sent", got)
 			}
 			byTo, total := fake.snapshot()
@@ -382,18 +381,18 @@ func TestBroadcastResumesAfterCrashExactlyOnce(t *testing.T) {
 				t.Fatal("a pending affiliate got the broadcast")
 			}
 			var empty int
-			if err := app.DB().Select("COUNT(*)").From(collDeliveries).Where(dbx.HashExp{"provider_id": ""}).Row(&empty); err != nil || empty != 0 {
+			if err := app.DB().Select("COUNT(*)").From(collections.Deliveries).Where(dbx.HashExp{"provider_id": ""}).Row(&empty); err != nil || empty != 0 {
 				t.Fatalf("%d deliveries without provider id (%v)", empty, err)
 			}
-			msg, err := app.FindRecordById(collMessages, msg.Id)
+			msg, err := app.FindRecordById(collections.Messages, msg.Id)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if msg.GetString("status") != messageSent {
+			if msg.GetString("status") != collections.MessageSent {
 				t.Fatalf("message status %q, want sent", msg.GetString("status"))
 			}
 			var counts map[string]int
-			if err := json.Unmarshal([]byte(msg.GetString("counts")), &counts); err != nil || counts[deliverySent] != 1000 {
+			if err := json.Unmarshal([]byte(msg.GetString("counts")), &counts); err != nil || counts[collections.DeliverySent] != 1000 {
 				t.Fatalf("message counts %s (%v)", msg.GetString("counts"), err)
 			}
 		})
@@ -509,7 +508,7 @@ func TestLifecycleEmails(t *testing.T) {
 		t.Fatal(err)
 	}
 	var keys []string
-	if err := app.DB().Select("idempotency_key").From(collDeliveries).Where(dbx.HashExp{"status": deliverySent}).OrderBy("idempotency_key").Column(&keys); err != nil {
+	if err := app.DB().Select("idempotency_key").From(collections.Deliveries).Where(dbx.HashExp{"status": collections.DeliverySent}).OrderBy("idempotency_key").Column(&keys); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -564,7 +563,7 @@ func TestBroadcastPreferenceAndBounceSuppression(t *testing.T) {
 	if err := e.run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := deliveriesByStatus(t, app, m1.Id); got[deliverySent] != 2 || got[deliverySkipped] != 1 {
+	if got := deliveriesByStatus(t, app, m1.Id); got[collections.DeliverySent] != 2 || got[collections.DeliverySkipped] != 1 {
 		t.Fatalf("first broadcast: %v, want 2 sent and 1 skipped", got)
 	}
 	fake.mu.Lock()
@@ -575,11 +574,11 @@ func TestBroadcastPreferenceAndBounceSuppression(t *testing.T) {
 		t.Fatalf("unsubscribe headers %v", headers)
 	}
 	var providerID string
-	if err := app.DB().Select("provider_id").From(collDeliveries).Where(dbx.HashExp{"affiliate": bouncer.Id, "message": m1.Id}).Row(&providerID); err != nil {
+	if err := app.DB().Select("provider_id").From(collections.Deliveries).Where(dbx.HashExp{"affiliate": bouncer.Id, "message": m1.Id}).Row(&providerID); err != nil {
 		t.Fatal(err)
 	}
 	body := fmt.Sprintf(`{"type":"email.bounced","created_at":"2026-01-01T00:00:00Z","data":{"email_id":%q,"bounce":{"type":"Permanent"}}}`, providerID)
-	if rec, err := callWebhook(e.messagingEngine, secret, "msg_1", clock.Now(), body, ""); err != nil || rec.Code != http.StatusOK {
+	if rec, err := callWebhook(e.outbox, secret, "msg_1", clock.Now(), body, ""); err != nil || rec.Code != http.StatusOK {
 		t.Fatalf("bounce webhook: %v %v", rec, err)
 	}
 
@@ -588,12 +587,12 @@ func TestBroadcastPreferenceAndBounceSuppression(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := deliveriesByStatus(t, app, m2.Id)
-	if got[deliverySent] != 1 || got[deliverySkipped] != 2 {
+	if got[collections.DeliverySent] != 1 || got[collections.DeliverySkipped] != 2 {
 		t.Fatalf("second broadcast: %v, want 1 sent and 2 skipped", got)
 	}
 	reasons := map[string]string{}
 	var rows []deliveryRow
-	if err := app.DB().Select("affiliate", "error").From(collDeliveries).Where(dbx.HashExp{"message": m2.Id, "status": deliverySkipped}).All(&rows); err != nil {
+	if err := app.DB().Select("affiliate", "error").From(collections.Deliveries).Where(dbx.HashExp{"message": m2.Id, "status": collections.DeliverySkipped}).All(&rows); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range rows {
@@ -606,7 +605,7 @@ func TestBroadcastPreferenceAndBounceSuppression(t *testing.T) {
 	if byTo["ok@example.com"] != 2 || byTo["none@example.com"] != 0 || byTo["Bounce@example.com"] != 1 || byTo["other@example.com"] != 0 {
 		t.Fatalf("sends per recipient %v", byTo)
 	}
-	m1, _ = app.FindRecordById(collMessages, m1.Id)
+	m1, _ = app.FindRecordById(collections.Messages, m1.Id)
 	if !strings.Contains(m1.GetString("counts"), `"bounced":1`) {
 		t.Fatalf("counts after the bounce: %s", m1.GetString("counts"))
 	}
@@ -615,7 +614,7 @@ func TestBroadcastPreferenceAndBounceSuppression(t *testing.T) {
 
 // callWebhook POSTs a Svix-signed event to the webhook handler; tamper replaces the body
 // after signing.
-func callWebhook(e *messagingEngine, secret, id string, at time.Time, body, tamper string) (*httptest.ResponseRecorder, error) {
+func callWebhook(o *mailOutbox, secret, id string, at time.Time, body, tamper string) (*httptest.ResponseRecorder, error) {
 	ts := strconv.FormatInt(at.Unix(), 10)
 	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
 	mac := hmac.New(sha256.New, key)
@@ -629,9 +628,9 @@ func callWebhook(e *messagingEngine, secret, id string, at time.Time, body, tamp
 	req.Header.Set("svix-timestamp", ts)
 	req.Header.Set("svix-signature", sig)
 	rec := httptest.NewRecorder()
-	re := &core.RequestEvent{App: e.app}
+	re := &core.RequestEvent{App: o.app}
 	re.Request, re.Response = req, rec
-	return rec, e.handleResendWebhook(re)
+	return rec, o.handleResendWebhook(re)
 }
 
 // apiStatus is the status of an error a handler returned (0 if none).
@@ -651,20 +650,20 @@ func TestResendWebhookSignature(t *testing.T) {
 	e := newTestEngine(t, app, Config{ResendWebhookSecret: secret}, clock, false)
 	body := `{"type":"email.delivered","data":{"email_id":"em_unknown"}}`
 
-	if rec, err := callWebhook(e.messagingEngine, secret, "msg_ok", clock.Now(), body, ""); err != nil || rec.Code != http.StatusOK {
+	if rec, err := callWebhook(e.outbox, secret, "msg_ok", clock.Now(), body, ""); err != nil || rec.Code != http.StatusOK {
 		t.Fatalf("valid: %v %v", rec.Code, err)
 	}
-	if _, err := callWebhook(e.messagingEngine, secret, "msg_t", clock.Now(), body, strings.Replace(body, "delivered", "bounced", 1)); apiStatus(err) != http.StatusBadRequest {
+	if _, err := callWebhook(e.outbox, secret, "msg_t", clock.Now(), body, strings.Replace(body, "delivered", "bounced", 1)); apiStatus(err) != http.StatusBadRequest {
 		t.Fatalf("tampered: %v", err)
 	}
-	if _, err := callWebhook(e.messagingEngine, secret, "msg_old", clock.Now().Add(-6*time.Minute), body, ""); apiStatus(err) != http.StatusBadRequest {
+	if _, err := callWebhook(e.outbox, secret, "msg_old", clock.Now().Add(-6*time.Minute), body, ""); apiStatus(err) != http.StatusBadRequest {
 		t.Fatalf("expired: %v", err)
 	}
-	if _, err := callWebhook(e.messagingEngine, secret, "msg_future", clock.Now().Add(6*time.Minute), body, ""); apiStatus(err) != http.StatusBadRequest {
+	if _, err := callWebhook(e.outbox, secret, "msg_future", clock.Now().Add(6*time.Minute), body, ""); apiStatus(err) != http.StatusBadRequest {
 		t.Fatalf("future: %v", err)
 	}
 	other := "whsec_" + base64.StdEncoding.EncodeToString([]byte("wrong"))
-	if _, err := callWebhook(e.messagingEngine, other, "msg_w", clock.Now(), body, ""); apiStatus(err) != http.StatusBadRequest {
+	if _, err := callWebhook(e.outbox, other, "msg_w", clock.Now(), body, ""); apiStatus(err) != http.StatusBadRequest {
 		t.Fatalf("wrong secret: %v", err)
 	}
 }
@@ -677,7 +676,7 @@ func TestUnsubscribeOneClick(t *testing.T) {
 	e := newTestEngine(t, app, Config{PublicURL: "https://aff.example.com"}, clock, false)
 	a := createTestAffiliate(t, app, "Ann", "ann-1", collections.AffiliateApproved, "Ann@example.com", nil)
 
-	link, err := e.unsubscribeURL(a.Id)
+	link, err := e.unsub.unsubscribeURL(a.Id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -690,9 +689,9 @@ func TestUnsubscribeOneClick(t *testing.T) {
 		re := &core.RequestEvent{App: app}
 		re.Request, re.Response = req, rec
 		if method == http.MethodGet {
-			return rec, e.handleUnsubscribePage(re)
+			return rec, e.unsub.handleUnsubscribePage(re)
 		}
-		return rec, e.handleUnsubscribe(re)
+		return rec, e.unsub.handleUnsubscribe(re)
 	}
 	rec, err := call(http.MethodGet, token)
 	if err != nil || rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "<form") {
@@ -712,12 +711,12 @@ func TestUnsubscribeOneClick(t *testing.T) {
 	if a, _ = app.FindRecordById(collections.Affiliates, a.Id); a.GetString(collections.AffiliatePreferredChannel) != collections.ChannelNone {
 		t.Fatal("POST did not set preferred_channel none")
 	}
-	if reason, err := e.suppressionOf("ann@example.com"); err != nil || reason != suppressUnsubscribe {
+	if reason, err := e.outbox.suppressionOf("ann@example.com"); err != nil || reason != collections.SuppressionUnsubscribe {
 		t.Fatalf("suppression %q %v", reason, err)
 	}
 	// The token survives a restart: a new engine reads the same key from the data dir.
 	e2 := newTestEngine(t, app, Config{}, clock, false)
-	if id, ok := e2.affiliateFromToken(token); !ok || id != a.Id {
+	if id, ok := e2.unsub.affiliateFromToken(token); !ok || id != a.Id {
 		t.Fatal("token invalid after restart")
 	}
 }
@@ -730,8 +729,8 @@ func TestMessagingPocketBaseMailer(t *testing.T) {
 	app.Settings().SMTP.Host = "127.0.0.1"
 	clock := &testClock{now: time.Now().UTC()}
 	e := newTestEngine(t, app, Config{MailFrom: "Partners <partners@example.com>", PublicURL: "https://aff.example.com"}, clock, true)
-	if _, ok := e.sender().(pbMailSender); !ok {
-		t.Fatalf("sender %T, want the PocketBase mailer", e.sender())
+	if _, ok := e.outbox.sender().(pbMailSender); !ok {
+		t.Fatalf("sender %T, want the PocketBase mailer", e.outbox.sender())
 	}
 
 	createTestAffiliate(t, app, "Pat <b>", "pat-1", collections.AffiliatePending, "pat@example.com", map[string]any{"preferred_channel": collections.ChannelNone})
@@ -759,14 +758,14 @@ func TestMessagingPocketBaseMailer(t *testing.T) {
 	if len(msgs) != 3 || len(subjects["pat@example.com"]) != 1 || len(subjects["quinn@example.com"]) != 2 {
 		t.Fatalf("mails %v", subjects)
 	}
-	if got := deliveriesByStatus(t, app, ""); got[deliverySent] != 3 || got[deliverySkipped] != 1 {
+	if got := deliveriesByStatus(t, app, ""); got[collections.DeliverySent] != 3 || got[collections.DeliverySkipped] != 1 {
 		t.Fatalf("deliveries %v", got)
 	}
 
 	// Dev mode without SMTP only logs.
 	app.Settings().SMTP.Enabled = false
-	if _, ok := e.sender().(logMailSender); !ok && app.IsDev() {
-		t.Fatalf("dev sender %T", e.sender())
+	if _, ok := e.outbox.sender().(logMailSender); !ok && app.IsDev() {
+		t.Fatalf("dev sender %T", e.outbox.sender())
 	}
 }
 
@@ -777,13 +776,18 @@ func TestMessagingRoutesThroughRouter(t *testing.T) {
 	var token, affiliateID string
 	factory := func(t testing.TB) *tests.TestApp {
 		app := newMessagingTestApp(t)
-		e, err := newMessagingEngine(app, Config{PublicURL: "https://aff.example.com", ResendWebhookSecret: secret})
+		e, err := newMessaging(app, Config{PublicURL: "https://aff.example.com", ResendWebhookSecret: secret}, time.Now, sleepCtx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		e.bind()
+		mail := routes{unsub: e.unsub, mailOutbox: e.outbox} // the real route table, mail only
+		app.OnServe().BindFunc(func(se *core.ServeEvent) error {
+			mail.bind(se.Router)
+			return se.Next()
+		})
 		a := createTestAffiliate(t, app, "Rae", "rae-1", collections.AffiliateApproved, "rae@example.com", nil)
-		link, err := e.unsubscribeURL(a.Id)
+		link, err := e.unsub.unsubscribeURL(a.Id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -852,28 +856,28 @@ func TestBroadcastPauseAndResume(t *testing.T) {
 		t.Fatalf("sent before send_at: %v", got)
 	}
 	clock.Add(2 * time.Hour)
-	if err := e.startDueMessages(); err != nil { // resolved, then paused before sending
+	if err := e.broadcasts.startDueMessages(); err != nil { // resolved, then paused before sending
 		t.Fatal(err)
 	}
-	msg, _ = app.FindRecordById(collMessages, msg.Id)
-	msg.Set("status", messageDraft)
+	msg, _ = app.FindRecordById(collections.Messages, msg.Id)
+	msg.Set("status", collections.MessageDraft)
 	if err := app.Save(msg); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := deliveriesByStatus(t, app, msg.Id); got[deliveryQueued] != 2 {
+	if got := deliveriesByStatus(t, app, msg.Id); got[collections.DeliveryQueued] != 2 {
 		t.Fatalf("paused broadcast: %v, want 2 queued", got)
 	}
-	msg.Set("status", messageScheduled)
+	msg.Set("status", collections.MessageScheduled)
 	if err := app.Save(msg); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := deliveriesByStatus(t, app, msg.Id); got[deliverySent] != 2 {
+	if got := deliveriesByStatus(t, app, msg.Id); got[collections.DeliverySent] != 2 {
 		t.Fatalf("resumed broadcast: %v, want 2 sent", got)
 	}
 	if _, total := fake.snapshot(); total != 2 {

@@ -6,11 +6,9 @@ import (
 
 	validation "github.com/pocketbase/ozzo-validation/v4"
 	"github.com/pocketbase/pocketbase/core"
-)
 
-// collMailTemplates holds the admins' versions of the lifecycle templates (migration
-// 1795479100_mail_templates); a name without a row is rendered from the shipped default.
-const collMailTemplates = "mail_templates"
+	"github.com/pbaffiliate/pbaffiliate/collections"
+)
 
 // mailTemplateRow is a mail_templates row as the worker reads it.
 type mailTemplateRow struct {
@@ -20,12 +18,15 @@ type mailTemplateRow struct {
 	Text    string `db:"text"`
 }
 
-// loadMailTemplates returns the shipped defaults overlaid with the admins' edits. Read once
-// per batch, so an edit applies to the next mail without a restart.
+// loadMailTemplates returns the shipped defaults overlaid with the admins' edits (mail_templates
+// rows; a name without a row keeps its default). Read once per batch, so an edit applies to
+// the next mail without a restart.
 func loadMailTemplates(app core.App) (map[string]lifecycleTemplate, error) {
 	set := lifecycleTemplates()
 	var rows []mailTemplateRow
-	if err := app.DB().Select("name", "subject", "html", "text").From(collMailTemplates).All(&rows); err != nil {
+	err := app.DB().Select(collections.FieldName, collections.MailTemplateSubject, collections.MailTemplateHTML, collections.MailTemplateText).
+		From(collections.MailTemplates).All(&rows)
+	if err != nil {
 		return nil, fmt.Errorf("load mail templates: %w", err)
 	}
 	for _, r := range rows {
@@ -40,12 +41,12 @@ func loadMailTemplates(app core.App) (map[string]lifecycleTemplate, error) {
 // find each one in the dashboard ready to edit; deleting a row restores the default at the
 // next start.
 func ensureMailTemplates(app core.App) error {
-	col, err := app.FindCachedCollectionByNameOrId(collMailTemplates)
+	col, err := app.FindCachedCollectionByNameOrId(collections.MailTemplates)
 	if err != nil {
 		return fmt.Errorf("mail templates collection: %w", err)
 	}
 	var have []string
-	if err := app.DB().Select("name").From(collMailTemplates).Column(&have); err != nil {
+	if err := app.DB().Select(collections.FieldName).From(collections.MailTemplates).Column(&have); err != nil {
 		return fmt.Errorf("list mail templates: %w", err)
 	}
 	exists := make(map[string]bool, len(have))
@@ -64,7 +65,10 @@ func ensureMailTemplates(app core.App) error {
 		}
 		t := defaults[n]
 		r := core.NewRecord(col)
-		r.Load(map[string]any{"name": n, "subject": t.subject, "html": t.html, "text": t.text, "variables": templateVariables(n)})
+		r.Load(map[string]any{
+			collections.FieldName: n, collections.MailTemplateSubject: t.subject, collections.MailTemplateHTML: t.html,
+			collections.MailTemplateText: t.text, collections.MailTemplateVariables: templateVariables(n),
+		})
 		if err := app.Save(r); err != nil {
 			return fmt.Errorf("save default mail template %s: %w", n, err)
 		}
@@ -79,20 +83,20 @@ func validateMailTemplate(ev *core.RecordEvent) error {
 	r := ev.Record
 	d := sampleMailData()
 	errs := validation.Errors{}
-	if _, err := execText("subject", r.GetString("subject"), d); err != nil {
-		errs["subject"] = validation.NewError("invalid_template", err.Error())
+	if _, err := execText("subject", r.GetString(collections.MailTemplateSubject), d); err != nil {
+		errs[collections.MailTemplateSubject] = validation.NewError("invalid_template", err.Error())
 	}
-	if _, err := execText("text", r.GetString("text"), d); err != nil {
-		errs["text"] = validation.NewError("invalid_template", err.Error())
+	if _, err := execText("text", r.GetString(collections.MailTemplateText), d); err != nil {
+		errs[collections.MailTemplateText] = validation.NewError("invalid_template", err.Error())
 	}
-	if _, err := renderMail("Subject", r.GetString("html"), "text", d); err != nil {
-		errs["html"] = validation.NewError("invalid_template", err.Error())
+	if _, err := renderMail("Subject", r.GetString(collections.MailTemplateHTML), "text", d); err != nil {
+		errs[collections.MailTemplateHTML] = validation.NewError("invalid_template", err.Error())
 	}
 	if len(errs) > 0 {
 		return errs
 	}
-	if r.GetString("variables") == "" {
-		r.Set("variables", templateVariables(r.GetString("name")))
+	if r.GetString(collections.MailTemplateVariables) == "" {
+		r.Set(collections.MailTemplateVariables, templateVariables(r.GetString(collections.FieldName)))
 	}
 	return ev.Next()
 }

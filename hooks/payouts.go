@@ -279,7 +279,7 @@ func (e *payoutEngine) runProgram(programID, runID string, periodEnd time.Time, 
 		case line.Method == collections.MethodStripe && (b.Account == "" || !b.Enabled):
 			line.Action, line.Reason = actionSkip, "Stripe onboarding incomplete"
 			if !dryRun && runID != "" {
-				if err := queueActionNeeded(e.app.DB(), b, runID, line.Reason, e.now()); err != nil {
+				if err := queueActionNeeded(e.app.DB(), b.Affiliate, b.Email, b.Amount, b.Currency, runID, line.Reason, e.now()); err != nil {
 					return rep, err
 				}
 			}

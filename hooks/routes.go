@@ -8,7 +8,8 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/collections"
 )
 
-// routes are the capabilities that answer pbaffiliate's HTTP routes.
+// routes are the capabilities that answer pbaffiliate's HTTP routes. A test may fill in only
+// the ones it drives: bind takes method values, which a nil capability does not dereference.
 type routes struct {
 	tracking    *tracker
 	conversions *conversionService
@@ -16,6 +17,8 @@ type routes struct {
 	connect     *connectOnboarding
 	commissions *commissionEngine
 	payouts     *payoutEngine
+	unsub       *unsubscribes
+	mailOutbox  *mailOutbox
 }
 
 // bind lists every route pbaffiliate adds, with who may call it. Handlers live with their
@@ -36,6 +39,12 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.POST("/api/pba/conversions", r.conversions.handleAPI).Bind(apis.BodyLimit(maxConversionBody))
 	rt.GET("/api/pba/postback", r.conversions.handlePostback)
 	rt.POST(stripeWebhookPath, r.stripe.handle).Bind(apis.BodyLimit(stripeWebhookBodyLimit))
+
+	// Mail: one-click unsubscribe (the signed token is the auth) and Resend's delivery events
+	// (Svix signature).
+	rt.GET("/api/pba/unsubscribe", r.unsub.handleUnsubscribePage)
+	rt.POST("/api/pba/unsubscribe", r.unsub.handleUnsubscribe).Bind(apis.BodyLimit(4 << 10))
+	rt.POST("/api/pba/resend/webhook", r.mailOutbox.handleResendWebhook).Bind(apis.BodyLimit(resendWebhookMaxBody))
 
 	// Affiliates (their own figures) and superusers (anyone's).
 	rt.GET("/api/pba/stats", handleStats).Bind(affiliateOrSuperuser)

@@ -1,0 +1,258 @@
+package hooks
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
+)
+
+// broadcasts turns messages an admin schedules into one delivery per recipient of their
+// audience (skipped, with the reason, for those who opted out or are suppressed) and keeps
+// each message's counts until nothing of it is queued.
+type broadcasts struct {
+	app    core.App
+	outbox *mailOutbox
+	now    func() time.Time
+	signal func() // wakes the mail worker
+}
+
+// newBroadcasts returns the broadcasts of an app, queued through outbox.
+func newBroadcasts(app core.App, outbox *mailOutbox, now func() time.Time, signal func()) *broadcasts {
+	return &broadcasts{app: app, outbox: outbox, now: now, signal: signal}
+}
+
+// bind wakes the worker when a message is scheduled (created so or set so).
+func (b *broadcasts) bind() {
+	kickOnScheduled := func(ev *core.RecordEvent) error {
+		if ev.Record.GetString(collections.FieldStatus) == collections.MessageScheduled {
+			b.signal()
+		}
+		return ev.Next()
+	}
+	b.app.OnRecordAfterCreateSuccess(collections.Messages).BindFunc(kickOnScheduled)
+	b.app.OnRecordAfterUpdateSuccess(collections.Messages).BindFunc(kickOnScheduled)
+}
+
+// startDueMessages claims scheduled broadcasts whose time has come and turns the audience of
+// every sending message not yet resolved into deliveries. A crash mid-resolution leaves
+// resolved_at empty, so the next run resolves again; the idempotency keys make that a no-op
+// for rows already written.
+func (b *broadcasts) startDueMessages() error {
+	now := store.DBTime(b.now())
+	_, err := b.app.DB().NewQuery(
+		"UPDATE {{messages}} SET [[status]] = {:sending}, [[updated]] = {:now} " +
+			"WHERE [[status]] = {:scheduled} AND [[kind]] = {:broadcast} AND ([[send_at]] = '' OR [[send_at]] <= {:now})").
+		Bind(dbx.Params{"sending": collections.MessageSending, "scheduled": collections.MessageScheduled, "broadcast": collections.MessageKindBroadcast, "now": now}).
+		Execute()
+	if err != nil {
+		return fmt.Errorf("claim scheduled messages: %w", err)
+	}
+	var ids []string
+	err = b.app.DB().Select(core.FieldNameId).From(collections.Messages).
+		Where(dbx.HashExp{collections.FieldStatus: collections.MessageSending, collections.MessageResolvedAt: ""}).OrderBy(core.FieldNameId).Column(&ids)
+	if err != nil {
+		return fmt.Errorf("find unresolved messages: %w", err)
+	}
+	for _, id := range ids {
+		if err := b.resolveMessage(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// audienceFilter is messages.audience. Status is one status or a list; empty means approved.
+type audienceFilter struct {
+	Program string          `json:"program"`
+	Status  json.RawMessage `json:"status"`
+	Tier    string          `json:"tier"`
+	Tags    []string        `json:"tags"`
+}
+
+// statuses is the filter's status list, approved by default.
+func (a audienceFilter) statuses() ([]string, error) {
+	raw := strings.TrimSpace(string(a.Status))
+	if raw == "" || raw == "null" || raw == `""` || raw == "[]" {
+		return []string{collections.AffiliateApproved}, nil
+	}
+	var one string
+	if json.Unmarshal(a.Status, &one) == nil {
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal(a.Status, &many); err != nil {
+		return nil, fmt.Errorf("audience status must be a string or a list of strings: %w", err)
+	}
+	return many, nil
+}
+
+// audienceMember is the part of an affiliate that resolution needs.
+type audienceMember struct {
+	ID      string         `db:"id"`
+	Email   string         `db:"email"`
+	Channel string         `db:"preferred_channel"`
+	Tags    sql.NullString `db:"tags"`
+}
+
+// resolveMessage writes one delivery per recipient of a broadcast: queued, or skipped with
+// the reason when the affiliate opted out or the address is suppressed.
+func (b *broadcasts) resolveMessage(id string) error {
+	msg, err := b.app.FindRecordById(collections.Messages, id)
+	if err != nil {
+		return fmt.Errorf("find message %s: %w", id, err)
+	}
+	var filter audienceFilter
+	if raw := msg.GetString(collections.MessageAudience); raw != "" && raw != "null" {
+		if err := json.Unmarshal([]byte(raw), &filter); err != nil {
+			return b.failMessage(id, fmt.Errorf("audience is not a valid filter: %w", err))
+		}
+	}
+	statuses, err := filter.statuses()
+	if err != nil {
+		return b.failMessage(id, err)
+	}
+	q := b.app.DB().Select("id", "email", "preferred_channel", "tags").From(collections.Affiliates).
+		Where(dbx.In("status", toAny(statuses)...)).OrderBy("id")
+	if filter.Program != "" {
+		q.AndWhere(dbx.HashExp{"program": filter.Program})
+	}
+	if filter.Tier != "" {
+		q.AndWhere(dbx.HashExp{"tier": filter.Tier})
+	}
+	var members []audienceMember
+	if err := q.All(&members); err != nil {
+		return fmt.Errorf("resolve audience of message %s: %w", id, err)
+	}
+	suppressed, err := b.outbox.suppressedEmails()
+	if err != nil {
+		return err
+	}
+	rows := make([]deliveryRow, 0, len(members))
+	for _, m := range members {
+		if len(filter.Tags) > 0 && !hasAnyTag(m.Tags.String, filter.Tags) {
+			continue
+		}
+		if m.Email == "" {
+			continue
+		}
+		d := deliveryRow{Message: id, Affiliate: m.ID, Email: m.Email, Template: templateBroadcast, Status: collections.DeliveryQueued,
+			IdempotencyKey: "broadcast:" + id + ":" + m.ID, Marketing: true}
+		if reason := skipReason(m.Channel, suppressed[strings.ToLower(m.Email)]); reason != "" {
+			d.Status, d.Error = collections.DeliverySkipped, reason
+		}
+		rows = append(rows, d)
+	}
+	for start := 0; start < len(rows); start += messagingInsertChunk {
+		chunk := rows[start:min(start+messagingInsertChunk, len(rows))]
+		err := b.app.RunInTransaction(func(tx core.App) error {
+			for _, d := range chunk {
+				if _, err := b.outbox.enqueue(tx.DB(), d); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("write deliveries of message %s: %w", id, err)
+		}
+	}
+	_, err = b.app.DB().NewQuery("UPDATE {{messages}} SET [[resolved_at]] = {:now}, [[updated]] = {:now} WHERE [[id]] = {:id}").
+		Bind(dbx.Params{"now": store.DBTime(b.now()), "id": id}).Execute()
+	if err != nil {
+		return fmt.Errorf("mark message %s resolved: %w", id, err)
+	}
+	return nil
+}
+
+// failMessage records why a message cannot be sent and sets it back to draft so the admin
+// can fix it; it is not an error of the run.
+func (b *broadcasts) failMessage(id string, cause error) error {
+	_, err := b.app.DB().NewQuery("UPDATE {{messages}} SET [[status]] = {:draft}, [[error]] = {:err}, [[updated]] = {:now} WHERE [[id]] = {:id}").
+		Bind(dbx.Params{"draft": collections.MessageDraft, "err": messagingErrorText(cause.Error()), "now": store.DBTime(b.now()), "id": id}).Execute()
+	if err != nil {
+		return fmt.Errorf("record failure of message %s: %w", id, err)
+	}
+	return nil
+}
+
+// hasAnyTag reports whether the affiliate's tags (a JSON list) contain one of want.
+func hasAnyTag(raw string, want []string) bool {
+	var tags []string
+	if json.Unmarshal([]byte(raw), &tags) != nil {
+		return false
+	}
+	for _, t := range tags {
+		for _, w := range want {
+			if strings.EqualFold(t, w) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// toAny converts for dbx.In.
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// settleMessages refreshes the counts of sending messages and marks those with nothing
+// queued as sent.
+func (b *broadcasts) settleMessages() error {
+	var ids []string
+	err := b.app.DB().Select(core.FieldNameId).From(collections.Messages).
+		Where(dbx.HashExp{collections.FieldStatus: collections.MessageSending}).AndWhere(dbx.NewExp("[[resolved_at]] != ''")).Column(&ids)
+	if err != nil {
+		return fmt.Errorf("find sending messages: %w", err)
+	}
+	for _, id := range ids {
+		if err := refreshMessageCounts(b.app, id, b.now(), true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refreshMessageCounts stores the per-status delivery counts on a message; with settle, a
+// message with no queued delivery left becomes sent.
+func refreshMessageCounts(app core.App, id string, now time.Time, settle bool) error {
+	var rows []struct {
+		Status string `db:"status"`
+		N      int    `db:"n"`
+	}
+	err := app.DB().Select(collections.FieldStatus, "COUNT(*) AS n").From(collections.Deliveries).
+		Where(dbx.HashExp{collections.DeliveryMessage: id}).GroupBy(collections.FieldStatus).All(&rows)
+	if err != nil {
+		return fmt.Errorf("count deliveries of message %s: %w", id, err)
+	}
+	counts := map[string]int{}
+	for _, r := range rows {
+		counts[r.Status] = r.N
+	}
+	raw, err := json.Marshal(counts)
+	if err != nil {
+		return fmt.Errorf("encode counts: %w", err)
+	}
+	q := "UPDATE {{messages}} SET [[counts]] = {:counts}, [[updated]] = {:now}"
+	if settle && counts[collections.DeliveryQueued] == 0 {
+		q += ", [[status]] = {:sent}"
+	}
+	_, err = app.DB().NewQuery(q + " WHERE [[id]] = {:id}").
+		Bind(dbx.Params{"counts": string(raw), "now": store.DBTime(now), "sent": collections.MessageSent, "id": id}).Execute()
+	if err != nil {
+		return fmt.Errorf("store counts of message %s: %w", id, err)
+	}
+	return nil
+}
