@@ -37,14 +37,17 @@ func newLifecycleMails(app core.App, outbox *mailOutbox, now func() time.Time, s
 // the auth mails.
 func (l *lifecycleMails) bind() {
 	app := l.app
-	// After success: the affiliate's transaction has committed, so the delivery is written
-	// right after it and the mail is never sent inside a transaction.
+	// After success: the change has committed, so the delivery is written right after it and
+	// the mail is never sent inside a transaction. The delivery goes through app, the root
+	// app: when the change was saved inside a transaction (the payout hooks save that way, and
+	// so do engines and routes), ev.App is that finished transaction, and a write through it
+	// fails with "transaction has already been committed or rolled back".
 	app.OnRecordAfterCreateSuccess(collections.Affiliates).BindFunc(func(ev *core.RecordEvent) error {
 		switch ev.Record.GetString(collections.FieldStatus) {
 		case collections.AffiliatePending:
-			l.queueLifecycleLogged(ev.App, ev.Record, templateApplicationReceived)
+			l.queueLifecycleLogged(app, ev.Record, templateApplicationReceived)
 		case collections.AffiliateApproved: // auto-approved signups
-			l.queueLifecycleLogged(ev.App, ev.Record, templateApproved)
+			l.queueLifecycleLogged(app, ev.Record, templateApproved)
 		}
 		return ev.Next()
 	})
@@ -53,9 +56,9 @@ func (l *lifecycleMails) bind() {
 		if before != after {
 			switch after {
 			case collections.AffiliateApproved:
-				l.queueLifecycleLogged(ev.App, ev.Record, templateApproved)
+				l.queueLifecycleLogged(app, ev.Record, templateApproved)
 			case collections.AffiliateRejected:
-				l.queueLifecycleLogged(ev.App, ev.Record, templateRejected)
+				l.queueLifecycleLogged(app, ev.Record, templateRejected)
 			}
 		}
 		return ev.Next()
@@ -72,11 +75,11 @@ func (l *lifecycleMails) bind() {
 		default:
 			return ev.Next()
 		}
-		l.queuePayoutLogged(ev.App, ev.Record, template)
+		l.queuePayoutLogged(app, ev.Record, template)
 		return ev.Next()
 	})
 	app.OnRecordAfterCreateSuccess(collections.TierChanges).BindFunc(func(ev *core.RecordEvent) error {
-		l.queueTierLogged(ev.App, ev.Record)
+		l.queueTierLogged(app, ev.Record)
 		return ev.Next()
 	})
 	l.bindAuthMail()
