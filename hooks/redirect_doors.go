@@ -97,8 +97,7 @@ type doorCounter struct {
 	app     core.App
 	mu      sync.Mutex
 	pending map[doorKey]int64
-	quit    chan struct{}
-	done    chan struct{}
+	loop    flushLoop
 }
 
 func newDoorCounter(app core.App) *doorCounter {
@@ -113,32 +112,9 @@ func (d *doorCounter) add(reason, program, affiliate, link string) {
 }
 
 // start writes the counters every doorFlushEvery until stop, which writes the rest.
-func (d *doorCounter) start() {
-	d.quit, d.done = make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(d.done)
-		ticker := time.NewTicker(doorFlushEvery)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-ticker.C:
-				d.flush()
-			case <-d.quit:
-				d.flush()
-				return
-			}
-		}
-	}()
-}
+func (d *doorCounter) start() { d.loop.start(doorFlushEvery, d.flush) }
 
-func (d *doorCounter) stop() {
-	if d.quit == nil {
-		return
-	}
-	close(d.quit)
-	<-d.done
-	d.quit = nil
-}
+func (d *doorCounter) stop() { d.loop.stop() }
 
 // doorUpsert adds to one inactive_redirects row, created when missing.
 const doorUpsert = `INSERT INTO inactive_redirects (id, day, reason, program, affiliate, link, count, updated)
