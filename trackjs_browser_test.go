@@ -226,9 +226,13 @@ func TestTrackJSInBrowser(t *testing.T) {
 		}
 	})
 
-	for _, tc := range []struct{ name, query string }{
-		{"unknown code", "?via=no-such-code"},
-		{"pending affiliate", "?ref=katherine-johnson"},
+	for _, tc := range []struct {
+		name, query string
+		status      int64
+	}{
+		{"unknown code", "?via=no-such-code", http.StatusNotFound},
+		// An inactive code answers {"click_id": null, "reason": "inactive"}: nothing to keep.
+		{"pending affiliate", "?ref=katherine-johnson", http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := countClicks(t, db)
@@ -239,9 +243,9 @@ func TestTrackJSInBrowser(t *testing.T) {
 			if got := countClicks(t, db); got != before {
 				t.Fatalf("clicks: %d, want %d (nothing stored)", got, before)
 			}
-			// The server answered (404) and the browser let the page read it: CORS on errors too.
-			if post := p.Net.find("POST", partnersA+"/api/pba/clicks"); post == nil || post.Status != http.StatusNotFound || post.Failed != "" {
-				t.Fatalf("POST /api/pba/clicks: %+v, want a readable 404\nrequests: %s", post, p.Net)
+			// The server answered and the browser let the page read it: CORS on errors too.
+			if post := p.Net.find("POST", partnersA+"/api/pba/clicks"); post == nil || post.Status != tc.status || post.Failed != "" {
+				t.Fatalf("POST /api/pba/clicks: %+v, want a readable %d\nrequests: %s", post, tc.status, p.Net)
 			}
 		})
 	}

@@ -41,7 +41,7 @@ func writePolicies() map[string]writePolicy {
 		collections.Links: {
 			create: []string{collections.FieldAffiliate, collections.FieldProgram, collections.FieldCode,
 				collections.LinkDestination, collections.LinkLabel, collections.LinkSubID},
-			update: []string{collections.LinkDestination, collections.LinkLabel, collections.LinkSubID},
+			update: []string{collections.LinkDestination, collections.LinkLabel, collections.LinkSubID, collections.LinkArchived},
 		},
 	}
 }

@@ -25,6 +25,9 @@ import (
 type Config struct {
 	// PublicURL is the address visitors reach the server at (links, emails, Stripe return URLs).
 	PublicURL string
+	// FallbackURL is where /r/{code} sends the visitor of an unknown code (302, no click)
+	// instead of the 404 page; empty keeps the page. Only this URL, never one a request names.
+	FallbackURL string
 	// IPSalt keys the HMAC that turns click IPs into ip_hash; the raw IP is never stored.
 	IPSalt string
 
@@ -99,6 +102,7 @@ const (
 func ConfigFromEnv() Config {
 	return Config{
 		PublicURL:                  strings.TrimRight(os.Getenv("PBA_PUBLIC_URL"), "/"),
+		FallbackURL:                strings.TrimSpace(os.Getenv("PBA_FALLBACK_URL")),
 		IPSalt:                     os.Getenv("PBA_IP_SALT"),
 		StripeSecretKey:            os.Getenv("STRIPE_SECRET_KEY"),
 		StripeWebhookSecret:        os.Getenv("STRIPE_WEBHOOK_SECRET"),
@@ -229,6 +233,9 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 func (c Config) validate() error {
 	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
 		return fmt.Errorf("PBA_PUBLIC_URL must start with http:// or https://, got %q", c.PublicURL)
+	}
+	if err := validateFallbackURL(c.FallbackURL); err != nil {
+		return err
 	}
 	for name, v := range map[string]int64{
 		"PBA_CLICK_RATE_LIMIT": int64(c.ClickRateLimit), "PBA_CLICK_BATCH_SIZE": int64(c.ClickBatchSize),

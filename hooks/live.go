@@ -51,8 +51,7 @@ type liveHub struct {
 	app     core.App
 	mu      sync.Mutex
 	pending map[string]*liveCounters
-	quit    chan struct{}
-	done    chan struct{}
+	loop    flushLoop
 }
 
 func newLiveHub(app core.App) *liveHub {
@@ -71,31 +70,9 @@ func (h *liveHub) add(affiliateID string, d liveCounters) {
 	h.mu.Unlock()
 }
 
-func (h *liveHub) start() {
-	h.quit, h.done = make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(h.done)
-		ticker := time.NewTicker(liveInterval)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-ticker.C:
-				h.flush()
-			case <-h.quit:
-				h.flush()
-				return
-			}
-		}
-	}()
-}
+func (h *liveHub) start() { h.loop.start(liveInterval, h.flush) }
 
-func (h *liveHub) stop() {
-	if h.quit == nil {
-		return
-	}
-	close(h.quit)
-	<-h.done
-}
+func (h *liveHub) stop() { h.loop.stop() }
 
 // flush sends what accumulated since the last call to every entitled subscriber.
 func (h *liveHub) flush() {

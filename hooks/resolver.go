@@ -27,6 +27,9 @@ type linkTarget struct {
 	Destination clickpolicy.Destination // checked against the program's allowed domains
 	CookieDays  int
 	SubID       string // the link's default sub_id
+	// Inactive is why the code credits no click (collections.Inactive*), "" when it does;
+	// then Destination is the program's own (redirect_doors.go).
+	Inactive string
 }
 
 // codeResolver maps link and affiliate codes to their redirect target, from memory. Record
@@ -62,8 +65,9 @@ func (r *codeResolver) invalidate() {
 	r.mu.Unlock()
 }
 
-// resolve returns the target of code, or nil when the code is unknown, its affiliate is not
-// approved or its program is not active.
+// resolve returns the target of code, or nil when the code is unknown. The target of an
+// affiliate that is not approved, of an archived link or of an inactive program says why in
+// Inactive, so those doors are answered from the cache too.
 func (r *codeResolver) resolve(code string) (*linkTarget, error) {
 	if !codes.Valid(code) {
 		return nil, nil
@@ -100,15 +104,20 @@ func (r *codeResolver) load(code string) (*linkTarget, error) {
 		Domains     string `db:"domains"`
 		CookieDays  int    `db:"cookie_days"`
 		SubID       string `db:"sub_id"`
+		Status      string `db:"status"`
+		Active      bool   `db:"active"`
+		Archived    bool   `db:"archived"`
 	}
 	const fromLink = `SELECT l.id AS link_id, a.id AS affiliate_id, p.id AS program_id, l.destination AS link_dest,
-		p.destination AS program_dest, p.allowed_domains AS domains, p.cookie_days AS cookie_days, l.sub_id AS sub_id
+		p.destination AS program_dest, p.allowed_domains AS domains, p.cookie_days AS cookie_days, l.sub_id AS sub_id,
+		a.status AS status, p.active AS active, l.archived AS archived
 		FROM links l JOIN affiliates a ON a.id = l.affiliate JOIN programs p ON p.id = l.program
-		WHERE l.code = {:code} AND a.status = 'approved' AND p.active = TRUE AND a.program = p.id LIMIT 1`
+		WHERE l.code = {:code} AND a.program = p.id LIMIT 1`
 	const fromAffiliate = `SELECT '' AS link_id, a.id AS affiliate_id, p.id AS program_id, '' AS link_dest,
-		p.destination AS program_dest, p.allowed_domains AS domains, p.cookie_days AS cookie_days, '' AS sub_id
+		p.destination AS program_dest, p.allowed_domains AS domains, p.cookie_days AS cookie_days, '' AS sub_id,
+		a.status AS status, p.active AS active, FALSE AS archived
 		FROM affiliates a JOIN programs p ON p.id = a.program
-		WHERE a.code = {:code} AND a.status = 'approved' AND p.active = TRUE LIMIT 1`
+		WHERE a.code = {:code} LIMIT 1`
 	for _, query := range []string{fromLink, fromAffiliate} {
 		err := r.app.DB().NewQuery(query).Bind(dbx.Params{"code": code}).One(&row)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -121,8 +130,9 @@ func (r *codeResolver) load(code string) (*linkTarget, error) {
 		if err != nil {
 			return nil, fmt.Errorf("program %s domains: %w", row.ProgramID, err)
 		}
+		inactive := inactiveReason(row.Status, row.Active, row.Archived)
 		dest := row.LinkDest
-		if dest == "" {
+		if dest == "" || inactive != "" {
 			dest = row.ProgramDest
 		}
 		cookieDays := row.CookieDays
@@ -132,6 +142,7 @@ func (r *codeResolver) load(code string) (*linkTarget, error) {
 		return &linkTarget{
 			LinkID: row.LinkID, AffiliateID: row.AffiliateID, ProgramID: row.ProgramID,
 			Destination: clickpolicy.NewDestination(dest, domains), CookieDays: cookieDays, SubID: row.SubID,
+			Inactive: inactive,
 		}, nil
 	}
 	return nil, nil

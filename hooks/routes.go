@@ -32,6 +32,7 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	// Visitors: tracked links and track.js clicks. Never in the activity log when they succeed
 	// (a log row per click would double the write load).
 	rt.GET("/r/{code}", r.tracking.handleRedirect).Bind(apis.SkipSuccessActivityLog())
+	rt.GET("/r/{code}/{$}", r.tracking.handleRedirect).Bind(apis.SkipSuccessActivityLog()) // a trailing slash is the same link
 	rt.POST("/api/pba/clicks", r.tracking.handleTrackClick).Bind(apis.SkipSuccessActivityLog(), apis.BodyLimit(8<<10))
 
 	// Merchants' servers: the handlers check the program's postback secret (or a superuser),

@@ -51,6 +51,7 @@ type tracker struct {
 	resolver *codeResolver
 	writer   *clickWriter
 	live     *liveHub
+	doors    *doorCounter // visitors sent on without a click (redirect_doors.go)
 	bots     *clickpolicy.BotDetector
 	limiter  *clickpolicy.RateLimiter
 	unique   *clickpolicy.UniqueWindow
@@ -68,6 +69,7 @@ func registerTracking(app core.App, cfg Config) *tracker {
 		cfg:      cfg,
 		resolver: newCodeResolver(app),
 		live:     newLiveHub(app),
+		doors:    newDoorCounter(app),
 		bots:     clickpolicy.NewBotDetector(cfg.BotUserAgents...),
 		limiter:  clickpolicy.NewRateLimiter(cfg.ClickRateLimit, rateWindow, clickpolicy.DefaultRateLimitKeys),
 	}
@@ -120,6 +122,7 @@ func (t *tracker) start() error {
 	t.salt, t.ipHasher, t.started = salt, clickpolicy.NewIPHasher(salt), true
 	t.writer.start()
 	t.live.start()
+	t.doors.start()
 	return nil
 }
 
@@ -132,6 +135,7 @@ func (t *tracker) stop() {
 	}
 	t.writer.stop()
 	t.live.stop()
+	t.doors.stop()
 	t.started = false
 }
 
@@ -241,7 +245,10 @@ func (t *tracker) redirect(e *core.RequestEvent, code string) error {
 		return e.InternalServerError("", err)
 	}
 	if target == nil {
-		return notFoundPage(e)
+		return t.unknownDoor(e)
+	}
+	if target.Inactive != "" {
+		return t.inactiveDoor(e, target)
 	}
 	query := e.Request.URL.Query()
 	row := t.newClick(e, target, query.Get("sub"), e.Request.Referer(), visitorFromCookie(e))
@@ -249,7 +256,7 @@ func (t *tracker) redirect(e *core.RequestEvent, code string) error {
 	if err != nil {
 		// The program's domains changed under the link: answer as for an unknown link, store nothing.
 		t.app.Logger().Warn("link destination no longer allowed", "link", target.LinkID, "affiliate", target.AffiliateID, "error", err)
-		return notFoundPage(e)
+		return t.unknownDoor(e)
 	}
 	// The answer is ready before the click is handed over: once its batch commits, a whole
 	// batch of visitors is woken at once, and each then has only its response to send.
@@ -288,7 +295,12 @@ func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
 		return e.InternalServerError("", err)
 	}
 	if target == nil {
-		return e.NotFoundError("Unknown or inactive code.", fieldError("code", "unknown_code", "No active link or affiliate has this code."))
+		return e.NotFoundError("Unknown code.", fieldError("code", "unknown_code", "No link or affiliate has this code."))
+	}
+	if target.Inactive != "" {
+		// The shop keeps its visitor; nothing is credited, so there is no click id to keep.
+		t.doors.add(target.Inactive, target.ProgramID, target.AffiliateID, target.LinkID)
+		return e.JSON(http.StatusOK, map[string]any{"click_id": nil, "reason": "inactive"})
 	}
 	visitor := body.Visitor
 	if !validVisitor(visitor) {
