@@ -164,3 +164,70 @@ func TestStripeTrialPromotionCode(t *testing.T) {
 		t.Errorf("metadata = %s, want attribution path coupon", meta)
 	}
 }
+
+func TestStripeTrialLongerThanCookieWindow(t *testing.T) {
+	s := newStripe(t)
+	// The click was 35 days ago, the trial started a day later, the program's cookie lasts 30
+	// days: the click counted at the signup, so it credits the payment after the trial.
+	signup := time.Now().AddDate(0, 0, -34)
+	if _, err := s.app.DB().NewQuery("UPDATE clicks SET created = {:at} WHERE id = {:id}").Bind(dbx.Params{
+		"at": signup.AddDate(0, 0, -1).UTC().Format("2006-01-02 15:04:05.000Z"), "id": fx.RowsA.Click}).Execute(); err != nil {
+		t.Fatal(err)
+	}
+	s.update(collections.Programs, fx.ProgramP, map[string]any{"cookie_days": 30})
+
+	s.send(stripeEventAt("evt_long_cs", "checkout.session.completed",
+		stripeTrialSession("cs_long", "in_long_0", "sub_long", "cus_long", fx.RowsA.Click), signup))
+	s.send(stripeEvent("evt_long_in1", "invoice.paid",
+		stripeInvoicePaid("in_long_1", "sub_long", "cus_long", "ch_long_1", "subscription_cycle", 2000, nil)))
+	c := s.conversion("in_long_1")
+	stripeWantString(t, "affiliate", c.GetString("affiliate"), fx.A.ID)
+	stripeWantString(t, "click", c.GetString("click"), fx.RowsA.Click)
+}
+
+func TestStripeTrialEventOrder(t *testing.T) {
+	s, fake := newStripeWithAPI(t)
+	s.save(collections.Coupons, map[string]any{"code": "bob20", "affiliate": fx.B.ID, "program": fx.ProgramP, "active": true})
+	fake.AddPromotionCode("promo_bob", "BOB20")
+	fake.AddCheckoutSession("cs_order")
+
+	// The trial's $0 invoice overtakes the session: its promotion code is kept, then the
+	// session completes the row with its click; neither overwrites the other.
+	trialInvoice := stripeInvoicePaid("in_order_0", "sub_order", "cus_order", "", "subscription_create", 0, nil)
+	trialInvoice["discount"] = stripeDiscount("di_order", "promo_bob")
+	out := s.sendTwice(stripeEvent("evt_order_in0", "invoice.paid", trialInvoice))
+	stripeWantString(t, "trial invoice outcome", out, "ignored: nothing paid; attribution kept for subscription sub_order")
+	s.sendTwice(stripeEvent("evt_order_cs", "checkout.session.completed",
+		stripeTrialSession("cs_order", "in_order_0", "sub_order", "cus_order", fx.RowsA.Click)))
+	kept := s.stripeAttribution("sub_order")
+	stripeWantString(t, "kept coupon", kept["coupon"], "bob20")
+	stripeWantString(t, "kept click", kept["click"], fx.RowsA.Click)
+
+	// The click ranks above the coupon.
+	s.send(stripeEvent("evt_order_in1", "invoice.paid",
+		stripeInvoicePaid("in_order_1", "sub_order", "cus_order", "ch_order_1", "subscription_cycle", 2000, nil)))
+	c := s.conversion("in_order_1")
+	stripeWantString(t, "affiliate", c.GetString("affiliate"), fx.A.ID)
+	stripeWantInt(t, "payment_number", c.GetInt("payment_number"), 1)
+
+	// A paid invoice whose own metadata names an affiliate keeps it.
+	s.send(stripeEvent("evt_order_in2", "invoice.paid", stripeInvoicePaid("in_order_2", "sub_order", "cus_order", "ch_order_2",
+		"subscription_cycle", 2000, map[string]string{"pba_affiliate": s.affiliateCode(fx.B.ID)})))
+	stripeWantString(t, "affiliate named by the invoice", s.conversion("in_order_2").GetString("affiliate"), fx.B.ID)
+}
+
+func TestStripeSetupSessionKeepsCustomerAttribution(t *testing.T) {
+	s := newStripe(t)
+	setup := map[string]any{"id": "cs_setup", "object": "checkout.session", "mode": "setup",
+		"payment_status": "no_payment_required", "status": "complete", "currency": "usd",
+		"client_reference_id": fx.RowsB.Click, "customer": "cus_setup"}
+	out := s.sendTwice(stripeEvent("evt_setup", "checkout.session.completed", setup))
+	stripeWantString(t, "outcome", out, "ignored: zero amount; attribution kept for customer cus_setup")
+
+	// The merchant later charges the saved card through an invoice of its own.
+	s.send(stripeEvent("evt_setup_in", "invoice.paid",
+		stripeInvoicePaid("in_setup", "", "cus_setup", "ch_setup", "manual", 4200, nil)))
+	c := s.conversion("in_setup")
+	stripeWantString(t, "affiliate", c.GetString("affiliate"), fx.B.ID)
+	stripeWantString(t, "click", c.GetString("click"), fx.RowsB.Click)
+}
