@@ -50,6 +50,9 @@ type conversionInput struct {
 	// IgnoreMismatch makes a duplicate external id with other figures a plain duplicate
 	// (Stripe reports one payment through several events whose amounts may differ by discounts).
 	IgnoreMismatch bool
+	// AttributedAt is when the customer was referred, if before the sale (a Stripe trial's
+	// signup): clicks and cookie windows are judged then. Zero = OccurredAt.
+	AttributedAt time.Time
 }
 
 // conversionService records sales exactly once, attributes them and keeps the rollups, the
@@ -230,13 +233,17 @@ func (s *conversionService) attribute(tx core.App, in conversionInput) (*collect
 	}
 
 	recurring := program.GetString(collections.ProgramRecurring)
+	attributedAt := in.OccurredAt
+	if !in.AttributedAt.IsZero() && in.AttributedAt.Before(attributedAt) {
+		attributedAt = in.AttributedAt
+	}
 	input := attribution.Input{
 		Program: attribution.Program{
 			ID: program.Id, CookieDays: program.CookieDays(),
 			FirstClick: program.GetString(collections.ProgramAttribution) == collections.AttributionFirstClick,
 			Sticky:     recurring == collections.RecurringMonths || recurring == collections.RecurringLifetime,
 		},
-		OccurredAt:    in.OccurredAt,
+		OccurredAt:    attributedAt,
 		CustomerEmail: in.CustomerEmail,
 	}
 	if clickRecord != nil {
@@ -245,7 +252,7 @@ func (s *conversionService) attribute(tx core.App, in conversionInput) (*collect
 		}
 		input.Click = click
 		if input.Program.FirstClick && click.Visitor != "" {
-			if input.FirstClick, err = s.firstClick(tx, program, click.Visitor, in.OccurredAt); err != nil {
+			if input.FirstClick, err = s.firstClick(tx, program, click.Visitor, attributedAt); err != nil {
 				return nil, attribution.Decision{}, err
 			}
 		}

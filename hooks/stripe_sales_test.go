@@ -82,11 +82,19 @@ func TestStripeCheckoutCompleted(t *testing.T) {
 		}
 	})
 
-	t.Run("zero amount is ignored", func(t *testing.T) {
+	t.Run("zero amount records nothing but keeps the customer's attribution", func(t *testing.T) {
 		obj := stripeCheckoutPayment("cs_6", "pi_6", fx.RowsA.Click, 0)
 		obj["payment_status"] = "no_payment_required"
 		s.send(stripeEvent("evt_cs6", "checkout.session.completed", obj))
-		stripeWantString(t, "outcome", s.outcome("evt_cs6"), "ignored: zero amount")
+		stripeWantString(t, "outcome", s.outcome("evt_cs6"), "ignored: zero amount; attribution kept for customer cus_cs_6")
+		if n := len(s.stripeConversions("external_id = 'pi_6'")); n != 0 {
+			t.Fatalf("%d conversions for a $0 session", n)
+		}
+
+		delete(obj, "client_reference_id")
+		obj["id"] = "cs_6b"
+		s.send(stripeEvent("evt_cs6b", "checkout.session.completed", obj))
+		stripeWantString(t, "outcome naming nobody", s.outcome("evt_cs6b"), "ignored: zero amount")
 	})
 }
 

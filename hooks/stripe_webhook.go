@@ -296,7 +296,7 @@ func (h *stripeWebhook) checkoutCompleted(tx core.App, event stripe.Event, s *st
 		return fmt.Sprintf("ignored: payment_status %q", s.PaymentStatus), nil
 	}
 	if s.AmountTotal <= 0 {
-		return "ignored: zero amount", nil
+		return zeroAmountSession(tx, event, s, promoCoupon)
 	}
 	externalID := s.ID
 	switch {
@@ -345,14 +345,14 @@ func (h *stripeWebhook) checkoutCompleted(tx core.App, event stripe.Event, s *st
 // promotion code, used when the metadata names no coupon.
 func (h *stripeWebhook) invoicePaid(tx core.App, event stripe.Event, inv *stripe.Invoice, promoCoupon string) (string, error) {
 	if inv.AmountPaid <= 0 {
-		return "ignored: nothing paid", nil
+		return zeroAmountInvoice(tx, event, inv, promoCoupon)
 	}
 	meta := stripeInvoiceMetadata(inv)
 	coupon := meta[stripeMetaCoupon]
 	if coupon == "" {
 		coupon = promoCoupon
 	}
-	return h.recordSale(tx, conversionInput{
+	in := conversionInput{
 		ProgramID:      meta[stripeMetaProgram],
 		ExternalID:     inv.ID,
 		ClickID:        meta[stripeMetaClick],
@@ -367,7 +367,13 @@ func (h *stripeWebhook) invoicePaid(tx core.App, event stripe.Event, inv *stripe
 		PaymentIntent:  stripeID(inv.PaymentIntent),
 		Charge:         stripeID(inv.Charge),
 		Metadata:       stripeSaleMetadata(event, inv.ID),
-	})
+	}
+	if !hasStripeAttribution(meta) {
+		if err := withKeptAttribution(tx, &in); err != nil {
+			return "", err
+		}
+	}
+	return h.recordSale(tx, in)
 }
 
 // stripeInvoiceMetadata is the metadata that attributes an invoice: the subscription's (copied
@@ -724,20 +730,32 @@ func stripePromotionCodeIDs(event stripe.Event) (ids []string, expandSession str
 	switch event.Type {
 	case stripe.EventTypeCheckoutSessionCompleted, stripe.EventTypeCheckoutSessionAsyncPaymentSucceeded:
 		var s stripe.CheckoutSession
-		if json.Unmarshal(event.Data.Raw, &s) != nil || s.Metadata[stripeMetaCoupon] != "" || s.AmountTotal <= 0 {
+		if json.Unmarshal(event.Data.Raw, &s) != nil || s.Metadata[stripeMetaCoupon] != "" {
 			return nil, ""
 		}
 		if s.PaymentStatus != stripe.CheckoutSessionPaymentStatusPaid &&
 			s.PaymentStatus != stripe.CheckoutSessionPaymentStatusNoPaymentRequired {
 			return nil, ""
 		}
-		if s.TotalDetails != nil && s.TotalDetails.Breakdown == nil && s.TotalDetails.AmountDiscount > 0 && s.ID != "" {
+		// A $0 session (a trial) is only worth a lookup when its attribution can be kept, and
+		// its amount_discount is 0 even when a promotion code applies to the later invoices.
+		zero := s.AmountTotal <= 0
+		if zero && stripeID(s.Subscription) == "" && stripeID(s.Customer) == "" {
+			return nil, ""
+		}
+		if s.ID != "" && (s.TotalDetails == nil || s.TotalDetails.Breakdown == nil) &&
+			(zero || s.TotalDetails != nil && s.TotalDetails.AmountDiscount > 0) {
 			return nil, s.ID
 		}
 		discounts = checkoutSessionDiscounts(&s)
 	case stripe.EventTypeInvoicePaid:
 		var inv stripe.Invoice
-		if json.Unmarshal(event.Data.Raw, &inv) != nil || inv.AmountPaid <= 0 || stripeInvoiceMetadata(&inv)[stripeMetaCoupon] != "" {
+		if json.Unmarshal(event.Data.Raw, &inv) != nil || stripeInvoiceMetadata(&inv)[stripeMetaCoupon] != "" {
+			return nil, ""
+		}
+		// $0 invoices too when their attribution can be kept: a trial's first invoice may carry
+		// the promotion code that credits the paid ones.
+		if inv.AmountPaid <= 0 && stripeID(inv.Subscription) == "" && stripeID(inv.Customer) == "" {
 			return nil, ""
 		}
 		discounts = append([]*stripe.Discount{inv.Discount}, inv.Discounts...)
