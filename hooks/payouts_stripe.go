@@ -119,7 +119,7 @@ func (x *stripeExecutor) run(ctx context.Context) (executeStats, error) {
 		for _, p := range due {
 			after = p.ID
 			if err := ctx.Err(); err != nil {
-				return st, fmt.Errorf("Stripe payouts interrupted: %w", err)
+				return st, fmt.Errorf("payouts through Stripe interrupted: %w", err)
 			}
 			failure, err := x.execute(ctx, p, &st)
 			if err != nil {

@@ -281,6 +281,9 @@ func TestStripePromotionCodeWithoutCoupon(t *testing.T) {
 
 	// A promotion code Stripe does not know cannot appear later: acknowledged, with the reason.
 	res = s.send(stripeEvent("evt_promo_missing", "invoice.paid", stripePromoInvoice("in_promo_missing", "promo_gone")))
+	if res.Code != http.StatusOK {
+		t.Fatalf("an unknown promotion code: %d %s, want it acknowledged (200)", res.Code, res.Body)
+	}
 	stripeWantPrefix(t, "outcome of an unknown promotion code", s.outcome("evt_promo_missing"),
 		"ignored: no attribution; promotion code lookup failed: ")
 	if out := s.outcome("evt_promo_missing"); !strings.Contains(out, "404 resource_missing") {
