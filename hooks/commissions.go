@@ -717,7 +717,7 @@ func (e *commissionEngine) evaluateBonuses(st *engineStats, touched map[monthKey
 				payable_at, payout, rule, ref, note, created, updated) VALUES ({:id}, {:a}, {:p}, '', 'bonus', {:amount}, {:cur}, 'pending',
 				{:payable}, '', {:rule}, {:ref}, {:note}, {:now}, {:now}) ON CONFLICT (affiliate, kind, ref) WHERE ref != '' DO NOTHING`).Bind(dbx.Params{
 				"id": store.NewOrderedID(e.now()), "a": k.affiliate, "p": k.program, "amount": b.GetInt("amount"), "cur": program.Currency(),
-				"payable": store.DBTime(end.AddDate(0, 0, program.HoldDays())),
+				"payable": store.DBTime(heldFrom(e.now(), end).AddDate(0, 0, program.HoldDays())), // a past month's: from now
 				"rule":    fmt.Sprintf(`{"bonus":%q,"month":%q,"conversions":%d,"revenue":%d}`, b.Id, k.month, perf.N, perf.Revenue),
 				"ref":     "bonus:" + b.Id + ":" + k.month, "note": b.GetString(collections.FieldName), "now": store.DBTime(e.now()),
 			}).Execute()

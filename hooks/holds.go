@@ -46,7 +46,8 @@ func checkOccurredAt(tx core.App, at, now time.Time, program *collections.Progra
 }
 
 // heldFrom is when a commission's hold starts: when the sale was recorded, or its occurred_at
-// if that is later (a sender's clock may run up to futureSkew ahead of ours).
+// if that is later (a sender's clock may run up to futureSkew ahead of ours). A bonus is held
+// from the end of its month, or from when it was created if that month is over.
 func heldFrom(recorded, occurred time.Time) time.Time {
 	if occurred.After(recorded) {
 		return occurred

@@ -158,3 +158,26 @@ func TestOccurredAtEditRefused(t *testing.T) {
 		t.Fatalf("edit marked imported: %d %s", res.Code, res.Body)
 	}
 }
+
+// A milestone reached in a past month by a sale reported late is held from now, not from the
+// end of that month (which may lie more than hold_days back).
+func TestLateBonusHeldFromNow(t *testing.T) {
+	env := newEngineEnv(t)
+	saveRecord(t, env.app, "bonuses", map[string]any{"program": fx.ProgramP, "name": "first sale", "min_conversions": 1, "amount": 500, "active": true})
+	res := pbatest.Request(env.handler, http.MethodPost, conversionsAPI, bearer(),
+		fmt.Sprintf(`{"affiliate_code":"affiliate-a","external_id":"last-month","amount":1000,"currency":"usd","occurred_at":%q}`,
+			time.Now().AddDate(0, 0, -45).UTC().Format(time.RFC3339))) // always in an earlier month
+	if res.Code != 201 {
+		t.Fatalf("sale: %d %s", res.Code, res.Body)
+	}
+	ran := time.Now()
+	env.run()
+	bonuses, err := env.app.FindAllRecords(collections.Commissions, dbxEq("kind", "bonus"))
+	if err != nil || len(bonuses) != 1 {
+		t.Fatalf("bonus: %v %v", bonuses, err)
+	}
+	if at := bonuses[0].GetDateTime(collections.CommissionPayableAt).Time(); at.Before(ran.AddDate(0, 0, 30).Add(-time.Second)) {
+		t.Fatalf("late bonus payable_at %v, want its 30 days' hold from %v", at, ran)
+	}
+	env.ledgerOK()
+}
