@@ -1,6 +1,7 @@
 package hooks_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -74,13 +75,16 @@ func TestSaleBeforeItsClickRefused(t *testing.T) {
 
 // payableAfterRecording checks that conv's commission is pending and held for the program's
 // hold_days from the moment the conversion was recorded, whatever its occurred_at says.
-func payableAfterRecording(t *testing.T, env *engineEnv, conv string, holdDays int) {
+func payableAfterRecording(t *testing.T, env *clickEnv, conv string, holdDays int) {
 	t.Helper()
 	rec, err := env.app.FindRecordById(collections.Conversions, conv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := env.commissionOf(conv)
+	c, err := env.app.FindFirstRecordByFilter(collections.Commissions, "conversion = {:c} && kind = 'sale'", map[string]any{"c": conv})
+	if err != nil {
+		t.Fatalf("commission of %s: %v", conv, err)
+	}
 	want := rec.GetDateTime(collections.FieldCreated).Time().AddDate(0, 0, holdDays)
 	if got := c.GetDateTime(collections.CommissionPayableAt).Time(); !got.Equal(want) || c.GetString(collections.FieldStatus) != "pending" {
 		t.Fatalf("commission %s payable_at %v, want recorded %v + %d days = %v",
@@ -105,7 +109,7 @@ func TestHoldRunsFromRecording(t *testing.T) {
 	}
 	conv := res.JSON["id"].(string)
 	env.run()
-	payableAfterRecording(t, env, conv, holdDays)
+	payableAfterRecording(t, env.clickEnv, conv, holdDays)
 	env.run()
 	if s := env.commissionOf(conv).GetString(collections.FieldStatus); s != "pending" {
 		t.Fatalf("released before its hold: %s", s)
@@ -141,7 +145,7 @@ func TestImportedSale(t *testing.T) {
 	}
 	env.run()
 	for _, conv := range []string{viaAPI.JSON["id"].(string), viaRecords.JSON["id"].(string)} {
-		payableAfterRecording(t, env, conv, 30)
+		payableAfterRecording(t, env.clickEnv, conv, 30)
 	}
 	env.ledgerOK()
 }
@@ -180,4 +184,27 @@ func TestLateBonusHeldFromNow(t *testing.T) {
 		t.Fatalf("late bonus payable_at %v, want its 30 days' hold from %v", at, ran)
 	}
 	env.ledgerOK()
+}
+
+// Stripe's signed events are trusted: a payment Stripe delivers long after it happened (retries
+// for days, a backlog) keeps its payment time even past the attribution window, and its
+// commission is held from when it was recorded like any other.
+func TestOldStripeSaleTrusted(t *testing.T) {
+	s := newStripe(t)
+	obj := stripeCheckoutPayment("cs_old", "pi_old", "", 4900)
+	obj["metadata"] = map[string]string{"pba_affiliate": s.affiliateCode(fx.A.ID)}
+	var event map[string]any
+	if err := json.Unmarshal(stripeEvent("evt_old", "checkout.session.completed", obj), &event); err != nil {
+		t.Fatal(err)
+	}
+	paid := time.Now().AddDate(0, 0, -90) // program P's cookie_days are 60
+	event["created"] = paid.Unix()
+	body, _ := json.Marshal(event)
+	stripeWantPrefix(t, "outcome", s.send(body).JSON["outcome"].(string), "recorded conversion")
+	c := s.conversion("pi_old")
+	if at := c.GetDateTime(collections.ConversionOccurredAt).Time(); at.Sub(paid).Abs() > time.Second {
+		t.Fatalf("occurred_at %v, want the payment time %v", at, paid)
+	}
+	s.run()
+	payableAfterRecording(t, s.clickEnv, c.Id, 30)
 }
