@@ -117,6 +117,7 @@ type pendingConversion struct {
 	Currency       string
 	Status         string
 	OccurredAt     string
+	Created        string // when it was recorded: its hold starts then (holds.go)
 	SubscriptionID string
 	PaymentNumber  int
 }
@@ -198,7 +199,7 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 // selectNewConversions reads up to commissionBatch conversions the engine has not handled, in
 // the order of the partial index on them (no sort).
 func selectNewConversions(tx *sql.Tx) ([]pendingConversion, error) {
-	rows, err := tx.Query(`SELECT rowid, id, affiliate, program, link, amount, currency, status, occurred_at, subscription_id, payment_number
+	rows, err := tx.Query(`SELECT rowid, id, affiliate, program, link, amount, currency, status, occurred_at, created, subscription_id, payment_number
 		FROM conversions WHERE commissioned = FALSE AND status IN ('approved', 'rejected', 'refunded') LIMIT ?`, commissionBatch)
 	if err != nil {
 		return nil, fmt.Errorf("select new conversions: %w", err)
@@ -208,7 +209,7 @@ func selectNewConversions(tx *sql.Tx) ([]pendingConversion, error) {
 	for rows.Next() {
 		var c pendingConversion
 		if err := rows.Scan(&c.rowid, &c.ID, &c.Affiliate, &c.Program, &c.Link, &c.Amount, &c.Currency, &c.Status,
-			&c.OccurredAt, &c.SubscriptionID, &c.PaymentNumber); err != nil {
+			&c.OccurredAt, &c.Created, &c.SubscriptionID, &c.PaymentNumber); err != nil {
 			return nil, fmt.Errorf("scan new conversion: %w", err)
 		}
 		batch = append(batch, c)
@@ -338,8 +339,9 @@ func newRuleContext(tx core.App) *ruleContext {
 		tiers: map[string][]rules.Tier{}, subStarts: map[string]time.Time{}, quoted: map[string]string{}}
 }
 
-// compute returns the commission of c, its kind, the JSON snapshot of why and its payable_at
-// (occurred_at plus the program's hold).
+// compute returns the commission of c, its kind, the JSON snapshot of why and its payable_at:
+// the program's hold from when the sale was recorded (heldFrom), never from an earlier claimed
+// occurred_at.
 func (r *ruleContext) compute(c *pendingConversion) (int64, string, string, time.Time, error) {
 	p, err := r.program(c.Program)
 	if err != nil {
@@ -352,6 +354,10 @@ func (r *ruleContext) compute(c *pendingConversion) (int64, string, string, time
 	occurred, err := store.ParseDBTime(c.OccurredAt)
 	if err != nil {
 		return 0, "", "", time.Time{}, fmt.Errorf("conversion %s occurred_at %q: %w", c.ID, c.OccurredAt, err)
+	}
+	recorded, err := store.ParseDBTime(c.Created)
+	if err != nil {
+		return 0, "", "", time.Time{}, fmt.Errorf("conversion %s created %q: %w", c.ID, c.Created, err)
 	}
 	kind := collections.KindSale
 	conv := rules.Conversion{Amount: c.Amount, Currency: c.Currency, Kind: rules.KindSale, OccurredAt: occurred, PaymentNumber: max(c.PaymentNumber, 1)}
@@ -366,7 +372,7 @@ func (r *ruleContext) compute(c *pendingConversion) (int64, string, string, time
 		return 0, "", "", time.Time{}, fmt.Errorf("commission of conversion %s: %w", c.ID, err)
 	}
 	r.buf = r.appendRule(r.buf[:0], res.Rule, res.Amount)
-	return res.Amount, kind, string(r.buf), occurred.AddDate(0, 0, p.holdDays), nil
+	return res.Amount, kind, string(r.buf), heldFrom(recorded, occurred).AddDate(0, 0, p.holdDays), nil
 }
 
 // appendRule appends the JSON of commissionRule{e, amount}, byte for byte what json.Marshal
@@ -711,7 +717,7 @@ func (e *commissionEngine) evaluateBonuses(st *engineStats, touched map[monthKey
 				payable_at, payout, rule, ref, note, created, updated) VALUES ({:id}, {:a}, {:p}, '', 'bonus', {:amount}, {:cur}, 'pending',
 				{:payable}, '', {:rule}, {:ref}, {:note}, {:now}, {:now}) ON CONFLICT (affiliate, kind, ref) WHERE ref != '' DO NOTHING`).Bind(dbx.Params{
 				"id": store.NewOrderedID(e.now()), "a": k.affiliate, "p": k.program, "amount": b.GetInt("amount"), "cur": program.Currency(),
-				"payable": store.DBTime(end.AddDate(0, 0, program.HoldDays())),
+				"payable": store.DBTime(heldFrom(e.now(), end).AddDate(0, 0, program.HoldDays())), // a past month's: from now
 				"rule":    fmt.Sprintf(`{"bonus":%q,"month":%q,"conversions":%d,"revenue":%d}`, b.Id, k.month, perf.N, perf.Revenue),
 				"ref":     "bonus:" + b.Id + ":" + k.month, "note": b.GetString(collections.FieldName), "now": store.DBTime(e.now()),
 			}).Execute()

@@ -60,6 +60,18 @@ func (e *engineEnv) sale(code string, amount int, at time.Time) string {
 	return rec.JSON["id"].(string)
 }
 
+// pastSale is sale, recorded at `at` as well: as the server would have recorded it had it been
+// reported when it happened, so its hold (which runs from recording) has run since then.
+func (e *engineEnv) pastSale(code string, amount int, at time.Time) string {
+	e.t.Helper()
+	id := e.sale(code, amount, at)
+	if _, err := e.app.DB().NewQuery("UPDATE conversions SET created = {:at} WHERE id = {:id}").
+		Bind(dbx.Params{"at": at.UTC().Format("2006-01-02 15:04:05.000Z"), "id": id}).Execute(); err != nil {
+		e.t.Fatal(err)
+	}
+	return id
+}
+
 func (e *engineEnv) commissionOf(conversion string) *core.Record {
 	e.t.Helper()
 	r, err := e.app.FindFirstRecordByFilter(collections.Commissions, "conversion = {:c} && (kind = 'sale' || kind = 'recurring')",
@@ -118,11 +130,12 @@ func TestCommissionLifecycle(t *testing.T) {
 	conv := env.sale("affiliate-a", 12345, now.Add(-time.Hour))
 	env.run()
 	c := env.commissionOf(conv)
-	// 20% of 12345 = 2469 exactly; payable after the 30-day hold.
+	// 20% of 12345 = 2469 exactly; payable after the 30-day hold from when the sale was recorded.
 	if c.GetInt("amount") != 2469 || c.GetString("status") != "pending" || c.GetString("kind") != "sale" {
 		t.Fatalf("commission: %v", c.FieldsData())
 	}
-	if want := now.Add(-time.Hour).AddDate(0, 0, 30); c.GetDateTime("payable_at").Time().Sub(want).Abs() > time.Second {
+	recorded, _ := env.app.FindRecordById(collections.Conversions, conv)
+	if want := recorded.GetDateTime("created").Time().AddDate(0, 0, 30); !c.GetDateTime("payable_at").Time().Equal(want) {
 		t.Fatalf("payable_at %v, want %v", c.GetDateTime("payable_at"), want)
 	}
 	if !strings.Contains(c.GetString("rule"), `"source":"program"`) || !strings.Contains(c.GetString("rule"), `"amount":2469`) {
@@ -132,7 +145,7 @@ func TestCommissionLifecycle(t *testing.T) {
 		t.Fatalf("second run created again: %v", out)
 	}
 	// A sale whose hold has passed is payable on the next run.
-	old := env.sale("affiliate-b", 1000, now.AddDate(0, 0, -31))
+	old := env.pastSale("affiliate-b", 1000, now.AddDate(0, 0, -31))
 	env.run()
 	if s := env.commissionOf(old).GetString("status"); s != "payable" {
 		t.Fatalf("after the hold: %s", s)
@@ -165,9 +178,9 @@ func TestRefundsReduceVoidOrClawBack(t *testing.T) {
 	env := newEngineEnv(t)
 	gaps := statsCommissionGaps(t, env.app)
 	past := time.Now().AddDate(0, 0, -40)
-	partial := env.sale("affiliate-a", 10000, past) // commission 2000
-	full := env.sale("affiliate-a", 5000, past)     // commission 1000
-	paid := env.sale("affiliate-b", 10000, past)    // commission 2000
+	partial := env.pastSale("affiliate-a", 10000, past) // commission 2000
+	full := env.pastSale("affiliate-a", 5000, past)     // commission 1000
+	paid := env.pastSale("affiliate-b", 10000, past)    // commission 2000
 	env.run()
 	env.payAll(fx.B.ID)
 	if s := env.commissionOf(paid).GetString("status"); s != "paid" {
@@ -221,7 +234,7 @@ func TestRefundsReduceVoidOrClawBack(t *testing.T) {
 
 func TestDisputeHoldsCommission(t *testing.T) {
 	env := newEngineEnv(t)
-	conv := env.sale("affiliate-a", 1000, time.Now().AddDate(0, 0, -40))
+	conv := env.pastSale("affiliate-a", 1000, time.Now().AddDate(0, 0, -40))
 	env.setConversion(conv, map[string]any{"status": "pending", "reason": "dispute"})
 	env.run()
 	if _, err := env.app.FindFirstRecordByFilter(collections.Commissions, "conversion = {:c}", map[string]any{"c": conv}); err == nil {
@@ -233,7 +246,7 @@ func TestDisputeHoldsCommission(t *testing.T) {
 		t.Fatalf("resolved dispute: %s", s)
 	}
 	// A dispute after the commission exists holds it in pending.
-	held := env.sale("affiliate-a", 1000, time.Now().AddDate(0, 0, -40))
+	held := env.pastSale("affiliate-a", 1000, time.Now().AddDate(0, 0, -40))
 	env.run()
 	env.save(collections.Commissions, env.commissionOf(held).Id, map[string]any{"status": "pending"})
 	env.setConversion(held, map[string]any{"status": "pending", "reason": "dispute"})
@@ -555,10 +568,10 @@ func TestRejectedThenApprovedEarns(t *testing.T) {
 func TestCommissionEditsGuarded(t *testing.T) {
 	env := newEngineEnv(t)
 	past := time.Now().AddDate(0, 0, -40)
-	paidSale := env.sale("affiliate-b", 10000, past)
+	paidSale := env.pastSale("affiliate-b", 10000, past)
 	env.run()
 	env.payAll(fx.B.ID)
-	unpaidSale, otherSale := env.sale("affiliate-a", 10000, past), env.sale("affiliate-a", 5000, past)
+	unpaidSale, otherSale := env.pastSale("affiliate-a", 10000, past), env.pastSale("affiliate-a", 5000, past)
 	env.run()
 	paid, unpaid, other := env.commissionOf(paidSale), env.commissionOf(unpaidSale), env.commissionOf(otherSale)
 	patch := func(c *core.Record, body string) (int, map[string]any) {

@@ -37,6 +37,7 @@ type conversionBody struct {
 	Status         string          `json:"status"`
 	SubscriptionID string          `json:"subscription_id"`
 	Metadata       json.RawMessage `json:"metadata"`
+	Imported       bool            `json:"imported"` // superusers only (holds.go)
 }
 
 // handleAPI is POST /api/pba/conversions: 201 new, 200 duplicate, 409 conflicting
@@ -66,12 +67,16 @@ func (conversions *conversionService) handleAPI(e *core.RequestEvent) error {
 	} else if programID != "" && body.Program != "" && body.Program != programID {
 		return e.BadRequestError("The program is the one of the secret.", fieldError("program", "forbidden", "Omit program when authenticating with a program secret."))
 	}
+	if programID != "" && body.Imported {
+		return importForbidden(e)
+	}
 
 	in := conversionInput{
 		ProgramID: programID, Source: collections.SourceAPI, ExternalID: strings.TrimSpace(body.ExternalID),
 		ClickID: strings.TrimSpace(body.ClickID), AffiliateCode: body.AffiliateCode, Coupon: body.Coupon,
 		Customer: strings.TrimSpace(body.Customer), CustomerEmail: strings.TrimSpace(body.CustomerEmail),
 		Currency: body.Currency, Status: strings.ToLower(strings.TrimSpace(body.Status)), SubscriptionID: body.SubscriptionID,
+		Imported: body.Imported,
 	}
 	errs := validation.Errors{}
 	if body.Amount != "" {
@@ -109,6 +114,9 @@ func (conversions *conversionService) handlePostback(e *core.RequestEvent) error
 	program, ok := programBySecret(e.App, req.Key)
 	if !ok {
 		return e.UnauthorizedError("Unknown postback key.", fieldError("key", "invalid", "No program has this key."))
+	}
+	if e.Request.URL.Query().Has(collections.ConversionImported) {
+		return importForbidden(e)
 	}
 	if len(problems) > 0 {
 		errs := validation.Errors{}

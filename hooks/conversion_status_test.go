@@ -40,8 +40,8 @@ func TestRejectingASaleReversesItsCommission(t *testing.T) {
 	env := newEngineEnv(t)
 	gaps, saleGaps := statsCommissionGaps(t, env.app), statsSaleGaps(t, env.app)
 	past := time.Now().AddDate(0, 0, -40)
-	unpaid := env.sale("affiliate-a", 10000, past) // commission 2000, payable
-	paid := env.sale("affiliate-b", 10000, past)   // commission 2000, paid below
+	unpaid := env.pastSale("affiliate-a", 10000, past) // commission 2000, payable
+	paid := env.pastSale("affiliate-b", 10000, past)   // commission 2000, paid below
 	env.run()
 	env.payAll(fx.B.ID)
 

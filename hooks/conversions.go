@@ -53,6 +53,8 @@ type conversionInput struct {
 	// AttributedAt is when the customer was referred, if before the sale (a Stripe trial's
 	// signup): clicks and cookie windows are judged then. Zero = OccurredAt.
 	AttributedAt time.Time
+	// Imported is a superuser's import of history: occurred_at may precede the attribution window.
+	Imported bool
 }
 
 // conversionService records sales exactly once, attributes them and keeps the rollups, the
@@ -113,6 +115,11 @@ func (s *conversionService) record(in conversionInput) (*core.Record, bool, erro
 		}
 
 		program, decision, err := s.attribute(tx, in)
+		if program != nil && in.Source != collections.SourceStripe { // Stripe's signed events are trusted (holds.go)
+			if errs := checkOccurredAt(tx, in.OccurredAt, s.now(), program, in.ClickID, in.Imported); errs != nil {
+				return errs
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -371,6 +378,7 @@ func (s *conversionService) insert(tx core.App, in conversionInput, program *col
 		collections.ConversionCharge:         in.Charge,
 		collections.ConversionMetadata:       meta,
 		collections.ConversionRefundedAmount: 0,
+		collections.ConversionImported:       in.Imported,
 	})
 	if err := tx.Save(r); err != nil {
 		return nil, fmt.Errorf("save conversion: %w", err)

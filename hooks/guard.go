@@ -43,6 +43,8 @@ func writePolicies() map[string]writePolicy {
 				collections.LinkDestination, collections.LinkLabel, collections.LinkSubID},
 			update: []string{collections.LinkDestination, collections.LinkLabel, collections.LinkSubID, collections.LinkArchived},
 		},
+		// Superusers only (the rules say so too); listed so a refusal names the field, e.g. imported.
+		collections.Conversions: {},
 	}
 }
 

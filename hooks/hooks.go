@@ -194,6 +194,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 	}
 	cfg = cfg.withDefaults()
 	registerWriteGuards(app)
+	registerSaleTimes(app)
 	registerPrograms(app)
 	registerAffiliates(app)
 	registerLinks(app)

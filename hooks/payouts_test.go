@@ -28,8 +28,8 @@ func payoutLines(out map[string]any) map[string]map[string]any {
 func TestManualPayoutRun(t *testing.T) {
 	env := newEngineEnv(t)
 	past := time.Now().AddDate(0, 0, -40)
-	env.sale("affiliate-a", 30000, past) // 6000 commission: above the 5000 minimum
-	env.sale("affiliate-b", 1000, past)  // 200: carried forward
+	env.pastSale("affiliate-a", 30000, past) // 6000 commission: above the 5000 minimum
+	env.pastSale("affiliate-b", 1000, past)  // 200: carried forward
 	env.run()
 
 	res := pbatest.Request(env.handler, http.MethodGet, "/api/pba/payouts/preview", fx.Superuser.Token, "")
@@ -90,8 +90,8 @@ func TestManualPayoutRun(t *testing.T) {
 func TestPayoutSkipsAndCancel(t *testing.T) {
 	env := newEngineEnv(t)
 	past := time.Now().AddDate(0, 0, -40)
-	env.sale("affiliate-a", 30000, past)
-	env.sale("affiliate-b", 30000, past)
+	env.pastSale("affiliate-a", 30000, past)
+	env.pastSale("affiliate-b", 30000, past)
 	env.run()
 	env.save(collections.Affiliates, fx.B.ID, map[string]any{"status": "suspended"})
 	out := pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run?program=default", fx.Superuser.Token, "").JSON
@@ -118,11 +118,11 @@ func TestPayoutSkipsAndCancel(t *testing.T) {
 func TestPayoutNetsClawbacks(t *testing.T) {
 	env := newEngineEnv(t)
 	past := time.Now().AddDate(0, 0, -40)
-	conv := env.sale("affiliate-a", 30000, past) // 6000
+	conv := env.pastSale("affiliate-a", 30000, past) // 6000
 	env.run()
 	env.payAll(fx.A.ID)
 	env.setConversion(conv, map[string]any{"refunded_amount": 10000}) // claw back 2000
-	env.sale("affiliate-a", 40000, past)                              // 8000 new
+	env.pastSale("affiliate-a", 40000, past)                          // 8000 new
 	env.run()
 	out := pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run", fx.Superuser.Token, "").JSON
 	if line := payoutLines(out)[fx.A.ID]; line == nil || line["amount"].(float64) != 6000 {
@@ -135,7 +135,7 @@ func TestPayoutNetsClawbacks(t *testing.T) {
 // so the affiliate's realtime subscription hears of its own payout (and only its own).
 func TestPayoutsReachAffiliatesLive(t *testing.T) {
 	env := newEngineEnv(t)
-	env.sale("affiliate-a", 30000, time.Now().AddDate(0, 0, -40))
+	env.pastSale("affiliate-a", 30000, time.Now().AddDate(0, 0, -40))
 	env.run()
 	a := subscribeTo(env.app, mustFind(t, env.app, collections.Affiliates, fx.A.ID), collections.Payouts+"/*")
 	b := subscribeTo(env.app, mustFind(t, env.app, collections.Affiliates, fx.B.ID), collections.Payouts+"/*")
@@ -160,7 +160,7 @@ func TestPayoutsReachAffiliatesLive(t *testing.T) {
 // TestPayoutNotifications: a paid or failed payout queues one email to its affiliate.
 func TestPayoutNotifications(t *testing.T) {
 	env := newEngineEnv(t)
-	env.sale("affiliate-a", 30000, time.Now().AddDate(0, 0, -40))
+	env.pastSale("affiliate-a", 30000, time.Now().AddDate(0, 0, -40))
 	env.run()
 	out := pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run", fx.Superuser.Token, "").JSON
 	payoutID := payoutLines(out)[fx.A.ID]["payout"].(string)
