@@ -17,7 +17,6 @@ import (
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
-	"github.com/pocketbase/pocketbase/tools/types"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/clickpolicy"
@@ -171,7 +170,7 @@ func (t *tracker) loadUniqueWindow() error {
 		if err := rows.Scan(&visitor, &link, &affiliate, &created); err != nil {
 			return fmt.Errorf("load unique window: %w", err)
 		}
-		at, err := time.Parse(types.DefaultDateLayout, created)
+		at, err := store.ParseDBTime(created)
 		if err != nil {
 			return fmt.Errorf("load unique window: click created %q: %w", created, err)
 		}
