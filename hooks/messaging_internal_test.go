@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +24,7 @@ import (
 	"github.com/pocketbase/pocketbase/tools/router"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
 // testResendKey is the API key the fake Resend expects.
@@ -198,39 +198,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// newMessagingTestApp is a fresh app with every migration applied.
-func newMessagingTestApp(t testing.TB) *tests.TestApp {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "pba_messaging_")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	app, err := tests.NewTestApp(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(app.Cleanup)
-	return app
-}
-
-// testClock is a settable clock shared by the engines of one test (messaging, payouts), so a
-// test can let a lease or a backoff pass without sleeping.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// Now is the engine's clock.
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-
-// Add moves the clock forward (past backoffs, to send_at).
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // testEngine is the mail system wired like registerMessaging but with a test clock and a
 // sleep that only records, so retries take no time.
 type testEngine struct {
@@ -240,7 +207,7 @@ type testEngine struct {
 }
 
 // newTestEngine builds the parts; bind registers their hooks and routes like registerMessaging.
-func newTestEngine(t *testing.T, app core.App, cfg Config, clock *testClock, bind bool) *testEngine {
+func newTestEngine(t *testing.T, app core.App, cfg Config, clock *pbatest.Clock, bind bool) *testEngine {
 	t.Helper()
 	te := &testEngine{}
 	m, err := newMessaging(app, cfg, clock.Now, func(ctx context.Context, d time.Duration) error {
@@ -330,11 +297,11 @@ func deliveriesByStatus(t testing.TB, app core.App, message string) map[string]i
 func TestBroadcastResumesAfterCrashExactlyOnce(t *testing.T) {
 	for _, mode := range []string{"refuse", "lost"} {
 		t.Run(mode, func(t *testing.T) {
-			app := newMessagingTestApp(t)
+			app := pbatest.TempApp(t)
 			fake := newFakeResend(t)
 			fake.failAfter, fake.failMode = 500, mode
 			cfg := Config{ResendAPIKey: testResendKey, ResendBaseURL: fake.srv.URL, MailFrom: "Partners <partners@example.com>", PublicURL: "https://aff.example.com"}
-			clock := &testClock{now: time.Now().UTC()}
+			clock := pbatest.NewClock(time.Now().UTC())
 
 			first := createTestAffiliate(t, app, "Aff 0", "aff-0000", collections.AffiliateApproved, "aff0000@example.com", nil)
 			hash := first.GetRaw(core.FieldNamePassword).(*core.PasswordFieldValue).Hash
@@ -359,7 +326,7 @@ func TestBroadcastResumesAfterCrashExactlyOnce(t *testing.T) {
 			}
 
 			fake.heal()
-			clock.Add(2 * time.Hour) // past every backoff
+			clock.Advance(2 * time.Hour) // past every backoff
 			e2 := newTestEngine(t, app, cfg, clock, false)
 			if err := e2.run(context.Background()); err != nil {
 				t.Fatalf("resumed run: %v", err)
@@ -484,9 +451,9 @@ func TestMessagingTemplatesEscape(t *testing.T) {
 // Lifecycle emails: received on a pending signup, approved and rejected on the status change,
 // each once, sent by the worker with the affiliate's name escaped.
 func TestLifecycleEmails(t *testing.T) {
-	app := newMessagingTestApp(t)
+	app := pbatest.TempApp(t)
 	fake := newFakeResend(t)
-	clock := &testClock{now: time.Now().UTC()}
+	clock := pbatest.NewClock(time.Now().UTC())
 	e := newTestEngine(t, app, Config{ResendAPIKey: testResendKey, ResendBaseURL: fake.srv.URL, MailFrom: "p@example.com"}, clock, true)
 
 	a := createTestAffiliate(t, app, "<script>alert(1)</script>", "evil-1", collections.AffiliatePending, "evil@example.com", nil)
@@ -546,10 +513,10 @@ func sortedCopy(ss []string) []string {
 // Broadcasts skip affiliates who chose no email and suppressed addresses (a bounce arriving
 // through the webhook included), honour the audience filter and carry List-Unsubscribe.
 func TestBroadcastPreferenceAndBounceSuppression(t *testing.T) {
-	app := newMessagingTestApp(t)
+	app := pbatest.TempApp(t)
 	fake := newFakeResend(t)
 	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("test-webhook-secret-0123456789"))
-	clock := &testClock{now: time.Now().UTC()}
+	clock := pbatest.NewClock(time.Now().UTC())
 	cfg := Config{ResendAPIKey: testResendKey, ResendBaseURL: fake.srv.URL, ResendWebhookSecret: secret, MailFrom: "p@example.com", PublicURL: "https://aff.example.com"}
 	e := newTestEngine(t, app, cfg, clock, false)
 
@@ -614,7 +581,7 @@ func TestBroadcastPreferenceAndBounceSuppression(t *testing.T) {
 
 // callWebhook POSTs a Svix-signed event to the webhook handler; tamper replaces the body
 // after signing.
-func callWebhook(o *mailOutbox, secret, id string, at time.Time, body, tamper string) (*httptest.ResponseRecorder, error) {
+func callWebhook(o *mailOutbox, secret, id string, at time.Time, body, tamper string) (*pbatest.Response, error) {
 	ts := strconv.FormatInt(at.Unix(), 10)
 	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
 	mac := hmac.New(sha256.New, key)
@@ -623,14 +590,21 @@ func callWebhook(o *mailOutbox, secret, id string, at time.Time, body, tamper st
 	if tamper != "" {
 		body = tamper
 	}
-	req := httptest.NewRequest(http.MethodPost, "/api/pba/resend/webhook", strings.NewReader(body))
-	req.Header.Set("svix-id", id)
-	req.Header.Set("svix-timestamp", ts)
-	req.Header.Set("svix-signature", sig)
-	rec := httptest.NewRecorder()
-	re := &core.RequestEvent{App: o.app}
-	re.Request, re.Response = req, rec
-	return rec, o.handleResendWebhook(re)
+	return callHandler(o.app, o.handleResendWebhook, http.MethodPost, "/api/pba/resend/webhook", body,
+		pbatest.Header("svix-id", id), pbatest.Header("svix-timestamp", ts), pbatest.Header("svix-signature", sig))
+}
+
+// callHandler sends one request through pbatest.Request straight to a route handler (no
+// router in between) and returns the recorded answer with the error the handler returned.
+func callHandler(app core.App, handle func(*core.RequestEvent) error, method, path, body string, opts ...func(*http.Request)) (*pbatest.Response, error) {
+	var err error
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		re := &core.RequestEvent{App: app}
+		re.Request, re.Response = r, w
+		err = handle(re)
+	})
+	res := pbatest.Request(h, method, path, "", body, opts...)
+	return res, err
 }
 
 // apiStatus is the status of an error a handler returned (0 if none).
@@ -644,9 +618,9 @@ func apiStatus(err error) int {
 
 // Webhook signatures: valid accepted, tampered body and expired timestamp rejected.
 func TestResendWebhookSignature(t *testing.T) {
-	app := newMessagingTestApp(t)
+	app := pbatest.TempApp(t)
 	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("another-secret-abcdefghijklmnop"))
-	clock := &testClock{now: time.Now().UTC()}
+	clock := pbatest.NewClock(time.Now().UTC())
 	e := newTestEngine(t, app, Config{ResendWebhookSecret: secret}, clock, false)
 	body := `{"type":"email.delivered","data":{"email_id":"em_unknown"}}`
 
@@ -671,8 +645,8 @@ func TestResendWebhookSignature(t *testing.T) {
 // The unsubscribe link: GET confirms only, POST (one-click) opts out and suppresses, a bad
 // token is 400; the next broadcast skips the affiliate while lifecycle mail still goes.
 func TestUnsubscribeOneClick(t *testing.T) {
-	app := newMessagingTestApp(t)
-	clock := &testClock{now: time.Now().UTC()}
+	app := pbatest.TempApp(t)
+	clock := pbatest.NewClock(time.Now().UTC())
 	e := newTestEngine(t, app, Config{PublicURL: "https://aff.example.com"}, clock, false)
 	a := createTestAffiliate(t, app, "Ann", "ann-1", collections.AffiliateApproved, "Ann@example.com", nil)
 
@@ -682,16 +656,13 @@ func TestUnsubscribeOneClick(t *testing.T) {
 	}
 	u, _ := url.Parse(link)
 	token := u.Query().Get("token")
-	call := func(method, token string) (*httptest.ResponseRecorder, error) {
-		req := httptest.NewRequest(method, "/api/pba/unsubscribe?token="+url.QueryEscape(token), strings.NewReader("List-Unsubscribe=One-Click"))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		rec := httptest.NewRecorder()
-		re := &core.RequestEvent{App: app}
-		re.Request, re.Response = req, rec
+	call := func(method, token string) (*pbatest.Response, error) {
+		handle := e.unsub.handleUnsubscribe
 		if method == http.MethodGet {
-			return rec, e.unsub.handleUnsubscribePage(re)
+			handle = e.unsub.handleUnsubscribePage
 		}
-		return rec, e.unsub.handleUnsubscribe(re)
+		return callHandler(app, handle, method, "/api/pba/unsubscribe?token="+url.QueryEscape(token), "List-Unsubscribe=One-Click",
+			pbatest.Header("Content-Type", "application/x-www-form-urlencoded"))
 	}
 	rec, err := call(http.MethodGet, token)
 	if err != nil || rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "<form") {
@@ -724,10 +695,10 @@ func TestUnsubscribeOneClick(t *testing.T) {
 // Without a Resend key the PocketBase mailer sends (captured by the test mailer), with
 // List-Unsubscribe on broadcasts; lifecycle mail ignores the marketing opt-out.
 func TestMessagingPocketBaseMailer(t *testing.T) {
-	app := newMessagingTestApp(t)
+	app := pbatest.TempApp(t)
 	app.Settings().SMTP.Enabled = true // the test app's OnMailerSend swaps in TestMailer
 	app.Settings().SMTP.Host = "127.0.0.1"
-	clock := &testClock{now: time.Now().UTC()}
+	clock := pbatest.NewClock(time.Now().UTC())
 	e := newTestEngine(t, app, Config{MailFrom: "Partners <partners@example.com>", PublicURL: "https://aff.example.com"}, clock, true)
 	if _, ok := e.outbox.sender().(pbMailSender); !ok {
 		t.Fatalf("sender %T, want the PocketBase mailer", e.outbox.sender())
@@ -775,7 +746,7 @@ func TestMessagingRoutesThroughRouter(t *testing.T) {
 	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("router-secret-0123456789abcdef"))
 	var token, affiliateID string
 	factory := func(t testing.TB) *tests.TestApp {
-		app := newMessagingTestApp(t)
+		app := pbatest.TempApp(t)
 		e, err := newMessaging(app, Config{PublicURL: "https://aff.example.com", ResendWebhookSecret: secret}, time.Now, sleepCtx)
 		if err != nil {
 			t.Fatal(err)
@@ -838,9 +809,9 @@ func TestMessagingRoutesThroughRouter(t *testing.T) {
 // An admin pauses a broadcast by setting it back to draft and resumes it by scheduling it
 // again; the audience is resolved once.
 func TestBroadcastPauseAndResume(t *testing.T) {
-	app := newMessagingTestApp(t)
+	app := pbatest.TempApp(t)
 	fake := newFakeResend(t)
-	clock := &testClock{now: time.Now().UTC()}
+	clock := pbatest.NewClock(time.Now().UTC())
 	e := newTestEngine(t, app, Config{ResendAPIKey: testResendKey, ResendBaseURL: fake.srv.URL, MailFrom: "p@example.com", PublicURL: "https://aff.example.com"}, clock, false)
 	createTestAffiliate(t, app, "One", "one-1", collections.AffiliateApproved, "one@example.com", nil)
 	createTestAffiliate(t, app, "Two", "two-2", collections.AffiliateApproved, "two@example.com", nil)
@@ -855,7 +826,7 @@ func TestBroadcastPauseAndResume(t *testing.T) {
 	if got := deliveriesByStatus(t, app, msg.Id); len(got) != 0 {
 		t.Fatalf("sent before send_at: %v", got)
 	}
-	clock.Add(2 * time.Hour)
+	clock.Advance(2 * time.Hour)
 	if err := e.broadcasts.startDueMessages(); err != nil { // resolved, then paused before sending
 		t.Fatal(err)
 	}
