@@ -42,9 +42,6 @@ func actors() []actor {
 	return []actor{{"guest", ""}, {"A", fx.A.Token}, {"B", fx.B.Token}, {"superuser", fx.Superuser.Token}}
 }
 
-// authHeaders stays only for affiliate_webhooks_test.go until it moves onto pbatest.AuthHeaders.
-var authHeaders = pbatest.AuthHeaders
-
 // expectation is one cell of the matrix: the status and what the body must (not) contain.
 type expectation struct {
 	status int

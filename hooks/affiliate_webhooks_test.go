@@ -24,28 +24,8 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
-// testClock is a settable clock shared by the test and the sender's goroutines.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
 // newTestClock starts a little after the real now, so deliveries enqueued with time.Now are due.
-func newTestClock() *testClock { return &testClock{t: time.Now().UTC().Add(time.Second)} }
-
-// Now is the sender's clock.
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance moves the clock forward, making retries due.
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newTestClock() *pbatest.Clock { return pbatest.NewClock(time.Now().UTC().Add(time.Second)) }
 
 // receivedHook is one request a receiver got.
 type receivedHook struct {
@@ -191,7 +171,7 @@ func TestWebhookSecretReadableByAffiliateNotWritable(t *testing.T) {
 			Method:          http.MethodPatch,
 			URL:             "/api/collections/affiliates/records/" + fx.A.ID,
 			Body:            strings.NewReader(`{"webhook_url":"https://hooks.example.com/pba"}`),
-			Headers:         authHeaders(fx.A.Token),
+			Headers:         pbatest.AuthHeaders(fx.A.Token),
 			ExpectedStatus:  200,
 			ExpectedContent: []string{`"webhook_secret":"whsec_`},
 			TestAppFactory:  fx.Factory(),
@@ -201,7 +181,7 @@ func TestWebhookSecretReadableByAffiliateNotWritable(t *testing.T) {
 			Method:          http.MethodPatch,
 			URL:             "/api/collections/affiliates/records/" + fx.A.ID,
 			Body:            strings.NewReader(`{"webhook_url":"https://hooks.example.com/pba","webhook_secret":"whsec_mine"}`),
-			Headers:         authHeaders(fx.A.Token),
+			Headers:         pbatest.AuthHeaders(fx.A.Token),
 			ExpectedStatus:  403,
 			ExpectedContent: []string{"webhook_secret"},
 			TestAppFactory:  fx.Factory(),

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
 // insertTestCommission writes a commission like the engine does (time-ordered id, raw SQL).
@@ -54,10 +55,10 @@ func runEngine(t *testing.T, e *testEngine) {
 // New commissions are mailed at most once per affiliate and hour, after the hour ended,
 // listing all of that hour's commissions; clawbacks and voided ones are not news.
 func TestNewCommissionMailBatchedHourly(t *testing.T) {
-	app := newMessagingTestApp(t)
+	app := pbatest.TempApp(t)
 	fake := newFakeResend(t)
 	hour := time.Date(2026, 11, 24, 14, 0, 0, 0, time.UTC)
-	clock := &testClock{now: hour.Add(5 * time.Minute)}
+	clock := pbatest.NewClock(hour.Add(5 * time.Minute))
 	e := newTestEngine(t, app, Config{ResendAPIKey: testResendKey, ResendBaseURL: fake.srv.URL, MailFrom: "p@example.com"}, clock, true)
 	a := createTestAffiliate(t, app, "Ada", "ada-1", collections.AffiliateApproved, "ada@example.com", nil)
 	b := createTestAffiliate(t, app, "Bea", "bea-1", collections.AffiliateApproved, "bea@example.com", nil)
@@ -71,9 +72,9 @@ func TestNewCommissionMailBatchedHourly(t *testing.T) {
 		t.Fatalf("sent %d before the hour ended", total)
 	}
 
-	clock.Add(30 * time.Minute)
+	clock.Advance(30 * time.Minute)
 	insertTestCommission(t, app, a, collections.KindSale, 2000, collections.CommissionPending, clock.Now())
-	clock.Add(30 * time.Minute) // 15:05: the 14:00 hour is over
+	clock.Advance(30 * time.Minute) // 15:05: the 14:00 hour is over
 	runEngine(t, e)
 	got := fake.mailsTo("ada@example.com")
 	if len(got) != 2 {
@@ -107,7 +108,7 @@ func TestNewCommissionMailBatchedHourly(t *testing.T) {
 	if n := len(fake.mailsTo("ada@example.com")); n != 2 {
 		t.Fatalf("mailed within the hour: %d", n)
 	}
-	clock.Add(time.Hour)
+	clock.Advance(time.Hour)
 	e2 := newTestEngine(t, app, Config{ResendAPIKey: testResendKey, ResendBaseURL: fake.srv.URL, MailFrom: "p@example.com"}, clock, false)
 	runEngine(t, e2)
 	runEngine(t, e)
@@ -122,9 +123,9 @@ func TestNewCommissionMailBatchedHourly(t *testing.T) {
 
 // A recorded tier move mails the affiliate once, naming both tiers and the direction.
 func TestTierChangedMail(t *testing.T) {
-	app := newMessagingTestApp(t)
+	app := pbatest.TempApp(t)
 	fake := newFakeResend(t)
-	clock := &testClock{now: time.Now().UTC()}
+	clock := pbatest.NewClock(time.Now().UTC())
 	e := newTestEngine(t, app, Config{ResendAPIKey: testResendKey, ResendBaseURL: fake.srv.URL, MailFrom: "p@example.com"}, clock, true)
 	a := createTestAffiliate(t, app, "Ada", "ada-1", collections.AffiliateApproved, "ada@example.com", nil)
 	tiers, _ := app.FindCachedCollectionByNameOrId(collections.Tiers)
@@ -171,12 +172,12 @@ func TestTierChangedMail(t *testing.T) {
 // affiliates with activity, once, with their figures and rank; opted-out affiliates get a
 // recorded skip.
 func TestWeeklyDigest(t *testing.T) {
-	app := newMessagingTestApp(t)
+	app := pbatest.TempApp(t)
 	fake := newFakeResend(t)
 	// Monday 23 Nov 2026, 03:00 UTC: Tokyo's week ended (12:00 there), New York's has not
 	// (Sunday 22:00 there).
 	monday := time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC)
-	clock := &testClock{now: monday}
+	clock := pbatest.NewClock(monday)
 	e := newTestEngine(t, app, Config{ResendAPIKey: testResendKey, ResendBaseURL: fake.srv.URL, MailFrom: "p@example.com", PublicURL: "https://aff.example.com"}, clock, true)
 	tokyo := createTestAffiliate(t, app, "Tomo", "tomo-1", collections.AffiliateApproved, "tomo@example.com", map[string]any{"timezone": "Asia/Tokyo"})
 	ny := createTestAffiliate(t, app, "Nia", "nia-1", collections.AffiliateApproved, "nia@example.com", map[string]any{"timezone": "America/New_York"})
@@ -246,7 +247,7 @@ func TestWeeklyDigest(t *testing.T) {
 	}
 
 	// Five hours later New York's week has ended too; Tokyo is not mailed again.
-	clock.Add(5 * time.Hour)
+	clock.Advance(5 * time.Hour)
 	if err := e.digests.queueDigests(); err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +259,7 @@ func TestWeeklyDigest(t *testing.T) {
 		t.Fatalf("tokyo mailed twice: %d", n)
 	}
 	// Three days late, nothing is queued for a week that ended long ago.
-	clock.Add(72 * time.Hour)
+	clock.Advance(72 * time.Hour)
 	before2 := deliveriesByStatus(t, app, "")
 	if err := e.digests.queueDigests(); err != nil {
 		t.Fatal(err)
@@ -288,9 +289,9 @@ func TestLastWeekBoundaries(t *testing.T) {
 // Admins edit templates in mail_templates: defaults are seeded, an edit applies to the next
 // mail (values still escaped), and a broken template is refused naming the field.
 func TestMailTemplatesEditable(t *testing.T) {
-	app := newMessagingTestApp(t)
+	app := pbatest.TempApp(t)
 	fake := newFakeResend(t)
-	clock := &testClock{now: time.Now().UTC()}
+	clock := pbatest.NewClock(time.Now().UTC())
 	e := newTestEngine(t, app, Config{ResendAPIKey: testResendKey, ResendBaseURL: fake.srv.URL, MailFrom: "p@example.com"}, clock, true)
 	if err := ensureMailTemplates(app); err != nil {
 		t.Fatal(err)
@@ -340,9 +341,9 @@ func TestMailTemplatesEditable(t *testing.T) {
 // PocketBase's own auth mails go through Resend when it is configured and are recorded as
 // deliveries of the affiliate; PocketBase's mailer gets nothing.
 func TestAuthMailsThroughSender(t *testing.T) {
-	app := newMessagingTestApp(t)
+	app := pbatest.TempApp(t)
 	fake := newFakeResend(t)
-	clock := &testClock{now: time.Now().UTC()}
+	clock := pbatest.NewClock(time.Now().UTC())
 	newTestEngine(t, app, Config{ResendAPIKey: testResendKey, ResendBaseURL: fake.srv.URL, MailFrom: "p@example.com"}, clock, true)
 	a := createTestAffiliate(t, app, "Ada", "ada-1", collections.AffiliatePending, "ada@example.com", nil)
 	if err := mails.SendRecordPasswordReset(app, a); err != nil {
@@ -374,7 +375,7 @@ func TestAuthMailsThroughSender(t *testing.T) {
 	}
 
 	// Without Resend, PocketBase's mailer sends them as before.
-	plain := newMessagingTestApp(t)
+	plain := pbatest.TempApp(t)
 	plain.Settings().SMTP.Enabled = true
 	newTestEngine(t, plain, Config{MailFrom: "p@example.com"}, clock, true)
 	b := createTestAffiliate(t, plain, "Bob", "bob-1", collections.AffiliatePending, "bob@example.com", nil)
@@ -389,9 +390,9 @@ func TestAuthMailsThroughSender(t *testing.T) {
 // Two processes on one database: the one holding the mail lease sends, the other waits
 // until the lease is released or expires.
 func TestMailLeaseAcrossProcesses(t *testing.T) {
-	app := newMessagingTestApp(t)
+	app := pbatest.TempApp(t)
 	fake := newFakeResend(t)
-	clock := &testClock{now: time.Now().UTC()}
+	clock := pbatest.NewClock(time.Now().UTC())
 	cfg := Config{ResendAPIKey: testResendKey, ResendBaseURL: fake.srv.URL, MailFrom: "p@example.com"}
 	e1 := newTestEngine(t, app, cfg, clock, true)
 	e2 := newTestEngine(t, app, cfg, clock, false)
@@ -409,7 +410,7 @@ func TestMailLeaseAcrossProcesses(t *testing.T) {
 		t.Fatalf("sent %d while another process held the lease", total)
 	}
 	// e1 crashed: after the TTL e2 takes over.
-	clock.Add(messagingLeaseTTL + time.Second)
+	clock.Advance(messagingLeaseTTL + time.Second)
 	runEngine(t, e2)
 	if _, total := fake.snapshot(); total != 1 {
 		t.Fatalf("sent %d after the lease expired", total)

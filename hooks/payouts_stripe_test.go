@@ -29,7 +29,7 @@ type stripePayoutEnv struct {
 	app     core.App
 	fake    *FakeStripe
 	api     stripeAPI
-	clock   *testClock
+	clock   *pbatest.Clock
 	program string
 	// affiliates and accounts are parallel: affiliate i is paid into accounts[i].
 	affiliates []string
@@ -46,7 +46,7 @@ func newStripePayoutEnv(t testing.TB) *stripePayoutEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &stripePayoutEnv{t: t, app: app, fake: fake, clock: &testClock{now: time.Now().UTC()}, program: p.Id,
+	return &stripePayoutEnv{t: t, app: app, fake: fake, clock: pbatest.NewClock(time.Now().UTC()), program: p.Id,
 		api: newStripeAPI(Config{StripeSecretKey: FakeStripeKey, StripeAPIBase: fake.URL})}
 }
 
@@ -98,7 +98,7 @@ func (s *stripePayoutEnv) createPayouts() []payoutReport {
 	if err != nil {
 		s.t.Fatalf("payout run: %v", err)
 	}
-	s.clock.Add(time.Millisecond) // the next run is claimed at another instant
+	s.clock.Advance(time.Millisecond) // the next run is claimed at another instant
 	return reports
 }
 
@@ -259,7 +259,7 @@ func TestStripePayoutCrashRecovery(t *testing.T) {
 					t.Fatalf("restart: %v", err)
 				}
 				// After the lease the crashed payout is claimed again, with the same key.
-				s.clock.Add(stripePayoutLease + time.Second)
+				s.clock.Advance(stripePayoutLease + time.Second)
 				if _, err := s.executor().run(context.Background()); err != nil {
 					t.Fatalf("run after the lease: %v", err)
 				}
@@ -292,7 +292,7 @@ func TestStripePayoutCrashRecovery(t *testing.T) {
 			t.Fatalf("unseen transfer's payout: %+v", retrying)
 		}
 		s.ledgerOK()
-		s.clock.Add(retryBackoff(1))
+		s.clock.Advance(retryBackoff(1))
 		if _, err := s.executor().run(context.Background()); err != nil {
 			t.Fatalf("retry: %v", err)
 		}
@@ -311,7 +311,7 @@ func TestStripePayoutCrashRecovery(t *testing.T) {
 		// Two days later Stripe no longer knows the key: only the lookup of the transfer
 		// keeps the retry from paying a second time.
 		s.fake.ForgetIdempotencyKeys()
-		s.clock.Add(48 * time.Hour)
+		s.clock.Advance(48 * time.Hour)
 		if _, err := s.executor().run(context.Background()); err != nil {
 			t.Fatalf("retry: %v", err)
 		}
@@ -398,11 +398,11 @@ func TestStripePayoutRetries(t *testing.T) {
 			t.Fatalf("attempt %d: %+v %v %+v", attempt, st, err, p)
 		}
 		calls := s.fake.Calls()
-		s.clock.Add(retryBackoff(attempt) - time.Second)
+		s.clock.Advance(retryBackoff(attempt) - time.Second)
 		if st, _ := s.executor().run(context.Background()); st != (executeStats{}) || s.fake.Calls() != calls {
 			t.Fatalf("retried before the backoff: %+v", st)
 		}
-		s.clock.Add(time.Second)
+		s.clock.Advance(time.Second)
 	}
 	if st, err := s.executor().run(context.Background()); err != nil || st.Paid != 1 {
 		t.Fatalf("third attempt: %+v %v", st, err)
@@ -420,13 +420,13 @@ func TestStripePayoutRetries(t *testing.T) {
 		if st, _ := s.executor().run(context.Background()); st.Retrying != 1 {
 			t.Fatalf("500: %+v", st)
 		}
-		s.clock.Add(retryBackoff(1))
+		s.clock.Advance(retryBackoff(1))
 		s.api = newStripeAPI(Config{StripeSecretKey: FakeStripeKey, StripeAPIBase: "http://127.0.0.1:1"}) // nothing listens
 		if st, _ := s.executor().run(context.Background()); st.Retrying != 1 {
 			t.Fatalf("connection refused: %+v", st)
 		}
 		s.api = newStripeAPI(Config{StripeSecretKey: FakeStripeKey, StripeAPIBase: s.fake.URL})
-		s.clock.Add(retryBackoff(2))
+		s.clock.Advance(retryBackoff(2))
 		if st, err := s.executor().run(context.Background()); err != nil || st.Paid != 1 {
 			t.Fatalf("after the outage: %+v %v", st, err)
 		}
@@ -525,7 +525,7 @@ func TestStripePayoutWithoutAccount(t *testing.T) {
 	if _, err := s.app.DB().NewQuery("UPDATE affiliates SET stripe_account_id = ''").Execute(); err != nil {
 		t.Fatal(err)
 	}
-	s.clock.Add(retryBackoff(1))
+	s.clock.Advance(retryBackoff(1))
 	calls := s.fake.Calls()
 	if st, _ := s.executor().run(context.Background()); st.Retrying != 1 || s.fake.Calls() != calls {
 		t.Fatalf("second attempt without account: %+v", st)
