@@ -591,7 +591,13 @@ func (e *commissionEngine) applyRefunds(st *engineStats) error {
 			}
 			_, err = tx.DB().NewQuery("UPDATE conversions SET refund_applied = {:r} WHERE id = {:id}").
 				Bind(dbx.Params{"r": t.Refunded, "id": t.ID}).Execute()
-			return err
+			if err != nil {
+				return err
+			}
+			return recordSaleEvent(tx, saleEvent{Conversion: t.ID, Affiliate: t.Affiliate, Program: t.Program,
+				Change: saleChange{Door: collections.DoorEngine, Note: fmt.Sprintf("refund applied to the commission: %d of %d refunded, %d before",
+					t.Refunded, t.Amount, t.RefundApplied)},
+				StatusBefore: t.Status, StatusAfter: t.Status, RefundedBefore: t.Refunded, RefundedAfter: t.Refunded, Commission: change})
 		})
 		if err != nil {
 			return fmt.Errorf("apply refund of %s: %w", t.ID, err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -62,6 +63,16 @@ func (e *engineEnv) sale(code string, amount int, at time.Time) string {
 
 // pastSale is sale, recorded at `at` as well: as the server would have recorded it had it been
 // reported when it happened, so its hold (which runs from recording) has run since then.
+// recordedWhenOccurred backdates every sale's recording (created) to its occurred_at, as if
+// each had been recorded when it happened: sales of weeks ago are then past their hold, which
+// runs from recording.
+func (e *engineEnv) recordedWhenOccurred() {
+	e.t.Helper()
+	if _, err := e.app.DB().NewQuery("UPDATE conversions SET created = occurred_at WHERE created > occurred_at").Execute(); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 func (e *engineEnv) pastSale(code string, amount int, at time.Time) string {
 	e.t.Helper()
 	id := e.sale(code, amount, at)
@@ -391,7 +402,9 @@ func TestLedgerCheckIsForSuperusers(t *testing.T) {
 }
 
 // TestLedgerProperty replays random sequences of sales, refunds, partial refunds, disputes,
-// payouts, adjustments and engine runs, checking the ledger invariant after every step.
+// payouts, adjustments, admins' rejections and engine runs, and merchants' updates of their
+// sales (API and postback, with and without a sequence, partial refunds, reordered and replayed
+// deliveries, a dashboard's status refunded), checking the ledger invariant after every step.
 func TestLedgerProperty(t *testing.T) {
 	steps := 10000
 	if testing.Short() || raceEnabled {
@@ -401,24 +414,87 @@ func TestLedgerProperty(t *testing.T) {
 	env.save(collections.Programs, fx.ProgramP, map[string]any{"hold_days": 0})
 	gaps, saleGaps := statsCommissionGaps(t, env.app), statsSaleGaps(t, env.app)
 	rng := rand.New(rand.NewSource(42))
-	var convs []string
+	type sale struct {
+		id, source, ext string
+		seq             int64 // the sender's last sequence (a step may send an older one)
+	}
+	var sales []*sale
+	var sent []func() *pbatest.Response // merchant updates sent, replayed later
+	refunded := map[string]int{}        // the largest refunded_amount seen per sale: it never decreases
+	statuses := []string{"approved", "pending", "rejected", "refunded"}
 	affiliates := []string{"affiliate-a", "affiliate-b"}
 	ids := map[string]string{"affiliate-a": fx.A.ID, "affiliate-b": fx.B.ID}
+	postbackKey := "key=" + url.QueryEscape(fx.SecretP)
+	// merchant sends an update of s through its door (the postback for postback sales, the API
+	// update form for the API's) and keeps it for a replay.
+	merchant := func(s *sale, status string, refund int, seq int64) {
+		var send func() *pbatest.Response
+		if s.source == "postback" {
+			q := postbackKey + "&txid=" + s.ext
+			if status != "" {
+				q += "&status=" + status
+			}
+			if refund >= 0 {
+				q += fmt.Sprintf("&currency=usd&refund=%d.%02d", refund/100, refund%100)
+			}
+			if seq > 0 {
+				q += fmt.Sprintf("&sequence=%d", seq)
+			}
+			send = func() *pbatest.Response { return pbatest.Request(env.handler, http.MethodGet, postbackAPI+q, "", "") }
+		} else {
+			fields := []string{}
+			if status != "" {
+				fields = append(fields, fmt.Sprintf(`"status":%q`, status))
+			}
+			if refund >= 0 {
+				fields = append(fields, fmt.Sprintf(`"refunded_amount":%d`, refund))
+			}
+			if seq > 0 {
+				fields = append(fields, fmt.Sprintf(`"sequence":%d`, seq))
+			}
+			body := "{" + strings.Join(fields, ",") + "}"
+			send = func() *pbatest.Response {
+				return pbatest.Request(env.handler, http.MethodPost, updatesAPI(s.source, s.ext), bearer(), body)
+			}
+		}
+		if res := send(); res.Code != 200 {
+			t.Fatalf("merchant update of %s: %d %s", s.id, res.Code, res.Body)
+		}
+		sent = append(sent, send)
+	}
 	for step := 0; step < steps; step++ {
-		op := rng.Intn(11)
+		op := rng.Intn(16)
+		var touched string
 		switch {
-		case op < 3 || len(convs) == 0: // sale
-			convs = append(convs, env.sale(affiliates[rng.Intn(2)], 100+rng.Intn(100000), time.Now().Add(-time.Hour)))
+		case op < 3 || len(sales) == 0: // sale, through the API or the postback
+			s := &sale{source: "api"}
+			aff, amount, at := affiliates[rng.Intn(2)], 100+rng.Intn(100000), time.Now().Add(-time.Hour)
+			if rng.Intn(2) == 0 {
+				s.id = env.sale(aff, amount, at)
+				s.ext = fmt.Sprintf("e-%d", env.n)
+			} else {
+				env.n++
+				s.source, s.ext = "postback", fmt.Sprintf("p-%d", env.n)
+				res := pbatest.Request(env.handler, http.MethodGet, postbackAPI+postbackKey+fmt.Sprintf("&affiliate_code=%s&txid=%s&amount=%d.%02d&currency=usd&occurred_at=%s",
+					aff, s.ext, amount/100, amount%100, at.UTC().Format(time.RFC3339)), "", "")
+				if res.Code != 201 {
+					t.Fatalf("postback sale: %d %s", res.Code, res.Body)
+				}
+				s.id = res.JSON["id"].(string)
+			}
+			sales = append(sales, s)
 		case op == 3: // partial refund
-			c := mustFind(t, env.app, collections.Conversions, convs[rng.Intn(len(convs))])
+			c := mustFind(t, env.app, collections.Conversions, sales[rng.Intn(len(sales))].id)
 			if left := c.GetInt("amount") - c.GetInt("refunded_amount"); left > 1 && c.GetString("status") == "approved" {
 				env.setConversion(c.Id, map[string]any{"refunded_amount": c.GetInt("refunded_amount") + 1 + rng.Intn(left-1)})
 			}
+			touched = c.Id
 		case op == 4: // full refund
-			c := mustFind(t, env.app, collections.Conversions, convs[rng.Intn(len(convs))])
+			c := mustFind(t, env.app, collections.Conversions, sales[rng.Intn(len(sales))].id)
 			env.setConversion(c.Id, map[string]any{"refunded_amount": c.GetInt("amount"), "status": "refunded"})
+			touched = c.Id
 		case op == 5: // dispute opened or resolved
-			c := mustFind(t, env.app, collections.Conversions, convs[rng.Intn(len(convs))])
+			c := mustFind(t, env.app, collections.Conversions, sales[rng.Intn(len(sales))].id)
 			switch c.GetString("status") {
 			case "approved":
 				env.setConversion(c.Id, map[string]any{"status": "pending", "reason": "dispute"})
@@ -428,7 +504,7 @@ func TestLedgerProperty(t *testing.T) {
 		case op == 6: // payout
 			env.payAll(ids[affiliates[rng.Intn(2)]])
 		case op == 8: // an admin rejects a sale, or approves a rejected one again
-			c := mustFind(t, env.app, collections.Conversions, convs[rng.Intn(len(convs))])
+			c := mustFind(t, env.app, collections.Conversions, sales[rng.Intn(len(sales))].id)
 			switch c.GetString("status") {
 			case "approved", "pending", "refunded":
 				env.setConversion(c.Id, map[string]any{"status": "rejected"})
@@ -438,15 +514,71 @@ func TestLedgerProperty(t *testing.T) {
 		case op == 7: // adjustment
 			saveRecord(t, env.app, collections.Commissions, map[string]any{"affiliate": ids[affiliates[rng.Intn(2)]], "program": fx.ProgramP,
 				"kind": "adjustment", "amount": nonZero(rng.Intn(2001) - 1000), "note": fmt.Sprintf("step %d", step)})
+		case op == 9: // the merchant changes the status with a sequence, sometimes an older or the same one
+			s := sales[rng.Intn(len(sales))]
+			s.seq += int64(rng.Intn(3))
+			merchant(s, statuses[rng.Intn(4)], -1, max(1, s.seq-int64(rng.Intn(2))))
+			touched = s.id
+		case op == 10: // the merchant changes the status without an order key
+			s := sales[rng.Intn(len(sales))]
+			merchant(s, statuses[rng.Intn(4)], -1, 0)
+			touched = s.id
+		case op == 11: // a partial refund by the merchant (cumulative; sometimes smaller: stale)
+			s := sales[rng.Intn(len(sales))]
+			c := mustFind(t, env.app, collections.Conversions, s.id)
+			amount, now := c.GetInt("amount"), c.GetInt("refunded_amount")
+			refund := now + rng.Intn(amount-now+1)/2
+			if rng.Intn(4) == 0 {
+				refund = rng.Intn(now + 1)
+			}
+			merchant(s, "", refund, 0)
+			touched = s.id
+		case op == 12 && len(sent) > 0: // a late or repeated delivery of an earlier update
+			if res := sent[max(0, len(sent)-1-rng.Intn(20))](); res.Code != 200 {
+				t.Fatalf("replayed update: %d %s", res.Code, res.Body)
+			}
+		case op == 13: // an admin sets status refunded in the dashboard
+			s := sales[rng.Intn(len(sales))]
+			if res := pbatest.Request(env.handler, http.MethodPatch, conversionRecords+s.id, fx.Superuser.Token, `{"status":"refunded"}`); res.Code != 200 {
+				t.Fatalf("dashboard status refunded: %d %s", res.Code, res.Body)
+			}
+			touched = s.id
 		default:
 			env.run()
+		}
+		if touched != "" {
+			c := mustFind(t, env.app, collections.Conversions, touched)
+			if got := c.GetInt("refunded_amount"); got < refunded[touched] {
+				t.Fatalf("step %d: refunded_amount of %s went down from %d to %d", step, touched, refunded[touched], got)
+			}
+			refunded[touched] = c.GetInt("refunded_amount")
 		}
 		if step%50 == 0 || step == steps-1 {
 			env.ledgerOK()
 			rollupsConsistent(t, env.app, gaps, saleGaps, fmt.Sprintf("step %d", step))
+			historyConsistent(t, env.app, step)
 		} else {
 			checkLedgerQuick(t, env.app, step)
 		}
+	}
+}
+
+// historyConsistent fails unless every sale's history is a chain of its changes: each row starts
+// where the one before ended, and the last ends where the sale is.
+func historyConsistent(t *testing.T, app core.App, step int) {
+	t.Helper()
+	var broken, stale int
+	err := app.DB().NewQuery(`SELECT COUNT(*) FROM (SELECT status_before, refunded_before,
+			LAG(status_after) OVER w AS s, LAG(refunded_after) OVER w AS r
+			FROM conversion_events WINDOW w AS (PARTITION BY conversion ORDER BY rowid))
+		WHERE s IS NOT NULL AND (s != status_before OR r != refunded_before)`).Row(&broken)
+	if err == nil {
+		err = app.DB().NewQuery(`SELECT COUNT(*) FROM conversions v JOIN (SELECT conversion, status_after, refunded_after,
+				ROW_NUMBER() OVER (PARTITION BY conversion ORDER BY rowid DESC) AS n FROM conversion_events) e ON e.conversion = v.id AND e.n = 1
+			WHERE e.status_after != v.status OR e.refunded_after != v.refunded_amount`).Row(&stale)
+	}
+	if err != nil || broken != 0 || stale != 0 {
+		t.Fatalf("step %d: sale history: %d rows not starting where the last ended, %d sales not where their history ends (%v)", step, broken, stale, err)
 	}
 }
 
@@ -457,7 +589,9 @@ func checkLedgerQuick(t *testing.T, app core.App, step int) {
 	err := app.DB().NewQuery(`SELECT
 		(SELECT COUNT(*) FROM commissions c LEFT JOIN payouts p ON p.id = c.payout WHERE c.status = 'paid' AND (p.id IS NULL OR p.status != 'paid')) +
 		(SELECT COUNT(*) FROM payouts p WHERE p.status = 'paid' AND p.amount != (SELECT IFNULL(SUM(amount), 0) FROM commissions WHERE payout = p.id AND status != 'void')) +
-		(SELECT COUNT(*) FROM commissions WHERE status != 'void' AND ((kind IN ('sale','recurring','bonus') AND amount <= 0) OR (kind = 'clawback' AND amount >= 0)))`).Row(&bad)
+		(SELECT COUNT(*) FROM commissions WHERE status != 'void' AND ((kind IN ('sale','recurring','bonus') AND amount <= 0) OR (kind = 'clawback' AND amount >= 0))) +
+		(SELECT COUNT(*) FROM conversions WHERE refunded_amount > amount OR (status = 'refunded' AND refunded_amount != amount) OR
+			(status IN ('approved', 'pending') AND amount > 0 AND refunded_amount >= amount))`).Row(&bad)
 	if err != nil || bad != 0 {
 		t.Fatalf("step %d: ledger broken (%d problems, %v)", step, bad, err)
 	}

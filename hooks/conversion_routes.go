@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/attribution"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/postback"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/saleupdate"
 )
 
 // maxConversionBody bounds POST /api/pba/conversions (16 KiB of metadata plus the fields).
@@ -105,7 +107,9 @@ func (conversions *conversionService) handleAPI(e *core.RequestEvent) error {
 }
 
 // handlePostback is GET /api/pba/postback: the same as the API for servers that can only
-// call a URL, with the amount as a decimal string.
+// call a URL, with the amount as a decimal string. It also updates a recorded sale: status
+// (refunded, rejected, approved, pending) and refund= (cumulative, decimal) on a known txid go
+// through applySaleUpdate, as the API's update form does.
 func (conversions *conversionService) handlePostback(e *core.RequestEvent) error {
 	req, problems := postback.Parse(e.Request.URL.Query())
 	if problems["key"] != "" {
@@ -125,15 +129,86 @@ func (conversions *conversionService) handlePostback(e *core.RequestEvent) error
 		}
 		return e.BadRequestError("Invalid postback.", errs)
 	}
-	return respondConversion(e, conversions, conversionInput{
+	in := conversionInput{
 		ProgramID: program, Source: collections.SourcePostback, ExternalID: req.TxID, ClickID: req.ClickID,
 		AffiliateCode: req.AffiliateCode, Coupon: req.Coupon, Customer: req.Customer, Amount: req.Amount,
 		Currency: req.Currency, Status: req.Status, OccurredAt: req.OccurredAt,
+	}
+	keyed := req.Sequence > 0 || !req.UpdatedAt.IsZero()
+	if !req.Update() && !keyed {
+		if req.Amount == 0 {
+			return e.BadRequestError("Invalid postback.", fieldError("amount", "required",
+				"The sale's amount (a decimal like 19.99) records it; status or refund update a recorded txid."))
+		}
+		return respondConversion(e, conversions, in) // a sale, as before
+	}
+	u := saleUpdate{Update: saleupdate.Update{Status: req.Status, Refunded: -1, UpdatedAt: req.UpdatedAt, Sequence: req.Sequence}}
+	if req.HasRefund {
+		u.Refunded = req.Refund
+	}
+	if in.Status == collections.ConversionRefunded {
+		in.Status = "" // a sale reported refunded at once is recorded approved, then refunded
+	}
+	var rec *core.Record
+	var created bool
+	var d saleupdate.Decision
+	err := conversions.app.RunInTransaction(func(tx core.App) error {
+		var err error
+		rec, err = findSale(tx, saleRef{Program: program, Source: collections.SourcePostback, ExternalID: req.TxID})
+		switch {
+		case errors.Is(err, errSaleNotFound) && req.Amount == 0:
+			return err
+		case errors.Is(err, errSaleNotFound):
+			if rec, created, err = conversions.withTx(tx).record(in); err != nil || !created {
+				// Not created: recorded by another program under this txid (the sources' ids are
+				// unique): not this program's sale to change.
+				return cmp.Or(err, errSaleNotFound)
+			}
+			// Only the refund (and the order key) are left to apply: the status is the sale's
+			// own (a self-referral stays rejected).
+			if u.Status != collections.ConversionRefunded {
+				u.Status = ""
+			}
+		case err != nil:
+			return err
+		case req.Amount > 0 && (int64(rec.GetInt(collections.FieldAmount)) != req.Amount || rec.GetString(collections.FieldCurrency) != req.Currency):
+			return errConversionConflict
+		}
+		d, err = applySaleUpdate(tx, rec, u, saleChange{Door: collections.DoorPostback})
+		return err
 	})
+	var verrs validation.Errors
+	switch {
+	case errors.Is(err, errSaleNotFound):
+		return e.NotFoundError("No such sale.", fieldError("txid", "not_found",
+			fmt.Sprintf("No sale of this program was recorded with txid %q; give amount, currency and click_id, affiliate_code or coupon to record it.", req.TxID)))
+	case errors.As(err, &verrs), errors.Is(err, attribution.ErrNoAttribution), errors.Is(err, errConversionConflict):
+		return respondConversionError(e, rec, err)
+	case err != nil:
+		return e.InternalServerError("", err)
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return e.JSON(status, updateAnswer(rec, d))
 }
 
 func respondConversion(e *core.RequestEvent, conversions *conversionService, in conversionInput) error {
 	rec, created, err := conversions.record(in)
+	if err != nil {
+		return respondConversionError(e, rec, err)
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return e.JSON(status, rec)
+}
+
+// respondConversionError answers a sale that could not be recorded: 400 invalid, 422 nobody to
+// credit, 409 its external id was recorded with other figures (rec), 500 anything else.
+func respondConversionError(e *core.RequestEvent, rec *core.Record, err error) error {
 	var verrs validation.Errors
 	switch {
 	case errors.As(err, &verrs):
@@ -144,14 +219,8 @@ func respondConversion(e *core.RequestEvent, conversions *conversionService, in 
 	case errors.Is(err, errConversionConflict):
 		return e.Error(http.StatusConflict, "This external_id was already recorded with another amount or currency.",
 			fieldError("external_id", "conflict", fmt.Sprintf("Recorded as %d %s.", rec.GetInt(collections.FieldAmount), rec.GetString(collections.FieldCurrency))))
-	case err != nil:
-		return e.InternalServerError("", err)
 	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	return e.JSON(status, rec)
+	return e.InternalServerError("", err)
 }
 
 // conversionCaller authenticates the sender: a superuser (program chosen in the body), or a

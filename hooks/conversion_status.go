@@ -12,6 +12,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/rules"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/saleupdate"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
@@ -32,14 +33,18 @@ var lockedSaleFields = [...]string{collections.FieldAffiliate, collections.Field
 
 // storedConversion is a conversion as it is in the database, read inside the save's transaction.
 type storedConversion struct {
-	Status        string `db:"status"`
-	Affiliate     string `db:"affiliate"`
-	Program       string `db:"program"`
-	Link          string `db:"link"`
-	OccurredAt    string `db:"occurred_at"`
-	Amount        int64  `db:"amount"`
-	RefundApplied int64  `db:"refund_applied"`
-	Commissioned  bool   `db:"commissioned"`
+	Status          string `db:"status"`
+	Reason          string `db:"reason"`
+	Affiliate       string `db:"affiliate"`
+	Program         string `db:"program"`
+	Link            string `db:"link"`
+	OccurredAt      string `db:"occurred_at"`
+	Amount          int64  `db:"amount"`
+	Refunded        int64  `db:"refunded_amount"`
+	RefundApplied   int64  `db:"refund_applied"`
+	Commissioned    bool   `db:"commissioned"`
+	SenderUpdatedAt string `db:"sender_updated_at"`
+	SenderSequence  int64  `db:"sender_sequence"`
 }
 
 // conversionShare is what one conversion adds to its stats_daily row: a conversion and its
@@ -69,8 +74,17 @@ func shareOf(status, affiliate, program, link string, occurredAt time.Time, amou
 //   - a sale leaving "approved" (a dispute, an admin's hold) moves its released commission back
 //     to pending until it is approved again, so no payout run pays it meanwhile;
 //   - stats_daily's conversions and revenue follow the status, the amount and the day, and its
-//     commission follows the reversals; live counters get the deltas.
+//     commission follows the reversals; live counters get the deltas;
+//   - status refunded means refunded in full: refunded_amount is raised to the amount, and the
+//     engine voids the unpaid commission or claws back a paid one, as for a full Stripe refund;
+//     refunds are cumulative and never taken back (saleupdate.Settle);
+//   - every change of the status or the refunded amount is a row of the sale's history
+//     (conversion_events), with the door it came through (saleChangeOf).
+//
+// This hook is where every door converges (conversion_updates.go): the dashboard's saves, the
+// merchant API and postback updates, Stripe's refunds and disputes.
 func registerConversionEdits(app core.App, live *liveHub) {
+	registerSaleHistory(app)
 	app.OnRecordUpdate(collections.Conversions).BindFunc(func(e *core.RecordEvent) error {
 		outer := e.App
 		var deltas map[string]liveCounters
@@ -95,13 +109,27 @@ func registerConversionEdits(app core.App, live *liveHub) {
 func applyConversionEdit(e *core.RecordEvent, tx core.App, now time.Time) (map[string]liveCounters, error) {
 	r := e.Record
 	var old storedConversion
-	err := tx.DB().NewQuery(`SELECT status, affiliate, program, link, occurred_at, amount, refund_applied, commissioned
-		FROM conversions WHERE id = {:id}`).Bind(dbx.Params{"id": r.Id}).One(&old)
+	err := tx.DB().NewQuery(`SELECT status, reason, affiliate, program, link, occurred_at, amount, refunded_amount, refund_applied,
+		commissioned, sender_updated_at, sender_sequence FROM conversions WHERE id = {:id}`).Bind(dbx.Params{"id": r.Id}).One(&old)
 	if err != nil {
 		return nil, fmt.Errorf("read conversion %s: %w", r.Id, err)
 	}
 	r.Set(conversionRefundApplied, old.RefundApplied)
 	r.Set(conversionCommissioned, old.Commissioned)
+	change := saleChangeOf(e)
+	// The sender's order key of the last status change is the merchant doors' (applySaleUpdate).
+	r.Set(collections.ConversionSenderUpdatedAt, old.SenderUpdatedAt)
+	r.Set(collections.ConversionSenderSequence, old.SenderSequence)
+	if change.StoreKey && !change.UpdatedAt.IsZero() {
+		r.Set(collections.ConversionSenderUpdatedAt, change.UpdatedAt)
+	}
+	if change.StoreKey && change.Sequence > 0 {
+		r.Set(collections.ConversionSenderSequence, change.Sequence)
+	}
+	newStatus, refunded, err := settleSale(r, old)
+	if err != nil {
+		return nil, err
+	}
 
 	sale, err := saleCommission(tx, r.Id)
 	if err != nil {
@@ -116,7 +144,6 @@ func applyConversionEdit(e *core.RecordEvent, tx core.App, now time.Time) (map[s
 			}
 		}
 	}
-	newStatus := r.GetString(collections.FieldStatus)
 	rejecting := old.Status != collections.ConversionRejected && newStatus == collections.ConversionRejected
 	unrejecting := old.Status == collections.ConversionRejected && newStatus != collections.ConversionRejected
 	if unrejecting && sale == nil {
@@ -153,6 +180,17 @@ func applyConversionEdit(e *core.RecordEvent, tx core.App, now time.Time) (map[s
 	if err != nil {
 		return nil, err
 	}
+	if newStatus != old.Status || refunded != old.Refunded {
+		if change.Door == collections.DoorDashboard && r.GetString(collections.ConversionReason) != old.Reason {
+			change.Note = "reason: " + r.GetString(collections.ConversionReason)
+		}
+		err := recordSaleEvent(tx, saleEvent{Conversion: r.Id, Affiliate: r.GetString(collections.FieldAffiliate),
+			Program: r.GetString(collections.FieldProgram), Change: change, StatusBefore: old.Status, StatusAfter: newStatus,
+			RefundedBefore: old.Refunded, RefundedAfter: refunded, Commission: commission})
+		if err != nil {
+			return nil, err
+		}
+	}
 
 	deltas := map[string]liveCounters{}
 	stats := map[store.StatsKey]store.StatsDelta{}
@@ -173,6 +211,33 @@ func applyConversionEdit(e *core.RecordEvent, tx core.App, now time.Time) (map[s
 		deltas[key.Affiliate] = live
 	}
 	return deltas, store.AddStats(tx, stats)
+}
+
+// settleSale puts on r the status and refunded amount its save leaves (saleupdate.Settle) and
+// returns them. A save that does not touch the status or the refunded amount (a copy loaded
+// before a refund or a rejection, saved for another field) keeps the stored ones; refunds are
+// cumulative, so a save lowering refunded_amount is refused.
+func settleSale(r *core.Record, old storedConversion) (string, int64, error) {
+	loaded := r.Original()
+	asked := r.GetString(collections.FieldStatus)
+	if asked == loaded.GetString(collections.FieldStatus) {
+		asked = old.Status
+	}
+	refunded := int64(r.GetInt(collections.ConversionRefundedAmount))
+	if refunded < old.Refunded {
+		if refunded != int64(loaded.GetInt(collections.ConversionRefundedAmount)) {
+			return "", 0, fieldError(collections.ConversionRefundedAmount, "cumulative",
+				fmt.Sprintf("Refunds are cumulative and never taken back: %d is refunded already (reload the sale).", old.Refunded))
+		}
+		refunded = old.Refunded
+	}
+	status, refunded, err := saleupdate.Settle(old.Status, asked, int64(r.GetInt(collections.FieldAmount)), refunded)
+	if err != nil {
+		return "", 0, settleError(err)
+	}
+	r.Set(collections.FieldStatus, status)
+	r.Set(collections.ConversionRefundedAmount, refunded)
+	return status, refunded, nil
 }
 
 // reversalIndexWhere is the condition of the partial idx_commissions_reversals (conversion):

@@ -34,17 +34,23 @@ func netCommission(t *testing.T, app core.App, conversion string) (net int, rows
 	return net, len(all)
 }
 
+// unpaidAndPaidSales records two sales of 100.00 made 40 days ago, each earning 2000: A's is
+// payable, B's paid.
+func (e *engineEnv) unpaidAndPaidSales() (unpaid, paid string) {
+	e.t.Helper()
+	past := time.Now().AddDate(0, 0, -40)
+	unpaid, paid = e.pastSale("affiliate-a", 10000, past), e.pastSale("affiliate-b", 10000, past)
+	e.run()
+	e.payAll(fx.B.ID)
+	return unpaid, paid
+}
+
 // Rejecting a sale takes its commission back: voided while unpaid, clawed back from the next
 // payout once paid. Approving it again gives it back, once, however often it goes back and forth.
 func TestRejectingASaleReversesItsCommission(t *testing.T) {
 	env := newEngineEnv(t)
 	gaps, saleGaps := statsCommissionGaps(t, env.app), statsSaleGaps(t, env.app)
-	past := time.Now().AddDate(0, 0, -40)
-	unpaid := env.pastSale("affiliate-a", 10000, past) // commission 2000, payable
-	paid := env.pastSale("affiliate-b", 10000, past)   // commission 2000, paid below
-	env.run()
-	env.payAll(fx.B.ID)
-
+	unpaid, paid := env.unpaidAndPaidSales()
 	for _, id := range []string{unpaid, paid} {
 		if res := pbatest.Request(env.handler, http.MethodPatch, conversionRecords+id, fx.Superuser.Token, `{"status":"rejected","reason":"fraud review"}`); res.Code != 200 {
 			t.Fatalf("reject %s: %d %v", id, res.Code, res.JSON)

@@ -38,6 +38,9 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	// Merchants' servers: the handlers check the program's postback secret (or a superuser),
 	// and Stripe's signature.
 	rt.POST("/api/pba/conversions", r.conversions.handleAPI).Bind(apis.BodyLimit(maxConversionBody))
+	// The update form: a change of a recorded sale (status, cumulative refund), POST or PATCH.
+	rt.POST("/api/pba/conversions/{source}/{external_id...}", r.conversions.handleUpdate).Bind(apis.BodyLimit(maxUpdateBody))
+	rt.PATCH("/api/pba/conversions/{source}/{external_id...}", r.conversions.handleUpdate).Bind(apis.BodyLimit(maxUpdateBody))
 	rt.GET("/api/pba/postback", r.conversions.handlePostback)
 	rt.POST(stripeWebhookPath, r.stripe.handle).Bind(apis.BodyLimit(stripeWebhookBodyLimit))
 

@@ -35,17 +35,23 @@ func findStripeConversion(tx core.App, paymentIntent, charge, invoice string) (*
 }
 
 // applyRefund records that refunded (cumulative, as Stripe reports amount_refunded) of the sale
-// was paid back: a full refund makes the conversion refunded. Using the cumulative figure makes
-// duplicates and reordered events converge on the same state.
-func applyRefund(tx core.App, conv *core.Record, refunded int64) error {
+// was paid back: the update hook makes a fully refunded sale refunded (saleupdate.Settle; a
+// rejected one stays rejected). Using the cumulative figure makes duplicates and reordered
+// events converge on the same state. A refund above the sale's amount (a discount Stripe's
+// charge did not have) is a full refund.
+func applyRefund(tx core.App, conv *core.Record, refunded int64, why string) error {
+	refunded = min(refunded, int64(conv.GetInt(collections.FieldAmount)))
 	if refunded <= int64(conv.GetInt(collections.ConversionRefundedAmount)) {
 		return nil
 	}
 	conv.Set(collections.ConversionRefundedAmount, refunded)
-	if refunded >= int64(conv.GetInt(collections.FieldAmount)) {
-		conv.Set(collections.FieldStatus, collections.ConversionRefunded)
-	}
-	return tx.Save(conv)
+	return saveStripeSale(tx, conv, why)
+}
+
+// saveStripeSale saves a change Stripe reported through the conversions update hook, which
+// records it in the sale's history (door stripe).
+func saveStripeSale(tx core.App, conv *core.Record, why string) error {
+	return saveSale(tx, conv, saleChange{Door: collections.DoorStripe, Note: why})
 }
 
 // applyDispute holds an approved sale under dispute: its commission waits until the dispute is
@@ -58,7 +64,7 @@ func applyDispute(tx core.App, conv *core.Record) error {
 	conv.Set(collections.FieldStatus, collections.ConversionPending)
 	conv.Set(collections.ConversionReason, collections.ReasonDispute)
 	// The save holds a commission already released (registerConversionEdits).
-	return tx.Save(conv)
+	return saveStripeSale(tx, conv, "dispute opened")
 }
 
 // storePendingStripe keeps a refund or dispute whose sale is not recorded yet; the sale applies
@@ -104,7 +110,8 @@ func applyPendingStripe(tx core.App, conv *core.Record) error {
 		var err error
 		switch p.GetString(collections.StripePendingKind) {
 		case collections.StripePendingRefund:
-			err = applyRefund(tx, conv, int64(p.GetInt(collections.StripePendingAmountRefunded)))
+			err = applyRefund(tx, conv, int64(p.GetInt(collections.StripePendingAmountRefunded)),
+				"charge.refunded "+p.GetString(collections.StripeEventID)+" (arrived before the sale)")
 		case collections.StripePendingDispute:
 			err = applyDispute(tx, conv)
 		}
@@ -184,7 +191,7 @@ func applyDisputeState(tx core.App, conv *core.Record) (string, error) {
 	}
 	switch {
 	case lost:
-		if err := applyRefund(tx, conv, int64(conv.GetInt(collections.FieldAmount))); err != nil {
+		if err := applyRefund(tx, conv, int64(conv.GetInt(collections.FieldAmount)), "dispute lost"); err != nil {
 			return "", err
 		}
 		return "dispute lost: refunded", nil
@@ -194,7 +201,7 @@ func applyDisputeState(tx core.App, conv *core.Record) (string, error) {
 		conv.GetString(collections.ConversionReason) == collections.ReasonDispute:
 		conv.Set(collections.FieldStatus, collections.ConversionApproved)
 		conv.Set(collections.ConversionReason, "")
-		return "dispute won: released", tx.Save(conv)
+		return "dispute won: released", saveStripeSale(tx, conv, "dispute won")
 	}
 	return "", nil
 }

@@ -46,6 +46,23 @@ func TestStripeRefundAfterSale(t *testing.T) {
 	stripeWantString(t, "status after full refund", c.GetString("status"), collections.ConversionRefunded)
 	stripeWantInt(t, "refunded_amount after full refund", c.GetInt("refunded_amount"), 5000)
 	stripeWantPrefix(t, "outcome", s.outcome("evt_ref_2"), "refunded 5000 of conversion "+c.Id)
+
+	// Both refunds are in the sale's history, through the Stripe door.
+	rows, err := s.app.FindRecordsByFilter(collections.ConversionEvents, "conversion = {:c}", "@rowid", 0, 0, dbx.Params{"c": c.Id})
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("history: %d rows, %v", len(rows), err)
+	}
+	for i, want := range []struct {
+		before, after string
+		refunded      int
+		note          string
+	}{{"approved", "approved", 2000, "charge.refunded evt_ref_1"}, {"approved", "refunded", 5000, "charge.refunded evt_ref_2"}} {
+		r := rows[i]
+		if r.GetString("door") != "stripe" || r.GetString("status_before") != want.before || r.GetString("status_after") != want.after ||
+			r.GetInt("refunded_after") != want.refunded || r.GetString("note") != want.note {
+			t.Errorf("history row %d: %v, want %+v", i, r.FieldsData(), want)
+		}
+	}
 }
 
 func TestStripeRefundBeforeSale(t *testing.T) {

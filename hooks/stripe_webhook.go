@@ -491,7 +491,7 @@ func stripeChargeRefunded(tx core.App, event stripe.Event, c *stripe.Charge) (st
 		}
 		return fmt.Sprintf("pending: refund of %d for an unrecorded sale", c.AmountRefunded), nil
 	}
-	if err := applyRefund(tx, conv, c.AmountRefunded); err != nil {
+	if err := applyRefund(tx, conv, c.AmountRefunded, "charge.refunded "+event.ID); err != nil {
 		return "", fmt.Errorf("refund conversion %s: %w", conv.Id, err)
 	}
 	return fmt.Sprintf("refunded %d of conversion %s (%s)", c.AmountRefunded, conv.Id,
