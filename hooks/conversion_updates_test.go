@@ -68,7 +68,8 @@ func TestMerchantReportsRefundsAndCancellations(t *testing.T) {
 	if api.Code != 201 {
 		t.Fatalf("api sale: %d %s", api.Code, api.Body)
 	}
-	env.recordedWhenOccurred() // past their hold, which runs from recording
+	// Past their hold, which runs from recording.
+	env.recordedWhenOccurred()
 	env.run()
 
 	if res := pb("txid=pb-ref&status=refunded"); res.Code != 200 || res.JSON["status"] != "refunded" || res.JSON["refunded_amount"] != float64(10000) {
@@ -137,7 +138,8 @@ func TestUpdateAPI(t *testing.T) {
 		t.Fatalf("create: %d %s", create.Code, create.Body)
 	}
 	id := create.JSON["id"].(string)
-	env.recordedWhenOccurred() // past their hold, which runs from recording
+	// Past their hold, which runs from recording.
+	env.recordedWhenOccurred()
 	env.run() // commission 2000, payable
 
 	cases := []struct {
@@ -250,7 +252,8 @@ func TestUpdateOrdering(t *testing.T) {
 			t.Fatalf("postback %s: %d %s", txid, res.Code, res.Body)
 		}
 	}
-	env.recordedWhenOccurred() // past their hold, which runs from recording
+	// Past their hold, which runs from recording.
+	env.recordedWhenOccurred()
 	env.run()
 	seq := env.conversionID("postback", "seq")
 	steps := []struct {
@@ -320,7 +323,8 @@ func TestPostbackRefunds(t *testing.T) {
 	if res := env.postback("affiliate_code=affiliate-b&currency=usd&amount=80.00&occurred_at=" + past + "&txid=r-1"); res.Code != 201 {
 		t.Fatalf("sale: %d %s", res.Code, res.Body)
 	}
-	env.recordedWhenOccurred() // past their hold, which runs from recording
+	// Past their hold, which runs from recording.
+	env.recordedWhenOccurred()
 	env.run()
 	id := env.conversionID("postback", "r-1")
 	env.payAll(fx.B.ID) // its commission of 1600 is paid
@@ -390,7 +394,8 @@ func TestPostbackRefunds(t *testing.T) {
 func TestDashboardRefundRules(t *testing.T) {
 	env := newEngineEnv(t)
 	id := env.sale("affiliate-a", 10000, time.Now().AddDate(0, 0, -40))
-	env.recordedWhenOccurred() // past their hold, which runs from recording
+	// Past their hold, which runs from recording.
+	env.recordedWhenOccurred()
 	env.run()
 	patch := func(body string) *pbatest.Response {
 		return pbatest.Request(env.handler, http.MethodPatch, conversionRecords+id, fx.Superuser.Token, body)
@@ -482,7 +487,8 @@ func TestLiveCountersFollowMerchantUpdates(t *testing.T) {
 	env := newEngineEnv(t)
 	rejected := env.sale("affiliate-a", 10000, time.Now().AddDate(0, 0, -40))
 	env.sale("affiliate-b", 8000, time.Now().AddDate(0, 0, -40))
-	env.recordedWhenOccurred() // past their hold, which runs from recording
+	// Past their hold, which runs from recording.
+	env.recordedWhenOccurred()
 	env.run()
 	time.Sleep(time.Second) // the sales' own deltas go out before the feed starts
 	wait := liveFeed(t, env.app)
