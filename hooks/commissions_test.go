@@ -101,7 +101,8 @@ func (e *engineEnv) setConversion(id string, data map[string]any) {
 // payout whose amount is their sum (the payouts issue builds the real run).
 func (e *engineEnv) payAll(affiliate string) {
 	e.t.Helper()
-	payable, err := e.app.FindAllRecords(collections.Commissions, dbxEq("affiliate", affiliate), dbxEq("status", "payable"))
+	// Payable and in no payout yet: those in a pending payout (a run's) are that payout's.
+	payable, err := e.app.FindAllRecords(collections.Commissions, dbxEq("affiliate", affiliate), dbxEq("status", "payable"), dbxEq("payout", ""))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -462,6 +463,7 @@ func TestLedgerProperty(t *testing.T) {
 		}
 		sent = append(sent, send)
 	}
+	dashboardPayouts := map[string]int{}
 	for step := 0; step < steps; step++ {
 		op := rng.Intn(16)
 		var touched string
@@ -537,6 +539,25 @@ func TestLedgerProperty(t *testing.T) {
 			if res := sent[max(0, len(sent)-1-rng.Intn(20))](); res.Code != 200 {
 				t.Fatalf("replayed update: %d %s", res.Code, res.Body)
 			}
+		case op == 14: // a payout run, then the dashboard marks each new manual payout paid (with a reference) or cancels it
+			res := pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run", fx.Superuser.Token, "")
+			if res.Code != 200 {
+				t.Fatalf("payout run: %d %s", res.Code, res.Body)
+			}
+			for _, line := range payoutLines(res.JSON) {
+				payout, _ := line["payout"].(string)
+				if payout == "" {
+					continue
+				}
+				body := `{"status":"canceled"}`
+				if rng.Intn(2) == 0 {
+					body = fmt.Sprintf(`{"status":"paid","reference":"step-%d"}`, step)
+				}
+				dashboardPayouts[body[11:15]]++ // "canc" or "paid"
+				if res := pbatest.Request(env.handler, http.MethodPatch, payoutRecords+payout, fx.Superuser.Token, body); res.Code != 200 {
+					t.Fatalf("dashboard payout %s: %d %s", body, res.Code, res.Body)
+				}
+			}
 		case op == 13: // an admin sets status refunded in the dashboard
 			s := sales[rng.Intn(len(sales))]
 			if res := pbatest.Request(env.handler, http.MethodPatch, conversionRecords+s.id, fx.Superuser.Token, `{"status":"refunded"}`); res.Code != 200 {
@@ -561,6 +582,10 @@ func TestLedgerProperty(t *testing.T) {
 			checkLedgerQuick(t, env.app, step)
 		}
 	}
+	if dashboardPayouts["paid"] == 0 || dashboardPayouts["canc"] == 0 {
+		t.Fatalf("the dashboard marked payouts paid %d times and canceled %d: the steps never ran", dashboardPayouts["paid"], dashboardPayouts["canc"])
+	}
+	t.Logf("dashboard payouts: %d paid, %d canceled", dashboardPayouts["paid"], dashboardPayouts["canc"])
 }
 
 // historyConsistent fails unless every sale's history is a chain of its changes: each row starts
