@@ -160,3 +160,39 @@ func TestDashboardAffiliateDecisions(t *testing.T) {
 	}
 	env.ledgerOK()
 }
+
+// A sale a superuser creates in the dashboard (records API) counts in stats_daily like one
+// from the API, its commission follows, and the rollups still equal the facts.
+func TestDashboardCreatedSale(t *testing.T) {
+	env := newEngineEnv(t)
+	gaps, saleGaps := statsCommissionGaps(t, env.app), statsSaleGaps(t, env.app)
+	at := time.Now().UTC().Add(-time.Hour)
+	day := at.Format(time.DateOnly)
+	var before struct {
+		Conversions int64 `db:"c"`
+		Revenue     int64 `db:"r"`
+	}
+	read := func() (c, r int64) {
+		t.Helper()
+		if err := env.app.DB().NewQuery("SELECT IFNULL(SUM(conversions), 0) AS c, IFNULL(SUM(revenue), 0) AS r FROM stats_daily WHERE affiliate = {:a} AND day = {:d}").
+			Bind(dbx.Params{"a": fx.A.ID, "d": day}).One(&before); err != nil {
+			t.Fatal(err)
+		}
+		return before.Conversions, before.Revenue
+	}
+	c0, r0 := read()
+	res := pbatest.Request(env.handler, http.MethodPost, "/api/collections/conversions/records", fx.Superuser.Token,
+		`{"affiliate":"`+fx.A.ID+`","program":"`+fx.ProgramP+`","source":"manual","external_id":"phone-order-1","amount":12000,"currency":"usd","status":"approved","occurred_at":"`+at.Format("2006-01-02 15:04:05.000Z")+`"}`)
+	if res.Code != 200 {
+		t.Fatalf("dashboard create: %d %s", res.Code, res.Body)
+	}
+	if c, r := read(); c != c0+1 || r != r0+12000 {
+		t.Fatalf("stats_daily of the day: %d conversions, %d revenue; want %d, %d", c, r, c0+1, r0+12000)
+	}
+	env.run()
+	if c := env.commissionOf(res.JSON["id"].(string)); c.GetInt("amount") != 2400 {
+		t.Fatalf("commission of the dashboard's sale: %v", c.FieldsData())
+	}
+	rollupsConsistent(t, env.app, gaps, saleGaps, "after a dashboard sale")
+	env.ledgerOK()
+}

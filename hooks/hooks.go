@@ -202,6 +202,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 	registerCoupons(app)
 	tracking := registerTracking(app, cfg)
 	conversions := newConversionService(app, tracking.live)
+	registerDashboardSales(app, tracking.live)
 	registerAffiliateWebhooks(app, cfg)
 	commissions := registerCommissions(app, tracking.live)
 	payouts := registerPayouts(app, cfg)
