@@ -10,9 +10,11 @@ ADMIN_PASSWORD ?= pbaffiliate-admin
 ## run: start the server on an embedded SQLite in $(DATA), with a superuser ready to log in
 run:
 	@$(GO) run . superuser upsert $(ADMIN_EMAIL) $(ADMIN_PASSWORD) --dir $(DATA) --dev=false >/dev/null
-	@echo "pbaffiliate: dashboard http://$(HTTP)/_/  superuser $(ADMIN_EMAIL) / $(ADMIN_PASSWORD)"
+	@echo "pbaffiliate: back office http://$(HTTP)/admin/  portal http://$(HTTP)/portal/  dashboard http://$(HTTP)/_/"
+	@echo "pbaffiliate: superuser $(ADMIN_EMAIL) / $(ADMIN_PASSWORD)"
 	@echo "pbaffiliate: demo affiliates and links: make demo (then log in as ada-lovelace@demo.pbaffiliate.test / demo-password-1)"
-	$(GO) run . serve --http $(HTTP) --dir $(DATA)
+	@# --dev=false: `go run` would otherwise start PocketBase in dev mode, which logs every SQL statement.
+	$(GO) run . serve --http $(HTTP) --dir $(DATA) --dev=false
 
 ## demo: fill $(DATA) with demo affiliates and links (safe to run twice)
 demo:

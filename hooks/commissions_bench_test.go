@@ -44,7 +44,7 @@ func engineBenchApp(b *testing.B) (*tests.TestApp, *commissionEngine, []string) 
 		}
 		ids = append(ids, a.Id)
 	}
-	return app, &commissionEngine{app: app, now: time.Now}, ids
+	return app, newCommissionEngine(app, nil), ids
 }
 
 // benchConversionInsert writes an approved, not yet commissioned conversion the way recording
