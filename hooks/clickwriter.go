@@ -12,6 +12,7 @@ import (
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/clickpolicy"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
@@ -283,6 +284,7 @@ func clickInsertStatement(rows int) string {
 type clickStmts struct {
 	insert [len(clickChunks)]*sql.Stmt
 	stats  *store.StatsStmt
+	dims   *store.DimsStmt
 }
 
 // prepareClickStmts prepares them on p (a database, or a transaction).
@@ -304,13 +306,17 @@ func prepareClickStmts(p interface {
 		return nil, err
 	}
 	s.stats = stats
+	if s.dims, err = store.PrepareDims(p); err != nil {
+		s.close()
+		return nil, err
+	}
 	return s, nil
 }
 
 // in binds the statements to tx; database/sql reuses what was prepared on tx's connection
 // and prepares again by itself if that connection was replaced.
 func (s *clickStmts) in(tx *sql.Tx) *clickStmts {
-	b := &clickStmts{stats: s.stats.Bind(tx)}
+	b := &clickStmts{stats: s.stats.Bind(tx), dims: s.dims.Bind(tx)}
 	for i, st := range s.insert {
 		b.insert[i] = tx.Stmt(st)
 	}
@@ -322,6 +328,9 @@ func (s *clickStmts) close() {
 		if st != nil {
 			_ = st.Close()
 		}
+	}
+	if s.dims != nil {
+		_ = s.dims.Close()
 	}
 	if s.stats != nil {
 		_ = s.stats.Close()
@@ -395,6 +404,7 @@ type clickInserter struct {
 	win     *clickpolicy.UniqueWindow
 	seen    map[visitorLinkKey]struct{}         // unflagged visitor/link pairs already in this batch
 	stats   map[store.StatsKey]store.StatsDelta // the batch's counters, by stats_daily row
+	dims    map[store.DimKey]store.DimDelta     // the batch's clicks by country, referrer and sub
 	pending []any                               // the values of added rows not inserted yet (< clickChunks[0] rows)
 }
 
@@ -438,13 +448,28 @@ func (c *clickInserter) add(r *clickRow) error {
 	if c.stats == nil {
 		c.stats = map[store.StatsKey]store.StatsDelta{}
 	}
-	k := store.StatsKey{Day: created[:len(time.DateOnly)], Affiliate: r.AffiliateID, Program: r.ProgramID, Link: r.LinkID}
+	k := store.StatsKeyAt(created, r.AffiliateID, r.ProgramID, r.LinkID)
 	d := c.stats[k]
 	d.Clicks++
+	var unique int64
 	if r.Unique {
 		d.UniqueClicks++
+		unique = 1
 	}
 	c.stats[k] = d
+	if c.dims == nil {
+		c.dims = map[store.DimKey]store.DimDelta{}
+	}
+	for _, dk := range [...]store.DimKey{
+		{Dim: collections.DimCountry, Program: r.ProgramID, Day: k.Day, Value: r.Country},
+		{Dim: collections.DimReferrer, Program: r.ProgramID, Day: k.Day, Value: clickpolicy.ReferrerDomain(r.Referrer)},
+		{Dim: collections.DimSub, Program: r.ProgramID, Affiliate: r.AffiliateID, Day: k.Day, Value: r.SubID},
+	} {
+		dd := c.dims[dk]
+		dd.Clicks++
+		dd.UniqueClicks += unique
+		c.dims[dk] = dd
+	}
 	return nil
 }
 
@@ -469,7 +494,10 @@ func (c *clickInserter) finish() error {
 	if err := c.insertPending(); err != nil {
 		return err
 	}
-	return c.stmts.stats.AddAll(c.stats, time.Now())
+	if err := c.stmts.stats.AddAll(c.tx, c.stats, time.Now()); err != nil {
+		return err
+	}
+	return c.stmts.dims.AddAll(c.dims)
 }
 
 func (c *clickInserter) close() { c.stmts.close() }

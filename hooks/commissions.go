@@ -258,7 +258,7 @@ func (w *commissionWriter) add(c *pendingConversion, kind string, amount int64, 
 	w.live[c.Affiliate] += amount
 	// occurred_at is stored as "2006-01-02 15:04:05.000Z" (UTC, checked by compute): its day
 	// and month are prefixes.
-	k := store.StatsKey{Day: c.OccurredAt[:10], Affiliate: c.Affiliate, Program: c.Program, Link: c.Link}
+	k := store.StatsKeyAt(c.OccurredAt, c.Affiliate, c.Program, c.Link)
 	d := w.stats[k]
 	d.Commission += amount
 	w.stats[k] = d
@@ -585,7 +585,7 @@ func (e *commissionEngine) applyRefunds(st *engineStats) error {
 			if t.Status != collections.ConversionRejected {
 				d.Revenue = -(t.Refunded - t.RefundApplied)
 			}
-			k := store.StatsKey{Day: store.StatsDay(occurred), Affiliate: t.Affiliate, Program: t.Program, Link: t.Link}
+			k := store.StatsKeyOf(occurred, t.Affiliate, t.Program, t.Link)
 			if err := store.AddStats(tx, map[store.StatsKey]store.StatsDelta{k: d}); err != nil {
 				return fmt.Errorf("stats of the refund of %s: %w", t.ID, err)
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
@@ -689,6 +690,7 @@ func rollupsConsistent(t *testing.T, app core.App, gaps map[string]int64, saleGa
 	if g := statsSaleGaps(t, app); g != saleGaps {
 		t.Fatalf("%s: stats_daily conversions/revenue drifted from the sales:\nbefore %s\nafter  %s", when, saleGaps, g)
 	}
+	derivedRollupsConsistent(t, app, rand.New(rand.NewSource(int64(len(when)))), when)
 }
 
 func dbxEq(field string, value any) dbx.HashExp { return dbx.HashExp{field: value} }
@@ -780,4 +782,101 @@ func TestCommissionEditsGuarded(t *testing.T) {
 		t.Fatalf("delete a canceled payout: %d %v", res.Code, res.JSON)
 	}
 	env.ledgerOK()
+}
+
+// derivedRollupsConsistent fails when a rollup derived from stats_daily disagrees with it:
+// the hourly rollup per (program, day) on every figure and with the program's currency, the
+// dims per (program, day) on clicks (country, referrer) and per (program, affiliate, day)
+// (sub), and the leaderboard's board per (program, affiliate) over the whole history and
+// over random ranges.
+func derivedRollupsConsistent(t *testing.T, app core.App, rng *rand.Rand, when string) {
+	t.Helper()
+	mismatch := func(what, query string) {
+		t.Helper()
+		var rows []struct {
+			K string `db:"k"`
+		}
+		if err := app.DB().NewQuery(query).All(&rows); err != nil {
+			t.Fatalf("%s: %s: %v", when, what, err)
+		}
+		if len(rows) > 0 {
+			t.Fatalf("%s: %s differs from stats_daily at %v", when, what, rows)
+		}
+	}
+	mismatch("stats_program_hourly", `
+		WITH d AS (SELECT program, day, SUM(clicks) c, SUM(unique_clicks) u, SUM(conversions) n, SUM(revenue) r, SUM(commission) m
+			FROM stats_daily GROUP BY program, day),
+		h AS (SELECT program, substr(hour, 1, 10) AS day, SUM(clicks) c, SUM(unique_clicks) u, SUM(conversions) n, SUM(revenue) r,
+			SUM(commission) m FROM stats_program_hourly GROUP BY program, substr(hour, 1, 10))
+		SELECT COALESCE(d.program, h.program) || '/' || COALESCE(d.day, h.day) AS k FROM d FULL OUTER JOIN h ON h.program = d.program AND h.day = d.day
+		WHERE COALESCE(d.c, 0) != COALESCE(h.c, 0) OR COALESCE(d.u, 0) != COALESCE(h.u, 0) OR COALESCE(d.n, 0) != COALESCE(h.n, 0)
+			OR COALESCE(d.r, 0) != COALESCE(h.r, 0) OR COALESCE(d.m, 0) != COALESCE(h.m, 0)`)
+	mismatch("stats_program_hourly currency", `SELECT h.program || '/' || h.hour AS k FROM stats_program_hourly h
+		JOIN programs p ON p.id = h.program WHERE h.currency != p.currency`)
+	for _, dim := range []string{collections.DimCountry, collections.DimReferrer} {
+		mismatch("stats_dims_daily "+dim, `
+			WITH d AS (SELECT program, day, SUM(clicks) c, SUM(unique_clicks) u FROM stats_daily GROUP BY program, day HAVING c != 0 OR u != 0),
+			x AS (SELECT program, day, SUM(clicks) c, SUM(unique_clicks) u FROM stats_dims_daily WHERE dim = '`+dim+`' AND affiliate = ''
+				GROUP BY program, day HAVING c != 0 OR u != 0)
+			SELECT COALESCE(d.program, x.program) || '/' || COALESCE(d.day, x.day) AS k FROM d FULL OUTER JOIN x ON x.program = d.program AND x.day = d.day
+			WHERE COALESCE(d.c, 0) != COALESCE(x.c, 0) OR COALESCE(d.u, 0) != COALESCE(x.u, 0)`)
+	}
+	mismatch("stats_dims_daily sub", `
+		WITH d AS (SELECT program, affiliate, day, SUM(clicks) c, SUM(unique_clicks) u FROM stats_daily GROUP BY program, affiliate, day HAVING c != 0 OR u != 0),
+		x AS (SELECT program, affiliate, day, SUM(clicks) c, SUM(unique_clicks) u FROM stats_dims_daily WHERE dim = 'sub'
+			GROUP BY program, affiliate, day HAVING c != 0 OR u != 0)
+		SELECT COALESCE(d.affiliate, x.affiliate) || '/' || COALESCE(d.day, x.day) AS k FROM d
+		FULL OUTER JOIN x ON x.program = d.program AND x.affiliate = d.affiliate AND x.day = d.day
+		WHERE COALESCE(d.c, 0) != COALESCE(x.c, 0) OR COALESCE(d.u, 0) != COALESCE(x.u, 0)`)
+
+	// The board against stats_daily: the whole history, then random ranges.
+	var bounds struct {
+		First string `db:"first"`
+		Last  string `db:"last"`
+	}
+	if err := app.DB().NewQuery("SELECT COALESCE(MIN(day), '') AS first, COALESCE(MAX(day), '') AS last FROM stats_daily").One(&bounds); err != nil {
+		t.Fatal(err)
+	}
+	if bounds.First == "" {
+		return
+	}
+	first, _ := time.Parse(time.DateOnly, bounds.First)
+	last, _ := time.Parse(time.DateOnly, bounds.Last)
+	span := int(last.Sub(first).Hours()/24) + 1
+	ranges := [][2]string{{bounds.First, bounds.Last}}
+	for range 3 {
+		f := first.AddDate(0, 0, rng.Intn(span+2)-1)
+		ranges = append(ranges, [2]string{f.Format(time.DateOnly), f.AddDate(0, 0, rng.Intn(span+1)).Format(time.DateOnly)})
+	}
+	for _, r := range ranges {
+		var rows []struct {
+			Program   string `db:"program"`
+			Affiliate string `db:"affiliate"`
+			C         int64  `db:"c"`
+			U         int64  `db:"u"`
+			N         int64  `db:"n"`
+			R         int64  `db:"r"`
+			M         int64  `db:"m"`
+		}
+		err := app.DB().NewQuery(`SELECT program, affiliate, SUM(clicks) c, SUM(unique_clicks) u, SUM(conversions) n, SUM(revenue) r,
+			SUM(commission) m FROM stats_daily WHERE day >= {:f} AND day <= {:t} GROUP BY program, affiliate`).
+			Bind(dbx.Params{"f": r[0], "t": r[1]}).All(&rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := make([]store.BoardKey, len(rows))
+		for i, row := range rows {
+			keys[i] = store.BoardKey{Program: row.Program, Affiliate: row.Affiliate}
+		}
+		sums, err := store.BoardSums(app, keys, r[0], r[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, row := range rows {
+			want := store.BoardCounters{Clicks: row.C, Unique: row.U, Conversions: row.N, Revenue: row.R, Commission: row.M}
+			if got := sums[keys[i]]; got != want {
+				t.Fatalf("%s: board %v over %s..%s = %+v, stats_daily %+v", when, keys[i], r[0], r[1], got, want)
+			}
+		}
+	}
 }

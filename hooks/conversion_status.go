@@ -56,7 +56,7 @@ type conversionShare struct {
 }
 
 func shareOf(status, affiliate, program, link string, occurredAt time.Time, amount, refundApplied int64) conversionShare {
-	s := conversionShare{key: store.StatsKey{Day: store.StatsDay(occurredAt), Affiliate: affiliate, Program: program, Link: link}}
+	s := conversionShare{key: store.StatsKeyOf(occurredAt, affiliate, program, link)}
 	if status != collections.ConversionRejected {
 		s.conversions, s.revenue = 1, amount-refundApplied
 	}

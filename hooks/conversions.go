@@ -134,7 +134,7 @@ func (s *conversionService) record(in conversionInput) (*core.Record, bool, erro
 		created = true
 		if rec.GetString(collections.FieldStatus) != collections.ConversionRejected {
 			liveDelta = liveCounters{Conversions: 1, Revenue: in.Amount}
-			key := store.StatsKey{Day: store.StatsDay(in.OccurredAt), Affiliate: decision.AffiliateID, Program: program.Id, Link: decision.LinkID}
+			key := store.StatsKeyOf(in.OccurredAt, decision.AffiliateID, program.Id, decision.LinkID)
 			if err := store.AddStats(tx, map[store.StatsKey]store.StatsDelta{key: {Conversions: 1, Revenue: in.Amount}}); err != nil {
 				return err
 			}

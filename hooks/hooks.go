@@ -194,6 +194,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 	}
 	cfg = cfg.withDefaults()
 	registerWriteGuards(app)
+	registerRollupGuards(app)
 	registerSaleTimes(app)
 	registerPrograms(app)
 	registerAffiliates(app)

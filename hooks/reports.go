@@ -1,9 +1,11 @@
 package hooks
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"time"
 
@@ -25,25 +27,42 @@ const (
 	leaderboardMax = 100
 )
 
-// reportQuery is a validated stats or leaderboard request.
+// reportQuery is a validated stats, leaderboard or breakdown request.
 type reportQuery struct {
-	From, To  string // inclusive UTC days, YYYY-MM-DD
+	From, To  string // inclusive days, YYYY-MM-DD (UTC, or local days of TZ for program-wide stats)
 	Interval  string // day, week (Monday-based) or month
 	Program   string // id, or "" for all
 	Affiliate string // id, or "" for all
+	TZ        *time.Location
+	Compare   bool // compare=previous: the totals of the period of the same length just before
 }
 
 // parseReportQuery validates the query string; errors name the field.
 func parseReportQuery(re *core.RequestEvent, now time.Time) (reportQuery, error) {
 	q := re.Request.URL.Query()
-	rq := reportQuery{Interval: q.Get("interval"), Program: q.Get("program"), Affiliate: q.Get("affiliate")}
+	rq := reportQuery{Interval: q.Get("interval"), Program: q.Get("program"), Affiliate: q.Get("affiliate"), TZ: time.UTC}
 	if rq.Interval == "" {
 		rq.Interval = "day"
 	}
 	if rq.Interval != "day" && rq.Interval != "week" && rq.Interval != "month" {
 		return rq, re.BadRequestError("Invalid interval.", fieldError("interval", "invalid_interval", "Use day, week or month."))
 	}
-	to := now.UTC().Truncate(24 * time.Hour)
+	if v := q.Get("tz"); v != "" {
+		loc, err := time.LoadLocation(v)
+		if err != nil || v == "Local" {
+			return rq, re.BadRequestError("Invalid tz.", fieldError("tz", "invalid_timezone", "Use an IANA time zone such as Europe/Berlin."))
+		}
+		rq.TZ = loc
+	}
+	switch q.Get("compare") {
+	case "":
+	case "previous":
+		rq.Compare = true
+	default:
+		return rq, re.BadRequestError("Invalid compare.", fieldError("compare", "invalid_compare", "Use previous."))
+	}
+	nowIn := now.In(rq.TZ)
+	to := time.Date(nowIn.Year(), nowIn.Month(), nowIn.Day(), 0, 0, 0, 0, time.UTC)
 	if v := q.Get("to"); v != "" {
 		t, err := time.Parse(time.DateOnly, v)
 		if err != nil {
@@ -124,7 +143,7 @@ func divHalfEven(a, b int64) int64 {
 	return q
 }
 
-// statsRow is one grouped stats_daily sum.
+// statsRow is one grouped sum of a rollup.
 type statsRow struct {
 	Period      string `db:"period"`
 	Currency    string `db:"currency"`
@@ -133,6 +152,11 @@ type statsRow struct {
 	Conversions int64  `db:"conversions"`
 	Revenue     int64  `db:"revenue"`
 	Commission  int64  `db:"commission"`
+}
+
+func (r *statsRow) add(o statsRow) {
+	r.Clicks, r.Unique, r.Conversions = r.Clicks+o.Clicks, r.Unique+o.Unique, r.Conversions+o.Conversions
+	r.Revenue, r.Commission = r.Revenue+o.Revenue, r.Commission+o.Commission
 }
 
 // metrics are the row's sums with their rates.
@@ -154,20 +178,142 @@ func ownAffiliate(re *core.RequestEvent, requested string) (string, error) {
 	return re.Auth.Id, nil
 }
 
-// periodExpr groups stats_daily.day (YYYY-MM-DD) by interval in SQLite.
-func periodExpr(interval string) string {
+// periodOf is the period (day YYYY-MM-DD, week: its Monday, month YYYY-MM) of a local day.
+func periodOf(day time.Time, interval string) string {
 	switch interval {
-	case "week": // the Monday of the day's week
-		return "date(s.[[day]], '-' || ((CAST(strftime('%w', s.[[day]]) AS INTEGER) + 6) % 7) || ' days')"
+	case "week":
+		return day.AddDate(0, 0, -((int(day.Weekday()) + 6) % 7)).Format(time.DateOnly)
 	case "month":
-		return "substr(s.[[day]], 1, 7)"
-	default:
-		return "s.[[day]]"
+		return day.Format("2006-01")
 	}
+	return day.Format(time.DateOnly)
 }
 
-// handleStats answers the series and totals of a period. An affiliate gets its own figures
-// only: another affiliate's id is a 403, not an empty answer.
+// periods lists every period of from..to (YYYY-MM-DD, inclusive) in order.
+func periods(from, to, interval string) []string {
+	f, _ := time.Parse(time.DateOnly, from)
+	t, _ := time.Parse(time.DateOnly, to)
+	var out []string
+	for d := f; !d.After(t); d = d.AddDate(0, 0, 1) {
+		if p := periodOf(d, interval); len(out) == 0 || out[len(out)-1] != p {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// previousPeriod is the range of the same length that ends the day before from.
+func previousPeriod(from, to string) (string, string) {
+	f, _ := time.Parse(time.DateOnly, from)
+	t, _ := time.Parse(time.DateOnly, to)
+	days := int(t.Sub(f).Hours()/24) + 1
+	return f.AddDate(0, 0, -days).Format(time.DateOnly), f.AddDate(0, 0, -1).Format(time.DateOnly)
+}
+
+// statsRows reads a range's sums per period and currency: program-wide from the hourly rollup
+// (local days of rq.TZ: every row is an hour, bucketed here), an affiliate's from stats_daily
+// (UTC days; the affiliate's index).
+func statsRows(app core.App, rq reportQuery, from, to string) ([]statsRow, error) {
+	db := app.DB()
+	var rows []statsRow
+	if rq.Affiliate != "" {
+		where := "s.[[affiliate]] = {:affiliate} AND s.[[day]] >= {:from} AND s.[[day]] <= {:to}"
+		params := dbx.Params{"affiliate": rq.Affiliate, "from": from, "to": to}
+		if rq.Program != "" {
+			where += " AND s.[[program]] = {:program}"
+			params["program"] = rq.Program
+		}
+		err := db.NewQuery("SELECT s.[[day]] AS [[period]], p.[[currency]] AS [[currency]], " +
+			"SUM(s.[[clicks]]) AS [[clicks]], SUM(s.[[unique_clicks]]) AS [[unique_clicks]], SUM(s.[[conversions]]) AS [[conversions]], " +
+			"SUM(s.[[revenue]]) AS [[revenue]], SUM(s.[[commission]]) AS [[commission]] " +
+			"FROM {{" + collections.StatsDaily + "}} s JOIN {{programs}} p ON p.[[id]] = s.[[program]] WHERE " + where +
+			" GROUP BY s.[[day]], p.[[currency]]").Bind(params).All(&rows)
+		if err != nil {
+			return nil, fmt.Errorf("affiliate stats: %w", err)
+		}
+		for i := range rows {
+			d, _ := time.Parse(time.DateOnly, rows[i].Period)
+			rows[i].Period = periodOf(d, rq.Interval)
+		}
+		return rows, nil
+	}
+	f, _ := time.ParseInLocation(time.DateOnly, from, rq.TZ)
+	t, _ := time.ParseInLocation(time.DateOnly, to, rq.TZ)
+	end := t.AddDate(0, 0, 1)
+	// Raw rows, scanned positionally: a year is 8,760 rows a program, and dbx's reflection
+	// would cost more than the query.
+	query := "SELECT hour, currency, clicks, unique_clicks, conversions, revenue, commission FROM " +
+		collections.StatsProgramHourly + " WHERE hour >= ? AND hour < ?"
+	args := []any{f.UTC().Format("2006-01-02 15"), end.UTC().Format("2006-01-02 15")}
+	if rq.Program != "" {
+		query += " AND program = ?"
+		args = append(args, rq.Program)
+	}
+	sqlDB, ok := app.ConcurrentDB().(*dbx.DB)
+	if !ok {
+		return nil, fmt.Errorf("program stats: unexpected database %T", app.ConcurrentDB())
+	}
+	res, err := sqlDB.DB().Query(query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("program stats: %w", err)
+	}
+	defer res.Close()
+	// Hours are bucketed by the local day they start in; consecutive rows of the same day
+	// reuse its period.
+	var lastDay, lastPeriod string
+	for res.Next() {
+		var r statsRow
+		var hour string
+		if err := res.Scan(&hour, &r.Currency, &r.Clicks, &r.Unique, &r.Conversions, &r.Revenue, &r.Commission); err != nil {
+			return nil, fmt.Errorf("program stats: %w", err)
+		}
+		h, err := time.Parse("2006-01-02 15", hour)
+		if err != nil {
+			return nil, fmt.Errorf("program stats hour %q: %w", hour, err)
+		}
+		local := h.In(rq.TZ)
+		if day := local.Format(time.DateOnly); day != lastDay {
+			lastDay = day
+			lastPeriod = periodOf(time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, time.UTC), rq.Interval)
+		}
+		r.Period = lastPeriod
+		rows = append(rows, r)
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("program stats: %w", err)
+	}
+	return rows, nil
+}
+
+// totalsOf sums rows per currency, in currency order.
+func totalsOf(rows []statsRow) []reportMetrics {
+	sums := map[string]*statsRow{}
+	for _, r := range rows {
+		t := sums[r.Currency]
+		if t == nil {
+			t = &statsRow{Currency: r.Currency}
+			sums[r.Currency] = t
+		}
+		t.add(r)
+	}
+	out := make([]reportMetrics, 0, len(sums))
+	for _, c := range slices.Sorted(maps.Keys(sums)) {
+		out = append(out, sums[c].metrics())
+	}
+	return out
+}
+
+// programCurrency is a program's currency ("" when unknown).
+func programCurrency(db dbx.Builder, program string) string {
+	var c string
+	_ = db.NewQuery("SELECT [[currency]] FROM {{programs}} WHERE [[id]] = {:id}").Bind(dbx.Params{"id": program}).Row(&c)
+	return c
+}
+
+// handleStats answers the series and totals of a period, and with compare=previous the
+// totals of the period before it. An affiliate gets its own figures only: another
+// affiliate's id is a 403, not an empty answer. The series has every period of the range for
+// every currency present (the program's currency when one is named), zeros included.
 func handleStats(re *core.RequestEvent) error {
 	rq, err := parseReportQuery(re, time.Now())
 	if err != nil {
@@ -176,117 +322,277 @@ func handleStats(re *core.RequestEvent) error {
 	if rq.Affiliate, err = ownAffiliate(re, rq.Affiliate); err != nil {
 		return err
 	}
-	where, params := reportWhere(rq)
-	var rows []statsRow
-	err = re.App.DB().NewQuery("SELECT " + periodExpr(rq.Interval) + " AS [[period]], p.[[currency]] AS [[currency]], " +
-		"SUM(s.[[clicks]]) AS [[clicks]], SUM(s.[[unique_clicks]]) AS [[unique_clicks]], SUM(s.[[conversions]]) AS [[conversions]], " +
-		"SUM(s.[[revenue]]) AS [[revenue]], SUM(s.[[commission]]) AS [[commission]] " +
-		"FROM {{stats_daily}} s JOIN {{programs}} p ON p.[[id]] = s.[[program]] WHERE " + where +
-		" GROUP BY [[period]], [[currency]] ORDER BY [[period]], [[currency]]").Bind(params).All(&rows)
-	if err != nil {
-		return re.InternalServerError("", fmt.Errorf("stats: %w", err))
-	}
-	series := make([]map[string]any, 0, len(rows))
-	totals := map[string]*reportMetrics{}
-	for _, r := range rows {
-		m := r.metrics()
-		t := totals[r.Currency]
-		if t == nil {
-			t = &reportMetrics{Currency: r.Currency}
-			totals[r.Currency] = t
-		}
-		t.Clicks, t.UniqueClicks, t.Conversions = t.Clicks+m.Clicks, t.UniqueClicks+m.UniqueClicks, t.Conversions+m.Conversions
-		t.Revenue, t.Commission = t.Revenue+m.Revenue, t.Commission+m.Commission
-		series = append(series, map[string]any{"period": r.Period, "metrics": m})
-	}
-	totalList := make([]reportMetrics, 0, len(totals))
-	for _, t := range totals {
-		t.finish()
-		totalList = append(totalList, *t)
-	}
-	sort.Slice(totalList, func(i, j int) bool { return totalList[i].Currency < totalList[j].Currency })
-	return re.JSON(http.StatusOK, map[string]any{
-		"from": rq.From, "to": rq.To, "interval": rq.Interval, "program": rq.Program, "affiliate": rq.Affiliate,
-		"series": series, "totals": totalList,
-	})
-}
-
-// reportWhere is the stats_daily filter of a query.
-func reportWhere(rq reportQuery) (string, dbx.Params) {
-	where := "s.[[day]] >= {:from} AND s.[[day]] <= {:to}"
-	params := dbx.Params{"from": rq.From, "to": rq.To}
-	if rq.Program != "" {
-		where += " AND s.[[program]] = {:program}"
-		params["program"] = rq.Program
-	}
 	if rq.Affiliate != "" {
-		where += " AND s.[[affiliate]] = {:affiliate}"
-		params["affiliate"] = rq.Affiliate
+		rq.TZ = time.UTC // an affiliate's figures are per UTC day (stats_daily)
 	}
-	return where, params
+	db := re.App.DB()
+	rows, err := statsRows(re.App, rq, rq.From, rq.To)
+	if err != nil {
+		return re.InternalServerError("", err)
+	}
+	byPeriod := map[[2]string]*statsRow{}
+	currencies := map[string]bool{}
+	if rq.Program != "" {
+		if c := programCurrency(db, rq.Program); c != "" {
+			currencies[c] = true
+		}
+	}
+	for _, r := range rows {
+		currencies[r.Currency] = true
+		k := [2]string{r.Period, r.Currency}
+		if byPeriod[k] == nil {
+			byPeriod[k] = &statsRow{Period: r.Period, Currency: r.Currency}
+		}
+		byPeriod[k].add(r)
+	}
+	series := []map[string]any{}
+	for _, p := range periods(rq.From, rq.To, rq.Interval) {
+		for _, c := range slices.Sorted(maps.Keys(currencies)) {
+			r := statsRow{Period: p, Currency: c}
+			if got := byPeriod[[2]string{p, c}]; got != nil {
+				r = *got
+			}
+			series = append(series, map[string]any{"period": p, "metrics": r.metrics()})
+		}
+	}
+	out := map[string]any{
+		"from": rq.From, "to": rq.To, "interval": rq.Interval, "tz": rq.TZ.String(), "program": rq.Program, "affiliate": rq.Affiliate,
+		"series": series, "totals": totalsOf(rows),
+	}
+	if rq.Compare {
+		pf, pt := previousPeriod(rq.From, rq.To)
+		prev, err := statsRows(re.App, rq, pf, pt)
+		if err != nil {
+			return re.InternalServerError("", err)
+		}
+		out["previous"] = map[string]any{"from": pf, "to": pt, "totals": totalsOf(prev)}
+	}
+	return re.JSON(http.StatusOK, out)
 }
 
-// leaderboardOrder maps by= to the column ranked on.
-func leaderboardOrder(by string) (string, bool) {
+// leaderboardOrder is the ranking of by=: money and counts compare directly, rates (CR:
+// conversions per click, EPC: commission per click) by cross-multiplying, so no float rounds
+// a tie away.
+func leaderboardOrder(by string) (string, store.BoardLess, bool) {
 	switch by {
 	case "", "commission":
-		return "commission", true
-	case "revenue", "conversions", "clicks":
-		return by, true
+		return "commission", func(a, b store.BoardRow) bool { return a.Commission < b.Commission }, true
+	case "revenue":
+		return by, func(a, b store.BoardRow) bool { return a.Revenue < b.Revenue }, true
+	case "conversions", "sales":
+		return "conversions", func(a, b store.BoardRow) bool { return a.Conversions < b.Conversions }, true
+	case "clicks":
+		return by, func(a, b store.BoardRow) bool { return a.Clicks < b.Clicks }, true
+	case "cr":
+		return by, func(a, b store.BoardRow) bool { return a.Conversions*b.Clicks < b.Conversions*a.Clicks }, true
+	case "epc":
+		return by, func(a, b store.BoardRow) bool { return a.Commission*b.Clicks < b.Commission*a.Clicks }, true
 	}
-	return "", false
+	return "", nil, false
 }
 
-// handleLeaderboard ranks affiliates for a period. Money is only ranked within one currency:
-// without a program filter, programs of different currencies are a 400.
+// intParam reads an optional integer in lo..hi; errors name the field.
+func intParam(re *core.RequestEvent, name string, def, lo, hi int) (int, error) {
+	v := re.Request.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, re.BadRequestError("Invalid "+name+".", fieldError(name, "invalid_"+name, fmt.Sprintf("Use %d to %d.", lo, hi)))
+	}
+	return n, nil
+}
+
+// handleLeaderboard ranks affiliates for a range of UTC days from the in-memory board (work
+// grows with the program's affiliates, not with affiliates × days). Money is only ranked
+// within one currency: without a program filter, programs of different currencies are a 400.
+// Rates rank affiliates with at least min_clicks clicks (default 1).
 func handleLeaderboard(re *core.RequestEvent) error {
 	rq, err := parseReportQuery(re, time.Now())
 	if err != nil {
 		return err
 	}
-	q := re.Request.URL.Query()
-	by, ok := leaderboardOrder(q.Get("by"))
+	by, less, ok := leaderboardOrder(re.Request.URL.Query().Get("by"))
 	if !ok {
-		return re.BadRequestError("Invalid by.", fieldError("by", "invalid_metric", "Use commission, revenue, conversions or clicks."))
+		return re.BadRequestError("Invalid by.", fieldError("by", "invalid_metric", "Use commission, revenue, conversions, clicks, cr or epc."))
 	}
-	limit := 10
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > leaderboardMax {
-			return re.BadRequestError("Invalid limit.", fieldError("limit", "invalid_limit", fmt.Sprintf("Use 1 to %d.", leaderboardMax)))
-		}
-		limit = n
-	}
-	where, params := reportWhere(rq)
-	var currencies []string
-	err = re.App.DB().NewQuery("SELECT DISTINCT p.[[currency]] FROM {{stats_daily}} s JOIN {{programs}} p ON p.[[id]] = s.[[program]] WHERE " + where).
-		Bind(params).Column(&currencies)
+	limit, err := intParam(re, "limit", 10, 1, leaderboardMax)
 	if err != nil {
-		return re.InternalServerError("", fmt.Errorf("leaderboard currencies: %w", err))
+		return err
 	}
-	if len(currencies) > 1 && (by == "commission" || by == "revenue") {
+	minClicks := 0
+	if by == "cr" || by == "epc" {
+		minClicks = 1
+	}
+	if minClicks, err = intParam(re, "min_clicks", minClicks, 0, 1<<30); err != nil {
+		return err
+	}
+	db := re.App.DB()
+	var programs []struct {
+		ID       string `db:"id"`
+		Currency string `db:"currency"`
+	}
+	q := db.Select("id", "currency").From(collections.Programs)
+	if rq.Program != "" {
+		q = q.Where(dbx.HashExp{"id": rq.Program})
+	}
+	if err := q.All(&programs); err != nil {
+		return re.InternalServerError("", fmt.Errorf("leaderboard programs: %w", err))
+	}
+	currencyOf := map[string]string{}
+	ids := make([]string, 0, len(programs))
+	for _, p := range programs {
+		currencyOf[p.ID] = p.Currency
+		ids = append(ids, p.ID)
+	}
+	if distinct := slices.Compact(slices.Sorted(maps.Values(currencyOf))); len(distinct) > 1 && (by == "commission" || by == "revenue" || by == "epc") {
 		return re.BadRequestError("Programs of several currencies.", fieldError("program", "required", "Choose a program: money is ranked within one currency."))
 	}
-	var rows []struct {
-		Affiliate string `db:"affiliate"`
-		Name      string `db:"name"`
-		Code      string `db:"code"`
-		statsRow
-	}
-	params["limit"] = limit
-	err = re.App.DB().NewQuery("SELECT s.[[affiliate]] AS [[affiliate]], a.[[name]] AS [[name]], a.[[code]] AS [[code]], MAX(p.[[currency]]) AS [[currency]], " +
-		"SUM(s.[[clicks]]) AS [[clicks]], SUM(s.[[unique_clicks]]) AS [[unique_clicks]], SUM(s.[[conversions]]) AS [[conversions]], " +
-		"SUM(s.[[revenue]]) AS [[revenue]], SUM(s.[[commission]]) AS [[commission]] " +
-		"FROM {{stats_daily}} s JOIN {{programs}} p ON p.[[id]] = s.[[program]] JOIN {{affiliates}} a ON a.[[id]] = s.[[affiliate]] " +
-		"WHERE " + where + " GROUP BY s.[[affiliate]] ORDER BY [[" + by + "]] DESC, s.[[affiliate]] LIMIT {:limit}").Bind(params).All(&rows)
+	keep := func(r store.BoardRow) bool { return r.Clicks >= int64(minClicks) }
+	top, err := store.TopAffiliates(re.App, ids, rq.From, rq.To, limit, less, keep)
 	if err != nil {
 		return re.InternalServerError("", fmt.Errorf("leaderboard: %w", err))
 	}
-	out := make([]map[string]any, len(rows))
-	for i, r := range rows {
-		out[i] = map[string]any{"rank": i + 1, "affiliate": r.Affiliate, "name": r.Name, "code": r.Code, "metrics": r.metrics()}
+	affIDs := make([]any, len(top))
+	for i, r := range top {
+		affIDs[i] = r.Affiliate
+	}
+	var affs []struct {
+		ID      string `db:"id"`
+		Name    string `db:"name"`
+		Code    string `db:"code"`
+		Program string `db:"program"`
+	}
+	if len(affIDs) > 0 {
+		if err := db.Select("id", "name", "code", "program").From(collections.Affiliates).Where(dbx.In("id", affIDs...)).All(&affs); err != nil {
+			return re.InternalServerError("", fmt.Errorf("leaderboard names: %w", err))
+		}
+	}
+	type who struct{ name, code, program string }
+	names := make(map[string]who, len(affs))
+	for _, a := range affs {
+		names[a.ID] = who{a.Name, a.Code, a.Program}
+	}
+	out := make([]map[string]any, len(top))
+	for i, r := range top {
+		w := names[r.Affiliate]
+		program := cmp.Or(r.Program, w.program)
+		row := statsRow{Currency: currencyOf[program], Clicks: r.Clicks, Unique: r.Unique, Conversions: r.Conversions, Revenue: r.Revenue, Commission: r.Commission}
+		out[i] = map[string]any{"rank": i + 1, "affiliate": r.Affiliate, "name": w.name, "code": w.code, "metrics": row.metrics()}
 	}
 	return re.JSON(http.StatusOK, map[string]any{"from": rq.From, "to": rq.To, "program": rq.Program, "by": by, "affiliates": out})
+}
+
+// breakdownMax bounds limit on /api/pba/breakdown.
+const breakdownMax = 500
+
+// handleBreakdown answers a range's figures by link or sub for one affiliate (an affiliate
+// gets its own only), or by country or referrer domain for a program (superusers). Links come
+// from stats_daily (every figure); country, referrer and sub from stats_dims_daily (clicks and
+// unique clicks: sales carry none of them). Rows are ranked by clicks, then value.
+func handleBreakdown(re *core.RequestEvent) error {
+	rq, err := parseReportQuery(re, time.Now())
+	if err != nil {
+		return err
+	}
+	dim := re.Request.URL.Query().Get("dim")
+	limit, err := intParam(re, "limit", 50, 1, breakdownMax)
+	if err != nil {
+		return err
+	}
+	isAffiliate := re.Auth.Collection().Name == collections.Affiliates
+	switch dim {
+	case "link", collections.DimSub:
+		if rq.Affiliate, err = ownAffiliate(re, rq.Affiliate); err != nil {
+			return err
+		}
+		if rq.Affiliate == "" {
+			return re.BadRequestError("Missing affiliate.", fieldError("affiliate", "required", "Name the affiliate."))
+		}
+	case collections.DimCountry, collections.DimReferrer:
+		if isAffiliate {
+			return re.ForbiddenError("Program breakdowns are for admins.", fieldError("dim", "forbidden", "Use link or sub."))
+		}
+	default:
+		return re.BadRequestError("Invalid dim.", fieldError("dim", "invalid_dim", "Use link, sub, country or referrer."))
+	}
+	db := re.App.DB()
+	params := dbx.Params{"from": rq.From, "to": rq.To, "limit": limit, "affiliate": rq.Affiliate, "program": rq.Program, "dim": dim}
+	programFilter := ""
+	if rq.Program != "" {
+		programFilter = " AND s.[[program]] = {:program}"
+	}
+	if dim == "link" {
+		var rows []struct {
+			Link  string `db:"link"`
+			Code  string `db:"code"`
+			Label string `db:"label"`
+			statsRow
+		}
+		err := db.NewQuery("SELECT s.[[link]] AS [[link]], COALESCE(l.[[code]], '') AS [[code]], COALESCE(l.[[label]], '') AS [[label]], " +
+			"MAX(p.[[currency]]) AS [[currency]], SUM(s.[[clicks]]) AS [[clicks]], SUM(s.[[unique_clicks]]) AS [[unique_clicks]], " +
+			"SUM(s.[[conversions]]) AS [[conversions]], SUM(s.[[revenue]]) AS [[revenue]], SUM(s.[[commission]]) AS [[commission]] " +
+			"FROM {{" + collections.StatsDaily + "}} s JOIN {{programs}} p ON p.[[id]] = s.[[program]] LEFT JOIN {{links}} l ON l.[[id]] = s.[[link]] " +
+			"WHERE s.[[affiliate]] = {:affiliate} AND s.[[day]] >= {:from} AND s.[[day]] <= {:to}" + programFilter +
+			" GROUP BY s.[[link]] ORDER BY [[clicks]] DESC, [[commission]] DESC, s.[[link]] LIMIT {:limit}").Bind(params).All(&rows)
+		if err != nil {
+			return re.InternalServerError("", fmt.Errorf("breakdown by link: %w", err))
+		}
+		out := make([]map[string]any, len(rows))
+		for i, r := range rows {
+			out[i] = map[string]any{"value": r.Link, "code": r.Code, "label": r.Label, "metrics": r.metrics()}
+		}
+		return re.JSON(http.StatusOK, map[string]any{"dim": dim, "from": rq.From, "to": rq.To, "affiliate": rq.Affiliate, "program": rq.Program, "rows": out})
+	}
+	var rows []struct {
+		Value  string `db:"value"`
+		Clicks int64  `db:"clicks"`
+		Unique int64  `db:"unique_clicks"`
+	}
+	err = db.NewQuery("SELECT s.[[value]] AS [[value]], SUM(s.[[clicks]]) AS [[clicks]], SUM(s.[[unique_clicks]]) AS [[unique_clicks]] " +
+		"FROM {{" + collections.StatsDims + "}} s WHERE s.[[dim]] = {:dim} AND s.[[affiliate]] = {:affiliate}" + programFilter +
+		" AND s.[[day]] >= {:from} AND s.[[day]] <= {:to} GROUP BY s.[[value]] ORDER BY [[clicks]] DESC, s.[[value]] LIMIT {:limit}").
+		Bind(params).All(&rows)
+	if err != nil {
+		return re.InternalServerError("", fmt.Errorf("breakdown by %s: %w", dim, err))
+	}
+	out := make([]map[string]any, len(rows))
+	for i, r := range rows {
+		rate := 0.0
+		if r.Clicks > 0 {
+			rate = percent(r.Unique, r.Clicks)
+		}
+		out[i] = map[string]any{"value": r.Value, "clicks": r.Clicks, "unique_clicks": r.Unique, "unique_rate": rate}
+	}
+	return re.JSON(http.StatusOK, map[string]any{"dim": dim, "from": rq.From, "to": rq.To, "affiliate": rq.Affiliate, "program": rq.Program, "rows": out})
+}
+
+// handleOwed answers what programs owe their affiliates per currency: pending (in the hold
+// period) and payable commissions, from the partial index on them (the overview's
+// "commissions owed"). Superusers; ?program= narrows to one.
+func handleOwed(re *core.RequestEvent) error {
+	program := re.Request.URL.Query().Get("program")
+	// The term is idx_commissions_owed's WHERE, word for word, so the planner may use it.
+	where := "(status = 'pending' OR status = 'payable')"
+	params := dbx.Params{"pending": collections.CommissionPending, "payable": collections.CommissionPayable}
+	if program != "" {
+		where += " AND [[program]] = {:program}"
+		params["program"] = program
+	}
+	type owed struct {
+		Currency string `db:"currency" json:"currency"`
+		Pending  int64  `db:"pending" json:"pending"`
+		Payable  int64  `db:"payable" json:"payable"`
+	}
+	out := []owed{}
+	err := re.App.DB().NewQuery("SELECT [[currency]], SUM(CASE WHEN [[status]] = {:pending} THEN [[amount]] ELSE 0 END) AS [[pending]], " +
+		"SUM(CASE WHEN [[status]] = {:payable} THEN [[amount]] ELSE 0 END) AS [[payable]] FROM {{" + collections.Commissions + "}} " +
+		"WHERE " + where + " GROUP BY [[currency]] ORDER BY [[currency]]").Bind(params).All(&out)
+	if err != nil {
+		return re.InternalServerError("", fmt.Errorf("owed: %w", err))
+	}
+	return re.JSON(http.StatusOK, map[string]any{"program": program, "balances": out})
 }
 
 // handleBalance answers an affiliate's commission totals per currency: pending (in the hold

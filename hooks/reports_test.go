@@ -43,14 +43,17 @@ func seedStats(t testing.TB, app core.App) {
 		{"2026-01-06", fx.B.ID, fx.ProgramP, 100, 90, 10, 90000, 18000},
 		{"2026-01-06", eu.Id, fx.ProgramQ, 7, 7, 2, 3000, 1000},
 	}
-	for _, r := range rows {
-		_, err := app.DB().NewQuery(`INSERT INTO stats_daily (id, day, affiliate, program, link, clicks, unique_clicks, conversions, revenue, commission, updated)
-			VALUES ({:id}, {:day}, {:a}, {:p}, '', {:c}, {:u}, {:n}, {:rev}, {:com}, '')`).Bind(dbx.Params{
-			"id": store.NewID(), "day": r.day, "a": r.affiliate, "p": r.program, "c": r.clicks, "u": r.unique,
-			"n": r.conversions, "rev": r.revenue, "com": r.commission}).Execute()
-		if err != nil {
-			t.Fatal(err)
+	// Through the writers' function, so every rollup (hourly, board) has them too.
+	err = app.RunInTransaction(func(tx core.App) error {
+		deltas := map[store.StatsKey]store.StatsDelta{}
+		for _, r := range rows {
+			deltas[store.StatsKeyAt(r.day+" 12:00:00.000Z", r.affiliate, r.program, "")] = store.StatsDelta{Clicks: int64(r.clicks),
+				UniqueClicks: int64(r.unique), Conversions: int64(r.conversions), Revenue: int64(r.revenue), Commission: int64(r.commission)}
 		}
+		return store.AddStats(tx, deltas)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -53,10 +53,12 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	// Affiliates (their own figures) and superusers (anyone's).
 	rt.GET("/api/pba/stats", handleStats).Bind(affiliateOrSuperuser)
 	rt.GET("/api/pba/balance", handleBalance).Bind(affiliateOrSuperuser)
+	rt.GET("/api/pba/breakdown", handleBreakdown).Bind(affiliateOrSuperuser) // country, referrer: superusers
 	rt.POST("/api/pba/connect/onboard", r.connect.handle).Bind(affiliate)
 
 	// Superusers.
 	rt.GET("/api/pba/leaderboard", handleLeaderboard).Bind(superuser)
+	rt.GET("/api/pba/owed", handleOwed).Bind(superuser)
 	rt.GET("/api/pba/ledger/check", handleLedgerCheck).Bind(superuser)
 	rt.POST("/api/pba/commissions/run", r.commissions.handleRun).Bind(superuser)
 	rt.POST("/api/pba/tiers/evaluate", r.commissions.handleEvaluateTiers).Bind(superuser)

@@ -41,9 +41,9 @@ func TestDBTimeRoundTrip(t *testing.T) {
 }
 
 func TestStatsKeyOrderIsTheIndexOrder(t *testing.T) {
-	keys := []StatsKey{{"2026-01-02", "a", "p", ""}, {"2026-01-01", "b", "p", "l"}, {"2026-01-01", "b", "p", ""}, {"2026-01-01", "a", "q", ""}}
+	keys := []StatsKey{{"2026-01-02", "a", "p", "", "00"}, {"2026-01-01", "b", "p", "l", "00"}, {"2026-01-01", "b", "p", "", "00"}, {"2026-01-01", "a", "q", "", "00"}}
 	slices.SortFunc(keys, StatsKey.Compare)
-	want := []StatsKey{{"2026-01-01", "a", "q", ""}, {"2026-01-01", "b", "p", ""}, {"2026-01-01", "b", "p", "l"}, {"2026-01-02", "a", "p", ""}}
+	want := []StatsKey{{"2026-01-01", "a", "q", "", "00"}, {"2026-01-01", "b", "p", "", "00"}, {"2026-01-01", "b", "p", "l", "00"}, {"2026-01-02", "a", "p", "", "00"}}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("sorted %v, want %v", keys, want)
 	}

@@ -6,11 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tests"
 	"github.com/pocketbase/pocketbase/tools/types"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // Password is the password of every fixture account.
@@ -225,12 +227,40 @@ func ownedRows(app core.App, affiliateID, programID string, amount int) (Rows, e
 	if err != nil {
 		return rows, err
 	}
-	stats, err := save(app, collections.StatsDaily, map[string]any{
-		"day": now.Time().Format(time.DateOnly), "affiliate": affiliateID, "program": programID, "link": link.Id,
-		"clicks": 1, "unique_clicks": 1, "conversions": 1, "revenue": amount * 10, "commission": amount,
+	// The figures go through the writers' functions, so every rollup derived from stats_daily
+	// (hourly, dims, board) agrees with it, as the rollup checks of the tests demand.
+	stamp := store.DBTime(now.Time())
+	var statsID string
+	err = app.RunInTransaction(func(tx core.App) error {
+		key := store.StatsKeyAt(stamp, affiliateID, programID, link.Id)
+		err := store.AddStats(tx, map[store.StatsKey]store.StatsDelta{key: {Clicks: 1, UniqueClicks: 1, Conversions: 1,
+			Revenue: int64(amount * 10), Commission: int64(amount)}})
+		if err != nil {
+			return err
+		}
+		sqlTx, err := store.SQLTx(tx)
+		if err != nil {
+			return err
+		}
+		dims, err := store.PrepareDims(sqlTx)
+		if err != nil {
+			return err
+		}
+		defer dims.Close()
+		one := store.DimDelta{Clicks: 1, UniqueClicks: 1}
+		if err := dims.AddAll(map[store.DimKey]store.DimDelta{
+			{Dim: collections.DimCountry, Program: programID, Day: key.Day}:                     one,
+			{Dim: collections.DimReferrer, Program: programID, Day: key.Day}:                    one,
+			{Dim: collections.DimSub, Program: programID, Affiliate: affiliateID, Day: key.Day}: one,
+		}); err != nil {
+			return err
+		}
+		return tx.DB().NewQuery("SELECT id FROM " + collections.StatsDaily + " WHERE affiliate = {:a} AND link = {:l}").
+			Bind(dbx.Params{"a": affiliateID, "l": link.Id}).Row(&statsID)
 	})
 	if err != nil {
-		return rows, err
+		return rows, fmt.Errorf("figures of %s: %w", affiliateID, err)
 	}
+	stats := struct{ Id string }{statsID}
 	return Rows{Link: link.Id, Click: click.Id, Conversion: conv.Id, Commission: comm.Id, Payout: payout.Id, Stats: stats.Id}, nil
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -168,4 +169,22 @@ func Truncate(s string, max int) string {
 		}
 	}
 	return s[:max] // not valid UTF-8 around the cut; nothing to preserve
+}
+
+// ReferrerDomain is the host a click came from, as the referrer breakdown groups it: lower
+// case, without port or a leading "www.", "" for none or a referrer that is not a URL.
+func ReferrerDomain(referrer string) string {
+	if referrer == "" {
+		return ""
+	}
+	u, err := url.Parse(referrer)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	host = strings.TrimPrefix(host, "www.")
+	if len(host) > 253 { // longer than any DNS name: not one
+		return ""
+	}
+	return host
 }

@@ -174,3 +174,20 @@ func BenchmarkIPHasher(b *testing.B) {
 		h.Hash("2001:db8::1")
 	}
 }
+
+func TestReferrerDomain(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                      "",
+		"https://www.Google.com/search?q=x":     "google.com",
+		"http://news.ycombinator.com:8080/item": "news.ycombinator.com",
+		"android-app://com.google.android.gm/":  "com.google.android.gm",
+		"not a url":                             "",
+		"/relative/path":                        "",
+		"https://example.com./":                 "example.com",
+		"https://WWW.example.org":               "example.org",
+	} {
+		if got := ReferrerDomain(in); got != want {
+			t.Errorf("ReferrerDomain(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
