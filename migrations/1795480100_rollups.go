@@ -26,74 +26,78 @@ import (
 //   - the dims count the click rows still stored; clicks of a day that retention pruned are
 //     counted under the value "" (unknown), so each (program, day) sums to stats_daily's.
 func init() {
-	m.Register(func(app core.App) error {
-		programs, err := app.FindCollectionByNameOrId("programs")
-		if err != nil {
-			return err
-		}
-		affiliates, err := app.FindCollectionByNameOrId("affiliates")
-		if err != nil {
-			return err
-		}
-		hourly := core.NewBaseCollection("stats_program_hourly")
-		hourly.Fields.Add(
-			&core.TextField{Name: "hour", Required: true, Pattern: `^\d{4}-\d{2}-\d{2} \d{2}$`, Help: "UTC hour, YYYY-MM-DD HH."},
-			&core.RelationField{Name: "program", Required: true, MaxSelect: 1, CollectionId: programs.Id, CascadeDelete: true},
-			&core.TextField{Name: "currency", Pattern: `^[a-z]{3}$`},
-			&core.NumberField{Name: "clicks", OnlyInt: true},
-			&core.NumberField{Name: "unique_clicks", OnlyInt: true},
-			&core.NumberField{Name: "conversions", OnlyInt: true},
-			&core.NumberField{Name: "revenue", OnlyInt: true, Help: "Minor units of currency."},
-			&core.NumberField{Name: "commission", OnlyInt: true, Help: "Minor units of currency."},
-		)
-		hourly.AddIndex("idx_stats_program_hourly_key", true, "program, hour", "")
-		hourly.AddIndex("idx_stats_program_hourly_hour", false, "hour", "")
-		if err := app.Save(hourly); err != nil {
-			return fmt.Errorf("create stats_program_hourly: %w", err)
-		}
-		dims := core.NewBaseCollection("stats_dims_daily")
-		dims.Fields.Add(
-			&core.SelectField{Name: "dim", Required: true, MaxSelect: 1, Values: []string{"country", "referrer", "sub"}},
-			&core.RelationField{Name: "program", Required: true, MaxSelect: 1, CollectionId: programs.Id, CascadeDelete: true},
-			&core.RelationField{Name: "affiliate", MaxSelect: 1, CollectionId: affiliates.Id, CascadeDelete: true,
-				Help: "The affiliate of a sub row; empty on country and referrer rows (the program's)."},
-			&core.TextField{Name: "day", Required: true, Pattern: `^\d{4}-\d{2}-\d{2}$`, Help: "UTC day."},
-			&core.TextField{Name: "value", Max: 253, Help: "Country code, referrer domain or sub; empty: none or unknown."},
-			&core.NumberField{Name: "clicks", OnlyInt: true},
-			&core.NumberField{Name: "unique_clicks", OnlyInt: true},
-		)
-		dims.AddIndex("idx_stats_dims_daily_key", true, "dim, affiliate, program, day, value", "")
-		if err := app.Save(dims); err != nil {
-			return fmt.Errorf("create stats_dims_daily: %w", err)
-		}
-		// What the program owes (pending and payable commissions) from the index alone.
-		commissions, err := app.FindCollectionByNameOrId("commissions")
-		if err != nil {
-			return err
-		}
-		commissions.AddIndex("idx_commissions_owed", false, "program, status, currency, amount", "status = 'pending' OR status = 'payable'")
+	m.Register(rollupsUp, rollupsDown)
+}
+
+func rollupsUp(app core.App) error {
+	programs, err := app.FindCollectionByNameOrId("programs")
+	if err != nil {
+		return err
+	}
+	affiliates, err := app.FindCollectionByNameOrId("affiliates")
+	if err != nil {
+		return err
+	}
+	hourly := core.NewBaseCollection("stats_program_hourly")
+	hourly.Fields.Add(
+		&core.TextField{Name: "hour", Required: true, Pattern: `^\d{4}-\d{2}-\d{2} \d{2}$`, Help: "UTC hour, YYYY-MM-DD HH."},
+		&core.RelationField{Name: "program", Required: true, MaxSelect: 1, CollectionId: programs.Id, CascadeDelete: true},
+		&core.TextField{Name: "currency", Pattern: `^[a-z]{3}$`},
+		&core.NumberField{Name: "clicks", OnlyInt: true},
+		&core.NumberField{Name: "unique_clicks", OnlyInt: true},
+		&core.NumberField{Name: "conversions", OnlyInt: true},
+		&core.NumberField{Name: "revenue", OnlyInt: true, Help: "Minor units of currency."},
+		&core.NumberField{Name: "commission", OnlyInt: true, Help: "Minor units of currency."},
+	)
+	hourly.AddIndex("idx_stats_program_hourly_key", true, "program, hour", "")
+	hourly.AddIndex("idx_stats_program_hourly_hour", false, "hour", "")
+	if err := app.Save(hourly); err != nil {
+		return fmt.Errorf("create stats_program_hourly: %w", err)
+	}
+	dims := core.NewBaseCollection("stats_dims_daily")
+	dims.Fields.Add(
+		&core.SelectField{Name: "dim", Required: true, MaxSelect: 1, Values: []string{"country", "referrer", "sub"}},
+		&core.RelationField{Name: "program", Required: true, MaxSelect: 1, CollectionId: programs.Id, CascadeDelete: true},
+		&core.RelationField{Name: "affiliate", MaxSelect: 1, CollectionId: affiliates.Id, CascadeDelete: true,
+			Help: "The affiliate of a sub row; empty on country and referrer rows (the program's)."},
+		&core.TextField{Name: "day", Required: true, Pattern: `^\d{4}-\d{2}-\d{2}$`, Help: "UTC day."},
+		&core.TextField{Name: "value", Max: 253, Help: "Country code, referrer domain or sub; empty: none or unknown."},
+		&core.NumberField{Name: "clicks", OnlyInt: true},
+		&core.NumberField{Name: "unique_clicks", OnlyInt: true},
+	)
+	dims.AddIndex("idx_stats_dims_daily_key", true, "dim, affiliate, program, day, value", "")
+	if err := app.Save(dims); err != nil {
+		return fmt.Errorf("create stats_dims_daily: %w", err)
+	}
+	// What the program owes (pending and payable commissions) from the index alone.
+	commissions, err := app.FindCollectionByNameOrId("commissions")
+	if err != nil {
+		return err
+	}
+	commissions.AddIndex("idx_commissions_owed", false, "program, status, currency, amount", "status = 'pending' OR status = 'payable'")
+	if err := app.Save(commissions); err != nil {
+		return fmt.Errorf("index owed commissions: %w", err)
+	}
+	return backfillRollups(app)
+}
+
+func rollupsDown(app core.App) error {
+	if commissions, err := app.FindCollectionByNameOrId("commissions"); err == nil {
+		commissions.RemoveIndex("idx_commissions_owed")
 		if err := app.Save(commissions); err != nil {
-			return fmt.Errorf("index owed commissions: %w", err)
+			return err
 		}
-		return backfillRollups(app)
-	}, func(app core.App) error {
-		if commissions, err := app.FindCollectionByNameOrId("commissions"); err == nil {
-			commissions.RemoveIndex("idx_commissions_owed")
-			if err := app.Save(commissions); err != nil {
-				return err
-			}
+	}
+	for _, name := range []string{"stats_dims_daily", "stats_program_hourly"} {
+		c, err := app.FindCollectionByNameOrId(name)
+		if err != nil {
+			continue
 		}
-		for _, name := range []string{"stats_dims_daily", "stats_program_hourly"} {
-			c, err := app.FindCollectionByNameOrId(name)
-			if err != nil {
-				continue
-			}
-			if err := app.Delete(c); err != nil {
-				return fmt.Errorf("delete %s: %w", name, err)
-			}
+		if err := app.Delete(c); err != nil {
+			return fmt.Errorf("delete %s: %w", name, err)
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // rollupFigures are the additive counters of a rollup row.
