@@ -163,7 +163,7 @@ func routesEqualClicks(t *testing.T, env *clickEnv, when string) {
 	today := time.Now().UTC().Format(time.DateOnly)
 	count := func(where string, args dbx.Params) int64 {
 		var n int64
-		if err := env.app.DB().NewQuery("SELECT COUNT(*) FROM clicks WHERE flag = '' AND substr(created, 1, 10) = {:today} AND "+where).
+		if err := env.app.DB().NewQuery("SELECT COUNT(*) FROM clicks WHERE flag = '' AND substr(created, 1, 10) = {:today} AND " + where).
 			Bind(args).Row(&n); err != nil {
 			t.Fatal(err)
 		}
