@@ -228,46 +228,43 @@ type BoardLess = board.Less
 // BoardCounters are a range's additive figures.
 type BoardCounters = board.Counters
 
+// readBoard runs read on the built board with from..to (YYYY-MM-DD) as epoch days, under
+// the board's read lock.
+func readBoard(app core.App, from, to string, read func(b *board.Board, from, to int32)) error {
+	f, err := epochDay(from)
+	if err != nil {
+		return err
+	}
+	t, err := epochDay(to)
+	if err != nil {
+		return err
+	}
+	sb, err := ensureBoard(app)
+	if err != nil {
+		return err
+	}
+	sb.mu.RLock()
+	defer sb.mu.RUnlock()
+	read(&sb.b, f, t)
+	return nil
+}
+
 // TopAffiliates ranks the affiliates of programs (every program when none) over the UTC days
 // from..to (YYYY-MM-DD, inclusive): the n best by less, skipping rows keep rejects.
 func TopAffiliates(app core.App, programs []string, from, to string, n int, less board.Less, keep func(board.Row) bool) ([]board.Row, error) {
-	f, err := epochDay(from)
-	if err != nil {
-		return nil, err
-	}
-	t, err := epochDay(to)
-	if err != nil {
-		return nil, err
-	}
-	sb, err := ensureBoard(app)
-	if err != nil {
-		return nil, err
-	}
-	sb.mu.RLock()
-	defer sb.mu.RUnlock()
-	return sb.b.Top(programs, f, t, n, less, keep), nil
+	var top []board.Row
+	err := readBoard(app, from, to, func(b *board.Board, f, t int32) { top = b.Top(programs, f, t, n, less, keep) })
+	return top, err
 }
 
-// BoardSums is the board's figures of every (program, affiliate) over from..to, for checks
+// BoardSums is the board's figures of each (program, affiliate) over from..to, for checks
 // that the board equals stats_daily.
 func BoardSums(app core.App, keys []board.Key, from, to string) (map[board.Key]board.Counters, error) {
-	f, err := epochDay(from)
-	if err != nil {
-		return nil, err
-	}
-	t, err := epochDay(to)
-	if err != nil {
-		return nil, err
-	}
-	sb, err := ensureBoard(app)
-	if err != nil {
-		return nil, err
-	}
-	sb.mu.RLock()
-	defer sb.mu.RUnlock()
 	out := make(map[board.Key]board.Counters, len(keys))
-	for _, k := range keys {
-		out[k] = sb.b.Sum(k, f, t)
-	}
-	return out, nil
+	err := readBoard(app, from, to, func(b *board.Board, f, t int32) {
+		for _, k := range keys {
+			out[k] = b.Sum(k, f, t)
+		}
+	})
+	return out, err
 }
