@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -206,9 +207,16 @@ func BenchmarkReportsAtScale(b *testing.B) {
 			b.Fatalf("GET %s: %d %s", path, r.Code, r.Body.String())
 		}
 	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	t0 := time.Now()
 	get(b, "/api/pba/leaderboard?program="+program+"&"+rangeOf(7))
-	b.Logf("leaderboard board built on first use in %v", time.Since(t0).Round(time.Millisecond))
+	built := time.Since(t0)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.Logf("leaderboard board built on first use in %v; heap +%d MB", built.Round(time.Millisecond),
+		(int64(after.HeapAlloc)-int64(before.HeapAlloc))>>20)
 
 	measure := func(name string, paths ...string) {
 		b.Run(name, func(b *testing.B) {
