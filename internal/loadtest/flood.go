@@ -35,6 +35,7 @@ type floodResult struct {
 	byStatus map[int]int64
 	rows     int64 // click rows stored
 	counted  int64 // clicks counted in click_overflow instead
+	aggRows  int64 // click_overflow rows holding them
 	dataMB   float64
 	auxMB    float64 // auxiliary.db (PocketBase's logs)
 }
@@ -123,7 +124,7 @@ func flood(bin, dir string, env []string, d time.Duration, conns int) (floodResu
 		return r, err
 	}
 	// A binary older than the ceiling has no click_overflow: nothing counted there.
-	_ = srv.query("SELECT IFNULL(SUM(clicks), 0) FROM click_overflow").Scan(&r.counted)
+	_ = srv.query("SELECT IFNULL(SUM(clicks), 0), COUNT(*) FROM click_overflow").Scan(&r.counted, &r.aggRows)
 	srv.stop()
 	r.dataMB = mb(dirSize(dir, "data.db") - data0)
 	r.auxMB = mb(dirSize(dir, "auxiliary.db") - aux0)
@@ -145,8 +146,8 @@ func mb(b int64) float64 { return float64(b) / (1 << 20) }
 
 func printFlood(rs []floodResult, d time.Duration) {
 	fmt.Println()
-	fmt.Printf("| %-16s | %-26s | %9s | %9s | %11s | %11s |\n", "scenario", "answers", "rows", "counted", "data.db MB", "logs MB")
-	fmt.Println("|------------------|----------------------------|-----------|-----------|-------------|-------------|")
+	fmt.Printf("| %-16s | %-26s | %9s | %16s | %11s | %11s |\n", "scenario", "answers", "rows", "counted (in rows)", "data.db MB", "logs MB")
+	fmt.Println("|------------------|----------------------------|-----------|-------------------|-------------|-------------|")
 	for _, r := range rs {
 		statuses := make([]int, 0, len(r.byStatus))
 		for s := range r.byStatus {
@@ -161,7 +162,8 @@ func printFlood(rs []floodResult, d time.Duration) {
 			}
 			parts = append(parts, fmt.Sprintf("%s×%d", label, r.byStatus[s]))
 		}
-		fmt.Printf("| %-16s | %-26s | %9d | %9d | %11.1f | %11.1f |\n", r.name, strings.Join(parts, " "), r.rows, r.counted, r.dataMB, r.auxMB)
+		counted := fmt.Sprintf("%d (%d)", r.counted, r.aggRows)
+		fmt.Printf("| %-16s | %-26s | %9d | %17s | %11.1f | %11.1f |\n", r.name, strings.Join(parts, " "), r.rows, counted, r.dataMB, r.auxMB)
 	}
 	fmt.Printf("\n%s of POST /api/pba/clicks from 127.0.0.1, %d+%d+%d bytes of user agent, referrer and sub a request.\n",
 		d, len(floodText.userAgent), len(floodText.referrer), len(floodText.sub))
