@@ -86,34 +86,6 @@ func TestClickOverflowInBatchTransaction(t *testing.T) {
 	}
 }
 
-// TestRetentionPrunesClickOverflow: pbaRetention deletes click_overflow rows with the clicks
-// of their hour (past the retention and every attribution window), more than a chunk of them.
-func TestRetentionPrunesClickOverflow(t *testing.T) {
-	app := pbatest.TempApp(t)
-	now := time.Now().UTC()
-	var rows []clickRow
-	for i := range retentionChunk + 100 { // one row an hour
-		rows = append(rows, overflowClick(i, now.AddDate(0, 0, -200).Add(-time.Duration(i)*time.Hour)))
-	}
-	rows = append(rows, overflowClick(0, now.AddDate(0, 0, -30)), overflowClick(1, now))
-	if err := app.RunInTransaction(func(tx core.App) error { return writeClicks(tx, rows) }); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := (&retention{app: app, now: time.Now}).run(); err != nil || len(overflowCounts(t, app)) != len(rows) {
-		t.Fatalf("retention off deleted counts: %v", err)
-	}
-	if _, err := app.DB().NewQuery("UPDATE programs SET cookie_days = 60").Execute(); err != nil {
-		t.Fatal(err)
-	}
-	st, err := (&retention{app: app, clickDays: 90, now: time.Now}).run()
-	if err != nil || st.ClickOverflow != retentionChunk+100 {
-		t.Fatalf("retention deleted %+v (%v), want %d click_overflow rows", st, err, retentionChunk+100)
-	}
-	if got := overflowCounts(t, app); len(got) != 2 {
-		t.Fatalf("%d hours left, want the 2 recent ones", len(got))
-	}
-}
-
 // TestConfigClickIPCeiling: PBA_CLICK_IP_CEILING defaults to DefaultClickIPCeiling, 0 turns
 // the ceiling off, and a value that is not a non-negative number stops the start.
 func TestConfigClickIPCeiling(t *testing.T) {
