@@ -469,8 +469,8 @@ func (c *clickInserter) insertPending() error {
 }
 
 // finish inserts the rows still pending and the clicks counted instead, then adds the batch's
-// counters to their stats_daily rows, in the order of the unique (day, affiliate, program, link) index so consecutive
-// upserts touch neighbouring pages.
+// counters to their stats_daily rows, in the order of the unique (day, affiliate, program,
+// link) index so consecutive upserts touch neighbouring pages.
 func (c *clickInserter) finish() error {
 	if err := c.insertPending(); err != nil {
 		return err

@@ -47,8 +47,8 @@ func registerRetention(app core.App, cfg Config) {
 			app.Logger().Error("retention run failed", "error", err)
 			return
 		}
-		app.Logger().Info("retention run", "clicks", st.Clicks, collections.ClickOverflow, st.ClickOverflow, collections.StripeEvents, st.StripeEvents,
-			collections.WebhookDeliveries, st.WebhookDeliveries)
+		app.Logger().Info("retention run", "clicks", st.Clicks, collections.ClickOverflow, st.ClickOverflow,
+			collections.StripeEvents, st.StripeEvents, collections.WebhookDeliveries, st.WebhookDeliveries)
 	})
 }
 
@@ -101,10 +101,10 @@ func (r *retention) clickCutoff() (time.Time, error) {
 const expiredClicksDelete = `DELETE FROM clicks WHERE rowid > {:last} AND rowid <= {:upto} AND created < {:cutoff}
 	AND NOT EXISTS (SELECT 1 FROM conversions WHERE click = clicks.id AND click != '')`
 
-// pruneClicks deletes clicks older than cutoff (clickCutoff), except those a sale is attributed to. The
-// writer appends clicks in time order, so the old ones are the first rowids: the job walks
-// rowid ranges from the start and stops at the first range with nothing old, without reading
-// the rest of the table.
+// pruneClicks deletes clicks older than cutoff (clickCutoff), except those a sale is
+// attributed to. The writer appends clicks in time order, so the old ones are the first
+// rowids: the job walks rowid ranges from the start and stops at the first range with nothing
+// old, without reading the rest of the table.
 func (r *retention) pruneClicks(cutoff time.Time) (int64, error) {
 	params := dbx.Params{"cutoff": store.DBTime(cutoff), "chunk": retentionChunk}
 	var total int64
