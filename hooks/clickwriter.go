@@ -37,6 +37,7 @@ type clickRow struct {
 	Country, SubID, Flag                 string
 	Unique                               bool
 	NewVisitor                           bool // the visitor id was minted for this click: unique without a lookup
+	Overflow                             bool // flagged, past its IP's ceiling: counted in click_overflow, no row
 	Created                              time.Time
 
 	uniqueKey uint64 // the row's key in the writer's unique window (set by markUnique)
@@ -405,6 +406,7 @@ type clickInserter struct {
 	seen    map[visitorLinkKey]struct{}         // unflagged visitor/link pairs already in this batch
 	stats   map[store.StatsKey]store.StatsDelta // the batch's counters, by stats_daily row
 	dims    map[store.DimKey]store.DimDelta     // the batch's clicks by country, referrer and sub
+	over    clickOverflow                       // the batch's clicks counted instead of stored
 	pending []any                               // the values of added rows not inserted yet (< clickChunks[0] rows)
 }
 
@@ -426,8 +428,12 @@ func newClickInserter(tx core.App, win *clickpolicy.UniqueWindow) (*clickInserte
 
 // add decides r's uniqueness (setting r.Unique) and inserts it, once clickChunks[0] rows are
 // waiting (finish inserts the rest). A repeat within the batch is found in seen, so a row
-// not inserted yet never needs to be visible to the unique check's query.
+// not inserted yet never needs to be visible to the unique check's query. A click past its
+// IP's ceiling is only counted (click_overflow.go).
 func (c *clickInserter) add(r *clickRow) error {
+	if c.over.add(r) {
+		return nil // flagged: no stats_daily count, no unique window
+	}
 	if err := c.markUnique(r); err != nil {
 		return err
 	}
@@ -487,11 +493,14 @@ func (c *clickInserter) insertPending() error {
 	return nil
 }
 
-// finish inserts the rows still pending, then adds the batch's counters to their stats_daily
-// rows, in the order of the unique (day, affiliate, program, link) index so consecutive
-// upserts touch neighbouring pages.
+// finish inserts the rows still pending and the clicks counted instead, then adds the batch's
+// counters to their stats_daily rows, in the order of the unique (day, affiliate, program,
+// link) index so consecutive upserts touch neighbouring pages.
 func (c *clickInserter) finish() error {
 	if err := c.insertPending(); err != nil {
+		return err
+	}
+	if err := c.over.write(c.tx); err != nil {
 		return err
 	}
 	if err := c.stmts.stats.AddAll(c.tx, c.stats, time.Now()); err != nil {

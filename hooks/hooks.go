@@ -60,6 +60,10 @@ type Config struct {
 	// ClickRateLimit is how many clicks one IP may make on one link per minute before further
 	// clicks are flagged "rate"; 0 disables the check.
 	ClickRateLimit int
+	// ClickIPCeiling is how many click rows one IP may store per UTC hour; past it, its flagged
+	// clicks are counted in click_overflow instead of stored (POST /api/pba/clicks answers 429;
+	// /r/ still redirects). Unflagged clicks are always stored. 0 turns the ceiling off.
+	ClickIPCeiling int
 	// ClickBatchSize, ClickBatchWait, ClickQueueSize and ClickEnqueueTimeout size the click
 	// writer's group commit (rows per transaction, wait to fill a batch, queued requests, and
 	// how long a request waits for room before 503).
@@ -85,6 +89,7 @@ type Config struct {
 // Defaults of the tunables, used where the environment leaves them unset.
 const (
 	DefaultClickRateLimit      = 30
+	DefaultClickIPCeiling      = 1000
 	DefaultClickBatchSize      = 256
 	DefaultClickBatchWait      = 500 * time.Microsecond
 	DefaultClickQueueSize      = 8192
@@ -115,6 +120,7 @@ func ConfigFromEnv() Config {
 		CountryHeader:              os.Getenv("PBA_COUNTRY_HEADER"),
 		BotUserAgents:              splitList(os.Getenv("PBA_BOT_USER_AGENTS")),
 		ClickRateLimit:             envInt("PBA_CLICK_RATE_LIMIT", DefaultClickRateLimit),
+		ClickIPCeiling:             envInt("PBA_CLICK_IP_CEILING", DefaultClickIPCeiling),
 		ClickBatchSize:             envInt("PBA_CLICK_BATCH_SIZE", DefaultClickBatchSize),
 		ClickBatchWait:             envDuration("PBA_CLICK_BATCH_WAIT", DefaultClickBatchWait),
 		ClickQueueSize:             envInt("PBA_CLICK_QUEUE_SIZE", DefaultClickQueueSize),
@@ -244,7 +250,7 @@ func (c Config) validate() error {
 		"PBA_CLICK_RATE_LIMIT": int64(c.ClickRateLimit), "PBA_CLICK_BATCH_SIZE": int64(c.ClickBatchSize),
 		"PBA_CLICK_QUEUE_SIZE": int64(c.ClickQueueSize), "PBA_CLICK_BATCH_WAIT": int64(c.ClickBatchWait),
 		"PBA_CLICK_ENQUEUE_TIMEOUT": int64(c.ClickEnqueueTimeout), "PBA_STRIPE_RATE_LIMIT": int64(c.StripeRateLimit),
-		"PBA_CLICK_RETENTION_DAYS": int64(c.ClickRetentionDays),
+		"PBA_CLICK_RETENTION_DAYS": int64(c.ClickRetentionDays), "PBA_CLICK_IP_CEILING": int64(c.ClickIPCeiling),
 	} {
 		if v < 0 {
 			return fmt.Errorf("%s must be a non-negative number (durations like 2ms), got %q", name, os.Getenv(name))

@@ -35,8 +35,8 @@ type retention struct {
 
 // retentionStats is what a run deleted.
 type retentionStats struct {
-	Clicks, StripeEvents, WebhookDeliveries int64
-	Skipped                                 bool
+	Clicks, ClickOverflow, StripeEvents, WebhookDeliveries int64
+	Skipped                                                bool
 }
 
 func registerRetention(app core.App, cfg Config) {
@@ -47,8 +47,8 @@ func registerRetention(app core.App, cfg Config) {
 			app.Logger().Error("retention run failed", "error", err)
 			return
 		}
-		app.Logger().Info("retention run", "clicks", st.Clicks, collections.StripeEvents, st.StripeEvents,
-			collections.WebhookDeliveries, st.WebhookDeliveries)
+		app.Logger().Info("retention run", "clicks", st.Clicks, collections.ClickOverflow, st.ClickOverflow,
+			collections.StripeEvents, st.StripeEvents, collections.WebhookDeliveries, st.WebhookDeliveries)
 	})
 }
 
@@ -60,9 +60,19 @@ func (r *retention) run() (retentionStats, error) {
 		return st, nil
 	}
 	defer r.mu.Unlock()
-	var err error
-	if st.Clicks, err = r.pruneClicks(); err != nil {
+	cutoff, err := r.clickCutoff()
+	if err != nil {
 		return st, err
+	}
+	if !cutoff.IsZero() {
+		if st.Clicks, err = r.pruneClicks(cutoff); err != nil {
+			return st, err
+		}
+		// The clicks counted instead of stored go with the clicks of their hour.
+		st.ClickOverflow, err = r.pruneOldest(collections.ClickOverflow, "hour < {:before}", store.DBTime(cutoff))
+		if err != nil {
+			return st, err
+		}
 	}
 	before := store.DBTime(r.now().Add(-bookkeepingRetention))
 	if st.StripeEvents, err = r.pruneOldest(collections.StripeEvents, "created < {:before}", before); err != nil {
@@ -91,15 +101,11 @@ func (r *retention) clickCutoff() (time.Time, error) {
 const expiredClicksDelete = `DELETE FROM clicks WHERE rowid > {:last} AND rowid <= {:upto} AND created < {:cutoff}
 	AND NOT EXISTS (SELECT 1 FROM conversions WHERE click = clicks.id AND click != '')`
 
-// pruneClicks deletes clicks older than clickCutoff, except those a sale is attributed to. The
-// writer appends clicks in time order, so the old ones are the first rowids: the job walks
-// rowid ranges from the start and stops at the first range with nothing old, without reading
-// the rest of the table.
-func (r *retention) pruneClicks() (int64, error) {
-	cutoff, err := r.clickCutoff()
-	if err != nil || cutoff.IsZero() {
-		return 0, err
-	}
+// pruneClicks deletes clicks older than cutoff (clickCutoff), except those a sale is
+// attributed to. The writer appends clicks in time order, so the old ones are the first
+// rowids: the job walks rowid ranges from the start and stops at the first range with nothing
+// old, without reading the rest of the table.
+func (r *retention) pruneClicks(cutoff time.Time) (int64, error) {
 	params := dbx.Params{"cutoff": store.DBTime(cutoff), "chunk": retentionChunk}
 	var total int64
 	for last := int64(0); ; {

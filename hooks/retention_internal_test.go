@@ -14,8 +14,8 @@ import (
 )
 
 // pbaRetention deletes expired clicks past every attribution window (more than one chunk of
-// them), keeps the clicks sales are attributed to, and prunes old bookkeeping rows; a second
-// run finds nothing.
+// them) and the click_overflow counts of their hours, keeps the clicks sales are attributed
+// to, and prunes old bookkeeping rows; a second run finds nothing.
 func TestRetentionPrunesExpiredRows(t *testing.T) {
 	app := pbatest.TempApp(t)
 	now := time.Now().UTC()
@@ -38,6 +38,16 @@ func TestRetentionPrunesExpiredRows(t *testing.T) {
 	mustExec(t, app, "INSERT INTO conversions (id, click, external_id, source, amount) VALUES ('conv00000000001', {:c}, 'o-1', 'api', 100)", dbx.Params{"c": credited})
 	clicksAt(3, ago(150)) // expired under 90 days, kept under a 200-day attribution window
 	clicksAt(5, ago(10))
+	// click_overflow counts: more than a chunk of old hours, then 4 hours 150 days ago and 2 recent.
+	overflowAt := func(hours int, at time.Time) {
+		mustExec(t, app, `WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {:hours} - 1)
+			INSERT INTO click_overflow (id, hour, ip_hash, program, affiliate, link, flag, clicks)
+			SELECT lower(hex(randomblob(8))), strftime('%Y-%m-%d %H:00:00.000Z', {:at}, '-' || i || ' hours'), 'h', 'p', 'a', '', 'rate', 3 FROM n`,
+			dbx.Params{"hours": hours, "at": store.DBTime(at)})
+	}
+	overflowAt(retentionChunk+100, ago(500))
+	overflowAt(4, ago(150))
+	overflowAt(2, ago(10))
 	for _, q := range []string{
 		"INSERT INTO stripe_events (id, event_id, type, created) VALUES ('se0000000000001', 'evt_old', 'x', {:old}), ('se0000000000002', 'evt_new', 'x', {:new})",
 		`INSERT INTO webhook_deliveries (id, affiliate, event, event_id, url, status, updated) VALUES
@@ -61,7 +71,7 @@ func TestRetentionPrunesExpiredRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (retentionStats{Clicks: int64(len(old) - 1), StripeEvents: 1, WebhookDeliveries: 1}); st != want {
+	if want := (retentionStats{Clicks: int64(len(old) - 1), ClickOverflow: retentionChunk + 100, StripeEvents: 1, WebhookDeliveries: 1}); st != want {
 		t.Fatalf("first run deleted %+v, want %+v", st, want)
 	}
 	if n := count("SELECT COUNT(*) FROM clicks"); n != 1+3+5 {
@@ -76,15 +86,19 @@ func TestRetentionPrunesExpiredRows(t *testing.T) {
 
 	// A shorter attribution window lets the 150-day-old clicks go too; then nothing is left to do.
 	mustExec(t, app, "UPDATE programs SET cookie_days = 60", nil)
-	if st, err = r.run(); err != nil || st != (retentionStats{Clicks: 3}) {
-		t.Fatalf("second run: %+v %v, want 3 clicks", st, err)
+	if st, err = r.run(); err != nil || st != (retentionStats{Clicks: 3, ClickOverflow: 4}) {
+		t.Fatalf("second run: %+v %v, want 3 clicks and 4 click_overflow rows", st, err)
+	}
+	if n := count("SELECT COUNT(*) FROM click_overflow"); n != 2 {
+		t.Fatalf("%d click_overflow rows left, want the 2 recent ones", n)
 	}
 	if st, err = r.run(); err != nil || st != (retentionStats{}) {
 		t.Fatalf("third run: %+v %v, want nothing", st, err)
 	}
 	// Retention 0 keeps clicks forever.
 	clicksAt(2, ago(1000))
-	if st, err = (&retention{app: app, now: time.Now}).run(); err != nil || st.Clicks != 0 {
+	overflowAt(2, ago(1000))
+	if st, err = (&retention{app: app, now: time.Now}).run(); err != nil || st.Clicks != 0 || st.ClickOverflow != 0 {
 		t.Fatalf("retention off: %+v %v", st, err)
 	}
 }

@@ -53,6 +53,7 @@ type tracker struct {
 	doors    *doorCounter // visitors sent on without a click (redirect_doors.go)
 	bots     *clickpolicy.BotDetector
 	limiter  *clickpolicy.RateLimiter
+	ceiling  *clickpolicy.IPCeiling // rows one IP may store an hour (click_overflow.go)
 	unique   *clickpolicy.UniqueWindow
 	salt     []byte
 	ipHasher *clickpolicy.IPHasher
@@ -71,6 +72,7 @@ func registerTracking(app core.App, cfg Config) *tracker {
 		doors:    newDoorCounter(app),
 		bots:     clickpolicy.NewBotDetector(cfg.BotUserAgents...),
 		limiter:  clickpolicy.NewRateLimiter(cfg.ClickRateLimit, rateWindow, clickpolicy.DefaultRateLimitKeys),
+		ceiling:  clickpolicy.NewIPCeiling(cfg.ClickIPCeiling, clickpolicy.DefaultCeilingKeys),
 	}
 	t.writer = newClickWriter(app, clickWriterConfig{
 		BatchSize:      cfg.ClickBatchSize,
@@ -251,7 +253,11 @@ func (t *tracker) redirect(e *core.RequestEvent, code string) error {
 	}
 	query := e.Request.URL.Query()
 	row := t.newClick(e, target, query.Get("sub"), e.Request.Referer(), visitorFromCookie(e))
-	location, err := target.Destination.Target(query.Get("to"), row.ID)
+	clickID := row.ID
+	if row.Overflow {
+		clickID = "" // counted, not stored: there is no click to name
+	}
+	location, err := target.Destination.Target(query.Get("to"), clickID)
 	if err != nil {
 		// The program's domains changed under the link: answer as for an unknown link, store nothing.
 		t.app.Logger().Warn("link destination no longer allowed", "link", target.LinkID, "affiliate", target.AffiliateID, "error", err)
@@ -260,7 +266,9 @@ func (t *tracker) redirect(e *core.RequestEvent, code string) error {
 	// The answer is ready before the click is handed over: once its batch commits, a whole
 	// batch of visitors is woken at once, and each then has only its response to send.
 	h := e.Response.Header()
-	t.setCookies(e, row, target.CookieDays)
+	if !row.Overflow {
+		t.setCookies(e, row, target.CookieDays)
+	}
 	h.Set("Location", location)
 	h.Set("Cache-Control", "no-store")
 	h.Set("Referrer-Policy", "no-referrer-when-downgrade")
@@ -309,6 +317,9 @@ func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
 	if err := t.writer.record(e.Request.Context(), row); err != nil {
 		return unavailable(e, err)
 	}
+	if row.Overflow {
+		return overCeiling(e, row.Created)
+	}
 	return e.JSON(http.StatusOK, map[string]any{
 		"click_id":    row.ID,
 		"visitor":     row.Visitor,
@@ -316,8 +327,18 @@ func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
 	})
 }
 
-// newClick builds the row of one click: ids, the visitor, hashed IP and fraud flags.
+// newClick builds the row of one click: ids, the visitor, hashed IP, its text as stored,
+// fraud flags, and whether the IP's ceiling leaves it a row (Overflow when not).
 func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referrer, visitor string) clickRow {
+	if strings.TrimSpace(sub) == "" {
+		sub = target.SubID
+	}
+	text := clickpolicy.ClickText{
+		UserAgent: e.Request.UserAgent(),
+		Referrer:  referrer,
+		SubID:     sub,
+		Country:   clickpolicy.Country(e.Request.Header, t.cfg.CountryHeader),
+	}.Capped()
 	row := clickRow{
 		ID:          t.ids.Next(time.Now()),
 		LinkID:      target.LinkID,
@@ -325,14 +346,11 @@ func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referr
 		ProgramID:   target.ProgramID,
 		Visitor:     visitor,
 		IPHash:      t.ipHasher.Hash(e.RealIP()),
-		UserAgent:   clickpolicy.Truncate(e.Request.UserAgent(), clickpolicy.MaxUserAgentLength),
-		Referrer:    clickpolicy.Truncate(referrer, clickpolicy.MaxReferrerLength),
-		Country:     clickpolicy.Country(e.Request.Header, t.cfg.CountryHeader),
-		SubID:       clickpolicy.Truncate(strings.TrimSpace(sub), 100),
+		UserAgent:   text.UserAgent,
+		Referrer:    text.Referrer,
+		Country:     text.Country,
+		SubID:       text.SubID,
 		Created:     time.Now().UTC(),
-	}
-	if row.SubID == "" {
-		row.SubID = target.SubID
 	}
 	if row.Visitor == "" {
 		// A new visitor's id is its first click's id: first-click attribution finds that click
@@ -347,6 +365,7 @@ func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referr
 	case !t.limiter.Allow(row.IPHash+"|"+target.LinkID+"|"+target.AffiliateID, row.Created):
 		row.Flag = collections.FlagRate
 	}
+	row.Overflow = !t.ceiling.Store(row.IPHash, row.Created, row.Flag == "")
 	return row
 }
 

@@ -7,7 +7,10 @@
 //
 // plus an exact-count run (every answered 302 is a stored row) and a SIGKILL-mid-load run
 // (no answered click lost). Each of (a), (b) and (c) gets the same unmeasured warm-up run
-// first (-warmup, 2 s). All traffic stays on 127.0.0.1.
+// first (-warmup, 2 s). All traffic stays on 127.0.0.1. wrk is one IP: the servers run with
+// the per-IP ceiling off (PBA_CLICK_IP_CEILING=0), so every click takes the full path (a row).
+//
+// With -flood 5s it runs only the click flood of flood.go instead (the disk one IP can fill).
 package main
 
 import (
@@ -40,13 +43,25 @@ const (
 	adminPassword = "bench-password-1"
 )
 
+// fullPath is the environment of the wrk scenarios' servers: wrk is one IP, and past the
+// per-IP ceiling its clicks would be counted instead of stored, which is not the path measured.
+var fullPath = []string{"PBA_CLICK_IP_CEILING=0"}
+
 func main() {
 	duration := flag.Duration("d", 10*time.Second, "duration of each measured wrk run")
 	warm := flag.Duration("warmup", 2*time.Second, "unmeasured wrk run before each measured one (0: none)")
 	conns := flag.Int("c", 64, "wrk connections")
 	exact := flag.Int("n", 20000, "requests of the exact-count run")
+	floodFor := flag.Duration("flood", 0, "run only the click flood, this long (e.g. 5s)")
+	bin := flag.String("bin", "", "server binary of the flood (default: built from this tree)")
 	flag.Parse()
-	if err := run(load{d: *duration, warm: *warm, conns: *conns}, *exact); err != nil {
+	var err error
+	if *floodFor > 0 {
+		err = runFlood(*bin, *floodFor, *conns)
+	} else {
+		err = run(load{d: *duration, warm: *warm, conns: *conns}, *exact)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
@@ -95,10 +110,9 @@ func run(l load, exact int) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	bin := filepath.Join(work, "pbaffiliate")
-	fmt.Println("building the server…")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
+	bin, err := buildServer(work)
+	if err != nil {
+		return err
 	}
 
 	var results []result
@@ -130,6 +144,16 @@ func run(l load, exact int) error {
 	return nil
 }
 
+// buildServer builds the server of this tree into dir.
+func buildServer(dir string) (string, error) {
+	bin := filepath.Join(dir, "pbaffiliate")
+	fmt.Println("building the server…")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
 // benchBare is (a): the same 302 and cookie from a plain handler, no database.
 func benchBare(l load) (result, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -153,7 +177,7 @@ func benchBare(l load) (result, error) {
 
 // benchRedirect is (b) with wrk, then the exact-count run with a fixed number of requests.
 func benchRedirect(bin, work string, l load, exact int) ([]result, error) {
-	srv, err := startServer(bin, filepath.Join(work, "b"), nil)
+	srv, err := startServer(bin, filepath.Join(work, "b"), fullPath)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +218,7 @@ func benchRedirect(bin, work string, l load, exact int) ([]result, error) {
 
 // benchNaive is (c): one records-API create per click, as a superuser.
 func benchNaive(bin, work string, l load) (result, error) {
-	srv, err := startServer(bin, filepath.Join(work, "c"), nil)
+	srv, err := startServer(bin, filepath.Join(work, "c"), fullPath)
 	if err != nil {
 		return result{}, err
 	}
@@ -229,7 +253,7 @@ func benchNaive(bin, work string, l load) (result, error) {
 // benchKill loads the redirector, SIGKILLs the server mid-load, restarts it and counts rows.
 func benchKill(bin, work string, conns int) (result, error) {
 	dir := filepath.Join(work, "kill")
-	srv, err := startServer(bin, dir, nil)
+	srv, err := startServer(bin, dir, fullPath)
 	if err != nil {
 		return result{}, err
 	}
@@ -260,7 +284,7 @@ func benchKill(bin, work string, conns int) (result, error) {
 	close(stop)
 	wg.Wait()
 
-	srv2, err := startServer(bin, dir, nil) // restart on the same data: recovery from the WAL
+	srv2, err := startServer(bin, dir, fullPath) // restart on the same data: recovery from the WAL
 	if err != nil {
 		return result{}, fmt.Errorf("restart after SIGKILL: %w", err)
 	}

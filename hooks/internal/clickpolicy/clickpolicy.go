@@ -1,7 +1,7 @@
 // Package clickpolicy holds the pure decisions of the affiliate click redirector (GET /r/{code}):
 // where the visitor goes (Target), whether the click looks automated (BotDetector) or abusive
-// (RateLimiter), and how visitor data is reduced before it is stored (HashIP, ClientIP, Country,
-// Truncate). It imports nothing of PocketBase so every rule can be tested and benchmarked alone;
+// (RateLimiter), how much one IP may store (IPCeiling), and how visitor data is reduced before
+// it is stored (HashIP, ClientIP, Country, ClickText). It imports nothing of PocketBase so every rule can be tested and benchmarked alone;
 // the redirector is a hot path, so the functions here avoid allocations and global locks.
 package clickpolicy
 
@@ -19,12 +19,32 @@ import (
 	"unicode/utf8"
 )
 
-// Field limits the redirector applies with Truncate before storing a click, so one oversized
-// header cannot bloat the clicks collection.
+// Stored-size caps of a click's free text, in bytes (ClickText.Capped): whatever a request
+// carries, one click stores at most 2,662 bytes of it. The clicks collection's field limits
+// are the same numbers (in characters, which a byte cap always satisfies).
 const (
 	MaxUserAgentLength = 512
 	MaxReferrerLength  = 2048
+	MaxSubIDLength     = 100
+	MaxCountryLength   = 2
 )
+
+// ClickText is the free text of one click: what the visitor's request says about itself.
+type ClickText struct {
+	UserAgent, Referrer, SubID, Country string
+}
+
+// Capped is t as a click stores it: the sub id without surrounding spaces, and each field cut
+// to its cap by Truncate (never inside a UTF-8 sequence). Both doors of a click (/r/ and the
+// clicks API) store only what Capped returns, so no request can store more.
+func (t ClickText) Capped() ClickText {
+	return ClickText{
+		UserAgent: Truncate(t.UserAgent, MaxUserAgentLength),
+		Referrer:  Truncate(t.Referrer, MaxReferrerLength),
+		SubID:     Truncate(strings.TrimSpace(t.SubID), MaxSubIDLength),
+		Country:   Truncate(t.Country, MaxCountryLength),
+	}
+}
 
 // ipHashLength is the number of hex characters HashIP keeps (128 bits): plenty to tell visitors
 // apart and to key the rate limiter, while shorter to store and index than the full digest.
@@ -151,9 +171,8 @@ func Country(headers http.Header, trustedHeader string) string {
 
 func isASCIILetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 
-// Truncate cuts s to at most max bytes without splitting a UTF-8 sequence, so stored user
-// agents (MaxUserAgentLength) and referrers (MaxReferrerLength) stay bounded and valid. The
-// limit is in bytes, which also satisfies a rune-count limit of the same size. max <= 0
+// Truncate cuts s to at most max bytes without splitting a UTF-8 sequence, so the stored text
+// of a click (ClickText.Capped) stays bounded and valid. The limit is in bytes, which also satisfies a rune-count limit of the same size. max <= 0
 // yields "". Invalid UTF-8 already present in s is not repaired.
 func Truncate(s string, max int) string {
 	if max <= 0 {

@@ -159,6 +159,39 @@ func TestTruncate(t *testing.T) {
 	}
 }
 
+// TestClickTextCapped: every free-text field is cut to its cap, on a rune boundary, whatever
+// mix of one- to four-byte characters fills it; text within the caps is kept as is.
+func TestClickTextCapped(t *testing.T) {
+	short := ClickText{UserAgent: "Mozilla/5.0", Referrer: "https://blog.test/ü", SubID: " spring ", Country: "DE"}
+	if got, want := short.Capped(), (ClickText{"Mozilla/5.0", "https://blog.test/ü", "spring", "DE"}); got != want {
+		t.Fatalf("within the caps: %+v, want %+v", got, want)
+	}
+	caps := []struct {
+		name string
+		max  int
+		get  func(ClickText) string
+		set  func(*ClickText, string)
+	}{
+		{"user agent", MaxUserAgentLength, func(c ClickText) string { return c.UserAgent }, func(c *ClickText, s string) { c.UserAgent = s }},
+		{"referrer", MaxReferrerLength, func(c ClickText) string { return c.Referrer }, func(c *ClickText, s string) { c.Referrer = s }},
+		{"sub", MaxSubIDLength, func(c ClickText) string { return c.SubID }, func(c *ClickText, s string) { c.SubID = s }},
+		{"country", MaxCountryLength, func(c ClickText) string { return c.Country }, func(c *ClickText, s string) { c.Country = s }},
+	}
+	// Each filler is offset by one byte so its runes straddle the cap (except ASCII's).
+	for _, fill := range []string{"a", "é", "€", "😀"} {
+		for _, c := range caps {
+			in := "x" + strings.Repeat(fill, 2*c.max)
+			var text ClickText
+			c.set(&text, in)
+			got := c.get(text.Capped())
+			runeWidth := len(fill)
+			if len(got) > c.max || !utf8.ValidString(got) || len(got) <= c.max-runeWidth || !strings.HasPrefix(in, got) {
+				t.Errorf("%s of %q: %d bytes (cap %d), valid %v", c.name, fill, len(got), c.max, utf8.ValidString(got))
+			}
+		}
+	}
+}
+
 func BenchmarkHashIP(b *testing.B) {
 	salt := []byte("0123456789abcdef0123456789abcdef")
 	b.ReportAllocs()
