@@ -2,6 +2,8 @@ package hooks
 
 import (
 	"fmt"
+	"sync"
+	"time"
 
 	validation "github.com/pocketbase/ozzo-validation/v4"
 	"github.com/pocketbase/pocketbase/core"
@@ -46,5 +48,26 @@ func registerRollupGuards(app core.App) {
 	app.OnRecordAfterDeleteSuccess(collections.Programs).BindFunc(func(e *core.RecordEvent) error {
 		store.InvalidateBoard(e.App)
 		return e.Next()
+	})
+	// The board is built in the background as the server starts, so the first leaderboard
+	// does not wait for it (about a second per million stats_daily rows; writers wait only
+	// for the instant its snapshot starts).
+	var warming sync.WaitGroup
+	app.OnTerminate().BindFunc(func(e *core.TerminateEvent) error {
+		warming.Wait() // the build reads the database the app is about to close
+		return e.Next()
+	})
+	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
+		warming.Add(1)
+		go func() {
+			defer warming.Done()
+			start := time.Now()
+			if err := store.WarmBoard(se.App); err != nil {
+				se.App.Logger().Warn("leaderboard board not built", "error", err)
+				return
+			}
+			se.App.Logger().Debug("leaderboard board built", "took", time.Since(start).String())
+		}()
+		return se.Next()
 	})
 }
