@@ -10,6 +10,10 @@ const (
 	// StatsDims has one row per (dim, program, affiliate, day, value): clicks and unique
 	// clicks by country and by referrer domain per program (affiliate ""), by sub per affiliate.
 	StatsDims = "stats_dims_daily"
+	// CommissionTotals has one row per (program, currency, commission status) with the sum
+	// and count of the commissions in it, kept by SQLite triggers on commissions (every
+	// writer, no Go code to forget): the overview's "commissions owed".
+	CommissionTotals = "commission_totals"
 )
 
 // Dimensions of StatsDims.

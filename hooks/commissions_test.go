@@ -829,6 +829,13 @@ func derivedRollupsConsistent(t *testing.T, app core.App, rng *rand.Rand, when s
 		FULL OUTER JOIN x ON x.program = d.program AND x.affiliate = d.affiliate AND x.day = d.day
 		WHERE COALESCE(d.c, 0) != COALESCE(x.c, 0) OR COALESCE(d.u, 0) != COALESCE(x.u, 0)`)
 
+	mismatch("commission_totals", `
+		WITH c AS (SELECT program, currency, status, SUM(amount) a, COUNT(*) n FROM commissions GROUP BY program, currency, status),
+		t AS (SELECT program, currency, status, amount a, count n FROM commission_totals WHERE count != 0 OR amount != 0)
+		SELECT COALESCE(c.program, t.program) || '/' || COALESCE(c.status, t.status) AS k FROM c FULL OUTER JOIN t
+			ON t.program = c.program AND t.currency = c.currency AND t.status = c.status
+		WHERE COALESCE(c.a, 0) != COALESCE(t.a, 0) OR COALESCE(c.n, 0) != COALESCE(t.n, 0)`)
+
 	// The board against stats_daily: the whole history, then random ranges.
 	var bounds struct {
 		First string `db:"first"`

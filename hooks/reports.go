@@ -569,12 +569,11 @@ func handleBreakdown(re *core.RequestEvent) error {
 }
 
 // handleOwed answers what programs owe their affiliates per currency: pending (in the hold
-// period) and payable commissions, from the partial index on them (the overview's
-// "commissions owed"). Superusers; ?program= narrows to one.
+// period) and payable commissions, from commission_totals (a few rows, kept by triggers on
+// commissions): the overview's "commissions owed". Superusers; ?program= narrows to one.
 func handleOwed(re *core.RequestEvent) error {
 	program := re.Request.URL.Query().Get("program")
-	// The term is idx_commissions_owed's WHERE, word for word, so the planner may use it.
-	where := "(status = 'pending' OR status = 'payable')"
+	where := "[[status]] IN ({:pending}, {:payable})"
 	params := dbx.Params{"pending": collections.CommissionPending, "payable": collections.CommissionPayable}
 	if program != "" {
 		where += " AND [[program]] = {:program}"
@@ -587,8 +586,8 @@ func handleOwed(re *core.RequestEvent) error {
 	}
 	out := []owed{}
 	err := re.App.DB().NewQuery("SELECT [[currency]], SUM(CASE WHEN [[status]] = {:pending} THEN [[amount]] ELSE 0 END) AS [[pending]], " +
-		"SUM(CASE WHEN [[status]] = {:payable} THEN [[amount]] ELSE 0 END) AS [[payable]] FROM {{" + collections.Commissions + "}} " +
-		"WHERE " + where + " GROUP BY [[currency]] ORDER BY [[currency]]").Bind(params).All(&out)
+		"SUM(CASE WHEN [[status]] = {:payable} THEN [[amount]] ELSE 0 END) AS [[payable]] FROM {{" + collections.CommissionTotals + "}} " +
+		"WHERE " + where + " GROUP BY [[currency]] HAVING SUM([[count]]) > 0 ORDER BY [[currency]]").Bind(params).All(&out)
 	if err != nil {
 		return re.InternalServerError("", fmt.Errorf("owed: %w", err))
 	}

@@ -23,7 +23,7 @@ import (
 //   - a deleted program takes its rollups with it (cascade), and the leaderboard's board is
 //     rebuilt.
 func registerRollupGuards(app core.App) {
-	derived := []string{collections.StatsDaily, collections.StatsProgramHourly, collections.StatsDims}
+	derived := []string{collections.StatsDaily, collections.StatsProgramHourly, collections.StatsDims, collections.CommissionTotals}
 	refuse := func(e *core.RecordRequestEvent) error {
 		return e.BadRequestError("Figures are derived from clicks and sales and cannot be edited.",
 			validation.Errors{"collection": validation.NewError("derived", "Change the click or sale instead; the figures follow.")})

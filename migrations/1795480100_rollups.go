@@ -16,8 +16,9 @@ import (
 // The reporting rollups (collections/rollups.go): stats_program_hourly, the program-wide
 // figures per UTC hour with the currency on the row, and stats_dims_daily, clicks by country
 // and referrer domain per program and by sub per affiliate. Superusers only (no rules; the
-// reporting routes answer everyone else). On an existing install they are built from
-// stats_daily and the facts:
+// reporting routes answer everyone else), and commission_totals, what each program owes by
+// currency and status, kept by triggers on commissions. On an existing install they are built
+// from stats_daily and the facts:
 //   - every (program, day) of the hourly rollup sums exactly to stats_daily's; within the day,
 //     clicks go to the hours of their click rows, sales and revenue to the hours of their
 //     occurred_at, commission to its sale's hour, each only when those facts add up to the
@@ -69,26 +70,36 @@ func rollupsUp(app core.App) error {
 	if err := app.Save(dims); err != nil {
 		return fmt.Errorf("create stats_dims_daily: %w", err)
 	}
-	// What the program owes (pending and payable commissions) from the index alone.
-	commissions, err := app.FindCollectionByNameOrId("commissions")
-	if err != nil {
-		return err
+	// What each program owes, by currency and status: kept by triggers on commissions, so
+	// every writer (the engine, status changes, payouts, the dashboard) moves it in its own
+	// statement; the overview's "commissions owed" reads a handful of rows.
+	totals := core.NewBaseCollection("commission_totals")
+	totals.Fields.Add(
+		&core.TextField{Name: "program", Max: 15},
+		&core.TextField{Name: "currency", Max: 3},
+		&core.TextField{Name: "status", Max: 16},
+		&core.NumberField{Name: "amount", OnlyInt: true, Help: "Minor units of currency."},
+		&core.NumberField{Name: "count", OnlyInt: true},
+	)
+	totals.AddIndex("idx_commission_totals_key", true, "program, currency, status", "")
+	if err := app.Save(totals); err != nil {
+		return fmt.Errorf("create commission_totals: %w", err)
 	}
-	commissions.AddIndex("idx_commissions_owed", false, "program, status, currency, amount", "status = 'pending' OR status = 'payable'")
-	if err := app.Save(commissions); err != nil {
-		return fmt.Errorf("index owed commissions: %w", err)
+	for _, q := range commissionTotalsSQL {
+		if _, err := app.DB().NewQuery(q).Execute(); err != nil {
+			return fmt.Errorf("commission_totals: %w", err)
+		}
 	}
 	return backfillRollups(app)
 }
 
 func rollupsDown(app core.App) error {
-	if commissions, err := app.FindCollectionByNameOrId("commissions"); err == nil {
-		commissions.RemoveIndex("idx_commissions_owed")
-		if err := app.Save(commissions); err != nil {
+	for _, t := range []string{"insert", "update", "delete"} {
+		if _, err := app.DB().NewQuery("DROP TRIGGER IF EXISTS commission_totals_" + t).Execute(); err != nil {
 			return err
 		}
 	}
-	for _, name := range []string{"stats_dims_daily", "stats_program_hourly"} {
+	for _, name := range []string{"stats_dims_daily", "stats_program_hourly", "commission_totals"} {
 		c, err := app.FindCollectionByNameOrId(name)
 		if err != nil {
 			continue
@@ -98,6 +109,32 @@ func rollupsDown(app core.App) error {
 		}
 	}
 	return nil
+}
+
+// commissionTotalsSQL creates the triggers that keep commission_totals and fills it. A row's
+// id is made once, when its (program, currency, status) first appears.
+var commissionTotalsSQL = []string{
+	`CREATE TRIGGER commission_totals_insert AFTER INSERT ON commissions BEGIN
+		INSERT INTO commission_totals (id, program, currency, status, amount, count)
+		VALUES (substr(lower(hex(randomblob(8))), 1, 15), NEW.program, NEW.currency, NEW.status, NEW.amount, 1)
+		ON CONFLICT (program, currency, status) DO UPDATE SET amount = amount + excluded.amount, count = count + 1;
+	END`,
+	`CREATE TRIGGER commission_totals_delete AFTER DELETE ON commissions BEGIN
+		UPDATE commission_totals SET amount = amount - OLD.amount, count = count - 1
+		WHERE program = OLD.program AND currency = OLD.currency AND status = OLD.status;
+	END`,
+	`CREATE TRIGGER commission_totals_update AFTER UPDATE OF program, currency, status, amount ON commissions
+	WHEN OLD.program IS NOT NEW.program OR OLD.currency IS NOT NEW.currency OR OLD.status IS NOT NEW.status OR OLD.amount IS NOT NEW.amount
+	BEGIN
+		UPDATE commission_totals SET amount = amount - OLD.amount, count = count - 1
+		WHERE program = OLD.program AND currency = OLD.currency AND status = OLD.status;
+		INSERT INTO commission_totals (id, program, currency, status, amount, count)
+		VALUES (substr(lower(hex(randomblob(8))), 1, 15), NEW.program, NEW.currency, NEW.status, NEW.amount, 1)
+		ON CONFLICT (program, currency, status) DO UPDATE SET amount = amount + excluded.amount, count = count + 1;
+	END`,
+	`INSERT INTO commission_totals (id, program, currency, status, amount, count)
+		SELECT substr(lower(hex(randomblob(8))), 1, 15), program, currency, status, SUM(amount), COUNT(*)
+		FROM commissions GROUP BY program, currency, status`,
 }
 
 // rollupFigures are the additive counters of a rollup row.

@@ -91,6 +91,25 @@ func TestRollupsBackfill(t *testing.T) {
 	if err := app.DB().NewQuery("SELECT dim, affiliate, day, value, clicks, unique_clicks FROM stats_dims_daily ORDER BY dim, day, value").All(&dims); err != nil {
 		t.Fatal(err)
 	}
+	var owed struct {
+		Status string `db:"status"`
+		Amount int    `db:"amount"`
+		Count  int    `db:"count"`
+	}
+	if err := app.DB().NewQuery("SELECT status, amount, count FROM commission_totals").One(&owed); err != nil || owed.Status != "pending" || owed.Amount != 1000 || owed.Count != 1 {
+		t.Fatalf("commission_totals: %+v %v, want the pending 1,000", owed, err)
+	}
+	// The triggers follow every later change: a payout run marks it paid, a refund voids it.
+	if _, err := app.DB().NewQuery("UPDATE commissions SET status = 'paid' WHERE conversion = 'sale00000000001'").Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.DB().NewQuery("DELETE FROM commissions").Execute(); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := app.DB().NewQuery("SELECT COUNT(*) FROM commission_totals WHERE amount != 0 OR count != 0").Row(&left); err != nil || left != 0 {
+		t.Fatalf("commission_totals after the commission went: %d rows left (%v)", left, err)
+	}
 	got = fmt.Sprint(dims)
 	want = "[{country  2025-01-05  7 6} {country  2026-01-05  1 0} {country  2026-01-05 DE 1 1} " +
 		"{referrer  2025-01-05  7 6} {referrer  2026-01-05  1 0} {referrer  2026-01-05 google.com 1 1} " +
