@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pocketbase/dbx"
@@ -239,16 +240,34 @@ func statsRows(app core.App, rq reportQuery, from, to string) ([]statsRow, error
 	}
 	f, _ := time.ParseInLocation(time.DateOnly, from, rq.TZ)
 	t, _ := time.ParseInLocation(time.DateOnly, to, rq.TZ)
-	end := t.AddDate(0, 0, 1)
-	// Raw rows, scanned positionally: a year is 8,760 rows a program, and dbx's reflection
-	// would cost more than the query.
-	query := "SELECT hour, currency, clicks, unique_clicks, conversions, revenue, commission FROM " +
-		collections.StatsProgramHourly + " WHERE hour >= ? AND hour < ?"
-	args := []any{f.UTC().Format("2006-01-02 15"), end.UTC().Format("2006-01-02 15")}
+	start, end := f.UTC(), t.AddDate(0, 0, 1).UTC()
+	// SQLite buckets the hours into local days itself (a day's rows, not its hours, come
+	// back): each hour is shifted by the zone's offset in force then, one CASE arm per span
+	// between the zone's transitions in the range (a year has three at most).
+	shift, args := "?", []any{}
+	for at := start; ; {
+		_, offset := at.In(rq.TZ).Zone()
+		_, next := at.In(rq.TZ).ZoneBounds()
+		modifier := fmt.Sprintf("%+d minutes", offset/60)
+		if next.IsZero() || !next.Before(end) {
+			args = append(args, modifier)
+			break
+		}
+		shift += " WHEN hour < ? THEN ?"
+		args = append(args, next.UTC().Format("2006-01-02 15"), modifier)
+		at = next.UTC()
+	}
+	if len(args) > 1 { // "?" WHEN … THEN … ELSE the last offset
+		shift = "CASE" + strings.TrimPrefix(shift, "?") + " ELSE ? END"
+	}
+	query := "SELECT date(hour || ':00', " + shift + ") AS day, currency, SUM(clicks), SUM(unique_clicks), SUM(conversions), " +
+		"SUM(revenue), SUM(commission) FROM " + collections.StatsProgramHourly + " WHERE hour >= ? AND hour < ?"
+	args = append(args, start.Format("2006-01-02 15"), end.Format("2006-01-02 15"))
 	if rq.Program != "" {
 		query += " AND program = ?"
 		args = append(args, rq.Program)
 	}
+	query += " GROUP BY day, currency"
 	sqlDB, ok := app.ConcurrentDB().(*dbx.DB)
 	if !ok {
 		return nil, fmt.Errorf("program stats: unexpected database %T", app.ConcurrentDB())
@@ -258,25 +277,17 @@ func statsRows(app core.App, rq reportQuery, from, to string) ([]statsRow, error
 		return nil, fmt.Errorf("program stats: %w", err)
 	}
 	defer res.Close()
-	// Hours are bucketed by the local day they start in; consecutive rows of the same day
-	// reuse its period.
-	var lastDay, lastPeriod string
 	for res.Next() {
 		var r statsRow
-		var hour string
-		if err := res.Scan(&hour, &r.Currency, &r.Clicks, &r.Unique, &r.Conversions, &r.Revenue, &r.Commission); err != nil {
+		var day string
+		if err := res.Scan(&day, &r.Currency, &r.Clicks, &r.Unique, &r.Conversions, &r.Revenue, &r.Commission); err != nil {
 			return nil, fmt.Errorf("program stats: %w", err)
 		}
-		h, err := time.Parse("2006-01-02 15", hour)
+		d, err := time.Parse(time.DateOnly, day)
 		if err != nil {
-			return nil, fmt.Errorf("program stats hour %q: %w", hour, err)
+			return nil, fmt.Errorf("program stats day %q: %w", day, err)
 		}
-		local := h.In(rq.TZ)
-		if day := local.Format(time.DateOnly); day != lastDay {
-			lastDay = day
-			lastPeriod = periodOf(time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, time.UTC), rq.Interval)
-		}
-		r.Period = lastPeriod
+		r.Period = periodOf(d, rq.Interval)
 		rows = append(rows, r)
 	}
 	if err := res.Err(); err != nil {

@@ -212,6 +212,10 @@ func TestReportRoutesRules(t *testing.T) {
 	err := app.RunInTransaction(func(tx core.App) error {
 		return store.AddStats(tx, map[store.StatsKey]store.StatsDelta{
 			store.StatsKeyAt("2026-01-06 02:00:00.000Z", fx.B.ID, fx.ProgramP, ""): {Clicks: 3, UniqueClicks: 3},
+			// Around New York's switch to summer time (07:00 UTC on Sun 8 Mar 2026): 04:00 UTC
+			// is 23:00 on Fri 6 Mar (UTC-5) and 00:00 on Mon 9 Mar (UTC-4).
+			store.StatsKeyAt("2026-03-07 04:00:00.000Z", fx.B.ID, fx.ProgramP, ""): {Clicks: 1},
+			store.StatsKeyAt("2026-03-09 04:00:00.000Z", fx.B.ID, fx.ProgramP, ""): {Clicks: 2},
 		})
 	})
 	if err != nil {
@@ -267,9 +271,18 @@ func TestReportRoutesRules(t *testing.T) {
 	if ny, utc := clicksOn("America/New_York"), clicksOn("UTC"); ny != 13 || utc != 10 {
 		t.Fatalf("clicks on the 5th: New York %v, UTC %v; want 13 and 10", ny, utc)
 	}
+	rec := pbatest.Request(h, http.MethodGet, "/api/pba/stats?program="+fx.ProgramP+"&from=2026-03-06&to=2026-03-09&tz=America/New_York", fx.Superuser.Token, "")
+	var days []string
+	for _, e := range rec.JSON["series"].([]any) {
+		m := e.(map[string]any)
+		days = append(days, fmt.Sprintf("%s:%v", m["period"], m["metrics"].(map[string]any)["clicks"]))
+	}
+	if got := strings.Join(days, " "); got != "2026-03-06:1 2026-03-07:0 2026-03-08:0 2026-03-09:2" {
+		t.Fatalf("New York days across the switch to summer time: %s", got)
+	}
 	// The leaderboard by commission over January: B (18,000) before A (2,401); by CR A first
 	// needs at least as many clicks as min_clicks asks.
-	rec := pbatest.Request(h, http.MethodGet, "/api/pba/leaderboard?program="+fx.ProgramP+jan, fx.Superuser.Token, "")
+	rec = pbatest.Request(h, http.MethodGet, "/api/pba/leaderboard?program="+fx.ProgramP+jan, fx.Superuser.Token, "")
 	top := rec.JSON["affiliates"].([]any)
 	if len(top) < 2 || top[0].(map[string]any)["affiliate"] != fx.B.ID || top[1].(map[string]any)["affiliate"] != fx.A.ID {
 		t.Fatalf("leaderboard: %s", rec.Body)
