@@ -143,7 +143,7 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 			return err
 		}
 		n = len(batch)
-		w := commissionWriter{tx: sqlTx, stats: map[store.StatsKey]store.StatsDelta{}, stamp: store.DBTime(now), st: st, live: live, touched: touched}
+		w := commissionWriter{tx: sqlTx, stats: map[store.StatsKey]store.StatsDelta{}, totals: map[store.TotalsKey]store.TotalsDelta{}, stamp: store.DBTime(now), st: st, live: live, touched: touched}
 		defer w.close()
 		ctx := newRuleContext(tx)
 		if err := ctx.loadAffiliates(sqlTx, batch); err != nil {
@@ -181,6 +181,9 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 			}
 		}
 		if err := markCommissioned(sqlTx, batch); err != nil {
+			return err
+		}
+		if err := store.AddCommissionTotals(tx, w.totals); err != nil {
 			return err
 		}
 		return store.AddStats(tx, w.stats)
@@ -234,6 +237,7 @@ type commissionWriter struct {
 	insert  *sql.Stmt // prepared on first use
 	stamp   string
 	stats   map[store.StatsKey]store.StatsDelta
+	totals  map[store.TotalsKey]store.TotalsDelta // sale and recurring commissions created (no trigger counts them)
 	st      *engineStats
 	live    map[string]int64
 	touched map[monthKey]bool
@@ -256,6 +260,8 @@ func (w *commissionWriter) add(c *pendingConversion, kind string, amount int64, 
 	}
 	w.st.Created++
 	w.live[c.Affiliate] += amount
+	tk := store.TotalsKey{Program: c.Program, Currency: c.Currency, Status: collections.CommissionPending}
+	w.totals[tk] = store.TotalsDelta{Amount: w.totals[tk].Amount + amount, Count: w.totals[tk].Count + 1}
 	// occurred_at is stored as "2006-01-02 15:04:05.000Z" (UTC, checked by compute): its day
 	// and month are prefixes.
 	k := store.StatsKeyAt(c.OccurredAt, c.Affiliate, c.Program, c.Link)
@@ -823,6 +829,18 @@ func registerCommissionRecords(app core.App) {
 			if r.GetDateTime(collections.CommissionPayableAt).IsZero() {
 				r.Set(collections.CommissionPayableAt, time.Now().UTC())
 			}
+		}
+		if kind := r.GetString(collections.CommissionKind); kind == collections.KindSale || kind == collections.KindRecurring {
+			// No trigger counts these in commission_totals (the engine does, per batch): the
+			// record and its count go in one transaction.
+			return e.App.RunInTransaction(func(tx core.App) error {
+				e.App = tx
+				if err := e.Next(); err != nil {
+					return err
+				}
+				return store.AddCommissionTotals(tx, map[store.TotalsKey]store.TotalsDelta{{Program: r.GetString(collections.FieldProgram),
+					Currency: r.GetString(collections.FieldCurrency), Status: r.GetString(collections.FieldStatus)}: {Amount: int64(r.GetInt(collections.FieldAmount)), Count: 1}})
+			})
 		}
 		return e.Next()
 	})
