@@ -725,19 +725,28 @@ func (e *commissionEngine) evaluateBonuses(st *engineStats, touched map[monthKey
 			if perf.N < b.GetInt("min_conversions") || perf.Revenue < int64(b.GetInt("min_revenue")) {
 				continue
 			}
-			res, err := e.app.DB().NewQuery(`INSERT INTO commissions (id, affiliate, program, conversion, kind, amount, currency, status,
+			// The bonus and its count in commission_totals in one transaction.
+			err := e.app.RunInTransaction(func(tx core.App) error {
+				res, err := tx.DB().NewQuery(`INSERT INTO commissions (id, affiliate, program, conversion, kind, amount, currency, status,
 				payable_at, payout, rule, ref, note, created, updated) VALUES ({:id}, {:a}, {:p}, '', 'bonus', {:amount}, {:cur}, 'pending',
 				{:payable}, '', {:rule}, {:ref}, {:note}, {:now}, {:now}) ON CONFLICT (affiliate, kind, ref) WHERE ref != '' DO NOTHING`).Bind(dbx.Params{
-				"id": store.NewOrderedID(e.now()), "a": k.affiliate, "p": k.program, "amount": b.GetInt("amount"), "cur": program.Currency(),
-				"payable": store.DBTime(heldFrom(e.now(), end).AddDate(0, 0, program.HoldDays())), // a past month's: from now
-				"rule":    fmt.Sprintf(`{"bonus":%q,"month":%q,"conversions":%d,"revenue":%d}`, b.Id, k.month, perf.N, perf.Revenue),
-				"ref":     "bonus:" + b.Id + ":" + k.month, "note": b.GetString(collections.FieldName), "now": store.DBTime(e.now()),
-			}).Execute()
-			if err != nil {
-				return fmt.Errorf("insert bonus: %w", err)
-			}
-			if n, _ := res.RowsAffected(); n == 1 {
+					"id": store.NewOrderedID(e.now()), "a": k.affiliate, "p": k.program, "amount": b.GetInt("amount"), "cur": program.Currency(),
+					"payable": store.DBTime(heldFrom(e.now(), end).AddDate(0, 0, program.HoldDays())), // a past month's: from now
+					"rule":    fmt.Sprintf(`{"bonus":%q,"month":%q,"conversions":%d,"revenue":%d}`, b.Id, k.month, perf.N, perf.Revenue),
+					"ref":     "bonus:" + b.Id + ":" + k.month, "note": b.GetString(collections.FieldName), "now": store.DBTime(e.now()),
+				}).Execute()
+				if err != nil {
+					return fmt.Errorf("insert bonus: %w", err)
+				}
+				if n, _ := res.RowsAffected(); n != 1 {
+					return nil // this month's bonus was already given
+				}
 				st.Bonuses++
+				return store.AddCommissionTotals(tx, map[store.TotalsKey]store.TotalsDelta{
+					{Program: k.program, Currency: program.Currency(), Status: collections.CommissionPending}: {Amount: int64(b.GetInt("amount")), Count: 1}})
+			})
+			if err != nil {
+				return err
 			}
 		}
 	}
@@ -830,19 +839,16 @@ func registerCommissionRecords(app core.App) {
 				r.Set(collections.CommissionPayableAt, time.Now().UTC())
 			}
 		}
-		if kind := r.GetString(collections.CommissionKind); kind == collections.KindSale || kind == collections.KindRecurring {
-			// No trigger counts these in commission_totals (the engine does, per batch): the
-			// record and its count go in one transaction.
-			return e.App.RunInTransaction(func(tx core.App) error {
-				e.App = tx
-				if err := e.Next(); err != nil {
-					return err
-				}
-				return store.AddCommissionTotals(tx, map[store.TotalsKey]store.TotalsDelta{{Program: r.GetString(collections.FieldProgram),
-					Currency: r.GetString(collections.FieldCurrency), Status: r.GetString(collections.FieldStatus)}: {Amount: int64(r.GetInt(collections.FieldAmount)), Count: 1}})
-			})
-		}
-		return e.Next()
+		// No trigger counts insertions in commission_totals (store.AddCommissionTotals): the
+		// record and its count go in one transaction.
+		return e.App.RunInTransaction(func(tx core.App) error {
+			e.App = tx
+			if err := e.Next(); err != nil {
+				return err
+			}
+			return store.AddCommissionTotals(tx, map[store.TotalsKey]store.TotalsDelta{{Program: r.GetString(collections.FieldProgram),
+				Currency: r.GetString(collections.FieldCurrency), Status: r.GetString(collections.FieldStatus)}: {Amount: int64(r.GetInt(collections.FieldAmount)), Count: 1}})
+		})
 	})
 	app.OnRecordValidate(collections.Commissions).BindFunc(func(e *core.RecordEvent) error {
 		r := e.Record

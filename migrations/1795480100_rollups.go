@@ -94,7 +94,7 @@ func rollupsUp(app core.App) error {
 }
 
 func rollupsDown(app core.App) error {
-	for _, t := range []string{"insert", "update", "delete"} {
+	for _, t := range []string{"update", "delete"} {
 		if _, err := app.DB().NewQuery("DROP TRIGGER IF EXISTS commission_totals_" + t).Execute(); err != nil {
 			return err
 		}
@@ -111,19 +111,13 @@ func rollupsDown(app core.App) error {
 	return nil
 }
 
-// commissionTotalsSQL creates the triggers that keep commission_totals and fills it: every
-// change of a commission's status, amount, program or currency and every deletion, and the
-// insertion of every kind but sale and recurring. A row's id is made once, when its
-// (program, currency, status) first appears.
+// commissionTotalsSQL creates the triggers that keep commission_totals through every change
+// of a commission's status, amount, program or currency and every deletion, and fills it.
+// Insertions are counted by their writers (hooks/store.AddCommissionTotals: the engine once
+// per batch, the record hook for the rest): a trigger on insert, even one whose WHEN is
+// false, cost the engine a third of its time per conversion. A row's id is made once, when
+// its (program, currency, status) first appears.
 var commissionTotalsSQL = []string{
-	// Sale and recurring commissions are counted by their one writer, the commission engine,
-	// once per batch (hooks/store.AddCommissionTotals): a write per row here would cost the
-	// engine a third of its time.
-	`CREATE TRIGGER commission_totals_insert AFTER INSERT ON commissions WHEN NEW.kind NOT IN ('sale', 'recurring') BEGIN
-		INSERT INTO commission_totals (id, program, currency, status, amount, count)
-		VALUES (substr(lower(hex(randomblob(8))), 1, 15), NEW.program, NEW.currency, NEW.status, NEW.amount, 1)
-		ON CONFLICT (program, currency, status) DO UPDATE SET amount = amount + excluded.amount, count = count + 1;
-	END`,
 	`CREATE TRIGGER commission_totals_delete AFTER DELETE ON commissions BEGIN
 		UPDATE commission_totals SET amount = amount - OLD.amount, count = count - 1
 		WHERE program = OLD.program AND currency = OLD.currency AND status = OLD.status;
