@@ -193,6 +193,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		return err
 	}
 	cfg = cfg.withDefaults()
+	registerSecurity(app)
 	registerWriteGuards(app)
 	registerSaleTimes(app)
 	registerPrograms(app)
