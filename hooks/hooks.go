@@ -195,6 +195,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 	cfg = cfg.withDefaults()
 	registerSecurity(app)
 	registerWriteGuards(app)
+	registerPlainText(app)
 	registerSaleTimes(app)
 	registerPrograms(app)
 	registerAffiliates(app)

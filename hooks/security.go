@@ -3,6 +3,9 @@ package hooks
 import (
 	"net/http"
 	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/pocketbase/pocketbase/apis"
@@ -13,11 +16,30 @@ import (
 // proxyHeaders are the headers reverse proxies put the client's address in.
 var proxyHeaders = []string{"X-Forwarded-For", "X-Real-Ip", "Cf-Connecting-Ip", "Fly-Client-Ip", "True-Client-Ip"}
 
-// registerSecurity adds the router middlewares of docs/operations.md: a warning when the server
-// runs behind a proxy it does not trust (every per-IP rate limit then counts the proxy).
+// secretParams are query parameters that carry a secret: the postback's program key, the
+// unsubscribe token, PocketBase's file tokens. The request log never stores their values.
+var secretParams = []string{"key", "token", "secret"}
+
+// redactedValue replaces a secret in the request log.
+const redactedValue = "REDACTED"
+
+// registerSecurity adds the router middlewares of docs/operations.md: secrets kept out of
+// the request log, and a warning when the server runs behind a proxy it does not trust
+// (every per-IP rate limit then counts the proxy).
 func registerSecurity(app core.App) {
 	var warned atomic.Bool
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
+		se.Router.Bind(&hook.Handler[*core.RequestEvent]{
+			Id: "pbaRedactLoggedSecrets",
+			// Just inside PocketBase's activity logger, which logs e.Request's URL and referer
+			// after the rest of the chain (rate limiter, auth, handler) returned: every
+			// answer, 429s and errors included, is logged with the secrets replaced.
+			Priority: apis.DefaultActivityLoggerMiddlewarePriority + 1,
+			Func: func(e *core.RequestEvent) error {
+				defer func() { e.Request = redactSecrets(e.Request) }()
+				return e.Next()
+			},
+		})
 		se.Router.Bind(&hook.Handler[*core.RequestEvent]{
 			Id:       "pbaUntrustedProxy",
 			Priority: apis.DefaultRateLimitMiddlewarePriority - 1, // before the limiter counts the request
@@ -54,4 +76,53 @@ func untrustedProxyHeader(r *http.Request, remoteIP string, trusted []string) st
 		}
 	}
 	return ""
+}
+
+// redactSecrets returns r, or a shallow copy of it whose URL query and Referer header carry
+// REDACTED in place of every secret parameter's value. The order and every other parameter
+// stay, so the log still shows what was asked.
+func redactSecrets(r *http.Request) *http.Request {
+	query, qok := redactQuery(r.URL.RawQuery)
+	referer, rok := "", false
+	if ref := r.Header.Get("Referer"); ref != "" {
+		if u, err := url.Parse(ref); err == nil {
+			if u.RawQuery, rok = redactQuery(u.RawQuery); rok {
+				referer = u.String()
+			}
+		}
+	}
+	if !qok && !rok {
+		return r
+	}
+	out := r.WithContext(r.Context())
+	if qok {
+		u := *r.URL
+		u.RawQuery = query
+		out.URL = &u
+	}
+	if rok {
+		out.Header = r.Header.Clone()
+		out.Header.Set("Referer", referer)
+	}
+	return out
+}
+
+// redactQuery replaces the values of secret parameters in a raw query; ok reports a change.
+func redactQuery(raw string) (string, bool) {
+	if raw == "" {
+		return raw, false
+	}
+	parts := strings.Split(raw, "&")
+	changed := false
+	for i, part := range parts {
+		name, _, _ := strings.Cut(part, "=")
+		if n, err := url.QueryUnescape(name); err == nil {
+			name = n
+		}
+		if slices.Contains(secretParams, strings.ToLower(name)) {
+			parts[i] = url.QueryEscape(name) + "=" + redactedValue
+			changed = true
+		}
+	}
+	return strings.Join(parts, "&"), changed
 }

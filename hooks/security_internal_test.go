@@ -28,3 +28,22 @@ func TestUntrustedProxyHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactQuery: secret parameters lose their values however they are spelled; the rest of
+// the query stays as sent.
+func TestRedactQuery(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                             "",
+		"txid=1&amount=5.00":           "txid=1&amount=5.00",
+		"key=s3cret&txid=1":            "key=REDACTED&txid=1",
+		"txid=1&KEY=s3cret":            "txid=1&KEY=REDACTED",
+		"%6Bey=s3cret&b=2":             "key=REDACTED&b=2",
+		"token=a.b&token=c":            "token=REDACTED&token=REDACTED",
+		"key":                          "key=REDACTED",
+		"monkey=1&keys=2&secret=x&a=b": "monkey=1&keys=2&secret=REDACTED&a=b",
+	} {
+		if got, _ := redactQuery(in); got != want {
+			t.Errorf("redactQuery(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

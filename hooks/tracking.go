@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/clickpolicy"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/textcheck"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
@@ -285,9 +287,16 @@ type trackClickBody struct {
 // handleTrackClick is POST /api/pba/clicks: the click of a visitor who landed on the
 // merchant's site with ?via=CODE, reported by track.js.
 func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
+	raw, err := io.ReadAll(e.Request.Body)
+	if err != nil {
+		return e.BadRequestError("Could not read the body.", err)
+	}
 	var body trackClickBody
-	if err := e.BindBody(&body); err != nil {
-		return e.BadRequestError("The body must be JSON: {\"code\": \"…\"}.", nil)
+	if errs := decodeStrict(raw, &body); errs != nil {
+		return e.BadRequestError("The body must be JSON: {\"code\": \"…\"}.", errs)
+	}
+	if !textcheck.Line(body.Sub) {
+		return e.BadRequestError("Invalid click.", fieldError("sub", "invalid_characters", textcheck.Message))
 	}
 	target, err := t.resolver.resolve(strings.ToLower(strings.TrimSpace(body.Code)))
 	if err != nil {
@@ -318,6 +327,9 @@ func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
 
 // newClick builds the row of one click: ids, the visitor, hashed IP and fraud flags.
 func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referrer, visitor string) clickRow {
+	if !textcheck.Line(sub) {
+		sub = "" // a /r/ visitor still gets through: only the sub is refused (the link's own is used)
+	}
 	row := clickRow{
 		ID:          t.ids.Next(time.Now()),
 		LinkID:      target.LinkID,
