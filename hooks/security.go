@@ -23,12 +23,39 @@ var secretParams = []string{"key", "token", "secret"}
 // redactedValue replaces a secret in the request log.
 const redactedValue = "REDACTED"
 
-// registerSecurity adds the router middlewares of docs/operations.md: secrets kept out of
-// the request log, and a warning when the server runs behind a proxy it does not trust
-// (every per-IP rate limit then counts the proxy).
+// ContentSecurityPolicy is the policy of every page the server answers (the landing page,
+// /portal/, /admin/, and whatever else pb_public holds; the unsubscribe and link-not-found
+// pages): scripts, styles, images and connections from this server only, no inline script or
+// style, no plugins, never inside a frame. The pages' meta tags repeat it (a meta tag cannot
+// carry frame-ancestors).
+const ContentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+const (
+	// pageReferrerPolicy sends full URLs to this server and nothing to other sites. A handler
+	// that sets its own (the /r/ redirect) keeps it.
+	pageReferrerPolicy = "same-origin"
+	// hstsValue asks browsers to use HTTPS for a year, for this host only: other subdomains
+	// of the business may not serve HTTPS.
+	hstsValue = "max-age=31536000"
+)
+
+// registerSecurity adds the router middlewares of docs/operations.md: the pages' security
+// headers, secrets kept out of the request log, and a warning when the server runs behind a
+// proxy it does not trust (every per-IP rate limit then counts the proxy).
 func registerSecurity(app core.App) {
 	var warned atomic.Bool
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
+		se.Router.Bind(&hook.Handler[*core.RequestEvent]{
+			Id: "pbaSecurityHeaders",
+			// Right after PocketBase's own security headers, before the rate limiter: a 429
+			// or any other error page carries them too.
+			Priority: apis.DefaultSecurityHeadersMiddlewarePriority + 1,
+			Func: func(e *core.RequestEvent) error {
+				setSecurityHeaders(e.Response.Header(), e.Request, e.App.Settings().TrustedProxy.Headers)
+				return e.Next()
+			},
+		})
 		se.Router.Bind(&hook.Handler[*core.RequestEvent]{
 			Id: "pbaRedactLoggedSecrets",
 			// Just inside PocketBase's activity logger, which logs e.Request's URL and referer
@@ -125,4 +152,30 @@ func redactQuery(raw string) (string, bool) {
 		}
 	}
 	return strings.Join(parts, "&"), changed
+}
+
+// setSecurityHeaders sets the headers of a response to r: the content security and referrer
+// policies on everything but PocketBase's dashboard (/_/, which has needs of its own), and
+// HSTS on everything served over HTTPS (servedOverHTTPS). Set before the handler runs, so a
+// handler may still replace them.
+func setSecurityHeaders(h http.Header, r *http.Request, trustedProxyHeaders []string) {
+	if r.URL.Path != "/_" && !strings.HasPrefix(r.URL.Path, "/_/") {
+		h.Set("Content-Security-Policy", ContentSecurityPolicy)
+		h.Set("Referrer-Policy", pageReferrerPolicy)
+	}
+	if servedOverHTTPS(r, trustedProxyHeaders) {
+		h.Set("Strict-Transport-Security", hstsValue)
+	}
+}
+
+// servedOverHTTPS reports whether the client reached the server over HTTPS: TLS on this
+// connection (`serve your.domain`), or X-Forwarded-Proto: https from a proxy the settings
+// trust (trusted-proxy headers set). Without trusted headers anyone could send
+// X-Forwarded-Proto, and HSTS sent over plain HTTP on a server without HTTPS would lock
+// browsers out of it.
+func servedOverHTTPS(r *http.Request, trustedProxyHeaders []string) bool {
+	if r.TLS != nil {
+		return true
+	}
+	return len(trustedProxyHeaders) > 0 && strings.EqualFold(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto")), "https")
 }

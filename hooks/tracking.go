@@ -413,9 +413,10 @@ func unavailable(e *core.RequestEvent, err error) error {
 	return e.Error(http.StatusServiceUnavailable, "The click could not be recorded; please retry.", err)
 }
 
+// notFoundHTML has no inline style (the Content-Security-Policy allows none): pba.css styles it.
 const notFoundHTML = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Link not found</title><style>body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#1f2933}</style></head>
-<body><h1>This link is not active</h1><p>The link you followed does not exist or is no longer active.</p></body></html>`
+<title>Link not found</title><link rel="stylesheet" href="/pba.css"></head>
+<body class="notice"><main><h1>This link is not active</h1><p>The link you followed does not exist or is no longer active.</p></main></body></html>`
 
 func notFoundPage(e *core.RequestEvent) error {
 	h := e.Response.Header()
@@ -423,6 +424,7 @@ func notFoundPage(e *core.RequestEvent) error {
 	// The router's security headers, for the one page the direct /r/ path renders.
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "SAMEORIGIN")
+	setSecurityHeaders(h, e.Request, e.App.Settings().TrustedProxy.Headers)
 	return e.HTML(http.StatusNotFound, notFoundHTML)
 }
 
