@@ -31,6 +31,19 @@ func fromIP(ip string) func(*http.Request) {
 	return func(r *http.Request) { r.RemoteAddr = ip + ":40000" }
 }
 
+// signIn is a password sign-in to an auth collection from an IP: the i-th wrong guess, or
+// the right password.
+func signIn(collection, email string, right bool) func(h http.Handler, i int, ip string) *pbatest.Response {
+	return func(h http.Handler, i int, ip string) *pbatest.Response {
+		password := fmt.Sprintf("guess-%d", i)
+		if right {
+			password = pbatest.Password
+		}
+		return pbatest.Request(h, http.MethodPost, "/api/collections/"+collection+"/auth-with-password", "",
+			fmt.Sprintf(`{"identity":%q,"password":%q}`, email, password), fromIP(ip))
+	}
+}
+
 // TestRateLimitRulesBite: each shipped rule lets its MaxRequests through in its window and
 // answers the next request 429, also a request that would have succeeded (the right password,
 // the right key): guessing stops working, it does not just get slower. Other clients are not
@@ -48,27 +61,11 @@ func TestRateLimitRulesBite(t *testing.T) {
 		realCode  int
 	}{
 		{
-			name: "affiliate sign-in", label: "*:auth",
-			try: func(h http.Handler, i int, ip string) *pbatest.Response {
-				return pbatest.Request(h, http.MethodPost, "/api/collections/affiliates/auth-with-password", "",
-					fmt.Sprintf(`{"identity":%q,"password":"guess-%d"}`, fx.A.Email, i), fromIP(ip))
-			},
-			real: func(h http.Handler, _ int, ip string) *pbatest.Response {
-				return pbatest.Request(h, http.MethodPost, "/api/collections/affiliates/auth-with-password", "",
-					fmt.Sprintf(`{"identity":%q,"password":%q}`, fx.A.Email, pbatest.Password), fromIP(ip))
-			},
+			name: "affiliate sign-in", label: "*:auth", try: signIn("affiliates", fx.A.Email, false), real: signIn("affiliates", fx.A.Email, true),
 			tryCode: http.StatusBadRequest, realCode: http.StatusOK,
 		},
 		{
-			name: "superuser sign-in", label: "*:auth",
-			try: func(h http.Handler, i int, ip string) *pbatest.Response {
-				return pbatest.Request(h, http.MethodPost, "/api/collections/_superusers/auth-with-password", "",
-					fmt.Sprintf(`{"identity":%q,"password":"guess-%d"}`, fx.Superuser.Email, i), fromIP(ip))
-			},
-			real: func(h http.Handler, _ int, ip string) *pbatest.Response {
-				return pbatest.Request(h, http.MethodPost, "/api/collections/_superusers/auth-with-password", "",
-					fmt.Sprintf(`{"identity":%q,"password":%q}`, fx.Superuser.Email, pbatest.Password), fromIP(ip))
-			},
+			name: "superuser sign-in", label: "*:auth", try: signIn("_superusers", fx.Superuser.Email, false), real: signIn("_superusers", fx.Superuser.Email, true),
 			tryCode: http.StatusBadRequest, realCode: http.StatusOK,
 		},
 		{
