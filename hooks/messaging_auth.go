@@ -50,11 +50,23 @@ func (l *lifecycleMails) bindAuthMail() {
 			return err
 		}
 		record := e.Record
-		routine.FireAndForget(func() { // as PocketBase's request-verification does: the answer does not wait
-			if err := mails.SendRecordVerification(app, record); err != nil {
-				app.Logger().Error("send verification mail", "affiliate", record.Id, "error", err)
-			}
-		})
+		send := func() {
+			routine.FireAndForget(func() { // as PocketBase's request-verification does: the answer does not wait
+				if err := mails.SendRecordVerification(app, record); err != nil {
+					app.Logger().Error("send verification mail", "affiliate", record.Id, "error", err)
+				}
+			})
+		}
+		if tx := e.App.TxInfo(); tx != nil { // a batch request: only once the signup committed
+			tx.OnComplete(func(txErr error) error {
+				if txErr == nil {
+					send()
+				}
+				return nil
+			})
+			return nil
+		}
+		send()
 		return nil
 	})
 	app.OnMailerRecordVerificationSend().BindFunc(tag("auth_verification"))

@@ -67,6 +67,29 @@ func TestSignupMailCarriesNoSignerText(t *testing.T) {
 	if err != nil || !victim.Verified() {
 		t.Fatalf("after the link: verified %v (%v)", victim != nil && victim.Verified(), err)
 	}
+
+	// A signup inside a batch request (one transaction) is mailed once it has committed, and
+	// not at all when the batch fails.
+	settings.Batch.Enabled = true
+	if err := env.app.Save(settings); err != nil {
+		t.Fatal(err)
+	}
+	create := func(email, password string) string {
+		return fmt.Sprintf(`{"method":"POST","url":"/api/collections/affiliates/records","body":{"email":%q,"name":"Batch","password":%q,"passwordConfirm":%q}}`,
+			email, password, password)
+	}
+	failed := `{"requests":[` + create("rolled-back@example.org", "long-password-1") + "," + create("broken@example.org", "") + `]}`
+	if res := pbatest.Request(env.handler, http.MethodPost, "/api/batch", "", failed); res.Code != http.StatusBadRequest {
+		t.Fatalf("failing batch: %d %s", res.Code, res.Body)
+	}
+	if res := pbatest.Request(env.handler, http.MethodPost, "/api/batch", "", `{"requests":[`+create("batch@example.org", "long-password-1")+`]}`); res.Code != http.StatusOK {
+		t.Fatalf("batch signup: %d %s", res.Code, res.Body)
+	}
+	for _, m := range waitMails(t, env, 2, "batch@example.org") {
+		if m.To[0].Address == "rolled-back@example.org" {
+			t.Errorf("a signup rolled back with its batch got %q", m.Subject)
+		}
+	}
 }
 
 // waitMails waits for the mail worker (and the verification mails sent in the background)
