@@ -3,6 +3,7 @@ package hooks
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/pocketbase/pocketbase/core"
@@ -45,6 +46,11 @@ func (l *lifecycleMails) bindAuthMail() {
 	// guest gets PocketBase's verification mail at once (fixed text, no name), and until its
 	// link is followed every other mail to the address leaves out what the signer typed
 	// (mailData.withoutSignerText). Superusers creating affiliates send nothing here.
+	var sending sync.WaitGroup // verification mails in flight; the app waits for them to end
+	app.OnTerminate().BindFunc(func(e *core.TerminateEvent) error {
+		sending.Wait()
+		return e.Next()
+	})
 	app.OnRecordCreateRequest(collections.Affiliates).BindFunc(func(e *core.RecordRequestEvent) error {
 		if err := e.Next(); err != nil || e.HasSuperuserAuth() || e.Record.Verified() {
 			return err
@@ -55,7 +61,7 @@ func (l *lifecycleMails) bindAuthMail() {
 				if err := mails.SendRecordVerification(app, record); err != nil {
 					app.Logger().Error("send verification mail", "affiliate", record.Id, "error", err)
 				}
-			})
+			}, &sending)
 		}
 		if tx := e.App.TxInfo(); tx != nil { // a batch request: only once the signup committed
 			tx.OnComplete(func(txErr error) error {

@@ -70,7 +70,7 @@ func TestSignupMailCarriesNoSignerText(t *testing.T) {
 
 	// A signup inside a batch request (one transaction) is mailed once it has committed, and
 	// not at all when the batch fails.
-	settings.Batch.Enabled = true
+	settings.Batch.Enabled, settings.Batch.Timeout = true, 60 // a password hash takes seconds under -race
 	if err := env.app.Save(settings); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestSignupMailCarriesNoSignerText(t *testing.T) {
 // to hand at least n mails for each of to to the test mailer, and returns every mail sent.
 func waitMails(t *testing.T, env *clickEnv, n int, to ...string) []*mailer.Message {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // generous for -race on a busy machine; returns as soon as they are there
 	for {
 		mails := env.app.TestMailer.Messages()
 		count := map[string]int{}
@@ -111,7 +111,7 @@ func waitMails(t *testing.T, env *clickEnv, n int, to ...string) []*mailer.Messa
 			return mails
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mails after 10 s: %v, want %d for each of %v", count, n, to)
+			t.Fatalf("mails after 30 s: %v, want %d for each of %v", count, n, to)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
