@@ -10,12 +10,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pbaffiliate/pbaffiliate/hooks"
 )
 
 // runMainEnv makes the test binary act as the real program, so the start-up test runs exactly
@@ -87,6 +90,26 @@ func TestServeAnswersHealth(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 200 || !strings.Contains(string(body), "pbaffiliate") {
 		t.Fatalf("embedded index: %d %s", res.StatusCode, body)
+	}
+
+	// Every embedded page carries the security headers (docs/operations.md); its meta tag,
+	// if it has one, says the same policy (a meta tag cannot carry frame-ancestors).
+	for _, page := range []string{"/", "/portal/", "/admin/"} {
+		res, err := http.Get(base + page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		csp := res.Header.Get("Content-Security-Policy")
+		if res.StatusCode != 200 || csp != hooks.ContentSecurityPolicy || res.Header.Get("Referrer-Policy") != "same-origin" ||
+			res.Header.Get("Strict-Transport-Security") != "" {
+			t.Fatalf("%s: %d, headers %v", page, res.StatusCode, res.Header)
+		}
+		if meta := regexp.MustCompile(`http-equiv="Content-Security-Policy" content="([^"]*)"`).FindSubmatch(body); meta != nil &&
+			string(meta[1])+"; frame-ancestors 'none'" != csp {
+			t.Fatalf("%s: the meta policy %q differs from the header's %q", page, meta[1], csp)
+		}
 	}
 
 	// track.js posts clicks cross-origin from the merchant's site.

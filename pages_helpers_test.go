@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -40,7 +41,13 @@ func openTab(t *testing.T, browser context.Context) *pageTab {
 	p := &pageTab{t: t}
 	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext(), chromedp.WithListener(p.listen))
 	t.Cleanup(cancel)
-	if err := chromedp.Do(ctx); err != nil {
+	// The pages run under a strict Content-Security-Policy (hooks.ContentSecurityPolicy): a
+	// blocked script, style or connection is reported like an uncaught exception.
+	_, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+		Source: `document.addEventListener("securitypolicyviolation", (e) => ` +
+			`setTimeout(() => { throw new Error("CSP violation: " + e.violatedDirective + " " + e.blockedURI); }))`,
+	})
+	if err != nil {
 		t.Fatalf("new tab: %v", err)
 	}
 	p.ctx = ctx

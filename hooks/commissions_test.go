@@ -414,6 +414,13 @@ func TestLedgerProperty(t *testing.T) {
 	}
 	env := newEngineEnv(t)
 	env.save(collections.Programs, fx.ProgramP, map[string]any{"hold_days": 0})
+	// The merchant sends thousands of updates from one server: its address is excluded from
+	// the rate limits, as docs/operations.md advises for bulk senders.
+	settings := env.app.Settings()
+	settings.RateLimits.ExcludedIPs = []string{pbatest.ClientIP}
+	if err := env.app.Save(settings); err != nil {
+		t.Fatal(err)
+	}
 	gaps, saleGaps := statsCommissionGaps(t, env.app), statsSaleGaps(t, env.app)
 	rng := rand.New(rand.NewSource(42))
 	type sale struct {

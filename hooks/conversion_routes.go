@@ -1,7 +1,6 @@
 package hooks
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/subtle"
 	"encoding/json"
@@ -31,7 +30,7 @@ type conversionBody struct {
 	AffiliateCode  string          `json:"affiliate_code"`
 	Coupon         string          `json:"coupon"`
 	ExternalID     string          `json:"external_id"`
-	Amount         json.Number     `json:"amount"`
+	Amount         int64           `json:"amount"` // a JSON string or decimal is refused (decodeStrict)
 	Currency       string          `json:"currency"`
 	Customer       string          `json:"customer"`
 	CustomerEmail  string          `json:"customer_email"`
@@ -53,12 +52,12 @@ func (conversions *conversionService) handleAPI(e *core.RequestEvent) error {
 	if err != nil {
 		return e.BadRequestError("Could not read the body.", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
 	var body conversionBody
-	if err := dec.Decode(&body); err != nil {
-		return e.BadRequestError("The body must be a JSON object of the documented fields: "+jsonProblem(err), nil)
+	if errs := decodeStrict(raw, &body); errs != nil {
+		if _, ok := errs["amount"]; ok {
+			errs["amount"] = validation.NewError("invalid_amount", "An integer of minor units (1999 for 19.99 USD), not a string or a decimal.")
+		}
+		return e.BadRequestError("Invalid conversion.", errs)
 	}
 	if programID == "" && body.Program != "" { // superuser choosing the program
 		p, err := e.App.FindFirstRecordByFilter(collections.Programs, "id = {:p} || slug = {:p}", map[string]any{"p": body.Program})
@@ -77,17 +76,10 @@ func (conversions *conversionService) handleAPI(e *core.RequestEvent) error {
 		ProgramID: programID, Source: collections.SourceAPI, ExternalID: strings.TrimSpace(body.ExternalID),
 		ClickID: strings.TrimSpace(body.ClickID), AffiliateCode: body.AffiliateCode, Coupon: body.Coupon,
 		Customer: strings.TrimSpace(body.Customer), CustomerEmail: strings.TrimSpace(body.CustomerEmail),
-		Currency: body.Currency, Status: strings.ToLower(strings.TrimSpace(body.Status)), SubscriptionID: body.SubscriptionID,
-		Imported: body.Imported,
+		Amount: body.Amount, Currency: body.Currency, Status: strings.ToLower(strings.TrimSpace(body.Status)),
+		SubscriptionID: body.SubscriptionID, Imported: body.Imported,
 	}
 	errs := validation.Errors{}
-	if body.Amount != "" {
-		n, err := body.Amount.Int64()
-		if err != nil {
-			errs["amount"] = validation.NewError("invalid_amount", "An integer of minor units (1999 for 19.99 USD), not a decimal.")
-		}
-		in.Amount = n
-	}
 	if body.OccurredAt != "" {
 		t, err := time.Parse(time.RFC3339, body.OccurredAt)
 		if err != nil {
@@ -254,13 +246,4 @@ func programBySecret(app core.App, secret string) (string, bool) {
 		}
 	}
 	return found, found != ""
-}
-
-// jsonProblem turns a decoding error into a message that names the field when it can.
-func jsonProblem(err error) string {
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) {
-		return fmt.Sprintf("%q has the wrong type (want %s)", typeErr.Field, typeErr.Type)
-	}
-	return err.Error()
 }

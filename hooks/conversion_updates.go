@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/pocketbase/dbx"
 	validation "github.com/pocketbase/ozzo-validation/v4"
@@ -21,6 +20,7 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/saleupdate"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/textcheck"
 )
 
 // A recorded sale changes through several doors: the dashboard (the records API as a
@@ -339,8 +339,8 @@ func parseUpdateBody(raw []byte, now time.Time) (saleUpdate, validation.Errors) 
 			}
 		case "reason":
 			if s, ok := str(name, v); ok {
-				if len(s) > 200 || strings.IndexFunc(s, unicode.IsControl) >= 0 {
-					errs[name] = validation.NewError("invalid", "At most 200 printable characters.")
+				if len(s) > 200 || !textcheck.Line(s) {
+					errs[name] = validation.NewError("invalid", "At most 200 printable characters, no control or bidirectional formatting character.")
 				} else {
 					u.Reason = s
 				}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/pocketbase/dbx"
 	validation "github.com/pocketbase/ozzo-validation/v4"
@@ -16,6 +15,7 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/attribution"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/textcheck"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
@@ -158,8 +158,16 @@ func (s *conversionService) validate(in conversionInput) validation.Errors {
 	switch {
 	case strings.TrimSpace(in.ExternalID) == "":
 		errs["external_id"] = validation.NewError("required", "The sale's id in your system is required (it makes retries safe).")
-	case len(in.ExternalID) > maxExternalID || strings.IndexFunc(in.ExternalID, unicode.IsControl) >= 0:
-		errs["external_id"] = validation.NewError("invalid", "At most 255 printable characters.")
+	case len(in.ExternalID) > maxExternalID || !textcheck.Line(in.ExternalID):
+		errs["external_id"] = validation.NewError("invalid", "At most 255 printable characters, no control or bidirectional formatting character.")
+	}
+	for field, v := range map[string]string{
+		"click_id": in.ClickID, "affiliate_code": in.AffiliateCode, "coupon": in.Coupon, "customer": in.Customer,
+		"customer_email": in.CustomerEmail, "subscription_id": in.SubscriptionID,
+	} {
+		if !textcheck.Line(v) {
+			errs[field] = validation.NewError("invalid_characters", textcheck.Message)
+		}
 	}
 	switch {
 	case in.Amount <= 0:

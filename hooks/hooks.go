@@ -199,8 +199,10 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		return err
 	}
 	cfg = cfg.withDefaults()
+	registerSecurity(app)
 	registerWriteGuards(app)
 	registerRollupGuards(app)
+	registerPlainText(app)
 	registerSaleTimes(app)
 	registerPrograms(app)
 	registerAffiliates(app)

@@ -3,9 +3,12 @@ package hooks
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/mails"
+	"github.com/pocketbase/pocketbase/tools/routine"
 	"github.com/pocketbase/pocketbase/tools/security"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
@@ -39,6 +42,39 @@ func (l *lifecycleMails) bindAuthMail() {
 		}
 	}
 	app := l.app
+	// A signup proves nothing about its address: whoever signs up may type a stranger's. The
+	// guest gets PocketBase's verification mail at once (fixed text, no name), and until its
+	// link is followed every other mail to the address leaves out what the signer typed
+	// (mailData.withoutSignerText). Superusers creating affiliates send nothing here.
+	var sending sync.WaitGroup // verification mails in flight; the app waits for them to end
+	app.OnTerminate().BindFunc(func(e *core.TerminateEvent) error {
+		sending.Wait()
+		return e.Next()
+	})
+	app.OnRecordCreateRequest(collections.Affiliates).BindFunc(func(e *core.RecordRequestEvent) error {
+		if err := e.Next(); err != nil || e.HasSuperuserAuth() || e.Record.Verified() {
+			return err
+		}
+		record := e.Record
+		send := func() {
+			routine.FireAndForget(func() { // as PocketBase's request-verification does: the answer does not wait
+				if err := mails.SendRecordVerification(app, record); err != nil {
+					app.Logger().Error("send verification mail", "affiliate", record.Id, "error", err)
+				}
+			}, &sending)
+		}
+		if tx := e.App.TxInfo(); tx != nil { // a batch request: only once the signup committed
+			tx.OnComplete(func(txErr error) error {
+				if txErr == nil {
+					send()
+				}
+				return nil
+			})
+			return nil
+		}
+		send()
+		return nil
+	})
 	app.OnMailerRecordVerificationSend().BindFunc(tag("auth_verification"))
 	app.OnMailerRecordPasswordResetSend().BindFunc(tag("auth_password_reset"))
 	app.OnMailerRecordEmailChangeSend().BindFunc(tag("auth_email_change"))

@@ -228,7 +228,8 @@ func newTestEngine(t *testing.T, app core.App, cfg Config, clock *pbatest.Clock,
 	return te
 }
 
-// createTestAffiliate saves an affiliate of the default program through app.Save.
+// createTestAffiliate saves an affiliate of the default program through app.Save, its address
+// verified unless extra says "verified": false.
 func createTestAffiliate(t testing.TB, app core.App, name, code, status, email string, extra map[string]any) *core.Record {
 	t.Helper()
 	program, err := collections.FindDefaultProgram(app)
@@ -242,6 +243,7 @@ func createTestAffiliate(t testing.TB, app core.App, name, code, status, email s
 	r := core.NewRecord(col)
 	r.Load(map[string]any{"name": name, "code": code, "status": status, "program": program.Id})
 	r.SetEmail(email)
+	r.SetVerified(true)
 	if hash, ok := extra["_hash"].(string); ok {
 		r.SetRaw(core.FieldNamePassword, &core.PasswordFieldValue{Hash: hash})
 		delete(extra, "_hash")

@@ -324,6 +324,9 @@ func (o *mailOutbox) prepare(rows []deliveryRow) ([]outgoingMail, []deliveryRow,
 			}
 			continue
 		}
+		if !a.Verified() {
+			d.withoutSignerText()
+		}
 		if r.Marketing {
 			suppression, err := o.suppressionOf(r.Email)
 			if err != nil {

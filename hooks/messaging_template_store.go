@@ -1,9 +1,13 @@
 package hooks
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 
+	"github.com/pocketbase/dbx"
 	validation "github.com/pocketbase/ozzo-validation/v4"
 	"github.com/pocketbase/pocketbase/core"
 
@@ -39,21 +43,33 @@ func loadMailTemplates(app core.App) (map[string]lifecycleTemplate, error) {
 
 // ensureMailTemplates writes the shipped default of every template without a row, so admins
 // find each one in the dashboard ready to edit; deleting a row restores the default at the
-// next start.
+// next start. A row still equal to a superseded default gets the current one.
 func ensureMailTemplates(app core.App) error {
 	col, err := app.FindCachedCollectionByNameOrId(collections.MailTemplates)
 	if err != nil {
 		return fmt.Errorf("mail templates collection: %w", err)
 	}
-	var have []string
-	if err := app.DB().Select(collections.FieldName).From(collections.MailTemplates).Column(&have); err != nil {
+	var have []mailTemplateRow
+	err = app.DB().Select(collections.FieldName, collections.MailTemplateSubject, collections.MailTemplateHTML, collections.MailTemplateText).
+		From(collections.MailTemplates).All(&have)
+	if err != nil {
 		return fmt.Errorf("list mail templates: %w", err)
 	}
-	exists := make(map[string]bool, len(have))
-	for _, n := range have {
-		exists[n] = true
-	}
 	defaults := lifecycleTemplates()
+	exists := make(map[string]bool, len(have))
+	for _, row := range have {
+		exists[row.Name] = true
+		if !slices.Contains(supersededDefaults()[row.Name], templateDigest(row.Subject, row.HTML, row.Text)) {
+			continue
+		}
+		t := defaults[row.Name]
+		_, err := app.DB().Update(collections.MailTemplates, dbx.Params{
+			collections.MailTemplateSubject: t.subject, collections.MailTemplateHTML: t.html, collections.MailTemplateText: t.text,
+		}, dbx.HashExp{collections.FieldName: row.Name}).Execute()
+		if err != nil {
+			return fmt.Errorf("update default mail template %s: %w", row.Name, err)
+		}
+	}
 	names := make([]string, 0, len(defaults))
 	for n := range defaults {
 		names = append(names, n)
@@ -74,6 +90,23 @@ func ensureMailTemplates(app core.App) error {
 		}
 	}
 	return nil
+}
+
+// supersededDefaults are the digests (templateDigest) of shipped defaults that a later
+// version changed, by template name. A row still equal to one was never edited by an admin,
+// so ensureMailTemplates replaces it with the current default; an edited row is left alone.
+func supersededDefaults() map[string][]string {
+	return map[string][]string{
+		// Before mail to unverified addresses left out the referral link (operations.md).
+		templateApproved:     {"70b9ed5e0320fb54d2b0c5ce220b5573d525d4ff35d88f388ab856b20adbf6fe"},
+		templateWeeklyDigest: {"9d13c4a1d52391b175b0372545684aaca5cbbf8de991e1c44debfe87f35ab909"},
+	}
+}
+
+// templateDigest identifies a template's three parts.
+func templateDigest(subject, html, text string) string {
+	sum := sha256.Sum256([]byte(subject + "\x00" + html + "\x00" + text))
+	return hex.EncodeToString(sum[:])
 }
 
 // validateMailTemplate renders an edited template with sample data and refuses it, naming the

@@ -60,6 +60,19 @@ type mailData struct {
 	Digest digestReport
 }
 
+// unverifiedName stands in for the name in mail to an unverified address, so that every
+// template's "Hi {{.Name}}," still reads well ("Hi there,").
+const unverifiedName = "there"
+
+// withoutSignerText removes from d what the account's owner typed (name, codes, link labels)
+// for mail to an address nobody has proven to own: whoever signs up chooses both the address
+// and this text, so it must not carry a message of theirs into a stranger's inbox. What the
+// program's admins and the server wrote stays.
+func (d *mailData) withoutSignerText() {
+	d.Name, d.Code, d.Link, d.Links = unverifiedName, "", "", nil
+	d.Digest.BestLink, d.Digest.BestLinkURL = "", ""
+}
+
 // mailLink is one tracked link as templates show it.
 type mailLink struct {
 	Label string
@@ -123,8 +136,10 @@ func lifecycleTemplates() map[string]lifecycleTemplate {
 		},
 		templateApproved: {
 			subject: "You're in: your affiliate account is approved",
-			text:    "Hi {{.Name}},\n\nyour application to {{.Program}} is approved. Your referral link:\n{{.Link}}\n\nSign in to the portal for links, stats and payouts: {{.PortalURL}}\n",
-			html:    `<p>Hi {{.Name}},</p><p>your application to {{.Program}} is approved. Your referral link:</p><p><a href="{{.Link}}">{{.Link}}</a></p><p><a href="{{.PortalURL}}">Open the portal</a> for links, stats and payouts.</p>`,
+			text: "Hi {{.Name}},\n\nyour application to {{.Program}} is approved. {{if .Link}}Your referral link:\n{{.Link}}\n\n" +
+				"Sign in to the portal for links, stats and payouts: {{.PortalURL}}{{else}}Sign in to the portal for your referral link, stats and payouts: {{.PortalURL}}{{end}}\n",
+			html: `<p>Hi {{.Name}},</p><p>your application to {{.Program}} is approved.{{if .Link}} Your referral link:</p><p><a href="{{.Link}}">{{.Link}}</a></p>` +
+				`<p><a href="{{.PortalURL}}">Open the portal</a> for links, stats and payouts.</p>{{else}}</p><p><a href="{{.PortalURL}}">Open the portal</a> for your referral link, stats and payouts.</p>{{end}}`,
 		},
 		templatePayoutSent: {
 			subject: "Your payout of {{.Amount}} is on its way",
@@ -162,13 +177,13 @@ func lifecycleTemplates() map[string]lifecycleTemplate {
 			text: "Hi {{.Name}},\n\nyour week ({{.Digest.Period}}):\n- Clicks: {{.Digest.Clicks}}\n- Sales: {{.Digest.Conversions}}\n- Commission earned: {{.Digest.Commission}}\n" +
 				"{{if .Digest.BestLink}}- Best link: {{.Digest.BestLink}} ({{.Digest.BestClicks}} clicks) {{.Digest.BestLinkURL}}\n{{end}}" +
 				"{{if .Digest.Rank}}- Rank: {{.Digest.Rank}} of {{.Digest.Ranked}}{{if gt .Digest.RankChange 0}}, up {{.Digest.Places}}{{else if lt .Digest.RankChange 0}}, down {{.Digest.Places}}{{end}}\n{{end}}" +
-				"\nBalance: {{.Balance.Payable}} payable, {{.Balance.Pending}} pending.\n\nYour link: {{.Link}}\nThe portal: {{.PortalURL}}\n",
+				"\nBalance: {{.Balance.Payable}} payable, {{.Balance.Pending}} pending.\n\n{{if .Link}}Your link: {{.Link}}\n{{end}}The portal: {{.PortalURL}}\n",
 			html: `<p>Hi {{.Name}},</p><p>your week ({{.Digest.Period}}):</p><table cellpadding="4">` +
 				`<tr><td>Clicks</td><td><strong>{{.Digest.Clicks}}</strong></td></tr><tr><td>Sales</td><td><strong>{{.Digest.Conversions}}</strong></td></tr>` +
 				`<tr><td>Commission earned</td><td><strong>{{.Digest.Commission}}</strong></td></tr>` +
 				`{{if .Digest.BestLink}}<tr><td>Best link</td><td><a href="{{.Digest.BestLinkURL}}">{{.Digest.BestLink}}</a> ({{.Digest.BestClicks}} clicks)</td></tr>{{end}}` +
 				`{{if .Digest.Rank}}<tr><td>Rank</td><td>{{.Digest.Rank}} of {{.Digest.Ranked}}{{if gt .Digest.RankChange 0}} (up {{.Digest.Places}}){{else if lt .Digest.RankChange 0}} (down {{.Digest.Places}}){{end}}</td></tr>{{end}}` +
-				`</table><p>Balance: {{.Balance.Payable}} payable, {{.Balance.Pending}} pending.</p><p>Your link: <a href="{{.Link}}">{{.Link}}</a><br><a href="{{.PortalURL}}">Open the portal</a></p>`,
+				`</table><p>Balance: {{.Balance.Payable}} payable, {{.Balance.Pending}} pending.</p><p>{{if .Link}}Your link: <a href="{{.Link}}">{{.Link}}</a><br>{{end}}<a href="{{.PortalURL}}">Open the portal</a></p>`,
 		},
 	}
 }

@@ -103,12 +103,13 @@ func (u *unsubscribes) affiliateFromToken(token string) (string, bool) {
 }
 
 // unsubscribePage is the small page both methods answer with; the token is escaped by
-// html/template in the form action.
-const unsubscribePage = `<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>Unsubscribe</title></head>` +
-	`<body style="font-family:system-ui,sans-serif;max-width:480px;margin:48px auto;padding:0 16px">` +
+// html/template in the form action. No inline style (the Content-Security-Policy allows
+// none): pba.css styles it.
+const unsubscribePage = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>Unsubscribe</title>` +
+	`<link rel="stylesheet" href="/pba.css"></head><body class="notice"><main>` +
 	`{{if .Done}}<h1>You are unsubscribed</h1><p>You will no longer receive newsletters from our affiliate program. Payout and account emails still reach you.</p>` +
 	`{{else}}<h1>Unsubscribe?</h1><p>Stop newsletters from our affiliate program. Payout and account emails still reach you.</p>` +
-	`<form method="post" action="/api/pba/unsubscribe?token={{.Token}}"><button type="submit">Unsubscribe</button></form>{{end}}</body></html>`
+	`<form method="post" action="/api/pba/unsubscribe?token={{.Token}}"><button type="submit">Unsubscribe</button></form>{{end}}</main></body></html>`
 
 // renderUnsubscribePage writes the page.
 func renderUnsubscribePage(e *core.RequestEvent, token string, done bool) error {

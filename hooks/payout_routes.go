@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"cmp"
 	"encoding/csv"
 	"fmt"
 	"net/http"
@@ -124,10 +125,8 @@ func exportManualPayouts(re *core.RequestEvent, format string) error {
 	w := csv.NewWriter(re.Response)
 	_ = w.Write(header)
 	for _, r := range rows {
-		to := r.PayTo
-		if to == "" {
-			to = r.Email
-		}
+		// The name and both addresses are the affiliate's own typing: defused like every export.
+		to := csvsafe.Cell(cmp.Or(r.PayTo, r.Email))
 		amount, cur := money.Format(r.Amount, r.Currency), strings.ToUpper(r.Currency)
 		if format == "wise" {
 			_ = w.Write([]string{csvsafe.Cell(r.Name), to, r.ID, "PRIVATE", "target", amount, cur, cur})

@@ -1,8 +1,10 @@
 package hooks_test
 
 import (
+	"encoding/csv"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +87,53 @@ func TestManualPayoutRun(t *testing.T) {
 		t.Fatalf("a payout's amount changed: %d", rec.Code)
 	}
 	env.ledgerOK()
+}
+
+// The mass-payout file carries what affiliates typed (payout email, else email, and the name
+// in Wise's): a cell that a spreadsheet would read as a formula is defused in both formats,
+// and no cell of either file starts a formula.
+func TestPayoutsCSVDefusesTypedCells(t *testing.T) {
+	env := newEngineEnv(t)
+	const payTo = "=cmd|'/Ccalc'!A0@x.com"
+	if res := pbatest.Request(env.handler, http.MethodPatch, "/api/collections/affiliates/records/"+fx.A.ID, fx.A.Token,
+		fmt.Sprintf(`{"payout_email":%q,"name":"@SUM(1+1)*cmd"}`, payTo)); res.Code != http.StatusOK {
+		t.Fatalf("A's profile: %d %s", res.Code, res.Body)
+	}
+	if res := pbatest.Request(env.handler, http.MethodPatch, "/api/collections/affiliates/records/"+fx.B.ID, fx.B.Token,
+		`{"name":"+1 555 cmd"}`); res.Code != http.StatusOK {
+		t.Fatalf("B's profile: %d %s", res.Code, res.Body)
+	}
+	past := time.Now().AddDate(0, 0, -40)
+	env.pastSale("affiliate-a", 30000, past)
+	env.pastSale("affiliate-b", 30000, past)
+	env.run()
+	if res := pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run", fx.Superuser.Token, ""); res.Code != http.StatusOK {
+		t.Fatalf("run: %d %s", res.Code, res.Body)
+	}
+	for format, want := range map[string][]string{
+		"paypal": {"'" + payTo, fx.B.Email},
+		"wise":   {"'" + payTo, "'@SUM(1+1)*cmd", "'+1 555 cmd", fx.B.Email},
+	} {
+		res := pbatest.Request(env.handler, http.MethodGet, "/api/pba/export/payouts.csv?format="+format, fx.Superuser.Token, "")
+		rows, err := csv.NewReader(res.Body).ReadAll()
+		if res.Code != http.StatusOK || err != nil || len(rows) != 3 {
+			t.Fatalf("%s: %d, %d rows (%v)", format, res.Code, len(rows), err)
+		}
+		var cells []string
+		for _, row := range rows[1:] {
+			for _, cell := range row {
+				if cell != "" && strings.ContainsRune("=+-@\t\r", rune(cell[0])) {
+					t.Errorf("%s: cell %q would run as a formula", format, cell)
+				}
+				cells = append(cells, cell)
+			}
+		}
+		for _, w := range want {
+			if !slices.Contains(cells, w) {
+				t.Errorf("%s: no cell %q in %v", format, w, cells)
+			}
+		}
+	}
 }
 
 func TestPayoutSkipsAndCancel(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/clickpolicy"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/textcheck"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
@@ -293,9 +295,16 @@ type trackClickBody struct {
 // handleTrackClick is POST /api/pba/clicks: the click of a visitor who landed on the
 // merchant's site with ?via=CODE, reported by track.js.
 func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
+	raw, err := io.ReadAll(e.Request.Body)
+	if err != nil {
+		return e.BadRequestError("Could not read the body.", err)
+	}
 	var body trackClickBody
-	if err := e.BindBody(&body); err != nil {
-		return e.BadRequestError("The body must be JSON: {\"code\": \"…\"}.", nil)
+	if errs := decodeStrict(raw, &body); errs != nil {
+		return e.BadRequestError("The body must be JSON: {\"code\": \"…\"}.", errs)
+	}
+	if !textcheck.Line(body.Sub) {
+		return e.BadRequestError("Invalid click.", fieldError("sub", "invalid_characters", textcheck.Message))
 	}
 	target, err := t.resolver.resolve(strings.ToLower(strings.TrimSpace(body.Code)))
 	if err != nil {
@@ -330,6 +339,9 @@ func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
 // newClick builds the row of one click: ids, the visitor, hashed IP, its text as stored,
 // fraud flags, and whether the IP's ceiling leaves it a row (Overflow when not).
 func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referrer, visitor string) clickRow {
+	if !textcheck.Line(sub) {
+		sub = "" // a /r/ visitor still gets through: only the sub is refused (the link's own is used)
+	}
 	if strings.TrimSpace(sub) == "" {
 		sub = target.SubID
 	}
@@ -420,9 +432,10 @@ func unavailable(e *core.RequestEvent, err error) error {
 	return e.Error(http.StatusServiceUnavailable, "The click could not be recorded; please retry.", err)
 }
 
+// notFoundHTML has no inline style (the Content-Security-Policy allows none): pba.css styles it.
 const notFoundHTML = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Link not found</title><style>body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#1f2933}</style></head>
-<body><h1>This link is not active</h1><p>The link you followed does not exist or is no longer active.</p></body></html>`
+<title>Link not found</title><link rel="stylesheet" href="/pba.css"></head>
+<body class="notice"><main><h1>This link is not active</h1><p>The link you followed does not exist or is no longer active.</p></main></body></html>`
 
 func notFoundPage(e *core.RequestEvent) error {
 	h := e.Response.Header()
@@ -430,6 +443,7 @@ func notFoundPage(e *core.RequestEvent) error {
 	// The router's security headers, for the one page the direct /r/ path renders.
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "SAMEORIGIN")
+	setSecurityHeaders(h, e.Request, e.App.Settings().TrustedProxy.Headers)
 	return e.HTML(http.StatusNotFound, notFoundHTML)
 }
 

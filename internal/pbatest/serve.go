@@ -36,6 +36,10 @@ func Serve(t testing.TB, app *tests.TestApp) http.Handler {
 	return se.Server.Handler
 }
 
+// ClientIP is the address Request's requests come from (httptest's default), the key of
+// PocketBase's per-IP rate limits.
+const ClientIP = "192.0.2.1"
+
 // Response is a handler's answer: the recorder (Code, Body, Result for headers and cookies)
 // and, when the body is a JSON object, that object.
 type Response struct {

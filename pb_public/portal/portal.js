@@ -380,7 +380,7 @@
           const record = await sess.signIn(body.email, body.password);
           f.reset();
           await enter(record);
-          setMsg("Thank you for applying.", "ok");
+          setMsg("Thank you for applying. We sent you a link to confirm your email address.", "ok");
         } catch (e) {
           showErrors(f, e);
         }

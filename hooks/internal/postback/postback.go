@@ -13,9 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/textcheck"
 )
 
 // Request is a parsed postback.
@@ -71,8 +71,8 @@ func Parse(q url.Values) (Request, map[string]string) {
 			errs[name] = "required"
 		case len(v) > max:
 			errs[name] = "too long"
-		case strings.IndexFunc(v, func(r rune) bool { return unicode.IsControl(r) || r == unicode.ReplacementChar }) >= 0:
-			errs[name] = "contains control or invalid characters"
+		case !textcheck.Line(v):
+			errs[name] = "contains control, bidirectional or invalid characters"
 		default:
 			return v
 		}

@@ -46,6 +46,9 @@ func TestParse(t *testing.T) {
 		"key=k&click_id=c&txid=t&amount=1&currency=usd&occurred_at=today":         "occurred_at",
 		"key=k&click_id=c&txid=t&txid=u&amount=1&currency=usd":                    "txid",
 		"key=k&click_id=c%00&txid=t&amount=1&currency=usd":                        "click_id",
+		"key=k&click_id=c&txid=t%E2%80%AEexe&amount=1&currency=usd":               "txid",     // U+202E
+		"key=k&click_id=c&txid=t&amount=1&currency=usd&customer=a%E2%81%A6b":      "customer", // U+2066
+		"key=k&affiliate_code=a%0Ab&txid=t&amount=1&currency=usd":                 "affiliate_code",
 		"key=k&click_id=c&txid=t&amount=1":                                        "currency",
 		"key=k&txid=t&refund=1.50":                                                "currency",
 		"key=k&txid=t&refund=1.505&currency=usd":                                  "refund",
