@@ -5,7 +5,7 @@ HTTP           ?= 127.0.0.1:8090
 ADMIN_EMAIL    ?= admin@example.com
 ADMIN_PASSWORD ?= pbaffiliate-admin
 
-.PHONY: run demo build test bench fuzz fmt lint clean
+.PHONY: run demo build test bench fuzz fmt lint clean ui ui-check
 
 ## run: start the server on an embedded SQLite in $(DATA), with a superuser ready to log in
 run:
@@ -30,6 +30,18 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -timeout 30m ./...
 	$(GO) test -count=1 -run '^TestLedgerProperty$$' ./hooks/
+
+## ui: rebuild the web app (ui/, Svelte + Vite) into pb_public from the lockfile; needs Node 20+
+## and npm. The build is committed, so `go build` and `make run` need no Node.
+ui:
+	cd ui && npm ci --no-audit --no-fund && npm test
+	rm -rf pb_public/admin pb_public/ui
+	cd ui && npm run build
+
+## ui-check: rebuild the web app and fail when the build differs from the committed one (CI)
+ui-check: ui
+	@changed=$$(git status --porcelain -- pb_public); \
+	if [ -n "$$changed" ]; then echo "ui-check: the committed build in pb_public differs from \`make ui\`:"; echo "$$changed"; git --no-pager diff --stat -- pb_public; exit 1; fi
 
 ## bench: Go benchmarks of every package, then the HTTP load test of the redirector with wrk
 bench:

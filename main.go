@@ -19,11 +19,17 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/hooks"
 )
 
-// publicFiles are the admin page, the portal and track.js, built into the binary so it needs
+// publicFiles are the back office (built from ui/), the portal and track.js, built into the binary so it needs
 // no files beside it.
 //
 //go:embed all:pb_public
 var publicFiles embed.FS
+
+// pagesCSP is the Content-Security-Policy of every embedded page: scripts, styles and data
+// from this server only, no inline script or style, no framing. The pages are built for it
+// (ui/vite.config.js).
+const pagesCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 func main() {
 	tuneGC()
@@ -42,7 +48,11 @@ func main() {
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		if !se.Router.HasRoute("GET", "/{path...}") {
-			se.Router.GET("/{path...}", apis.Static(public, false))
+			static := apis.Static(public, false)
+			se.Router.GET("/{path...}", func(e *core.RequestEvent) error {
+				e.Response.Header().Set("Content-Security-Policy", pagesCSP)
+				return static(e)
+			})
 		}
 		return se.Next()
 	})

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"database/sql"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The back office (/admin/, built from ui/) in headless Chromium against the real binary with
+// the demo data. Its subtests run inside TestPagesInBrowser and share its server and browser,
+// and one signed-in tab walks through the views in order.
+
+// pageTabOpener opens the back office's tab for a subtest.
+type pageTabOpener func(t *testing.T) *pageTab
+
+// backOffice is what the back office subtests share.
+type backOffice struct {
+	base string
+	db   *sql.DB
+	p    *pageTab
+	axe  string // axe-core's script, or "" when it is not installed (outside CI)
+}
+
+// axeSource reads axe-core from ui/node_modules (npm ci in ui/, which `make ui` and .ci/run
+// do). Without it the accessibility checks are skipped on a developer machine and fail in CI.
+func axeSource(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("ui", "node_modules", "axe-core", "axe.min.js"))
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("axe-core is not installed (CI=true; run `make ui`): %v", err)
+		}
+		t.Logf("axe-core not installed (cd ui && npm ci): accessibility checks skipped")
+		return ""
+	}
+	return string(b)
+}
+
+// checkAxe runs axe-core on the page as it is and fails on serious or critical violations.
+func (b *backOffice) checkAxe(t *testing.T, view string) {
+	t.Helper()
+	if b.axe == "" {
+		return
+	}
+	if !pageEval[bool](b.p, `typeof window.axe === "object"`) {
+		pageEval[bool](b.p, b.axe+"\n;true")
+	}
+	raw := pageEval[string](b.p, `axe.run(document, {resultTypes: ["violations"]}).then((r) => JSON.stringify(r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" "))}))))`)
+	var violations []struct {
+		ID, Impact, Help string
+		Nodes            []string
+	}
+	if err := json.Unmarshal([]byte(raw), &violations); err != nil {
+		t.Fatalf("axe answer %q: %v", raw, err)
+	}
+	for _, v := range violations {
+		if v.Impact == "serious" || v.Impact == "critical" {
+			t.Errorf("axe on %s: %s (%s): %s at %v", view, v.ID, v.Impact, v.Help, v.Nodes)
+		} else {
+			t.Logf("axe on %s (minor): %s (%s): %s at %v", view, v.ID, v.Impact, v.Help, v.Nodes)
+		}
+	}
+}
+
+// open goes to a view of the back office by its hash and waits for its heading.
+func (b *backOffice) open(t *testing.T, hash, heading string) {
+	t.Helper()
+	b.p.t = t
+	pageEval[bool](b.p, `(location.hash = `+strconv.Quote(hash)+`, true)`)
+	b.p.waitFor("the view "+heading, `document.querySelector("main h1") && document.querySelector("main h1").textContent.trim().startsWith(`+strconv.Quote(heading)+`)`)
+}
+
+// waitDB polls the database until query (one integer) answers want.
+func waitDB(t *testing.T, p *pageTab, db *sql.DB, what string, want int64, query string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var got int64
+		if err := db.QueryRow(query, args...).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d, want %d%s", what, got, want, p.diagnostics())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// backOfficeSubtests walks the back office. katherine is a pending applicant whose portal is
+// open in pendingTab (nil if that subtest did not run): approving her must reach it live.
+func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sql.DB, katherineID, katherineCode string, pendingTab *pageTab) {
+	b := &backOffice{base: base, db: db, axe: axeSource(t)}
+
+	t.Run("back office sign in", func(t *testing.T) {
+		b.p = browser(t)
+		p := b.p
+		p.navigate(base + "/admin/")
+		p.waitFor("the sign-in form", `document.getElementById("si-email") !== null`)
+		b.checkAxe(t, "sign in")
+		p.typeInto("#si-email", pagesAdminEmail)
+		p.typeInto("#si-password", "wrong-password")
+		p.click("form button[type=submit]")
+		p.waitFor("the sign-in error", `document.getElementById("signin-err").textContent !== ""`)
+		p.typeInto("#si-password", pagesAdminPassword)
+		p.click("form button[type=submit]")
+		p.waitFor("the back office", `document.getElementById("sign-out") !== null`)
+		p.waitFor("the live feed", `document.querySelector("#live-state .dot.on") !== null`)
+		// A reload keeps the session (the SDK's auth store, refreshed on load).
+		p.navigate(base + "/admin/#/affiliates")
+		p.waitFor("the back office after a reload", `document.getElementById("sign-out") !== null`)
+		if got := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth") || "{}").record?.email || ""`); got != pagesAdminEmail {
+			t.Errorf("stored session of %q, want %s", got, pagesAdminEmail)
+		}
+	})
+	if b.p == nil || t.Failed() {
+		return
+	}
+
+	t.Run("affiliates directory", func(t *testing.T) {
+		p := b.p
+		b.open(t, "#/affiliates", "Affiliates")
+		var approved int64
+		db.QueryRow(`SELECT COUNT(*) FROM affiliates WHERE status = 'approved'`).Scan(&approved)
+		p.waitFor("the directory", `document.querySelectorAll("#affiliates-body tr[id^=aff-]").length > 0`)
+		// Filter by status: exactly the approved affiliates, counted as the database has them.
+		p.setValue("#f-status", "approved")
+		p.waitFor("the status filter", `location.hash.includes("status=approved") && [...document.querySelectorAll("#affiliates-body .badge")].every((b) => b.textContent === "approved")`)
+		p.waitFor("the count", `document.querySelector(".pager span").textContent.endsWith(" of `+strconv.FormatInt(approved, 10)+`")`)
+		// Search by text.
+		p.typeInto("#f-q", "grace")
+		p.waitFor("the search", `document.querySelectorAll("#affiliates-body tr[id^=aff-]").length === 1 && document.getElementById("affiliates-body").textContent.includes("Grace Hopper")`)
+		b.checkAxe(t, "affiliates")
+		p.screenshots("backoffice-affiliates")
+		p.setValue("#f-q", "")
+		pageEval[bool](p, `(location.hash = "#/affiliates", true)`)
+	})
+
+	t.Run("approve an application", func(t *testing.T) {
+		p := b.p
+		b.open(t, "#/affiliates?tab=applications", "Affiliates")
+		p.waitFor("the application", `document.getElementById("aff-`+katherineID+`") !== null`)
+		b.checkAxe(t, "applications")
+		p.screenshots("backoffice-applications")
+		p.click("#aff-" + katherineID + ` button[data-status="approved"]`)
+		waitDB(t, p, db, "approved "+katherineCode, 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND status = 'approved'`, katherineID)
+		p.waitFor("the application to leave the queue", `document.getElementById("aff-`+katherineID+`") === null`)
+		p.waitFor("the confirmation", `document.getElementById("msg").textContent.includes("approval email")`)
+		if pendingTab != nil {
+			pendingTab.t = t
+			pendingTab.waitFor("the approved applicant's dashboard", `!document.getElementById("dash").hidden && document.getElementById("ref-code").textContent === "`+katherineCode+`"`)
+		}
+		// Bulk: every other waiting application at once.
+		var waiting int64
+		db.QueryRow(`SELECT COUNT(*) FROM affiliates WHERE status = 'pending'`).Scan(&waiting)
+		if waiting == 0 {
+			t.Fatal("the test needs another pending application (the portal signup subtest makes one)")
+		}
+		p.waitFor("the remaining applications", `document.querySelectorAll("#affiliates-body tr[id^=aff-]").length === `+strconv.FormatInt(waiting, 10))
+		p.click(`th input[type=checkbox]`)
+		p.click("#bulk-approve")
+		waitDB(t, p, db, "pending affiliates after the bulk approval", 0, `SELECT COUNT(*) FROM affiliates WHERE status = 'pending'`)
+		p.waitFor("the empty queue", `document.querySelector("#affiliates-body td.empty") !== null`)
+	})
+
+	t.Run("affiliate page", func(t *testing.T) {
+		p := b.p
+		var id, name string
+		db.QueryRow(`SELECT id, name FROM affiliates WHERE code = 'ada-lovelace'`).Scan(&id, &name)
+		b.open(t, "#/affiliates/"+id, name)
+		from := time.Now().UTC().AddDate(0, 0, -29).Format("2006-01-02")
+		want := statsSince(t, db, id, from)
+		p.waitFor("the figures", `document.getElementById("af-clicks").textContent === `+strconv.Quote(groupThousands(strconv.FormatInt(want[0], 10))))
+		p.waitFor("the chart", `document.querySelector(".chart canvas") !== null`)
+		// A commission override typed as a percent is stored in basis points.
+		p.typeInto("#af-override", "12.5%")
+		p.typeInto("#af-tags", "newsletter, vip")
+		p.click(`#affiliate-form button[type=submit]`)
+		waitDB(t, p, db, "ada's commission_override", 1250, `SELECT commission_override FROM affiliates WHERE id = ?`, id)
+		var tags string
+		db.QueryRow(`SELECT tags FROM affiliates WHERE id = ?`, id).Scan(&tags)
+		if tags != `["newsletter","vip"]` {
+			t.Errorf("tags stored as %s", tags)
+		}
+		p.typeInto("#af-override", "12.555")
+		p.click(`#affiliate-form button[type=submit]`)
+		p.waitFor("the override error", `document.getElementById("af-override-err").textContent.includes("two decimals")`)
+		b.checkAxe(t, "affiliate page")
+		p.screenshots("backoffice-affiliate")
+		// Suspend, with the confirmation saying what follows, then reinstate.
+		p.click(`#status-actions button[data-status="suspended"]`)
+		p.click("#confirm-status")
+		waitDB(t, p, db, "ada suspended", 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND status = 'suspended'`, id)
+		p.click(`#status-actions button[data-status="approved"]`)
+		p.click("#confirm-status")
+		waitDB(t, p, db, "ada reinstated", 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND status = 'approved'`, id)
+		p.setValue("#af-override", "")
+		p.click(`#affiliate-form button[type=submit]`)
+		waitDB(t, p, db, "ada's override cleared", 0, `SELECT commission_override FROM affiliates WHERE id = ?`, id)
+	})
+
+	if ex := b.p.exceptions(); len(ex) > 0 {
+		t.Errorf("script errors in the back office: %v", strings.Join(ex, "\n"))
+	}
+}
