@@ -3,6 +3,9 @@ package main
 import (
 	"database/sql"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,15 +53,22 @@ func (b *backOffice) checkAxe(t *testing.T, view string) {
 	if !pageEval[bool](b.p, `typeof window.axe === "object"`) {
 		pageEval[bool](b.p, b.axe+"\n;true")
 	}
-	raw := pageEval[string](b.p, `axe.run(document, {resultTypes: ["violations"]}).then((r) => JSON.stringify(r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" "))}))))`)
-	var violations []struct {
-		ID, Impact, Help string
-		Nodes            []string
+	raw := pageEval[string](b.p, `axe.run(document, {resultTypes: ["violations"]}).then((r) => JSON.stringify({passes: r.passes.length, violations: r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" "))}))}))`)
+	var res struct {
+		Passes     int
+		Violations []struct {
+			ID, Impact, Help string
+			Nodes            []string
+		}
 	}
-	if err := json.Unmarshal([]byte(raw), &violations); err != nil {
+	if err := json.Unmarshal([]byte(raw), &res); err != nil {
 		t.Fatalf("axe answer %q: %v", raw, err)
 	}
-	for _, v := range violations {
+	if res.Passes == 0 {
+		t.Errorf("axe on %s checked nothing", view)
+	}
+	t.Logf("axe on %s: %d rules passed, %d violated", view, res.Passes, len(res.Violations))
+	for _, v := range res.Violations {
 		if v.Impact == "serious" || v.Impact == "critical" {
 			t.Errorf("axe on %s: %s (%s): %s at %v", view, v.ID, v.Impact, v.Help, v.Nodes)
 		} else {
@@ -73,6 +83,25 @@ func (b *backOffice) open(t *testing.T, hash, heading string) {
 	b.p.t = t
 	pageEval[bool](b.p, `(location.hash = `+strconv.Quote(hash)+`, true)`)
 	b.p.waitFor("the view "+heading, `document.querySelector("main h1") && document.querySelector("main h1").textContent.trim().startsWith(`+strconv.Quote(heading)+`)`)
+}
+
+// getJSON GETs url with an auth token and decodes the JSON answer into v.
+func getJSON(t *testing.T, url, token string, v any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, res.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
 }
 
 // waitDB polls the database until query (one integer) answers want.
@@ -204,6 +233,82 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.setValue("#af-override", "")
 		p.click(`#affiliate-form button[type=submit]`)
 		waitDB(t, p, db, "ada's override cleared", 0, `SELECT commission_override FROM affiliates WHERE id = ?`, id)
+	})
+
+	t.Run("programs in human units", func(t *testing.T) {
+		p := b.p
+		b.open(t, "#/programs", "Programs")
+		p.waitFor("the programs", `document.querySelectorAll("#programs-body tr[id^=program-]").length > 0`)
+		p.waitFor("the default program's terms", `document.getElementById("programs-body").textContent.includes("20% of each sale")`)
+		b.checkAxe(t, "programs")
+		p.click("#new-program")
+		b.open(t, "#/programs/new", "New program")
+		p.typeInto("#pg-name", "Spring partners")
+		p.typeInto("#pg-destination", "https://acme.io/spring")
+		p.typeInto("#pg-domain", "not a domain")
+		p.click(`#pg-domain + button`)
+		p.waitFor("the domain error", `document.getElementById("pg-domains-err").textContent.includes("is not a domain")`)
+		p.typeInto("#pg-domain", "https://Acme.io/")
+		p.click(`#pg-domain + button`)
+		p.waitFor("the domain in the list", `document.getElementById("pg-domains").textContent.includes("acme.io")`)
+		p.typeInto("#pg-commission", "12.5%")
+		p.typeInto("#pg-min", "$50")
+		p.click(`input[name=preset][value=twice]`)
+		p.setValue("#pg-zone", "Europe/Berlin")
+		p.waitFor("the next three runs", `document.querySelectorAll("#pg-runs li").length === 3 && document.querySelector("#pg-runs").previousElementSibling.textContent.includes("Europe/Berlin")`)
+		b.checkAxe(t, "new program")
+		p.screenshots("backoffice-program-new")
+		p.click("#program-save")
+		p.waitFor("the saved program", `location.hash.startsWith("#/programs/") && !location.hash.endsWith("/new") && document.getElementById("integration-h") !== null`)
+
+		// Read back through the records API as the superuser.
+		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		var got struct {
+			Items []struct {
+				ID              string   `json:"id"`
+				CommissionValue int      `json:"commission_value"`
+				CommissionType  string   `json:"commission_type"`
+				MinPayout       int      `json:"min_payout"`
+				AllowedDomains  []string `json:"allowed_domains"`
+				PayoutSchedule  string   `json:"payout_schedule"`
+				PostbackSecret  string   `json:"postback_secret"`
+			} `json:"items"`
+		}
+		getJSON(t, base+`/api/collections/programs/records?filter=`+url.QueryEscape(`name="Spring partners"`), token, &got)
+		if len(got.Items) != 1 {
+			t.Fatalf("programs named Spring partners: %d", len(got.Items))
+		}
+		pg := got.Items[0]
+		if pg.CommissionType != "percent" || pg.CommissionValue != 1250 || pg.MinPayout != 5000 {
+			t.Errorf("stored %s %d, min_payout %d; want percent 1250 bp and 5000", pg.CommissionType, pg.CommissionValue, pg.MinPayout)
+		}
+		if strings.Join(pg.AllowedDomains, ",") != "acme.io" || pg.PayoutSchedule != "CRON_TZ=Europe/Berlin 0 9 1,15 * *" {
+			t.Errorf("stored domains %v, schedule %q", pg.AllowedDomains, pg.PayoutSchedule)
+		}
+		// The form shows the stored values back in human units.
+		if v := pageEval[string](p, `document.getElementById("pg-commission").value + " " + document.getElementById("pg-min").value`); v != "12.5 50.00" {
+			t.Errorf("form after saving shows %q, want 12.5 and 50.00", v)
+		}
+		// The secret is hidden until revealed.
+		if strings.Contains(p.text("#pg-secret"), pg.PostbackSecret) {
+			t.Error("the postback secret is shown before Reveal")
+		}
+		p.click(`.secret button[aria-pressed]`)
+		p.waitFor("the revealed secret", `document.getElementById("pg-secret").textContent === `+strconv.Quote(pg.PostbackSecret))
+		// A tier at 25%.
+		p.click(`#tiers-h ~ .actions button`)
+		p.typeInto(`#tiers-body tr:last-child input[aria-label="Tier name"]`, "Gold")
+		p.typeInto(`#tiers-body tr:last-child input[aria-label="Monthly revenue from"]`, "1,000")
+		p.typeInto(`#tiers-body tr:last-child input[aria-label="Rate"]`, "25%")
+		p.click(`#tiers-body tr:last-child button`)
+		waitDB(t, p, db, "the Gold tier", 1, `SELECT COUNT(*) FROM tiers WHERE program = ? AND name = 'Gold' AND commission_value = 2500 AND min_revenue = 100000`, pg.ID)
+		// A bad edit: the server's error lands next to its field, nothing changes.
+		p.typeInto("#pg-destination", "https://elsewhere.io/")
+		p.click("#program-save")
+		p.waitFor("the destination error", `document.getElementById("pg-destination-err").textContent !== ""`)
+		waitDB(t, p, db, "unchanged destination", 1, `SELECT COUNT(*) FROM programs WHERE id = ? AND destination = 'https://acme.io/spring'`, pg.ID)
+		b.checkAxe(t, "program")
+		p.screenshots("backoffice-program")
 	})
 
 	if ex := b.p.exceptions(); len(ex) > 0 {

@@ -221,6 +221,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		payouts:     payouts,
 		unsub:       mail.unsub,
 		mailOutbox:  mail.outbox,
+		setup:       newSetupReport(cfg),
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		r.bind(se.Router)
