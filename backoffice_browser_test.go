@@ -311,6 +311,78 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.screenshots("backoffice-program")
 	})
 
+	t.Run("sales decisions", func(t *testing.T) {
+		p := b.p
+		var saleID, order string
+		if err := db.QueryRow(`SELECT id, external_id FROM conversions WHERE status = 'approved' ORDER BY occurred_at DESC LIMIT 1`).Scan(&saleID, &order); err != nil {
+			t.Fatal(err)
+		}
+		netCommission := func() (net int64) {
+			t.Helper()
+			if err := db.QueryRow(`SELECT IFNULL(SUM(amount), 0) FROM commissions WHERE conversion = ? AND status != 'void'`, saleID).Scan(&net); err != nil {
+				t.Fatal(err)
+			}
+			return net
+		}
+		earned := netCommission()
+		if earned <= 0 {
+			t.Fatalf("demo sale %s earned %d: the test needs a sale with a commission", order, earned)
+		}
+		b.open(t, "#/sales?status=approved", "Sales")
+		p.waitFor("the sale "+order, `document.getElementById("sale-`+saleID+`") !== null`)
+		b.checkAxe(t, "sales")
+		review := func() {
+			t.Helper()
+			p.waitFor("the sale "+order, `document.getElementById("sale-`+saleID+`") !== null`)
+			if !pageEval[bool](p, `document.getElementById("panel-`+saleID+`") !== null`) {
+				p.click("#sale-" + saleID + " button[aria-expanded]")
+			}
+			p.waitFor("the sale's panel", `document.getElementById("panel-`+saleID+`") !== null`)
+		}
+		// Reject with a reason: the unpaid commission is voided.
+		review()
+		p.click(`#panel-` + saleID + ` button[data-action="reject"]`)
+		p.typeInto("#rj-reason", "order cancelled")
+		p.click("#rj-submit")
+		waitDB(t, p, db, "sale rejected", 1, `SELECT COUNT(*) FROM conversions WHERE id = ? AND status = 'rejected' AND reason = 'order cancelled'`, saleID)
+		if got := netCommission(); got != 0 {
+			t.Errorf("rejected sale keeps %d of commission, want 0 (was %d)", got, earned)
+		}
+		p.waitFor("the history row", `document.getElementById("history-`+saleID+`").textContent.includes("Back office: approved → rejected")`)
+		// Approve it again: the commission comes back.
+		p.click(`#panel-` + saleID + ` button[data-action="approve"]`)
+		waitDB(t, p, db, "sale approved again", 1, `SELECT COUNT(*) FROM conversions WHERE id = ? AND status = 'approved'`, saleID)
+		if got := netCommission(); got != earned {
+			t.Errorf("approved-again sale earns %d, want %d", got, earned)
+		}
+		// A partial refund typed in major units, stored cumulative in minor units.
+		p.waitFor("the refund button", `document.querySelector('#panel-`+saleID+` button[data-action="refund"]') !== null`)
+		p.click(`#panel-` + saleID + ` button[data-action="refund"]`)
+		p.typeInto("#rf-amount", "999999")
+		p.click("#rf-submit")
+		p.waitFor("the amount error", `document.getElementById("rf-amount-err").textContent !== ""`)
+		p.typeInto("#rf-amount", "10")
+		p.typeInto("#rf-reason", "one item returned")
+		p.click("#rf-submit")
+		waitDB(t, p, db, "partial refund", 1, `SELECT COUNT(*) FROM conversions WHERE id = ? AND status = 'approved' AND refunded_amount = 1000`, saleID)
+		var events int64
+		db.QueryRow(`SELECT COUNT(*) FROM conversion_events WHERE conversion = ? AND door = 'dashboard'`, saleID).Scan(&events)
+		if events != 3 {
+			t.Errorf("history rows of the back office's decisions: %d, want 3", events)
+		}
+		p.screenshots("backoffice-sales")
+		// The ledger still balances.
+		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		var check struct {
+			OK       bool  `json:"ok"`
+			Problems []any `json:"problems"`
+		}
+		getJSON(t, base+"/api/pba/ledger/check", token, &check)
+		if !check.OK {
+			t.Errorf("ledger check after the decisions: %v", check.Problems)
+		}
+	})
+
 	if ex := b.p.exceptions(); len(ex) > 0 {
 		t.Errorf("script errors in the back office: %v", strings.Join(ex, "\n"))
 	}
