@@ -104,6 +104,23 @@ func getJSON(t *testing.T, url, token string, v any) {
 	}
 }
 
+// sendJSON sends body to url with an auth token and fails unless the answer is 200.
+func sendJSON(t *testing.T, method, url, token, body string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", token)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(res.Body)
+		t.Fatalf("%s %s: %d %s", method, url, res.StatusCode, b)
+	}
+}
+
 // waitDB polls the database until query (one integer) answers want.
 func waitDB(t *testing.T, p *pageTab, db *sql.DB, what string, want int64, query string, args ...any) {
 	t.Helper()
@@ -380,6 +397,70 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		getJSON(t, base+"/api/pba/ledger/check", token, &check)
 		if !check.OK {
 			t.Errorf("ledger check after the decisions: %v", check.Problems)
+		}
+	})
+
+	t.Run("payouts preview run and mark paid", func(t *testing.T) {
+		p := b.p
+		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		// The demo's commissions are still held: release them through the records API.
+		rows, err := db.Query(`SELECT id FROM commissions WHERE status = 'pending'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for rows.Next() {
+			var id string
+			rows.Scan(&id)
+			ids = append(ids, id)
+		}
+		rows.Close()
+		for _, id := range ids {
+			sendJSON(t, http.MethodPatch, base+"/api/collections/commissions/records/"+id, token, `{"status":"payable"}`)
+		}
+		var grace, ada string
+		db.QueryRow(`SELECT id FROM affiliates WHERE code = 'grace-hopper'`).Scan(&grace)
+		db.QueryRow(`SELECT id FROM affiliates WHERE code = 'ada-lovelace'`).Scan(&ada)
+
+		b.open(t, "#/payouts", "Payouts")
+		p.waitFor("grace's payout in the preview", `[...document.querySelectorAll('#preview-body tr[data-affiliate="`+grace+`"] .badge')].some((b) => b.textContent === "pay")`)
+		p.waitFor("ada carried forward, with the reason", `document.querySelector('#preview-body tr[data-affiliate="`+ada+`"]').textContent.includes("below the minimum")`)
+		b.checkAxe(t, "payouts")
+		p.click("#run-now")
+		p.click("#run-confirm")
+		waitDB(t, p, db, "grace's pending manual payout", 1, `SELECT COUNT(*) FROM payouts WHERE affiliate = ? AND status = 'pending' AND method = 'manual'`, grace)
+		var payout string
+		var amount int64
+		db.QueryRow(`SELECT id, amount FROM payouts WHERE affiliate = ? AND status = 'pending'`, grace).Scan(&payout, &amount)
+		p.waitFor("the payout in the history", `document.getElementById("payout-`+payout+`") !== null`)
+		// Mark it paid: a reference is required.
+		p.click("#payout-" + payout + ` button[data-action="paid"]`)
+		p.click("#po-paid")
+		p.waitFor("the reference error", `document.getElementById("po-ref-err").textContent !== ""`)
+		p.typeInto("#po-ref", "PP-2026-001")
+		p.click("#po-paid")
+		waitDB(t, p, db, "grace's payout paid", 1, `SELECT COUNT(*) FROM payouts WHERE id = ? AND status = 'paid' AND reference = 'PP-2026-001'`, payout)
+		waitDB(t, p, db, "grace's paid commissions", amount, `SELECT IFNULL(SUM(amount), 0) FROM commissions WHERE payout = ? AND status = 'paid'`, payout)
+		// Cancel another pending payout, then pay it again in a new run.
+		var other, otherAff string
+		if err := db.QueryRow(`SELECT id, affiliate FROM payouts WHERE status = 'pending' LIMIT 1`).Scan(&other, &otherAff); err == nil {
+			p.waitFor("the other payout", `document.getElementById("payout-`+other+`") !== null`)
+			p.click("#payout-" + other + ` button[data-action="cancel"]`)
+			waitDB(t, p, db, "cancelled payout", 1, `SELECT COUNT(*) FROM payouts WHERE id = ? AND status = 'canceled'`, other)
+			p.waitFor("pay again", `document.querySelector('#payout-`+other+` button[data-action="retry"]') !== null`)
+			p.click("#payout-" + other + ` button[data-action="retry"]`)
+			waitDB(t, p, db, "the new payout", 1, `SELECT COUNT(*) FROM payouts WHERE affiliate = ? AND status = 'pending'`, otherAff)
+		} else {
+			t.Logf("only one payout in the run: cancel not exercised (%v)", err)
+		}
+		p.screenshots("backoffice-payouts")
+		var check struct {
+			OK       bool  `json:"ok"`
+			Problems []any `json:"problems"`
+		}
+		getJSON(t, base+"/api/pba/ledger/check", token, &check)
+		if !check.OK {
+			t.Errorf("ledger check after the payouts: %v", check.Problems)
 		}
 	})
 
