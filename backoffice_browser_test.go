@@ -3,13 +3,17 @@ package main
 import (
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -85,6 +89,75 @@ func (b *backOffice) open(t *testing.T, hash, heading string) {
 	b.p.waitFor("the view "+heading, `document.querySelector("main h1") && document.querySelector("main h1").textContent.trim().startsWith(`+strconv.Quote(heading)+`)`)
 }
 
+// fakeMail is a Resend API on loopback that accepts every email and keeps its subject and
+// recipient: the server under test sends its mail there (RESEND_BASE_URL).
+type fakeMail struct {
+	mu   sync.Mutex
+	n    int
+	sent []struct{ To, Subject, HTML string }
+}
+
+func startFakeMail(t *testing.T) *fakeMail {
+	t.Helper()
+	f := &fakeMail{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var mails []struct {
+			To      []string `json:"to"`
+			Subject string   `json:"subject"`
+			HTML    string   `json:"html"`
+		}
+		if r.URL.Path == "/emails/batch" {
+			json.Unmarshal(body, &mails)
+		} else {
+			mails = mails[:0]
+			var one struct {
+				To      []string `json:"to"`
+				Subject string   `json:"subject"`
+				HTML    string   `json:"html"`
+			}
+			json.Unmarshal(body, &one)
+			mails = append(mails, one)
+		}
+		f.mu.Lock()
+		var ids []map[string]string
+		for _, m := range mails {
+			f.n++
+			to := ""
+			if len(m.To) > 0 {
+				to = m.To[0]
+			}
+			f.sent = append(f.sent, struct{ To, Subject, HTML string }{to, m.Subject, m.HTML})
+			ids = append(ids, map[string]string{"id": fmt.Sprintf("re_fake_%d", f.n)})
+		}
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/emails/batch" {
+			json.NewEncoder(w).Encode(map[string]any{"data": ids})
+		} else {
+			json.NewEncoder(w).Encode(ids[0])
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv("RESEND_API_KEY", "re_test_key")
+	t.Setenv("RESEND_BASE_URL", srv.URL+"/")
+	t.Setenv("PBA_MAIL_FROM", "Partners <partners@example.org>")
+	return f
+}
+
+// subjects are the subjects of the mails sent to address.
+func (f *fakeMail) subjects(address string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, m := range f.sent {
+		if m.To == address {
+			out = append(out, m.Subject)
+		}
+	}
+	return out
+}
+
 // getJSON GETs url with an auth token and decodes the JSON answer into v.
 func getJSON(t *testing.T, url, token string, v any) {
 	t.Helper()
@@ -142,7 +215,7 @@ func waitDB(t *testing.T, p *pageTab, db *sql.DB, what string, want int64, query
 
 // backOfficeSubtests walks the back office. katherine is a pending applicant whose portal is
 // open in pendingTab (nil if that subtest did not run): approving her must reach it live.
-func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sql.DB, katherineID, katherineCode string, pendingTab *pageTab) {
+func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sql.DB, mail *fakeMail, katherineID, katherineCode string, pendingTab *pageTab) {
 	b := &backOffice{base: base, db: db, axe: axeSource(t)}
 
 	t.Run("back office sign in", func(t *testing.T) {
@@ -462,6 +535,46 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		if !check.OK {
 			t.Errorf("ledger check after the payouts: %v", check.Problems)
 		}
+	})
+
+	t.Run("broadcast and templates", func(t *testing.T) {
+		p := b.p
+		var grace, graceEmail string
+		db.QueryRow(`SELECT id, email FROM affiliates WHERE code = 'grace-hopper'`).Scan(&grace, &graceEmail)
+		var approved int64
+		db.QueryRow(`SELECT COUNT(*) FROM affiliates WHERE status = 'approved'`).Scan(&approved)
+		b.open(t, "#/messages", "Messages")
+		p.waitFor("the audience", `document.getElementById("bc-audience").textContent.startsWith("`+strconv.FormatInt(approved, 10)+` affiliate")`)
+		p.typeInto("#bc-subject", "Spring news for {{.Name}}")
+		p.typeInto("#bc-body", "Hello {{.Name}}, your link is {{.Link}}.")
+		p.setValue("#bc-for", grace)
+		p.waitFor("the preview for Grace", `document.querySelector(".mail-subject") && document.querySelector(".mail-subject").textContent === "Spring news for Grace Hopper"`)
+		b.checkAxe(t, "broadcast composer")
+		p.screenshots("backoffice-messages")
+		p.click("#bc-send")
+		waitDB(t, p, db, "the broadcast", 1, `SELECT COUNT(*) FROM messages WHERE kind = 'broadcast' AND subject = 'Spring news for {{.Name}}'`)
+		var msg string
+		db.QueryRow(`SELECT id FROM messages WHERE kind = 'broadcast'`).Scan(&msg)
+		waitDB(t, p, db, "broadcast deliveries sent", approved, `SELECT COUNT(*) FROM deliveries WHERE message = ? AND status = 'sent'`, msg)
+		p.waitFor("the delivery counts", `document.querySelector("#message-`+msg+` .counts").textContent.includes("`+strconv.FormatInt(approved, 10)+` sent")`)
+		deadline := time.Now().Add(10 * time.Second)
+		for !slices.Contains(mail.subjects(graceEmail), "Spring news for Grace Hopper") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the fake mail sender got no broadcast for %s: %v", graceEmail, mail.subjects(graceEmail))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		// Templates: the server's validation error inline, then a valid edit saved.
+		b.open(t, "#/messages?tab=templates", "Messages")
+		p.waitFor("a template", `document.getElementById("tpl-subject") && document.getElementById("tpl-subject").value !== ""`)
+		p.waitFor("the template preview", `document.querySelector(".mail-subject") !== null`)
+		p.typeInto("#tpl-text", "Hi {{.Nope}}")
+		p.waitFor("the text error", `document.getElementById("tpl-text-err").textContent.includes("Nope")`)
+		p.typeInto("#tpl-text", "Hi {{.Name}}, welcome.")
+		p.waitFor("no error", `document.getElementById("tpl-text-err").textContent === "" && !document.getElementById("tpl-save").disabled`)
+		p.click("#tpl-save")
+		waitDB(t, p, db, "the saved template", 1, `SELECT COUNT(*) FROM mail_templates WHERE text = 'Hi {{.Name}}, welcome.'`)
+		b.checkAxe(t, "templates")
 	})
 
 	if ex := b.p.exceptions(); len(ex) > 0 {

@@ -31,6 +31,7 @@ func TestPagesInBrowser(t *testing.T) {
 	if out, err := runProgram(t, fmt.Sprintf("superuser upsert %s %s --dir=%s", pagesAdminEmail, pagesAdminPassword, dir)).CombinedOutput(); err != nil {
 		t.Fatalf("superuser: %v\n%s", err, out)
 	}
+	mail := startFakeMail(t) // the server's mail goes to a fake Resend on loopback
 	addr := freeAddr(t)
 	startServer(t, fmt.Sprintf("serve --http=%s --dir=%s", addr, dir), addr)
 	base := "http://" + addr
@@ -277,7 +278,7 @@ func TestPagesInBrowser(t *testing.T) {
 		p := openTab(outer, browser) // one tab for every back office subtest
 		p.t = t
 		return p
-	}, base, db, katherine.id, katherine.code, pendingTab)
+	}, base, db, mail, katherine.id, katherine.code, pendingTab)
 	t.Logf("pages walk-through took %v", time.Since(start).Round(time.Millisecond))
 }
 

@@ -222,6 +222,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		unsub:       mail.unsub,
 		mailOutbox:  mail.outbox,
 		setup:       newSetupReport(cfg),
+		mailPreview: mail.preview,
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		r.bind(se.Router)

@@ -72,3 +72,44 @@ func TestScheduleRoute(t *testing.T) {
 		s.Test(t)
 	}
 }
+
+// TestMailPreviewRoute: a broadcast and a template rendered for a real affiliate, and the
+// validation's errors naming the part that does not render.
+func TestMailPreviewRoute(t *testing.T) {
+	scenarios := []tests.ApiScenario{
+		{
+			Name: "broadcast for affiliate A", URL: "/api/pba/messages/preview",
+			Body:    strings.NewReader(`{"subject":"Hi {{.Name}}","body":"Your link: {{.Link}}\n\nPending: {{.Balance.Pending}}","affiliate":"` + fx.A.ID + `"}`),
+			Headers: pbatest.AuthHeaders(fx.Superuser.Token), ExpectedStatus: 200,
+			ExpectedContent:    []string{`"subject":"Hi Affiliate A"`, `/r/affiliate-a`, `Unsubscribe`},
+			NotExpectedContent: []string{"Ada Lovelace"},
+		},
+		{
+			Name: "template with sample data", URL: "/api/pba/messages/preview",
+			Body:    strings.NewReader(`{"template":true,"subject":"Paid {{.Amount}}","html":"<p>{{.Reference}}</p>","text":"{{.Name}}"}`),
+			Headers: pbatest.AuthHeaders(fx.Superuser.Token), ExpectedStatus: 200,
+			ExpectedContent: []string{`"subject":"Paid 60.00 USD"`, `tr_123`, `"text":"Ada Lovelace"`},
+		},
+		{
+			Name: "unknown variable names the part", URL: "/api/pba/messages/preview",
+			Body:    strings.NewReader(`{"template":true,"subject":"ok","html":"<p>{{.Nope}}</p>","text":"{{.Missing}}"}`),
+			Headers: pbatest.AuthHeaders(fx.Superuser.Token), ExpectedStatus: 400,
+			ExpectedContent: []string{`"text":{"code":"invalid_template"`, `"html":{"code":"invalid_template"`},
+		},
+		{
+			Name: "broadcast subject that does not parse", URL: "/api/pba/messages/preview",
+			Body:    strings.NewReader(`{"subject":"Hi {{.Name","body":"x"}`),
+			Headers: pbatest.AuthHeaders(fx.Superuser.Token), ExpectedStatus: 400,
+			ExpectedContent: []string{`"subject":{"code":"invalid_template"`},
+		},
+		{
+			Name: "affiliate: 403", URL: "/api/pba/messages/preview", Body: strings.NewReader(`{}`),
+			Headers: pbatest.AuthHeaders(fx.A.Token), ExpectedStatus: 403, ExpectedContent: []string{`"status":403`},
+		},
+	}
+	for _, s := range scenarios {
+		s.Method = http.MethodPost
+		s.TestAppFactory = fx.Factory()
+		s.Test(t)
+	}
+}
