@@ -577,6 +577,25 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		b.checkAxe(t, "templates")
 	})
 
+	t.Run("setup checklist", func(t *testing.T) {
+		p := b.p
+		b.open(t, "#/setup", "Setup")
+		p.waitFor("the checklist", `document.querySelectorAll("#checklist li").length === 6`)
+		// This server has no PBA_PUBLIC_URL and a fake Resend with a sender address.
+		if got := p.attr("#setup-public-url", "data-done"); got != "false" || !strings.Contains(p.text("#setup-public-url"), "PBA_PUBLIC_URL") {
+			t.Errorf("public URL item: done=%s, %q", got, p.text("#setup-public-url"))
+		}
+		if got := p.attr("#setup-mail", "data-done"); got != "true" {
+			t.Errorf("mail item: done=%s, %q", got, p.text("#setup-mail"))
+		}
+		page := pageEval[string](p, `document.body.innerText`)
+		if strings.Contains(page, "re_test_key") {
+			t.Error("the setup page shows the Resend key")
+		}
+		b.checkAxe(t, "setup")
+		p.screenshots("backoffice-setup")
+	})
+
 	if ex := b.p.exceptions(); len(ex) > 0 {
 		t.Errorf("script errors in the back office: %v", strings.Join(ex, "\n"))
 	}
