@@ -16,6 +16,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
 )
 
 // The back office (/admin/, built from ui/) in headless Chromium against the real binary with
@@ -180,6 +183,12 @@ func getJSON(t *testing.T, url, token string, v any) {
 // sendJSON sends body to url with an auth token and fails unless the answer is 200.
 func sendJSON(t *testing.T, method, url, token, body string) {
 	t.Helper()
+	sendJSONStatus(t, method, url, token, body, http.StatusOK)
+}
+
+// sendJSONStatus is sendJSON expecting the answer status want.
+func sendJSONStatus(t *testing.T, method, url, token, body string, want int) {
+	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Authorization", token)
 	req.Header.Set("Content-Type", "application/json")
@@ -188,7 +197,7 @@ func sendJSON(t *testing.T, method, url, token, body string) {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
+	if res.StatusCode != want {
 		b, _ := io.ReadAll(res.Body)
 		t.Fatalf("%s %s: %d %s", method, url, res.StatusCode, b)
 	}
@@ -221,6 +230,10 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 	t.Run("back office sign in", func(t *testing.T) {
 		b.p = browser(t)
 		p := b.p
+		// The overview's days are the admin's: make them UTC days, as stats_daily's.
+		if _, err := chromedp.Call(p.ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "UTC"}); err != nil {
+			t.Fatal(err)
+		}
 		p.navigate(base + "/admin/")
 		p.waitFor("the sign-in form", `document.getElementById("si-email") !== null`)
 		b.checkAxe(t, "sign in")
@@ -320,6 +333,7 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.click(`#status-actions button[data-status="approved"]`)
 		p.click("#confirm-status")
 		waitDB(t, p, db, "ada reinstated", 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND status = 'approved'`, id)
+		p.waitFor("the page after reinstating", `document.querySelector('#status-actions button[data-status="suspended"]') !== null`)
 		p.setValue("#af-override", "")
 		p.click(`#affiliate-form button[type=submit]`)
 		waitDB(t, p, db, "ada's override cleared", 0, `SELECT commission_override FROM affiliates WHERE id = ?`, id)
@@ -594,6 +608,65 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		}
 		b.checkAxe(t, "setup")
 		p.screenshots("backoffice-setup")
+	})
+
+	t.Run("overview", func(t *testing.T) {
+		p := b.p
+		b.open(t, "#/overview?range=30d", "Overview")
+		p.waitFor("the KPIs", `document.getElementById("kpi-clicks") && document.querySelector("#ov-chart canvas") !== null`)
+		from, to := p.attr("#kpis", "data-from"), p.attr("#kpis", "data-to")
+		if want := time.Now().UTC().Format("2006-01-02"); to != want {
+			t.Errorf("the period ends %s, want today %s", to, want)
+		}
+		sums := func() (s [4]int64) {
+			t.Helper()
+			if err := db.QueryRow(`SELECT IFNULL(SUM(clicks), 0), IFNULL(SUM(conversions), 0), IFNULL(SUM(revenue), 0), IFNULL(SUM(commission), 0)
+				FROM stats_daily WHERE day >= ? AND day <= ?`, from, to).Scan(&s[0], &s[1], &s[2], &s[3]); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		check := func(want [4]int64) {
+			t.Helper()
+			for i, id := range []string{"clicks", "sales", "revenue", "commission"} {
+				p.waitFor("the "+id+" KPI", `document.getElementById("kpi-`+id+`").dataset.value === "`+strconv.FormatInt(want[i], 10)+`"`)
+			}
+			p.waitFor("the chart's clicks", `document.getElementById("ov-chart").dataset.clicks === "`+strconv.FormatInt(want[0], 10)+`"`)
+		}
+		want := sums()
+		if want[0] == 0 || want[1] == 0 {
+			t.Fatalf("demo data has no clicks or sales from %s to %s", from, to)
+		}
+		check(want)
+		// The KPIs equal the stats API's totals for the same period.
+		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		var api struct {
+			Totals []struct{ Clicks, Conversions, Revenue, Commission int64 } `json:"totals"`
+		}
+		getJSON(t, base+"/api/pba/stats?from="+from+"&to="+to, token, &api)
+		if len(api.Totals) != 1 || api.Totals[0].Clicks != want[0] || api.Totals[0].Revenue != want[2] {
+			t.Errorf("stats API totals %+v, database %v", api.Totals, want)
+		}
+		// A click and a sale made now move the counters and the chart without a reload.
+		pageEval[bool](p, `window.pbaSamePage = true`)
+		hitRedirect(t, base+"/r/grace-hopper")
+		want[0]++
+		check(want)
+		sendJSONStatus(t, http.MethodPost, base+"/api/pba/conversions", token, `{"affiliate_code":"grace-hopper","external_id":"overview-live-1","amount":5000,"currency":"usd"}`, http.StatusCreated)
+		want[1]++
+		want[2] += 5000
+		p.waitFor("the live sale in the feed", `document.getElementById("feed").textContent.includes("50.00 USD")`)
+		check([4]int64{want[0], want[1], want[2], sums()[3]})
+		if !pageEval[bool](p, `window.pbaSamePage === true`) {
+			t.Error("the overview reloaded: live updates must come without a reload")
+		}
+		// Top affiliates, sorted by sales.
+		p.click(`button[aria-label="Sort by Sales"]`)
+		p.waitFor("the ranking by sales", `document.querySelector('th[aria-sort="descending"]').textContent.startsWith("Sales") && document.querySelectorAll("#top-body tr").length > 1`)
+		p.click(`button[data-range="7d"]`)
+		p.waitFor("7 days", `document.getElementById("kpis").dataset.from === "`+time.Now().UTC().AddDate(0, 0, -6).Format("2006-01-02")+`"`)
+		b.checkAxe(t, "overview")
+		p.screenshots("backoffice-overview")
 	})
 
 	if ex := b.p.exceptions(); len(ex) > 0 {
