@@ -84,6 +84,13 @@ func (b *backOffice) checkAxe(t *testing.T, view string) {
 	}
 }
 
+// watchCSP records the page's Content-Security-Policy violations in window.pbaCSP (inline
+// styles or scripts the header's policy refused).
+func watchCSP(p *pageTab) {
+	pageEval[bool](p, `(() => { window.pbaCSP = window.pbaCSP || []; document.addEventListener("securitypolicyviolation",
+		(e) => window.pbaCSP.push(e.violatedDirective + " " + e.blockedURI + " " + (e.sample || ""))); return true; })()`)
+}
+
 // open goes to a view of the back office by its hash and waits for its heading.
 func (b *backOffice) open(t *testing.T, hash, heading string) {
 	t.Helper()
@@ -236,6 +243,7 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		}
 		p.navigate(base + "/admin/")
 		p.waitFor("the sign-in form", `document.getElementById("si-email") !== null`)
+		watchCSP(p)
 		b.checkAxe(t, "sign in")
 		p.typeInto("#si-email", pagesAdminEmail)
 		p.typeInto("#si-password", "wrong-password")
@@ -247,6 +255,7 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.waitFor("the live feed", `document.querySelector("#live-state .dot.on") !== null`)
 		// A reload keeps the session (the SDK's auth store, refreshed on load).
 		p.navigate(base + "/admin/#/affiliates")
+		watchCSP(p)
 		p.waitFor("the back office after a reload", `document.getElementById("sign-out") !== null`)
 		if got := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth") || "{}").record?.email || ""`); got != pagesAdminEmail {
 			t.Errorf("stored session of %q, want %s", got, pagesAdminEmail)
@@ -281,10 +290,20 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.waitFor("the application", `document.getElementById("aff-`+katherineID+`") !== null`)
 		b.checkAxe(t, "applications")
 		p.screenshots("backoffice-applications")
+		// On a phone: the approval is one tap at 390 px.
+		if err := chromedp.Do(p.ctx, chromedp.EmulateViewport(390, 844)); err != nil {
+			t.Fatal(err)
+		}
+		if w := pageEval[int](p, `document.documentElement.scrollWidth`); w > 390 {
+			t.Errorf("the applications overflow a 390 px screen: %d px wide", w)
+		}
 		p.click("#aff-" + katherineID + ` button[data-status="approved"]`)
 		waitDB(t, p, db, "approved "+katherineCode, 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND status = 'approved'`, katherineID)
 		p.waitFor("the application to leave the queue", `document.getElementById("aff-`+katherineID+`") === null`)
 		p.waitFor("the confirmation", `document.getElementById("msg").textContent.includes("approval email")`)
+		if err := chromedp.Do(p.ctx, chromedp.ResetViewport()); err != nil {
+			t.Fatal(err)
+		}
 		if pendingTab != nil {
 			pendingTab.t = t
 			pendingTab.waitFor("the approved applicant's dashboard", `!document.getElementById("dash").hidden && document.getElementById("ref-code").textContent === "`+katherineCode+`"`)
@@ -475,6 +494,19 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 			t.Errorf("history rows of the back office's decisions: %d, want 3", events)
 		}
 		p.screenshots("backoffice-sales")
+		// Filter by affiliate, typed as a code.
+		var ada string
+		var adaSales int64
+		db.QueryRow(`SELECT id FROM affiliates WHERE code = 'ada-lovelace'`).Scan(&ada)
+		db.QueryRow(`SELECT COUNT(*) FROM conversions WHERE affiliate = ?`, ada).Scan(&adaSales)
+		b.open(t, "#/sales", "Sales")
+		p.setValue("#s-affiliate", "ada-lovelace")
+		p.waitFor("ada's sales", `location.hash.includes("affiliate=`+ada+`") && document.querySelector(".pager span").textContent.endsWith(" of `+strconv.FormatInt(adaSales, 10)+`")`)
+		if !pageEval[bool](p, `[...document.querySelectorAll("#sales-body tr[id^=sale-] td:nth-child(2)")].every((td) => td.textContent === "Ada Lovelace")`) {
+			t.Error("the affiliate filter shows another affiliate's sales")
+		}
+		p.setValue("#s-affiliate", "nobody-here")
+		p.waitFor("the affiliate error", `document.getElementById("s-affiliate-err").textContent !== ""`)
 		// The ledger still balances.
 		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
 		var check struct {
@@ -669,6 +701,9 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.screenshots("backoffice-overview")
 	})
 
+	if v := pageEval[string](b.p, `JSON.stringify(window.pbaCSP || [])`); v != "[]" {
+		t.Errorf("the page broke its Content-Security-Policy: %s", v)
+	}
 	if ex := b.p.exceptions(); len(ex) > 0 {
 		t.Errorf("script errors in the back office: %v", strings.Join(ex, "\n"))
 	}

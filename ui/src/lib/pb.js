@@ -21,11 +21,7 @@ export function keepFresh(pb, collection, onExpired) {
   const schedule = () => {
     clearTimeout(timer);
     if (stopped || !pb.authStore.token) return;
-    const { exp = 0, iat = 0 } = getTokenPayload(pb.authStore.token);
-    const now = Date.now() / 1000;
-    const lifetime = exp && iat ? exp - iat : 3600;
-    const due = iat ? iat + lifetime / 2 : now + 600;
-    timer = setTimeout(refresh, Math.max(5, Math.min(due - now, 3600)) * 1000);
+    timer = setTimeout(refresh, refreshDelay(getTokenPayload(pb.authStore.token), Date.now() / 1000) * 1000);
   };
   const refresh = async () => {
     if (stopped || !pb.authStore.token) return;
@@ -59,6 +55,15 @@ export function keepFresh(pb, collection, onExpired) {
     document.removeEventListener("visibilitychange", wake);
     window.removeEventListener("online", wake);
   };
+}
+
+/**
+ * refreshDelay is how many seconds from now (unix seconds) a token with claims {iat, exp} is
+ * refreshed: when half its lifetime has passed, at least 5 s and at most an hour from now.
+ */
+export function refreshDelay({ iat = 0, exp = 0 } = {}, now) {
+  const due = iat && exp > iat ? iat + (exp - iat) / 2 : now + 600;
+  return Math.max(5, Math.min(due - now, 3600));
 }
 
 /** fieldErrors maps an SDK error's field errors to their messages: {field: message}. */
