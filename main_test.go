@@ -118,7 +118,7 @@ func TestServeAnswersHealth(t *testing.T) {
 // TestDemoCommand fills an empty data dir and is safe to run twice.
 func TestDemoCommand(t *testing.T) {
 	dir := t.TempDir()
-	for i, want := range []string{"demo: 5 affiliates created (with sales and commissions)", "demo: 0 affiliates created"} {
+	for i, want := range []string{"demo: 13 affiliates created (with 90 days of clicks, sales, commissions and payouts)", "demo: 0 affiliates created"} {
 		out, err := runProgram(t, "demo --dir="+dir).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), want) {
 			t.Fatalf("run %d: err=%v, want %q in:\n%s", i+1, err, want, out)

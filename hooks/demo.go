@@ -25,10 +25,10 @@ func demoAffiliates() [][2]string {
 	}
 }
 
-func newDemoCommand(app core.App, conversions *conversionService, commissions *commissionEngine) *cobra.Command {
+func newDemoCommand(app core.App, conversions *conversionService, commissions *commissionEngine, payouts *payoutEngine) *cobra.Command {
 	return &cobra.Command{
 		Use:          "demo",
-		Short:        "Fill the database with demo affiliates and links (safe to run twice)",
+		Short:        "Fill the database with demo affiliates, links and 90 days of history (safe to run twice)",
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := app.RunAllMigrations(); err != nil {
@@ -39,11 +39,14 @@ func newDemoCommand(app core.App, conversions *conversionService, commissions *c
 				return err
 			}
 			if created > 0 {
+				if err := fillDemoHistory(app, conversions, commissions, payouts, time.Now().UTC()); err != nil {
+					return err
+				}
 				if err := fillDemoSales(conversions, commissions); err != nil {
 					return err
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "demo: %d affiliates created (with sales and commissions); log in to the portal as ada-lovelace@demo.pbaffiliate.test with password %q\n", created, demoPassword)
+			fmt.Fprintf(cmd.OutOrStdout(), "demo: %d affiliates created (with 90 days of clicks, sales, commissions and payouts); log in to the portal as ada-lovelace@demo.pbaffiliate.test with password %q\n", created, demoPassword)
 			return nil
 		},
 	}
@@ -62,7 +65,7 @@ func fillDemo(app core.App) (int, error) {
 	}
 	created := 0
 	err = app.RunInTransaction(func(tx core.App) error {
-		for _, person := range demoAffiliates() {
+		for _, person := range append(demoAffiliates(), demoMoreAffiliates()...) {
 			name, status := person[0], person[1]
 			code := codes.Slug(name)
 			email := code + "@demo.pbaffiliate.test"

@@ -34,12 +34,17 @@ export function plainAmount(minor, currency) {
   return sign + (e > 0 ? digits.slice(0, -e) + "." + digits.slice(-e) : digits);
 }
 
-/** formatMoney is minor for people: 123456 usd → "1,234.56 USD". */
-export function formatMoney(minor, currency) {
+/** formatAmount is minor grouped, without the currency: 123456 usd → "1,234.56" (tables whose header names it). */
+export function formatAmount(minor, currency) {
   const plain = plainAmount(minor, currency);
   const sign = plain.startsWith("-") ? "-" : "";
   const [whole, frac] = plain.replace("-", "").split(".");
-  return sign + group(whole) + (frac !== undefined ? "." + frac : "") + " " + String(currency || "").toUpperCase();
+  return sign + group(whole) + (frac !== undefined ? "." + frac : "");
+}
+
+/** formatMoney is minor for people: 123456 usd → "1,234.56 USD". */
+export function formatMoney(minor, currency) {
+  return formatAmount(minor, currency) + " " + String(currency || "").toUpperCase();
 }
 
 /** formatCount groups an integer: 12345 → "12,345". */

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { exponent, formatMoney, plainAmount, parseMoney, parsePercent, formatBasisPoints, formatCount, MAX_AMOUNT } from "./money.js";
+import { exponent, formatAmount, formatMoney, plainAmount, parseMoney, parsePercent, formatBasisPoints, formatCount, MAX_AMOUNT } from "./money.js";
 
 test("exponents follow the Go money package", () => {
   assert.equal(exponent("usd"), 2);
@@ -16,6 +16,7 @@ test("formatMoney by string arithmetic", () => {
   assert.equal(formatMoney("900719925474099312", "usd"), "9,007,199,254,740,993.12 USD");
   assert.equal(formatCount(1234567), "1,234,567");
   assert.equal(plainAmount(5000, "usd"), "50.00");
+  assert.equal(formatAmount(-123456, "usd"), "-1,234.56");
   assert.equal(plainAmount(7, "jpy"), "7");
 });
 
