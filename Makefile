@@ -12,11 +12,11 @@ run:
 	@$(GO) run . superuser upsert $(ADMIN_EMAIL) $(ADMIN_PASSWORD) --dir $(DATA) --dev=false >/dev/null
 	@echo "pbaffiliate: back office http://$(HTTP)/admin/  portal http://$(HTTP)/portal/  dashboard http://$(HTTP)/_/"
 	@echo "pbaffiliate: superuser $(ADMIN_EMAIL) / $(ADMIN_PASSWORD)"
-	@echo "pbaffiliate: demo affiliates and links: make demo (then log in as ada-lovelace@demo.pbaffiliate.test / demo-password-1)"
+	@echo "pbaffiliate: demo data: make demo (affiliates log in to the portal as ada-lovelace@demo.pbaffiliate.test / demo-password-1)"
 	@# --dev=false: `go run` would otherwise start PocketBase in dev mode, which logs every SQL statement.
 	$(GO) run . serve --http $(HTTP) --dir $(DATA) --dev=false
 
-## demo: fill $(DATA) with demo affiliates and links (safe to run twice)
+## demo: fill $(DATA) with demo affiliates and 90 days of history (safe to run twice)
 demo:
 	$(GO) run . demo --dir $(DATA) --dev=false
 
