@@ -187,13 +187,7 @@ func getJSON(t *testing.T, url, token string, v any) {
 	}
 }
 
-// sendJSON sends body to url with an auth token and fails unless the answer is 200.
-func sendJSON(t *testing.T, method, url, token, body string) {
-	t.Helper()
-	sendJSONStatus(t, method, url, token, body, http.StatusOK)
-}
-
-// sendJSONStatus is sendJSON expecting the answer status want.
+// sendJSONStatus sends body to url with an auth token and fails unless the answer is want.
 func sendJSONStatus(t *testing.T, method, url, token, body string, want int) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
