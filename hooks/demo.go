@@ -26,7 +26,8 @@ func demoAffiliates() [][2]string {
 }
 
 func newDemoCommand(app core.App, conversions *conversionService, commissions *commissionEngine, payouts *payoutEngine) *cobra.Command {
-	return &cobra.Command{
+	days := demoHistoryDays
+	cmd := &cobra.Command{
 		Use:          "demo",
 		Short:        "Fill the database with demo affiliates, links and 90 days of history (safe to run twice)",
 		SilenceUsage: true,
@@ -39,17 +40,22 @@ func newDemoCommand(app core.App, conversions *conversionService, commissions *c
 				return err
 			}
 			if created > 0 {
-				if err := fillDemoHistory(app, conversions, commissions, payouts, time.Now().UTC()); err != nil {
+				if days < 0 || days > 365 {
+					return fmt.Errorf("demo: --days must be 0 to 365, not %d", days)
+				}
+				if err := fillDemoHistory(app, conversions, commissions, payouts, time.Now().UTC(), days); err != nil {
 					return err
 				}
 				if err := fillDemoSales(conversions, commissions); err != nil {
 					return err
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "demo: %d affiliates created (with 90 days of clicks, sales, commissions and payouts); log in to the portal as ada-lovelace@demo.pbaffiliate.test with password %q\n", created, demoPassword)
+			fmt.Fprintf(cmd.OutOrStdout(), "demo: %d affiliates created (with %d days of clicks, sales, commissions and payouts); log in to the portal as ada-lovelace@demo.pbaffiliate.test with password %q\n", created, days, demoPassword)
 			return nil
 		},
 	}
+	cmd.Flags().IntVar(&days, "days", demoHistoryDays, "days of history: clicks, sales, refunds, commissions, a paid payout run (0: none)")
+	return cmd
 }
 
 // fillDemo creates the demo affiliates (with two links each for the approved ones) in the

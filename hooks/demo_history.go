@@ -14,7 +14,7 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
-// demoHistoryDays is how far back the demo's history goes.
+// demoHistoryDays is how far back the demo's history goes by default (`demo --days`).
 const demoHistoryDays = 90
 
 // demoReach is each approved demo affiliate's clicks a day (by the end of the history), in the
@@ -52,13 +52,13 @@ var (
 // demoClickInsert writes one historical click, as the click writer would have.
 const demoClickInsert = "INSERT INTO clicks (" + clickColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)"
 
-// fillDemoHistory gives the demo 90 days of life: clicks with a daily and weekly rhythm and
+// fillDemoHistory gives the demo historyDays (90) days of life: clicks with a daily and weekly rhythm and
 // their stats_daily rows, sales attributed to those clicks (some refunded), tiers, a payout
 // paid last month, payable balances and held commissions, and a draft broadcast. The sales go
 // through the conversion service and the commission engine, the payout through the payout
 // engine and a paid mark; only the dates of the history are set directly (a demo's history was
 // "recorded" when it happened, so its commissions' holds end when they would have).
-func fillDemoHistory(app core.App, conversions *conversionService, commissions *commissionEngine, payouts *payoutEngine, now time.Time) error {
+func fillDemoHistory(app core.App, conversions *conversionService, commissions *commissionEngine, payouts *payoutEngine, now time.Time, historyDays int) error {
 	program, err := collections.FindDefaultProgram(app)
 	if err != nil {
 		return fmt.Errorf("demo history: %w", err)
@@ -81,7 +81,10 @@ func fillDemoHistory(app core.App, conversions *conversionService, commissions *
 		if err := app.DB().Select("id").From(collections.Links).Where(dbx.HashExp{"affiliate": a.Id}).OrderBy("created").Column(&links); err != nil {
 			return err
 		}
-		days := demoplan.Plan(uint64(i+1), demoplan.Profile{ClicksPerDay: reach, Conversion: 0.03}, now.Add(-time.Hour), demoHistoryDays)
+		if historyDays <= 0 {
+			break
+		}
+		days := demoplan.Plan(uint64(i+1), demoplan.Profile{ClicksPerDay: reach, Conversion: 0.015}, now.Add(-time.Hour), historyDays)
 		clickIDs, err := demoClicks(app, a.Id, program.Id, links, days)
 		if err != nil {
 			return err
