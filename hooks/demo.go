@@ -35,14 +35,18 @@ func newDemoCommand(app core.App, conversions *conversionService, commissions *c
 			if err := app.RunAllMigrations(); err != nil {
 				return fmt.Errorf("migrate: %w", err)
 			}
-			created, err := fillDemo(app)
+			if days < 0 || days > 365 {
+				return fmt.Errorf("demo: --days must be 0 to 365, not %d", days)
+			}
+			people := demoAffiliates()
+			if days > 0 { // the history's long tail and its other applicants
+				people = append(people, demoMoreAffiliates()...)
+			}
+			created, err := fillDemo(app, people)
 			if err != nil {
 				return err
 			}
 			if created > 0 {
-				if days < 0 || days > 365 {
-					return fmt.Errorf("demo: --days must be 0 to 365, not %d", days)
-				}
 				if err := fillDemoHistory(app, conversions, commissions, payouts, time.Now().UTC(), days); err != nil {
 					return err
 				}
@@ -60,7 +64,7 @@ func newDemoCommand(app core.App, conversions *conversionService, commissions *c
 
 // fillDemo creates the demo affiliates (with two links each for the approved ones) in the
 // default program and returns how many affiliates it created; existing ones are left as they are.
-func fillDemo(app core.App) (int, error) {
+func fillDemo(app core.App, people [][2]string) (int, error) {
 	program, err := collections.FindDefaultProgram(app)
 	if err != nil {
 		return 0, fmt.Errorf("demo: %w", err)
@@ -71,7 +75,7 @@ func fillDemo(app core.App) (int, error) {
 	}
 	created := 0
 	err = app.RunInTransaction(func(tx core.App) error {
-		for _, person := range append(demoAffiliates(), demoMoreAffiliates()...) {
+		for _, person := range people {
 			name, status := person[0], person[1]
 			code := codes.Slug(name)
 			email := code + "@demo.pbaffiliate.test"

@@ -59,6 +59,9 @@ const demoClickInsert = "INSERT INTO clicks (" + clickColumns + ") VALUES (?, ?,
 // engine and a paid mark; only the dates of the history are set directly (a demo's history was
 // "recorded" when it happened, so its commissions' holds end when they would have).
 func fillDemoHistory(app core.App, conversions *conversionService, commissions *commissionEngine, payouts *payoutEngine, now time.Time, historyDays int) error {
+	if historyDays <= 0 {
+		return nil
+	}
 	program, err := collections.FindDefaultProgram(app)
 	if err != nil {
 		return fmt.Errorf("demo history: %w", err)
@@ -80,9 +83,6 @@ func fillDemoHistory(app core.App, conversions *conversionService, commissions *
 		var links []string
 		if err := app.DB().Select("id").From(collections.Links).Where(dbx.HashExp{"affiliate": a.Id}).OrderBy("created").Column(&links); err != nil {
 			return err
-		}
-		if historyDays <= 0 {
-			break
 		}
 		days := demoplan.Plan(uint64(i+1), demoplan.Profile{ClicksPerDay: reach, Conversion: 0.015}, now.Add(-time.Hour), historyDays)
 		clickIDs, err := demoClicks(app, a.Id, program.Id, links, days)
