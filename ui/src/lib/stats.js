@@ -16,7 +16,7 @@ export const seriesOf = (cur, periods, key) => periods.map((p) => cur.rows.get(p
 
 export const METRIC_SERIES = [
   { key: "clicks", label: "Clicks", color: "#6366f1" },
-  { key: "conversions", label: "Sales", color: "#0ea5e9" },
+  { key: "conversions", label: "Sales", color: "#0ea5e9", scale: "sales" }, // its own scale: a handful beside hundreds of clicks
   { key: "revenue", label: "Revenue", color: "#16a34a", money: true },
   { key: "commission", label: "Commission", color: "#f59e0b", money: true },
 ];
