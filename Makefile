@@ -5,18 +5,18 @@ HTTP           ?= 127.0.0.1:8090
 ADMIN_EMAIL    ?= admin@example.com
 ADMIN_PASSWORD ?= pbaffiliate-admin
 
-.PHONY: run demo build test bench fuzz fmt lint clean
+.PHONY: run demo build test bench fuzz fmt lint clean ui ui-check
 
 ## run: start the server on an embedded SQLite in $(DATA), with a superuser ready to log in
 run:
 	@$(GO) run . superuser upsert $(ADMIN_EMAIL) $(ADMIN_PASSWORD) --dir $(DATA) --dev=false >/dev/null
 	@echo "pbaffiliate: back office http://$(HTTP)/admin/  portal http://$(HTTP)/portal/  dashboard http://$(HTTP)/_/"
 	@echo "pbaffiliate: superuser $(ADMIN_EMAIL) / $(ADMIN_PASSWORD)"
-	@echo "pbaffiliate: demo affiliates and links: make demo (then log in as ada-lovelace@demo.pbaffiliate.test / demo-password-1)"
+	@echo "pbaffiliate: demo data: make demo (affiliates log in to the portal as ada-lovelace@demo.pbaffiliate.test / demo-password-1)"
 	@# --dev=false: `go run` would otherwise start PocketBase in dev mode, which logs every SQL statement.
 	$(GO) run . serve --http $(HTTP) --dir $(DATA) --dev=false
 
-## demo: fill $(DATA) with demo affiliates and links (safe to run twice)
+## demo: fill $(DATA) with demo affiliates and 90 days of history (safe to run twice)
 demo:
 	$(GO) run . demo --dir $(DATA) --dev=false
 
@@ -30,6 +30,18 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -timeout 30m ./...
 	$(GO) test -count=1 -run '^TestLedgerProperty$$' ./hooks/
+
+## ui: rebuild the web app (ui/, Svelte + Vite) into pb_public from the lockfile; needs Node 20+
+## and npm. The build is committed, so `go build` and `make run` need no Node.
+ui:
+	cd ui && npm ci --no-audit --no-fund && npm test
+	rm -rf pb_public/admin pb_public/ui
+	cd ui && npm run build
+
+## ui-check: rebuild the web app and fail when the build differs from the committed one (CI)
+ui-check: ui
+	@changed=$$(git status --porcelain -- pb_public); \
+	if [ -n "$$changed" ]; then echo "ui-check: the committed build in pb_public differs from \`make ui\`:"; echo "$$changed"; git --no-pager diff --stat -- pb_public; exit 1; fi
 
 ## bench: Go benchmarks of every package, then the HTTP load test of the redirector with wrk
 bench:

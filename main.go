@@ -19,7 +19,7 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/hooks"
 )
 
-// publicFiles are the admin page, the portal and track.js, built into the binary so it needs
+// publicFiles are the back office (built from ui/), the portal and track.js, built into the binary so it needs
 // no files beside it.
 //
 //go:embed all:pb_public
@@ -42,6 +42,8 @@ func main() {
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		if !se.Router.HasRoute("GET", "/{path...}") {
+			// Every page is served with hooks.ContentSecurityPolicy (hooks/security.go): no
+			// inline script or style, this server only; the pages are built for it.
 			se.Router.GET("/{path...}", apis.Static(public, false))
 		}
 		return se.Next()

@@ -138,11 +138,12 @@ func TestServeAnswersHealth(t *testing.T) {
 	}
 }
 
-// TestDemoCommand fills an empty data dir and is safe to run twice.
+// TestDemoCommand fills an empty data dir and is safe to run twice (a week of history keeps it
+// short; TestPagesInBrowser uses the default 90 days).
 func TestDemoCommand(t *testing.T) {
 	dir := t.TempDir()
-	for i, want := range []string{"demo: 5 affiliates created (with sales and commissions)", "demo: 0 affiliates created"} {
-		out, err := runProgram(t, "demo --dir="+dir).CombinedOutput()
+	for i, want := range []string{"demo: 13 affiliates created (with 7 days of clicks, sales, commissions and payouts)", "demo: 0 affiliates created"} {
+		out, err := runProgram(t, "demo --days=7 --dir="+dir).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), want) {
 			t.Fatalf("run %d: err=%v, want %q in:\n%s", i+1, err, want, out)
 		}
@@ -154,7 +155,7 @@ func TestDemoCommand(t *testing.T) {
 // once this one IP is past its hourly ceiling of rows, a click counted in click_overflow.
 func TestClicksSurviveKill9(t *testing.T) {
 	dir := t.TempDir()
-	if out, err := runProgram(t, "demo --dir="+dir).CombinedOutput(); err != nil {
+	if out, err := runProgram(t, "demo --days=0 --dir="+dir).CombinedOutput(); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
 	addr := freeAddr(t)

@@ -16,9 +16,10 @@ const (
 )
 
 // TestPagesInBrowser walks real headless Chromium through the affiliate portal (/portal/) and
-// the superusers' live board (/admin/) served by the real binary with the demo data: sign-in,
-// figures equal to the database's, link creation and its validation error, isolation from other
-// affiliates, live updates on clicks, the pending status, signup, and approving an application.
+// the back office (/admin/, backoffice_browser_test.go) served by the real binary with the demo
+// data: sign-in, figures equal to the database's, link creation and its validation error,
+// isolation from other affiliates, live updates on clicks, the pending status, signup, and the
+// back office's views.
 func TestPagesInBrowser(t *testing.T) {
 	execPath := chromiumPath(t)
 	start := time.Now()
@@ -30,6 +31,7 @@ func TestPagesInBrowser(t *testing.T) {
 	if out, err := runProgram(t, fmt.Sprintf("superuser upsert %s %s --dir=%s", pagesAdminEmail, pagesAdminPassword, dir)).CombinedOutput(); err != nil {
 		t.Fatalf("superuser: %v\n%s", err, out)
 	}
+	mail := startFakeMail(t) // the server's mail goes to a fake Resend on loopback
 	addr := freeAddr(t)
 	startServer(t, fmt.Sprintf("serve --http=%s --dir=%s", addr, dir), addr)
 	base := "http://" + addr
@@ -272,123 +274,11 @@ func TestPagesInBrowser(t *testing.T) {
 		}
 	})
 
-	t.Run("admin board", func(t *testing.T) {
-		p := openTab(t, browser)
-		p.navigate(base + "/admin/")
-		p.waitFor("the sign-in form", `!document.getElementById("auth").hidden`)
-		p.typeInto("#si-email", pagesAdminEmail)
-		p.typeInto("#si-password", "wrong-password")
-		p.click("#signin-form button[type=submit]")
-		p.waitFor("the sign-in error", `document.getElementById("signin-err").textContent !== ""`)
-		p.typeInto("#si-password", pagesAdminPassword)
-		p.click("#signin-form button[type=submit]")
-		p.waitFor("the board", `!document.getElementById("board").hidden`)
-		p.waitFor("the live subscription", `document.getElementById("live-dot").classList.contains("on")`)
-		p.waitFor("today's figures", `document.getElementById("row-`+ada.id+`") !== null`)
-		p.waitFor("the pending application", `document.getElementById("pending-`+katherine.id+`") !== null`)
-		p.waitFor("the ledger check", `document.getElementById("ledger-result").textContent !== "–"`)
-		p.waitFor("the payout preview", `document.getElementById("preview-summary").textContent !== "–"`)
-		if got := p.text("#ledger-result"); !strings.HasPrefix(got, "OK") {
-			t.Errorf("ledger check: %q, want OK on demo data", got)
-		}
-		if got := p.attr(`a[href="/_/"]`, "href"); got != "/_/" {
-			t.Error("no link to the PocketBase dashboard")
-		}
-
-		today := time.Now().UTC().Format("2006-01-02")
-		wantToday := statsSince(t, db, ada.id, today)
-		row := "#row-" + ada.id
-		if got := p.attr(row+" .today-clicks", "data-value"); got != strconv.FormatInt(wantToday[0], 10) {
-			t.Errorf("ada's clicks today: %q, want %d", got, wantToday[0])
-		}
-		if got := p.attr(row+" .since-clicks", "data-value"); got != "0" {
-			t.Errorf("ada's clicks since load: %q, want 0", got)
-		}
-		totalBefore, _ := strconv.ParseInt(p.attr("#total-clicks", "data-value"), 10, 64)
-
-		hitRedirect(t, base+"/r/"+ada.code+"-blog")
-		p.waitFor("the live counter", `document.querySelector("`+row+` .since-clicks").dataset.value === "1"`)
-		p.waitFor("the live total", `document.getElementById("total-clicks").dataset.value === "`+strconv.FormatInt(totalBefore+1, 10)+`"`)
-		if got := p.attr(row+" .today-clicks", "data-value"); got != strconv.FormatInt(wantToday[0]+1, 10) {
-			t.Errorf("ada's clicks today after the click: %q, want %d", got, wantToday[0]+1)
-		}
-		p.screenshots("admin")
-
-		// Approve the pending application.
-		p.click("#pending-" + katherine.id + ` button[data-status="approved"]`)
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			var status string
-			if err := db.QueryRow(`SELECT status FROM affiliates WHERE id = ?`, katherine.id).Scan(&status); err != nil {
-				t.Fatal(err)
-			}
-			if status == "approved" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("status of %s: %q after approving, want approved%s", katherine.code, status, p.diagnostics())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		p.waitFor("the application to leave the list", `document.getElementById("pending-`+katherine.id+`") === null`)
-		// The applicant's open portal hears of the approval and shows the dashboard.
-		if pendingTab != nil {
-			pendingTab.t = t
-			pendingTab.waitFor("the approved applicant's dashboard", `!document.getElementById("dash").hidden && document.getElementById("ref-code").textContent === "`+katherine.code+`"`)
-		}
-		if !pageEval[bool](p, `[...document.querySelectorAll("#pending-body tr")].some((tr) => tr.textContent.includes("Mary Jackson"))`) {
-			t.Error("the other pending application (Mary Jackson) is not listed")
-		}
-
-		// Sales: the review queue is empty on demo data; reject the newest approved sale (first in
-		// the list), then approve it again. Each decision reaches the database and moves its
-		// commission.
-		p.waitFor("the sales review queue", `document.querySelector("#sales-body td.empty") !== null`)
-		var saleID, order string
-		if err := db.QueryRow(`SELECT id, external_id FROM conversions WHERE status = 'approved' ORDER BY rowid DESC LIMIT 1`).Scan(&saleID, &order); err != nil {
-			t.Fatal(err)
-		}
-		netCommission := func() (net int64) {
-			t.Helper()
-			if err := db.QueryRow(`SELECT IFNULL(SUM(amount), 0) FROM commissions WHERE conversion = ? AND status != 'void'`, saleID).Scan(&net); err != nil {
-				t.Fatal(err)
-			}
-			return net
-		}
-		earned := netCommission()
-		if earned <= 0 {
-			t.Fatalf("demo sale %s earned %d: the test needs a sale with a commission", order, earned)
-		}
-		showSales := func(status string) {
-			t.Helper()
-			pageEval[bool](p, `(() => { const s = document.getElementById("sales-status"); s.value = `+strconv.Quote(status)+`; s.dispatchEvent(new Event("change")); return true; })()`)
-		}
-		decideSale := func(button, want string) {
-			t.Helper()
-			p.waitFor("the sale "+order, `document.getElementById("sale-`+saleID+`") !== null`)
-			p.click("#sale-" + saleID + ` button[data-status="` + button + `"]`)
-			verb := map[string]string{"approved": "Approved", "rejected": "Rejected"}[button]
-			p.waitFor("the decision", `document.getElementById("msg").textContent === `+strconv.Quote(verb+" the sale "+order+"."))
-			if n := countRows(t, db, `SELECT COUNT(*) FROM conversions WHERE id = ? AND status = ?`, saleID, want); n != 1 {
-				t.Fatalf("sale %s is not %s after the click%s", order, want, p.diagnostics())
-			}
-		}
-		showSales("approved")
-		decideSale("rejected", "rejected")
-		if got := netCommission(); got != 0 {
-			t.Errorf("rejected sale keeps %d of commission, want 0 (was %d)", got, earned)
-		}
-		showSales("rejected")
-		decideSale("approved", "approved")
-		if got := netCommission(); got != earned {
-			t.Errorf("approved-again sale earns %d, want %d", got, earned)
-		}
-		p.click("#ledger-run")
-		p.waitFor("the ledger check", `document.getElementById("ledger-result").textContent.startsWith("OK")`)
-		if ex := p.exceptions(); len(ex) > 0 {
-			t.Errorf("script errors: %v", ex)
-		}
-	})
+	backOfficeSubtests(t, func(t *testing.T) *pageTab {
+		p := openTab(outer, browser) // one tab for every back office subtest
+		p.t = t
+		return p
+	}, base, db, mail, katherine.id, katherine.code, pendingTab)
 	t.Logf("pages walk-through took %v", time.Since(start).Round(time.Millisecond))
 }
 

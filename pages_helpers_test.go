@@ -25,7 +25,7 @@ import (
 // the window and the time a walk through both pages needs.
 func startPagesBrowser(t *testing.T, execPath string) context.Context {
 	t.Helper()
-	return launchBrowser(t, execPath, 4*time.Minute, chromedp.WindowSize(1200, 900))
+	return launchBrowser(t, execPath, 8*time.Minute, chromedp.WindowSize(1200, 900))
 }
 
 // pageTab is one tab in its own browser context (own localStorage and cookies).
@@ -141,6 +141,14 @@ func (p *pageTab) typeInto(selector, text string) {
 	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS(selector), text, chromedp.NodeVisible)); err != nil {
 		p.t.Fatalf("type into %s: %v%s", selector, err, p.diagnostics())
 	}
+}
+
+// setValue sets a field's value as a person's edit would end: input and change events that
+// bubble (Svelte delegates them to the document).
+func (p *pageTab) setValue(selector, value string) {
+	p.t.Helper()
+	pageEval[bool](p, `(() => { const el = document.querySelector(`+strconv.Quote(selector)+`); el.value = `+strconv.Quote(value)+`;
+		el.dispatchEvent(new Event("input", {bubbles: true})); el.dispatchEvent(new Event("change", {bubbles: true})); return true; })()`)
 }
 
 func (p *pageTab) click(selector string) {

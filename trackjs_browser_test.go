@@ -61,7 +61,7 @@ func TestTrackJSInBrowser(t *testing.T) {
 	// Demo data: approved affiliates (ada-lovelace, with link ada-lovelace-blog) in an active
 	// program, and a pending one (katherine-johnson).
 	dir := t.TempDir()
-	if out, err := runProgram(t, "demo --dir="+dir).CombinedOutput(); err != nil {
+	if out, err := runProgram(t, "demo --days=0 --dir="+dir).CombinedOutput(); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
 

@@ -25,33 +25,46 @@ func demoAffiliates() [][2]string {
 	}
 }
 
-func newDemoCommand(app core.App, conversions *conversionService, commissions *commissionEngine) *cobra.Command {
-	return &cobra.Command{
+func newDemoCommand(app core.App, conversions *conversionService, commissions *commissionEngine, payouts *payoutEngine) *cobra.Command {
+	days := demoHistoryDays
+	cmd := &cobra.Command{
 		Use:          "demo",
-		Short:        "Fill the database with demo affiliates and links (safe to run twice)",
+		Short:        "Fill the database with demo affiliates, links and 90 days of history (safe to run twice)",
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := app.RunAllMigrations(); err != nil {
 				return fmt.Errorf("migrate: %w", err)
 			}
-			created, err := fillDemo(app)
+			if days < 0 || days > 365 {
+				return fmt.Errorf("demo: --days must be 0 to 365, not %d", days)
+			}
+			people := demoAffiliates()
+			if days > 0 { // the history's long tail and its other applicants
+				people = append(people, demoMoreAffiliates()...)
+			}
+			created, err := fillDemo(app, people)
 			if err != nil {
 				return err
 			}
 			if created > 0 {
+				if err := fillDemoHistory(app, conversions, commissions, payouts, time.Now().UTC(), days); err != nil {
+					return err
+				}
 				if err := fillDemoSales(conversions, commissions); err != nil {
 					return err
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "demo: %d affiliates created (with sales and commissions); log in to the portal as ada-lovelace@demo.pbaffiliate.test with password %q\n", created, demoPassword)
+			fmt.Fprintf(cmd.OutOrStdout(), "demo: %d affiliates created (with %d days of clicks, sales, commissions and payouts); log in to the portal as ada-lovelace@demo.pbaffiliate.test with password %q\n", created, days, demoPassword)
 			return nil
 		},
 	}
+	cmd.Flags().IntVar(&days, "days", demoHistoryDays, "days of history: clicks, sales, refunds, commissions, a paid payout run (0: none)")
+	return cmd
 }
 
 // fillDemo creates the demo affiliates (with two links each for the approved ones) in the
 // default program and returns how many affiliates it created; existing ones are left as they are.
-func fillDemo(app core.App) (int, error) {
+func fillDemo(app core.App, people [][2]string) (int, error) {
 	program, err := collections.FindDefaultProgram(app)
 	if err != nil {
 		return 0, fmt.Errorf("demo: %w", err)
@@ -62,7 +75,7 @@ func fillDemo(app core.App) (int, error) {
 	}
 	created := 0
 	err = app.RunInTransaction(func(tx core.App) error {
-		for _, person := range demoAffiliates() {
+		for _, person := range people {
 			name, status := person[0], person[1]
 			code := codes.Slug(name)
 			email := code + "@demo.pbaffiliate.test"

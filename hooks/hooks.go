@@ -230,13 +230,15 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		payouts:     payouts,
 		unsub:       mail.unsub,
 		mailOutbox:  mail.outbox,
+		setup:       newSetupReport(cfg),
+		mailPreview: mail.preview,
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		r.bind(se.Router)
 		return se.Next()
 	})
 	if rootCmd != nil {
-		rootCmd.AddCommand(newDemoCommand(app, conversions, commissions), newPayoutsCommand(app, payouts))
+		rootCmd.AddCommand(newDemoCommand(app, conversions, commissions, payouts), newPayoutsCommand(app, payouts))
 	}
 	return nil
 }

@@ -56,6 +56,7 @@ type messaging struct {
 	lifecycle  *lifecycleMails
 	broadcasts *broadcasts
 	digests    *digests
+	preview    *mailPreview
 }
 
 // newMessaging builds the parts on one clock; sleep is how the Resend client waits between
@@ -73,6 +74,7 @@ func newMessaging(app core.App, cfg Config, now func() time.Time, sleep func(con
 	m.lifecycle = newLifecycleMails(app, outbox, now, m.worker.Signal)
 	m.broadcasts = newBroadcasts(app, outbox, now, m.worker.Signal)
 	m.digests = newDigests(app, outbox, content, now, m.worker.Signal)
+	m.preview = newMailPreview(content)
 	return m, nil
 }
 

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	validation "github.com/pocketbase/ozzo-validation/v4"
 	"github.com/pocketbase/pocketbase/core"
@@ -149,4 +151,43 @@ func normalizeDomains(raw any) ([]string, error) {
 		return nil, errors.New(`list at least one domain, e.g. ["example.com"]`)
 	}
 	return out, nil
+}
+
+// scheduleRuns is how many next run times GET /api/pba/programs/schedule answers.
+const scheduleRuns = 3
+
+// handleSchedule checks a payout schedule as the program's validation does and answers its
+// next run times, so a form can show them before saving: {"spec", "timezone", "next": [RFC
+// 3339 in the schedule's zone]}. A bad spec is a 400 naming spec.
+func handleSchedule(re *core.RequestEvent) error {
+	spec := strings.TrimSpace(re.Request.URL.Query().Get("spec"))
+	sched, err := cron.ParseStandard(spec)
+	if err != nil {
+		return re.BadRequestError("Invalid payout schedule.", fieldError("spec", "invalid_cron",
+			"Must be a 5-field cron spec, optionally prefixed with CRON_TZ=Area/City (e.g. \"0 9 1 * *\"): "+err.Error()))
+	}
+	// The runs are shown in the schedule's own zone (cron answers in the zone of the time given).
+	loc := time.Local
+	if f := strings.Fields(spec); len(f) > 0 && (strings.HasPrefix(f[0], "CRON_TZ=") || strings.HasPrefix(f[0], "TZ=")) {
+		if l, err := time.LoadLocation(f[0][strings.Index(f[0], "=")+1:]); err == nil {
+			loc = l
+		}
+	}
+	zone := loc.String()
+	if loc == time.Local {
+		zone = "server time (" + time.Now().In(loc).Format("MST") + ")"
+	}
+	next := make([]string, 0, scheduleRuns)
+	t := time.Now()
+	for range scheduleRuns {
+		t = sched.Next(t)
+		if t.IsZero() { // a spec that never fires (e.g. 30 February)
+			break
+		}
+		next = append(next, t.In(loc).Format(time.RFC3339))
+	}
+	if len(next) == 0 {
+		return re.BadRequestError("Invalid payout schedule.", fieldError("spec", "never", "This schedule never runs."))
+	}
+	return re.JSON(http.StatusOK, map[string]any{"spec": spec, "timezone": zone, "next": next})
 }

@@ -19,6 +19,8 @@ type routes struct {
 	payouts     *payoutEngine
 	unsub       *unsubscribes
 	mailOutbox  *mailOutbox
+	setup       *setupReport
+	mailPreview *mailPreview
 }
 
 // bind lists every route pbaffiliate adds, with who may call it. Handlers live with their
@@ -65,6 +67,9 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.GET("/api/pba/payouts/preview", r.payouts.handlePreview).Bind(superuser)
 	rt.POST("/api/pba/payouts/run", r.payouts.handleRun).Bind(superuser)
 	rt.GET("/api/pba/export/payouts.csv", handleManualPayoutsCSV).Bind(superuser)
+	rt.GET("/api/pba/programs/schedule", handleSchedule).Bind(superuser)
+	rt.GET("/api/pba/config", r.setup.handle).Bind(superuser)
+	rt.POST("/api/pba/messages/preview", r.mailPreview.handle).Bind(superuser, apis.BodyLimit(256<<10))
 	for name, spec := range exportSpecs() { // affiliates, conversions, commissions
 		rt.GET("/api/pba/export/"+name+".csv", exportHandler(name, spec)).Bind(superuser)
 	}

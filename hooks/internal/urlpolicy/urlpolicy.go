@@ -96,3 +96,15 @@ func Check(raw string, domains []string) (*url.URL, error) {
 	}
 	return u, nil
 }
+
+// Placeholder tells a domain no real shop uses (the default program's example.com, reserved
+// test and example names, loopback), which a program has to replace before it goes live.
+func Placeholder(d string) bool {
+	d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
+	for _, reserved := range []string{"example.com", "example.org", "example.net", "test", "example", "invalid", "localhost"} {
+		if d == reserved || strings.HasSuffix(d, "."+reserved) {
+			return true
+		}
+	}
+	return strings.HasPrefix(d, "127.") || d == "::1"
+}

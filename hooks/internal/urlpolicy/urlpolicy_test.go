@@ -50,3 +50,14 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestPlaceholder(t *testing.T) {
+	for d, want := range map[string]bool{
+		"example.com": true, "shop.example.com": true, "Example.ORG.": true, "partners.test": true,
+		"localhost": true, "127.0.0.1": true, "acme.com": false, "notexample.com": false, "test.acme.io": false,
+	} {
+		if got := Placeholder(d); got != want {
+			t.Errorf("Placeholder(%q) = %v, want %v", d, got, want)
+		}
+	}
+}

@@ -1,0 +1,707 @@
+package main
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+)
+
+// The back office (/admin/, built from ui/) in headless Chromium against the real binary with
+// the demo data. Its subtests run inside TestPagesInBrowser and share its server and browser,
+// and one signed-in tab walks through the views in order.
+
+// pageTabOpener opens the back office's tab for a subtest.
+type pageTabOpener func(t *testing.T) *pageTab
+
+// backOffice is what the back office subtests share.
+type backOffice struct {
+	base string
+	db   *sql.DB
+	p    *pageTab
+	axe  string // axe-core's script, or "" when it is not installed (outside CI)
+}
+
+// axeSource reads axe-core from ui/node_modules (npm ci in ui/, which `make ui` and .ci/run
+// do). Without it the accessibility checks are skipped on a developer machine and fail in CI.
+func axeSource(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("ui", "node_modules", "axe-core", "axe.min.js"))
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("axe-core is not installed (CI=true; run `make ui`): %v", err)
+		}
+		t.Logf("axe-core not installed (cd ui && npm ci): accessibility checks skipped")
+		return ""
+	}
+	return string(b)
+}
+
+// checkAxe runs axe-core on the page as it is and fails on serious or critical violations.
+func (b *backOffice) checkAxe(t *testing.T, view string) {
+	t.Helper()
+	if b.axe == "" {
+		return
+	}
+	if !pageEval[bool](b.p, `typeof window.axe === "object"`) {
+		pageEval[bool](b.p, b.axe+"\n;true")
+	}
+	raw := pageEval[string](b.p, `axe.run(document, {resultTypes: ["violations"]}).then((r) => JSON.stringify({passes: r.passes.length, violations: r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" "))}))}))`)
+	var res struct {
+		Passes     int
+		Violations []struct {
+			ID, Impact, Help string
+			Nodes            []string
+		}
+	}
+	if err := json.Unmarshal([]byte(raw), &res); err != nil {
+		t.Fatalf("axe answer %q: %v", raw, err)
+	}
+	if res.Passes == 0 {
+		t.Errorf("axe on %s checked nothing", view)
+	}
+	t.Logf("axe on %s: %d rules passed, %d violated", view, res.Passes, len(res.Violations))
+	for _, v := range res.Violations {
+		if v.Impact == "serious" || v.Impact == "critical" {
+			t.Errorf("axe on %s: %s (%s): %s at %v", view, v.ID, v.Impact, v.Help, v.Nodes)
+		} else {
+			t.Logf("axe on %s (minor): %s (%s): %s at %v", view, v.ID, v.Impact, v.Help, v.Nodes)
+		}
+	}
+}
+
+// watchCSP records the page's Content-Security-Policy violations in window.pbaCSP (inline
+// styles or scripts the header's policy refused).
+func watchCSP(p *pageTab) {
+	pageEval[bool](p, `(() => { window.pbaCSP = window.pbaCSP || []; document.addEventListener("securitypolicyviolation",
+		(e) => window.pbaCSP.push(e.violatedDirective + " " + e.blockedURI + " " + (e.sample || ""))); return true; })()`)
+}
+
+// open goes to a view of the back office by its hash and waits for its heading.
+func (b *backOffice) open(t *testing.T, hash, heading string) {
+	t.Helper()
+	b.p.t = t
+	pageEval[bool](b.p, `(location.hash = `+strconv.Quote(hash)+`, true)`)
+	b.p.waitFor("the view "+heading, `document.querySelector("main h1") && document.querySelector("main h1").textContent.trim().startsWith(`+strconv.Quote(heading)+`)`)
+}
+
+// fakeMail is a Resend API on loopback that accepts every email and keeps its subject and
+// recipient: the server under test sends its mail there (RESEND_BASE_URL).
+type fakeMail struct {
+	mu   sync.Mutex
+	n    int
+	sent []struct{ To, Subject, HTML string }
+}
+
+func startFakeMail(t *testing.T) *fakeMail {
+	t.Helper()
+	f := &fakeMail{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var mails []struct {
+			To      []string `json:"to"`
+			Subject string   `json:"subject"`
+			HTML    string   `json:"html"`
+		}
+		if r.URL.Path == "/emails/batch" {
+			json.Unmarshal(body, &mails)
+		} else {
+			mails = mails[:0]
+			var one struct {
+				To      []string `json:"to"`
+				Subject string   `json:"subject"`
+				HTML    string   `json:"html"`
+			}
+			json.Unmarshal(body, &one)
+			mails = append(mails, one)
+		}
+		f.mu.Lock()
+		var ids []map[string]string
+		for _, m := range mails {
+			f.n++
+			to := ""
+			if len(m.To) > 0 {
+				to = m.To[0]
+			}
+			f.sent = append(f.sent, struct{ To, Subject, HTML string }{to, m.Subject, m.HTML})
+			ids = append(ids, map[string]string{"id": fmt.Sprintf("re_fake_%d", f.n)})
+		}
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/emails/batch" {
+			json.NewEncoder(w).Encode(map[string]any{"data": ids})
+		} else {
+			json.NewEncoder(w).Encode(ids[0])
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv("RESEND_API_KEY", "re_test_key")
+	t.Setenv("RESEND_BASE_URL", srv.URL+"/")
+	t.Setenv("PBA_MAIL_FROM", "Partners <partners@example.org>")
+	return f
+}
+
+// subjects are the subjects of the mails sent to address.
+func (f *fakeMail) subjects(address string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, m := range f.sent {
+		if m.To == address {
+			out = append(out, m.Subject)
+		}
+	}
+	return out
+}
+
+// getJSON GETs url with an auth token and decodes the JSON answer into v.
+func getJSON(t *testing.T, url, token string, v any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, res.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// sendJSONStatus sends body to url with an auth token and fails unless the answer is want.
+func sendJSONStatus(t *testing.T, method, url, token, body string, want int) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", token)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != want {
+		b, _ := io.ReadAll(res.Body)
+		t.Fatalf("%s %s: %d %s", method, url, res.StatusCode, b)
+	}
+}
+
+// waitDB polls the database until query (one integer) answers want.
+func waitDB(t *testing.T, p *pageTab, db *sql.DB, what string, want int64, query string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var got int64
+		if err := db.QueryRow(query, args...).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d, want %d%s", what, got, want, p.diagnostics())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// backOfficeSubtests walks the back office. katherine is a pending applicant whose portal is
+// open in pendingTab (nil if that subtest did not run): approving her must reach it live.
+func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sql.DB, mail *fakeMail, katherineID, katherineCode string, pendingTab *pageTab) {
+	b := &backOffice{base: base, db: db, axe: axeSource(t)}
+
+	t.Run("back office sign in", func(t *testing.T) {
+		b.p = browser(t)
+		p := b.p
+		// The overview's days are the admin's: make them UTC days, as stats_daily's.
+		if _, err := chromedp.Call(p.ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "UTC"}); err != nil {
+			t.Fatal(err)
+		}
+		p.navigate(base + "/admin/")
+		p.waitFor("the sign-in form", `document.getElementById("si-email") !== null`)
+		watchCSP(p)
+		b.checkAxe(t, "sign in")
+		p.typeInto("#si-email", pagesAdminEmail)
+		p.typeInto("#si-password", "wrong-password")
+		p.click("form button[type=submit]")
+		p.waitFor("the sign-in error", `document.getElementById("signin-err").textContent !== ""`)
+		p.typeInto("#si-password", pagesAdminPassword)
+		p.click("form button[type=submit]")
+		p.waitFor("the back office", `document.getElementById("sign-out") !== null`)
+		p.waitFor("the live feed", `document.querySelector("#live-state .dot.on") !== null`)
+		// A reload keeps the session (the SDK's auth store, refreshed on load).
+		p.navigate(base + "/admin/#/affiliates")
+		watchCSP(p)
+		p.waitFor("the back office after a reload", `document.getElementById("sign-out") !== null`)
+		if got := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth") || "{}").record?.email || ""`); got != pagesAdminEmail {
+			t.Errorf("stored session of %q, want %s", got, pagesAdminEmail)
+		}
+	})
+	if b.p == nil || t.Failed() {
+		return
+	}
+
+	t.Run("affiliates directory", func(t *testing.T) {
+		p := b.p
+		b.open(t, "#/affiliates", "Affiliates")
+		var approved int64
+		db.QueryRow(`SELECT COUNT(*) FROM affiliates WHERE status = 'approved'`).Scan(&approved)
+		p.waitFor("the directory", `document.querySelectorAll("#affiliates-body tr[id^=aff-]").length > 0`)
+		// Filter by status: exactly the approved affiliates, counted as the database has them.
+		p.setValue("#f-status", "approved")
+		p.waitFor("the status filter", `location.hash.includes("status=approved") && [...document.querySelectorAll("#affiliates-body .badge")].every((b) => b.textContent === "approved")`)
+		p.waitFor("the count", `document.querySelector(".pager span").textContent.endsWith(" of `+strconv.FormatInt(approved, 10)+`")`)
+		// Search by text.
+		p.typeInto("#f-q", "grace")
+		p.waitFor("the search", `document.querySelectorAll("#affiliates-body tr[id^=aff-]").length === 1 && document.getElementById("affiliates-body").textContent.includes("Grace Hopper")`)
+		b.checkAxe(t, "affiliates")
+		p.screenshots("backoffice-affiliates")
+		p.setValue("#f-q", "")
+		pageEval[bool](p, `(location.hash = "#/affiliates", true)`)
+	})
+
+	t.Run("approve an application", func(t *testing.T) {
+		p := b.p
+		b.open(t, "#/affiliates?tab=applications", "Affiliates")
+		p.waitFor("the application", `document.getElementById("aff-`+katherineID+`") !== null`)
+		b.checkAxe(t, "applications")
+		p.screenshots("backoffice-applications")
+		// On a phone: the approval is one tap at 390 px.
+		if err := chromedp.Do(p.ctx, chromedp.EmulateViewport(390, 844)); err != nil {
+			t.Fatal(err)
+		}
+		if w := pageEval[int](p, `document.documentElement.scrollWidth`); w > 390 {
+			t.Errorf("the applications overflow a 390 px screen: %d px wide", w)
+		}
+		p.click("#aff-" + katherineID + ` button[data-status="approved"]`)
+		waitDB(t, p, db, "approved "+katherineCode, 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND status = 'approved'`, katherineID)
+		p.waitFor("the application to leave the queue", `document.getElementById("aff-`+katherineID+`") === null`)
+		p.waitFor("the confirmation", `document.getElementById("msg").textContent.includes("approval email")`)
+		if err := chromedp.Do(p.ctx, chromedp.ResetViewport()); err != nil {
+			t.Fatal(err)
+		}
+		if pendingTab != nil {
+			pendingTab.t = t
+			pendingTab.waitFor("the approved applicant's dashboard", `!document.getElementById("dash").hidden && document.getElementById("ref-code").textContent === "`+katherineCode+`"`)
+		}
+		// Bulk: every other waiting application at once.
+		var waiting int64
+		db.QueryRow(`SELECT COUNT(*) FROM affiliates WHERE status = 'pending'`).Scan(&waiting)
+		if waiting == 0 {
+			t.Fatal("the test needs another pending application (the portal signup subtest makes one)")
+		}
+		p.waitFor("the remaining applications", `document.querySelectorAll("#affiliates-body tr[id^=aff-]").length === `+strconv.FormatInt(waiting, 10))
+		p.click(`th input[type=checkbox]`)
+		p.click("#bulk-approve")
+		waitDB(t, p, db, "pending affiliates after the bulk approval", 0, `SELECT COUNT(*) FROM affiliates WHERE status = 'pending'`)
+		p.waitFor("the empty queue", `document.querySelector("#affiliates-body td.empty") !== null`)
+	})
+
+	t.Run("affiliate page", func(t *testing.T) {
+		p := b.p
+		var id, name string
+		db.QueryRow(`SELECT id, name FROM affiliates WHERE code = 'ada-lovelace'`).Scan(&id, &name)
+		b.open(t, "#/affiliates/"+id, name)
+		from := time.Now().UTC().AddDate(0, 0, -29).Format("2006-01-02")
+		want := statsSince(t, db, id, from)
+		p.waitFor("the figures", `document.getElementById("af-clicks").textContent === `+strconv.Quote(groupThousands(strconv.FormatInt(want[0], 10))))
+		p.waitFor("the chart", `document.querySelector(".chart canvas") !== null`)
+		// A commission override typed as a percent is stored in basis points.
+		p.typeInto("#af-override", "12.5%")
+		p.typeInto("#af-tags", "newsletter, vip")
+		p.click(`#affiliate-form button[type=submit]`)
+		waitDB(t, p, db, "ada's commission_override", 1250, `SELECT commission_override FROM affiliates WHERE id = ?`, id)
+		p.waitFor("the saved form", `document.getElementById("msg").textContent === "Saved `+name+`."`)
+		var tags string
+		db.QueryRow(`SELECT tags FROM affiliates WHERE id = ?`, id).Scan(&tags)
+		if tags != `["newsletter","vip"]` {
+			t.Errorf("tags stored as %s", tags)
+		}
+		p.typeInto("#af-override", "12.555")
+		p.click(`#affiliate-form button[type=submit]`)
+		p.waitFor("the override error", `document.getElementById("af-override-err").textContent.includes("two decimals")`)
+		b.checkAxe(t, "affiliate page")
+		p.screenshots("backoffice-affiliate")
+		// Suspend, with the confirmation saying what follows, then reinstate.
+		p.click(`#status-actions button[data-status="suspended"]`)
+		p.click("#confirm-status")
+		waitDB(t, p, db, "ada suspended", 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND status = 'suspended'`, id)
+		p.click(`#status-actions button[data-status="approved"]`)
+		p.click("#confirm-status")
+		waitDB(t, p, db, "ada reinstated", 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND status = 'approved'`, id)
+		p.waitFor("the page after reinstating", `document.querySelector('#status-actions button[data-status="suspended"]') !== null`)
+		p.setValue("#af-override", "")
+		p.click(`#affiliate-form button[type=submit]`)
+		waitDB(t, p, db, "ada's override cleared", 0, `SELECT commission_override FROM affiliates WHERE id = ?`, id)
+	})
+
+	t.Run("programs in human units", func(t *testing.T) {
+		p := b.p
+		b.open(t, "#/programs", "Programs")
+		p.waitFor("the programs", `document.querySelectorAll("#programs-body tr[id^=program-]").length > 0`)
+		p.waitFor("the default program's terms", `document.getElementById("programs-body").textContent.includes("20% of each sale")`)
+		b.checkAxe(t, "programs")
+		p.click("#new-program")
+		b.open(t, "#/programs/new", "New program")
+		p.typeInto("#pg-name", "Spring partners")
+		p.typeInto("#pg-destination", "https://acme.io/spring")
+		p.typeInto("#pg-domain", "not a domain")
+		p.click(`#pg-domain + button`)
+		p.waitFor("the domain error", `document.getElementById("pg-domains-err").textContent.includes("is not a domain")`)
+		p.typeInto("#pg-domain", "https://Acme.io/")
+		p.click(`#pg-domain + button`)
+		p.waitFor("the domain in the list", `document.getElementById("pg-domains").textContent.includes("acme.io")`)
+		p.typeInto("#pg-commission", "12.5%")
+		p.typeInto("#pg-min", "$50")
+		p.click(`input[name=preset][value=twice]`)
+		p.setValue("#pg-zone", "Europe/Berlin")
+		p.waitFor("the next three runs", `document.querySelectorAll("#pg-runs li").length === 3 && document.querySelector("#pg-runs").previousElementSibling.textContent.includes("Europe/Berlin")`)
+		b.checkAxe(t, "new program")
+		p.screenshots("backoffice-program-new")
+		p.click("#program-save")
+		p.waitFor("the saved program", `location.hash.startsWith("#/programs/") && !location.hash.endsWith("/new") && document.getElementById("integration-h") !== null`)
+
+		// Read back through the records API as the superuser.
+		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		var got struct {
+			Items []struct {
+				ID              string   `json:"id"`
+				CommissionValue int      `json:"commission_value"`
+				CommissionType  string   `json:"commission_type"`
+				MinPayout       int      `json:"min_payout"`
+				AllowedDomains  []string `json:"allowed_domains"`
+				PayoutSchedule  string   `json:"payout_schedule"`
+				PostbackSecret  string   `json:"postback_secret"`
+			} `json:"items"`
+		}
+		getJSON(t, base+`/api/collections/programs/records?filter=`+url.QueryEscape(`name="Spring partners"`), token, &got)
+		if len(got.Items) != 1 {
+			t.Fatalf("programs named Spring partners: %d", len(got.Items))
+		}
+		pg := got.Items[0]
+		if pg.CommissionType != "percent" || pg.CommissionValue != 1250 || pg.MinPayout != 5000 {
+			t.Errorf("stored %s %d, min_payout %d; want percent 1250 bp and 5000", pg.CommissionType, pg.CommissionValue, pg.MinPayout)
+		}
+		if strings.Join(pg.AllowedDomains, ",") != "acme.io" || pg.PayoutSchedule != "CRON_TZ=Europe/Berlin 0 9 1,15 * *" {
+			t.Errorf("stored domains %v, schedule %q", pg.AllowedDomains, pg.PayoutSchedule)
+		}
+		// The form shows the stored values back in human units.
+		if v := pageEval[string](p, `document.getElementById("pg-commission").value + " " + document.getElementById("pg-min").value`); v != "12.5 50.00" {
+			t.Errorf("form after saving shows %q, want 12.5 and 50.00", v)
+		}
+		// The secret is hidden until revealed.
+		if strings.Contains(p.text("#pg-secret"), pg.PostbackSecret) {
+			t.Error("the postback secret is shown before Reveal")
+		}
+		p.click(`.secret button[aria-pressed]`)
+		p.waitFor("the revealed secret", `document.getElementById("pg-secret").textContent === `+strconv.Quote(pg.PostbackSecret))
+		// A tier at 25%.
+		p.click(`#tiers-h ~ .actions button`)
+		p.typeInto(`#tiers-body tr:last-child input[aria-label="Tier name"]`, "Gold")
+		p.typeInto(`#tiers-body tr:last-child input[aria-label="Monthly revenue from"]`, "1,000")
+		p.typeInto(`#tiers-body tr:last-child input[aria-label="Rate"]`, "25%")
+		p.click(`#tiers-body tr:last-child button`)
+		waitDB(t, p, db, "the Gold tier", 1, `SELECT COUNT(*) FROM tiers WHERE program = ? AND name = 'Gold' AND commission_value = 2500 AND min_revenue = 100000`, pg.ID)
+		// A bad edit: the server's error lands next to its field, nothing changes.
+		p.typeInto("#pg-destination", "https://elsewhere.io/")
+		p.click("#program-save")
+		p.waitFor("the destination error", `document.getElementById("pg-destination-err").textContent !== ""`)
+		waitDB(t, p, db, "unchanged destination", 1, `SELECT COUNT(*) FROM programs WHERE id = ? AND destination = 'https://acme.io/spring'`, pg.ID)
+		b.checkAxe(t, "program")
+		p.screenshots("backoffice-program")
+	})
+
+	t.Run("sales decisions", func(t *testing.T) {
+		p := b.p
+		var saleID, order string
+		if err := db.QueryRow(`SELECT id, external_id FROM conversions WHERE status = 'approved' ORDER BY occurred_at DESC LIMIT 1`).Scan(&saleID, &order); err != nil {
+			t.Fatal(err)
+		}
+		netCommission := func() (net int64) {
+			t.Helper()
+			if err := db.QueryRow(`SELECT IFNULL(SUM(amount), 0) FROM commissions WHERE conversion = ? AND status != 'void'`, saleID).Scan(&net); err != nil {
+				t.Fatal(err)
+			}
+			return net
+		}
+		earned := netCommission()
+		if earned <= 0 {
+			t.Fatalf("demo sale %s earned %d: the test needs a sale with a commission", order, earned)
+		}
+		b.open(t, "#/sales?status=approved", "Sales")
+		p.waitFor("the sale "+order, `document.getElementById("sale-`+saleID+`") !== null`)
+		b.checkAxe(t, "sales")
+		review := func() {
+			t.Helper()
+			p.waitFor("the sale "+order, `document.getElementById("sale-`+saleID+`") !== null`)
+			if !pageEval[bool](p, `document.getElementById("panel-`+saleID+`") !== null`) {
+				p.click("#sale-" + saleID + " button[aria-expanded]")
+			}
+			p.waitFor("the sale's panel", `document.getElementById("panel-`+saleID+`") !== null`)
+		}
+		// Reject with a reason: the unpaid commission is voided.
+		review()
+		p.click(`#panel-` + saleID + ` button[data-action="reject"]`)
+		p.typeInto("#rj-reason", "order cancelled")
+		p.click("#rj-submit")
+		waitDB(t, p, db, "sale rejected", 1, `SELECT COUNT(*) FROM conversions WHERE id = ? AND status = 'rejected' AND reason = 'order cancelled'`, saleID)
+		if got := netCommission(); got != 0 {
+			t.Errorf("rejected sale keeps %d of commission, want 0 (was %d)", got, earned)
+		}
+		p.waitFor("the history row", `document.getElementById("history-`+saleID+`").textContent.includes("Back office: approved → rejected")`)
+		// Approve it again: the commission comes back.
+		p.click(`#panel-` + saleID + ` button[data-action="approve"]`)
+		waitDB(t, p, db, "sale approved again", 1, `SELECT COUNT(*) FROM conversions WHERE id = ? AND status = 'approved'`, saleID)
+		if got := netCommission(); got != earned {
+			t.Errorf("approved-again sale earns %d, want %d", got, earned)
+		}
+		// A partial refund typed in major units, stored cumulative in minor units.
+		p.waitFor("the refund button", `document.querySelector('#panel-`+saleID+` button[data-action="refund"]') !== null`)
+		p.click(`#panel-` + saleID + ` button[data-action="refund"]`)
+		p.typeInto("#rf-amount", "999999")
+		p.click("#rf-submit")
+		p.waitFor("the amount error", `document.getElementById("rf-amount-err").textContent !== ""`)
+		p.typeInto("#rf-amount", "10")
+		p.typeInto("#rf-reason", "one item returned")
+		p.click("#rf-submit")
+		waitDB(t, p, db, "partial refund", 1, `SELECT COUNT(*) FROM conversions WHERE id = ? AND status = 'approved' AND refunded_amount = 1000`, saleID)
+		var events int64
+		db.QueryRow(`SELECT COUNT(*) FROM conversion_events WHERE conversion = ? AND door = 'dashboard'`, saleID).Scan(&events)
+		if events != 3 {
+			t.Errorf("history rows of the back office's decisions: %d, want 3", events)
+		}
+		p.screenshots("backoffice-sales")
+		// Filter by affiliate, typed as a code.
+		var ada string
+		var adaSales int64
+		db.QueryRow(`SELECT id FROM affiliates WHERE code = 'ada-lovelace'`).Scan(&ada)
+		db.QueryRow(`SELECT COUNT(*) FROM conversions WHERE affiliate = ?`, ada).Scan(&adaSales)
+		b.open(t, "#/sales", "Sales")
+		p.setValue("#s-affiliate", "ada-lovelace")
+		p.waitFor("ada's sales", `location.hash.includes("affiliate=`+ada+`") && document.querySelector(".pager span").textContent.endsWith(" of `+strconv.FormatInt(adaSales, 10)+`")`)
+		if !pageEval[bool](p, `[...document.querySelectorAll("#sales-body tr[id^=sale-] td:nth-child(2)")].every((td) => td.textContent === "Ada Lovelace")`) {
+			t.Error("the affiliate filter shows another affiliate's sales")
+		}
+		p.setValue("#s-affiliate", "nobody-here")
+		p.waitFor("the affiliate error", `document.getElementById("s-affiliate-err").textContent !== ""`)
+		// The ledger still balances.
+		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		var check struct {
+			OK       bool  `json:"ok"`
+			Problems []any `json:"problems"`
+		}
+		getJSON(t, base+"/api/pba/ledger/check", token, &check)
+		if !check.OK {
+			t.Errorf("ledger check after the decisions: %v", check.Problems)
+		}
+	})
+
+	t.Run("payouts preview run and mark paid", func(t *testing.T) {
+		p := b.p
+		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		// Who the server would pay, and who not: the page must say the same.
+		var preview struct {
+			Programs []struct {
+				Lines []struct{ Affiliate, Action, Reason string } `json:"lines"`
+			} `json:"programs"`
+		}
+		getJSON(t, base+"/api/pba/payouts/preview", token, &preview)
+		var grace, ada string // one paid, one carried forward below the minimum
+		for _, r := range preview.Programs {
+			for _, l := range r.Lines {
+				if l.Action == "pay" && grace == "" {
+					grace = l.Affiliate
+				}
+				if l.Action == "carry_forward" && ada == "" {
+					ada = l.Affiliate
+				}
+			}
+		}
+		if grace == "" || ada == "" {
+			t.Fatalf("the demo's payout preview needs a payout and a balance below the minimum: %+v", preview)
+		}
+		b.open(t, "#/payouts", "Payouts")
+		p.waitFor("a payout in the preview", `[...document.querySelectorAll('#preview-body tr[data-affiliate="`+grace+`"] .badge')].some((b) => b.textContent === "pay")`)
+		p.waitFor("a balance carried forward, with the reason", `document.querySelector('#preview-body tr[data-affiliate="`+ada+`"]').textContent.includes("below the minimum")`)
+		b.checkAxe(t, "payouts")
+		p.click("#run-now")
+		p.click("#run-confirm")
+		waitDB(t, p, db, "the new pending manual payout", 1, `SELECT COUNT(*) FROM payouts WHERE affiliate = ? AND status = 'pending' AND method = 'manual'`, grace)
+		var payout string
+		var amount int64
+		db.QueryRow(`SELECT id, amount FROM payouts WHERE affiliate = ? AND status = 'pending'`, grace).Scan(&payout, &amount)
+		p.waitFor("the payout in the history", `document.getElementById("payout-`+payout+`") !== null`)
+		// Mark it paid: a reference is required.
+		p.click("#payout-" + payout + ` button[data-action="paid"]`)
+		p.click("#po-paid")
+		p.waitFor("the reference error", `document.getElementById("po-ref-err").textContent !== ""`)
+		p.typeInto("#po-ref", "PP-2026-001")
+		p.click("#po-paid")
+		waitDB(t, p, db, "the payout paid", 1, `SELECT COUNT(*) FROM payouts WHERE id = ? AND status = 'paid' AND reference = 'PP-2026-001'`, payout)
+		waitDB(t, p, db, "its paid commissions", amount, `SELECT IFNULL(SUM(amount), 0) FROM commissions WHERE payout = ? AND status = 'paid'`, payout)
+		// Cancel another pending payout, then pay it again in a new run.
+		var other, otherAff string
+		if err := db.QueryRow(`SELECT id, affiliate FROM payouts WHERE status = 'pending' LIMIT 1`).Scan(&other, &otherAff); err == nil {
+			p.waitFor("the other payout", `document.getElementById("payout-`+other+`") !== null`)
+			p.click("#payout-" + other + ` button[data-action="cancel"]`)
+			waitDB(t, p, db, "cancelled payout", 1, `SELECT COUNT(*) FROM payouts WHERE id = ? AND status = 'canceled'`, other)
+			p.waitFor("pay again", `document.querySelector('#payout-`+other+` button[data-action="retry"]') !== null`)
+			p.click("#payout-" + other + ` button[data-action="retry"]`)
+			waitDB(t, p, db, "the new payout", 1, `SELECT COUNT(*) FROM payouts WHERE affiliate = ? AND status = 'pending'`, otherAff)
+		} else {
+			t.Logf("only one payout in the run: cancel not exercised (%v)", err)
+		}
+		p.screenshots("backoffice-payouts")
+		var check struct {
+			OK       bool  `json:"ok"`
+			Problems []any `json:"problems"`
+		}
+		getJSON(t, base+"/api/pba/ledger/check", token, &check)
+		if !check.OK {
+			t.Errorf("ledger check after the payouts: %v", check.Problems)
+		}
+	})
+
+	t.Run("broadcast and templates", func(t *testing.T) {
+		p := b.p
+		var grace, graceEmail string
+		db.QueryRow(`SELECT id, email FROM affiliates WHERE code = 'grace-hopper'`).Scan(&grace, &graceEmail)
+		var approved int64
+		db.QueryRow(`SELECT COUNT(*) FROM affiliates WHERE status = 'approved'`).Scan(&approved)
+		b.open(t, "#/messages", "Messages")
+		p.waitFor("the audience", `document.getElementById("bc-audience").textContent.startsWith("`+strconv.FormatInt(approved, 10)+` affiliate")`)
+		p.typeInto("#bc-subject", "Spring news for {{.Name}}")
+		p.typeInto("#bc-body", "Hello {{.Name}}, your link is {{.Link}}.")
+		p.setValue("#bc-for", grace)
+		p.waitFor("the preview for Grace", `document.querySelector(".mail-subject") && document.querySelector(".mail-subject").textContent === "Spring news for Grace Hopper"`)
+		b.checkAxe(t, "broadcast composer")
+		p.screenshots("backoffice-messages")
+		p.click("#bc-send")
+		waitDB(t, p, db, "the broadcast", 1, `SELECT COUNT(*) FROM messages WHERE kind = 'broadcast' AND subject = 'Spring news for {{.Name}}'`)
+		var msg string
+		db.QueryRow(`SELECT id FROM messages WHERE kind = 'broadcast' AND subject = 'Spring news for {{.Name}}'`).Scan(&msg)
+		waitDB(t, p, db, "broadcast deliveries sent", approved, `SELECT COUNT(*) FROM deliveries WHERE message = ? AND status = 'sent'`, msg)
+		p.waitFor("the delivery counts", `document.querySelector("#message-`+msg+` .counts").textContent.includes("`+strconv.FormatInt(approved, 10)+` sent")`)
+		deadline := time.Now().Add(10 * time.Second)
+		for !slices.Contains(mail.subjects(graceEmail), "Spring news for Grace Hopper") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the fake mail sender got no broadcast for %s: %v", graceEmail, mail.subjects(graceEmail))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		// Templates: the server's validation error inline, then a valid edit saved.
+		b.open(t, "#/messages?tab=templates", "Messages")
+		p.waitFor("a template", `document.getElementById("tpl-subject") && document.getElementById("tpl-subject").value !== ""`)
+		p.waitFor("the template preview", `document.querySelector(".mail-subject") !== null`)
+		p.typeInto("#tpl-text", "Hi {{.Nope}}")
+		p.waitFor("the text error", `document.getElementById("tpl-text-err").textContent.includes("Nope")`)
+		p.typeInto("#tpl-text", "Hi {{.Name}}, welcome.")
+		p.waitFor("no error", `document.getElementById("tpl-text-err").textContent === "" && !document.getElementById("tpl-save").disabled`)
+		p.click("#tpl-save")
+		waitDB(t, p, db, "the saved template", 1, `SELECT COUNT(*) FROM mail_templates WHERE text = 'Hi {{.Name}}, welcome.'`)
+		b.checkAxe(t, "templates")
+	})
+
+	t.Run("setup checklist", func(t *testing.T) {
+		p := b.p
+		b.open(t, "#/setup", "Setup")
+		p.waitFor("the checklist", `document.querySelectorAll("#checklist li").length === 6`)
+		// This server has no PBA_PUBLIC_URL and a fake Resend with a sender address.
+		if got := p.attr("#setup-public-url", "data-done"); got != "false" || !strings.Contains(p.text("#setup-public-url"), "PBA_PUBLIC_URL") {
+			t.Errorf("public URL item: done=%s, %q", got, p.text("#setup-public-url"))
+		}
+		if got := p.attr("#setup-mail", "data-done"); got != "true" {
+			t.Errorf("mail item: done=%s, %q", got, p.text("#setup-mail"))
+		}
+		page := pageEval[string](p, `document.body.innerText`)
+		if strings.Contains(page, "re_test_key") {
+			t.Error("the setup page shows the Resend key")
+		}
+		b.checkAxe(t, "setup")
+		p.screenshots("backoffice-setup")
+	})
+
+	t.Run("overview", func(t *testing.T) {
+		p := b.p
+		b.open(t, "#/overview?range=30d", "Overview")
+		p.waitFor("the KPIs", `document.getElementById("kpi-clicks") && document.querySelector("#ov-chart canvas") !== null`)
+		from, to := p.attr("#kpis", "data-from"), p.attr("#kpis", "data-to")
+		if want := time.Now().UTC().Format("2006-01-02"); to != want {
+			t.Errorf("the period ends %s, want today %s", to, want)
+		}
+		sums := func() (s [4]int64) {
+			t.Helper()
+			if err := db.QueryRow(`SELECT IFNULL(SUM(clicks), 0), IFNULL(SUM(conversions), 0), IFNULL(SUM(revenue), 0), IFNULL(SUM(commission), 0)
+				FROM stats_daily WHERE day >= ? AND day <= ?`, from, to).Scan(&s[0], &s[1], &s[2], &s[3]); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		check := func(want [4]int64) {
+			t.Helper()
+			for i, id := range []string{"clicks", "sales", "revenue", "commission"} {
+				p.waitFor("the "+id+" KPI", `document.getElementById("kpi-`+id+`").dataset.value === "`+strconv.FormatInt(want[i], 10)+`"`)
+			}
+			p.waitFor("the chart's clicks", `document.getElementById("ov-chart").dataset.clicks === "`+strconv.FormatInt(want[0], 10)+`"`)
+		}
+		want := sums()
+		if want[0] == 0 || want[1] == 0 {
+			t.Fatalf("demo data has no clicks or sales from %s to %s", from, to)
+		}
+		check(want)
+		// The KPIs equal the stats API's totals for the same period.
+		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		var api struct {
+			Totals []struct{ Clicks, Conversions, Revenue, Commission int64 } `json:"totals"`
+		}
+		getJSON(t, base+"/api/pba/stats?from="+from+"&to="+to, token, &api)
+		if len(api.Totals) != 1 || api.Totals[0].Clicks != want[0] || api.Totals[0].Revenue != want[2] {
+			t.Errorf("stats API totals %+v, database %v", api.Totals, want)
+		}
+		// A click and a sale made now move the counters and the chart without a reload.
+		pageEval[bool](p, `window.pbaSamePage = true`)
+		hitRedirect(t, base+"/r/grace-hopper")
+		want[0]++
+		check(want)
+		sendJSONStatus(t, http.MethodPost, base+"/api/pba/conversions", token, `{"affiliate_code":"grace-hopper","external_id":"overview-live-1","amount":5123,"currency":"usd"}`, http.StatusCreated)
+		want[1]++
+		want[2] += 5123
+		p.waitFor("the live sale in the feed", `document.getElementById("feed").textContent.includes("Grace Hopper · 51.23 USD")`)
+		check([4]int64{want[0], want[1], want[2], sums()[3]})
+		if !pageEval[bool](p, `window.pbaSamePage === true`) {
+			t.Error("the overview reloaded: live updates must come without a reload")
+		}
+		// Top affiliates, sorted by sales.
+		p.click(`button[aria-label="Sort by Sales"]`)
+		p.waitFor("the ranking by sales", `document.querySelector('th[aria-sort="descending"]').textContent.startsWith("Sales") && document.querySelectorAll("#top-body tr").length > 1`)
+		p.click(`button[data-range="7d"]`)
+		p.waitFor("7 days", `document.getElementById("kpis").dataset.from === "`+time.Now().UTC().AddDate(0, 0, -6).Format("2006-01-02")+`"`)
+		b.checkAxe(t, "overview")
+		p.screenshots("backoffice-overview")
+	})
+
+	if v := pageEval[string](b.p, `JSON.stringify(window.pbaCSP || [])`); v != "[]" {
+		t.Errorf("the page broke its Content-Security-Policy: %s", v)
+	}
+	if ex := b.p.exceptions(); len(ex) > 0 {
+		t.Errorf("script errors in the back office: %v", strings.Join(ex, "\n"))
+	}
+}

@@ -1,0 +1,33 @@
+// The build of pbaffiliate's web app. Each page is an entry (admin/index.html today; the portal
+// joins as portal/index.html) built into ../pb_public/<page>/, with the code they share in
+// ../pb_public/ui/. Output names carry no hash and no timestamp, so a build from the lockfile is
+// byte-for-byte the committed one (CI checks it). The CSP allows no inline script or style:
+// no module-preload polyfill, CSS in files.
+import { defineConfig } from "vite";
+import { svelte } from "@sveltejs/vite-plugin-svelte";
+import { fileURLToPath } from "node:url";
+
+const page = (p) => fileURLToPath(new URL(p, import.meta.url));
+
+export default defineConfig({
+  root: fileURLToPath(new URL(".", import.meta.url)),
+  base: "/",
+  plugins: [svelte()],
+  build: {
+    outDir: "../pb_public",
+    emptyOutDir: false, // pb_public holds other files; `make ui` removes the old build first
+    assetsDir: "ui",
+    modulePreload: { polyfill: false },
+    sourcemap: false,
+    reportCompressedSize: false,
+    license: { fileName: "ui/licenses.md" },
+    rollupOptions: {
+      input: { admin: page("admin/index.html") },
+      output: {
+        entryFileNames: "ui/[name].js",
+        chunkFileNames: "ui/[name].js",
+        assetFileNames: "ui/[name][extname]",
+      },
+    },
+  },
+});
