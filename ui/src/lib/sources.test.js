@@ -1,5 +1,5 @@
 // The app's sources keep the page's promises: no HTML built from data and nothing the strict
-// Content-Security-Policy (main.go pagesCSP) would block: inline style attributes, inline
+// Content-Security-Policy (hooks/security.go) would block: inline style attributes, inline
 // handlers in markup, eval.
 import { test } from "node:test";
 import assert from "node:assert/strict";
