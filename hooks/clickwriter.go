@@ -12,7 +12,6 @@ import (
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 
-	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/clickpolicy"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
@@ -405,7 +404,7 @@ type clickInserter struct {
 	win     *clickpolicy.UniqueWindow
 	seen    map[visitorLinkKey]struct{}         // unflagged visitor/link pairs already in this batch
 	stats   map[store.StatsKey]store.StatsDelta // the batch's counters, by stats_daily row
-	dims    map[store.DimKey]store.DimDelta     // the batch's clicks by country, referrer and sub
+	dims    store.DimDeltas                     // the batch's clicks by country, referrer and sub
 	over    clickOverflow                       // the batch's clicks counted instead of stored
 	pending []any                               // the values of added rows not inserted yet (< clickChunks[0] rows)
 }
@@ -457,25 +456,14 @@ func (c *clickInserter) add(r *clickRow) error {
 	k := store.StatsKeyAt(created, r.AffiliateID, r.ProgramID, r.LinkID)
 	d := c.stats[k]
 	d.Clicks++
-	var unique int64
 	if r.Unique {
 		d.UniqueClicks++
-		unique = 1
 	}
 	c.stats[k] = d
 	if c.dims == nil {
-		c.dims = map[store.DimKey]store.DimDelta{}
+		c.dims = store.DimDeltas{}
 	}
-	for _, dk := range [...]store.DimKey{
-		{Dim: collections.DimCountry, Program: r.ProgramID, Day: k.Day, Value: r.Country},
-		{Dim: collections.DimReferrer, Program: r.ProgramID, Day: k.Day, Value: clickpolicy.ReferrerDomain(r.Referrer)},
-		{Dim: collections.DimSub, Program: r.ProgramID, Affiliate: r.AffiliateID, Day: k.Day, Value: r.SubID},
-	} {
-		dd := c.dims[dk]
-		dd.Clicks++
-		dd.UniqueClicks += unique
-		c.dims[dk] = dd
-	}
+	c.dims.AddClick(r.ProgramID, r.AffiliateID, k.Day, r.Country, clickpolicy.ReferrerDomain(r.Referrer), r.SubID, r.Unique)
 	return nil
 }
 

@@ -146,6 +146,7 @@ func demoClicks(app core.App, affiliate, program string, links []string, days []
 		}
 		defer stmt.Close()
 		deltas := map[store.StatsKey]store.StatsDelta{}
+		dims := store.DimDeltas{}
 		n := 0
 		for d, day := range days {
 			for c, at := range day.Clicks {
@@ -162,7 +163,9 @@ func demoClicks(app core.App, affiliate, program string, links []string, days []
 					demoReferrers[n%len(demoReferrers)], demoCountries[n%len(demoCountries)], "", unique, store.DBTime(at)); err != nil {
 					return fmt.Errorf("demo click: %w", err)
 				}
-				k := store.StatsKey{Day: store.StatsDay(at), Affiliate: affiliate, Program: program, Link: link}
+				k := store.StatsKeyOf(at, affiliate, program, link)
+				dims.AddClick(program, affiliate, k.Day, demoCountries[n%len(demoCountries)],
+					clickpolicy.ReferrerDomain(demoReferrers[n%len(demoReferrers)]), "", unique)
 				delta := deltas[k]
 				delta.Clicks++
 				if unique {
@@ -171,7 +174,15 @@ func demoClicks(app core.App, affiliate, program string, links []string, days []
 				deltas[k] = delta
 			}
 		}
-		return store.AddStats(tx, deltas)
+		if err := store.AddStats(tx, deltas); err != nil {
+			return err
+		}
+		dimsStmt, err := store.PrepareDims(sqlTx)
+		if err != nil {
+			return err
+		}
+		defer dimsStmt.Close()
+		return dimsStmt.AddAll(dims)
 	})
 	return ids, err
 }

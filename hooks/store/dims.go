@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
 )
 
 // stats_dims_daily counts clicks by one more dimension than stats_daily: country and referrer
@@ -24,6 +26,26 @@ func (k DimKey) Compare(o DimKey) int {
 
 // DimDelta is what a batch adds to one row.
 type DimDelta struct{ Clicks, UniqueClicks int64 }
+
+// DimDeltas are a batch's dims rows.
+type DimDeltas map[DimKey]DimDelta
+
+// AddClick counts one unflagged click in the three rows it belongs to: its program's country
+// and referrer domain (referrerDomain as the click writer groups it) and its affiliate's sub.
+func (m DimDeltas) AddClick(program, affiliate, day, country, referrerDomain, sub string, unique bool) {
+	var u int64
+	if unique {
+		u = 1
+	}
+	for _, k := range [...]DimKey{
+		{Dim: collections.DimCountry, Program: program, Day: day, Value: country},
+		{Dim: collections.DimReferrer, Program: program, Day: day, Value: referrerDomain},
+		{Dim: collections.DimSub, Program: program, Affiliate: affiliate, Day: day, Value: sub},
+	} {
+		d := m[k]
+		m[k] = DimDelta{d.Clicks + 1, d.UniqueClicks + u}
+	}
+}
 
 const dimsUpsert = `INSERT INTO stats_dims_daily (id, dim, program, affiliate, day, value, clicks, unique_clicks)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -49,7 +71,7 @@ func (s *DimsStmt) Bind(tx *sql.Tx) *DimsStmt { return &DimsStmt{stmt: tx.Stmt(s
 func (s *DimsStmt) Close() error { return s.stmt.Close() }
 
 // AddAll adds every delta to its row, in the order of the unique index.
-func (s *DimsStmt) AddAll(deltas map[DimKey]DimDelta) error {
+func (s *DimsStmt) AddAll(deltas DimDeltas) error {
 	for _, k := range slices.SortedFunc(maps.Keys(deltas), DimKey.Compare) {
 		d := deltas[k]
 		if d == (DimDelta{}) {

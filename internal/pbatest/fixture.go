@@ -247,12 +247,9 @@ func ownedRows(app core.App, affiliateID, programID string, amount int) (Rows, e
 			return err
 		}
 		defer dims.Close()
-		one := store.DimDelta{Clicks: 1, UniqueClicks: 1}
-		if err := dims.AddAll(map[store.DimKey]store.DimDelta{
-			{Dim: collections.DimCountry, Program: programID, Day: key.Day}:                     one,
-			{Dim: collections.DimReferrer, Program: programID, Day: key.Day}:                    one,
-			{Dim: collections.DimSub, Program: programID, Affiliate: affiliateID, Day: key.Day}: one,
-		}); err != nil {
+		clicks := store.DimDeltas{}
+		clicks.AddClick(programID, affiliateID, key.Day, "", "", "", true)
+		if err := dims.AddAll(clicks); err != nil {
 			return err
 		}
 		return tx.DB().NewQuery("SELECT id FROM " + collections.StatsDaily + " WHERE affiliate = {:a} AND link = {:l}").
