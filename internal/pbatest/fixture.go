@@ -130,7 +130,7 @@ func (f *Fixture[C]) fill(app core.App) error {
 	}
 	f.ProgramP, f.SecretP = p.Id, p.PostbackSecret()
 
-	q, err := save(app, collections.Programs, map[string]any{
+	q, err := Save(app, collections.Programs, map[string]any{
 		"name": "Q program", "slug": "q", "destination": "https://shop.example.org/",
 		"currency": "eur", "commission_type": "flat", "commission_value": 500,
 		"cookie_days": 30, "hold_days": 0, "min_payout": 1000, "auto_approve": true, "active": true,
@@ -140,7 +140,7 @@ func (f *Fixture[C]) fill(app core.App) error {
 	}
 	f.ProgramQ, f.ProgramQSecret = q.Id, q.GetString(collections.ProgramPostbackSecret)
 
-	tier, err := save(app, collections.Tiers, map[string]any{
+	tier, err := Save(app, collections.Tiers, map[string]any{
 		"program": p.Id, "name": "Gold", "rank": 1, "min_revenue": 100000, "commission_value": 3000,
 	})
 	if err != nil {
@@ -178,7 +178,9 @@ func (f *Fixture[C]) fill(app core.App) error {
 	return err
 }
 
-func save(app core.App, collection string, data map[string]any) (*core.Record, error) {
+// Save creates a record of collection with data through app.Save (hooks and validation run),
+// for building worlds (NewFixture, Derive's seed).
+func Save(app core.App, collection string, data map[string]any) (*core.Record, error) {
 	c, err := app.FindCollectionByNameOrId(collection)
 	if err != nil {
 		return nil, err
@@ -220,38 +222,38 @@ func actorOf(r *core.Record) (Actor, error) {
 func ownedRows(app core.App, affiliateID, programID string, amount int) (Rows, error) {
 	var rows Rows
 	now := types.NowDateTime()
-	link, err := save(app, collections.Links, map[string]any{"affiliate": affiliateID, "program": programID, "label": "main"})
+	link, err := Save(app, collections.Links, map[string]any{"affiliate": affiliateID, "program": programID, "label": "main"})
 	if err != nil {
 		return rows, err
 	}
-	click, err := save(app, collections.Clicks, map[string]any{
+	click, err := Save(app, collections.Clicks, map[string]any{
 		"link": link.Id, "affiliate": affiliateID, "program": programID, "visitor": "v-" + affiliateID, "unique": true,
 	})
 	if err != nil {
 		return rows, err
 	}
-	conv, err := save(app, collections.Conversions, map[string]any{
+	conv, err := Save(app, collections.Conversions, map[string]any{
 		"affiliate": affiliateID, "program": programID, "click": click.Id, "link": link.Id, "source": "api",
 		"external_id": "order-" + affiliateID, "amount": amount * 10, "currency": "usd", "status": "approved", "occurred_at": now,
 	})
 	if err != nil {
 		return rows, err
 	}
-	payout, err := save(app, collections.Payouts, map[string]any{
+	payout, err := Save(app, collections.Payouts, map[string]any{
 		"affiliate": affiliateID, "amount": amount, "currency": "usd", "method": "manual", "status": "paid",
 		"idempotency_key": "key-" + affiliateID, "paid_at": now,
 	})
 	if err != nil {
 		return rows, err
 	}
-	comm, err := save(app, collections.Commissions, map[string]any{
+	comm, err := Save(app, collections.Commissions, map[string]any{
 		"affiliate": affiliateID, "program": programID, "conversion": conv.Id, "kind": "sale", "amount": amount,
 		"currency": "usd", "status": "paid", "payable_at": now.Time().Add(-time.Hour), "payout": payout.Id,
 	})
 	if err != nil {
 		return rows, err
 	}
-	stats, err := save(app, collections.StatsDaily, map[string]any{
+	stats, err := Save(app, collections.StatsDaily, map[string]any{
 		"day": now.Time().Format(time.DateOnly), "affiliate": affiliateID, "program": programID, "link": link.Id,
 		"clicks": 1, "unique_clicks": 1, "conversions": 1, "revenue": amount * 10, "commission": amount,
 	})
