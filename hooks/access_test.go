@@ -10,6 +10,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tests"
 
+	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks"
 	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
@@ -56,4 +57,35 @@ func TestAffiliateCannotSetItsWebhookSecret(t *testing.T) {
 		Body: strings.NewReader(`{"webhook_secret":"mine"}`), ExpectedStatus: 403,
 		ExpectedContent: []string{`"webhook_secret":{"code":"forbidden_field"`}, TestAppFactory: fx.Factory(),
 	}).Test(t)
+}
+
+// TestBatchSignupCannotSetGuardedFields: a batch request skips the write guard (PocketBase
+// runs each of its requests without the router's middlewares), so the rules must refuse on
+// their own what the guard refuses. With batch requests enabled in the settings, a signup
+// that sets its webhook secret (or its verified flag) is refused.
+func TestBatchSignupCannotSetGuardedFields(t *testing.T) {
+	app := fx.App(t)
+	defer app.Cleanup()
+	app.Settings().Batch.Enabled = true
+	if err := app.Save(app.Settings()); err != nil {
+		t.Fatal(err)
+	}
+	h := pbatest.Serve(t, app)
+	for field, value := range map[string]string{"": "", "webhook_secret": `"chosen-by-me"`, "verified": `true`} {
+		email := "batch-" + strings.ReplaceAll(field, "_", "-") + "@fixture.test"
+		extra := ""
+		if field != "" {
+			extra = fmt.Sprintf(",%q:%s", field, value)
+		}
+		body := fmt.Sprintf(`{"requests":[{"method":"POST","url":"/api/collections/affiliates/records","body":`+
+			`{"name":"Batch","email":%q,"password":"batch-password-1","passwordConfirm":"batch-password-1"%s}}]}`, email, extra)
+		res := pbatest.Request(h, http.MethodPost, "/api/batch", "", body)
+		r, err := app.FindAuthRecordByEmail(collections.Affiliates, email)
+		switch {
+		case field == "" && err != nil: // the control: batch signups do go through
+			t.Fatalf("plain batch signup: %d %s", res.Code, res.Body)
+		case field != "" && err == nil:
+			t.Errorf("batch signup with %s: %d, stored %s = %v", field, res.Code, field, r.Get(field))
+		}
+	}
 }
