@@ -1005,17 +1005,9 @@ func (w *matrixWorld) checkRealtime(t *testing.T, rows []recordsRow) {
 // collection. It returns S.
 func seedMatrix(app core.App) (pbatest.Actor, error) {
 	var s pbatest.Actor
-	// The matrix signs up a dozen accounts: bcrypt's cheapest cost keeps that fast under -race
-	// (the cost changes nothing the matrix checks).
-	for _, name := range []string{collections.Affiliates, "users"} {
-		c, err := app.FindCollectionByNameOrId(name)
-		if err != nil {
-			return s, err
-		}
-		c.Fields.GetByName(core.FieldNamePassword).(*core.PasswordField).Cost = 4 // bcrypt.MinCost
-		if err := app.Save(c); err != nil {
-			return s, err
-		}
+	// The matrix signs up a dozen accounts.
+	if err := pbatest.FastPasswords(app, collections.Affiliates, "users"); err != nil {
+		return s, err
 	}
 	affiliates, err := app.FindCollectionByNameOrId(collections.Affiliates)
 	if err != nil {

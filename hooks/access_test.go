@@ -70,6 +70,9 @@ func TestBatchSignupCannotSetGuardedFields(t *testing.T) {
 	if err := app.Save(app.Settings()); err != nil {
 		t.Fatal(err)
 	}
+	if err := pbatest.FastPasswords(app, collections.Affiliates); err != nil {
+		t.Fatal(err)
+	}
 	h := pbatest.Serve(t, app)
 	for field, value := range map[string]string{"": "", "webhook_secret": `"chosen-by-me"`, "verified": `true`} {
 		email := "batch-" + strings.ReplaceAll(field, "_", "-") + "@fixture.test"

@@ -178,6 +178,27 @@ func (f *Fixture[C]) fill(app core.App) error {
 	return err
 }
 
+// FastPasswords makes new passwords of the auth collections named cheap to hash (bcrypt's
+// lowest cost, 4): a test that signs up many accounts stays fast under -race. Existing hashes
+// keep working; nothing else changes.
+func FastPasswords(app core.App, authCollections ...string) error {
+	for _, name := range authCollections {
+		c, err := app.FindCollectionByNameOrId(name)
+		if err != nil {
+			return err
+		}
+		f, ok := c.Fields.GetByName(core.FieldNamePassword).(*core.PasswordField)
+		if !ok {
+			return fmt.Errorf("%s has no password field", name)
+		}
+		f.Cost = 4 // bcrypt.MinCost
+		if err := app.Save(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Save creates a record of collection with data through app.Save (hooks and validation run),
 // for building worlds (NewFixture, Derive's seed).
 func Save(app core.App, collection string, data map[string]any) (*core.Record, error) {
