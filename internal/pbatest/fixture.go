@@ -78,6 +78,32 @@ func NewFixture[C any](register func(core.App, C) error, cfg C) (*Fixture[C], er
 	return f, nil
 }
 
+// Derive is a richer world built on f's: a clone of it (hooks registered) that seed adds to,
+// kept as the template every App of the returned fixture clones. The new fixture has f's
+// actors and ids (seed keeps what else it makes); its Cleanup removes only its own dir. For
+// a test that needs more than the shared world many times over without rebuilding it.
+func (f *Fixture[C]) Derive(seed func(core.App) error) (*Fixture[C], error) {
+	app, err := tests.NewTestApp(f.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("test app: %w", err)
+	}
+	if err := f.register(app, f.Config); err != nil {
+		app.Cleanup()
+		return nil, err
+	}
+	if err := seed(app); err != nil {
+		app.Cleanup()
+		return nil, err
+	}
+	if err := app.ResetBootstrapState(); err != nil {
+		app.Cleanup()
+		return nil, err
+	}
+	derived := *f
+	derived.Dir = app.DataDir()
+	return &derived, nil
+}
+
 // Cleanup removes the template data dir.
 func (f *Fixture[C]) Cleanup() { os.RemoveAll(f.Dir) }
 
@@ -106,7 +132,7 @@ func (f *Fixture[C]) fill(app core.App) error {
 	}
 	f.ProgramP, f.SecretP = p.Id, p.PostbackSecret()
 
-	q, err := save(app, collections.Programs, map[string]any{
+	q, err := Save(app, collections.Programs, map[string]any{
 		"name": "Q program", "slug": "q", "destination": "https://shop.example.org/",
 		"currency": "eur", "commission_type": "flat", "commission_value": 500,
 		"cookie_days": 30, "hold_days": 0, "min_payout": 1000, "auto_approve": true, "active": true,
@@ -116,7 +142,7 @@ func (f *Fixture[C]) fill(app core.App) error {
 	}
 	f.ProgramQ, f.ProgramQSecret = q.Id, q.GetString(collections.ProgramPostbackSecret)
 
-	tier, err := save(app, collections.Tiers, map[string]any{
+	tier, err := Save(app, collections.Tiers, map[string]any{
 		"program": p.Id, "name": "Gold", "rank": 1, "min_revenue": 100000, "commission_value": 3000,
 	})
 	if err != nil {
@@ -154,7 +180,30 @@ func (f *Fixture[C]) fill(app core.App) error {
 	return err
 }
 
-func save(app core.App, collection string, data map[string]any) (*core.Record, error) {
+// FastPasswords makes new passwords of the auth collections named cheap to hash (bcrypt's
+// lowest cost, 4): a test that signs up many accounts stays fast under -race. Existing hashes
+// keep working; nothing else changes.
+func FastPasswords(app core.App, authCollections ...string) error {
+	for _, name := range authCollections {
+		c, err := app.FindCollectionByNameOrId(name)
+		if err != nil {
+			return err
+		}
+		f, ok := c.Fields.GetByName(core.FieldNamePassword).(*core.PasswordField)
+		if !ok {
+			return fmt.Errorf("%s has no password field", name)
+		}
+		f.Cost = 4 // bcrypt.MinCost
+		if err := app.Save(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Save creates a record of collection with data through app.Save (hooks and validation run),
+// for building worlds (NewFixture, Derive's seed).
+func Save(app core.App, collection string, data map[string]any) (*core.Record, error) {
 	c, err := app.FindCollectionByNameOrId(collection)
 	if err != nil {
 		return nil, err
@@ -196,31 +245,31 @@ func actorOf(r *core.Record) (Actor, error) {
 func ownedRows(app core.App, affiliateID, programID string, amount int) (Rows, error) {
 	var rows Rows
 	now := types.NowDateTime()
-	link, err := save(app, collections.Links, map[string]any{"affiliate": affiliateID, "program": programID, "label": "main"})
+	link, err := Save(app, collections.Links, map[string]any{"affiliate": affiliateID, "program": programID, "label": "main"})
 	if err != nil {
 		return rows, err
 	}
-	click, err := save(app, collections.Clicks, map[string]any{
+	click, err := Save(app, collections.Clicks, map[string]any{
 		"link": link.Id, "affiliate": affiliateID, "program": programID, "visitor": "v-" + affiliateID, "unique": true,
 	})
 	if err != nil {
 		return rows, err
 	}
-	conv, err := save(app, collections.Conversions, map[string]any{
+	conv, err := Save(app, collections.Conversions, map[string]any{
 		"affiliate": affiliateID, "program": programID, "click": click.Id, "link": link.Id, "source": "api",
 		"external_id": "order-" + affiliateID, "amount": amount * 10, "currency": "usd", "status": "approved", "occurred_at": now,
 	})
 	if err != nil {
 		return rows, err
 	}
-	payout, err := save(app, collections.Payouts, map[string]any{
+	payout, err := Save(app, collections.Payouts, map[string]any{
 		"affiliate": affiliateID, "amount": amount, "currency": "usd", "method": "manual", "status": "paid",
 		"idempotency_key": "key-" + affiliateID, "paid_at": now,
 	})
 	if err != nil {
 		return rows, err
 	}
-	comm, err := save(app, collections.Commissions, map[string]any{
+	comm, err := Save(app, collections.Commissions, map[string]any{
 		"affiliate": affiliateID, "program": programID, "conversion": conv.Id, "kind": "sale", "amount": amount,
 		"currency": "usd", "status": "paid", "payable_at": now.Time().Add(-time.Hour), "payout": payout.Id,
 	})

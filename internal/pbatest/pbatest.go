@@ -1,7 +1,8 @@
 // Package pbatest is the one test fixture of pbaffiliate: temporary PocketBase apps built from
 // the real migrations (TempApp) or cloned from a fixed world of data with the real hooks
-// (Fixture), a settable clock (Clock), the app served in-process (Serve) and one helper that
-// sends a request to it (Request).
+// (Fixture; Derive builds richer worlds on it, Save and FastPasswords help), a settable clock
+// (Clock), the app served in-process (Serve, ServeRoutes with the list of the routes its hooks
+// add) and one helper that sends a request to it (Request).
 //
 // It does not import package hooks, so that hooks' internal tests (package hooks) can use it
 // without an import cycle. What needs the hooks gets them injected: NewFixture takes the

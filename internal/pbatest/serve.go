@@ -2,15 +2,20 @@ package pbatest
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tests"
+	"github.com/pocketbase/pocketbase/tools/router"
 )
 
 // Serve runs the app's OnServe hooks (routes, the click writer) and returns its HTTP handler,
@@ -20,12 +25,35 @@ import (
 // triggers OnTerminate, which drains the writer.
 func Serve(t testing.TB, app *tests.TestApp) http.Handler {
 	t.Helper()
+	h, _ := ServeRoutes(t, app)
+	return h
+}
+
+// ServeRoutes is Serve that also lists the routes the app's OnServe hooks added to
+// PocketBase's own, as "METHOD /pattern" (e.g. "GET /api/pba/stats"), so a test can require
+// something of every route, including routes added after it was written.
+func ServeRoutes(t testing.TB, app *tests.TestApp) (http.Handler, []string) {
+	t.Helper()
 	router, err := apis.NewRouter(app)
 	if err != nil {
 		t.Fatal(err)
 	}
+	own, err := routeList(router)
+	if err != nil {
+		t.Fatal(err)
+	}
 	se := &core.ServeEvent{App: app, Router: router, Server: &http.Server{}}
+	var added []string
 	err = app.OnServe().Trigger(se, func(e *core.ServeEvent) error {
+		all, err := routeList(e.Router)
+		if err != nil {
+			return err
+		}
+		for _, r := range all {
+			if !slices.Contains(own, r) {
+				added = append(added, r)
+			}
+		}
 		mux, err := e.Router.BuildMux()
 		e.Server.Handler = mux
 		return err
@@ -33,7 +61,44 @@ func Serve(t testing.TB, app *tests.TestApp) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return se.Server.Handler
+	return se.Server.Handler, added
+}
+
+// routeList lists every route bound on r as "METHOD /pattern" ("/pattern" for any method).
+// PocketBase has no API that lists routes, so it walks the router's (unexported) tree with
+// reflection, and checks each result with the router's own HasRoute so that a change of
+// PocketBase's internals fails here rather than hiding routes.
+func routeList(r *router.Router[*core.RequestEvent]) ([]string, error) {
+	groupType := reflect.TypeFor[*router.RouterGroup[*core.RequestEvent]]()
+	routeType := reflect.TypeFor[*router.Route[*core.RequestEvent]]()
+	var out []string
+	var walk func(group reflect.Value, prefix string) error
+	walk = func(group reflect.Value, prefix string) error {
+		prefix += group.FieldByName("Prefix").String()
+		children := group.FieldByName("children")
+		if children.Kind() != reflect.Slice {
+			return errors.New("pbatest: PocketBase's router has no children slice any more; update routeList")
+		}
+		for i := range children.Len() {
+			child := children.Index(i).Elem()
+			switch child.Type() {
+			case groupType:
+				if err := walk(child.Elem(), prefix); err != nil {
+					return err
+				}
+			case routeType:
+				method, path := child.Elem().FieldByName("Method").String(), prefix+child.Elem().FieldByName("Path").String()
+				if !r.HasRoute(method, path) {
+					return fmt.Errorf("pbatest: listed route %s %s that the router does not have; update routeList", method, path)
+				}
+				out = append(out, strings.TrimSpace(method+" "+path))
+			default:
+				return fmt.Errorf("pbatest: unknown router child %s; update routeList", child.Type())
+			}
+		}
+		return nil
+	}
+	return out, walk(reflect.ValueOf(r.RouterGroup).Elem(), "")
 }
 
 // ClientIP is the address Request's requests come from (httptest's default), the key of
