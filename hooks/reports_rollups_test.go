@@ -69,9 +69,7 @@ func TestRollupsFollowRandomClicks(t *testing.T) {
 			if res.StatusCode != http.StatusFound && (res.StatusCode != http.StatusNotFound || !deleted[code]) {
 				t.Fatalf("GET %s: %d", path, res.StatusCode)
 			}
-			for _, c := range res.Cookies() {
-				visitors = append(visitors, c)
-			}
+			visitors = append(visitors, res.Cookies()...)
 		}
 		// The affiliate makes a link and sends traffic to it; the admin deletes an older one.
 		rec := pbatest.Request(env.handler, http.MethodPost, "/api/collections/links/records", fx.A.Token,
