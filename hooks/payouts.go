@@ -401,7 +401,9 @@ func registerPayoutRecords(app core.App) {
 		if from == to {
 			return e.Next()
 		}
-		if from == collections.PayoutPaid || from == collections.PayoutCanceled {
+		// A failed payout has already returned its commissions to the pool (settleCommissions), so
+		// paying or reopening it would pay out money no commission backs: the next run pays them.
+		if from == collections.PayoutPaid || from == collections.PayoutCanceled || from == collections.PayoutFailed {
 			return fieldError(collections.FieldStatus, "final", "A "+from+" payout cannot change status.")
 		}
 		if from == collections.PayoutProcessing && e.Record.GetString(collections.PayoutMethod) == collections.MethodStripe {

@@ -155,8 +155,26 @@ func TestPayoutSkipsAndCancel(t *testing.T) {
 	}
 	env.ledgerOK()
 	out = pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run", fx.Superuser.Token, "").JSON
-	if again := payoutLines(out)[fx.A.ID]; again == nil || again["payout"] == payoutID || again["amount"].(float64) != 6000 {
+	again := payoutLines(out)[fx.A.ID]
+	if again == nil || again["payout"] == payoutID || again["amount"].(float64) != 6000 {
 		t.Fatalf("after cancel: %v", again)
+	}
+	// Failing works the same way, and a failed payout is final: marking it paid afterwards
+	// would pay money whose commissions are already back in the pool.
+	failedID := again["payout"].(string)
+	if rec := pbatest.Request(env.handler, http.MethodPatch, payoutRecords+failedID, fx.Superuser.Token, `{"status":"failed"}`); rec.Code != 200 {
+		t.Fatalf("fail: %d %s", rec.Code, rec.Body)
+	}
+	for _, body := range []string{`{"status":"paid","reference":"TX-1"}`, `{"status":"pending"}`} {
+		if rec := pbatest.Request(env.handler, http.MethodPatch, payoutRecords+failedID, fx.Superuser.Token, body); rec.Code != 400 ||
+			!strings.Contains(rec.Body.String(), "final") {
+			t.Fatalf("failed payout reopened by %s: %d %s", body, rec.Code, rec.Body)
+		}
+	}
+	env.ledgerOK()
+	out = pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run", fx.Superuser.Token, "").JSON
+	if retry := payoutLines(out)[fx.A.ID]; retry == nil || retry["payout"] == failedID || retry["amount"].(float64) != 6000 {
+		t.Fatalf("after fail: %v", retry)
 	}
 	if code := pbatest.Request(env.handler, http.MethodPost, "/api/pba/payouts/run?program=nope", fx.Superuser.Token, "").Code; code != 400 {
 		t.Fatalf("unknown program: %d", code)
