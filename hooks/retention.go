@@ -35,8 +35,8 @@ type retention struct {
 
 // retentionStats is what a run deleted.
 type retentionStats struct {
-	Clicks, ClickOverflow, StripeEvents, WebhookDeliveries int64
-	Skipped                                                bool
+	Clicks, ClickOverflow, InactiveRedirects, StripeEvents, WebhookDeliveries int64
+	Skipped                                                                   bool
 }
 
 func registerRetention(app core.App, cfg Config) {
@@ -48,6 +48,7 @@ func registerRetention(app core.App, cfg Config) {
 			return
 		}
 		app.Logger().Info("retention run", "clicks", st.Clicks, collections.ClickOverflow, st.ClickOverflow,
+			collections.InactiveRedirects, st.InactiveRedirects,
 			collections.StripeEvents, st.StripeEvents, collections.WebhookDeliveries, st.WebhookDeliveries)
 	})
 }
@@ -70,6 +71,11 @@ func (r *retention) run() (retentionStats, error) {
 		}
 		// The clicks counted instead of stored go with the clicks of their hour.
 		st.ClickOverflow, err = r.pruneOldest(collections.ClickOverflow, "hour < {:before}", store.DBTime(cutoff))
+		if err != nil {
+			return st, err
+		}
+		// So do the daily counts of visitors sent on without a click (whole UTC days before it).
+		st.InactiveRedirects, err = r.pruneOldest(collections.InactiveRedirects, "day < {:before}", store.DBTime(cutoff)[:10])
 		if err != nil {
 			return st, err
 		}

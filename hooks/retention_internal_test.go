@@ -48,6 +48,12 @@ func TestRetentionPrunesExpiredRows(t *testing.T) {
 	overflowAt(retentionChunk+100, ago(500))
 	overflowAt(4, ago(150))
 	overflowAt(2, ago(10))
+	// inactive_redirects: one row a day for 300 days, from 400 days ago; those before the
+	// cutoff day (201 days ago) go with the clicks.
+	mustExec(t, app, `WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 299)
+		INSERT INTO inactive_redirects (id, day, reason, program, affiliate, link, count, updated)
+		SELECT lower(hex(randomblob(8))), date({:at}, '+' || i || ' days'), 'unknown_code', '', '', '', 2, {:at} FROM n`,
+		dbx.Params{"at": store.DBTime(ago(400))})
 	for _, q := range []string{
 		"INSERT INTO stripe_events (id, event_id, type, created) VALUES ('se0000000000001', 'evt_old', 'x', {:old}), ('se0000000000002', 'evt_new', 'x', {:new})",
 		`INSERT INTO webhook_deliveries (id, affiliate, event, event_id, url, status, updated) VALUES
@@ -66,12 +72,18 @@ func TestRetentionPrunesExpiredRows(t *testing.T) {
 		return n
 	}
 	mustExec(t, app, "UPDATE programs SET cookie_days = 200", nil)
+	cutoffDay := store.DBTime(ago(201))[:10]
+	var oldDoors int64
+	if err := app.DB().NewQuery("SELECT COUNT(*) FROM inactive_redirects WHERE day < {:d}").Bind(dbx.Params{"d": cutoffDay}).Row(&oldDoors); err != nil || oldDoors < 190 {
+		t.Fatalf("inactive_redirects before the cutoff: %d %v", oldDoors, err)
+	}
 	r := &retention{app: app, clickDays: 90, now: time.Now}
 	st, err := r.run()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (retentionStats{Clicks: int64(len(old) - 1), ClickOverflow: retentionChunk + 100, StripeEvents: 1, WebhookDeliveries: 1}); st != want {
+	if want := (retentionStats{Clicks: int64(len(old) - 1), ClickOverflow: retentionChunk + 100, InactiveRedirects: oldDoors,
+		StripeEvents: 1, WebhookDeliveries: 1}); st != want {
 		t.Fatalf("first run deleted %+v, want %+v", st, want)
 	}
 	if n := count("SELECT COUNT(*) FROM clicks"); n != 1+3+5 {
@@ -86,8 +98,8 @@ func TestRetentionPrunesExpiredRows(t *testing.T) {
 
 	// A shorter attribution window lets the 150-day-old clicks go too; then nothing is left to do.
 	mustExec(t, app, "UPDATE programs SET cookie_days = 60", nil)
-	if st, err = r.run(); err != nil || st != (retentionStats{Clicks: 3, ClickOverflow: 4}) {
-		t.Fatalf("second run: %+v %v, want 3 clicks and 4 click_overflow rows", st, err)
+	if st, err = r.run(); err != nil || st != (retentionStats{Clicks: 3, ClickOverflow: 4, InactiveRedirects: 300 - oldDoors}) {
+		t.Fatalf("second run: %+v %v, want 3 clicks, 4 click_overflow and the %d other inactive_redirects rows", st, err, 300-oldDoors)
 	}
 	if n := count("SELECT COUNT(*) FROM click_overflow"); n != 2 {
 		t.Fatalf("%d click_overflow rows left, want the 2 recent ones", n)
