@@ -220,7 +220,7 @@ func (s *assetService) validate(e *core.RecordEvent) error {
 	} else if err := checkAssetBody(body); err != nil {
 		errs[collections.AssetBody] = validation.NewError("invalid_template", err.Error())
 	}
-	if kind == collections.AssetBanner && r.GetString(collections.AssetFile) == "" {
+	if kind == collections.AssetBanner && !hasImage(r) {
 		errs[collections.AssetFile] = validation.NewError("required", "A banner needs an image.")
 	}
 	if p, err := collections.FindProgram(e.App, r.GetString(collections.FieldProgram)); err == nil {
@@ -254,7 +254,7 @@ func (s *assetService) validate(e *core.RecordEvent) error {
 // readImageSize stores the new image's pixel size (zero without an image); an unchanged
 // image keeps the stored size.
 func readImageSize(r *core.Record) error {
-	if r.GetString(collections.AssetFile) == "" {
+	if !hasImage(r) {
 		r.Set(collections.AssetWidth, 0)
 		r.Set(collections.AssetHeight, 0)
 		return nil
@@ -275,6 +275,11 @@ func readImageSize(r *core.Record) error {
 	r.Set(collections.AssetWidth, cfg.Width)
 	r.Set(collections.AssetHeight, cfg.Height)
 	return nil
+}
+
+// hasImage reports whether the asset has an image, stored or being uploaded.
+func hasImage(r *core.Record) bool {
+	return r.GetString(collections.AssetFile) != "" || len(r.GetUnsavedFiles(collections.AssetFile)) > 0
 }
 
 // viewer is whom a request renders assets for: the signed-in affiliate, or the affiliate a
