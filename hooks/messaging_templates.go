@@ -292,19 +292,23 @@ func execText(name, src string, d any) (string, error) {
 	return buf.String(), nil
 }
 
-// tagPattern matches markup tags for the text part of an HTML body.
-const tagPattern = `<[^>]*>`
+// tagRe matches markup tags for the text part of an HTML body; blockEndRe the ends of blocks
+// that become line breaks. Compiled once: every broadcast mail and asset render uses them.
+var (
+	tagRe      = regexp.MustCompile(`<[^>]*>`)
+	blockEndRe = regexp.MustCompile(`(?i)<br\s*/?>|</p>|</div>|</h[1-6]>|</li>`)
+)
 
 // looksLikeHTML tells an HTML body from plain text.
 func looksLikeHTML(s string) bool {
-	return regexp.MustCompile(tagPattern).MatchString(s)
+	return tagRe.MatchString(s)
 }
 
 // stripTags is a small html-to-text for the text part: block ends become newlines, tags go,
 // entities are decoded.
 func stripTags(s string) string {
-	s = regexp.MustCompile(`(?i)<br\s*/?>|</p>|</div>|</h[1-6]>|</li>`).ReplaceAllString(s, "$0\n")
-	s = regexp.MustCompile(tagPattern).ReplaceAllString(s, "")
+	s = blockEndRe.ReplaceAllString(s, "$0\n")
+	s = tagRe.ReplaceAllString(s, "")
 	return html.UnescapeString(s)
 }
 
