@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -620,6 +624,77 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		b.checkAxe(t, "templates")
 	})
 
+	t.Run("materials", func(t *testing.T) {
+		p := b.p
+		var adaID, adaEmail, graceID string
+		db.QueryRow(`SELECT id, email FROM affiliates WHERE code = 'ada-lovelace'`).Scan(&adaID, &adaEmail)
+		db.QueryRow(`SELECT id FROM affiliates WHERE code = 'grace-hopper'`).Scan(&graceID)
+		banner := filepath.Join(t.TempDir(), "spring-banner.png")
+		if err := os.WriteFile(banner, testPNG(t, 468, 60), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		b.open(t, "#/assets", "Materials")
+		p.waitFor("the materials list", `document.querySelector("#assets-body td.empty") !== null`)
+		// A banner with a body naming a variable the templates do not have: the server's error
+		// next to the body, nothing stored.
+		p.typeInto("#as-title", "Spring banner")
+		p.setValue("#as-kind", "banner")
+		if err := chromedp.Do(p.ctx, chromedp.SetUploadFiles(chromedp.CSS("#as-file"), []string{banner})); err != nil {
+			t.Fatal(err)
+		}
+		p.typeInto("#as-body", "Shop with {{.Email}}")
+		p.click("#as-save")
+		p.waitFor("the body's error", `document.getElementById("as-body-err").textContent.includes("Unknown variable .Email")`)
+		waitDB(t, p, db, "assets after the refused save", 0, `SELECT COUNT(*) FROM assets`)
+		p.typeInto("#as-body", "Shop {{.Program}} with {{.Name}}: {{.Link}}")
+		p.click("#as-active")
+		p.click("#as-save")
+		waitDB(t, p, db, "the uploaded banner", 1, `SELECT COUNT(*) FROM assets WHERE title = 'Spring banner' AND active AND file != '' AND width = 468 AND height = 60`)
+		var id string
+		db.QueryRow(`SELECT id FROM assets WHERE title = 'Spring banner'`).Scan(&id)
+		p.waitFor("the thumb in the list", `(() => { const i = document.querySelector("#asset-`+id+` img.asset-thumb"); return i && i.complete && i.naturalWidth > 0; })()`)
+
+		// Preview as Ada: exactly what the API gives Ada, with her link.
+		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth") || "{}").token || ""`)
+		preview := func(affiliate, code string) {
+			t.Helper()
+			var item struct{ HTML, Text, Link string }
+			getJSON(t, b.base+"/api/pba/assets/"+id+"?affiliate="+affiliate, token, &item)
+			if !strings.Contains(item.Link, "/r/"+code) || !strings.Contains(item.HTML, `<a href="`+item.Link+`"><img src="`) || !strings.Contains(item.HTML, `width="468" height="60"`) {
+				t.Fatalf("the API's banner for %s: %+v", code, item)
+			}
+			p.setValue("#as-for", affiliate)
+			p.waitFor("the preview for "+code, `document.getElementById("as-code") && document.getElementById("as-code").textContent === `+strconv.Quote(item.HTML)+
+				` && document.getElementById("as-text").textContent === `+strconv.Quote(item.Text))
+		}
+		p.typeInto("#as-who", "ada")
+		p.waitFor("Ada in the picker", `[...document.querySelectorAll("#as-for option")].some((o) => o.value === "`+adaID+`")`)
+		preview(adaID, "ada-lovelace")
+		b.checkAxe(t, "materials")
+		p.screenshots("backoffice-materials")
+		p.typeInto("#as-who", "grace")
+		p.waitFor("Grace in the picker", `[...document.querySelectorAll("#as-for option")].some((o) => o.value === "`+graceID+`")`)
+		preview(graceID, "grace-hopper")
+		if strings.Contains(p.text("#as-preview"), "ada-lovelace") {
+			t.Error("Grace's preview shows Ada's link")
+		}
+
+		// Announce it: one broadcast to the program's approved affiliates, mailed to Ada.
+		p.click("#as-announce")
+		p.waitFor("the confirmation", `document.getElementById("as-announce-confirm") !== null`)
+		b.checkAxe(t, "materials announce")
+		p.click("#as-announce-confirm")
+		waitDB(t, p, db, "the announcement", 1, `SELECT COUNT(*) FROM messages WHERE kind = 'broadcast' AND subject = 'New promotional material: Spring banner'`)
+		p.waitFor("the confirmation message", `document.getElementById("msg").textContent.includes("Announced")`)
+		deadline := time.Now().Add(15 * time.Second)
+		for !slices.Contains(mail.subjects(adaEmail), "New promotional material: Spring banner") {
+			if time.Now().After(deadline) {
+				t.Fatalf("no announcement mailed to %s: %v", adaEmail, mail.subjects(adaEmail))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
 	t.Run("setup checklist", func(t *testing.T) {
 		p := b.p
 		b.open(t, "#/setup", "Setup")
@@ -704,4 +779,20 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 	if ex := b.p.exceptions(); len(ex) > 0 {
 		t.Errorf("script errors in the back office: %v", strings.Join(ex, "\n"))
 	}
+}
+
+// testPNG is a w×h PNG image with a coloured band.
+func testPNG(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for x := range w {
+		for y := range h / 2 {
+			img.Set(x, y, color.RGBA{R: 67, G: 56, B: 202, A: 255})
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

@@ -186,6 +186,10 @@ func recordsMatrix() []recordsRow {
 		{collection: "mail_templates", owner: byNobody, access: superusersOnly},
 		{collection: "leases", owner: byNobody, access: superusersOnly},
 		{collection: "inactive_redirects", owner: byNobody, access: superusersOnly},
+		// Promotional materials: superusers only as records; an approved affiliate reads the
+		// active ones of its program and tier rendered by GET /api/pba/assets (the owner says
+		// whose answers may hold a row: the tier-targeted one is for Gold, which nobody here is in).
+		{collection: "assets", owner: "CASE WHEN active AND tiers IN ('', '[]') THEN program ELSE '' END", access: superusersOnly},
 		// PocketBase's own collections.
 		{collection: core.CollectionNameSuperusers, owner: byNobody, access: superusersOnly.withSuperuser(400, 200, 400)}, // not the only one
 		// An affiliate may forget its own devices and OAuth2 links.
@@ -216,6 +220,7 @@ type routeRow struct {
 func routesMatrix(w *matrixWorld) []routeRow {
 	codeA := w.codes["A"]
 	orderA := "/api/pba/conversions/api/" + w.orderA
+	assetP, assetQ := w.owners["assets"][fx.ProgramP][0], w.owners["assets"][fx.ProgramQ][0]
 	return []routeRow{
 		{"GET /r/{code}", "/r/" + codeA, "", statuses{302, 302, 302, 302, 302, 302, 302}},
 		{"GET /r/{code}/{$}", "/r/" + codeA + "/", "", statuses{302, 302, 302, 302, 302, 302, 302}},
@@ -236,6 +241,13 @@ func routesMatrix(w *matrixWorld) []routeRow {
 		{"GET /api/pba/balance", "/api/pba/balance?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200}},
 		// Stripe is configured but refuses (routesConfig): approved affiliates get as far as calling it.
 		{"POST /api/pba/connect/onboard", "/api/pba/connect/onboard", "", statuses{401, 502, 502, 403, 403, 401, 403}},
+		// Promotional materials: approved affiliates (their own), superusers preview as one.
+		{"GET /api/pba/assets", "/api/pba/assets", "", statuses{401, 200, 200, 403, 403, 401, 400}},
+		{"GET /api/pba/assets", "/api/pba/assets?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200}},
+		{"GET /api/pba/assets/{id}", "/api/pba/assets/" + assetP, "", statuses{401, 200, 200, 403, 403, 401, 400}},
+		{"GET /api/pba/assets/{id}", "/api/pba/assets/" + assetP + "?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200}},
+		{"GET /api/pba/assets/{id}", "/api/pba/assets/" + assetQ, "", statuses{401, 404, 404, 403, 403, 401, 400}},
+		{"POST /api/pba/assets/{id}/announce", "/api/pba/assets/" + assetP + "/announce", "", statuses{401, 403, 403, 403, 403, 401, 201}},
 		{"GET /api/pba/leaderboard", "/api/pba/leaderboard?program=" + fx.ProgramP, "", statuses{401, 403, 403, 403, 403, 401, 200}},
 		// Commission is ranked within one currency: P (usd) and Q (eur) together are a 400.
 		{"GET /api/pba/leaderboard", "/api/pba/leaderboard", "", statuses{401, 403, 403, 403, 403, 401, 400}},
@@ -1106,6 +1118,11 @@ func seedMatrix(app core.App) (pbatest.Actor, error) {
 		{"bonuses", map[string]any{"program": fx.ProgramP, "name": mark + "p-bonus", "min_conversions": 1, "amount": 100, "active": true}},
 		{"bonuses", map[string]any{"program": fx.ProgramP, "name": mark + "p-planned-bonus", "min_conversions": 2, "amount": 100, "active": false}},
 		{"bonuses", map[string]any{"program": fx.ProgramQ, "name": mark + "q-bonus", "min_conversions": 1, "amount": 100, "active": true}},
+		// Promotional materials: P's and Q's, and P's that A and B do not see (a draft, Gold's).
+		{collections.Assets, map[string]any{"program": fx.ProgramP, "kind": "text", "title": mark + "p-asset", "body": mark + "p-body {{.Link}} {{.Coupon}}", "active": true}},
+		{collections.Assets, map[string]any{"program": fx.ProgramP, "kind": "text", "title": mark + "p-draft-asset", "body": mark + "p-draft", "active": false}},
+		{collections.Assets, map[string]any{"program": fx.ProgramP, "kind": "social", "title": mark + "p-gold-asset", "body": mark + "p-gold", "active": true, "tiers": []string{fx.TierP}}},
+		{collections.Assets, map[string]any{"program": fx.ProgramQ, "kind": "text", "title": mark + "q-asset", "body": mark + "q-body", "active": true}},
 		// Nobody's rows.
 		{collections.StripeEvents, map[string]any{"event_id": mark + "evt", "type": "checkout.session.completed", "outcome": mark + "outcome"}},
 		{collections.StripePending, map[string]any{"kind": "refund", "payment_intent": mark + "pi", "amount_refunded": 1, "event_id": mark + "evt-pending"}},

@@ -220,6 +220,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		return fmt.Errorf("messaging: %w", err)
 	}
 	registerRetention(app, cfg)
+	assets := registerAssets(app, newMailContent(app, cfg.PublicURL))
 
 	r := routes{
 		tracking:    tracking,
@@ -232,6 +233,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		mailOutbox:  mail.outbox,
 		setup:       newSetupReport(cfg),
 		mailPreview: mail.preview,
+		assets:      assets,
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		r.bind(se.Router)

@@ -70,10 +70,12 @@ func (b *broadcasts) startDueMessages() error {
 }
 
 // audienceFilter is messages.audience. Status is one status or a list; empty means approved.
+// Tiers (any of them) is how an asset's announcement reaches the tiers it targets.
 type audienceFilter struct {
 	Program string          `json:"program"`
 	Status  json.RawMessage `json:"status"`
 	Tier    string          `json:"tier"`
+	Tiers   []string        `json:"tiers"`
 	Tags    []string        `json:"tags"`
 }
 
@@ -126,6 +128,9 @@ func (b *broadcasts) resolveMessage(id string) error {
 	}
 	if filter.Tier != "" {
 		q.AndWhere(dbx.HashExp{"tier": filter.Tier})
+	}
+	if len(filter.Tiers) > 0 {
+		q.AndWhere(dbx.In("tier", toAny(filter.Tiers)...))
 	}
 	var members []audienceMember
 	if err := q.All(&members); err != nil {

@@ -219,11 +219,18 @@ func renderFrom(set map[string]lifecycleTemplate, name string, d mailData) (rend
 // superusers write messages) but a template over affiliate values, which are escaped. Plain
 // text bodies (no tags) become paragraphs; the text part is the body without tags.
 func renderBroadcast(subject, body string, d mailData) (renderedMail, error) {
-	htmlBody := body
+	htmlBody, textBody := bodyTemplates(body)
+	return renderMail(subject, htmlBody, textBody, d)
+}
+
+// bodyTemplates are the HTML and text templates of one body an admin wrote (a broadcast, a
+// promotional asset): markup is kept for HTML and stripped for text; plain text becomes
+// paragraphs for HTML and stays text (entities decoded) for text.
+func bodyTemplates(body string) (htmlSrc, textSrc string) {
 	if !looksLikeHTML(body) {
-		htmlBody = textToHTMLTemplate(body)
+		return textToHTMLTemplate(body), stripTags(body)
 	}
-	return renderMail(subject, htmlBody, stripTags(body), d)
+	return body, stripTags(body)
 }
 
 // renderMail runs the three parts: subject and text with text/template, the HTML body with
@@ -257,8 +264,23 @@ func renderMail(subject, htmlBody, text string, d mailData) (renderedMail, error
 	return out, nil
 }
 
-// execText renders a text/template part.
-func execText(name, src string, d mailData) (string, error) {
+// execHTML renders an html/template fragment (no mail layout), escaping every value for its
+// context.
+func execHTML(name, src string, d any) (string, error) {
+	t, err := htmltemplate.New(name).Option("missingkey=error").Parse(src)
+	if err != nil {
+		return "", fmt.Errorf("parse %s template: %w", name, err)
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, d); err != nil {
+		return "", fmt.Errorf("render %s: %w", name, err)
+	}
+	return buf.String(), nil
+}
+
+// execText renders a text/template part. d is mailData for mail, or another struct of the
+// same field names (assetData), whose missing fields are errors.
+func execText(name, src string, d any) (string, error) {
 	t, err := texttemplate.New(name).Option("missingkey=error").Parse(src)
 	if err != nil {
 		return "", fmt.Errorf("parse %s template: %w", name, err)
@@ -270,19 +292,23 @@ func execText(name, src string, d mailData) (string, error) {
 	return buf.String(), nil
 }
 
-// tagPattern matches markup tags for the text part of an HTML body.
-const tagPattern = `<[^>]*>`
+// tagRe matches markup tags for the text part of an HTML body; blockEndRe the ends of blocks
+// that become line breaks. Compiled once: every broadcast mail and asset render uses them.
+var (
+	tagRe      = regexp.MustCompile(`<[^>]*>`)
+	blockEndRe = regexp.MustCompile(`(?i)<br\s*/?>|</p>|</div>|</h[1-6]>|</li>`)
+)
 
 // looksLikeHTML tells an HTML body from plain text.
 func looksLikeHTML(s string) bool {
-	return regexp.MustCompile(tagPattern).MatchString(s)
+	return tagRe.MatchString(s)
 }
 
 // stripTags is a small html-to-text for the text part: block ends become newlines, tags go,
 // entities are decoded.
 func stripTags(s string) string {
-	s = regexp.MustCompile(`(?i)<br\s*/?>|</p>|</div>|</h[1-6]>|</li>`).ReplaceAllString(s, "$0\n")
-	s = regexp.MustCompile(tagPattern).ReplaceAllString(s, "")
+	s = blockEndRe.ReplaceAllString(s, "$0\n")
+	s = tagRe.ReplaceAllString(s, "")
 	return html.UnescapeString(s)
 }
 

@@ -26,6 +26,7 @@ func plainTextFields() map[string]textFields {
 		collections.Commissions: {multiline: []string{"note"}},
 		collections.Payouts:     {line: []string{"reference"}},
 		collections.Messages:    {line: []string{collections.MessageSubject}},
+		collections.Assets:      {line: []string{collections.AssetTitle}, multiline: []string{collections.AssetBody}},
 	}
 }
 

@@ -21,6 +21,7 @@ type routes struct {
 	mailOutbox  *mailOutbox
 	setup       *setupReport
 	mailPreview *mailPreview
+	assets      *assetService
 }
 
 // bind lists every route pbaffiliate adds, with who may call it. Handlers live with their
@@ -57,6 +58,9 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.GET("/api/pba/balance", handleBalance).Bind(affiliateOrSuperuser)
 	rt.GET("/api/pba/breakdown", handleBreakdown).Bind(affiliateOrSuperuser) // country, referrer: superusers
 	rt.POST("/api/pba/connect/onboard", r.connect.handle).Bind(affiliate)
+	// Promotional materials rendered for an approved affiliate; a superuser previews as one (?affiliate=).
+	rt.GET("/api/pba/assets", r.assets.handleList).Bind(affiliateOrSuperuser)
+	rt.GET("/api/pba/assets/{id}", r.assets.handleView).Bind(affiliateOrSuperuser)
 
 	// Superusers.
 	rt.GET("/api/pba/leaderboard", handleLeaderboard).Bind(superuser)
@@ -70,6 +74,7 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.GET("/api/pba/programs/schedule", handleSchedule).Bind(superuser)
 	rt.GET("/api/pba/config", r.setup.handle).Bind(superuser)
 	rt.POST("/api/pba/messages/preview", r.mailPreview.handle).Bind(superuser, apis.BodyLimit(256<<10))
+	rt.POST("/api/pba/assets/{id}/announce", r.assets.handleAnnounce).Bind(superuser)
 	for name, spec := range exportSpecs() { // affiliates, conversions, commissions
 		rt.GET("/api/pba/export/"+name+".csv", exportHandler(name, spec)).Bind(superuser)
 	}
