@@ -26,6 +26,8 @@ func plainTextFields() map[string]textFields {
 		collections.Commissions: {multiline: []string{"note"}},
 		collections.Payouts:     {line: []string{"reference"}},
 		collections.Messages:    {line: []string{collections.MessageSubject}},
+		collections.Feedback:    {multiline: []string{collections.FeedbackComment}},
+		collections.Surveys:     {line: []string{collections.FieldName, collections.SurveyQuestion}},
 	}
 }
 
