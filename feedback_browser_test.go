@@ -34,6 +34,7 @@ func feedbackSubtests(t *testing.T, b *backOffice, base string, db *sql.DB, mail
 		p.click("#questions-save")
 		waitDB(t, p, db, "the saved question", 1, `SELECT COUNT(*) FROM programs WHERE id = ? AND questions LIKE '%"id":"where"%'`, program)
 		b.checkAxe(t, "application questions")
+		p.screenshots("backoffice-questions")
 
 		// An application's answers show on the affiliate's page.
 		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)

@@ -163,12 +163,7 @@ func TestFeedbackRecords(t *testing.T) {
 // Email preferences: an affiliate writes its own mail_opt_out (known categories only), and
 // each category of marketing mail honours it while transactional mail still goes.
 func TestMailOptOutCategories(t *testing.T) {
-	env := newClickEnv(t, fx.Config)
-	settings := env.app.Settings()
-	settings.SMTP.Enabled, settings.SMTP.Host = true, "127.0.0.1"
-	if err := env.app.Save(settings); err != nil {
-		t.Fatal(err)
-	}
+	env := newMailEnv(t)
 	self := func(a pbatest.Actor) string { return "/api/collections/affiliates/records/" + a.ID }
 	wantFieldError(t, "unknown category", pbatest.Request(env.handler, http.MethodPatch, self(fx.A), fx.A.Token, `{"mail_opt_out":["spam"]}`), 400, "mail_opt_out")
 	wantFieldError(t, "not a list", pbatest.Request(env.handler, http.MethodPatch, self(fx.A), fx.A.Token, `{"mail_opt_out":"digest"}`), 400, "mail_opt_out")
@@ -208,6 +203,19 @@ func TestMailOptOutCategories(t *testing.T) {
 	if strings.Join(reasons, "|") != "opted out of broadcast|opted out of incentive" {
 		t.Fatalf("skip reasons %q", reasons)
 	}
+}
+
+// newMailEnv is a served app whose mail goes to the test mailer (SMTP on: the test app
+// records instead of sending).
+func newMailEnv(t *testing.T) *clickEnv {
+	t.Helper()
+	env := newClickEnv(t, fx.Config)
+	settings := env.app.Settings()
+	settings.SMTP.Enabled, settings.SMTP.Host = true, "127.0.0.1"
+	if err := env.app.Save(settings); err != nil {
+		t.Fatal(err)
+	}
+	return env
 }
 
 // subjectsTo counts the mails to addr by subject.
@@ -255,12 +263,7 @@ func surveyLinks(t *testing.T, mails []*mailer.Message, addr, subject string) (m
 // changed to name another affiliate or survey, and bad scores record nothing. The summary
 // counts it exactly.
 func TestSurveyOneClickRatings(t *testing.T) {
-	env := newClickEnv(t, fx.Config)
-	settings := env.app.Settings()
-	settings.SMTP.Enabled, settings.SMTP.Host = true, "127.0.0.1"
-	if err := env.app.Save(settings); err != nil {
-		t.Fatal(err)
-	}
+	env := newMailEnv(t)
 	if res := pbatest.Request(env.handler, http.MethodPatch, "/api/collections/affiliates/records/"+fx.Pending.ID, fx.Pending.Token, `{"mail_opt_out":["survey"]}`); res.Code != 200 {
 		t.Fatalf("opt out: %d %s", res.Code, res.Body)
 	}

@@ -46,8 +46,8 @@ const (
 // and digests queue rows through it; the content is what the rows say when they are sent;
 // unsubscribes signs and serves the opt-out links. A worker run (woken by a queued delivery,
 // a scheduled message, the pbaMessages cron job or the server's start) holds the mail lease
-// and does, in order: start due broadcasts, queue new-commission mails, send every due
-// delivery, settle finished broadcasts.
+// and does, in order: start due broadcasts, queue new-commission mails, queue due survey
+// rounds, send every due delivery, settle finished broadcasts.
 type messaging struct {
 	app        core.App
 	worker     *worker.Worker
