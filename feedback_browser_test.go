@@ -23,7 +23,13 @@ func feedbackSubtests(t *testing.T, b *backOffice, base string, db *sql.DB, mail
 		db.QueryRow(`SELECT id, name FROM programs WHERE slug = 'default'`).Scan(&program, &programName)
 		b.open(t, "#/programs/"+program, programName)
 		p.waitFor("the questions editor", `document.getElementById("question-add") !== null`)
+		// The tiers above load on their own: wait for them so the layout holds still for the click.
+		var tiers int64
+		db.QueryRow(`SELECT COUNT(*) FROM tiers WHERE program = ?`, program).Scan(&tiers)
+		p.waitFor("the tiers", `document.querySelectorAll("#tiers-body tr.tier-row").length === `+strconv.FormatInt(tiers, 10)+
+			` && (`+strconv.FormatInt(tiers, 10)+` > 0 || document.querySelector("#tiers-body td.empty") !== null)`)
 		p.click("#question-add")
+		p.waitFor("a new question", `document.getElementById("q-label-0") !== null`)
 		p.typeInto("#q-label-0", "Where will you promote us?")
 		p.click("#q-id-0") // leaving the label suggests an id
 		p.waitFor("the suggested id", `document.getElementById("q-id-0").value === "where_will_you_promote_us"`)
