@@ -694,6 +694,7 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
+	feedbackSubtests(t, b, base, db, mail)
 
 	t.Run("setup checklist", func(t *testing.T) {
 		p := b.p

@@ -190,6 +190,16 @@ func recordsMatrix() []recordsRow {
 		// active ones of its program and tier rendered by GET /api/pba/assets (the owner says
 		// whose answers may hold a row: the tier-targeted one is for Gold, which nobody here is in).
 		{collection: "assets", owner: "CASE WHEN active AND tiers IN ('', '[]') THEN program ELSE '' END", access: superusersOnly},
+		// An affiliate writes and reads its own feedback, whatever its status; a superuser's
+		// create names no affiliate (400).
+		{collection: "feedback", owner: byAffiliate, access: access{
+			list:   []seen{none, own, own, own, own, none, every},
+			view:   statuses{404, 200, 200, 200, 200, 404, 200},
+			create: statuses{400, 200, 200, 200, 200, 400, 400},
+			update: statuses{404, 200, 200, 200, 200, 404, 200},
+			delete: statuses{403, 403, 403, 403, 403, 403, 204},
+		}, createBody: `{"rating":9,"topic":"portal","comment":"new {role}"}`, updateBody: `{"comment":"changed"}`},
+		{collection: "surveys", owner: byNobody, access: superusersOnly},
 		// PocketBase's own collections.
 		{collection: core.CollectionNameSuperusers, owner: byNobody, access: superusersOnly.withSuperuser(400, 200, 400)}, // not the only one
 		// An affiliate may forget its own devices and OAuth2 links.
@@ -235,6 +245,9 @@ func routesMatrix(w *matrixWorld) []routeRow {
 		{"GET /api/pba/unsubscribe", "/api/pba/unsubscribe?token=forged", "", statuses{400, 400, 400, 400, 400, 400, 400}},
 		{"POST /api/pba/unsubscribe", "/api/pba/unsubscribe?token=forged", "", statuses{400, 400, 400, 400, 400, 400, 400}},
 		{"POST /api/pba/resend/webhook", "/api/pba/resend/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400}},
+		{"GET /api/pba/survey", "/api/pba/survey?score=5&token=forged.x.y.z", "", statuses{400, 400, 400, 400, 400, 400, 400}},
+		{"POST /api/pba/survey", "/api/pba/survey?score=5&token=forged.x.y.z", "", statuses{400, 400, 400, 400, 400, 400, 400}},
+		{"GET /api/pba/feedback/summary", "/api/pba/feedback/summary", "", statuses{401, 403, 403, 403, 403, 401, 200}},
 		{"GET /api/pba/stats", "/api/pba/stats", "", statuses{401, 200, 200, 200, 200, 401, 200}},
 		{"GET /api/pba/stats", "/api/pba/stats?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200}},
 		{"GET /api/pba/balance", "/api/pba/balance", "", statuses{401, 200, 200, 200, 200, 401, 400}}, // superusers name the affiliate
@@ -1098,6 +1111,7 @@ func seedMatrix(app core.App) (pbatest.Actor, error) {
 				"idempotency_key": m("delivery"), "data": map[string]any{"note": m("data")}}},
 			{"conversion_events", map[string]any{"conversion": conv.Id, "affiliate": owner.id, "program": p, "door": "system",
 				"actor": m("actor"), "status_before": "approved", "status_after": "approved", "note": m("history")}},
+			{collections.Feedback, map[string]any{"affiliate": owner.id, "program": p, "rating": 7, "comment": m("feedback")}},
 			{core.CollectionNameAuthOrigins, map[string]any{"collectionRef": affiliates.Id, "recordRef": owner.id, "fingerprint": m("fingerprint")}},
 			{core.CollectionNameExternalAuths, map[string]any{"collectionRef": affiliates.Id, "recordRef": owner.id, "provider": []string{"google", "github", "gitlab", "discord", "apple"}[i], "providerId": m("provider")}},
 			{core.CollectionNameMFAs, map[string]any{"collectionRef": affiliates.Id, "recordRef": owner.id, "method": m("mfa")}},
@@ -1133,6 +1147,7 @@ func seedMatrix(app core.App) (pbatest.Actor, error) {
 		{"suppressions", map[string]any{"email": mark + "suppressed@fixture.test", "reason": "unsubscribe"}},
 		{"mail_templates", map[string]any{"name": "approved", "subject": mark + "template", "html": "<p>Hi</p>", "text": "Hi"}},
 		{collections.Leases, map[string]any{"name": mark + "lease", "holder": mark + "holder", "expires_at": now.Add(-time.Hour)}},
+		{collections.Surveys, map[string]any{"name": mark + "survey", "question": mark + "question"}},
 		{"inactive_redirects", map[string]any{"day": now.Format(time.DateOnly), "reason": "unknown_code", "count": 1, "link": mark + "gone"}},
 		{"click_overflow", map[string]any{"hour": now, "ip_hash": mark + "ip", "flag": "rate", "clicks": 1, "link": mark + "flooded"}},
 		{"users", map[string]any{"email": mark + "user@fixture.test", "password": pbatest.Password, "name": mark + "user"}},

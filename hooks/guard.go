@@ -31,6 +31,8 @@ func writePolicies() map[string]writePolicy {
 		collections.AffiliatePreferredChannel,
 		collections.AffiliateWebhookURL,
 		collections.AffiliateTimezone,
+		collections.AffiliateAnswers,
+		collections.AffiliateMailOptOut,
 		core.FieldNamePassword, "passwordConfirm", "oldPassword", core.FieldNameEmailVisibility,
 	}
 	return map[string]writePolicy{
@@ -42,6 +44,12 @@ func writePolicies() map[string]writePolicy {
 			create: []string{collections.FieldAffiliate, collections.FieldProgram, collections.FieldCode,
 				collections.LinkDestination, collections.LinkLabel, collections.LinkSubID},
 			update: []string{collections.LinkDestination, collections.LinkLabel, collections.LinkSubID, collections.LinkArchived},
+		},
+		// An affiliate's own feedback: the server sets affiliate and program; survey answers come
+		// from the signed links of survey mail.
+		collections.Feedback: {
+			create: []string{collections.FeedbackRating, collections.FeedbackTopic, collections.FeedbackComment},
+			update: []string{collections.FeedbackRating, collections.FeedbackTopic, collections.FeedbackComment},
 		},
 		// Superusers only (the rules say so too); listed so a refusal names the field, e.g. imported.
 		collections.Conversions: {},

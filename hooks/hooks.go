@@ -209,6 +209,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 	registerLinks(app)
 	registerLinkDeletion(app)
 	registerCoupons(app)
+	registerFeedback(app)
 	tracking := registerTracking(app, cfg)
 	conversions := newConversionService(app, tracking.live)
 	registerDashboardSales(app, tracking.live)
@@ -234,6 +235,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		setup:       newSetupReport(cfg),
 		mailPreview: mail.preview,
 		assets:      assets,
+		surveys:     mail.surveys,
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		r.bind(se.Router)

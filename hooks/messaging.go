@@ -46,8 +46,8 @@ const (
 // and digests queue rows through it; the content is what the rows say when they are sent;
 // unsubscribes signs and serves the opt-out links. A worker run (woken by a queued delivery,
 // a scheduled message, the pbaMessages cron job or the server's start) holds the mail lease
-// and does, in order: start due broadcasts, queue new-commission mails, send every due
-// delivery, settle finished broadcasts.
+// and does, in order: start due broadcasts, queue new-commission mails, queue due survey
+// rounds, send every due delivery, settle finished broadcasts.
 type messaging struct {
 	app        core.App
 	worker     *worker.Worker
@@ -56,6 +56,7 @@ type messaging struct {
 	lifecycle  *lifecycleMails
 	broadcasts *broadcasts
 	digests    *digests
+	surveys    *surveyMails
 	preview    *mailPreview
 }
 
@@ -74,6 +75,8 @@ func newMessaging(app core.App, cfg Config, now func() time.Time, sleep func(con
 	m.lifecycle = newLifecycleMails(app, outbox, now, m.worker.Signal)
 	m.broadcasts = newBroadcasts(app, outbox, now, m.worker.Signal)
 	m.digests = newDigests(app, outbox, content, now, m.worker.Signal)
+	m.surveys = newSurveyMails(app, outbox, m.unsub, now, m.worker.Signal)
+	outbox.surveys = m.surveys
 	m.preview = newMailPreview(content)
 	return m, nil
 }
@@ -96,6 +99,7 @@ func (m *messaging) bind() {
 	m.lifecycle.bind()
 	m.broadcasts.bind()
 	m.digests.bind()
+	m.surveys.bind()
 	app.OnRecordValidate(collections.MailTemplates).BindFunc(validateMailTemplate)
 	app.Cron().MustAdd(messagingCronJob, "* * * * *", m.worker.Tick)
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
@@ -125,6 +129,9 @@ func (m *messaging) runOnce(ctx context.Context) error {
 		return err
 	}
 	if err := m.lifecycle.queueCommissionMails(); err != nil {
+		return err
+	}
+	if err := m.surveys.queueDue(); err != nil {
 		return err
 	}
 	if err := m.outbox.sendDue(ctx); err != nil {

@@ -3,6 +3,7 @@ package hooks
 import (
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -98,10 +99,10 @@ func (a audienceFilter) statuses() ([]string, error) {
 
 // audienceMember is the part of an affiliate that resolution needs.
 type audienceMember struct {
-	ID      string         `db:"id"`
-	Email   string         `db:"email"`
-	Channel string         `db:"preferred_channel"`
-	Tags    sql.NullString `db:"tags"`
+	ID    string         `db:"id"`
+	Email string         `db:"email"`
+	Tags  sql.NullString `db:"tags"`
+	mailPrefs
 }
 
 // resolveMessage writes one delivery per recipient of a broadcast: queued, or skipped with
@@ -117,12 +118,40 @@ func (b *broadcasts) resolveMessage(id string) error {
 			return b.failMessage(id, fmt.Errorf("audience is not a valid filter: %w", err))
 		}
 	}
+	members, err := audienceMembers(b.app, filter)
+	if err != nil {
+		if errors.Is(err, errBadAudience) {
+			return b.failMessage(id, err)
+		}
+		return fmt.Errorf("resolve audience of message %s: %w", id, err)
+	}
+	category := mailCategory(templateBroadcast, msg)
+	err = b.outbox.enqueueAudience(members, category, func(m audienceMember) deliveryRow {
+		return deliveryRow{Message: id, Affiliate: m.ID, Email: m.Email, Template: templateBroadcast, Status: collections.DeliveryQueued,
+			IdempotencyKey: "broadcast:" + id + ":" + m.ID, Marketing: true}
+	})
+	if err != nil {
+		return fmt.Errorf("write deliveries of message %s: %w", id, err)
+	}
+	_, err = b.app.DB().NewQuery("UPDATE {{messages}} SET [[resolved_at]] = {:now}, [[updated]] = {:now} WHERE [[id]] = {:id}").
+		Bind(dbx.Params{"now": store.DBTime(b.now()), "id": id}).Execute()
+	if err != nil {
+		return fmt.Errorf("mark message %s resolved: %w", id, err)
+	}
+	return nil
+}
+
+// errBadAudience marks an audience filter that cannot be resolved (the admin's to fix).
+var errBadAudience = errors.New("bad audience")
+
+// audienceMembers are the affiliates a filter selects, with an address, in id order.
+func audienceMembers(app core.App, filter audienceFilter) ([]audienceMember, error) {
 	statuses, err := filter.statuses()
 	if err != nil {
-		return b.failMessage(id, err)
+		return nil, fmt.Errorf("%w: %w", errBadAudience, err)
 	}
-	q := b.app.DB().Select("id", "email", "preferred_channel", "tags").From(collections.Affiliates).
-		Where(dbx.In("status", toAny(statuses)...)).OrderBy("id")
+	q := app.DB().Select("id", "email", "preferred_channel", "mail_opt_out", "tags").From(collections.Affiliates).
+		Where(dbx.In("status", toAny(statuses)...)).AndWhere(dbx.NewExp("[[email]] != ''")).OrderBy("id")
 	if filter.Program != "" {
 		q.AndWhere(dbx.HashExp{"program": filter.Program})
 	}
@@ -132,47 +161,43 @@ func (b *broadcasts) resolveMessage(id string) error {
 	if len(filter.Tiers) > 0 {
 		q.AndWhere(dbx.In("tier", toAny(filter.Tiers)...))
 	}
-	var members []audienceMember
-	if err := q.All(&members); err != nil {
-		return fmt.Errorf("resolve audience of message %s: %w", id, err)
+	var all []audienceMember
+	if err := q.All(&all); err != nil {
+		return nil, err
 	}
-	suppressed, err := b.outbox.suppressedEmails()
+	members := all[:0]
+	for _, m := range all {
+		if len(filter.Tags) == 0 || hasAnyTag(m.Tags.String, filter.Tags) {
+			members = append(members, m)
+		}
+	}
+	return members, nil
+}
+
+// enqueueAudience writes row(m) for every member, in short transactions: queued, or skipped
+// with the reason when the member declines this category of mail or is suppressed.
+func (o *mailOutbox) enqueueAudience(members []audienceMember, category string, row func(audienceMember) deliveryRow) error {
+	suppressed, err := o.suppressedEmails()
 	if err != nil {
 		return err
 	}
-	rows := make([]deliveryRow, 0, len(members))
-	for _, m := range members {
-		if len(filter.Tags) > 0 && !hasAnyTag(m.Tags.String, filter.Tags) {
-			continue
-		}
-		if m.Email == "" {
-			continue
-		}
-		d := deliveryRow{Message: id, Affiliate: m.ID, Email: m.Email, Template: templateBroadcast, Status: collections.DeliveryQueued,
-			IdempotencyKey: "broadcast:" + id + ":" + m.ID, Marketing: true}
-		if reason := skipReason(m.Channel, suppressed[strings.ToLower(m.Email)]); reason != "" {
-			d.Status, d.Error = collections.DeliverySkipped, reason
-		}
-		rows = append(rows, d)
-	}
-	for start := 0; start < len(rows); start += messagingInsertChunk {
-		chunk := rows[start:min(start+messagingInsertChunk, len(rows))]
-		err := b.app.RunInTransaction(func(tx core.App) error {
-			for _, d := range chunk {
-				if _, err := b.outbox.enqueue(tx.DB(), d); err != nil {
+	for start := 0; start < len(members); start += messagingInsertChunk {
+		chunk := members[start:min(start+messagingInsertChunk, len(members))]
+		err := o.app.RunInTransaction(func(tx core.App) error {
+			for _, m := range chunk {
+				d := row(m)
+				if reason := skipReason(m.mailPrefs, category, suppressed[strings.ToLower(m.Email)]); reason != "" {
+					d.Status, d.Error = collections.DeliverySkipped, reason
+				}
+				if _, err := o.enqueue(tx.DB(), d); err != nil {
 					return err
 				}
 			}
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("write deliveries of message %s: %w", id, err)
+			return err
 		}
-	}
-	_, err = b.app.DB().NewQuery("UPDATE {{messages}} SET [[resolved_at]] = {:now}, [[updated]] = {:now} WHERE [[id]] = {:id}").
-		Bind(dbx.Params{"now": store.DBTime(b.now()), "id": id}).Execute()
-	if err != nil {
-		return fmt.Errorf("mark message %s resolved: %w", id, err)
 	}
 	return nil
 }

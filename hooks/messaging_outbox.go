@@ -3,9 +3,11 @@ package hooks
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +36,7 @@ type mailOutbox struct {
 	holder        string
 	content       *mailContent
 	unsub         *unsubscribes
+	surveys       *surveyMails // set by newMessaging
 }
 
 // newMailOutbox builds the outbox; a malformed RESEND_BASE_URL is an error. sleep is how the
@@ -314,6 +317,9 @@ func (o *mailOutbox) prepare(rows []deliveryRow) ([]outgoingMail, []deliveryRow,
 			return nil, nil, err
 		}
 		skip, err := o.content.templateMailData(r, &d)
+		if err == nil && skip == "" && r.Template == templateSurvey {
+			skip, err = o.surveys.surveyMailData(r, &d)
+		}
 		if err != nil || skip != "" {
 			status, reason := collections.DeliverySkipped, skip
 			if err != nil {
@@ -332,7 +338,7 @@ func (o *mailOutbox) prepare(rows []deliveryRow) ([]outgoingMail, []deliveryRow,
 			if err != nil {
 				return nil, nil, err
 			}
-			if reason := skipReason(a.GetString(collections.AffiliatePreferredChannel), suppression); reason != "" {
+			if reason := skipReason(prefsOf(a), mailCategory(r.Template, msg), suppression); reason != "" {
 				if err := o.markDone(r.ID, collections.DeliverySkipped, reason); err != nil {
 					return nil, nil, err
 				}
@@ -350,10 +356,13 @@ func (o *mailOutbox) prepare(rows []deliveryRow) ([]outgoingMail, []deliveryRow,
 			}
 		}
 		var out renderedMail
-		if msg != nil {
+		switch {
+		case msg != nil:
 			m.Tags["message"] = msg.Id
 			out, err = renderBroadcast(msg.GetString(collections.MessageSubject), msg.GetString(collections.MessageBody), d)
-		} else {
+		case r.Template == templateSurvey:
+			out, err = renderMail(surveyTemplate.subject, surveyTemplate.html, surveyTemplate.text, d)
+		default:
 			out, err = renderFrom(mc.templates, r.Template, d)
 		}
 		if err != nil {
@@ -428,15 +437,56 @@ func (o *mailOutbox) markDone(id, status, reason string) error {
 	return nil
 }
 
-// skipReason is why marketing mail must not go to an affiliate, or "".
-func skipReason(channel, suppression string) string {
+// mailPrefs is what an affiliate chose about marketing mail: preferred_channel none declines
+// all of it, mail_opt_out (a JSON list) some categories.
+type mailPrefs struct {
+	Channel string         `db:"preferred_channel"`
+	OptOut  sql.NullString `db:"mail_opt_out"`
+}
+
+// prefsOf reads an affiliate's mail preferences.
+func prefsOf(a *core.Record) mailPrefs {
+	return mailPrefs{Channel: a.GetString(collections.AffiliatePreferredChannel),
+		OptOut: sql.NullString{String: a.GetString(collections.AffiliateMailOptOut), Valid: true}}
+}
+
+// declines reports whether the affiliate opted out of a category of mail.
+func (p mailPrefs) declines(category string) bool {
+	var cats []string
+	if json.Unmarshal([]byte(p.OptOut.String), &cats) != nil {
+		return false
+	}
+	return slices.Contains(cats, category)
+}
+
+// skipReason is why marketing mail of a category must not go to an affiliate, or "": the one
+// check of preferences and suppressions, when an audience is resolved and again right before
+// sending. Transactional mail (no category) is never checked.
+func skipReason(p mailPrefs, category, suppression string) string {
 	switch {
-	case channel == collections.ChannelNone:
+	case p.Channel == collections.ChannelNone:
 		return "preferred_channel none"
+	case category != "" && p.declines(category):
+		return "opted out of " + category
 	case suppression != "":
 		return "suppressed: " + suppression
 	}
 	return ""
+}
+
+// mailCategory is the category of a marketing delivery (affiliates.mail_opt_out): a
+// broadcast's own (messages.category, empty is broadcast), digest or survey.
+func mailCategory(template string, msg *core.Record) string {
+	switch template {
+	case templateWeeklyDigest:
+		return collections.MailDigest
+	case templateSurvey:
+		return collections.MailSurvey
+	}
+	if msg != nil && msg.GetString(collections.MessageCategory) != "" {
+		return msg.GetString(collections.MessageCategory)
+	}
+	return collections.MailBroadcast
 }
 
 // suppressedEmails maps every suppressed (lowercase) address to its reason.

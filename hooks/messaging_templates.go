@@ -22,6 +22,7 @@ const (
 	templateNewCommission       = "new_commission"
 	templateTierChanged         = "tier_changed"
 	templateWeeklyDigest        = "weekly_digest"
+	templateSurvey              = "survey"
 )
 
 // mailData is what every template sees. Name, Code and Email are affiliate-controlled, so the
@@ -58,6 +59,9 @@ type mailData struct {
 
 	// weekly_digest: the figures of the affiliate's past week.
 	Digest digestReport
+
+	// survey: the question and the signed rating links.
+	Survey mailSurvey
 }
 
 // unverifiedName stands in for the name in mail to an unverified address, so that every

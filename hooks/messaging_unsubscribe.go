@@ -65,15 +65,54 @@ func (u *unsubscribes) unsubscribeKey() ([]byte, error) {
 	return secret, nil
 }
 
-// unsubscribeToken is "<affiliate id>.<base64url HMAC-SHA256(key, "unsubscribe:" + id)>".
-func (u *unsubscribes) unsubscribeToken(affiliateID string) (string, error) {
+// mac is the token signature of payload for one purpose: base64url HMAC-SHA256(key, purpose
+// + ":" + payload). Every signed link of mail (unsubscribe, survey ratings) uses this one key
+// and scheme; the purpose keeps a token of one kind from being taken for another.
+func (u *unsubscribes) mac(purpose, payload string) (string, error) {
 	key, err := u.unsubscribeKey()
 	if err != nil {
 		return "", err
 	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte("unsubscribe:" + affiliateID))
-	return affiliateID + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)), nil
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(purpose + ":" + payload))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)), nil
+}
+
+// signed is "<payload>.<mac>".
+func (u *unsubscribes) signed(purpose, payload string) (string, error) {
+	sig, err := u.mac(purpose, payload)
+	if err != nil {
+		return "", err
+	}
+	return payload + "." + sig, nil
+}
+
+// verified returns the payload of a token signed for purpose; the payload is everything
+// before the last dot.
+func (u *unsubscribes) verified(purpose, token string) (string, bool) {
+	i := strings.LastIndexByte(token, '.')
+	if i <= 0 {
+		return "", false
+	}
+	want, err := u.signed(purpose, token[:i])
+	if err != nil {
+		return "", false
+	}
+	return token[:i], hmac.Equal([]byte(want), []byte(token))
+}
+
+// unsubscribeToken is "<affiliate id>.<base64url HMAC-SHA256(key, "unsubscribe:" + id)>".
+func (u *unsubscribes) unsubscribeToken(affiliateID string) (string, error) {
+	return u.signed("unsubscribe", affiliateID)
+}
+
+// publicBase is where links in mail point: PBA_PUBLIC_URL, else the dashboard's application URL.
+func (u *unsubscribes) publicBase() string {
+	base := strings.TrimRight(u.publicURL, "/")
+	if base == "" {
+		base = strings.TrimRight(u.app.Settings().Meta.AppURL, "/")
+	}
+	return base
 }
 
 // unsubscribeURL is the one-click link of marketing mail.
@@ -82,24 +121,16 @@ func (u *unsubscribes) unsubscribeURL(affiliateID string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	base := strings.TrimRight(u.publicURL, "/")
-	if base == "" {
-		base = strings.TrimRight(u.app.Settings().Meta.AppURL, "/")
-	}
-	return base + "/api/pba/unsubscribe?token=" + url.QueryEscape(token), nil
+	return u.publicBase() + "/api/pba/unsubscribe?token=" + url.QueryEscape(token), nil
 }
 
 // affiliateFromToken checks a token and returns its affiliate id.
 func (u *unsubscribes) affiliateFromToken(token string) (string, bool) {
-	id, _, ok := strings.Cut(token, ".")
-	if !ok || id == "" {
+	id, ok := u.verified("unsubscribe", token)
+	if !ok || id == "" || strings.Contains(id, ".") {
 		return "", false
 	}
-	want, err := u.unsubscribeToken(id)
-	if err != nil {
-		return "", false
-	}
-	return id, hmac.Equal([]byte(want), []byte(token))
+	return id, true
 }
 
 // unsubscribePage is the small page both methods answer with; the token is escaped by

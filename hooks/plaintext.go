@@ -27,6 +27,8 @@ func plainTextFields() map[string]textFields {
 		collections.Payouts:     {line: []string{"reference"}},
 		collections.Messages:    {line: []string{collections.MessageSubject}},
 		collections.Assets:      {line: []string{collections.AssetTitle}, multiline: []string{collections.AssetBody}},
+		collections.Feedback:    {multiline: []string{collections.FeedbackComment}},
+		collections.Surveys:     {line: []string{collections.FieldName, collections.SurveyQuestion}},
 	}
 }
 

@@ -22,6 +22,7 @@ type routes struct {
 	setup       *setupReport
 	mailPreview *mailPreview
 	assets      *assetService
+	surveys     *surveyMails
 }
 
 // bind lists every route pbaffiliate adds, with who may call it. Handlers live with their
@@ -52,6 +53,9 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.GET("/api/pba/unsubscribe", r.unsub.handleUnsubscribePage)
 	rt.POST("/api/pba/unsubscribe", r.unsub.handleUnsubscribe).Bind(apis.BodyLimit(4 << 10))
 	rt.POST("/api/pba/resend/webhook", r.mailOutbox.handleResendWebhook).Bind(apis.BodyLimit(resendWebhookMaxBody))
+	// Survey mail's one-click ratings (the signed token is the auth) and the comment form.
+	rt.GET("/api/pba/survey", r.surveys.handleSurveyPage)
+	rt.POST("/api/pba/survey", r.surveys.handleSurveyComment).Bind(apis.BodyLimit(16 << 10))
 
 	// Affiliates (their own figures) and superusers (anyone's).
 	rt.GET("/api/pba/stats", handleStats).Bind(affiliateOrSuperuser)
@@ -75,6 +79,7 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.GET("/api/pba/config", r.setup.handle).Bind(superuser)
 	rt.POST("/api/pba/messages/preview", r.mailPreview.handle).Bind(superuser, apis.BodyLimit(256<<10))
 	rt.POST("/api/pba/assets/{id}/announce", r.assets.handleAnnounce).Bind(superuser)
+	rt.GET("/api/pba/feedback/summary", handleFeedbackSummary).Bind(superuser)
 	for name, spec := range exportSpecs() { // affiliates, conversions, commissions
 		rt.GET("/api/pba/export/"+name+".csv", exportHandler(name, spec)).Bind(superuser)
 	}
