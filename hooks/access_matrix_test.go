@@ -186,6 +186,9 @@ func recordsMatrix() []recordsRow {
 		{collection: "mail_templates", owner: byNobody, access: superusersOnly},
 		{collection: "leases", owner: byNobody, access: superusersOnly},
 		{collection: "inactive_redirects", owner: byNobody, access: superusersOnly},
+		// Campaigns name the affiliates they target: affiliates read theirs through GET /api/pba/incentives.
+		// Owned by its program, or by the one affiliate it is for (the matrix seeds no other kind).
+		{collection: "incentives", owner: "CASE WHEN eligibility = 'affiliates' THEN json_extract(affiliates, '$[0]') ELSE program END", access: superusersOnly},
 		// PocketBase's own collections.
 		{collection: core.CollectionNameSuperusers, owner: byNobody, access: superusersOnly.withSuperuser(400, 200, 400)}, // not the only one
 		// An affiliate may forget its own devices and OAuth2 links.
@@ -236,6 +239,8 @@ func routesMatrix(w *matrixWorld) []routeRow {
 		{"GET /api/pba/balance", "/api/pba/balance?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200}},
 		// Stripe is configured but refuses (routesConfig): approved affiliates get as far as calling it.
 		{"POST /api/pba/connect/onboard", "/api/pba/connect/onboard", "", statuses{401, 502, 502, 403, 403, 401, 403}},
+		// An affiliate's own campaigns (B's alone is not in A's answer).
+		{"GET /api/pba/incentives", "/api/pba/incentives", "", statuses{401, 200, 200, 200, 200, 401, 403}},
 		{"GET /api/pba/leaderboard", "/api/pba/leaderboard?program=" + fx.ProgramP, "", statuses{401, 403, 403, 403, 403, 401, 200}},
 		// Commission is ranked within one currency: P (usd) and Q (eur) together are a 400.
 		{"GET /api/pba/leaderboard", "/api/pba/leaderboard", "", statuses{401, 403, 403, 403, 403, 401, 400}},
@@ -1106,6 +1111,11 @@ func seedMatrix(app core.App) (pbatest.Actor, error) {
 		{"bonuses", map[string]any{"program": fx.ProgramP, "name": mark + "p-bonus", "min_conversions": 1, "amount": 100, "active": true}},
 		{"bonuses", map[string]any{"program": fx.ProgramP, "name": mark + "p-planned-bonus", "min_conversions": 2, "amount": 100, "active": false}},
 		{"bonuses", map[string]any{"program": fx.ProgramQ, "name": mark + "q-bonus", "min_conversions": 1, "amount": 100, "active": true}},
+		// A campaign of P for everyone, and one for B alone (its name is B's marker).
+		{"incentives", map[string]any{"program": fx.ProgramP, "name": mark + "p-incentive", "kind": "rate_boost", "value": 500, "eligibility": "all",
+			"starts_at": now.Add(-time.Hour), "ends_at": now.Add(24 * time.Hour), "active": true}},
+		{"incentives", map[string]any{"program": fx.ProgramP, "name": mark + "b1-incentive", "kind": "target_bonus", "target_kind": "sales", "target": 5,
+			"bonus": 1000, "eligibility": "affiliates", "affiliates": []string{fx.B.ID}, "starts_at": now.Add(-time.Hour), "ends_at": now.Add(24 * time.Hour), "active": true}},
 		// Nobody's rows.
 		{collections.StripeEvents, map[string]any{"event_id": mark + "evt", "type": "checkout.session.completed", "outcome": mark + "outcome"}},
 		{collections.StripePending, map[string]any{"kind": "refund", "payment_intent": mark + "pi", "amount_refunded": 1, "event_id": mark + "evt-pending"}},

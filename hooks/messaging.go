@@ -46,8 +46,8 @@ const (
 // and digests queue rows through it; the content is what the rows say when they are sent;
 // unsubscribes signs and serves the opt-out links. A worker run (woken by a queued delivery,
 // a scheduled message, the pbaMessages cron job or the server's start) holds the mail lease
-// and does, in order: start due broadcasts, queue new-commission mails, send every due
-// delivery, settle finished broadcasts.
+// and does, in order: start due broadcasts, queue new-commission mails, announce campaigns
+// that started, send every due delivery, settle finished broadcasts.
 type messaging struct {
 	app        core.App
 	worker     *worker.Worker
@@ -56,6 +56,7 @@ type messaging struct {
 	lifecycle  *lifecycleMails
 	broadcasts *broadcasts
 	digests    *digests
+	incentives *incentiveMails
 	preview    *mailPreview
 }
 
@@ -74,6 +75,7 @@ func newMessaging(app core.App, cfg Config, now func() time.Time, sleep func(con
 	m.lifecycle = newLifecycleMails(app, outbox, now, m.worker.Signal)
 	m.broadcasts = newBroadcasts(app, outbox, now, m.worker.Signal)
 	m.digests = newDigests(app, outbox, content, now, m.worker.Signal)
+	m.incentives = newIncentiveMails(app, outbox, now)
 	m.preview = newMailPreview(content)
 	return m, nil
 }
@@ -125,6 +127,9 @@ func (m *messaging) runOnce(ctx context.Context) error {
 		return err
 	}
 	if err := m.lifecycle.queueCommissionMails(); err != nil {
+		return err
+	}
+	if err := m.incentives.queueStarted(); err != nil {
 		return err
 	}
 	if err := m.outbox.sendDue(ctx); err != nil {

@@ -57,6 +57,7 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.GET("/api/pba/balance", handleBalance).Bind(affiliateOrSuperuser)
 	rt.GET("/api/pba/breakdown", handleBreakdown).Bind(affiliateOrSuperuser) // country, referrer: superusers
 	rt.POST("/api/pba/connect/onboard", r.connect.handle).Bind(affiliate)
+	rt.GET("/api/pba/incentives", handleIncentives).Bind(affiliate) // own campaigns and progress
 
 	// Superusers.
 	rt.GET("/api/pba/leaderboard", handleLeaderboard).Bind(superuser)
