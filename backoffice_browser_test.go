@@ -620,6 +620,8 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		b.checkAxe(t, "templates")
 	})
 
+	incentivesSubtest(t, b)
+
 	t.Run("setup checklist", func(t *testing.T) {
 		p := b.p
 		b.open(t, "#/setup", "Setup")
