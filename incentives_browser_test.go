@@ -12,7 +12,7 @@ func incentivesSubtest(t *testing.T, b *backOffice) {
 	t.Run("incentives", func(t *testing.T) {
 		p := b.p
 		b.open(t, "#/incentives", "Incentives")
-		p.waitFor("the program", `document.getElementById("inc-program").value !== ""`)
+		p.waitFor("the program's campaigns", `document.getElementById("incentives-body").dataset.loaded === "true"`)
 		p.setValue("#inc-zone", "Europe/Berlin")
 		p.click("#inc-zone ~ button")
 		waitDB(t, p, b.db, "the program's time zone", 1, `SELECT COUNT(*) FROM programs WHERE timezone = 'Europe/Berlin'`)
