@@ -52,7 +52,7 @@ func TestIncentiveAnnouncedOnceWhenItStarts(t *testing.T) {
 		t.Fatalf("%d announcements before the start", n)
 	}
 	_, before := fake.snapshot() // the approval mails
-	clock.Advance(time.Hour) // 23:30 UTC: 00:30 in Berlin, the campaign runs
+	clock.Advance(time.Hour)     // 23:30 UTC: 00:30 in Berlin, the campaign runs
 	for i := 0; i < 3; i++ {
 		if err := e.run(context.Background()); err != nil {
 			t.Fatal(err)
