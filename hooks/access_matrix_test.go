@@ -200,6 +200,9 @@ func recordsMatrix() []recordsRow {
 			delete: statuses{403, 403, 403, 403, 403, 403, 204},
 		}, createBody: `{"rating":9,"topic":"portal","comment":"new {role}"}`, updateBody: `{"comment":"changed"}`},
 		{collection: "surveys", owner: byNobody, access: superusersOnly},
+		// Campaigns name the affiliates they target: affiliates read theirs through GET /api/pba/incentives.
+		// Owned by its program, or by the one affiliate it is for (the matrix seeds no other kind).
+		{collection: "incentives", owner: "CASE WHEN eligibility = 'affiliates' THEN json_extract(affiliates, '$[0]') ELSE program END", access: superusersOnly},
 		// PocketBase's own collections.
 		{collection: core.CollectionNameSuperusers, owner: byNobody, access: superusersOnly.withSuperuser(400, 200, 400)}, // not the only one
 		// An affiliate may forget its own devices and OAuth2 links.
@@ -261,6 +264,8 @@ func routesMatrix(w *matrixWorld) []routeRow {
 		{"GET /api/pba/assets/{id}", "/api/pba/assets/" + assetP + "?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200}},
 		{"GET /api/pba/assets/{id}", "/api/pba/assets/" + assetQ, "", statuses{401, 404, 404, 403, 403, 401, 400}},
 		{"POST /api/pba/assets/{id}/announce", "/api/pba/assets/" + assetP + "/announce", "", statuses{401, 403, 403, 403, 403, 401, 201}},
+		// An affiliate's own campaigns (B's alone is not in A's answer).
+		{"GET /api/pba/incentives", "/api/pba/incentives", "", statuses{401, 200, 200, 200, 200, 401, 403}},
 		{"GET /api/pba/leaderboard", "/api/pba/leaderboard?program=" + fx.ProgramP, "", statuses{401, 403, 403, 403, 403, 401, 200}},
 		// Commission is ranked within one currency: P (usd) and Q (eur) together are a 400.
 		{"GET /api/pba/leaderboard", "/api/pba/leaderboard", "", statuses{401, 403, 403, 403, 403, 401, 400}},
@@ -1137,6 +1142,11 @@ func seedMatrix(app core.App) (pbatest.Actor, error) {
 		{collections.Assets, map[string]any{"program": fx.ProgramP, "kind": "text", "title": mark + "p-draft-asset", "body": mark + "p-draft", "active": false}},
 		{collections.Assets, map[string]any{"program": fx.ProgramP, "kind": "social", "title": mark + "p-gold-asset", "body": mark + "p-gold", "active": true, "tiers": []string{fx.TierP}}},
 		{collections.Assets, map[string]any{"program": fx.ProgramQ, "kind": "text", "title": mark + "q-asset", "body": mark + "q-body", "active": true}},
+		// A campaign of P for everyone, and one for B alone (its name is B's marker).
+		{"incentives", map[string]any{"program": fx.ProgramP, "name": mark + "p-incentive", "kind": "rate_boost", "value": 500, "eligibility": "all",
+			"starts_at": now.Add(-time.Hour), "ends_at": now.Add(24 * time.Hour), "active": true}},
+		{"incentives", map[string]any{"program": fx.ProgramP, "name": mark + "b1-incentive", "kind": "target_bonus", "target_kind": "sales", "target": 5,
+			"bonus": 1000, "eligibility": "affiliates", "affiliates": []string{fx.B.ID}, "starts_at": now.Add(-time.Hour), "ends_at": now.Add(24 * time.Hour), "active": true}},
 		// Nobody's rows.
 		{collections.StripeEvents, map[string]any{"event_id": mark + "evt", "type": "checkout.session.completed", "outcome": mark + "outcome"}},
 		{collections.StripePending, map[string]any{"kind": "refund", "payment_intent": mark + "pi", "amount_refunded": 1, "event_id": mark + "evt-pending"}},

@@ -482,6 +482,7 @@ func (s *assetService) handleAnnounce(re *core.RequestEvent) error {
 		collections.MessageKind:     collections.MessageKindBroadcast,
 		collections.FieldStatus:     collections.MessageScheduled,
 		collections.MessageAudience: audience,
+		collections.MessageCategory: collections.MailMaterial, // affiliates may opt out of material news
 	})
 	if err := re.App.Save(m); err != nil {
 		return re.BadRequestError("The announcement could not be saved.", err)

@@ -101,6 +101,7 @@ func (e *commissionEngine) run() (engineStats, error) {
 	if err := e.evaluateBonuses(&st, touched); err != nil {
 		return st, err
 	}
+
 	released, err := e.releasePayable()
 	st.Released = released
 	return st, err
@@ -159,6 +160,7 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 			explanation     string
 		}
 		inserts := make([]pendingInsert, 0, len(batch))
+		var bonuses map[incentiveKey]bonusTodo // bonus campaigns the batch's sales count toward
 		for i := range batch {
 			c := &batch[i]
 			if c.Status != collections.ConversionApproved {
@@ -167,6 +169,9 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 			amount, kind, explanation, payableAt, err := ctx.compute(c)
 			if err != nil {
 				return err
+			}
+			if p := ctx.programs[c.Program]; p.bonusIncentives != nil {
+				bonuses = ctx.bonusesOf(bonuses, p, c)
 			}
 			if amount <= 0 {
 				st.Zero++
@@ -182,6 +187,15 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 		}
 		if err := markCommissioned(sqlTx, batch); err != nil {
 			return err
+		}
+		for k, todo := range bonuses {
+			a, err := ctx.affiliate(k.affiliate)
+			if err != nil {
+				return err
+			}
+			if err := payIncentiveBonuses(tx, st, todo, a, now); err != nil {
+				return fmt.Errorf("bonuses of incentive %s for %s: %w", k.incentive, k.affiliate, err)
+			}
 		}
 		if err := store.AddCommissionTotals(tx, w.totals); err != nil {
 			return err
@@ -338,6 +352,10 @@ type programRules struct {
 	rules    rules.Program
 	holdDays int
 	tiers    []rules.Tier
+	// incentives are the program's active rate boosts and multipliers, bonusIncentives its
+	// per-sale and target bonuses (nil for most programs: then the engine does no more than
+	// before).
+	incentives, bonusIncentives []rules.Incentive
 }
 
 func newRuleContext(tx core.App) *ruleContext {
@@ -377,8 +395,34 @@ func (r *ruleContext) compute(c *pendingConversion) (int64, string, string, time
 	if err != nil {
 		return 0, "", "", time.Time{}, fmt.Errorf("commission of conversion %s: %w", c.ID, err)
 	}
+	if p.incentives != nil {
+		// Campaigns running when the sale occurred, on top of whichever rate won.
+		if rc := rules.RateChangeFor(p.incentives, a.ID, a.TierID, occurred); !rc.None() {
+			if res, err = rules.ApplyIncentives(res, p.rules, rc); err != nil {
+				return 0, "", "", time.Time{}, fmt.Errorf("incentives of conversion %s: %w", c.ID, err)
+			}
+		}
+	}
 	r.buf = r.appendRule(r.buf[:0], res.Rule, res.Amount)
 	return res.Amount, kind, string(r.buf), heldFrom(recorded, occurred).AddDate(0, 0, p.holdDays), nil
+}
+
+// bonusesOf adds to m the bonus campaigns of p whose window holds c's sale.
+func (r *ruleContext) bonusesOf(m map[incentiveKey]bonusTodo, p *programRules, c *pendingConversion) map[incentiveKey]bonusTodo {
+	occurred, err := store.ParseDBTime(c.OccurredAt) // parsed by compute already: cannot fail here
+	if err != nil {
+		return m
+	}
+	for _, in := range p.bonusIncentives {
+		if !in.Covers(occurred) {
+			continue
+		}
+		if m == nil {
+			m = map[incentiveKey]bonusTodo{}
+		}
+		m[incentiveKey{in.ID, c.Affiliate}] = bonusTodo{in: in, program: p, id: c.Program}
+	}
+	return m
 }
 
 // appendRule appends the JSON of commissionRule{e, amount}, byte for byte what json.Marshal
@@ -408,6 +452,33 @@ func (r *ruleContext) appendRule(b []byte, e rules.Explanation, amount int64) []
 	if e.Note != "" {
 		b = append(b, `,"note":`...)
 		b = append(b, r.jsonString(e.Note)...)
+	}
+	if e.Boost != 0 {
+		b = append(b, `,"boost":`...)
+		b = strconv.AppendInt(b, e.Boost, 10)
+	}
+	if e.Multiplier != 0 {
+		b = append(b, `,"multiplier":`...)
+		b = strconv.AppendInt(b, e.Multiplier, 10)
+	}
+	if len(e.Incentives) > 0 {
+		b = append(b, `,"incentives":`...)
+		for i, in := range e.Incentives {
+			if i == 0 {
+				b = append(b, `[{"id":`...)
+			} else {
+				b = append(b, `,{"id":`...)
+			}
+			b = append(b, r.jsonString(in.ID)...)
+			b = append(b, `,"name":`...)
+			b = append(b, r.jsonString(in.Name)...)
+			b = append(b, `,"kind":`...)
+			b = append(b, r.jsonString(in.Kind)...)
+			b = append(b, `,"value":`...)
+			b = strconv.AppendInt(b, in.Value, 10)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
 	}
 	b = append(b, `,"amount":`...)
 	b = strconv.AppendInt(b, amount, 10)
@@ -451,6 +522,17 @@ func (r *ruleContext) program(id string) (*programRules, error) {
 		},
 		holdDays: rec.HoldDays(),
 		tiers:    tiers,
+	}
+	campaigns, err := programIncentives(r.tx, id, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	for _, rec := range campaigns {
+		if in := incentiveOf(rec); in.ChangesRate() {
+			p.incentives = append(p.incentives, in)
+		} else {
+			p.bonusIncentives = append(p.bonusIncentives, in)
+		}
 	}
 	r.programs[id] = p
 	return p, nil
@@ -726,25 +808,11 @@ func (e *commissionEngine) evaluateBonuses(st *engineStats, touched map[monthKey
 				continue
 			}
 			// The bonus and its count in commission_totals in one transaction.
-			err := e.app.RunInTransaction(func(tx core.App) error {
-				res, err := tx.DB().NewQuery(`INSERT INTO commissions (id, affiliate, program, conversion, kind, amount, currency, status,
-				payable_at, payout, rule, ref, note, created, updated) VALUES ({:id}, {:a}, {:p}, '', 'bonus', {:amount}, {:cur}, 'pending',
-				{:payable}, '', {:rule}, {:ref}, {:note}, {:now}, {:now}) ON CONFLICT (affiliate, kind, ref) WHERE ref != '' DO NOTHING`).Bind(dbx.Params{
-					"id": store.NewOrderedID(e.now()), "a": k.affiliate, "p": k.program, "amount": b.GetInt("amount"), "cur": program.Currency(),
-					"payable": store.DBTime(heldFrom(e.now(), end).AddDate(0, 0, program.HoldDays())), // a past month's: from now
-					"rule":    fmt.Sprintf(`{"bonus":%q,"month":%q,"conversions":%d,"revenue":%d}`, b.Id, k.month, perf.N, perf.Revenue),
-					"ref":     "bonus:" + b.Id + ":" + k.month, "note": b.GetString(collections.FieldName), "now": store.DBTime(e.now()),
-				}).Execute()
-				if err != nil {
-					return fmt.Errorf("insert bonus: %w", err)
-				}
-				if n, _ := res.RowsAffected(); n != 1 {
-					return nil // this month's bonus was already given
-				}
-				st.Bonuses++
-				return store.AddCommissionTotals(tx, map[store.TotalsKey]store.TotalsDelta{
-					{Program: k.program, Currency: program.Currency(), Status: collections.CommissionPending}: {Amount: int64(b.GetInt("amount")), Count: 1}})
-			})
+			err := insertBonus(e.app, st, bonusRow{affiliate: k.affiliate, program: k.program, currency: program.Currency(),
+				amount: int64(b.GetInt("amount")), now: e.now(),
+				payableAt: heldFrom(e.now(), end).AddDate(0, 0, program.HoldDays()), // a past month's: from now
+				rule:      fmt.Sprintf(`{"bonus":%q,"month":%q,"conversions":%d,"revenue":%d}`, b.Id, k.month, perf.N, perf.Revenue),
+				ref:       "bonus:" + b.Id + ":" + k.month, note: b.GetString(collections.FieldName)})
 			if err != nil {
 				return err
 			}

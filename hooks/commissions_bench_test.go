@@ -258,6 +258,11 @@ func TestRuleSnapshotIsJSON(t *testing.T) {
 			Recurring: rules.RecurringMonths, Payment: 7, Note: rules.NoteRecurringEnded},
 		{Source: rules.SourceOverride, Type: "percent", Value: 10000, TierName: "only name", Base: 100_000_000_000, Recurring: "lifetime",
 			Payment: 2, Note: "\u2028 line\tsep"},
+		{Source: rules.SourceProgram, Type: rules.TypePercent, Value: 2000, Base: 10000, Recurring: rules.RecurringFirst, Payment: 1, Boost: 500,
+			Multiplier: 1500, Incentives: []rules.AppliedIncentive{{ID: "i1", Name: `Spring "boost" <b>`, Kind: rules.IncentiveRateBoost, Value: 500},
+				{ID: "i2", Name: "×1.5", Kind: rules.IncentiveMultiplier, Value: 1500}}},
+		{Source: rules.SourceTier, Type: rules.TypeFlat, Value: 500, Multiplier: 2000,
+			Incentives: []rules.AppliedIncentive{{ID: "i3", Kind: rules.IncentiveMultiplier, Value: 2000}}},
 		{},
 	} {
 		for _, amount := range []int64{0, 1, -3, 20_000_000_000} {

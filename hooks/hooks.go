@@ -215,6 +215,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 	registerDashboardSales(app, tracking.live)
 	registerAffiliateWebhooks(app, cfg)
 	commissions := registerCommissions(app, tracking.live)
+	registerIncentives(app)
 	payouts := registerPayouts(app, cfg)
 	mail, err := registerMessaging(app, cfg)
 	if err != nil {

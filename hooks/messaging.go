@@ -47,7 +47,7 @@ const (
 // unsubscribes signs and serves the opt-out links. A worker run (woken by a queued delivery,
 // a scheduled message, the pbaMessages cron job or the server's start) holds the mail lease
 // and does, in order: start due broadcasts, queue new-commission mails, queue due survey
-// rounds, send every due delivery, settle finished broadcasts.
+// rounds, announce campaigns that started, send every due delivery, settle finished broadcasts.
 type messaging struct {
 	app        core.App
 	worker     *worker.Worker
@@ -57,6 +57,7 @@ type messaging struct {
 	broadcasts *broadcasts
 	digests    *digests
 	surveys    *surveyMails
+	incentives *incentiveMails
 	preview    *mailPreview
 }
 
@@ -77,6 +78,7 @@ func newMessaging(app core.App, cfg Config, now func() time.Time, sleep func(con
 	m.digests = newDigests(app, outbox, content, now, m.worker.Signal)
 	m.surveys = newSurveyMails(app, outbox, m.unsub, now, m.worker.Signal)
 	outbox.surveys = m.surveys
+	m.incentives = newIncentiveMails(app, outbox, now)
 	m.preview = newMailPreview(content)
 	return m, nil
 }
@@ -132,6 +134,9 @@ func (m *messaging) runOnce(ctx context.Context) error {
 		return err
 	}
 	if err := m.surveys.queueDue(); err != nil {
+		return err
+	}
+	if err := m.incentives.queueStarted(); err != nil {
 		return err
 	}
 	if err := m.outbox.sendDue(ctx); err != nil {

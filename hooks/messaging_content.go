@@ -153,6 +153,8 @@ func (mc *mailContent) templateMailData(r deliveryRow, d *mailData) (string, err
 		return mc.commissionMailData(r, d)
 	case strings.HasPrefix(r.IdempotencyKey, tierKeyPrefix):
 		return "", mc.tierMailData(r, d)
+	case strings.HasPrefix(r.IdempotencyKey, incentiveKeyPrefix):
+		return mc.incentiveMailData(r, d)
 	case strings.HasPrefix(r.IdempotencyKey, digestKeyPrefix):
 		return "", digestMailData(r, d)
 	case strings.HasPrefix(r.IdempotencyKey, actionKeyPrefix):

@@ -482,6 +482,8 @@ func mailCategory(template string, msg *core.Record) string {
 		return collections.MailDigest
 	case templateSurvey:
 		return collections.MailSurvey
+	case templateIncentiveStarted:
+		return collections.MailIncentive
 	}
 	if msg != nil && msg.GetString(collections.MessageCategory) != "" {
 		return msg.GetString(collections.MessageCategory)

@@ -145,6 +145,8 @@ func templateVariables(name string) string {
 		return common + " {{range .Commissions}}{{.Amount}} {{.Kind}} {{.When}}{{end}} {{.More}} {{.Total}}"
 	case templateTierChanged:
 		return common + " {{.FromTier}} {{.ToTier}} {{.Promoted}} {{.Reason}}"
+	case templateIncentiveStarted:
+		return common + " {{.Incentive.Name}} {{.Incentive.Description}} {{.Incentive.Offer}} {{.Incentive.Starts}} {{.Incentive.Ends}}"
 	case templateWeeklyDigest:
 		return common + " {{.Digest.Period}} {{.Digest.Clicks}} {{.Digest.Conversions}} {{.Digest.Commission}} {{.Digest.BestLink}} " +
 			"{{.Digest.BestLinkURL}} {{.Digest.BestClicks}} {{.Digest.Rank}} {{.Digest.PreviousRank}} {{.Digest.RankChange}} {{.Digest.Places}} {{.Digest.Ranked}}"
@@ -168,5 +170,7 @@ func sampleMailData() mailData {
 		Digest: digestReport{Period: "16 Nov – 22 Nov 2026", Clicks: 120, Conversions: 3, Commission: "24.00 USD",
 			BestLink: "Spring sale", BestLinkURL: "https://example.com/r/ada-spring", BestClicks: 80,
 			Rank: 2, PreviousRank: 4, RankChange: 2, Ranked: 10},
+		Incentive: mailIncentive{Name: "Spring boost", Description: "Double down this spring.", Offer: "+5 percentage points on your commission rate",
+			Starts: "1 Mar 2027 00:00 CET", Ends: "1 Apr 2027 00:00 CEST"},
 	}
 }

@@ -23,6 +23,7 @@ const (
 	templateTierChanged         = "tier_changed"
 	templateWeeklyDigest        = "weekly_digest"
 	templateSurvey              = "survey"
+	templateIncentiveStarted    = "incentive_started"
 )
 
 // mailData is what every template sees. Name, Code and Email are affiliate-controlled, so the
@@ -62,6 +63,8 @@ type mailData struct {
 
 	// survey: the question and the signed rating links.
 	Survey mailSurvey
+	// incentive_started: the campaign that started.
+	Incentive mailIncentive
 }
 
 // unverifiedName stands in for the name in mail to an unverified address, so that every
@@ -175,6 +178,14 @@ func lifecycleTemplates() map[string]lifecycleTemplate {
 			html: `<p>Hi {{.Name}},</p><p>your tier in {{.Program}} changed from <strong>{{.FromTier}}</strong> to <strong>{{.ToTier}}</strong>.{{if .Reason}}<br><small>{{.Reason}}</small>{{end}}</p>` +
 				`<p>{{if .Promoted}}Congratulations: your new rate applies to the commissions you earn from now on.{{else}}Your rate follows the new tier from now on; a stronger month moves you up again.{{end}}</p>` +
 				`<p><a href="{{.PortalURL}}">Open the portal</a></p>`,
+		},
+		templateIncentiveStarted: {
+			subject: "New campaign: {{.Incentive.Name}}",
+			text: "Hi {{.Name}},\n\na campaign of {{.Program}} has started: {{.Incentive.Name}}.\n{{if .Incentive.Description}}{{.Incentive.Description}}\n{{end}}\n" +
+				"What you get: {{.Incentive.Offer}}.\nFrom {{.Incentive.Starts}} until {{.Incentive.Ends}}.\n\n{{if .Link}}Your link: {{.Link}}\n{{end}}Your progress in the portal: {{.PortalURL}}\n",
+			html: `<p>Hi {{.Name}},</p><p>a campaign of {{.Program}} has started: <strong>{{.Incentive.Name}}</strong>.</p>{{if .Incentive.Description}}<p>{{.Incentive.Description}}</p>{{end}}` +
+				`<p>What you get: <strong>{{.Incentive.Offer}}</strong>.<br>From {{.Incentive.Starts}} until {{.Incentive.Ends}}.</p>` +
+				`<p>{{if .Link}}Your link: <a href="{{.Link}}">{{.Link}}</a><br>{{end}}<a href="{{.PortalURL}}">Your progress in the portal</a></p>`,
 		},
 		templateWeeklyDigest: {
 			subject: "Your week: {{.Digest.Clicks}} clicks, {{.Digest.Conversions}} sales, {{.Digest.Commission}} earned",

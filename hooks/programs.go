@@ -113,6 +113,11 @@ func normalizeProgram(r *core.Record) validation.Errors {
 		errs[collections.ProgramCommissionValue] = validation.NewError("too_high",
 			"A percent commission is in basis points and cannot exceed 10000 (100%).")
 	}
+	tz := strings.TrimSpace(r.GetString(collections.ProgramTimezone))
+	r.Set(collections.ProgramTimezone, tz)
+	if _, err := time.LoadLocation(tz); err != nil || strings.EqualFold(tz, "local") {
+		errs[collections.ProgramTimezone] = validation.NewError("invalid_timezone", "Must be an IANA time zone such as Europe/Berlin (empty is UTC).")
+	}
 	if r.GetString(collections.ProgramRecurring) == collections.RecurringMonths && r.GetInt(collections.ProgramRecurringMonths) < 1 {
 		errs[collections.ProgramRecurringMonths] = validation.NewError("required", "Set how many months recurring commissions last.")
 	}

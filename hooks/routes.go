@@ -65,6 +65,7 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	// Promotional materials rendered for an approved affiliate; a superuser previews as one (?affiliate=).
 	rt.GET("/api/pba/assets", r.assets.handleList).Bind(affiliateOrSuperuser)
 	rt.GET("/api/pba/assets/{id}", r.assets.handleView).Bind(affiliateOrSuperuser)
+	rt.GET("/api/pba/incentives", handleIncentives).Bind(affiliate) // own campaigns and progress
 
 	// Superusers.
 	rt.GET("/api/pba/leaderboard", handleLeaderboard).Bind(superuser)

@@ -161,6 +161,12 @@ type Explanation struct {
 	Payment int `json:"payment"`
 	// Note says why nothing (or a fallback rate) was used; empty for an ordinary commission.
 	Note string `json:"note,omitempty"`
+	// Boost is the basis points incentive campaigns added to a percent rate (incentives.go).
+	Boost int64 `json:"boost,omitempty"`
+	// Multiplier is the per-mille factor a campaign applied (1500 = ×1.5); 0 when none did.
+	Multiplier int64 `json:"multiplier,omitempty"`
+	// Incentives are the campaigns that changed this commission.
+	Incentives []AppliedIncentive `json:"incentives,omitempty"`
 }
 
 // JSON returns the explanation as JSON for storage in a json field. It cannot fail: the struct

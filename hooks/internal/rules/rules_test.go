@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -129,7 +130,7 @@ func TestComputeErrors(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
-			if r != (Result{}) {
+			if !reflect.DeepEqual(r, Result{}) {
 				t.Errorf("Result = %+v, want zero on error", r)
 			}
 		})
@@ -202,7 +203,7 @@ func TestComputeIgnoresPerformanceForRate(t *testing.T) {
 	a := Affiliate{TierID: "bronze"}
 	r1, err1 := Compute(sale(10_000), pct(2000), a, tiers3, Performance{})
 	r2, err2 := Compute(sale(10_000), pct(2000), a, tiers3, Performance{Revenue: 10_000_000, Conversions: 1000})
-	if err1 != nil || err2 != nil || r1 != r2 {
+	if err1 != nil || err2 != nil || !reflect.DeepEqual(r1, r2) {
 		t.Fatalf("perf changed result: %+v %v / %+v %v", r1, err1, r2, err2)
 	}
 }
@@ -341,7 +342,7 @@ func TestExplanationJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	var back Result
-	if err := json.Unmarshal(b, &back); err != nil || back != r {
+	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, r) {
 		t.Errorf("round trip: %s -> %+v (%v)", b, back, err)
 	}
 }
