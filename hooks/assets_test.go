@@ -475,8 +475,9 @@ func TestAssetAnnounce(t *testing.T) {
 	if err != nil {
 		t.Fatalf("broadcast %q: %v", msgID, err)
 	}
-	if msg.GetString("kind") != "broadcast" || msg.GetString("status") == "draft" {
-		t.Errorf("message %s %s", msg.GetString("kind"), msg.GetString("status"))
+	// Material news is its own mail category: affiliates who opted out of it are skipped.
+	if msg.GetString("kind") != "broadcast" || msg.GetString("status") == "draft" || msg.GetString("category") != collections.MailMaterial {
+		t.Errorf("message %s %s %q", msg.GetString("kind"), msg.GetString("status"), msg.GetString("category"))
 	}
 	var audience map[string]any
 	_ = json.Unmarshal([]byte(msg.GetString("audience")), &audience)
