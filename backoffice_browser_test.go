@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 )
 
@@ -223,6 +224,20 @@ func waitDB(t *testing.T, p *pageTab, db *sql.DB, what string, want int64, query
 	}
 }
 
+// tap touches the middle of the element on the screen as a finger would (touch events; the
+// browser makes the click), without scrolling it into view first.
+func tap(t *testing.T, p *pageTab, selector string) {
+	t.Helper()
+	xy := pageEval[[]float64](p, `(() => { const r = document.querySelector(`+strconv.Quote(selector)+`).getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; })()`)
+	point := []*input.TouchPoint{{X: xy[0], Y: xy[1]}}
+	if _, err := chromedp.Call(p.ctx, input.DispatchTouchEvent, input.DispatchTouchEventParams{Type: input.DispatchTouchEventTypeTouchStart, TouchPoints: point}); err != nil {
+		t.Fatalf("tap %s: %v", selector, err)
+	}
+	if _, err := chromedp.Call(p.ctx, input.DispatchTouchEvent, input.DispatchTouchEventParams{Type: input.DispatchTouchEventTypeTouchEnd, TouchPoints: []*input.TouchPoint{}}); err != nil {
+		t.Fatalf("tap %s: %v", selector, err)
+	}
+}
+
 // backOfficeSubtests walks the back office. katherine is a pending applicant whose portal is
 // open in pendingTab (nil if that subtest did not run): approving her must reach it live.
 func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sql.DB, mail *fakeMail, katherineID, katherineCode string, pendingTab *pageTab) {
@@ -284,14 +299,29 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.waitFor("the application", `document.getElementById("aff-`+katherineID+`") !== null`)
 		b.checkAxe(t, "applications")
 		p.screenshots("backoffice-applications")
-		// On a phone: the approval is one tap at 390 px.
-		if err := chromedp.Do(p.ctx, chromedp.EmulateViewport(390, 844)); err != nil {
+		// On a phone: the application is a card whose status and Approve button are on the
+		// screen, no sideways scrolling, and the approval is one tap at 390 px.
+		if err := chromedp.Do(p.ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateTouch)); err != nil {
 			t.Fatal(err)
 		}
 		if w := pageEval[int](p, `document.documentElement.scrollWidth`); w > 390 {
 			t.Errorf("the applications overflow a 390 px screen: %d px wide", w)
 		}
-		p.click("#aff-" + katherineID + ` button[data-status="approved"]`)
+		if w := pageEval[string](p, `(() => { const w = document.querySelector("#affiliates-body").closest(".table-wrap"); return w.scrollWidth + " " + w.clientWidth; })()`); strings.Fields(w)[0] != strings.Fields(w)[1] {
+			t.Errorf("the applications scroll sideways at 390 px (scroll and client width %s)", w)
+		}
+		row := "#aff-" + katherineID
+		pageEval[bool](p, `(document.querySelector(`+strconv.Quote(row+` button[data-status="approved"]`)+`).scrollIntoView({block: "center"}), true)`)
+		for _, sel := range []string{row + " .badge", row + ` button[data-status="approved"]`, row + ` button[data-status="rejected"]`} {
+			box := pageEval[[]float64](p, `(() => { const r = document.querySelector(`+strconv.Quote(sel)+`).getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom]; })()`)
+			if box[0] < 0 || box[1] > 390 || box[2] < 0 || box[3] > 844 {
+				t.Errorf("%s is off a 390x844 screen: %v", sel, box)
+			}
+			if strings.Contains(sel, "button") && box[3]-box[2] < 44 {
+				t.Errorf("%s is %.0f px tall: too small to tap (44 px)", sel, box[3]-box[2])
+			}
+		}
+		tap(t, p, row+` button[data-status="approved"]`)
 		waitDB(t, p, db, "approved "+katherineCode, 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND status = 'approved'`, katherineID)
 		p.waitFor("the application to leave the queue", `document.getElementById("aff-`+katherineID+`") === null`)
 		p.waitFor("the confirmation", `document.getElementById("msg").textContent.includes("approval email")`)
@@ -696,6 +726,53 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.waitFor("7 days", `document.getElementById("kpis").dataset.from === "`+time.Now().UTC().AddDate(0, 0, -6).Format("2006-01-02")+`"`)
 		b.checkAxe(t, "overview")
 		p.screenshots("backoffice-overview")
+	})
+
+	t.Run("session outlives its token", func(t *testing.T) {
+		// A board left open all day stays signed in: with superuser tokens valid for 10 s
+		// (PocketBase's minimum), the page must still load data well after the token it
+		// started with expired, because the SDK refreshed it in time.
+		p := b.p
+		p.t = t
+		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		var superusers struct {
+			AuthToken struct {
+				Duration int64 `json:"duration"`
+			} `json:"authToken"`
+		}
+		getJSON(t, base+"/api/collections/_superusers", token, &superusers)
+		sendJSONStatus(t, http.MethodPatch, base+"/api/collections/_superusers", token, `{"authToken":{"duration":10}}`, http.StatusOK)
+		t.Cleanup(func() {
+			sendJSONStatus(t, http.MethodPatch, base+"/api/collections/_superusers", token, fmt.Sprintf(`{"authToken":{"duration":%d}}`, superusers.AuthToken.Duration), http.StatusOK)
+		})
+		// A reload refreshes the session: its new token lives 10 s.
+		p.navigate(base + "/admin/#/programs")
+		watchCSP(p)
+		p.waitFor("the back office after a reload", `document.getElementById("sign-out") !== null && document.querySelectorAll("#programs-body tr[id^=program-]").length > 0`)
+		claims := `JSON.parse(atob(JSON.parse(localStorage.getItem("pba_admin_auth")).token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")))`
+		first := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		life := pageEval[[]float64](p, `(() => { const c = `+claims+`; return [c.iat, c.exp]; })()`)
+		if life[1]-life[0] != 10 {
+			t.Fatalf("the session's token lives %v s, want 10", life[1]-life[0])
+		}
+		expired := time.Unix(int64(life[1]), 0)
+		time.Sleep(time.Until(expired.Add(2 * time.Second)))
+		// The first token is refused now; the page's current one is not.
+		sendJSONStatus(t, http.MethodGet, base+"/api/pba/config", first, "", http.StatusUnauthorized)
+		b.open(t, "#/setup", "Setup")
+		p.waitFor("the checklist, loaded after the first token expired", `document.querySelectorAll("#checklist li").length === 6`)
+		if pageEval[bool](p, `document.getElementById("si-email") !== null || document.getElementById("sign-out") === null`) {
+			t.Fatal("signed out when the first token expired")
+		}
+		now := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		if now == first {
+			t.Fatal("the token was never refreshed")
+		}
+		if exp := pageEval[float64](p, claims+`.exp`); time.Unix(int64(exp), 0).Before(time.Now()) {
+			t.Errorf("the page's token expired at %v", time.Unix(int64(exp), 0))
+		}
+		sendJSONStatus(t, http.MethodGet, base+"/api/pba/config", now, "", http.StatusOK)
+		p.waitFor("the live feed", `document.querySelector("#live-state .dot.on") !== null`)
 	})
 
 	if v := pageEval[string](b.p, `JSON.stringify(window.pbaCSP || [])`); v != "[]" {
