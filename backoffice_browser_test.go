@@ -465,6 +465,20 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		waitDB(t, p, db, "unchanged destination", 1, `SELECT COUNT(*) FROM programs WHERE id = ? AND destination = 'https://acme.io/spring'`, pg.ID)
 		b.checkAxe(t, "program")
 		p.screenshots("backoffice-program")
+		// A coupon in the default program for Grace, then switched off.
+		var defaultProgram, grace string
+		db.QueryRow(`SELECT program, id FROM affiliates WHERE code = 'grace-hopper'`).Scan(&defaultProgram, &grace)
+		b.open(t, "#/programs/"+defaultProgram, "")
+		p.waitFor("the coupons", `document.getElementById("coupons-h") !== null`)
+		p.typeInto("#cp-code", "Spring25")
+		p.typeInto("#cp-aff", "nobody-here")
+		p.click(`#cp-code ~ * button[type=submit], form:has(#cp-code) button[type=submit]`)
+		p.waitFor("the affiliate error", `document.getElementById("cp-aff-err").textContent !== ""`)
+		p.typeInto("#cp-aff", "grace-hopper")
+		p.click(`form:has(#cp-code) button[type=submit]`)
+		waitDB(t, p, db, "the coupon", 1, `SELECT COUNT(*) FROM coupons WHERE program = ? AND code = 'spring25' AND affiliate = ? AND active = 1`, defaultProgram, grace)
+		p.click(`button[aria-label="Deactivate spring25"]`)
+		waitDB(t, p, db, "the coupon switched off", 1, `SELECT COUNT(*) FROM coupons WHERE code = 'spring25' AND active = 0`)
 	})
 
 	t.Run("sales decisions", func(t *testing.T) {
@@ -538,6 +552,13 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		if !pageEval[bool](p, `[...document.querySelectorAll("#sales-body tr[id^=sale-] td:nth-child(2)")].every((td) => td.textContent === "Ada Lovelace")`) {
 			t.Error("the affiliate filter shows another affiliate's sales")
 		}
+		// And by date: the sales of the last week, as the database counts them.
+		weekAgo := time.Now().UTC().AddDate(0, 0, -6).Format("2006-01-02")
+		var adaWeek int64
+		db.QueryRow(`SELECT COUNT(*) FROM conversions WHERE affiliate = ? AND occurred_at >= ?`, ada, weekAgo+" 00:00:00.000Z").Scan(&adaWeek)
+		p.setValue("#s-from", weekAgo)
+		p.waitFor("ada's sales of the week", `location.hash.includes("from=`+weekAgo+`") && document.querySelector(".pager span").textContent.endsWith(" of `+strconv.FormatInt(adaWeek, 10)+`")`)
+		p.setValue("#s-from", "")
 		p.setValue("#s-affiliate", "nobody-here")
 		p.waitFor("the affiliate error", `document.getElementById("s-affiliate-err").textContent !== ""`)
 		// The ledger still balances.
@@ -607,6 +628,12 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		} else {
 			t.Logf("only one payout in the run: cancel not exercised (%v)", err)
 		}
+		// The history filtered to paid payouts: as many as the database has.
+		var paid int64
+		db.QueryRow(`SELECT COUNT(*) FROM payouts WHERE status = 'paid'`).Scan(&paid)
+		p.setValue("#po-status", "paid")
+		p.waitFor("the paid payouts", `location.hash.includes("status=paid") && document.querySelectorAll("#payouts-body tr[id^=payout-]").length === `+strconv.FormatInt(min(paid, 20), 10)+` && [...document.querySelectorAll("#payouts-body .badge")].every((b) => b.textContent === "paid")`)
+		p.setValue("#po-status", "")
 		p.screenshots("backoffice-payouts")
 		var check struct {
 			OK       bool  `json:"ok"`
