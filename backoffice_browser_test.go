@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 )
 
@@ -227,6 +228,20 @@ func waitDB(t *testing.T, p *pageTab, db *sql.DB, what string, want int64, query
 	}
 }
 
+// tap touches the middle of the element on the screen as a finger would (touch events; the
+// browser makes the click), without scrolling it into view first.
+func tap(t *testing.T, p *pageTab, selector string) {
+	t.Helper()
+	xy := pageEval[[]float64](p, `(() => { const r = document.querySelector(`+strconv.Quote(selector)+`).getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; })()`)
+	point := []*input.TouchPoint{{X: xy[0], Y: xy[1]}}
+	if _, err := chromedp.Call(p.ctx, input.DispatchTouchEvent, input.DispatchTouchEventParams{Type: input.DispatchTouchEventTypeTouchStart, TouchPoints: point}); err != nil {
+		t.Fatalf("tap %s: %v", selector, err)
+	}
+	if _, err := chromedp.Call(p.ctx, input.DispatchTouchEvent, input.DispatchTouchEventParams{Type: input.DispatchTouchEventTypeTouchEnd, TouchPoints: []*input.TouchPoint{}}); err != nil {
+		t.Fatalf("tap %s: %v", selector, err)
+	}
+}
+
 // backOfficeSubtests walks the back office. katherine is a pending applicant whose portal is
 // open in pendingTab (nil if that subtest did not run): approving her must reach it live.
 func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sql.DB, mail *fakeMail, katherineID, katherineCode string, pendingTab *pageTab) {
@@ -288,14 +303,29 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.waitFor("the application", `document.getElementById("aff-`+katherineID+`") !== null`)
 		b.checkAxe(t, "applications")
 		p.screenshots("backoffice-applications")
-		// On a phone: the approval is one tap at 390 px.
-		if err := chromedp.Do(p.ctx, chromedp.EmulateViewport(390, 844)); err != nil {
+		// On a phone: the application is a card whose status and Approve button are on the
+		// screen, no sideways scrolling, and the approval is one tap at 390 px.
+		if err := chromedp.Do(p.ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateTouch)); err != nil {
 			t.Fatal(err)
 		}
 		if w := pageEval[int](p, `document.documentElement.scrollWidth`); w > 390 {
 			t.Errorf("the applications overflow a 390 px screen: %d px wide", w)
 		}
-		p.click("#aff-" + katherineID + ` button[data-status="approved"]`)
+		if w := pageEval[string](p, `(() => { const w = document.querySelector("#affiliates-body").closest(".table-wrap"); return w.scrollWidth + " " + w.clientWidth; })()`); strings.Fields(w)[0] != strings.Fields(w)[1] {
+			t.Errorf("the applications scroll sideways at 390 px (scroll and client width %s)", w)
+		}
+		row := "#aff-" + katherineID
+		pageEval[bool](p, `(document.querySelector(`+strconv.Quote(row+` button[data-status="approved"]`)+`).scrollIntoView({block: "center"}), true)`)
+		for _, sel := range []string{row + " .badge", row + ` button[data-status="approved"]`, row + ` button[data-status="rejected"]`} {
+			box := pageEval[[]float64](p, `(() => { const r = document.querySelector(`+strconv.Quote(sel)+`).getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom]; })()`)
+			if box[0] < 0 || box[1] > 390 || box[2] < 0 || box[3] > 844 {
+				t.Errorf("%s is off a 390x844 screen: %v", sel, box)
+			}
+			if strings.Contains(sel, "button") && box[3]-box[2] < 44 {
+				t.Errorf("%s is %.0f px tall: too small to tap (44 px)", sel, box[3]-box[2])
+			}
+		}
+		tap(t, p, row+` button[data-status="approved"]`)
 		waitDB(t, p, db, "approved "+katherineCode, 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND status = 'approved'`, katherineID)
 		p.waitFor("the application to leave the queue", `document.getElementById("aff-`+katherineID+`") === null`)
 		p.waitFor("the confirmation", `document.getElementById("msg").textContent.includes("approval email")`)
@@ -417,6 +447,14 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		}
 		p.click(`.secret button[aria-pressed]`)
 		p.waitFor("the revealed secret", `document.getElementById("pg-secret").textContent === `+strconv.Quote(pg.PostbackSecret))
+		// Rotate it: a new secret is stored and shown, the old one is refused.
+		p.click(`.secret button.danger`)
+		p.click("#rotate-confirm")
+		waitDB(t, p, db, "the rotated secret", 0, `SELECT COUNT(*) FROM programs WHERE id = ? AND postback_secret = ?`, pg.ID, pg.PostbackSecret)
+		var rotated string
+		db.QueryRow(`SELECT postback_secret FROM programs WHERE id = ?`, pg.ID).Scan(&rotated)
+		p.waitFor("the new secret", `document.getElementById("pg-secret").textContent === `+strconv.Quote(rotated))
+		sendJSONStatus(t, http.MethodPost, base+"/api/pba/conversions", "Bearer "+pg.PostbackSecret, `{"affiliate_code":"grace-hopper","external_id":"old-secret-1","amount":100}`, http.StatusUnauthorized)
 		// A tier at 25%.
 		p.click(`#tiers-h ~ .actions button`)
 		p.typeInto(`#tiers-body tr:last-child input[aria-label="Tier name"]`, "Gold")
@@ -431,6 +469,20 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		waitDB(t, p, db, "unchanged destination", 1, `SELECT COUNT(*) FROM programs WHERE id = ? AND destination = 'https://acme.io/spring'`, pg.ID)
 		b.checkAxe(t, "program")
 		p.screenshots("backoffice-program")
+		// A coupon in the default program for Grace, then switched off.
+		var defaultProgram, grace string
+		db.QueryRow(`SELECT program, id FROM affiliates WHERE code = 'grace-hopper'`).Scan(&defaultProgram, &grace)
+		b.open(t, "#/programs/"+defaultProgram, "")
+		p.waitFor("the coupons", `document.getElementById("coupons-h") !== null`)
+		p.typeInto("#cp-code", "Spring25")
+		p.typeInto("#cp-aff", "nobody-here")
+		p.click(`#cp-code ~ * button[type=submit], form:has(#cp-code) button[type=submit]`)
+		p.waitFor("the affiliate error", `document.getElementById("cp-aff-err").textContent !== ""`)
+		p.typeInto("#cp-aff", "grace-hopper")
+		p.click(`form:has(#cp-code) button[type=submit]`)
+		waitDB(t, p, db, "the coupon", 1, `SELECT COUNT(*) FROM coupons WHERE program = ? AND code = 'spring25' AND affiliate = ? AND active = 1`, defaultProgram, grace)
+		p.click(`button[aria-label="Deactivate spring25"]`)
+		waitDB(t, p, db, "the coupon switched off", 1, `SELECT COUNT(*) FROM coupons WHERE code = 'spring25' AND active = 0`)
 	})
 
 	t.Run("sales decisions", func(t *testing.T) {
@@ -504,6 +556,13 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		if !pageEval[bool](p, `[...document.querySelectorAll("#sales-body tr[id^=sale-] td:nth-child(2)")].every((td) => td.textContent === "Ada Lovelace")`) {
 			t.Error("the affiliate filter shows another affiliate's sales")
 		}
+		// And by date: the sales of the last week, as the database counts them.
+		weekAgo := time.Now().UTC().AddDate(0, 0, -6).Format("2006-01-02")
+		var adaWeek int64
+		db.QueryRow(`SELECT COUNT(*) FROM conversions WHERE affiliate = ? AND occurred_at >= ?`, ada, weekAgo+" 00:00:00.000Z").Scan(&adaWeek)
+		p.setValue("#s-from", weekAgo)
+		p.waitFor("ada's sales of the week", `location.hash.includes("from=`+weekAgo+`") && document.querySelector(".pager span").textContent.endsWith(" of `+strconv.FormatInt(adaWeek, 10)+`")`)
+		p.setValue("#s-from", "")
 		p.setValue("#s-affiliate", "nobody-here")
 		p.waitFor("the affiliate error", `document.getElementById("s-affiliate-err").textContent !== ""`)
 		// The ledger still balances.
@@ -573,6 +632,12 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		} else {
 			t.Logf("only one payout in the run: cancel not exercised (%v)", err)
 		}
+		// The history filtered to paid payouts: as many as the database has.
+		var paid int64
+		db.QueryRow(`SELECT COUNT(*) FROM payouts WHERE status = 'paid'`).Scan(&paid)
+		p.setValue("#po-status", "paid")
+		p.waitFor("the paid payouts", `location.hash.includes("status=paid") && document.querySelectorAll("#payouts-body tr[id^=payout-]").length === `+strconv.FormatInt(min(paid, 20), 10)+` && [...document.querySelectorAll("#payouts-body .badge")].every((b) => b.textContent === "paid")`)
+		p.setValue("#po-status", "")
 		p.screenshots("backoffice-payouts")
 		var check struct {
 			OK       bool  `json:"ok"`
@@ -591,6 +656,13 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		var approved int64
 		db.QueryRow(`SELECT COUNT(*) FROM affiliates WHERE status = 'approved'`).Scan(&approved)
 		b.open(t, "#/messages", "Messages")
+		// The demo's history has a sent broadcast with its delivery counts.
+		var demoSent string
+		var demoDelivered int64
+		if err := db.QueryRow(`SELECT m.id, (SELECT COUNT(*) FROM deliveries d WHERE d.message = m.id AND d.status = 'sent') FROM messages m WHERE m.kind = 'broadcast' AND m.status = 'sent'`).Scan(&demoSent, &demoDelivered); err != nil || demoDelivered == 0 {
+			t.Fatalf("the demo has no sent broadcast with deliveries (%d): %v", demoDelivered, err)
+		}
+		p.waitFor("the demo's sent broadcast", `document.querySelector("#message-`+demoSent+` .counts") && document.querySelector("#message-`+demoSent+` .counts").textContent === "`+strconv.FormatInt(demoDelivered, 10)+` sent"`)
 		p.waitFor("the audience", `document.getElementById("bc-audience").textContent.startsWith("`+strconv.FormatInt(approved, 10)+` affiliate")`)
 		p.typeInto("#bc-subject", "Spring news for {{.Name}}")
 		p.typeInto("#bc-body", "Hello {{.Name}}, your link is {{.Link}}.")
@@ -611,6 +683,25 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+		// A broadcast scheduled for tomorrow at 09:30 (the page's zone is UTC) waits for its time.
+		tomorrow := time.Now().UTC().AddDate(0, 0, 1).Format("2006-01-02")
+		p.typeInto("#bc-subject", "Tomorrow's news for {{.Name}}")
+		p.typeInto("#bc-body", "Hello {{.Name}}, see you tomorrow.")
+		p.click(`input[name=when][value=later]`)
+		p.waitFor("the time field", `document.getElementById("bc-at") !== null`)
+		p.click("#bc-send")
+		p.waitFor("the missing time", `document.getElementById("bc-at-err").textContent !== ""`)
+		p.setValue("#bc-at", tomorrow+"T09:30")
+		p.waitFor("the schedule button", `document.getElementById("bc-send").textContent === "Schedule"`)
+		p.click("#bc-send")
+		waitDB(t, p, db, "the scheduled broadcast", 1, `SELECT COUNT(*) FROM messages WHERE subject = 'Tomorrow''s news for {{.Name}}' AND status = 'scheduled' AND send_at LIKE ?`, tomorrow+" 09:30:00%")
+		var scheduled string
+		db.QueryRow(`SELECT id FROM messages WHERE subject = 'Tomorrow''s news for {{.Name}}'`).Scan(&scheduled)
+		p.waitFor("the scheduled row", `document.querySelector("#message-`+scheduled+` .badge") && document.querySelector("#message-`+scheduled+` .badge").textContent === "scheduled"`)
+		if n := countRows(t, db, `SELECT COUNT(*) FROM deliveries WHERE message = ?`, scheduled); n != 0 {
+			t.Errorf("the broadcast scheduled for tomorrow has %d deliveries already", n)
+		}
+		p.screenshots("backoffice-broadcasts")
 		// Templates: the server's validation error inline, then a valid edit saved.
 		b.open(t, "#/messages?tab=templates", "Messages")
 		p.waitFor("a template", `document.getElementById("tpl-subject") && document.getElementById("tpl-subject").value !== ""`)
@@ -773,6 +864,55 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.waitFor("7 days", `document.getElementById("kpis").dataset.from === "`+time.Now().UTC().AddDate(0, 0, -6).Format("2006-01-02")+`"`)
 		b.checkAxe(t, "overview")
 		p.screenshots("backoffice-overview")
+	})
+
+	t.Run("session outlives its token", func(t *testing.T) {
+		// A board left open all day stays signed in: with superuser tokens valid for 10 s
+		// (PocketBase's minimum), the page must still load data well after the token it
+		// started with expired, because the SDK refreshed it in time.
+		p := b.p
+		p.t = t
+		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		var superusers struct {
+			AuthToken struct {
+				Duration int64 `json:"duration"`
+			} `json:"authToken"`
+		}
+		getJSON(t, base+"/api/collections/_superusers", token, &superusers)
+		sendJSONStatus(t, http.MethodPatch, base+"/api/collections/_superusers", token, `{"authToken":{"duration":10}}`, http.StatusOK)
+		t.Cleanup(func() {
+			sendJSONStatus(t, http.MethodPatch, base+"/api/collections/_superusers", token, fmt.Sprintf(`{"authToken":{"duration":%d}}`, superusers.AuthToken.Duration), http.StatusOK)
+		})
+		// A reload refreshes the session: its new token lives 10 s.
+		pageEval[bool](p, `(location.hash = "#/programs", true)`)
+		if err := chromedp.Do(p.ctx, chromedp.Reload()); err != nil {
+			t.Fatal(err)
+		}
+		watchCSP(p)
+		p.waitFor("the back office after a reload", `document.getElementById("sign-out") !== null && document.querySelectorAll("#programs-body tr[id^=program-]").length > 0`)
+		claims := `JSON.parse(atob(JSON.parse(localStorage.getItem("pba_admin_auth")).token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")))`
+		first := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		expired := time.Unix(int64(pageEval[float64](p, claims+`.exp`)), 0)
+		if left := time.Until(expired); left > 10*time.Second {
+			t.Fatalf("the session's token expires in %v, want 10 s at most", left)
+		}
+		time.Sleep(time.Until(expired.Add(2 * time.Second)))
+		// The first token is refused now; the page's current one is not.
+		sendJSONStatus(t, http.MethodGet, base+"/api/pba/config", first, "", http.StatusUnauthorized)
+		b.open(t, "#/setup", "Setup")
+		p.waitFor("the checklist, loaded after the first token expired", `document.querySelectorAll("#checklist li").length === 6`)
+		if pageEval[bool](p, `document.getElementById("si-email") !== null || document.getElementById("sign-out") === null`) {
+			t.Fatal("signed out when the first token expired")
+		}
+		now := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		if now == first {
+			t.Fatal("the token was never refreshed")
+		}
+		if exp := pageEval[float64](p, claims+`.exp`); time.Unix(int64(exp), 0).Before(time.Now()) {
+			t.Errorf("the page's token expired at %v", time.Unix(int64(exp), 0))
+		}
+		sendJSONStatus(t, http.MethodGet, base+"/api/pba/config", now, "", http.StatusOK)
+		p.waitFor("the live feed", `document.querySelector("#live-state .dot.on") !== null`)
 	})
 
 	if v := pageEval[string](b.p, `JSON.stringify(window.pbaCSP || [])`); v != "[]" {

@@ -148,6 +148,23 @@ func TestDemoCommand(t *testing.T) {
 			t.Fatalf("run %d: err=%v, want %q in:\n%s", i+1, err, want, out)
 		}
 	}
+	// The history has a broadcast sent to every approved affiliate, with its counts, and a draft.
+	db := openDB(t, dir)
+	var approved, sent int64
+	var counts string
+	db.QueryRow(`SELECT COUNT(*) FROM affiliates WHERE status = 'approved'`).Scan(&approved)
+	if err := db.QueryRow(`SELECT counts, (SELECT COUNT(*) FROM deliveries d WHERE d.message = m.id AND d.status = 'sent') FROM messages m WHERE kind = 'broadcast' AND status = 'sent'`).Scan(&counts, &sent); err != nil {
+		t.Fatalf("the demo's sent broadcast: %v", err)
+	}
+	if sent == 0 || sent != approved || counts != fmt.Sprintf(`{"sent":%d}`, sent) {
+		t.Errorf("the demo's broadcast: %d deliveries sent, counts %s; %d approved affiliates", sent, counts, approved)
+	}
+	if n := countRows(t, db, `SELECT COUNT(*) FROM messages WHERE kind = 'broadcast' AND status = 'draft'`); n != 1 {
+		t.Errorf("the demo's draft broadcasts: %d, want 1", n)
+	}
+	if n := countRows(t, db, `SELECT COUNT(*) FROM leases WHERE name = 'mail-worker' AND expires_at > strftime('%Y-%m-%d %H:%M:%fZ', 'now')`); n != 0 {
+		t.Error("the demo keeps the mail lease: the server would wait for it")
+	}
 }
 
 // TestClicksSurviveKill9 loads /r/{code}, kills the server with SIGKILL mid-load, and checks

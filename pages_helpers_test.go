@@ -170,6 +170,30 @@ func (p *pageTab) attr(selector, name string) string {
 	return pageEval[string](p, `(document.querySelector(`+strconv.Quote(selector)+`) || {getAttribute() { return "" }}).getAttribute(`+strconv.Quote(name)+`) || ""`)
 }
 
+// phoneOverflow lists (up to five) elements that reach past the window's right edge and are
+// not inside an element that scrolls or clips sideways; "" when the page fits.
+const phoneOverflow = `(() => {
+	if (document.documentElement.scrollWidth <= innerWidth) return "";
+	const out = [];
+	for (const el of document.querySelectorAll("body *")) {
+		const r = el.getBoundingClientRect();
+		if (r.width === 0 || r.right <= innerWidth + 1) continue;
+		// An absolutely positioned element is clipped only by a scroller that contains it:
+		// one that is positioned itself, or has a positioned element between them.
+		let clipped = false;
+		let absolute = ["absolute", "fixed"].includes(getComputedStyle(el).position);
+		for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+			const style = getComputedStyle(p);
+			if (absolute && style.position === "static") continue;
+			absolute = false;
+			if (["auto", "scroll", "hidden", "clip"].includes(style.overflowX)) { clipped = true; break; }
+		}
+		if (!clipped) out.push(el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + (el.className && typeof el.className === "string" ? "." + el.className.trim().split(/\s+/).join(".") : "") + " (" + Math.round(r.right) + " px)");
+		if (out.length === 5) break;
+	}
+	return out.join(", ") || "the page (" + document.documentElement.scrollWidth + " px)";
+})()`
+
 // screenshots saves PNGs of the whole page at desktop width (1200px) and at a phone's 390px as
 // <name>-1200.png and <name>-390.png, in $PBA_SCREENSHOTS when set (to look at), else in a
 // temporary directory, then gives the tab its window size back.
@@ -189,6 +213,13 @@ func (p *pageTab) screenshots(name string) {
 			p.t.Fatalf("viewport %d: %v", width, err)
 		}
 		time.Sleep(300 * time.Millisecond) // layout and the figures' flash
+		if width == 390 {
+			// A phone never scrolls the page sideways: name what sticks out (outside the
+			// tables' own scrolling wrappers).
+			if wide := pageEval[string](p, phoneOverflow); wide != "" {
+				p.t.Errorf("%s is wider than a 390 px phone: %s", name, wide)
+			}
+		}
 		height := min(max(pageEval[int64](p, `document.documentElement.scrollHeight`), 900), 8000)
 		if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, height)); err != nil {
 			p.t.Fatalf("viewport %dx%d: %v", width, height, err)

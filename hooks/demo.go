@@ -25,7 +25,7 @@ func demoAffiliates() [][2]string {
 	}
 }
 
-func newDemoCommand(app core.App, conversions *conversionService, commissions *commissionEngine, payouts *payoutEngine) *cobra.Command {
+func newDemoCommand(app core.App, conversions *conversionService, commissions *commissionEngine, payouts *payoutEngine, mail *messaging) *cobra.Command {
 	days := demoHistoryDays
 	cmd := &cobra.Command{
 		Use:          "demo",
@@ -47,7 +47,7 @@ func newDemoCommand(app core.App, conversions *conversionService, commissions *c
 				return err
 			}
 			if created > 0 {
-				if err := fillDemoHistory(app, conversions, commissions, payouts, time.Now().UTC(), days); err != nil {
+				if err := fillDemoHistory(app, conversions, commissions, payouts, mail, time.Now().UTC(), days); err != nil {
 					return err
 				}
 				if err := fillDemoSales(conversions, commissions); err != nil {
@@ -58,7 +58,7 @@ func newDemoCommand(app core.App, conversions *conversionService, commissions *c
 			return nil
 		},
 	}
-	cmd.Flags().IntVar(&days, "days", demoHistoryDays, "days of history: clicks, sales, refunds, commissions, a paid payout run (0: none)")
+	cmd.Flags().IntVar(&days, "days", demoHistoryDays, "days of history: clicks, sales, refunds, commissions, a paid payout run, a sent broadcast (0: none)")
 	return cmd
 }
 

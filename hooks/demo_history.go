@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -54,11 +55,11 @@ const demoClickInsert = "INSERT INTO clicks (" + clickColumns + ") VALUES (?, ?,
 
 // fillDemoHistory gives the demo historyDays (90) days of life: clicks with a daily and weekly rhythm and
 // their stats_daily rows, sales attributed to those clicks (some refunded), tiers, a payout
-// paid last month, payable balances and held commissions, and a draft broadcast. The sales go
+// paid last month, payable balances and held commissions, a sent and a draft broadcast. The sales go
 // through the conversion service and the commission engine, the payout through the payout
 // engine and a paid mark; only the dates of the history are set directly (a demo's history was
 // "recorded" when it happened, so its commissions' holds end when they would have).
-func fillDemoHistory(app core.App, conversions *conversionService, commissions *commissionEngine, payouts *payoutEngine, now time.Time, historyDays int) error {
+func fillDemoHistory(app core.App, conversions *conversionService, commissions *commissionEngine, payouts *payoutEngine, mail *messaging, now time.Time, historyDays int) error {
 	if historyDays <= 0 {
 		return nil
 	}
@@ -128,7 +129,7 @@ func fillDemoHistory(app core.App, conversions *conversionService, commissions *
 	if err := demoRelease(app, commissions, imported, now.Add(-hold), hold); err != nil {
 		return err
 	}
-	return demoBroadcast(app, program.Id)
+	return demoBroadcast(app, mail, program.Id, now)
 }
 
 // demoClicks inserts the planned clicks of one affiliate with their stats_daily rows in one
@@ -287,17 +288,43 @@ func demoTiers(app core.App, program string) error {
 	return nil
 }
 
-// demoBroadcast leaves a draft broadcast in Messages, ready to be sent from the back office.
-func demoBroadcast(app core.App, program string) error {
+// demoBroadcast leaves two broadcasts in Messages: one sent two weeks before now to the
+// approved affiliates, with its delivery counts (through the log sender: the demo mails
+// nobody), and a draft ready to be sent from the back office.
+func demoBroadcast(app core.App, mail *messaging, program string, now time.Time) error {
 	messages, err := app.FindCollectionByNameOrId(collections.Messages)
 	if err != nil {
 		return err
 	}
+	audience := map[string]any{"program": program, "status": collections.AffiliateApproved}
+	sent := core.NewRecord(messages)
+	sent.Set(collections.MessageKind, collections.MessageKindBroadcast)
+	sent.Set(collections.FieldStatus, collections.MessageDraft)
+	sent.Set(collections.MessageSubject, "New: a 30-day cookie on every link, {{.Name}}")
+	sent.Set(collections.MessageBody, "Hi {{.Name}},\n\nFrom today every click on your links counts for 30 days.\nYour link: {{.Link}}\n\nThank you for sharing us.")
+	sent.Set(collections.MessageAudience, audience)
+	if err := app.Save(sent); err != nil {
+		return fmt.Errorf("demo broadcast: %w", err)
+	}
+	if err := mail.sendNowWith(context.Background(), sent.Id, logMailSender{app: app}); err != nil {
+		return fmt.Errorf("demo broadcast: %w", err)
+	}
+	// Sent two weeks ago, as the history has it.
+	at := store.DBTime(now.AddDate(0, 0, -14))
+	if _, err := app.DB().Update(collections.Messages, dbx.Params{"created": at, "updated": at, collections.MessageResolvedAt: at},
+		dbx.HashExp{"id": sent.Id}).Execute(); err != nil {
+		return fmt.Errorf("demo broadcast date: %w", err)
+	}
+	if _, err := app.DB().Update(collections.Deliveries, dbx.Params{"created": at, "updated": at, collections.DeliverySentAt: at, collections.DeliveryNextAttemptAt: at},
+		dbx.HashExp{collections.DeliveryMessage: sent.Id}).Execute(); err != nil {
+		return fmt.Errorf("demo broadcast date: %w", err)
+	}
+
 	m := core.NewRecord(messages)
 	m.Set(collections.MessageKind, collections.MessageKindBroadcast)
 	m.Set(collections.FieldStatus, collections.MessageDraft)
 	m.Set(collections.MessageSubject, "Our spring sale starts Monday, {{.Name}}")
 	m.Set(collections.MessageBody, "Hi {{.Name}},\n\nOur spring sale starts on Monday: 20% off every plan for two weeks.\nShare your link: {{.Link}}\n\nYour payable balance: {{.Balance.Payable}}.")
-	m.Set(collections.MessageAudience, map[string]any{"program": program, "status": collections.AffiliateApproved})
+	m.Set(collections.MessageAudience, audience)
 	return app.Save(m)
 }

@@ -243,7 +243,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		return se.Next()
 	})
 	if rootCmd != nil {
-		rootCmd.AddCommand(newDemoCommand(app, conversions, commissions, payouts), newPayoutsCommand(app, payouts))
+		rootCmd.AddCommand(newDemoCommand(app, conversions, commissions, payouts, mail), newPayoutsCommand(app, payouts))
 	}
 	return nil
 }

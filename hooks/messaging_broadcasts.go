@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/worker"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
@@ -285,4 +287,51 @@ func refreshMessageCounts(app core.App, id string, now time.Time, settle bool) e
 		return fmt.Errorf("store counts of message %s: %w", id, err)
 	}
 	return nil
+}
+
+// sendNowWith sends one broadcast at once through s, under the mail lease: its audience is
+// resolved (when not yet), its queued deliveries are sent in batches and its counts stored,
+// sent when nothing is left queued. The demo sends its broadcast so through the log sender:
+// the message goes the real way without mailing anyone.
+func (m *messaging) sendNowWith(ctx context.Context, id string, s mailSender) error {
+	first := true
+	next := func() bool { ok := first; first = false; return ok }
+	err := m.outbox.leased(next, func() error {
+		_, err := m.app.DB().NewQuery("UPDATE {{messages}} SET [[status]] = {:sending}, [[updated]] = {:now} WHERE [[id]] = {:id} AND [[status]] IN ({:draft}, {:scheduled})").
+			Bind(dbx.Params{"sending": collections.MessageSending, "now": store.DBTime(m.broadcasts.now()), "id": id,
+				"draft": collections.MessageDraft, "scheduled": collections.MessageScheduled}).Execute()
+		if err != nil {
+			return fmt.Errorf("start message %s: %w", id, err)
+		}
+		var resolved string
+		if err := m.app.DB().Select(collections.MessageResolvedAt).From(collections.Messages).Where(dbx.HashExp{core.FieldNameId: id}).Row(&resolved); err != nil {
+			return fmt.Errorf("find message %s: %w", id, err)
+		}
+		if resolved == "" {
+			if err := m.broadcasts.resolveMessage(id); err != nil {
+				return err
+			}
+		}
+		for ctx.Err() == nil {
+			var batch []deliveryRow
+			err := m.app.DB().Select(deliveryColumns...).From(collections.Deliveries).
+				Where(dbx.HashExp{collections.FieldStatus: collections.DeliveryQueued, collections.DeliveryMessage: id}).
+				AndWhere(dbx.NewExp("[[next_attempt_at]] <= {:now}", dbx.Params{"now": store.DBTime(m.broadcasts.now())})). // a failed send waits for the worker
+				OrderBy(core.FieldNameId).Limit(messagingBatchSize).All(&batch)
+			if err != nil {
+				return fmt.Errorf("find deliveries of message %s: %w", id, err)
+			}
+			if len(batch) == 0 {
+				break
+			}
+			if err := m.outbox.sendRows(ctx, s, batch, true); err != nil {
+				return err
+			}
+		}
+		return refreshMessageCounts(m.app, id, m.broadcasts.now(), true)
+	})
+	if errors.Is(err, worker.ErrEnd) {
+		return fmt.Errorf("send message %s: another process holds the mail lease", id)
+	}
+	return err
 }

@@ -479,3 +479,30 @@ func TestMessagingPocketBaseMailer(t *testing.T) {
 		t.Fatalf("dev sender %T", e.outbox.sender())
 	}
 }
+
+// Without Resend or SMTP, mail goes to the machine's sendmail outside dev mode, and to the
+// log when there is none (a first `make run`) or in dev mode: never a send that fails again
+// and again.
+func TestChooseMailProvider(t *testing.T) {
+	for _, c := range []struct {
+		resend, smtp, dev, sendmail bool
+		want                        string
+	}{
+		{true, true, false, true, mailProviderResend},
+		{false, true, true, false, mailProviderSMTP},
+		{false, false, false, true, mailProviderSendmail},
+		{false, false, false, false, mailProviderNone},
+		{false, false, true, true, mailProviderNone},
+	} {
+		if got := chooseMailProvider(c.resend, c.smtp, c.dev, c.sendmail); got != c.want {
+			t.Errorf("resend=%v smtp=%v dev=%v sendmail=%v: %s, want %s", c.resend, c.smtp, c.dev, c.sendmail, got, c.want)
+		}
+	}
+	app := pbatest.TempApp(t)
+	app.Settings().SMTP.Enabled = false
+	e := newTestEngine(t, app, Config{}, pbatest.NewClock(time.Now().UTC()), true)
+	_, logs := e.outbox.sender().(logMailSender)
+	if want := app.IsDev() || !hasSendmail(); logs != want {
+		t.Errorf("without Resend and SMTP the sender is %T (sendmail on this machine: %v)", e.outbox.sender(), hasSendmail())
+	}
+}

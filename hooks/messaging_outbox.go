@@ -149,14 +149,14 @@ func insertDelivery(db dbx.Builder, d deliveryRow, now time.Time) (bool, error) 
 // errLeaseLost ends a run whose process no longer holds the mail lease.
 var errLeaseLost = errors.New("mail lease taken over by another process")
 
-// sender picks the provider: Resend with a key; else the dev log when in dev mode without
-// SMTP; else PocketBase's mailer. Chosen per run, so enabling SMTP in the dashboard applies
+// sender picks the provider (mailProvider): Resend, PocketBase's mailer (SMTP or sendmail),
+// or the log when there is none. Chosen per run, so enabling SMTP in the dashboard applies
 // without a restart.
 func (o *mailOutbox) sender() mailSender {
-	switch {
-	case o.resend != nil:
+	switch mailProvider(o.app, o.resend != nil) {
+	case mailProviderResend:
 		return o.resend
-	case o.app.IsDev() && !o.app.Settings().SMTP.Enabled:
+	case mailProviderNone:
 		return logMailSender{app: o.app}
 	default:
 		return pbMailSender{app: o.app}

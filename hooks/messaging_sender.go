@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/mail"
 	"net/url"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -325,13 +326,55 @@ func (s pbMailSender) SendBatch(ctx context.Context, ms []outgoingMail) ([]strin
 	return ids, nil
 }
 
-// logMailSender only logs: dev mode without SMTP, so local runs never try sendmail.
+// logMailSender only logs: no mail sender is configured (dev mode, or a machine without
+// sendmail such as a first `make run`), so mails are kept in the log instead of failing
+// again and again. The setup checklist says so.
 type logMailSender struct{ app core.App }
 
 // Send implements mailSender.
 func (s logMailSender) Send(_ context.Context, m outgoingMail) (string, error) {
-	s.app.Logger().Info("mail (dev, not sent)", "to", m.To, "subject", m.Subject, "text", m.Text)
+	s.app.Logger().Info("mail not sent: no mail sender (set RESEND_API_KEY or SMTP)", "to", m.To, "subject", m.Subject, "text", m.Text)
 	return "", nil
+}
+
+// Mail providers, as GET /api/pba/config names them.
+const (
+	mailProviderResend   = "resend"
+	mailProviderSMTP     = "smtp"
+	mailProviderSendmail = "sendmail"
+	mailProviderNone     = "none" // mails are only written to the log
+)
+
+// chooseMailProvider is what sends pbaffiliate's mail: Resend with a key; else SMTP when it
+// is enabled in the dashboard; else, outside dev mode, the machine's sendmail (PocketBase's
+// mailer without SMTP); else nothing.
+func chooseMailProvider(resend, smtp, dev, sendmail bool) string {
+	switch {
+	case resend:
+		return mailProviderResend
+	case smtp:
+		return mailProviderSMTP
+	case !dev && sendmail:
+		return mailProviderSendmail
+	default:
+		return mailProviderNone
+	}
+}
+
+// mailProvider is chooseMailProvider for app now (settings change without a restart).
+func mailProvider(app core.App, resend bool) string {
+	return chooseMailProvider(resend, app.Settings().SMTP.Enabled, app.IsDev(), hasSendmail())
+}
+
+// hasSendmail reports whether PocketBase's mailer would find a sendmail (it looks in the
+// same places).
+func hasSendmail() bool {
+	for _, p := range []string{"/usr/sbin/sendmail", "/usr/bin/sendmail", "sendmail"} {
+		if _, err := exec.LookPath(p); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // SendBatch implements mailSender.

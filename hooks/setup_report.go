@@ -21,13 +21,7 @@ func newSetupReport(cfg Config) *setupReport { return &setupReport{cfg: cfg} }
 func (s *setupReport) handle(re *core.RequestEvent) error {
 	cfg := s.cfg
 	settings := re.App.Settings()
-	sender := "none"
-	switch {
-	case cfg.ResendAPIKey != "":
-		sender = "resend"
-	case settings.SMTP.Enabled:
-		sender = "smtp"
-	}
+	sender := mailProvider(re.App, cfg.ResendAPIKey != "")
 	webhookURL := ""
 	if cfg.PublicURL != "" {
 		webhookURL = cfg.PublicURL + stripeWebhookPath
@@ -58,7 +52,7 @@ func (s *setupReport) handle(re *core.RequestEvent) error {
 	return re.JSON(http.StatusOK, map[string]any{
 		"public_url": cfg.PublicURL,
 		"mail": map[string]any{
-			"sender":         sender, // resend, smtp or none
+			"sender":         sender, // resend, smtp, sendmail or none (mail only logged)
 			"from":           cfg.MailFrom,
 			"smtp_host":      settings.SMTP.Host,
 			"resend_webhook": cfg.ResendWebhookSecret != "",

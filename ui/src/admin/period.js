@@ -1,5 +1,4 @@
-// The overview's periods: calendar days in the admin's time zone, and the period before each
-// (same length, just before) for the comparison.
+// The overview's periods: calendar days in the admin's time zone.
 import { isoDay, addDays } from "../lib/format.js";
 
 export const RANGES = [
@@ -13,7 +12,8 @@ export const RANGES = [
 
 const days = (from, to) => Math.round((Date.parse(to) - Date.parse(from)) / 86400000) + 1;
 
-/** periodOf is {from, to, interval, prevFrom, prevTo} of a range key on the day today. */
+/** periodOf is {from, to, interval} of a range key on the day today (the server compares
+ * with the period of the same length just before: compare=previous). */
 export function periodOf(range, today, custom = {}) {
   let from = today;
   let to = today;
@@ -28,8 +28,7 @@ export function periodOf(range, today, custom = {}) {
       break;
     default: from = addDays(today, -29);
   }
-  const n = days(from, to);
-  return { from, to, interval: n > 120 ? "week" : "day", prevFrom: addDays(from, -n), prevTo: addDays(from, -1) };
+  return { from, to, interval: days(from, to) > 120 ? "week" : "day" };
 }
 
 /** todayIn is today's date in zone. */

@@ -14,7 +14,8 @@ export function checklist(c) {
       id: "mail", title: "Mail sender", done: c.mail?.sender !== "none" && !!c.mail?.from,
       detail: c.mail?.sender === "resend" ? `Resend sends the mail${c.mail.from ? " from " + c.mail.from : ""}.${c.mail.resend_webhook ? "" : " Set RESEND_WEBHOOK_SECRET so bounces and complaints stop marketing mail."}` :
         c.mail?.sender === "smtp" ? `SMTP (${c.mail.smtp_host}) sends the mail${c.mail.from ? " from " + c.mail.from : ""}.` :
-        "No mail sender: set RESEND_API_KEY, or SMTP in the dashboard (Settings → Mail settings).",
+        c.mail?.sender === "sendmail" ? `This machine's sendmail sends the mail${c.mail.from ? " from " + c.mail.from : ""}; Resend or SMTP deliver better.` :
+        "No mail sender: emails are only written to the log (Logs in the dashboard). Set RESEND_API_KEY, or SMTP in the dashboard (Settings → Mail settings).",
       fix: c.mail?.from ? "" : "Set PBA_MAIL_FROM, e.g. Acme Partners <partners@acme.com>.",
       link: c.mail?.sender === "none" ? ["/_/#/settings/mail", "Mail settings"] : null,
     },

@@ -7,6 +7,7 @@ test("a fresh server: everything but Stripe's optional item says what to do", ()
   assert.deepEqual(items.map((i) => i.done), [false, false, false, false, false, false]);
   assert.match(items[0].detail, /PBA_PUBLIC_URL/);
   assert.match(items[1].detail, /RESEND_API_KEY/);
+  assert.match(items[1].detail, /only written to the log/);
   assert.equal(items[3].program, "p1");
 });
 

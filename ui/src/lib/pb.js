@@ -18,10 +18,19 @@ export function client(storageKey) {
 export function keepFresh(pb, collection, onExpired) {
   let timer = 0;
   let stopped = false;
+  // PocketBase's tokens carry exp but no iat: a token's life counts from when this page first
+  // saw it (never later than it was issued, so half of it always ends before exp).
+  let seen = { token: "", at: 0 };
+  const claims = () => {
+    const token = pb.authStore.token;
+    if (seen.token !== token) seen = { token, at: Date.now() / 1000 };
+    const c = getTokenPayload(token);
+    return { iat: c.iat || seen.at, exp: c.exp };
+  };
   const schedule = () => {
     clearTimeout(timer);
     if (stopped || !pb.authStore.token) return;
-    timer = setTimeout(refresh, refreshDelay(getTokenPayload(pb.authStore.token), Date.now() / 1000) * 1000);
+    timer = setTimeout(refresh, refreshDelay(claims(), Date.now() / 1000) * 1000);
   };
   const refresh = async () => {
     if (stopped || !pb.authStore.token) return;
@@ -59,7 +68,8 @@ export function keepFresh(pb, collection, onExpired) {
 
 /**
  * refreshDelay is how many seconds from now (unix seconds) a token with claims {iat, exp} is
- * refreshed: when half its lifetime has passed, at least 5 s and at most an hour from now.
+ * refreshed: when half its lifetime has passed, at least 5 s and at most an hour from now
+ * (without claims: in 10 min).
  */
 export function refreshDelay({ iat = 0, exp = 0 } = {}, now) {
   const due = iat && exp > iat ? iat + (exp - iat) / 2 : now + 600;
