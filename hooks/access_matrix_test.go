@@ -236,6 +236,10 @@ func routesMatrix(w *matrixWorld) []routeRow {
 		{"GET /api/pba/balance", "/api/pba/balance?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200}},
 		// Stripe is configured but refuses (routesConfig): approved affiliates get as far as calling it.
 		{"POST /api/pba/connect/onboard", "/api/pba/connect/onboard", "", statuses{401, 502, 502, 403, 403, 401, 403}},
+		// The portal: a program's public terms (anyone), an affiliate's own terms (any status).
+		{"GET /api/pba/apply/{slug}", "/api/pba/apply/default", "", statuses{200, 200, 200, 200, 200, 200, 200}},
+		{"GET /api/pba/apply/{slug}", "/api/pba/apply/no-such-program", "", statuses{404, 404, 404, 404, 404, 404, 404}},
+		{"GET /api/pba/terms", "/api/pba/terms", "", statuses{401, 200, 200, 200, 200, 401, 403}},
 		{"GET /api/pba/leaderboard", "/api/pba/leaderboard?program=" + fx.ProgramP, "", statuses{401, 403, 403, 403, 403, 401, 200}},
 		// Commission is ranked within one currency: P (usd) and Q (eur) together are a 400.
 		{"GET /api/pba/leaderboard", "/api/pba/leaderboard", "", statuses{401, 403, 403, 403, 403, 401, 400}},

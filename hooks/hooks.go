@@ -232,6 +232,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		mailOutbox:  mail.outbox,
 		setup:       newSetupReport(cfg),
 		mailPreview: mail.preview,
+		portal:      &portalTerms{payouts: payouts},
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		r.bind(se.Router)

@@ -21,6 +21,7 @@ type routes struct {
 	mailOutbox  *mailOutbox
 	setup       *setupReport
 	mailPreview *mailPreview
+	portal      *portalTerms
 }
 
 // bind lists every route pbaffiliate adds, with who may call it. Handlers live with their
@@ -57,6 +58,10 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.GET("/api/pba/balance", handleBalance).Bind(affiliateOrSuperuser)
 	rt.GET("/api/pba/breakdown", handleBreakdown).Bind(affiliateOrSuperuser) // country, referrer: superusers
 	rt.POST("/api/pba/connect/onboard", r.connect.handle).Bind(affiliate)
+
+	// The portal: a program's public terms for its apply page, an affiliate's own terms.
+	rt.GET("/api/pba/apply/{slug}", r.portal.handleApply)
+	rt.GET("/api/pba/terms", r.portal.handleTerms).Bind(affiliate)
 
 	// Superusers.
 	rt.GET("/api/pba/leaderboard", handleLeaderboard).Bind(superuser)
