@@ -125,3 +125,35 @@ func TestTermsRoute(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthMailsLinkToPortal: PocketBase's verification and password reset mails of affiliates
+// lead to the portal's pages (migration 1795480900), never to the dashboard.
+func TestAuthMailsLinkToPortal(t *testing.T) {
+	env := newEngineEnv(t)
+	for _, c := range []struct{ path, email, want string }{
+		{"request-password-reset", fx.A.Email, "/portal/#/reset/"},
+		{"request-verification", "fresh@fixture.test", "/portal/#/verify/"},
+	} {
+		if c.path == "request-verification" { // a new, unverified affiliate
+			if res := pbatest.Request(env.handler, http.MethodPost, "/api/collections/affiliates/records", "",
+				`{"name":"Fresh","email":"fresh@fixture.test","password":"a-long-password","passwordConfirm":"a-long-password"}`); res.Code != 200 {
+				t.Fatalf("signup: %d %s", res.Code, res.Body)
+			}
+		}
+		if res := pbatest.Request(env.handler, http.MethodPost, "/api/collections/affiliates/"+c.path, "", `{"email":"`+c.email+`"}`); res.Code != 204 {
+			t.Fatalf("%s: %d %s", c.path, res.Code, res.Body)
+		}
+		// Other mails (the fixture's approvals) may be sent meanwhile: find this address's auth mail.
+		var html string
+		for deadline := time.Now().Add(5 * time.Second); html == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			for _, m := range env.app.TestMailer.Messages() {
+				if len(m.To) == 1 && m.To[0].Address == c.email && strings.Contains(m.HTML, "#/") { // an auth mail's action link
+					html = m.HTML
+				}
+			}
+		}
+		if !strings.Contains(html, c.want) || strings.Contains(html, "/_/#/auth/") {
+			t.Errorf("%s mail to %s: want a link to %s, got %q", c.path, c.email, c.want, html)
+		}
+	}
+}
