@@ -45,8 +45,8 @@ func TestApplyRoute(t *testing.T) {
 func TestTermsRoute(t *testing.T) {
 	env := newEngineEnv(t)
 	past := time.Now().AddDate(0, 0, -40)
-	env.pastSale("affiliate-a", 30000, past) // 6000 payable: above P's 5000 minimum
-	env.pastSale("affiliate-b", 1000, past)  // 200 payable: below it
+	env.pastSale("affiliate-a", 30000, past)  // 6000 payable: above P's 5000 minimum
+	env.pastSale("affiliate-b", 1000, past)   // 200 payable: below it
 	env.sale("affiliate-a", 5000, time.Now()) // 1000 pending
 	env.run()
 
