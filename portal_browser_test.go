@@ -373,6 +373,10 @@ func portalSubtests(t *testing.T, browser func(t *testing.T) *pageTab, w *portal
 			tz != "Europe/London" || payoutEmail != "ada.payouts@example.org" || channel != "none" {
 			t.Errorf("profile in the database: timezone %q, payout_email %q, preferred_channel %q, %v", tz, payoutEmail, channel, err)
 		}
+		// Back to every mail (the back office's broadcast counts on her).
+		p.click(`#email-prefs input[value="email"]`)
+		p.click("#profile-form button[type=submit]")
+		waitDB(t, p, db, "the email preference back to email", 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND preferred_channel = 'email'`, ada.id)
 		w.axeCheck(t, p, "portal profile")
 		p.screenshots("portal-profile")
 		w.keep(p)
