@@ -2,7 +2,6 @@ package hooks
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -165,8 +164,8 @@ type termsPayout struct {
 	PendingByThen int64 `json:"pending_by_then"`
 }
 
-// nextPayout runs the payout preview of the affiliate's program (payoutEngine.runProgram, dry
-// run, the code GET /api/pba/payouts/preview runs) and takes this affiliate's line.
+// nextPayout runs the payout preview of the affiliate's program limited to its lines
+// (payoutEngine.previewAffiliate: the code GET /api/pba/payouts/preview runs) and takes its line.
 func (pt *portalTerms) nextPayout(app core.App, p *collections.Program, aff *collections.Affiliate, next []time.Time) (termsPayout, error) {
 	out := termsPayout{Currency: p.Currency(), Reason: reasonNothingPayable}
 	if len(next) == 0 {
@@ -180,9 +179,9 @@ func (pt *portalTerms) nextPayout(app core.App, p *collections.Program, aff *col
 			return out, fmt.Errorf("pending by the next payout: %w", err)
 		}
 	}
-	rep, err := pt.payouts.preview(p.Id)
+	rep, err := pt.payouts.previewAffiliate(p.Id, aff.Id)
 	if err != nil {
-		return out, err
+		return out, fmt.Errorf("payout preview: %w", err)
 	}
 	for _, l := range rep.Lines {
 		if l.Affiliate != aff.Id || l.Currency != p.Currency() {
@@ -205,16 +204,4 @@ func (pt *portalTerms) nextPayout(app core.App, p *collections.Program, aff *col
 		out.Eligible, out.Reason = false, reasonNoSchedule
 	}
 	return out, nil
-}
-
-// preview is one program's payout preview now: what a run would pay, nothing changed.
-func (e *payoutEngine) preview(programID string) (payoutReport, error) {
-	reports, err := e.runNow(programID, true)
-	if err != nil {
-		return payoutReport{}, err
-	}
-	if len(reports) != 1 {
-		return payoutReport{}, errors.New("payout preview: no report for program " + programID)
-	}
-	return reports[0], nil
 }
