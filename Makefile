@@ -35,7 +35,7 @@ test:
 ## and npm. The build is committed, so `go build` and `make run` need no Node.
 ui:
 	cd ui && npm ci --no-audit --no-fund && npm test
-	rm -rf pb_public/admin pb_public/ui
+	rm -rf pb_public/admin pb_public/portal pb_public/ui
 	cd ui && npm run build
 
 ## ui-check: rebuild the web app and fail when the build differs from the committed one (CI)

@@ -334,7 +334,7 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		}
 		if pendingTab != nil {
 			pendingTab.t = t
-			pendingTab.waitFor("the approved applicant's dashboard", `!document.getElementById("dash").hidden && document.getElementById("ref-code").textContent === "`+katherineCode+`"`)
+			pendingTab.waitFor("the approved applicant's portal", `document.getElementById("ref-code")?.textContent === "`+katherineCode+`"`)
 		}
 		// Bulk: every other waiting application at once.
 		var waiting int64

@@ -266,6 +266,10 @@ func routesMatrix(w *matrixWorld) []routeRow {
 		{"POST /api/pba/assets/{id}/announce", "/api/pba/assets/" + assetP + "/announce", "", statuses{401, 403, 403, 403, 403, 401, 201}},
 		// An affiliate's own campaigns (B's alone is not in A's answer).
 		{"GET /api/pba/incentives", "/api/pba/incentives", "", statuses{401, 200, 200, 200, 200, 401, 403}},
+		// The portal: a program's public terms (anyone), an affiliate's own terms (any status).
+		{"GET /api/pba/apply/{slug}", "/api/pba/apply/default", "", statuses{200, 200, 200, 200, 200, 200, 200}},
+		{"GET /api/pba/apply/{slug}", "/api/pba/apply/no-such-program", "", statuses{404, 404, 404, 404, 404, 404, 404}},
+		{"GET /api/pba/terms", "/api/pba/terms", "", statuses{401, 200, 200, 200, 200, 401, 403}},
 		{"GET /api/pba/leaderboard", "/api/pba/leaderboard?program=" + fx.ProgramP, "", statuses{401, 403, 403, 403, 403, 401, 200}},
 		// Commission is ranked within one currency: P (usd) and Q (eur) together are a 400.
 		{"GET /api/pba/leaderboard", "/api/pba/leaderboard", "", statuses{401, 403, 403, 403, 403, 401, 400}},

@@ -237,6 +237,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		mailPreview: mail.preview,
 		assets:      assets,
 		surveys:     mail.surveys,
+		portal:      &portalTerms{payouts: payouts},
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		r.bind(se.Router)

@@ -252,18 +252,37 @@ type balance struct {
 // runProgram pays every affiliate of the program whose net payable balance reaches the
 // program's min_payout; the rest carries forward. dryRun only reports.
 func (e *payoutEngine) runProgram(programID, runID string, periodEnd time.Time, dryRun bool) (payoutReport, error) {
+	return e.report(programID, runID, periodEnd, dryRun, "")
+}
+
+// previewAffiliate is the payout preview of the program (runProgram, dry run) for one
+// affiliate's lines only: the portal's next payout, without a program-wide preview per page.
+func (e *payoutEngine) previewAffiliate(programID, affiliateID string) (payoutReport, error) {
+	return e.report(programID, "", e.now().UTC(), true, affiliateID)
+}
+
+// report is runProgram, for every affiliate of the program or (affiliate set, dry runs only)
+// for that one.
+func (e *payoutEngine) report(programID, runID string, periodEnd time.Time, dryRun bool, affiliate string) (payoutReport, error) {
+	if affiliate != "" && !dryRun {
+		return payoutReport{}, errors.New("payout run: only a preview may be limited to one affiliate")
+	}
 	rep := payoutReport{Program: programID, Run: runID, DryRun: dryRun, Lines: []payoutLine{}}
 	program, err := collections.FindProgram(e.app, programID)
 	if err != nil {
 		return rep, err
+	}
+	onlyAffiliate := ""
+	if affiliate != "" {
+		onlyAffiliate = " AND c.affiliate = {:a}"
 	}
 	var balances []balance
 	err = e.app.DB().NewQuery(`SELECT c.affiliate AS affiliate, c.currency AS currency, SUM(c.amount) AS amount, COUNT(*) AS n,
 			a.name AS name, a.email AS email, a.status AS status, a.payout_method AS payout_method,
 			a.stripe_account_id AS stripe_account_id, a.payouts_enabled AS payouts_enabled
 		FROM commissions c JOIN affiliates a ON a.id = c.affiliate
-		WHERE c.program = {:p} AND c.status = 'payable' AND c.payout = ''
-		GROUP BY c.affiliate, c.currency`).Bind(dbx.Params{"p": programID}).All(&balances)
+		WHERE c.program = {:p} AND c.status = 'payable' AND c.payout = ''` + onlyAffiliate + `
+		GROUP BY c.affiliate, c.currency`).Bind(dbx.Params{"p": programID, "a": affiliate}).All(&balances)
 	if err != nil {
 		return rep, fmt.Errorf("payable balances: %w", err)
 	}

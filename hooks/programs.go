@@ -161,35 +161,63 @@ func normalizeDomains(raw any) ([]string, error) {
 // scheduleRuns is how many next run times GET /api/pba/programs/schedule answers.
 const scheduleRuns = 3
 
+// scheduleLocation is the zone a payout schedule runs in: its CRON_TZ= (or TZ=) prefix, else
+// the server's local time.
+func scheduleLocation(spec string) *time.Location {
+	if f := strings.Fields(spec); len(f) > 0 && (strings.HasPrefix(f[0], "CRON_TZ=") || strings.HasPrefix(f[0], "TZ=")) {
+		if l, err := time.LoadLocation(f[0][strings.Index(f[0], "=")+1:]); err == nil {
+			return l
+		}
+	}
+	return time.Local
+}
+
+// scheduleZone names a schedule's zone for people: the IANA name, or "" for server time.
+func scheduleZone(spec string) string {
+	if loc := scheduleLocation(spec); loc != time.Local {
+		return loc.String()
+	}
+	return ""
+}
+
+// nextRuns are a payout schedule's next n run times after from, in the schedule's zone; fewer
+// when it stops running (30 February never does).
+func nextRuns(spec string, from time.Time, n int) ([]time.Time, error) {
+	sched, err := cron.ParseStandard(strings.TrimSpace(spec))
+	if err != nil {
+		return nil, err
+	}
+	loc := scheduleLocation(spec)
+	next := make([]time.Time, 0, n)
+	t := from
+	for range n {
+		t = sched.Next(t)
+		if t.IsZero() {
+			break
+		}
+		next = append(next, t.In(loc))
+	}
+	return next, nil
+}
+
 // handleSchedule checks a payout schedule as the program's validation does and answers its
 // next run times, so a form can show them before saving: {"spec", "timezone", "next": [RFC
 // 3339 in the schedule's zone]}. A bad spec is a 400 naming spec.
 func handleSchedule(re *core.RequestEvent) error {
 	spec := strings.TrimSpace(re.Request.URL.Query().Get("spec"))
-	sched, err := cron.ParseStandard(spec)
+	runs, err := nextRuns(spec, time.Now(), scheduleRuns)
 	if err != nil {
 		return re.BadRequestError("Invalid payout schedule.", fieldError("spec", "invalid_cron",
 			"Must be a 5-field cron spec, optionally prefixed with CRON_TZ=Area/City (e.g. \"0 9 1 * *\"): "+err.Error()))
 	}
 	// The runs are shown in the schedule's own zone (cron answers in the zone of the time given).
-	loc := time.Local
-	if f := strings.Fields(spec); len(f) > 0 && (strings.HasPrefix(f[0], "CRON_TZ=") || strings.HasPrefix(f[0], "TZ=")) {
-		if l, err := time.LoadLocation(f[0][strings.Index(f[0], "=")+1:]); err == nil {
-			loc = l
-		}
+	zone := scheduleZone(spec)
+	if zone == "" {
+		zone = "server time (" + time.Now().Format("MST") + ")"
 	}
-	zone := loc.String()
-	if loc == time.Local {
-		zone = "server time (" + time.Now().In(loc).Format("MST") + ")"
-	}
-	next := make([]string, 0, scheduleRuns)
-	t := time.Now()
-	for range scheduleRuns {
-		t = sched.Next(t)
-		if t.IsZero() { // a spec that never fires (e.g. 30 February)
-			break
-		}
-		next = append(next, t.In(loc).Format(time.RFC3339))
+	next := make([]string, 0, len(runs))
+	for _, t := range runs {
+		next = append(next, t.Format(time.RFC3339))
 	}
 	if len(next) == 0 {
 		return re.BadRequestError("Invalid payout schedule.", fieldError("spec", "never", "This schedule never runs."))

@@ -263,6 +263,21 @@ func BenchmarkReportsAtScale(b *testing.B) {
 	measure("program/breakdown-country/90d", "/api/pba/breakdown?dim=country&program="+program+"&"+rangeOf(90))
 	measure("program/breakdown-referrer/90d", "/api/pba/breakdown?dim=referrer&program="+program+"&"+rangeOf(90))
 	measure("program/owed", "/api/pba/owed?program="+program)
+	// The portal's terms run the program's payout preview for the next payout's amount: against
+	// the preview itself and the affiliate's balance.
+	measure("payouts/preview", "/api/pba/payouts/preview?program="+program)
+	affRecord, err := app.FindRecordById(collections.Affiliates, someAffiliate)
+	if err != nil {
+		b.Fatal(err)
+	}
+	affToken, err := affRecord.NewAuthToken()
+	if err != nil {
+		b.Fatal(err)
+	}
+	token = affToken // get's token from here on
+	measure("affiliate/terms", "/api/pba/terms")
+	measure("affiliate/balance-own", "/api/pba/balance")
+	token = fx.Superuser.Token
 	// The back office's overview for 30 days: KPIs with the previous period, the daily chart,
 	// the top affiliates, what is owed, and the country and referrer panels.
 	measure("overview/30d",

@@ -23,6 +23,7 @@ type routes struct {
 	mailPreview *mailPreview
 	assets      *assetService
 	surveys     *surveyMails
+	portal      *portalTerms
 }
 
 // bind lists every route pbaffiliate adds, with who may call it. Handlers live with their
@@ -66,6 +67,10 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.GET("/api/pba/assets", r.assets.handleList).Bind(affiliateOrSuperuser)
 	rt.GET("/api/pba/assets/{id}", r.assets.handleView).Bind(affiliateOrSuperuser)
 	rt.GET("/api/pba/incentives", handleIncentives).Bind(affiliate) // own campaigns and progress
+
+	// The portal: a program's public terms for its apply page, an affiliate's own terms.
+	rt.GET("/api/pba/apply/{slug}", r.portal.handleApply)
+	rt.GET("/api/pba/terms", r.portal.handleTerms).Bind(affiliate)
 
 	// Superusers.
 	rt.GET("/api/pba/leaderboard", handleLeaderboard).Bind(superuser)

@@ -51,7 +51,7 @@ func TestSignupMailCarriesNoSignerText(t *testing.T) {
 			}
 		}
 		if to == "victim-p@example.org" {
-			if match := regexp.MustCompile(`confirm-verification/([\w.-]+)`).FindStringSubmatch(m.HTML); match != nil {
+			if match := regexp.MustCompile(`/portal/#/verify/([\w.-]+)`).FindStringSubmatch(m.HTML); match != nil {
 				token = match[1]
 			}
 		}

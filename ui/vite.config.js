@@ -1,5 +1,5 @@
-// The build of pbaffiliate's web app. Each page is an entry (admin/index.html today; the portal
-// joins as portal/index.html) built into ../pb_public/<page>/, with the code they share in
+// The build of pbaffiliate's web app. Each page is an entry (admin/index.html, portal/index.html)
+// built into ../pb_public/<page>/, with the code they share in
 // ../pb_public/ui/. Output names carry no hash and no timestamp, so a build from the lockfile is
 // byte-for-byte the committed one (CI checks it). The CSP allows no inline script or style:
 // no module-preload polyfill, CSS in files.
@@ -22,11 +22,13 @@ export default defineConfig({
     reportCompressedSize: false,
     license: { fileName: "ui/licenses.md" },
     rollupOptions: {
-      input: { admin: page("admin/index.html") },
+      input: { admin: page("admin/index.html"), portal: page("portal/index.html") },
       output: {
         entryFileNames: "ui/[name].js",
-        chunkFileNames: "ui/[name].js",
-        assetFileNames: "ui/[name][extname]",
+        // The code both pages share is one chunk; its name would otherwise be one of its modules'.
+        // (rolldown also names its runtime chunk, merged away when empty).
+        chunkFileNames: (c) => (c.name === "rolldown-runtime" ? "ui/runtime.js" : "ui/shared.js"),
+        assetFileNames: (a) => (a.names?.[0]?.endsWith(".css") && !/^(admin|portal)\.css$/.test(a.names[0]) ? "ui/shared.css" : "ui/[name][extname]"),
       },
     },
   },

@@ -14,8 +14,8 @@ function files(dir) {
 }
 
 test("no innerHTML, {@html}, inline style attribute or eval in the sources", () => {
-  const root = new URL("../", import.meta.url).pathname;
-  const all = [...files(root), ...files(new URL("../../admin/", import.meta.url).pathname)];
+  const root = new URL("../", import.meta.url).pathname; // src/: lib, admin and portal
+  const all = [...files(root), ...files(new URL("../../admin/", import.meta.url).pathname), ...files(new URL("../../portal/", import.meta.url).pathname)];
   assert.ok(all.length > 5, "sources found");
   for (const f of all) {
     const src = readFileSync(f, "utf8");
