@@ -35,8 +35,9 @@ type clickRow struct {
 	Visitor, IPHash, UserAgent, Referrer string
 	Country, SubID, Flag                 string
 	Unique                               bool
-	NewVisitor                           bool // the visitor id was minted for this click: unique without a lookup
-	Overflow                             bool // flagged, past its IP's ceiling: counted in click_overflow, no row
+	NewVisitor                           bool   // the visitor id was minted for this click: unique without a lookup
+	Overflow                             bool   // flagged, past its IP's ceiling: counted in click_overflow, no row
+	NetworkHash                          string // what per-IP limits count by (NetworkKey's hash): IPHash for IPv4, its /64's for IPv6
 	Created                              time.Time
 
 	uniqueKey uint64 // the row's key in the writer's unique window (set by markUnique)

@@ -57,12 +57,13 @@ type Config struct {
 	CountryHeader string
 	// BotUserAgents are extra user-agent markers (besides the built-in list) that flag a click as bot.
 	BotUserAgents []string
-	// ClickRateLimit is how many clicks one IP may make on one link per minute before further
+	// ClickRateLimit is how many clicks one IP (an IPv6 /64) may make on one link per minute before further
 	// clicks are flagged "rate"; 0 disables the check.
 	ClickRateLimit int
 	// ClickIPCeiling is how many click rows one IP may store per UTC hour; past it, its flagged
 	// clicks are counted in click_overflow instead of stored (POST /api/pba/clicks answers 429;
-	// /r/ still redirects). Unflagged clicks are always stored. 0 turns the ceiling off.
+	// /r/ still redirects). Unflagged clicks are always stored, past it without user agent and
+	// referrer. An IPv6 visitor counts by its /64. 0 turns the ceiling off.
 	ClickIPCeiling int
 	// ClickBatchSize, ClickBatchWait, ClickQueueSize and ClickEnqueueTimeout size the click
 	// writer's group commit (rows per transaction, wait to fill a batch, queued requests, and

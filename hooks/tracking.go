@@ -357,13 +357,13 @@ func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referr
 		AffiliateID: target.AffiliateID,
 		ProgramID:   target.ProgramID,
 		Visitor:     visitor,
-		IPHash:      t.ipHasher.Hash(e.RealIP()),
 		UserAgent:   text.UserAgent,
 		Referrer:    text.Referrer,
 		Country:     text.Country,
 		SubID:       text.SubID,
 		Created:     time.Now().UTC(),
 	}
+	row.IPHash, row.NetworkHash = t.ipHasher.HashWithNetwork(e.RealIP())
 	if row.Visitor == "" {
 		// A new visitor's id is its first click's id: first-click attribution finds that click
 		// by primary key, and idx_clicks_visitor needs to hold returning visitors' clicks only.
@@ -374,10 +374,16 @@ func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referr
 		row.Flag = collections.FlagSelf
 	case t.bots.IsBot(row.UserAgent):
 		row.Flag = collections.FlagBot
-	case !t.limiter.Allow(row.IPHash+"|"+target.LinkID+"|"+target.AffiliateID, row.Created):
+	case !t.limiter.Allow(row.NetworkHash+"|"+target.LinkID+"|"+target.AffiliateID, row.Created):
 		row.Flag = collections.FlagRate
 	}
-	row.Overflow = !t.ceiling.Store(row.IPHash, row.Created, row.Flag == "")
+	switch t.ceiling.Store(row.NetworkHash, row.Created, row.Flag == "") {
+	case clickpolicy.CountOnly:
+		row.Overflow = true
+	case clickpolicy.StoreLean:
+		// Creditable, so it keeps its row; the flooder's text is what would fill the disk.
+		row.UserAgent, row.Referrer = "", ""
+	}
 	return row
 }
 
