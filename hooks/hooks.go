@@ -82,6 +82,10 @@ type Config struct {
 	// 25 in test mode, 100 live); 0 turns the limit off.
 	StripeRateLimit int
 
+	// MetricsToken, when set, lets GET /api/pba/metrics answer the bearer of this token (a
+	// Prometheus server) as well as superusers.
+	MetricsToken string
+
 	// WebhookAllowPrivateNetworks lets affiliate webhooks reach loopback and private addresses;
 	// off in production so a webhook_url cannot probe the server's own network.
 	WebhookAllowPrivateNetworks bool
@@ -130,6 +134,7 @@ func ConfigFromEnv() Config {
 
 		StripeRateLimit:             envInt("PBA_STRIPE_RATE_LIMIT", DefaultStripeRateLimit),
 		WebhookAllowPrivateNetworks: os.Getenv("PBA_WEBHOOK_ALLOW_PRIVATE") == "true",
+		MetricsToken:                os.Getenv("PBA_METRICS_TOKEN"),
 	}
 }
 
@@ -233,6 +238,8 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		mailOutbox:  mail.outbox,
 		setup:       newSetupReport(cfg),
 		mailPreview: mail.preview,
+		metrics:     metricsOf(app),
+		cfg:         cfg,
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		r.bind(se.Router)

@@ -21,6 +21,8 @@ type routes struct {
 	mailOutbox  *mailOutbox
 	setup       *setupReport
 	mailPreview *mailPreview
+	metrics     *metrics
+	cfg         Config
 }
 
 // bind lists every route pbaffiliate adds, with who may call it. Handlers live with their
@@ -72,5 +74,11 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.POST("/api/pba/messages/preview", r.mailPreview.handle).Bind(superuser, apis.BodyLimit(256<<10))
 	for name, spec := range exportSpecs() { // affiliates, conversions, commissions
 		rt.GET("/api/pba/export/"+name+".csv", exportHandler(name, spec)).Bind(superuser)
+	}
+
+	// Prometheus: a superuser or the bearer of PBA_METRICS_TOKEN (metrics.go).
+	if r.metrics != nil {
+		rt.Bind(r.metrics.countRefusals())
+		rt.GET("/api/pba/metrics", r.metrics.handle(r.cfg.MetricsToken)).Bind(apis.SkipSuccessActivityLog())
 	}
 }
