@@ -279,6 +279,7 @@ func routesMatrix(w *matrixWorld) []routeRow {
 		{"GET /api/pba/breakdown", "/api/pba/breakdown?dim=country", "", statuses{401, 403, 403, 403, 403, 401, 200}},
 		{"GET /api/pba/programs/schedule", "/api/pba/programs/schedule?spec=" + url.QueryEscape("0 9 1 * *"), "", statuses{401, 403, 403, 403, 403, 401, 200}},
 		{"GET /api/pba/config", "/api/pba/config", "", statuses{401, 403, 403, 403, 403, 401, 200}},
+		{"GET /api/pba/metrics", "/api/pba/metrics", "", statuses{401, 403, 403, 403, 403, 401, 200}},
 		{"POST /api/pba/messages/preview", "/api/pba/messages/preview", `{}`, statuses{401, 403, 403, 403, 403, 401, 200}},
 		{"GET /api/pba/ledger/check", "/api/pba/ledger/check", "", statuses{401, 403, 403, 403, 403, 401, 200}},
 		{"POST /api/pba/commissions/run", "/api/pba/commissions/run", "", statuses{401, 403, 403, 403, 403, 401, 200}},

@@ -162,6 +162,7 @@ func newWebhookSender(app core.App, allowPrivateNetworks bool) *webhookSender {
 	}
 	s.worker = worker.New(func(ctx context.Context) error {
 		_, err := s.run(ctx)
+		metricsOf(app).jobDone(webhookCronJob, err) // the job's runs are the worker's, woken by cron or a new sale
 		return err
 	}, func(err error) {
 		app.Logger().Error("webhook deliveries", "error", err)
@@ -355,6 +356,14 @@ type webhookOutcome struct {
 // finish writes an outcome, but only while the claim is still ours (its lease unchanged): a
 // claim that expired mid-send may have been taken over, and the newer attempt's outcome wins.
 func (s *webhookSender) finish(id, lease string, out webhookOutcome) error {
+	result := attemptSent
+	switch out.status {
+	case collections.WebhookDeliveryPending:
+		result = attemptRetry
+	case collections.WebhookDeliveryFailed:
+		result = attemptFailed
+	}
+	metricsOf(s.app).webhookAttempts.WithLabelValues(result).Inc()
 	next := lease
 	if out.status == collections.WebhookDeliveryPending {
 		next = store.DBTime(out.next)

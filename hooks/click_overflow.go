@@ -45,7 +45,9 @@ func (o *clickOverflow) add(r *clickRow) bool {
 		*o = clickOverflow{}
 	}
 	hour := store.DBTime(r.Created.UTC().Truncate(time.Hour))
-	(*o)[overflowKey{hour, r.IPHash, r.ProgramID, r.AffiliateID, r.LinkID, r.Flag}]++
+	// Counted by network, as the ceiling counts: an IPv6 flood rotating addresses in its /64
+	// adds to one row, not a row per address.
+	(*o)[overflowKey{hour, cmp.Or(r.NetworkHash, r.IPHash), r.ProgramID, r.AffiliateID, r.LinkID, r.Flag}]++
 	return true
 }
 

@@ -35,8 +35,9 @@ type clickRow struct {
 	Visitor, IPHash, UserAgent, Referrer string
 	Country, SubID, Flag                 string
 	Unique                               bool
-	NewVisitor                           bool // the visitor id was minted for this click: unique without a lookup
-	Overflow                             bool // flagged, past its IP's ceiling: counted in click_overflow, no row
+	NewVisitor                           bool   // the visitor id was minted for this click: unique without a lookup
+	Overflow                             bool   // flagged, past its IP's ceiling: counted in click_overflow, no row
+	NetworkHash                          string // what per-IP limits count by (NetworkKey's hash): IPHash for IPv4, its /64's for IPv6
 	Created                              time.Time
 
 	uniqueKey uint64 // the row's key in the writer's unique window (set by markUnique)
@@ -68,7 +69,8 @@ type clickWriter struct {
 	stmts    *clickStmts // prepared once on the writer connection (writer goroutine only)
 	// unique remembers the last 24 h of unflagged clicks per visitor and link, so uniqueness
 	// needs no index lookup; nil asks the database for every click.
-	unique *clickpolicy.UniqueWindow
+	unique  *clickpolicy.UniqueWindow
+	metrics *metrics
 
 	mu      sync.RWMutex // guards closed against sends racing with stop
 	closed  bool
@@ -81,6 +83,7 @@ func newClickWriter(app core.App, cfg clickWriterConfig, onCommit func([]clickRo
 		cfg:      cfg,
 		queue:    make(chan *clickRequest, cfg.QueueSize),
 		onCommit: onCommit,
+		metrics:  metricsOf(app),
 		stopped:  make(chan struct{}),
 	}
 }
@@ -212,6 +215,7 @@ func (w *clickWriter) next(size int, deadline *<-chan time.Time) (*clickRequest,
 // commit that ends it is short: that commit is on every redirect's path. It returns the batch
 // for reuse.
 func (w *clickWriter) commit(batch []*clickRequest) []*clickRequest {
+	start := time.Now()
 	err := w.prepareStmts() // before the transaction: it holds the only writer connection
 	if err == nil {
 		err = w.app.RunInTransaction(func(tx core.App) error {
@@ -242,7 +246,12 @@ func (w *clickWriter) commit(batch []*clickRequest) []*clickRequest {
 	}
 	if err != nil {
 		w.app.Logger().Error("click batch lost", "rows", len(rows), "error", err)
-	} else if w.unique != nil {
+		w.metrics.clickBatchesLost.Inc()
+	} else {
+		w.metrics.clickBatch.Observe(float64(len(rows)))
+		w.metrics.clickCommit.Observe(time.Since(start).Seconds())
+	}
+	if err == nil && w.unique != nil {
 		// Only committed clicks count for later ones (a failed batch left no trace).
 		for i := range rows {
 			if r := &rows[i]; r.Flag == "" && r.Visitor != "" {

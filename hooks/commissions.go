@@ -61,16 +61,25 @@ func newCommissionEngine(app core.App, live *liveHub) *commissionEngine {
 // commission and conversion record hooks; routes.go serves its routes.
 func registerCommissions(app core.App, live *liveHub) *commissionEngine {
 	e := newCommissionEngine(app, live)
+	m := metricsOf(app)
 	app.Cron().MustAdd(commissionsCronJob, "* * * * *", func() {
-		if _, err := e.run(); err != nil {
+		start := time.Now()
+		st, err := e.run()
+		if err != nil {
 			app.Logger().Error("commission engine run failed", "error", err)
 		}
+		if !st.Skipped {
+			m.commissionRun.Observe(time.Since(start).Seconds())
+		}
+		m.jobDone(commissionsCronJob, err)
 	})
 	app.Cron().MustAdd(tiersCronJob, "15 0 * * *", func() {
 		period := previousMonth(e.now())
-		if _, err := evaluateTiers(app, period, tiersCronJob); err != nil {
+		_, err := evaluateTiers(app, period, tiersCronJob)
+		if err != nil {
 			app.Logger().Error("tier evaluation failed", "period", period, "error", err)
 		}
+		m.jobDone(tiersCronJob, err)
 	})
 	registerCommissionRecords(app)
 	registerConversionEdits(app, live)

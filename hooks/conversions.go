@@ -66,12 +66,13 @@ type conversionService struct {
 	// ids are time-ordered, so conversions append to the primary key and to the commission
 	// engine's (conversion, kind) index instead of landing on random pages. Shared with every
 	// withTx copy, so no two sales of the process share an instant.
-	ids *store.OrderedIDs
+	ids     *store.OrderedIDs
+	metrics *metrics
 }
 
 // newConversionService builds the service; live may be nil (CLI commands broadcast nothing).
 func newConversionService(app core.App, live *liveHub) *conversionService {
-	return &conversionService{app: app, live: live, now: time.Now, ids: &store.OrderedIDs{}}
+	return &conversionService{app: app, live: live, now: time.Now, ids: &store.OrderedIDs{}, metrics: metricsOf(app)}
 }
 
 // withTx is the service recording inside tx, an enclosing transaction (a webhook event's):
@@ -86,6 +87,13 @@ func (s *conversionService) withTx(tx core.App) *conversionService {
 // source and external id (created = false). Errors are validation.Errors (400),
 // attribution.ErrNoAttribution (422) or errConversionConflict (409); anything else is internal.
 func (s *conversionService) record(in conversionInput) (*core.Record, bool, error) {
+	rec, created, err := s.recordSale(in)
+	s.metrics.sale(in.Source, created, err)
+	return rec, created, err
+}
+
+// recordSale is record without the count of its result.
+func (s *conversionService) recordSale(in conversionInput) (*core.Record, bool, error) {
 	in.Currency = strings.ToLower(strings.TrimSpace(in.Currency))
 	in.Coupon = strings.ToLower(strings.TrimSpace(in.Coupon))
 	in.AffiliateCode = strings.ToLower(strings.TrimSpace(in.AffiliateCode))

@@ -57,12 +57,13 @@ type Config struct {
 	CountryHeader string
 	// BotUserAgents are extra user-agent markers (besides the built-in list) that flag a click as bot.
 	BotUserAgents []string
-	// ClickRateLimit is how many clicks one IP may make on one link per minute before further
+	// ClickRateLimit is how many clicks one IP (an IPv6 /64) may make on one link per minute before further
 	// clicks are flagged "rate"; 0 disables the check.
 	ClickRateLimit int
 	// ClickIPCeiling is how many click rows one IP may store per UTC hour; past it, its flagged
 	// clicks are counted in click_overflow instead of stored (POST /api/pba/clicks answers 429;
-	// /r/ still redirects). Unflagged clicks are always stored. 0 turns the ceiling off.
+	// /r/ still redirects). Unflagged clicks are always stored, past it without user agent and
+	// referrer. An IPv6 visitor counts by its /64. 0 turns the ceiling off.
 	ClickIPCeiling int
 	// ClickBatchSize, ClickBatchWait, ClickQueueSize and ClickEnqueueTimeout size the click
 	// writer's group commit (rows per transaction, wait to fill a batch, queued requests, and
@@ -80,6 +81,10 @@ type Config struct {
 	// StripeRateLimit caps Stripe API requests per second of the payout executor (Stripe allows
 	// 25 in test mode, 100 live); 0 turns the limit off.
 	StripeRateLimit int
+
+	// MetricsToken, when set, lets GET /api/pba/metrics answer the bearer of this token (a
+	// Prometheus server) as well as superusers.
+	MetricsToken string
 
 	// WebhookAllowPrivateNetworks lets affiliate webhooks reach loopback and private addresses;
 	// off in production so a webhook_url cannot probe the server's own network.
@@ -129,6 +134,7 @@ func ConfigFromEnv() Config {
 
 		StripeRateLimit:             envInt("PBA_STRIPE_RATE_LIMIT", DefaultStripeRateLimit),
 		WebhookAllowPrivateNetworks: os.Getenv("PBA_WEBHOOK_ALLOW_PRIVATE") == "true",
+		MetricsToken:                os.Getenv("PBA_METRICS_TOKEN"),
 	}
 }
 
@@ -238,6 +244,8 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		assets:      assets,
 		surveys:     mail.surveys,
 		portal:      &portalTerms{payouts: payouts},
+		metrics:     metricsOf(app),
+		cfg:         cfg,
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		r.bind(se.Router)

@@ -65,7 +65,11 @@ type messaging struct {
 // retries (both are the real ones outside tests). A malformed RESEND_BASE_URL is an error.
 func newMessaging(app core.App, cfg Config, now func() time.Time, sleep func(context.Context, time.Duration) error) (*messaging, error) {
 	m := &messaging{app: app}
-	m.worker = worker.New(m.run, func(err error) { app.Logger().Error("mail worker", "error", err) })
+	m.worker = worker.New(func(ctx context.Context) error {
+		err := m.run(ctx)
+		metricsOf(app).jobDone(messagingCronJob, err) // the job's runs are the worker's, woken by cron or a new mail
+		return err
+	}, func(err error) { app.Logger().Error("mail worker", "error", err) })
 	content := newMailContent(app, cfg.PublicURL)
 	m.unsub = newUnsubscribes(app, cfg.PublicURL, now)
 	outbox, err := newMailOutbox(app, cfg, now, sleep, content, m.unsub)

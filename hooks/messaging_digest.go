@@ -43,9 +43,11 @@ func newDigests(app core.App, outbox *mailOutbox, content *mailContent, now func
 // bind adds the hourly digest cron job.
 func (g *digests) bind() {
 	g.app.Cron().MustAdd(digestCronJob, "5 * * * *", func() {
-		if err := g.queueDigests(); err != nil {
+		err := g.queueDigests()
+		if err != nil {
 			g.app.Logger().Error("weekly digest", "error", err)
 		}
+		metricsOf(g.app).jobDone(digestCronJob, err)
 		g.signal()
 	})
 }

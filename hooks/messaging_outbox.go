@@ -383,6 +383,7 @@ func (o *mailOutbox) markSent(rows []deliveryRow, ids []string) error {
 	if len(rows) == 0 {
 		return nil
 	}
+	metricsOf(o.app).mailAttempts.WithLabelValues(attemptSent).Add(float64(len(rows)))
 	now := store.DBTime(o.now())
 	return o.app.RunInTransaction(func(tx core.App) error {
 		for i, r := range rows {
@@ -407,12 +408,14 @@ func (o *mailOutbox) markFailedAttempt(rows []deliveryRow, sendErr error) error 
 		for _, r := range rows {
 			attempts := r.Attempts + 1
 			status, next, msg := collections.DeliveryQueued, now.Add(messagingBackoff(attempts)), sendErr.Error()
+			result := attemptRetry
 			if !temporary || attempts >= messagingMaxAttempts {
-				status, next = collections.DeliveryFailed, now
+				result, status, next = attemptFailed, collections.DeliveryFailed, now
 				if temporary {
 					msg = fmt.Sprintf("gave up after %d attempts: %s", attempts, msg)
 				}
 			}
+			metricsOf(o.app).mailAttempts.WithLabelValues(result).Inc()
 			_, err := tx.DB().NewQuery(
 				"UPDATE {{deliveries}} SET [[status]] = {:status}, [[attempts]] = {:attempts}, [[error]] = {:err}, " +
 					"[[next_attempt_at]] = {:next}, [[updated]] = {:now} WHERE [[id]] = {:id} AND [[status]] = {:queued}").
@@ -428,6 +431,9 @@ func (o *mailOutbox) markFailedAttempt(rows []deliveryRow, sendErr error) error 
 
 // markDone gives a queued delivery a final status without sending it.
 func (o *mailOutbox) markDone(id, status, reason string) error {
+	if status == collections.DeliveryFailed {
+		metricsOf(o.app).mailAttempts.WithLabelValues(attemptFailed).Inc() // could not be rendered: never sent
+	}
 	_, err := o.app.DB().NewQuery(
 		"UPDATE {{deliveries}} SET [[status]] = {:status}, [[error]] = {:err}, [[updated]] = {:now} WHERE [[id]] = {:id} AND [[status]] = {:queued}").
 		Bind(dbx.Params{"status": status, "err": messagingErrorText(reason), "now": store.DBTime(o.now()), "id": id, "queued": collections.DeliveryQueued}).Execute()

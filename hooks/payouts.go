@@ -72,12 +72,15 @@ func registerPayouts(app core.App, cfg Config) *payoutEngine {
 		e.exec = newStripeExecutor(app, e.api, e.now, cfg.StripeRateLimit)
 	}
 	app.Cron().MustAdd(payoutsCronJob, "* * * * *", func() {
-		if _, err := e.runDue(); err != nil {
-			app.Logger().Error("payout schedule run failed", "error", err)
+		_, runErr := e.runDue()
+		if runErr != nil {
+			app.Logger().Error("payout schedule run failed", "error", runErr)
 		}
-		if err := e.executeDue(context.Background()); err != nil {
-			app.Logger().Error("payout transfers failed", "error", err)
+		execErr := e.executeDue(context.Background())
+		if execErr != nil {
+			app.Logger().Error("payout transfers failed", "error", execErr)
 		}
+		metricsOf(app).jobDone(payoutsCronJob, errors.Join(runErr, execErr))
 	})
 	registerPayoutRecords(app)
 	return e

@@ -47,6 +47,7 @@ func (t *tracker) directRedirects(next http.Handler) http.Handler {
 		}()
 		if err := t.redirect(e, code); err != nil {
 			apiErr := router.ToApiError(err)
+			t.metrics.countStatus(apiErr.Status) // the router's counter does not see this path
 			t.logRedirectError(r, apiErr.Status, err)
 			router.ErrorHandler(w, r, apiErr)
 		}

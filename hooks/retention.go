@@ -43,6 +43,7 @@ func registerRetention(app core.App, cfg Config) {
 	r := &retention{app: app, clickDays: cfg.ClickRetentionDays, now: time.Now}
 	app.Cron().MustAdd(retentionCronJob, "40 3 * * *", func() {
 		st, err := r.run()
+		metricsOf(app).jobDone(retentionCronJob, err)
 		if err != nil {
 			app.Logger().Error("retention run failed", "error", err)
 			return

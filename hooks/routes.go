@@ -24,6 +24,8 @@ type routes struct {
 	assets      *assetService
 	surveys     *surveyMails
 	portal      *portalTerms
+	metrics     *metrics
+	cfg         Config
 }
 
 // bind lists every route pbaffiliate adds, with who may call it. Handlers live with their
@@ -88,5 +90,11 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.GET("/api/pba/feedback/summary", handleFeedbackSummary).Bind(superuser)
 	for name, spec := range exportSpecs() { // affiliates, conversions, commissions
 		rt.GET("/api/pba/export/"+name+".csv", exportHandler(name, spec)).Bind(superuser)
+	}
+
+	// Prometheus: a superuser or the bearer of PBA_METRICS_TOKEN (metrics.go).
+	if r.metrics != nil {
+		rt.Bind(r.metrics.countRefusals())
+		rt.GET("/api/pba/metrics", r.metrics.handle(r.cfg.MetricsToken)).Bind(apis.SkipSuccessActivityLog())
 	}
 }

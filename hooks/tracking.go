@@ -60,6 +60,7 @@ type tracker struct {
 	salt     []byte
 	ipHasher *clickpolicy.IPHasher
 	ids      store.OrderedIDs // click and visitor ids
+	metrics  *metrics
 
 	mu      sync.Mutex
 	started bool
@@ -75,6 +76,7 @@ func registerTracking(app core.App, cfg Config) *tracker {
 		bots:     clickpolicy.NewBotDetector(cfg.BotUserAgents...),
 		limiter:  clickpolicy.NewRateLimiter(cfg.ClickRateLimit, rateWindow, clickpolicy.DefaultRateLimitKeys),
 		ceiling:  clickpolicy.NewIPCeiling(cfg.ClickIPCeiling, clickpolicy.DefaultCeilingKeys),
+		metrics:  metricsOf(app),
 	}
 	t.writer = newClickWriter(app, clickWriterConfig{
 		BatchSize:      cfg.ClickBatchSize,
@@ -82,6 +84,7 @@ func registerTracking(app core.App, cfg Config) *tracker {
 		QueueSize:      cfg.ClickQueueSize,
 		EnqueueTimeout: cfg.ClickEnqueueTimeout,
 	}, t.countCommitted)
+	t.metrics.clickQueueDepthFn = func() float64 { return float64(len(t.writer.queue)) }
 	t.unique = clickpolicy.NewUniqueWindow(uniqueWindow, clickpolicy.DefaultUniqueKeys)
 	t.writer.useUniqueWindow(t.unique)
 	t.bindUniqueHooks()
@@ -248,9 +251,11 @@ func (t *tracker) redirect(e *core.RequestEvent, code string) error {
 		return e.InternalServerError("", err)
 	}
 	if target == nil {
+		t.metrics.redirects.unknown.Inc()
 		return t.unknownDoor(e)
 	}
 	if target.Inactive != "" {
+		t.metrics.redirects.inactive.Inc()
 		return t.inactiveDoor(e, target)
 	}
 	query := e.Request.URL.Query()
@@ -263,6 +268,7 @@ func (t *tracker) redirect(e *core.RequestEvent, code string) error {
 	if err != nil {
 		// The program's domains changed under the link: answer as for an unknown link, store nothing.
 		t.app.Logger().Warn("link destination no longer allowed", "link", target.LinkID, "affiliate", target.AffiliateID, "error", err)
+		t.metrics.redirects.unknown.Inc()
 		return t.unknownDoor(e)
 	}
 	// The answer is ready before the click is handed over: once its batch commits, a whole
@@ -278,8 +284,10 @@ func (t *tracker) redirect(e *core.RequestEvent, code string) error {
 		h.Del("Set-Cookie")
 		h.Del("Location")
 		h.Del("Referrer-Policy")
+		t.metrics.redirects.unavailable.Inc()
 		return unavailable(e, err)
 	}
+	t.metrics.redirects.recorded(&row)
 	e.Response.WriteHeader(http.StatusFound)
 	return nil
 }
@@ -311,11 +319,13 @@ func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
 		return e.InternalServerError("", err)
 	}
 	if target == nil {
+		t.metrics.trackClicks.unknown.Inc()
 		return e.NotFoundError("Unknown code.", fieldError("code", "unknown_code", "No link or affiliate has this code."))
 	}
 	if target.Inactive != "" {
 		// The shop keeps its visitor; nothing is credited, so there is no click id to keep.
 		t.doors.add(target.Inactive, target.ProgramID, target.AffiliateID, target.LinkID)
+		t.metrics.trackClicks.inactive.Inc()
 		return e.JSON(http.StatusOK, map[string]any{"click_id": nil, "reason": "inactive"})
 	}
 	visitor := body.Visitor
@@ -324,8 +334,10 @@ func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
 	}
 	row := t.newClick(e, target, body.Sub, body.Referrer, visitor)
 	if err := t.writer.record(e.Request.Context(), row); err != nil {
+		t.metrics.trackClicks.unavailable.Inc()
 		return unavailable(e, err)
 	}
+	t.metrics.trackClicks.recorded(&row)
 	if row.Overflow {
 		return overCeiling(e, row.Created)
 	}
@@ -357,13 +369,13 @@ func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referr
 		AffiliateID: target.AffiliateID,
 		ProgramID:   target.ProgramID,
 		Visitor:     visitor,
-		IPHash:      t.ipHasher.Hash(e.RealIP()),
 		UserAgent:   text.UserAgent,
 		Referrer:    text.Referrer,
 		Country:     text.Country,
 		SubID:       text.SubID,
 		Created:     time.Now().UTC(),
 	}
+	row.IPHash, row.NetworkHash = t.ipHasher.HashWithNetwork(e.RealIP())
 	if row.Visitor == "" {
 		// A new visitor's id is its first click's id: first-click attribution finds that click
 		// by primary key, and idx_clicks_visitor needs to hold returning visitors' clicks only.
@@ -374,10 +386,16 @@ func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referr
 		row.Flag = collections.FlagSelf
 	case t.bots.IsBot(row.UserAgent):
 		row.Flag = collections.FlagBot
-	case !t.limiter.Allow(row.IPHash+"|"+target.LinkID+"|"+target.AffiliateID, row.Created):
+	case !t.limiter.Allow(row.NetworkHash+"|"+target.LinkID+"|"+target.AffiliateID, row.Created):
 		row.Flag = collections.FlagRate
 	}
-	row.Overflow = !t.ceiling.Store(row.IPHash, row.Created, row.Flag == "")
+	switch t.ceiling.Store(row.NetworkHash, row.Created, row.Flag == "") {
+	case clickpolicy.CountOnly:
+		row.Overflow = true
+	case clickpolicy.StoreLean:
+		// Creditable, so it keeps its row; the flooder's text is what would fill the disk.
+		row.UserAgent, row.Referrer = "", ""
+	}
 	return row
 }
 

@@ -14,12 +14,18 @@ const DefaultCeilingKeys = 65536
 // click is still a row of up to ~2.7 KB of the flooder's text, kept for the retention period;
 // past the ceiling, a flagged click is only counted (the caller adds it to an aggregate), not
 // stored as a row of its own. An unflagged click is always stored, since a sale may be
-// credited to it: many visitors behind one NAT lose nothing.
+// credited to it: many visitors behind one NAT lose nothing. But the per-link rate limit lets
+// one IP make unflagged clicks on every link it knows, so past the ceiling an unflagged click
+// is stored lean (StoreLean): the row a sale needs, without the free text a flood would fill
+// the disk with.
+//
+// The key is the visitor's network as NetworkKey makes it (an IPv6 host owns a /64 and could
+// otherwise rotate addresses to start over).
 //
 // State lives in memory, per process, and starts over every hour and on restart; it is
-// spread over sharded mutexes and bounded by maxKeys. When a shard is full, a flagged click
-// of an IP it does not track is counted rather than stored: the bound fails closed for the
-// disk, and flagged clicks are never credited, so nothing a sale needs is lost.
+// spread over sharded mutexes and bounded by maxKeys. When a shard is full, a click of a key
+// it does not track is treated as past the ceiling: the bound fails closed for the disk, and
+// nothing a sale needs is lost (flagged clicks are never credited; unflagged ones keep a row).
 type IPCeiling struct {
 	limit  int32
 	shards []ceilingShard
@@ -33,8 +39,21 @@ type ceilingShard struct {
 	_      [64]byte         // keep shards on separate cache lines
 }
 
+// Admission is what IPCeiling.Store decides for one click.
+type Admission uint8
+
+const (
+	// StoreRow: store the click as a row, with its text.
+	StoreRow Admission = iota
+	// StoreLean: an unflagged click past the ceiling; store its row without the free text
+	// (user agent, referrer), which the caller drops.
+	StoreLean
+	// CountOnly: a flagged click past the ceiling; count it, store no row.
+	CountOnly
+)
+
 // NewIPCeiling returns a ceiling of limit rows per key and hour; limit <= 0 turns it off
-// (Store always reports true). At most maxKeys keys are tracked an hour
+// (Store always reports StoreRow). At most maxKeys keys are tracked an hour
 // (DefaultCeilingKeys when maxKeys <= 0), split evenly over the shards.
 func NewIPCeiling(limit, maxKeys int) *IPCeiling {
 	c := &IPCeiling{limit: int32(min(limit, 1<<30))}
@@ -53,12 +72,12 @@ func NewIPCeiling(limit, maxKeys int) *IPCeiling {
 	return c
 }
 
-// Store reports whether a click of key at now is stored as a row, and counts it against the
-// ceiling when it is. A creditable (unflagged) click always is; a flagged one only while key
-// has stored fewer than the limit of rows in now's hour.
-func (c *IPCeiling) Store(key string, now time.Time, creditable bool) bool {
+// Store decides how a click of key at now is stored, and counts it against the ceiling. While
+// key has stored fewer than the limit of rows in now's hour, every click is a StoreRow; past
+// it, a creditable (unflagged) click is StoreLean and a flagged one CountOnly.
+func (c *IPCeiling) Store(key string, now time.Time, creditable bool) Admission {
 	if c == nil || len(c.shards) == 0 {
-		return true
+		return StoreRow
 	}
 	hour := now.Unix() / 3600
 	s := &c.shards[fnv1a(key)%uint32(len(c.shards))]
@@ -71,16 +90,14 @@ func (c *IPCeiling) Store(key string, now time.Time, creditable bool) bool {
 		s.hour = hour
 	}
 	n, tracked := s.stored[key]
-	if !tracked && len(s.stored) >= s.cap {
-		return creditable
+	if n >= c.limit || !tracked && len(s.stored) >= s.cap {
+		if creditable {
+			return StoreLean
+		}
+		return CountOnly
 	}
-	if n >= c.limit && !creditable {
-		return false
-	}
-	if n < c.limit {
-		s.stored[key] = n + 1
-	}
-	return true
+	s.stored[key] = n + 1
+	return StoreRow
 }
 
 // Len reports how many keys the current hours track, to observe the memory bound.

@@ -13,35 +13,35 @@ func TestIPCeiling(t *testing.T) {
 	hour := time.Date(2026, 3, 1, 14, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) time.Time { return hour.Add(d) }
 	// An unflagged click is stored and counts against the ceiling; so do flagged ones below it.
-	if !c.Store("ip", at(time.Minute), true) || !c.Store("ip", at(2*time.Minute), false) || !c.Store("ip", at(3*time.Minute), false) {
+	if c.Store("ip", at(time.Minute), true) != StoreRow || c.Store("ip", at(2*time.Minute), false) != StoreRow || c.Store("ip", at(3*time.Minute), false) != StoreRow {
 		t.Fatal("clicks below the ceiling not stored")
 	}
-	// Past it, flagged clicks are counted instead; unflagged ones are still stored.
+	// Past it, flagged clicks are counted instead; unflagged ones are still stored, lean.
 	for i := 0; i < 5; i++ {
-		if c.Store("ip", at(4*time.Minute), false) {
+		if c.Store("ip", at(4*time.Minute), false) != CountOnly {
 			t.Fatalf("flagged click %d past the ceiling stored", i)
 		}
-		if !c.Store("ip", at(4*time.Minute), true) {
-			t.Fatalf("unflagged click %d past the ceiling not stored", i)
+		if got := c.Store("ip", at(4*time.Minute), true); got != StoreLean {
+			t.Fatalf("unflagged click %d past the ceiling: %d, want it stored lean", i, got)
 		}
 	}
-	if !c.Store("other", at(5*time.Minute), false) {
+	if c.Store("other", at(5*time.Minute), false) != StoreRow {
 		t.Fatal("another IP is held to the first one's ceiling")
 	}
 	// The last instant of the hour is still in it; the next hour starts over.
-	if c.Store("ip", at(time.Hour-time.Nanosecond), false) {
+	if c.Store("ip", at(time.Hour-time.Nanosecond), false) != CountOnly {
 		t.Fatal("the ceiling ended before the hour did")
 	}
 	for i := 0; i < 3; i++ {
-		if !c.Store("ip", at(time.Hour+time.Duration(i)), false) {
+		if c.Store("ip", at(time.Hour+time.Duration(i)), false) != StoreRow {
 			t.Fatalf("click %d of the next hour not stored", i)
 		}
 	}
-	if c.Store("ip", at(time.Hour+time.Second), false) {
+	if c.Store("ip", at(time.Hour+time.Second), false) != CountOnly {
 		t.Fatal("the next hour has no ceiling")
 	}
 	// A click stamped in the previous hour that arrives late counts in the current one.
-	if c.Store("ip", at(time.Hour-time.Second), false) {
+	if c.Store("ip", at(time.Hour-time.Second), false) != CountOnly {
 		t.Fatal("a late click of the previous hour escaped the ceiling")
 	}
 }
@@ -49,7 +49,7 @@ func TestIPCeiling(t *testing.T) {
 func TestIPCeilingOff(t *testing.T) {
 	for _, c := range []*IPCeiling{NewIPCeiling(0, 0), NewIPCeiling(-1, 0), nil} {
 		for i := 0; i < 100; i++ {
-			if !c.Store("ip", time.Now(), false) {
+			if c.Store("ip", time.Now(), false) != StoreRow {
 				t.Fatal("a ceiling of 0 refused a click")
 			}
 		}
@@ -67,10 +67,10 @@ func TestIPCeilingBound(t *testing.T) {
 	now := time.Date(2026, 3, 1, 14, 30, 0, 0, time.UTC)
 	refused := 0
 	for i := 0; i < 10*maxKeys; i++ {
-		if !c.Store("ip-"+strconv.Itoa(i), now, false) {
+		if c.Store("ip-"+strconv.Itoa(i), now, false) != StoreRow {
 			refused++
 		}
-		if !c.Store("new-"+strconv.Itoa(i), now, true) {
+		if c.Store("new-"+strconv.Itoa(i), now, true) == CountOnly {
 			t.Fatal("an unflagged click was refused by a full ceiling")
 		}
 	}
@@ -97,7 +97,7 @@ func TestIPCeilingConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 200; i++ {
-				if c.Store("ip", now, false) {
+				if c.Store("ip", now, false) == StoreRow {
 					stored.Add(1)
 				}
 			}

@@ -83,15 +83,63 @@ func (h *IPHasher) Hash(ip string) string {
 	return s
 }
 
-func hashIP(mac hash.Hash, ip string) string {
-	ip = strings.TrimSpace(ip)
-	var buf [64]byte
-	msg := buf[:0]
-	if a, err := netip.ParseAddr(ip); err == nil {
-		msg = a.Unmap().WithZone("").AppendTo(msg)
-	} else {
-		msg = append(msg, ip...)
+// HashWithNetwork returns Hash(ip) and the hash of the network a per-IP limit counts the
+// visitor in (NetworkKey): the same string for IPv4, the /64's hash for IPv6.
+func (h *IPHasher) HashWithNetwork(ip string) (addr, network string) {
+	mac := h.pool.Get().(hash.Hash)
+	a, ok := parseAddr(ip)
+	addr = hashAddr(mac, a, ok, ip)
+	network = addr
+	if ok && a.Is6() {
+		mac.Reset()
+		var buf [64]byte
+		network = hashMessage(mac, NetworkKey(a).AppendTo(buf[:0]))
 	}
+	mac.Reset()
+	h.pool.Put(mac)
+	return addr, network
+}
+
+// IPv6NetworkBits is the prefix length per-IP limits count an IPv6 visitor by: an ISP hands
+// one subscriber (at least) a /64, and a host picks any address in it at will (privacy
+// addresses rotate on their own), so counting by address would let one host start over at
+// every request.
+const IPv6NetworkBits = 64
+
+// NetworkKey is the prefix a per-IP limit counts a visitor in: the address itself (/32)
+// for IPv4, its /64 for IPv6. a must be normalized (unmapped, no zone).
+func NetworkKey(a netip.Addr) netip.Prefix {
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(IPv6NetworkBits)
+	return p
+}
+
+// parseAddr is the normalized address of ip, or false when ip is not one.
+func parseAddr(ip string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(strings.TrimSpace(ip))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap().WithZone(""), true
+}
+
+func hashIP(mac hash.Hash, ip string) string {
+	a, ok := parseAddr(ip)
+	return hashAddr(mac, a, ok, ip)
+}
+
+// hashAddr hashes a in canonical text form, or the trimmed raw string when it is not an address.
+func hashAddr(mac hash.Hash, a netip.Addr, ok bool, raw string) string {
+	var buf [64]byte
+	if ok {
+		return hashMessage(mac, a.AppendTo(buf[:0]))
+	}
+	return hashMessage(mac, append(buf[:0], strings.TrimSpace(raw)...))
+}
+
+func hashMessage(mac hash.Hash, msg []byte) string {
 	mac.Write(msg)
 	var sum [sha256.Size]byte
 	var out [ipHashLength]byte

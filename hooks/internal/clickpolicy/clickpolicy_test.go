@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -222,5 +223,60 @@ func TestReferrerDomain(t *testing.T) {
 		if got := ReferrerDomain(in); got != want {
 			t.Errorf("ReferrerDomain(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestHashWithNetwork: an IPv4 visitor is limited by its address, an IPv6 one by its /64, so
+// a host rotating addresses inside its /64 stays one key of the rate limit and the ceiling.
+func TestHashWithNetwork(t *testing.T) {
+	salt := []byte("secret")
+	h := NewIPHasher(salt)
+	for _, ip := range []string{"203.0.113.7", "::ffff:203.0.113.7", "not an ip", ""} {
+		addr, network := h.HashWithNetwork(ip)
+		if addr != HashIP(salt, ip) || network != addr {
+			t.Errorf("HashWithNetwork(%q) = %s, %s; want the address hash twice (%s)", ip, addr, network, HashIP(salt, ip))
+		}
+	}
+	addr, network := h.HashWithNetwork("2001:db8:1:2::1")
+	if addr != HashIP(salt, "2001:db8:1:2::1") || network == addr {
+		t.Fatalf("IPv6: address hash %s, network hash %s", addr, network)
+	}
+	if want := refHash(salt, "2001:db8:1:2::/64"); network != want {
+		t.Errorf("IPv6 network hash %s, want HMAC of the /64 %s", network, want)
+	}
+	for _, same := range []string{"2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2:a:b:c:d%eth0", "2001:DB8:1:2::9"} {
+		if a, n := h.HashWithNetwork(same); n != network || a == addr {
+			t.Errorf("%q: network %s (want %s), address hash equal to another address's: %v", same, n, network, a == addr)
+		}
+	}
+	for _, other := range []string{"2001:db8:1:3::1", "2001:db8:1::1", "203.0.113.8"} {
+		if _, n := h.HashWithNetwork(other); n == network {
+			t.Errorf("%q counts in 2001:db8:1:2::/64", other)
+		}
+	}
+}
+
+func TestNetworkKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"203.0.113.7":               "203.0.113.7/32",
+		"2001:db8:1:2:3:4:5:6":      "2001:db8:1:2::/64",
+		"fe80::1":                   "fe80::/64",
+		"2001:db8:ffff:ffff:ffff::": "2001:db8:ffff:ffff::/64",
+	} {
+		if got := NetworkKey(netip.MustParseAddr(in)).String(); got != want {
+			t.Errorf("NetworkKey(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func BenchmarkIPHasherWithNetwork(b *testing.B) {
+	h := NewIPHasher([]byte("secret"))
+	for _, ip := range []string{"203.0.113.7", "2001:db8:1:2::1"} {
+		b.Run(ip, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				h.HashWithNetwork(ip)
+			}
+		})
 	}
 }
