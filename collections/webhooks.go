@@ -10,7 +10,8 @@ const (
 	WebhookDeliveryAttempts       = "attempts"
 	WebhookDeliveryNextAttemptAt  = "next_attempt_at"
 	WebhookDeliveryResponseStatus = "response_status"
-	WebhookDeliveryLastError      = "last_error"
+	WebhookDeliveryLastError      = "last_error" // hidden: the detail is for admins
+	WebhookDeliveryReason         = "reason"     // the generic account affiliates see
 )
 
 // Webhook delivery statuses: pending until sent, failed after the last attempt.

@@ -27,6 +27,7 @@ import (
 	"github.com/pocketbase/pocketbase/tools/security"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/netpolicy"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/worker"
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
@@ -353,6 +354,21 @@ type webhookOutcome struct {
 	next     time.Time // next attempt, for a pending outcome
 }
 
+// publicReason is what the affiliate may read of a failed attempt: the HTTP status, or the
+// kind of failure, never the dial error's detail (resolver addresses, DNS answers).
+func (o webhookOutcome) publicReason() string {
+	switch {
+	case o.err == "":
+		return ""
+	case o.code > 0:
+		return fmt.Sprintf("HTTP %d", o.code)
+	case strings.Contains(o.err, "refused:"):
+		return "address refused: the URL must resolve to a public address"
+	default:
+		return "no response: the connection failed or timed out"
+	}
+}
+
 // finish writes an outcome, but only while the claim is still ours (its lease unchanged): a
 // claim that expired mid-send may have been taken over, and the newer attempt's outcome wins.
 func (s *webhookSender) finish(id, lease string, out webhookOutcome) error {
@@ -370,10 +386,10 @@ func (s *webhookSender) finish(id, lease string, out webhookOutcome) error {
 	}
 	res, err := s.app.DB().NewQuery(
 		"UPDATE {{webhook_deliveries}} SET [[status]] = {:status}, [[attempts]] = {:attempts}, " +
-			"[[response_status]] = {:code}, [[last_error]] = {:err}, [[next_attempt_at]] = {:next}, [[updated]] = {:now} " +
+			"[[response_status]] = {:code}, [[last_error]] = {:err}, [[reason]] = {:reason}, [[next_attempt_at]] = {:next}, [[updated]] = {:now} " +
 			"WHERE [[id]] = {:id} AND [[status]] = {:pending} AND [[next_attempt_at]] = {:lease}").
 		Bind(dbx.Params{
-			"status": out.status, "attempts": out.attempts, "code": out.code, "err": webhookErrorText(out.err),
+			"status": out.status, "attempts": out.attempts, "code": out.code, "err": webhookErrorText(out.err), "reason": out.publicReason(),
 			"next": next, "now": store.DBTime(s.now()), "id": id, "pending": collections.WebhookDeliveryPending, "lease": lease,
 		}).
 		Execute()
@@ -496,8 +512,8 @@ func checkWebhookURL(raw string, dev bool) error {
 }
 
 // refuseNonPublicAddress is the dialer's last word on where a webhook may connect: only to
-// public unicast addresses, checked on the resolved IP so DNS tricks cannot reach the server's
-// own network.
+// public unicast addresses (hooks/internal/netpolicy), checked on the resolved IP so DNS tricks
+// cannot reach the server's own network.
 func refuseNonPublicAddress(network, address string, _ syscall.RawConn) error {
 	host, _, err := net.SplitHostPort(address)
 	if err != nil {
@@ -507,10 +523,8 @@ func refuseNonPublicAddress(network, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return fmt.Errorf("refused: unparsable address %q", host)
 	}
-	ip = ip.Unmap()
-	if !ip.IsGlobalUnicast() || ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast() ||
-		ip.Is4() && ip.As4()[0] == 100 && ip.As4()[1]&0xc0 == 64 { // 100.64.0.0/10 carrier-grade NAT
-		return fmt.Errorf("refused: %s is not a public address (set PBA_WEBHOOK_ALLOW_PRIVATE=true to allow)", ip)
+	if !netpolicy.Public(ip) { // IPv4 inside IPv6 (NAT64, 6to4, Teredo, compatible) judged too
+		return fmt.Errorf("refused: %s is not a public address (set PBA_WEBHOOK_ALLOW_PRIVATE=true to allow)", ip.Unmap())
 	}
 	return nil
 }

@@ -124,7 +124,8 @@ func TestWebhookSecretFormat(t *testing.T) {
 // TestWebhookDialerRefusesPrivateNetworks: without the opt-in, the production client cannot
 // reach loopback or private addresses (SSRF), whatever the URL policy allowed.
 func TestWebhookDialerRefusesPrivateNetworks(t *testing.T) {
-	for _, addr := range []string{"127.0.0.1:80", "[::1]:443", "10.1.2.3:443", "192.168.1.1:443", "169.254.169.254:80", "100.64.0.1:443", "0.0.0.0:80"} {
+	for _, addr := range []string{"127.0.0.1:80", "[::1]:443", "10.1.2.3:443", "192.168.1.1:443", "169.254.169.254:80", "100.64.0.1:443", "0.0.0.0:80",
+		"[64:ff9b::a9fe:a9fe]:80", "[::7f00:1]:80", "[2002:a00:1::1]:443", "[::ffff:127.0.0.1]:80"} {
 		if err := refuseNonPublicAddress("tcp", addr, nil); err == nil || !strings.Contains(err.Error(), "refused") {
 			t.Errorf("%s: %v, want refused", addr, err)
 		}
@@ -141,3 +142,7 @@ func TestWebhookDialerRefusesPrivateNetworks(t *testing.T) {
 		t.Fatalf("post to loopback: %v", err)
 	}
 }
+
+// PublicOnlyWebhookClientForTest is the production client, whose dialer refuses non-public
+// addresses (NewWebhookSenderForTest allows private ones for loopback receivers).
+func PublicOnlyWebhookClientForTest() *http.Client { return newWebhookSender(nil, false).client }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -499,5 +500,36 @@ func TestWebhookSlowReceiverDoesNotBlockIngestion(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("only %d of 4 deliveries arrived", len(seen))
 		}
+	}
+}
+
+// A failed attempt's detail (a dial error names resolver addresses and DNS answers) is for
+// admins: the affiliate reads its deliveries with a generic reason and without last_error.
+func TestWebhookFailureDetailForAdminsOnly(t *testing.T) {
+	app := fx.App(t)
+	defer app.Cleanup()
+	setWebhookURL(t, app, fx.A.ID, "http://127.0.0.1:9/hook")
+	d := newDelivery(t, app, fx.A.ID, "conversion.created:detail", "http://127.0.0.1:9/hook")
+	clock := newTestClock()
+	if n := runSender(t, hooks.NewWebhookSenderForTest(app, clock.Now, hooks.PublicOnlyWebhookClientForTest())); n != 1 {
+		t.Fatalf("%d deliveries picked, want 1", n)
+	}
+	r := reload(t, app, d)
+	if !strings.Contains(r.GetString("last_error"), "not a public address") || r.GetString("reason") != "address refused: the URL must resolve to a public address" {
+		t.Fatalf("stored: status=%s last_error=%q reason=%q", r.GetString("status"), r.GetString("last_error"), r.GetString("reason"))
+	}
+	h := pbatest.Serve(t, app) // after the run: the server's own worker would claim the delivery
+	path := "/api/collections/webhook_deliveries/records/" + d.Id
+	own := pbatest.Request(h, http.MethodGet, path, fx.A.Token, "")
+	if own.Code != 200 || strings.Contains(own.Body.String(), "last_error") || strings.Contains(own.Body.String(), "not a public address") ||
+		own.JSON["reason"] != r.GetString("reason") {
+		t.Fatalf("the affiliate's view: %d %s", own.Code, own.Body)
+	}
+	if res := pbatest.Request(h, http.MethodGet, "/api/collections/webhook_deliveries/records?filter="+url.QueryEscape(`last_error~"public"`), fx.A.Token, ""); res.Code == 200 && strings.Contains(res.Body.String(), d.Id) {
+		t.Fatalf("a filter on the hidden field finds the row: %s", res.Body)
+	}
+	admin := pbatest.Request(h, http.MethodGet, path, fx.Superuser.Token, "")
+	if admin.Code != 200 || !strings.Contains(fmt.Sprint(admin.JSON["last_error"]), "not a public address") {
+		t.Fatalf("the admin's view: %d %s", admin.Code, admin.Body)
 	}
 }
