@@ -26,6 +26,16 @@ import (
 var publicFiles embed.FS
 
 func main() {
+	// `restore` runs before PocketBase, which would otherwise create and migrate a data dir
+	// of its own at start (the command is also listed in the help through hooks.Register).
+	if len(os.Args) > 1 && os.Args[1] == "restore" {
+		restore := hooks.NewRestoreCommand()
+		restore.SetArgs(os.Args[2:])
+		if err := restore.Execute(); err != nil {
+			os.Exit(1)
+		}
+		return
+	}
 	tuneGC()
 	app := pocketbase.New()
 
