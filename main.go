@@ -37,14 +37,15 @@ func main() {
 		return
 	}
 	tuneGC()
-	app := pocketbase.New()
+	cfg := hooks.ConfigFromEnv()
+	app := pocketbase.NewWithConfig(pocketbase.Config{DBConnect: hooks.DBConnect(cfg)})
 
 	// Automigrate writes a migration for each dashboard schema change, but only during
 	// development (`go run`): a deployed binary's schema comes from its own migrations.
 	isGoRun := strings.HasPrefix(os.Args[0], os.TempDir()) || strings.Contains(filepath.ToSlash(os.Args[0]), "/go-build")
 	migratecmd.MustRegister(app, app.RootCmd, migratecmd.Config{Automigrate: isGoRun})
 
-	hooks.MustRegister(app, app.RootCmd, hooks.ConfigFromEnv())
+	hooks.MustRegister(app, app.RootCmd, cfg)
 
 	public, err := fs.Sub(publicFiles, "pb_public")
 	if err != nil {

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/benbjohnson/litestream"
+	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/spf13/cobra"
 
@@ -42,7 +44,8 @@ type replication struct {
 	url      string
 	interval time.Duration
 
-	store *litestream.Store
+	mu    sync.Mutex
+	store *litestream.Store // nil while stopped
 }
 
 func registerReplication(app core.App, cfg Config) (*replication, error) {
@@ -73,12 +76,35 @@ func registerReplication(app core.App, cfg Config) (*replication, error) {
 	app.OnBackupCreate().BindFunc(func(e *core.BackupEvent) error {
 		// Litestream's working files are not part of a backup (and are large).
 		e.Exclude = append(e.Exclude, "."+dataDBName+litestream.MetaDirSuffix)
-		return e.Next()
+		// PocketBase archives pb_data inside a write transaction after a TRUNCATE checkpoint,
+		// which would wait for Litestream's read transaction for the busy timeout (10 s) with
+		// every write blocked. Replication ships what it has, pauses for the backup and takes up
+		// again after it (with a new snapshot when the checkpoint restarted the WAL).
+		if !r.running() {
+			return e.Next()
+		}
+		r.stop()
+		err := e.Next()
+		if startErr := r.start(); startErr != nil {
+			e.App.Logger().Error("replication did not resume after the backup", "error", startErr)
+		}
+		return err
 	})
 	return r, nil
 }
 
+func (r *replication) running() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.store != nil
+}
+
 func (r *replication) start() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.store != nil {
+		return nil
+	}
 	client, err := litestream.NewReplicaClientFromURL(r.url)
 	if err != nil {
 		return err
@@ -105,6 +131,8 @@ func (r *replication) start() error {
 }
 
 func (r *replication) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.store == nil {
 		return
 	}
@@ -134,6 +162,38 @@ func (r *replication) replaceDailyCheckpoint() {
 				r.app.Logger().Warn("periodic PRAGMA optimize", "error", err)
 			}
 		})
+	}
+}
+
+// DBConnect is the connection function of PocketBase's databases for this configuration (nil:
+// PocketBase's own). With replication on, the write connection of data.db begins its
+// transactions IMMEDIATE. PocketBase begins them DEFERRED: a transaction that reads before it
+// writes holds a snapshot, and when another writer (Litestream's bookkeeping after each
+// checkpoint) commits in between, its first write fails with SQLITE_BUSY_SNAPSHOT, which
+// PocketBase's lock retry cannot cure inside the transaction (it retried for 12 s and every
+// write waited behind it). IMMEDIATE takes the write lock at BEGIN, waiting in the busy
+// timeout like any other write. The read pool stays DEFERRED: a read transaction must not wait
+// for the write lock (the board's snapshot opens one while holding the write connection).
+//
+// PocketBase opens data.db twice, the read pool first and the write connection second
+// (core.BaseApp.initDataDB), on every bootstrap.
+func DBConnect(cfg Config) func(dbPath string) (*dbx.DB, error) {
+	if cfg.ReplicaURL == "" {
+		return nil
+	}
+	var mu sync.Mutex
+	opened := map[string]int{}
+	return func(dbPath string) (*dbx.DB, error) {
+		mu.Lock()
+		opened[dbPath]++
+		second := opened[dbPath]%2 == 0
+		mu.Unlock()
+		if filepath.Base(dbPath) != dataDBName || !second {
+			return core.DefaultDBConnect(dbPath)
+		}
+		// core.DefaultDBConnect's pragmas, plus _txlock.
+		return dbx.Open("sqlite", dbPath+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=journal_size_limit(200000000)"+
+			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_pragma=cache_size(-32000)&_txlock=immediate")
 	}
 }
 
