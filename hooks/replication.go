@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -111,17 +110,14 @@ func (r *replication) start() error {
 	}
 	logger := r.app.Logger().With("component", "litestream")
 	db := litestream.NewDB(filepath.Join(r.app.DataDir(), dataDBName))
-	db.Logger = logger
 	db.MonitorInterval = r.interval
 	replica := litestream.NewReplicaWithClient(db, client)
 	replica.SyncInterval = r.interval
 	db.Replica = replica
-	if fc, ok := client.(interface{ SetLogger(*slog.Logger) }); ok {
-		fc.SetLogger(logger)
-	}
 
 	store := litestream.NewStore([]*litestream.DB{db}, litestream.DefaultCompactionLevels)
 	store.Logger = logger
+	db.SetLogger(logger) // after NewStore, which gives its databases the default logger
 	if err := store.Open(context.Background()); err != nil {
 		return fmt.Errorf("open %s: %w", r.url, err)
 	}
