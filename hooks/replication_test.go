@@ -46,8 +46,8 @@ func TestRestoreRefusesExistingDatabase(t *testing.T) {
 func TestRedactReplicaURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"sftp://ops:s3cret@backup.example.com/pba": "sftp://ops@backup.example.com/pba",
-		"s3://bucket/pba?endpoint=https://x":      "s3://bucket/pba?endpoint=https://x",
-		"file:///var/backups/pba":                 "file:///var/backups/pba",
+		"s3://bucket/pba?endpoint=https://x":       "s3://bucket/pba?endpoint=https://x",
+		"file:///var/backups/pba":                  "file:///var/backups/pba",
 	} {
 		if got := redactURL(in); got != want {
 			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
