@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
@@ -290,7 +291,7 @@ func TestSoak(t *testing.T) {
 	}
 
 	if problems, err := store.RollupProblems(app); err != nil || len(problems) > 0 {
-		t.Fatalf("rollups: %v %v", problems, err)
+		t.Fatalf("rollups: %v %v\nsales of the first sale gap that changed after they were recorded:\n%s", problems, err, changedSalesOfGap(app))
 	}
 	if len(clicks) == 0 || len(sales) == 0 || paid == 0 {
 		t.Fatalf("the soak did too little: %d clicks, %d sales, %d payouts paid", len(clicks), len(sales), paid)
@@ -301,4 +302,33 @@ func TestSoak(t *testing.T) {
 	}
 	t.Logf("soak %v, 2 SIGKILLs: %s; %d clicks and %d sales answered, all stored once; %d Stripe payouts %v, %d transfers, none twice; ledger and rollups consistent",
 		d, strings.Join(summary, " "), len(clicks), len(sales), len(payouts), statuses, len(fake.Transfers()))
+}
+
+// changedSalesOfGap lists, for the first stats_daily key whose conversions or revenue differ
+// from its sales, the sales of that key that have a history (status or refund changes): what
+// a person fixing the gap needs to see.
+func changedSalesOfGap(app core.App) string {
+	gaps, err := store.SaleGaps(app)
+	if err != nil || len(gaps) == 0 {
+		return fmt.Sprint(err)
+	}
+	parts := strings.Split(gaps[0].Key, "/")
+	var rows []struct {
+		Line string `db:"line"`
+	}
+	err = app.DB().NewQuery(`SELECT v.external_id || ' ' || v.status || ' amount ' || v.amount || ' refunded ' || v.refunded_amount ||
+			' applied ' || v.refund_applied || ': ' || IFNULL((SELECT group_concat(e.status_before || '>' || e.status_after || ' ' ||
+			e.refunded_before || '>' || e.refunded_after || ' ' || e.door || ' commission ' || e.commission_change, '; ')
+			FROM (SELECT * FROM conversion_events WHERE conversion = v.id ORDER BY rowid) e), '') AS line
+		FROM conversions v WHERE substr(v.occurred_at, 1, 10) = {:day} AND v.affiliate = {:a} AND v.program = {:p} AND v.link = {:l}
+			AND EXISTS (SELECT 1 FROM conversion_events WHERE conversion = v.id) LIMIT 40`).
+		Bind(dbx.Params{"day": parts[0], "a": parts[1], "p": parts[2], "l": parts[3]}).All(&rows)
+	if err != nil {
+		return err.Error()
+	}
+	lines := make([]string, len(rows))
+	for i, r := range rows {
+		lines[i] = r.Line
+	}
+	return strings.Join(lines, "\n")
 }
