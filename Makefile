@@ -5,7 +5,7 @@ HTTP           ?= 127.0.0.1:8090
 ADMIN_EMAIL    ?= admin@example.com
 ADMIN_PASSWORD ?= pbaffiliate-admin
 
-.PHONY: run demo build test bench fuzz fmt lint clean ui ui-check
+.PHONY: run demo build test bench fuzz fmt lint clean ui ui-check soak
 
 ## run: start the server on an embedded SQLite in $(DATA), with a superuser ready to log in
 run:
@@ -30,6 +30,13 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -timeout 30m ./...
 	$(GO) test -count=1 -run '^TestLedgerProperty$$' ./hooks/
+
+## soak: faults under load (internal/soak): the real binary takes clicks, sales, refunds, status
+## updates and payout runs while it is SIGKILLed and restarted twice, then the ledger, the rollups,
+## exactly-once clicks and sales and no payout paid twice are checked. CI runs SOAK=60s.
+SOAK ?= 3m
+soak:
+	SOAK=$(SOAK) $(GO) test -count=1 -timeout 30m -run '^TestSoak$$' -v ./internal/soak
 
 ## ui: rebuild the web app (ui/, Svelte + Vite) into pb_public from the lockfile; needs Node 20+
 ## and npm. The build is committed, so `go build` and `make run` need no Node.

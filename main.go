@@ -26,15 +26,26 @@ import (
 var publicFiles embed.FS
 
 func main() {
+	// `restore` runs before PocketBase, which would otherwise create and migrate a data dir
+	// of its own at start (the command is also listed in the help through hooks.Register).
+	if len(os.Args) > 1 && os.Args[1] == "restore" {
+		restore := hooks.NewRestoreCommand()
+		restore.SetArgs(os.Args[2:])
+		if err := restore.Execute(); err != nil {
+			os.Exit(1)
+		}
+		return
+	}
 	tuneGC()
-	app := pocketbase.New()
+	cfg := hooks.ConfigFromEnv()
+	app := pocketbase.NewWithConfig(pocketbase.Config{DBConnect: hooks.DBConnect(cfg)})
 
 	// Automigrate writes a migration for each dashboard schema change, but only during
 	// development (`go run`): a deployed binary's schema comes from its own migrations.
 	isGoRun := strings.HasPrefix(os.Args[0], os.TempDir()) || strings.Contains(filepath.ToSlash(os.Args[0]), "/go-build")
 	migratecmd.MustRegister(app, app.RootCmd, migratecmd.Config{Automigrate: isGoRun})
 
-	hooks.MustRegister(app, app.RootCmd, hooks.ConfigFromEnv())
+	hooks.MustRegister(app, app.RootCmd, cfg)
 
 	public, err := fs.Sub(publicFiles, "pb_public")
 	if err != nil {

@@ -630,30 +630,13 @@ func checkLedgerQuick(t *testing.T, app core.App, step int) {
 	}
 }
 
-// statsCommissionGaps is, for every stats_daily key, stats_daily.commission minus the net
-// commission of that key's sales (non-void sale, recurring and clawback commissions and
-// reinstatements, by the day the conversion occurred). The engine must never change it: tests
+// statsCommissionGaps is store.CommissionGaps: the engine must never change it, so tests
 // compare it before and after (the fixture's own rows need not start at zero).
 func statsCommissionGaps(t *testing.T, app core.App) map[string]int64 {
 	t.Helper()
-	var rows []struct {
-		Key    string `db:"k"`
-		Amount int64  `db:"amount"`
-	}
-	err := app.DB().NewQuery(`SELECT day || '/' || affiliate || '/' || program || '/' || link AS k, SUM(commission) AS amount
-			FROM stats_daily GROUP BY k
-		UNION ALL
-		SELECT substr(v.occurred_at, 1, 10) || '/' || v.affiliate || '/' || v.program || '/' || v.link AS k, -SUM(c.amount) AS amount
-			FROM commissions c JOIN conversions v ON v.id = c.conversion
-			WHERE c.status != 'void' AND (c.kind IN ('sale', 'recurring', 'clawback') OR c.ref LIKE 'reinstate:%') GROUP BY k`).All(&rows)
+	gaps, err := store.CommissionGaps(app)
 	if err != nil {
 		t.Fatal(err)
-	}
-	gaps := map[string]int64{}
-	for _, r := range rows {
-		if gaps[r.Key] += r.Amount; gaps[r.Key] == 0 {
-			delete(gaps, r.Key)
-		}
 	}
 	return gaps
 }
@@ -667,26 +650,15 @@ func statsConsistent(t *testing.T, app core.App, before map[string]int64, when s
 	}
 }
 
-// statsSaleGaps is, for every stats_daily key, its conversions and revenue minus those of the
-// key's conversions (rejected ones do not count; revenue is net of the refunds applied). Edits
-// must never change it (the fixture's own rows need not start at zero).
+// statsSaleGaps is store.SaleGaps as text: edits must never change it (the fixture's own
+// rows need not start at zero).
 func statsSaleGaps(t *testing.T, app core.App) string {
 	t.Helper()
-	var rows []struct {
-		Key         string `db:"k"`
-		Conversions int64  `db:"n"`
-		Revenue     int64  `db:"revenue"`
-	}
-	err := app.DB().NewQuery(`SELECT k, SUM(n) AS n, SUM(revenue) AS revenue FROM (
-		SELECT day || '/' || affiliate || '/' || program || '/' || link AS k, conversions AS n, revenue FROM stats_daily
-		UNION ALL
-		SELECT substr(occurred_at, 1, 10) || '/' || affiliate || '/' || program || '/' || link AS k, -1 AS n,
-			-(amount - refund_applied) AS revenue FROM conversions WHERE status != 'rejected')
-		GROUP BY k HAVING SUM(n) != 0 OR SUM(revenue) != 0 ORDER BY k`).All(&rows)
+	gaps, err := store.SaleGaps(app)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprint(rows)
+	return fmt.Sprint(gaps)
 }
 
 // rollupsConsistent fails when stats_daily drifted from the facts since gaps and saleGaps
@@ -798,50 +770,13 @@ func TestCommissionEditsGuarded(t *testing.T) {
 // over random ranges.
 func derivedRollupsConsistent(t *testing.T, app core.App, rng *rand.Rand, when string) {
 	t.Helper()
-	mismatch := func(what, query string) {
-		t.Helper()
-		var rows []struct {
-			K string `db:"k"`
-		}
-		if err := app.DB().NewQuery(query).All(&rows); err != nil {
-			t.Fatalf("%s: %s: %v", when, what, err)
-		}
-		if len(rows) > 0 {
-			t.Fatalf("%s: %s differs from stats_daily at %v", when, what, rows)
-		}
+	mismatches, err := store.DerivedRollupMismatches(app)
+	if err != nil {
+		t.Fatalf("%s: %v", when, err)
 	}
-	mismatch("stats_program_hourly", `
-		WITH d AS (SELECT program, day, SUM(clicks) c, SUM(unique_clicks) u, SUM(conversions) n, SUM(revenue) r, SUM(commission) m
-			FROM stats_daily GROUP BY program, day),
-		h AS (SELECT program, substr(hour, 1, 10) AS day, SUM(clicks) c, SUM(unique_clicks) u, SUM(conversions) n, SUM(revenue) r,
-			SUM(commission) m FROM stats_program_hourly GROUP BY program, substr(hour, 1, 10))
-		SELECT COALESCE(d.program, h.program) || '/' || COALESCE(d.day, h.day) AS k FROM d FULL OUTER JOIN h ON h.program = d.program AND h.day = d.day
-		WHERE COALESCE(d.c, 0) != COALESCE(h.c, 0) OR COALESCE(d.u, 0) != COALESCE(h.u, 0) OR COALESCE(d.n, 0) != COALESCE(h.n, 0)
-			OR COALESCE(d.r, 0) != COALESCE(h.r, 0) OR COALESCE(d.m, 0) != COALESCE(h.m, 0)`)
-	mismatch("stats_program_hourly currency", `SELECT h.program || '/' || h.hour AS k FROM stats_program_hourly h
-		JOIN programs p ON p.id = h.program WHERE h.currency != p.currency`)
-	for _, dim := range []string{collections.DimCountry, collections.DimReferrer} {
-		mismatch("stats_dims_daily "+dim, `
-			WITH d AS (SELECT program, day, SUM(clicks) c, SUM(unique_clicks) u FROM stats_daily GROUP BY program, day HAVING c != 0 OR u != 0),
-			x AS (SELECT program, day, SUM(clicks) c, SUM(unique_clicks) u FROM stats_dims_daily WHERE dim = '`+dim+`' AND affiliate = ''
-				GROUP BY program, day HAVING c != 0 OR u != 0)
-			SELECT COALESCE(d.program, x.program) || '/' || COALESCE(d.day, x.day) AS k FROM d FULL OUTER JOIN x ON x.program = d.program AND x.day = d.day
-			WHERE COALESCE(d.c, 0) != COALESCE(x.c, 0) OR COALESCE(d.u, 0) != COALESCE(x.u, 0)`)
+	if len(mismatches) > 0 {
+		t.Fatalf("%s: rollups differ from stats_daily: %v", when, mismatches)
 	}
-	mismatch("stats_dims_daily sub", `
-		WITH d AS (SELECT program, affiliate, day, SUM(clicks) c, SUM(unique_clicks) u FROM stats_daily GROUP BY program, affiliate, day HAVING c != 0 OR u != 0),
-		x AS (SELECT program, affiliate, day, SUM(clicks) c, SUM(unique_clicks) u FROM stats_dims_daily WHERE dim = 'sub'
-			GROUP BY program, affiliate, day HAVING c != 0 OR u != 0)
-		SELECT COALESCE(d.affiliate, x.affiliate) || '/' || COALESCE(d.day, x.day) AS k FROM d
-		FULL OUTER JOIN x ON x.program = d.program AND x.affiliate = d.affiliate AND x.day = d.day
-		WHERE COALESCE(d.c, 0) != COALESCE(x.c, 0) OR COALESCE(d.u, 0) != COALESCE(x.u, 0)`)
-
-	mismatch("commission_totals", `
-		WITH c AS (SELECT program, currency, status, SUM(amount) a, COUNT(*) n FROM commissions GROUP BY program, currency, status),
-		t AS (SELECT program, currency, status, amount a, count n FROM commission_totals WHERE count != 0 OR amount != 0)
-		SELECT COALESCE(c.program, t.program) || '/' || COALESCE(c.status, t.status) AS k FROM c FULL OUTER JOIN t
-			ON t.program = c.program AND t.currency = c.currency AND t.status = c.status
-		WHERE COALESCE(c.a, 0) != COALESCE(t.a, 0) OR COALESCE(c.n, 0) != COALESCE(t.n, 0)`)
 
 	// The board against stats_daily: the whole history, then random ranges.
 	var bounds struct {

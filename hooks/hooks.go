@@ -89,6 +89,13 @@ type Config struct {
 	// WebhookAllowPrivateNetworks lets affiliate webhooks reach loopback and private addresses;
 	// off in production so a webhook_url cannot probe the server's own network.
 	WebhookAllowPrivateNetworks bool
+
+	// ReplicaURL turns on continuous replication of data.db with Litestream while the server
+	// runs (file:///path, s3://bucket/path, sftp://host/path); empty means none.
+	ReplicaURL string
+	// ReplicaSyncInterval is how often new WAL frames are read and shipped to the replica
+	// (DefaultReplicaSyncInterval when 0); the replication lag is about twice it.
+	ReplicaSyncInterval time.Duration
 }
 
 // Defaults of the tunables, used where the environment leaves them unset.
@@ -135,6 +142,8 @@ func ConfigFromEnv() Config {
 		StripeRateLimit:             envInt("PBA_STRIPE_RATE_LIMIT", DefaultStripeRateLimit),
 		WebhookAllowPrivateNetworks: os.Getenv("PBA_WEBHOOK_ALLOW_PRIVATE") == "true",
 		MetricsToken:                os.Getenv("PBA_METRICS_TOKEN"),
+		ReplicaURL:                  strings.TrimSpace(os.Getenv("PBA_REPLICA_URL")),
+		ReplicaSyncInterval:         envDuration("PBA_REPLICA_SYNC_INTERVAL", DefaultReplicaSyncInterval),
 	}
 }
 
@@ -228,6 +237,9 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		return fmt.Errorf("messaging: %w", err)
 	}
 	registerRetention(app, cfg)
+	if _, err := registerReplication(app, cfg); err != nil {
+		return err
+	}
 	assets := registerAssets(app, newMailContent(app, cfg.PublicURL))
 
 	r := routes{
@@ -252,7 +264,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		return se.Next()
 	})
 	if rootCmd != nil {
-		rootCmd.AddCommand(newDemoCommand(app, conversions, commissions, payouts, mail), newPayoutsCommand(app, payouts))
+		rootCmd.AddCommand(newDemoCommand(app, conversions, commissions, payouts, mail), newPayoutsCommand(app, payouts), NewRestoreCommand())
 	}
 	return nil
 }
@@ -269,6 +281,7 @@ func (c Config) validate() error {
 		"PBA_CLICK_QUEUE_SIZE": int64(c.ClickQueueSize), "PBA_CLICK_BATCH_WAIT": int64(c.ClickBatchWait),
 		"PBA_CLICK_ENQUEUE_TIMEOUT": int64(c.ClickEnqueueTimeout), "PBA_STRIPE_RATE_LIMIT": int64(c.StripeRateLimit),
 		"PBA_CLICK_RETENTION_DAYS": int64(c.ClickRetentionDays), "PBA_CLICK_IP_CEILING": int64(c.ClickIPCeiling),
+		"PBA_REPLICA_SYNC_INTERVAL": int64(c.ReplicaSyncInterval),
 	} {
 		if v < 0 {
 			return fmt.Errorf("%s must be a non-negative number (durations like 2ms), got %q", name, os.Getenv(name))
