@@ -130,6 +130,10 @@ func TestTermsRoute(t *testing.T) {
 // lead to the portal's pages (migration 1795480900), never to the dashboard.
 func TestAuthMailsLinkToPortal(t *testing.T) {
 	env := newEngineEnv(t)
+	// PocketBase's mailer (the test app's captures what it sends) is the sender only with SMTP
+	// on; without it, mail goes to the log (chooseMailProvider).
+	env.app.Settings().SMTP.Enabled = true
+	env.app.Settings().SMTP.Host = "127.0.0.1"
 	for _, c := range []struct{ path, email, want string }{
 		{"request-password-reset", fx.A.Email, "/portal/#/reset/"},
 		{"request-verification", "fresh@fixture.test", "/portal/#/verify/"},
