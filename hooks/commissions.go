@@ -50,6 +50,9 @@ type commissionEngine struct {
 	live *liveHub
 	now  func() time.Time
 	mu   sync.Mutex // one run at a time in this process
+	// refundsListed, when set (tests), runs between listing the refunds to apply and applying
+	// them: where another writer's edit can land.
+	refundsListed func()
 }
 
 // newCommissionEngine builds the engine; live may be nil (CLI commands broadcast nothing).
@@ -656,13 +659,29 @@ func (e *commissionEngine) applyRefunds(st *engineStats) error {
 	if err != nil {
 		return wrap(err, "select refunds")
 	}
-	for _, t := range todo {
-		if !t.Commissioned {
+	if e.refundsListed != nil {
+		e.refundsListed()
+	}
+	for _, listed := range todo {
+		if !listed.Commissioned {
 			continue // the next createBatch handles the sale first
 		}
 		var change int64 // of the sale's net commission
+		var t refundTodo // the sale as it is inside the transaction
+		applied := false
 		err := e.app.RunInTransaction(func(tx core.App) error {
-			change = 0
+			change, applied = 0, false
+			// Read again under the write lock: between the list and this transaction an edit
+			// may have rejected the sale (taking its whole revenue out of stats_daily) or
+			// refunded more. Deltas from the listed row would count those twice.
+			if err := tx.DB().NewQuery(`SELECT id, affiliate, program, link, occurred_at, amount, refunded_amount, refund_applied,
+				commissioned, status FROM conversions WHERE id = {:id}`).Bind(dbx.Params{"id": listed.ID}).One(&t); err != nil {
+				return fmt.Errorf("read conversion %s: %w", listed.ID, err)
+			}
+			if !t.Commissioned || t.Refunded <= t.RefundApplied {
+				return nil
+			}
+			applied = true
 			if t.Status != collections.ConversionRejected {
 				// A rejected sale's commission is already fully reversed; approving it again
 				// reinstates it net of the refunds applied meanwhile (reinstateSale).
@@ -697,7 +716,10 @@ func (e *commissionEngine) applyRefunds(st *engineStats) error {
 				StatusBefore: t.Status, StatusAfter: t.Status, RefundedBefore: t.Refunded, RefundedAfter: t.Refunded, Commission: change})
 		})
 		if err != nil {
-			return fmt.Errorf("apply refund of %s: %w", t.ID, err)
+			return fmt.Errorf("apply refund of %s: %w", listed.ID, err)
+		}
+		if !applied {
+			continue
 		}
 		st.Refunds++
 		if e.live != nil {
