@@ -444,6 +444,35 @@ func portalSubtests(t *testing.T, browser func(t *testing.T) *pageTab, w *portal
 				t.Errorf("%s overflows a 390 px screen: %d px wide", v[0], w)
 			}
 		}
+		// A rate boost running now for her: her home's terms spell it out as the server
+		// computes it (then it ends, before any other sale).
+		boost := createRecord(t, base, "incentives", w.adminToken, fmt.Sprintf(
+			`{"program":%q,"name":"Spring push","kind":"rate_boost","value":500,"eligibility":"affiliates","affiliates":[%q],"active":true,"starts_at":%q,"ends_at":%q}`,
+			ada.program, ada.id, now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)))
+		var boosted struct {
+			Rate struct {
+				Value  int64 `json:"value"`
+				Base   int64 `json:"base_value"`
+				Source string
+			}
+		}
+		getJSON(t, base+"/api/pba/terms", token, &boosted)
+		if boosted.Rate.Source != "incentive" || boosted.Rate.Value != min(boosted.Rate.Base+500, 10000) {
+			t.Errorf("terms during the boost: %+v", boosted.Rate)
+		}
+		w.open(t, p, "#/home", "Welcome")
+		if err := chromedp.Do(p.ctx, chromedp.Reload()); err != nil { // the terms are read on load
+			t.Fatal(err)
+		}
+		p.waitFor("the boosted terms", `document.getElementById("terms-incentive") !== null`)
+		if got := pageEval[string](p, `document.getElementById("terms-rate").dataset.value`); got != strconv.FormatInt(boosted.Rate.Value, 10) {
+			t.Errorf("home's rate %s, terms %d", got, boosted.Rate.Value)
+		}
+		if got := p.text("#terms-incentive"); !strings.Contains(got, "+ 5 points during Spring push = ") {
+			t.Errorf("home's campaign rate: %q", got)
+		}
+		p.screenshots("portal-home-incentive")
+		sendJSONStatus(t, http.MethodDelete, base+"/api/collections/incentives/records/"+boost, w.adminToken, "", 204)
 		// The back office's subtests start without materials or campaigns.
 		sendJSONStatus(t, http.MethodDelete, base+"/api/collections/assets/records/"+asset.ID, w.adminToken, "", 204)
 		sendJSONStatus(t, http.MethodDelete, base+"/api/collections/incentives/records/"+running.ID, w.adminToken, "", 204)
