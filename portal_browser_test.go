@@ -76,6 +76,25 @@ func authToken(t *testing.T, base, collection, email, password string) string {
 	return out.Token
 }
 
+// createRecord creates a record through the records API (as the back office does) and returns its id.
+func createRecord(t *testing.T, base, collection, token, body string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/collections/"+collection+"/records", strings.NewReader(body))
+	req.Header.Set("Authorization", token)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct{ ID string }
+	raw, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK || json.Unmarshal(raw, &out) != nil || out.ID == "" {
+		t.Fatalf("create %s %s: %d %s", collection, body, res.StatusCode, raw)
+	}
+	return out.ID
+}
+
 // signInPortal signs a tab in as an affiliate through the form.
 func signInPortal(p *pageTab, base, email, password string) {
 	p.navigate(base + "/portal/")
@@ -357,6 +376,107 @@ func portalSubtests(t *testing.T, browser func(t *testing.T) *pageTab, w *portal
 		}
 		w.axeCheck(t, p, "portal coupons")
 		p.screenshots("portal-coupons")
+
+		// Materials: a text rendered with her own link (not Grace's), filtered by kind.
+		var asset struct{ ID string }
+		asset.ID = createRecord(t, base, "assets", w.adminToken,
+			`{"program":"`+ada.program+`","kind":"text","title":"Tweet for spring","body":"Spring deals at {{.Program}}: {{.Link}}","active":true}`)
+		w.open(t, p, "#/materials", "Materials")
+		p.waitFor("the text material", `document.getElementById("asset-text-`+asset.ID+`") !== null`)
+		// The server's rendering for each of them (its links are PBA_PUBLIC_URL's).
+		var forAda, forGrace struct{ Text, Link string }
+		getJSON(t, base+"/api/pba/assets/"+asset.ID+"?affiliate="+ada.id, w.adminToken, &forAda)
+		getJSON(t, base+"/api/pba/assets/"+asset.ID+"?affiliate="+w.grace.id, w.adminToken, &forGrace)
+		if !strings.HasSuffix(forAda.Link, "/r/"+ada.code) || !strings.HasSuffix(forGrace.Link, "/r/"+w.grace.code) {
+			t.Fatalf("asset links: Ada %q, Grace %q", forAda.Link, forGrace.Link)
+		}
+		if got := p.text("#asset-text-" + asset.ID); got != forAda.Text || !strings.Contains(got, forAda.Link) || strings.Contains(got, forGrace.Link) || strings.Contains(got, "{{") {
+			t.Errorf("material text %q: want %q with her link %s, not Grace's %s", got, forAda.Text, forAda.Link, forGrace.Link)
+		}
+		w.graceLinks = append(w.graceLinks, forGrace.Link)
+		if n := pageEval[int](p, `document.querySelectorAll("#materials iframe, #materials a[href*='/r/']").length`); n != 0 {
+			t.Errorf("material markup rendered: %d elements", n)
+		}
+		p.click("#kind-banner")
+		p.waitFor("the banner filter", `document.getElementById("asset-`+asset.ID+`") === null && document.getElementById("materials-empty") !== null`)
+		p.click("#kind-text")
+		p.waitFor("the text filter", `document.getElementById("asset-`+asset.ID+`") !== null`)
+		w.axeCheck(t, p, "portal materials")
+		p.screenshots("portal-materials")
+		w.keep(p)
+
+		// Incentives: a target campaign running now with her progress, one coming for her only.
+		now := time.Now().UTC()
+		var running, upcoming struct{ ID string }
+		running.ID = createRecord(t, base, "incentives", w.adminToken, fmt.Sprintf(
+			`{"program":%q,"name":"Spring sprint","kind":"target_bonus","target_kind":"sales","target":1000,"bonus":5000,"eligibility":"affiliates","affiliates":[%q],"active":true,"starts_at":%q,"ends_at":%q}`,
+			ada.program, ada.id, now.AddDate(0, 0, -60).Format(time.RFC3339), now.AddDate(0, 0, 10).Format(time.RFC3339)))
+		upcoming.ID = createRecord(t, base, "incentives", w.adminToken, fmt.Sprintf(
+			`{"program":%q,"name":"Summer push","kind":"rate_boost","value":500,"eligibility":"affiliates","affiliates":[%q],"active":true,"starts_at":%q,"ends_at":%q}`,
+			ada.program, ada.id, now.AddDate(0, 0, 20).Format(time.RFC3339), now.AddDate(0, 0, 30).Format(time.RFC3339)))
+		var campaignSales int
+		db.QueryRow(`SELECT COUNT(*) FROM conversions WHERE affiliate = ? AND status = 'approved' AND occurred_at >= ?`,
+			ada.id, now.AddDate(0, 0, -60).Format("2006-01-02 15:04:05.000Z")).Scan(&campaignSales)
+		w.open(t, p, "#/incentives", "Incentives")
+		p.waitFor("the campaigns", `document.getElementById("incentive-`+running.ID+`") !== null && document.getElementById("incentive-`+upcoming.ID+`") !== null`)
+		if got := pageEval[string](p, `document.getElementById("incentive-`+running.ID+`").dataset.state`); got != "active" {
+			t.Errorf("Spring sprint state %q, want active", got)
+		}
+		if got := pageEval[string](p, `document.getElementById("incentive-`+upcoming.ID+`").dataset.state`); got != "upcoming" {
+			t.Errorf("Summer push state %q, want upcoming", got)
+		}
+		if got := p.text("#incentive-" + running.ID); !strings.Contains(got, "50.00 USD once you reach 1,000 sales") ||
+			!strings.Contains(got, fmt.Sprintf("%d of 1,000 sales", campaignSales)) {
+			t.Errorf("Spring sprint shows %q, want the bonus and %d of 1000 sales", got, campaignSales)
+		}
+		if v := pageEval[string](p, `(e => e.value + "/" + e.max)(document.getElementById("incentive-progress-`+running.ID+`"))`); v != fmt.Sprintf("%d/1000", campaignSales) {
+			t.Errorf("progress element %s, want %d/1000", v, campaignSales)
+		}
+		if got := p.text("#incentive-" + upcoming.ID); !strings.Contains(got, "+5 percentage points") {
+			t.Errorf("Summer push shows %q", got)
+		}
+		w.axeCheck(t, p, "portal incentives")
+		p.screenshots("portal-incentives")
+		w.keep(p)
+		for _, v := range [][2]string{{"#/materials", "Materials"}, {"#/incentives", "Incentives"}} {
+			w.open(t, p, v[0], v[1])
+			if w := phoneWidth(t, p); w > 390 {
+				t.Errorf("%s overflows a 390 px screen: %d px wide", v[0], w)
+			}
+		}
+		// A rate boost running now for her: her home's terms spell it out as the server
+		// computes it (then it ends, before any other sale).
+		boost := createRecord(t, base, "incentives", w.adminToken, fmt.Sprintf(
+			`{"program":%q,"name":"Spring push","kind":"rate_boost","value":500,"eligibility":"affiliates","affiliates":[%q],"active":true,"starts_at":%q,"ends_at":%q}`,
+			ada.program, ada.id, now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)))
+		var boosted struct {
+			Rate struct {
+				Value  int64 `json:"value"`
+				Base   int64 `json:"base_value"`
+				Source string
+			}
+		}
+		getJSON(t, base+"/api/pba/terms", token, &boosted)
+		if boosted.Rate.Source != "incentive" || boosted.Rate.Value != min(boosted.Rate.Base+500, 10000) {
+			t.Errorf("terms during the boost: %+v", boosted.Rate)
+		}
+		w.open(t, p, "#/home", "Welcome")
+		if err := chromedp.Do(p.ctx, chromedp.Reload()); err != nil { // the terms are read on load
+			t.Fatal(err)
+		}
+		p.waitFor("the boosted terms", `document.getElementById("terms-incentive") !== null`)
+		if got := pageEval[string](p, `document.getElementById("terms-rate").dataset.value`); got != strconv.FormatInt(boosted.Rate.Value, 10) {
+			t.Errorf("home's rate %s, terms %d", got, boosted.Rate.Value)
+		}
+		if got := p.text("#terms-incentive"); !strings.Contains(got, "+ 5 points during Spring push = ") {
+			t.Errorf("home's campaign rate: %q", got)
+		}
+		p.screenshots("portal-home-incentive")
+		sendJSONStatus(t, http.MethodDelete, base+"/api/collections/incentives/records/"+boost, w.adminToken, "", 204)
+		// The back office's subtests start without materials or campaigns.
+		sendJSONStatus(t, http.MethodDelete, base+"/api/collections/assets/records/"+asset.ID, w.adminToken, "", 204)
+		sendJSONStatus(t, http.MethodDelete, base+"/api/collections/incentives/records/"+running.ID, w.adminToken, "", 204)
+		sendJSONStatus(t, http.MethodDelete, base+"/api/collections/incentives/records/"+upcoming.ID, w.adminToken, "", 204)
 
 		// Profile: the server's validation error next to the field, then a save.
 		w.open(t, p, "#/profile", "Profile")

@@ -90,7 +90,7 @@ func (pt *portalTerms) handleTerms(re *core.RequestEvent) error {
 	if err != nil {
 		return re.InternalServerError("", fmt.Errorf("program of affiliate %s: %w", aff.Id, err))
 	}
-	rate, err := affiliateRate(re.App, p, aff)
+	rate, err := affiliateRate(re.App, p, aff, pt.payouts.now())
 	if err != nil {
 		return re.InternalServerError("", err)
 	}
@@ -118,28 +118,56 @@ func (pt *portalTerms) handleTerms(re *core.RequestEvent) error {
 	})
 }
 
-// termsRate is the rate an affiliate earns and where it comes from.
+// termsRate is the rate an affiliate earns now and where it comes from.
 type termsRate struct {
 	Type   string `json:"type"`   // percent (value in basis points) or flat (minor units)
-	Value  int64  `json:"value"`  // basis points or minor units
-	Source string `json:"source"` // program, tier, override (incentive once incentives land)
-	Tier   string `json:"tier"`   // the tier's name when it sets the rate
+	Value  int64  `json:"value"`  // basis points or minor units, with the running campaigns applied
+	Source string `json:"source"` // program, tier, override, or incentive when a campaign changes it
+	Tier   string `json:"tier"`   // the tier's name when it sets the base rate
+	// The rate without campaigns and where it comes from (program, tier, override).
+	BaseValue  int64  `json:"base_value"`
+	BaseSource string `json:"base_source"`
+	// What the running campaigns do: basis points added, then a factor per mille (1000 = ×1).
+	Boost      int64    `json:"boost"`
+	Multiplier int64    `json:"multiplier"`
+	Incentives []string `json:"incentives"`
 }
 
-// affiliateRate asks the commission engine's rule (rules.Compute, loaded as the engine loads
-// it) what rate a sale would earn now: the same choice of override, tier or program.
-func affiliateRate(app core.App, p *collections.Program, aff *collections.Affiliate) (termsRate, error) {
+// affiliateRate asks the commission engine what a sale at `at` would earn: rules.Compute
+// (loaded as the engine loads it: override, tier or program), then the rate-changing campaigns
+// running at `at` through rules.ApplyIncentives, as the engine applies them. The rate is the
+// commission on a sale of MaxPercentBP minor units, which is the rate in basis points (rounded
+// half-even, as the engine rounds, when a multiplier makes it fractional); a flat rate is the
+// commission itself.
+func affiliateRate(app core.App, p *collections.Program, aff *collections.Affiliate, at time.Time) (termsRate, error) {
 	rc := newRuleContext(app)
 	pr, err := rc.program(p.Id)
 	if err != nil {
 		return termsRate{}, fmt.Errorf("program rules: %w", err)
 	}
 	a := rules.Affiliate{ID: aff.Id, TierID: aff.TierID(), CommissionOverride: aff.CommissionOverride()}
-	res, err := rules.Compute(rules.Conversion{Currency: pr.rules.Currency, Kind: rules.KindSale, PaymentNumber: 1}, pr.rules, a, pr.tiers, rules.Performance{})
+	sale := rules.Conversion{Amount: rules.MaxPercentBP, Currency: pr.rules.Currency, Kind: rules.KindSale, PaymentNumber: 1, OccurredAt: at}
+	res, err := rules.Compute(sale, pr.rules, a, pr.tiers, rules.Performance{})
 	if err != nil {
 		return termsRate{}, fmt.Errorf("rate of affiliate %s: %w", aff.Id, err)
 	}
-	return termsRate{Type: res.Rule.Type, Value: res.Rule.Value, Source: res.Rule.Source, Tier: res.Rule.TierName}, nil
+	out := termsRate{Type: res.Rule.Type, Value: res.Rule.Value, Source: res.Rule.Source, Tier: res.Rule.TierName,
+		BaseValue: res.Rule.Value, BaseSource: res.Rule.Source, Multiplier: rules.PerMille, Incentives: []string{}}
+	boost, mult, names, err := activeIncentiveRate(app, aff.Record, at)
+	if err != nil {
+		return termsRate{}, err
+	}
+	change := rules.RateChange{Boost: int64(boost), Multiplier: int64(mult)}
+	if change.None() || res.Amount <= 0 {
+		return out, nil
+	}
+	boosted, err := rules.ApplyIncentives(res, pr.rules, change)
+	if err != nil {
+		return termsRate{}, fmt.Errorf("incentives of affiliate %s: %w", aff.Id, err)
+	}
+	out.Value, out.Source = boosted.Amount, "incentive"
+	out.Boost, out.Multiplier, out.Incentives = change.Boost, change.Multiplier, names
+	return out, nil
 }
 
 // termsPayout is the affiliate's next payout: the payout preview's line for it.

@@ -1,11 +1,14 @@
 package hooks_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/rules"
 	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
@@ -158,6 +161,52 @@ func TestAuthMailsLinkToPortal(t *testing.T) {
 		}
 		if !strings.Contains(html, c.want) || strings.Contains(html, "/_/#/auth/") {
 			t.Errorf("%s mail to %s: want a link to %s, got %q", c.path, c.email, c.want, html)
+		}
+	}
+}
+
+// TestTermsWithIncentive: during a rate boost for all and a multiplier for A alone, A's terms
+// show the engine's boosted rate (source incentive, the campaigns named, the base rate kept)
+// and B's only the boost; each equals the commission the engine then writes for a sale.
+func TestTermsWithIncentive(t *testing.T) {
+	env := newEngineEnv(t)
+	now := time.Now().UTC()
+	start, end := now.Add(-time.Hour), now.Add(time.Hour)
+	env.incentive(map[string]any{"name": "Spring push", "kind": "rate_boost", "value": 500, "starts_at": start, "ends_at": end})
+	env.incentive(map[string]any{"name": "A times 1.5", "kind": "multiplier", "value": 1500, "eligibility": "affiliates",
+		"affiliates": []string{fx.A.ID}, "starts_at": start, "ends_at": end})
+	env.incentive(map[string]any{"name": "Later", "kind": "rate_boost", "value": 4000, "starts_at": end, "ends_at": end.Add(time.Hour)})
+
+	rate := func(token string) map[string]any {
+		t.Helper()
+		res := pbatest.Request(env.handler, http.MethodGet, "/api/pba/terms", token, "")
+		if res.Code != 200 {
+			t.Fatalf("terms: %d %s", res.Code, res.Body)
+		}
+		return res.JSON["rate"].(map[string]any)
+	}
+	a, b := rate(fx.A.Token), rate(fx.B.Token)
+	// A: (20 + 5)% × 1.5 = 37.5%; B: 20 + 5 = 25%, without A's multiplier.
+	if a["value"].(float64) != 3750 || a["source"] != "incentive" || a["base_value"].(float64) != 2000 || a["base_source"] != "program" ||
+		a["boost"].(float64) != 500 || a["multiplier"].(float64) != 1500 || len(a["incentives"].([]any)) != 2 {
+		t.Errorf("A's rate: %v", a)
+	}
+	if b["value"].(float64) != 2500 || b["source"] != "incentive" || b["multiplier"].(float64) != 1000 ||
+		fmt.Sprint(b["incentives"]) != "[Spring push]" {
+		t.Errorf("B's rate: %v", b)
+	}
+
+	// The engine writes exactly those rates for sales at this moment.
+	sa := env.sale("affiliate-a", 12345, now.Add(-time.Second))
+	sb := env.sale("affiliate-b", 12345, now.Add(-time.Second))
+	env.run()
+	for who, c := range map[string]struct {
+		conv string
+		rate map[string]any
+	}{"A": {sa, a}, "B": {sb, b}} {
+		want := money.MulDivHalfEven(12345, int64(c.rate["value"].(float64)), rules.MaxPercentBP)
+		if got := env.commissionOf(c.conv).GetInt("amount"); int64(got) != want {
+			t.Errorf("%s: commission %d, terms' rate %v gives %d", who, got, c.rate["value"], want)
 		}
 	}
 }

@@ -2,6 +2,7 @@
 // answers. Pure: no SDK, no DOM (tested by terms.test.js).
 import { formatBasisPoints, formatMoney } from "../lib/money.js";
 import { splitSchedule, PRESETS } from "../admin/schedule.js";
+import { formatMultiplier } from "../admin/incentives.js";
 
 /** rateText says what one sale earns: "20% of each sale", "5.00 USD per sale". */
 export function rateText(type, value, currency) {
@@ -64,4 +65,20 @@ export function nextSteps(autoApprove) {
   return autoApprove
     ? ["You get an email to confirm your address.", "Your account is approved at once: sign in to get your links.", "Share your links; every sale they bring earns a commission."]
     : ["You get an email to confirm your address.", "The program team reviews your application, usually within a few days; you get an email with the decision.", "Once approved, sign in to get your links and start earning."];
+}
+
+/**
+ * incentiveRateText spells out a rate a running campaign changes (terms' rate with source
+ * incentive): "20% + 5 points during Spring push = 25%", "20% × 1.5 during Double = 30%".
+ * Empty when no campaign changes it.
+ */
+export function incentiveRateText(rate, currency) {
+  if (rate?.source !== "incentive") return "";
+  const one = (v) => (rate.type === "flat" ? formatMoney(v, currency) : `${formatBasisPoints(v)}%`);
+  let s = one(rate.base_value);
+  if (rate.boost > 0) s += ` + ${formatBasisPoints(rate.boost)} point${rate.boost === 100 ? "" : "s"}`;
+  if (rate.multiplier > 1000) s += ` × ${formatMultiplier(rate.multiplier)}`;
+  const names = rate.incentives || [];
+  if (names.length) s += ` during ${names.join(" and ")}`;
+  return `${s} = ${one(rate.value)}`;
 }
