@@ -301,6 +301,9 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p := b.p
 		b.open(t, "#/affiliates?tab=applications", "Affiliates")
 		p.waitFor("the application", `document.getElementById("aff-`+katherineID+`") !== null`)
+		// The portal's applicant (subtest "portal apply") with her answers to the program's questions.
+		p.waitFor("the applicant's answers", `[...document.querySelectorAll("#affiliates-body tr")].some((r) => r.textContent.includes("mary@example.org") &&
+			r.querySelector(".answers")?.textContent.includes("My newsletter on early computing") && r.querySelector(".answers")?.textContent.includes("https://mary.example.org/space"))`)
 		b.checkAxe(t, "applications")
 		p.screenshots("backoffice-applications")
 		// On a phone: the application is a card whose status and Approve button are on the

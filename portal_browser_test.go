@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/makiuchi-d/gozxing"
 	"github.com/makiuchi-d/gozxing/qrcode"
 )
@@ -477,6 +478,58 @@ func portalSubtests(t *testing.T, browser func(t *testing.T) *pageTab, w *portal
 		sendJSONStatus(t, http.MethodDelete, base+"/api/collections/assets/records/"+asset.ID, w.adminToken, "", 204)
 		sendJSONStatus(t, http.MethodDelete, base+"/api/collections/incentives/records/"+running.ID, w.adminToken, "", 204)
 		sendJSONStatus(t, http.MethodDelete, base+"/api/collections/incentives/records/"+upcoming.ID, w.adminToken, "", 204)
+		// Feedback: a survey answer of hers (written as the rating links write it) is listed;
+		// the form's missing rating comes back from the server next to the scale; the 0–10
+		// scale works with the keyboard; the answer is stored as hers, never in Grace's list.
+		sendJSONStatus(t, http.MethodPost, base+"/api/collections/surveys/records", w.adminToken,
+			`{"name":"Portal pulse","question":"How likely are you to recommend us?","send_at":"2099-01-01 09:00:00.000Z","active":false}`, 200)
+		var survey string
+		if err := db.QueryRow(`SELECT id FROM surveys WHERE name = 'Portal pulse'`).Scan(&survey); err != nil {
+			t.Fatal(err)
+		}
+		sendJSONStatus(t, http.MethodPost, base+"/api/collections/feedback/records", w.adminToken,
+			`{"affiliate":"`+ada.id+`","program":"`+ada.program+`","survey":"`+survey+`","round":"20990101T090000Z","rating":8,"comment":"Asked by the survey mail"}`, 200)
+		w.open(t, p, "#/feedback", "Feedback")
+		p.waitFor("her survey answer", `[...document.querySelectorAll("#feedback-body tr")].some((r) => r.textContent.includes("Asked by the survey mail") && r.textContent.includes("Survey"))`)
+		if got := p.text("#fb-rating legend"); !strings.Contains(got, "How likely are you to recommend") {
+			t.Errorf("the rating's legend: %q", got)
+		}
+		if n := pageEval[int](p, `[...document.querySelectorAll("#fb-rating input[type=radio]")].filter((r) => r.labels.length === 1 && r.labels[0].textContent.trim() === r.value).length`); n != 11 {
+			t.Errorf("%d labelled ratings 0–10, want 11", n)
+		}
+		w.axeCheck(t, p, "portal feedback")
+		p.typeInto("#fb-comment", "More banners in Portuguese, please.")
+		p.click("#feedback-form button[type=submit]")
+		p.waitFor("the server's rating error", `document.getElementById("fb-rating-err").textContent.includes("0 to 10") && document.getElementById("fb-rating").getAttribute("aria-invalid") === "true"`)
+		if focused := pageEval[string](p, `document.activeElement && document.activeElement.id`); focused != "fb-rating-0" {
+			t.Errorf("focus after the error: %q, want the scale's first choice", focused)
+		}
+		// From 7, two presses of the right arrow choose 9 (the radio group's own keyboard).
+		p.click("#fb-rating-7")
+		for range 2 {
+			if err := chromedp.Do(p.ctx, chromedp.KeyEvent(kb.ArrowRight)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p.waitFor("9 chosen by keyboard", `document.getElementById("fb-rating-9").checked`)
+		p.setValue("#fb-topic", "materials")
+		p.click("#feedback-form button[type=submit]")
+		p.waitFor("the saved feedback", `document.getElementById("feedback-msg").textContent.includes("saved")`)
+		waitDB(t, p, db, "her feedback", 1, `SELECT COUNT(*) FROM feedback WHERE affiliate = ? AND program = ? AND rating = 9 AND topic = 'materials'
+			AND comment = 'More banners in Portuguese, please.' AND survey = ''`, ada.id, ada.program)
+		p.waitFor("the answer listed", `document.getElementById("feedback-body").textContent.includes("More banners in Portuguese")`)
+		var graceList struct {
+			Items []struct{ Affiliate, Comment string }
+		}
+		getJSON(t, base+"/api/collections/feedback/records?perPage=500", authToken(t, base, "affiliates", w.grace.email, demoPasswordForUI), &graceList)
+		for _, f := range graceList.Items {
+			if f.Affiliate != w.grace.id || strings.Contains(f.Comment, "Portuguese") || strings.Contains(f.Comment, "survey mail") {
+				t.Errorf("Grace's feedback list holds %+v", f)
+			}
+		}
+		w.axeCheck(t, p, "portal feedback sent")
+		p.screenshots("portal-feedback")
+		w.keep(p)
 
 		// Profile: the server's validation error next to the field, then a save.
 		w.open(t, p, "#/profile", "Profile")
@@ -497,13 +550,29 @@ func portalSubtests(t *testing.T, browser func(t *testing.T) *pageTab, w *portal
 		p.click(`#email-prefs input[value="email"]`)
 		p.click("#profile-form button[type=submit]")
 		waitDB(t, p, db, "the email preference back to email", 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND preferred_channel = 'email'`, ada.id)
+		// Mail categories: two declined are stored as mail_opt_out and shown again after a reload.
+		p.click("#mail-digest")
+		p.click("#mail-survey")
+		p.click("#profile-form button[type=submit]")
+		waitDB(t, p, db, "mail_opt_out", 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND json(mail_opt_out) = json('["digest","survey"]')`, ada.id)
+		p.navigate(base + "/portal/#/profile")
+		p.waitFor("the categories after reload", `document.getElementById("mail-broadcast")?.checked === true && document.getElementById("mail-digest")?.checked === false && document.getElementById("mail-survey")?.checked === false && document.getElementById("mail-material")?.checked === true`)
+		if got := p.text("#mail-categories-hint"); !strings.Contains(got, "always sent") {
+			t.Errorf("the page does not say account mail is always sent: %q", got)
+		}
+		w.axeCheck(t, p, "portal profile mail categories")
+		// Back to every category (the back office's survey counts on her).
+		p.click("#mail-digest")
+		p.click("#mail-survey")
+		p.click("#profile-form button[type=submit]")
+		waitDB(t, p, db, "mail_opt_out empty", 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND json(mail_opt_out) = json('[]')`, ada.id)
 		w.axeCheck(t, p, "portal profile")
 		p.screenshots("portal-profile")
 		w.keep(p)
 
 		// On a phone: nothing wider than the screen.
-		for _, hash := range []string{"#/home", "#/links", "#/money"} {
-			w.open(t, p, hash, map[string]string{"#/home": "Welcome", "#/links": "Links", "#/money": "Money"}[hash])
+		for _, hash := range []string{"#/home", "#/links", "#/money", "#/feedback", "#/profile"} {
+			w.open(t, p, hash, map[string]string{"#/home": "Welcome", "#/links": "Links", "#/money": "Money", "#/feedback": "Feedback", "#/profile": "Profile"}[hash])
 			if w := phoneWidth(t, p); w > 390 {
 				t.Errorf("%s overflows a 390 px screen: %d px wide", hash, w)
 			}
@@ -559,22 +628,37 @@ func portalSubtests(t *testing.T, browser func(t *testing.T) *pageTab, w *portal
 
 	t.Run("portal apply", func(t *testing.T) {
 		p := browser(t)
+		// The program's own questions, set as an admin would through the records API: a
+		// required text, a choice and a URL. Removed again at the end (the back office's
+		// questions editor starts from none).
+		var program, name string
+		db.QueryRow(`SELECT id, name FROM programs WHERE slug = 'default'`).Scan(&program, &name)
+		sendJSONStatus(t, http.MethodPatch, base+"/api/collections/programs/records/"+program, w.adminToken, `{"questions":[
+			{"id":"where","label":"Where will you promote us?","kind":"text","required":true},
+			{"id":"audience","label":"How big is your audience?","kind":"choice","choices":["Under 1,000","1,000 to 10,000","Over 10,000"]},
+			{"id":"site","label":"Your website","kind":"url"}]}`, 200)
+		t.Cleanup(func() {
+			sendJSONStatus(t, http.MethodPatch, base+"/api/collections/programs/records/"+program, w.adminToken, `{"questions":[]}`, 200)
+		})
 		var apply struct{ Questions []any }
 		getJSON(t, base+"/api/pba/apply/default", "", &apply)
-		var name string
-		db.QueryRow(`SELECT name FROM programs WHERE slug = 'default'`).Scan(&name)
-		p.navigate(base + "/portal/#/apply")
-		p.waitFor("the apply page", `document.getElementById("apply-h")?.textContent === `+strconv.Quote("Join "+name))
+		if len(apply.Questions) != 3 {
+			t.Fatalf("GET /api/pba/apply/default: %d questions, want 3", len(apply.Questions))
+		}
+		p.navigate(base + "/portal/#/apply/default")
+		p.waitFor("the apply page", `document.getElementById("apply-h")?.textContent === `+strconv.Quote("Join "+name)+` && document.querySelectorAll(".question").length === 3`)
 		if got := p.text("#apply-rate"); !strings.Contains(got, "% of each sale") {
 			t.Errorf("the rate in words: %q", got)
 		}
 		if n := pageEval[int](p, `document.querySelectorAll("#apply-next li").length`); n != 3 {
 			t.Errorf("what happens next: %d steps", n)
 		}
-		// The program's questions: programs.questions is not in this schema yet (its migration
-		// lands separately), so the form has none; with questions, their inputs are q-<id>.
-		if len(apply.Questions) != 0 || pageEval[int](p, `document.querySelectorAll(".question").length`) != 0 {
-			t.Errorf("questions: API %v, page %d", apply.Questions, pageEval[int](p, `document.querySelectorAll(".question").length`))
+		// Each input labelled by its question (the choice by its legend, each option by its text).
+		labels := pageEval[[]string](p, `[document.getElementById("q-where").labels[0]?.textContent.trim(), document.getElementById("q-where").type,
+			document.querySelector(".question fieldset legend")?.textContent.trim(), document.getElementById("q-audience-1").labels[0]?.textContent.trim(),
+			document.getElementById("q-site").labels[0]?.textContent.trim(), document.getElementById("q-site").type]`)
+		if want := []string{"Where will you promote us? (required)", "text", "How big is your audience?", "1,000 to 10,000", "Your website", "url"}; strings.Join(labels, "|") != strings.Join(want, "|") {
+			t.Errorf("question labels and types: %q, want %q", labels, want)
 		}
 		w.axeCheck(t, p, "portal apply")
 		p.screenshots("portal-apply")
@@ -585,11 +669,25 @@ func portalSubtests(t *testing.T, browser func(t *testing.T) *pageTab, w *portal
 		p.click("#signup-form button[type=submit]")
 		p.waitFor("the password confirmation error", `document.getElementById("su-password2-err").textContent !== ""`)
 		p.typeInto("#su-password2", "a-long-password")
+		// Without the required answer: the error names it, next to the question; nothing stored.
+		p.click("#q-audience-1")
+		p.typeInto("#q-site", "https://mary.example.org/space")
+		p.click("#signup-form button[type=submit]")
+		p.waitFor("the required answer's error", `document.getElementById("q-where-err").textContent !== "" && document.getElementById("q-where").getAttribute("aria-invalid") === "true"`)
+		if n := countRows(t, db, `SELECT COUNT(*) FROM affiliates WHERE email = 'mary@example.org'`); n != 0 {
+			t.Errorf("an application without its required answer was stored (%d)", n)
+		}
+		p.typeInto("#q-where", "My newsletter on early computing")
 		p.click("#signup-form button[type=submit]")
 		p.waitFor("pending review", `document.getElementById("status-value")?.textContent === "pending"`)
-		var status string
-		if err := db.QueryRow(`SELECT status FROM affiliates WHERE email = 'mary@example.org'`).Scan(&status); err != nil || status != "pending" {
+		var status, answers string
+		if err := db.QueryRow(`SELECT status, answers FROM affiliates WHERE email = 'mary@example.org'`).Scan(&status, &answers); err != nil || status != "pending" {
 			t.Fatalf("signed-up affiliate: status %q, %v", status, err)
+		}
+		var got map[string]string
+		if err := json.Unmarshal([]byte(answers), &got); err != nil || len(got) != 3 || got["where"] != "My newsletter on early computing" ||
+			got["audience"] != "1,000 to 10,000" || got["site"] != "https://mary.example.org/space" {
+			t.Errorf("stored answers %s (%v): want what was typed", answers, err)
 		}
 
 		// The verification mail's link opens the portal's page, which confirms the address.
