@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html"
 	htmltemplate "html/template"
+	"io"
 	"regexp"
 	"strings"
 	texttemplate "text/template"
@@ -283,20 +284,18 @@ func renderMail(subject, htmlBody, text string, d mailData) (renderedMail, error
 // context.
 func execHTML(name, src string, d any) (string, error) {
 	t, err := htmltemplate.New(name).Option("missingkey=error").Parse(src)
-	if err != nil {
-		return "", fmt.Errorf("parse %s template: %w", name, err)
-	}
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, d); err != nil {
-		return "", fmt.Errorf("render %s: %w", name, err)
-	}
-	return buf.String(), nil
+	return execParsed(name, t, err, d)
 }
 
 // execText renders a text/template part. d is mailData for mail, or another struct of the
 // same field names (assetData), whose missing fields are errors.
 func execText(name, src string, d any) (string, error) {
 	t, err := texttemplate.New(name).Option("missingkey=error").Parse(src)
+	return execParsed(name, t, err, d)
+}
+
+// execParsed renders a template of either package once its parse (err) succeeded.
+func execParsed(name string, t interface{ Execute(io.Writer, any) error }, err error, d any) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("parse %s template: %w", name, err)
 	}
