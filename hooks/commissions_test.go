@@ -797,35 +797,49 @@ func derivedRollupsConsistent(t *testing.T, app core.App, rng *rand.Rand, when s
 		f := first.AddDate(0, 0, rng.Intn(span+2)-1)
 		ranges = append(ranges, [2]string{f.Format(time.DateOnly), f.AddDate(0, 0, rng.Intn(span+1)).Format(time.DateOnly)})
 	}
-	for _, r := range ranges {
-		var rows []struct {
-			Program   string `db:"program"`
-			Affiliate string `db:"affiliate"`
-			C         int64  `db:"c"`
-			U         int64  `db:"u"`
-			N         int64  `db:"n"`
-			R         int64  `db:"r"`
-			M         int64  `db:"m"`
-		}
-		err := app.DB().NewQuery(`SELECT program, affiliate, SUM(clicks) c, SUM(unique_clicks) u, SUM(conversions) n, SUM(revenue) r,
+	// The board learns of a write when its transaction has committed (OnComplete), so a write
+	// committing meanwhile (the engine's cron in the background) can be in stats_daily and not
+	// yet on the board: a difference must last to count.
+	boardDiff := func() string {
+		for _, r := range ranges {
+			var rows []struct {
+				Program   string `db:"program"`
+				Affiliate string `db:"affiliate"`
+				C         int64  `db:"c"`
+				U         int64  `db:"u"`
+				N         int64  `db:"n"`
+				R         int64  `db:"r"`
+				M         int64  `db:"m"`
+			}
+			err := app.DB().NewQuery(`SELECT program, affiliate, SUM(clicks) c, SUM(unique_clicks) u, SUM(conversions) n, SUM(revenue) r,
 			SUM(commission) m FROM stats_daily WHERE day >= {:f} AND day <= {:t} GROUP BY program, affiliate`).
-			Bind(dbx.Params{"f": r[0], "t": r[1]}).All(&rows)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys := make([]store.BoardKey, len(rows))
-		for i, row := range rows {
-			keys[i] = store.BoardKey{Program: row.Program, Affiliate: row.Affiliate}
-		}
-		sums, err := store.BoardSums(app, keys, r[0], r[1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, row := range rows {
-			want := store.BoardCounters{Clicks: row.C, Unique: row.U, Conversions: row.N, Revenue: row.R, Commission: row.M}
-			if got := sums[keys[i]]; got != want {
-				t.Fatalf("%s: board %v over %s..%s = %+v, stats_daily %+v", when, keys[i], r[0], r[1], got, want)
+				Bind(dbx.Params{"f": r[0], "t": r[1]}).All(&rows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys := make([]store.BoardKey, len(rows))
+			for i, row := range rows {
+				keys[i] = store.BoardKey{Program: row.Program, Affiliate: row.Affiliate}
+			}
+			sums, err := store.BoardSums(app, keys, r[0], r[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, row := range rows {
+				want := store.BoardCounters{Clicks: row.C, Unique: row.U, Conversions: row.N, Revenue: row.R, Commission: row.M}
+				if got := sums[keys[i]]; got != want {
+					return fmt.Sprintf("%s: board %v over %s..%s = %+v, stats_daily %+v", when, keys[i], r[0], r[1], got, want)
+				}
 			}
 		}
+		return ""
+	}
+	diff := boardDiff()
+	for try := 0; diff != "" && try < 20; try++ {
+		time.Sleep(100 * time.Millisecond)
+		diff = boardDiff()
+	}
+	if diff != "" {
+		t.Fatal(diff)
 	}
 }
