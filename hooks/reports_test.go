@@ -136,7 +136,7 @@ func TestLeaderboardRoute(t *testing.T) {
 		{
 			Name: "money within one currency: its programs", URL: "/api/pba/leaderboard?from=2026-01-01&to=2026-01-31&currency=usd",
 			Headers: pbatest.AuthHeaders(fx.Superuser.Token), ExpectedStatus: 200,
-			ExpectedContent: []string{`"affiliates":[{"affiliate":"` + fx.B.ID + `","code":`, `"clicks":100,"unique_clicks":90,"conversions":10,"revenue":90000,"commission":18000`, `"rank":2`},
+			ExpectedContent:    []string{`"affiliates":[{"affiliate":"` + fx.B.ID + `","code":`, `"clicks":100,"unique_clicks":90,"conversions":10,"revenue":90000,"commission":18000`, `"rank":2`},
 			NotExpectedContent: []string{`"currency":"eur"`},
 		},
 		{
