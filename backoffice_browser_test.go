@@ -24,6 +24,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // The back office (/admin/, built from ui/) in headless Chromium against the real binary with
@@ -192,8 +193,9 @@ func getJSON(t *testing.T, url, token string, v any) {
 	}
 }
 
-// sendJSONStatus sends body to url with an auth token and fails unless the answer is want.
-func sendJSONStatus(t *testing.T, method, url, token, body string, want int) {
+// sendJSONStatus sends body to url with an auth token, fails unless the answer is want and
+// returns the answer's body.
+func sendJSONStatus(t *testing.T, method, url, token, body string, want int) []byte {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Authorization", token)
@@ -203,9 +205,40 @@ func sendJSONStatus(t *testing.T, method, url, token, body string, want int) {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
 	if res.StatusCode != want {
-		b, _ := io.ReadAll(res.Body)
 		t.Fatalf("%s %s: %d %s", method, url, res.StatusCode, b)
+	}
+	return b
+}
+
+// press sends one key to the page's focused element, as a keyboard would (with Shift when
+// back): Tab moves the focus, Enter follows a link or presses a button.
+func press(t *testing.T, p *pageTab, key string, back bool) {
+	t.Helper()
+	var opts []chromedp.KeyOption
+	if back {
+		opts = append(opts, chromedp.KeyModifiers(chromedp.ModifierShift))
+	}
+	if err := chromedp.Do(p.ctx, chromedp.KeyEvent(key, opts...)); err != nil {
+		t.Fatalf("key %q: %v", key, err)
+	}
+}
+
+// tabTo presses Tab (Shift+Tab when back) until the focused element matches selector, and
+// fails unless the focus is shown there (:focus-visible with an outline).
+func tabTo(t *testing.T, p *pageTab, selector string, back bool, most int) {
+	t.Helper()
+	at := `document.activeElement && document.activeElement.matches(` + strconv.Quote(selector) + `)`
+	for i := 0; !pageEval[bool](p, at); i++ {
+		if i == most {
+			t.Fatalf("%d presses of Tab (back: %v) did not reach %s; the focus is on %s", most, back, selector,
+				pageEval[string](p, `document.activeElement ? document.activeElement.outerHTML.slice(0, 200) : "nothing"`))
+		}
+		press(t, p, kb.Tab, back)
+	}
+	if shown := pageEval[string](p, `(() => { const e = document.activeElement, s = getComputedStyle(e); return e.matches(":focus-visible") + " " + s.outlineStyle + " " + s.outlineWidth; })()`); !strings.HasPrefix(shown, "true ") || strings.Contains(shown, " none ") || strings.HasSuffix(shown, " 0px") {
+		t.Errorf("the focus on %s is not visible (:focus-visible, outline style and width: %s)", selector, shown)
 	}
 }
 
@@ -542,12 +575,37 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.typeInto("#rf-reason", "one item returned")
 		p.click("#rf-submit")
 		waitDB(t, p, db, "partial refund", 1, `SELECT COUNT(*) FROM conversions WHERE id = ? AND status = 'approved' AND refunded_amount = 1000`, saleID)
+		p.waitFor("the partial refund's history row", `document.getElementById("history-`+saleID+`").textContent.includes("Back office: approved → approved, refunded 10.00 ")`)
+		p.screenshots("backoffice-sales")
+		// The full refund: the same form, its amount the rest of the sale. The sale is refunded,
+		// its unpaid commission goes to nothing on the engine's run, the history says so.
+		var amount int64
+		var currency string
+		db.QueryRow(`SELECT amount, currency FROM conversions WHERE id = ?`, saleID).Scan(&amount, &currency)
+		p.waitFor("the refund button", `document.querySelector('#panel-`+saleID+` button[data-action="refund"]') !== null`)
+		p.click(`#panel-` + saleID + ` button[data-action="refund"]`)
+		rest := fmt.Sprintf("%d.%02d", (amount-1000)/100, (amount-1000)%100)
+		p.waitFor("the rest of the sale as the refund's amount", `document.getElementById("rf-amount").value === "`+rest+`"`)
+		p.typeInto("#rf-reason", "customer returned everything")
+		p.click("#rf-submit")
+		waitDB(t, p, db, "full refund", 1, `SELECT COUNT(*) FROM conversions WHERE id = ? AND status = 'refunded' AND refunded_amount = ? AND reason = 'customer returned everything'`, saleID, amount)
+		p.waitFor("the confirmation", `document.getElementById("msg").textContent.includes("(in full)")`)
+		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		sendJSONStatus(t, http.MethodPost, base+"/api/pba/commissions/run", token, `{}`, http.StatusOK)
+		waitDB(t, p, db, "net commission of the refunded sale", 0, `SELECT IFNULL(SUM(amount), 0) FROM commissions WHERE conversion = ? AND status != 'void'`, saleID)
+		b.open(t, "#/sales?status=refunded", "Sales")
+		review()
+		whole := groupThousands(strconv.FormatInt(amount/100, 10)) + fmt.Sprintf(".%02d %s", amount%100, strings.ToUpper(currency))
+		p.waitFor("the full refund's history row", `document.getElementById("history-`+saleID+`").textContent.includes("Back office: approved → refunded, refunded `+whole+`")`)
+		if got := p.text(`#sale-` + saleID + ` .badge`); got != "refunded" {
+			t.Errorf("the sale's status after the full refund: %q", got)
+		}
 		var events int64
 		db.QueryRow(`SELECT COUNT(*) FROM conversion_events WHERE conversion = ? AND door = 'dashboard'`, saleID).Scan(&events)
-		if events != 3 {
-			t.Errorf("history rows of the back office's decisions: %d, want 3", events)
+		if events != 4 {
+			t.Errorf("history rows of the back office's decisions: %d, want 4", events)
 		}
-		p.screenshots("backoffice-sales")
+		p.screenshots("backoffice-sales-refunded")
 		// Filter by affiliate, typed as a code.
 		var ada string
 		var adaSales int64
@@ -569,7 +627,6 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.setValue("#s-affiliate", "nobody-here")
 		p.waitFor("the affiliate error", `document.getElementById("s-affiliate-err").textContent !== ""`)
 		// The ledger still balances.
-		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
 		var check struct {
 			OK       bool  `json:"ok"`
 			Problems []any `json:"problems"`
@@ -867,6 +924,121 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.waitFor("7 days", `document.getElementById("kpis").dataset.from === "`+time.Now().UTC().AddDate(0, 0, -6).Format("2006-01-02")+`"`)
 		b.checkAxe(t, "overview")
 		p.screenshots("backoffice-overview")
+	})
+
+	// These two add affiliates, a program and a sale: they run after the subtests that count.
+	t.Run("keyboard only approval", func(t *testing.T) {
+		// An application approved with the keyboard alone: Shift+Tab from the setup page's
+		// heading (where a view change puts the focus) back into the navigation, Enter on Affiliates, Tab to the applications tab,
+		// Enter, Tab to the row's Approve (one Tab past it and Shift+Tab back), Enter. Every
+		// stop shows where the focus is.
+		p := b.p
+		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		id := createRecord(t, base, "affiliates", token, `{"email":"kay.board@example.org","password":"kay-password-1","passwordConfirm":"kay-password-1","name":"Kay Board","status":"pending"}`)
+		b.open(t, "#/setup", "Setup")
+		p.waitFor("the heading's focus", `document.activeElement === document.querySelector("main h1")`)
+		tabTo(t, p, `nav a[href="#/affiliates"]`, true, 30)
+		press(t, p, kb.Enter, false)
+		p.waitFor("the affiliates", `location.hash === "#/affiliates" && document.querySelector("main h1").textContent.trim().startsWith("Affiliates")`)
+		tabTo(t, p, "#tab-applications", false, 30)
+		press(t, p, kb.Enter, false)
+		p.waitFor("the application", `location.hash.includes("tab=applications") && document.getElementById("aff-`+id+`") !== null`)
+		approve := "#aff-" + id + ` button[data-status="approved"]`
+		tabTo(t, p, approve, false, 80)
+		press(t, p, kb.Tab, false)
+		tabTo(t, p, approve, true, 1)
+		p.screenshots("backoffice-keyboard-approve")
+		press(t, p, kb.Enter, false)
+		waitDB(t, p, db, "Kay approved with the keyboard", 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND status = 'approved'`, id)
+		p.waitFor("the application to leave the queue", `document.getElementById("aff-`+id+`") === null`)
+		p.waitFor("the confirmation", `document.getElementById("msg").textContent.includes("approval email")`)
+	})
+
+	t.Run("overview per currency", func(t *testing.T) {
+		// A second program in euros with a sale beside the dollar programs: the overview shows
+		// each currency on its own (a currency picker), and its revenue, commission and owed
+		// figures are that currency's alone, equal to the stats API and the database.
+		p := b.p
+		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		program := createRecord(t, base, "programs", token, `{"name":"Euro partners","destination":"https://shop.example.eu/","currency":"eur"}`)
+		createRecord(t, base, "affiliates", token, `{"email":"emil.euro@example.org","password":"emil-password-1","passwordConfirm":"emil-password-1","name":"Emil Euro","code":"emil-euro","status":"approved","program":"`+program+`"}`)
+		sendJSONStatus(t, http.MethodPost, base+"/api/pba/conversions", token, `{"affiliate_code":"emil-euro","external_id":"overview-eur-1","amount":4200,"currency":"eur"}`, http.StatusCreated)
+		sendJSONStatus(t, http.MethodPost, base+"/api/pba/commissions/run", token, `{}`, http.StatusOK)
+		waitDB(t, p, db, "the euro sale's commission", 1, `SELECT COUNT(*) FROM commissions WHERE program = ? AND currency = 'eur' AND kind = 'sale'`, program)
+
+		b.open(t, "#/overview?range=30d", "Overview")
+		p.waitFor("the currency picker", `[...document.querySelectorAll("#ov-currency option")].map((o) => o.value).sort().join(",") === "eur,usd"`)
+		from, to := p.attr("#kpis", "data-from"), p.attr("#kpis", "data-to")
+		var api struct {
+			Totals []struct {
+				Currency                                 string
+				Clicks, Conversions, Revenue, Commission int64
+			} `json:"totals"`
+		}
+		getJSON(t, base+"/api/pba/stats?from="+from+"&to="+to, token, &api)
+		var owed struct {
+			Balances []struct {
+				Currency         string
+				Pending, Payable int64
+			} `json:"balances"`
+		}
+		getJSON(t, base+"/api/pba/owed", token, &owed)
+		var all int64
+		db.QueryRow(`SELECT IFNULL(SUM(revenue), 0) FROM stats_daily WHERE day >= ? AND day <= ?`, from, to).Scan(&all)
+		for _, c := range []string{"eur", "usd"} {
+			var want [4]int64
+			if err := db.QueryRow(`SELECT IFNULL(SUM(s.clicks), 0), IFNULL(SUM(s.conversions), 0), IFNULL(SUM(s.revenue), 0), IFNULL(SUM(s.commission), 0)
+				FROM stats_daily s JOIN programs g ON g.id = s.program WHERE g.currency = ? AND s.day >= ? AND s.day <= ?`, c, from, to).Scan(&want[0], &want[1], &want[2], &want[3]); err != nil {
+				t.Fatal(err)
+			}
+			var owedDB int64
+			db.QueryRow(`SELECT IFNULL(SUM(amount), 0) FROM commissions WHERE currency = ? AND status IN ('pending', 'payable')`, c).Scan(&owedDB)
+			if c == "eur" && (want[1] != 1 || want[2] != 4200 || want[3] <= 0) {
+				t.Fatalf("the euro program's figures in stats_daily: %v, want one sale of 4200 with a commission", want)
+			}
+			if want[2] == all {
+				t.Fatalf("%s revenue %d is every currency's %d: the test needs revenue in both", c, want[2], all)
+			}
+			found := false
+			for _, tot := range api.Totals {
+				if tot.Currency == c {
+					found = true
+					if got := [4]int64{tot.Clicks, tot.Conversions, tot.Revenue, tot.Commission}; got != want {
+						t.Errorf("stats API %s totals %v, database %v", c, got, want)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("stats API has no %s totals: %+v", c, api.Totals)
+			}
+			var owedAPI int64 = -1
+			for _, o := range owed.Balances {
+				if o.Currency == c {
+					owedAPI = o.Pending + o.Payable
+				}
+			}
+			if owedAPI != owedDB {
+				t.Errorf("owed API %s: %d, database %d", c, owedAPI, owedDB)
+			}
+			p.setValue("#ov-currency", c)
+			for i, id := range []string{"clicks", "sales", "revenue", "commission"} {
+				p.waitFor(c+" "+id, `document.getElementById("kpi-`+id+`").dataset.value === "`+strconv.FormatInt(want[i], 10)+`"`)
+			}
+			p.waitFor(c+" owed", `document.getElementById("kpi-owed").dataset.value === "`+strconv.FormatInt(owedDB, 10)+`"`)
+			unit := " " + strings.ToUpper(c)
+			for _, id := range []string{"kpi-revenue", "kpi-commission", "kpi-owed"} {
+				if got := p.text("#" + id); !strings.Contains(got, unit) || strings.Contains(got, map[string]string{"eur": "USD", "usd": "EUR"}[c]) {
+					t.Errorf("%s in %s: %q", id, c, got)
+				}
+			}
+			// The top affiliates are that currency's programs' (Emil sells in euros only).
+			p.waitFor(c+" top affiliates", `document.querySelector("#top-h + .hint").textContent.includes("Amounts in `+strings.ToUpper(c)+`") && document.querySelectorAll("#top-body tr").length > 0 && document.getElementById("top-body").textContent.includes("Emil Euro") === `+strconv.FormatBool(c == "eur"))
+			if got := p.text("#msg"); strings.Contains(got, "several currencies") {
+				t.Errorf("the overview in %s shows an error: %q", c, got)
+			}
+			b.checkAxe(t, "overview in "+c)
+			p.screenshots("backoffice-overview-" + c)
+		}
 	})
 
 	t.Run("session outlives its token", func(t *testing.T) {

@@ -16,6 +16,8 @@ func incentivesSubtest(t *testing.T, b *backOffice) {
 		p.setValue("#inc-zone", "Europe/Berlin")
 		p.click("#inc-zone ~ button")
 		waitDB(t, p, b.db, "the program's time zone", 1, `SELECT COUNT(*) FROM programs WHERE timezone = 'Europe/Berlin'`)
+		// The programs are re-read after the save (New campaign is disabled meanwhile).
+		p.waitFor("the saved time zone", `document.getElementById("msg").textContent.includes("now in Europe/Berlin") && !document.getElementById("new-incentive").disabled`)
 
 		// A rate boost over Berlin's change to summer time (29 March 2026).
 		p.click("#new-incentive")

@@ -27,7 +27,13 @@ const runMainEnv = "PBA_TEST_RUN_MAIN"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(runMainEnv) == "1" {
-		os.Args = append([]string{"pbaffiliate"}, strings.Fields(os.Getenv("PBA_TEST_ARGS"))...)
+		// PBA_TEST_ARGV0 names the program as `go run` would (a binary in the temp dir, which
+		// PocketBase takes for dev mode: TestMakeRunFirstRun).
+		argv0 := "pbaffiliate"
+		if v := os.Getenv("PBA_TEST_ARGV0"); v != "" {
+			argv0 = v
+		}
+		os.Args = append([]string{argv0}, strings.Fields(os.Getenv("PBA_TEST_ARGS"))...)
 		main()
 		os.Exit(0)
 	}

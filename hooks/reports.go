@@ -448,6 +448,14 @@ func handleLeaderboard(re *core.RequestEvent) error {
 	if rq.Program != "" {
 		q = q.Where(dbx.HashExp{"id": rq.Program})
 	}
+	// ?currency= ranks the programs of one currency together (the overview's board when
+	// programs differ in currency).
+	if c := re.Request.URL.Query().Get("currency"); c != "" {
+		if !money.ValidCurrency(c) || c != strings.ToLower(c) {
+			return re.BadRequestError("Invalid currency.", fieldError("currency", "invalid_currency", "Use a lowercase ISO 4217 code such as usd."))
+		}
+		q = q.AndWhere(dbx.HashExp{"currency": c})
+	}
 	if err := q.All(&programs); err != nil {
 		return re.InternalServerError("", fmt.Errorf("leaderboard programs: %w", err))
 	}

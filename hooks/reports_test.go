@@ -134,6 +134,16 @@ func TestLeaderboardRoute(t *testing.T) {
 			ExpectedContent: []string{`"program":{"code":"required"`},
 		},
 		{
+			Name: "money within one currency: its programs", URL: "/api/pba/leaderboard?from=2026-01-01&to=2026-01-31&currency=usd",
+			Headers: pbatest.AuthHeaders(fx.Superuser.Token), ExpectedStatus: 200,
+			ExpectedContent:    []string{`"affiliates":[{"affiliate":"` + fx.B.ID + `","code":`, `"clicks":100,"unique_clicks":90,"conversions":10,"revenue":90000,"commission":18000`, `"rank":2`},
+			NotExpectedContent: []string{`"currency":"eur"`},
+		},
+		{
+			Name: "bad currency", URL: "/api/pba/leaderboard?currency=USD", Headers: pbatest.AuthHeaders(fx.Superuser.Token),
+			ExpectedStatus: 400, ExpectedContent: []string{`"currency":{"code":"invalid_currency"`},
+		},
+		{
 			Name: "clicks across currencies, limit 1", URL: "/api/pba/leaderboard?from=2026-01-01&to=2026-01-31&by=clicks&limit=1",
 			Headers: pbatest.AuthHeaders(fx.Superuser.Token), ExpectedStatus: 200,
 			ExpectedContent: []string{`"affiliate":"` + fx.B.ID + `"`}, NotExpectedContent: []string{`"rank":2`},
