@@ -5,7 +5,7 @@ HTTP           ?= 127.0.0.1:8090
 ADMIN_EMAIL    ?= admin@example.com
 ADMIN_PASSWORD ?= pbaffiliate-admin
 
-.PHONY: run demo build test bench fuzz fmt lint clean ui ui-check soak
+.PHONY: run demo build test bench fuzz fmt lint clean ui ui-check soak drill
 
 ## run: start the server on an embedded SQLite in $(DATA), with a superuser ready to log in
 run:
@@ -37,6 +37,11 @@ test:
 SOAK ?= 3m
 soak:
 	SOAK=$(SOAK) $(GO) test -count=1 -timeout 30m -run '^TestSoak$$' -v ./internal/soak
+
+## drill: the restore drill (replicate under load, lose the machine, restore, check); opt-in
+## until its integrity finding is fixed (docs/operations.md)
+drill:
+	PBA_RESTORE_DRILL=1 $(GO) test -count=1 -timeout 10m -run '^TestRestoreDrill$$' -v .
 
 ## ui: rebuild the web app (ui/, Svelte + Vite) into pb_public from the lockfile; needs Node 20+
 ## and npm. The build is committed, so `go build` and `make run` need no Node.
