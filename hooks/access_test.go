@@ -30,6 +30,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	fx.Cleanup()
+	pbatest.RemoveTemplate()
 	os.Exit(code)
 }
 

@@ -54,12 +54,11 @@ type Fixture[C any] struct {
 // NewFixture builds the world, with register(app, cfg) (hooks.Register) on, into a new
 // temporary data dir. Call Cleanup when done.
 func NewFixture[C any](register func(core.App, C) error, cfg C) (*Fixture[C], error) {
-	empty, err := os.MkdirTemp("", "pba_empty_")
+	dir, err := migratedDir()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("migrated template: %w", err)
 	}
-	defer os.RemoveAll(empty)
-	app, err := tests.NewTestApp(empty)
+	app, err := tests.NewTestApp(dir)
 	if err != nil {
 		return nil, fmt.Errorf("test app: %w", err)
 	}

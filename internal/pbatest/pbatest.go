@@ -12,6 +12,9 @@
 package pbatest
 
 import (
+	"fmt"
+	"os"
+	"sync"
 	"testing"
 
 	"github.com/pocketbase/pocketbase/tests"
@@ -23,9 +26,54 @@ import (
 // engine or of raw SQL. It lives in temporary dirs that go with the test.
 func TempApp(t testing.TB) *tests.TestApp {
 	t.Helper()
-	app := newApp(t, t.TempDir(), nil)
+	dir, err := migratedDir()
+	if err != nil {
+		t.Fatalf("migrated template: %v", err)
+	}
+	app := newApp(t, dir, nil)
 	t.Cleanup(app.Cleanup)
 	return app
+}
+
+// migrated is a data dir with every migration applied, made once per test process: migrating
+// an empty dir took 25 times as long as cloning a migrated one under -race (86 s against
+// 3.4 s on a loaded machine), and TempApp and NewFixture would otherwise migrate each time.
+var migrated struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+func migratedDir() (string, error) {
+	migrated.once.Do(func() {
+		empty, err := os.MkdirTemp("", "pba_empty_")
+		if err != nil {
+			migrated.err = err
+			return
+		}
+		defer os.RemoveAll(empty)
+		app, err := tests.NewTestApp(empty) // clones empty into a new dir and migrates it
+		if err != nil {
+			migrated.err = fmt.Errorf("test app: %w", err)
+			return
+		}
+		// Close the database but keep the dir: it is what every app clones.
+		if err := app.ResetBootstrapState(); err != nil {
+			app.Cleanup()
+			migrated.err = err
+			return
+		}
+		migrated.dir = app.DataDir()
+	})
+	return migrated.dir, migrated.err
+}
+
+// RemoveTemplate removes the migrated data dir TempApp and NewFixture clone; a package's
+// TestMain calls it after m.Run (without it the dir stays in the system's temp dir).
+func RemoveTemplate() {
+	if migrated.dir != "" {
+		os.RemoveAll(migrated.dir)
+	}
 }
 
 // newApp clones the data dir src into a new test app (running any migration src lacks) and
