@@ -104,11 +104,11 @@ func TestWebhookSignature(t *testing.T) {
 // last_error fits its field even for multi-byte messages.
 func TestWebhookErrorTextTruncatesCharacters(t *testing.T) {
 	long := strings.Repeat("é", webhookMaxError+10)
-	got := webhookErrorText(long)
+	got := truncateChars(long, webhookMaxError)
 	if n := len([]rune(got)); n != webhookMaxError {
 		t.Fatalf("truncated to %d characters, want %d", n, webhookMaxError)
 	}
-	if webhookErrorText("short") != "short" {
+	if truncateChars("short", webhookMaxError) != "short" {
 		t.Fatal("short text changed")
 	}
 }

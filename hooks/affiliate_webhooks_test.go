@@ -339,7 +339,7 @@ func TestWebhookFailedAfterMaxAttempts(t *testing.T) {
 		}
 		clock.Advance(8 * time.Hour) // past any backoff
 	}
-	if r := reload(t, app, d); !strings.Contains(r.GetString("last_error"), "gave up after 10 attempts") {
+	if r := reload(t, app, d); !strings.Contains(r.GetString("last_error"), fmt.Sprintf("gave up after %d attempts", hooks.WebhookMaxAttemptsForTest)) {
 		t.Fatalf("last_error %q", r.GetString("last_error"))
 	}
 	runSender(t, s)
