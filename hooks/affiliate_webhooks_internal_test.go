@@ -171,3 +171,6 @@ func TestWebhookDisabledMailRenders(t *testing.T) {
 		t.Fatal("an affiliate template rendered as an admin mail")
 	}
 }
+
+// EventDataForTest is the data of a record's events.
+func EventDataForTest(r *core.Record) map[string]any { return eventData(r) }
