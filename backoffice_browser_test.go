@@ -847,6 +847,7 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 	})
 	feedbackSubtests(t, b, base, db, mail)
 	incentivesSubtest(t, b)
+	webhooksSubtest(t, b)
 
 	t.Run("setup checklist", func(t *testing.T) {
 		p := b.p

@@ -28,7 +28,8 @@ func TestPagesInBrowser(t *testing.T) {
 	if out, err := runProgram(t, fmt.Sprintf("superuser upsert %s %s --dir=%s", pagesAdminEmail, pagesAdminPassword, dir)).CombinedOutput(); err != nil {
 		t.Fatalf("superuser: %v\n%s", err, out)
 	}
-	mail := startFakeMail(t) // the server's mail goes to a fake Resend on loopback
+	mail := startFakeMail(t)                      // the server's mail goes to a fake Resend on loopback
+	t.Setenv("PBA_WEBHOOK_ALLOW_PRIVATE", "true") // webhooks reach the tests' receivers on loopback
 	addr := freeAddr(t)
 	startServer(t, fmt.Sprintf("serve --http=%s --dir=%s", addr, dir), addr)
 	base := "http://" + addr

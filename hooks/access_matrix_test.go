@@ -171,7 +171,9 @@ func recordsMatrix() []recordsRow {
 		{collection: "commission_totals", owner: byNobody, access: superusersOnly.withSuperuser(400, 400, 400)},
 		{collection: "click_overflow", owner: byNobody, access: superusersOnly},
 		{collection: "coupons", owner: byAffiliate, access: readOwn},
+		// An endpoint's deliveries have no affiliate: superusers only.
 		{collection: "webhook_deliveries", owner: byAffiliate, access: readOwn},
+		{collection: "webhooks", owner: byNobody, access: superusersOnly},
 		{collection: "tier_changes", owner: byAffiliate, access: readOwn},
 		{collection: "deliveries", owner: byAffiliate, access: readOwn},
 		// A sale's history is written by the server only, superusers included.
@@ -234,6 +236,7 @@ func routesMatrix(w *matrixWorld) []routeRow {
 	codeA := w.codes["A"]
 	orderA := "/api/pba/conversions/api/" + w.orderA
 	assetP, assetQ := w.owners["assets"][fx.ProgramP][0], w.owners["assets"][fx.ProgramQ][0]
+	endpoint := w.owners["webhooks"][""][0]
 	return []routeRow{
 		{"GET /r/{code}", "/r/" + codeA, "", statuses{302, 302, 302, 302, 302, 302, 302}},
 		{"GET /r/{code}/{$}", "/r/" + codeA + "/", "", statuses{302, 302, 302, 302, 302, 302, 302}},
@@ -251,6 +254,10 @@ func routesMatrix(w *matrixWorld) []routeRow {
 		{"GET /api/pba/survey", "/api/pba/survey?score=5&token=forged.x.y.z", "", statuses{400, 400, 400, 400, 400, 400, 400}},
 		{"POST /api/pba/survey", "/api/pba/survey?score=5&token=forged.x.y.z", "", statuses{400, 400, 400, 400, 400, 400, 400}},
 		{"GET /api/pba/feedback/summary", "/api/pba/feedback/summary", "", statuses{401, 403, 403, 403, 403, 401, 200}},
+		// Outgoing webhooks: superusers only.
+		{"POST /api/pba/webhooks/{id}/test", "/api/pba/webhooks/" + endpoint + "/test", "", statuses{401, 403, 403, 403, 403, 401, 201}},
+		{"POST /api/pba/webhooks/{id}/deliveries/{delivery}/resend", "/api/pba/webhooks/" + endpoint + "/deliveries/" + w.owners["webhook_deliveries"][""][0] + "/resend", "",
+			statuses{401, 403, 403, 403, 403, 401, 200}},
 		{"GET /api/pba/stats", "/api/pba/stats", "", statuses{401, 200, 200, 200, 200, 401, 200}},
 		{"GET /api/pba/stats", "/api/pba/stats?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200}},
 		{"GET /api/pba/balance", "/api/pba/balance", "", statuses{401, 200, 200, 200, 200, 401, 400}}, // superusers name the affiliate
@@ -1171,5 +1178,13 @@ func seedMatrix(app core.App) (pbatest.Actor, error) {
 			return s, err
 		}
 	}
-	return s, nil
+	// A merchant's endpoint (port 9 of loopback: nothing listens) and a delivery of it.
+	endpoint, err := pbatest.Save(app, "webhooks", map[string]any{"url": "https://127.0.0.1:9/" + mark + "endpoint", "description": mark + "endpoint", "active": true})
+	if err != nil {
+		return s, err
+	}
+	_, err = pbatest.Save(app, collections.WebhookDeliveries, map[string]any{"webhook": endpoint.Id, "event": "sale.created", "event_id": mark + "msg",
+		"url": "https://127.0.0.1:9/" + mark + "endpoint", "payload": map[string]any{"type": "sale.created", "data": map[string]any{"id": mark + "sale"}},
+		"status": "sent", "response_body": mark + "answer"})
+	return s, err
 }

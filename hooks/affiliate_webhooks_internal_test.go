@@ -104,11 +104,11 @@ func TestWebhookSignature(t *testing.T) {
 // last_error fits its field even for multi-byte messages.
 func TestWebhookErrorTextTruncatesCharacters(t *testing.T) {
 	long := strings.Repeat("é", webhookMaxError+10)
-	got := webhookErrorText(long)
+	got := truncateChars(long, webhookMaxError)
 	if n := len([]rune(got)); n != webhookMaxError {
 		t.Fatalf("truncated to %d characters, want %d", n, webhookMaxError)
 	}
-	if webhookErrorText("short") != "short" {
+	if truncateChars("short", webhookMaxError) != "short" {
 		t.Fatal("short text changed")
 	}
 }
@@ -146,3 +146,31 @@ func TestWebhookDialerRefusesPrivateNetworks(t *testing.T) {
 // PublicOnlyWebhookClientForTest is the production client, whose dialer refuses non-public
 // addresses (NewWebhookSenderForTest allows private ones for loopback receivers).
 func PublicOnlyWebhookClientForTest() *http.Client { return newWebhookSender(nil, false).client }
+
+// StopWebhookWorkerForTest stops the app's registered delivery worker (started by Serve), so a
+// test drives deliveries alone with its own clock (NewWebhookSenderForTest).
+func StopWebhookWorkerForTest(app core.App) {
+	app.Store().Get(webhookSenderKey).(*webhookSender).worker.Stop()
+}
+
+// WebhookBackoffMaxForTest is the longest wait between two attempts (before jitter).
+const WebhookBackoffMaxForTest = webhookBackoffMax
+
+// The mail to superusers about a disabled endpoint renders with what its delivery froze.
+func TestWebhookDisabledMailRenders(t *testing.T) {
+	out, err := adminMail(deliveryRow{Template: templateWebhookDisabled, IdempotencyKey: "webhook-disabled:x:1:y",
+		Data: `{"url":"https://hooks.example.com/<in>","description":"CRM","reason":"Every delivery attempt failed for about 3 days; the last: HTTP 503","disabled_at":"6 Dec 2026 19:00 UTC"}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.Subject, "https://hooks.example.com/<in>") || !strings.Contains(out.Text, "HTTP 503") ||
+		!strings.Contains(out.HTML, "&lt;in&gt;") || !strings.Contains(out.HTML, "(CRM)") {
+		t.Fatalf("mail: %+v", out)
+	}
+	if _, err := adminMail(deliveryRow{Template: "approved"}); err == nil {
+		t.Fatal("an affiliate template rendered as an admin mail")
+	}
+}
+
+// EventDataForTest is the data of a record's events.
+func EventDataForTest(r *core.Record) map[string]any { return eventData(r) }

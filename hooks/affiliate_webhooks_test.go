@@ -19,6 +19,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tests"
 	"github.com/pocketbase/pocketbase/tools/types"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks"
@@ -236,9 +237,24 @@ func TestWebhookDeliverySignedAndSent(t *testing.T) {
 		t.Fatalf("signature %q does not verify with the affiliate's secret", sig)
 	}
 
+	// And per Standard Webhooks, verified by the spec's own library.
+	if h.Get("webhook-id") != "conversion.created:abc" || h.Get("webhook-timestamp") != ts {
+		t.Errorf("webhook-id %q, webhook-timestamp %q", h.Get("webhook-id"), h.Get("webhook-timestamp"))
+	}
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wh.VerifyIgnoringTimestamp(got[0].body, h); err != nil {
+		t.Fatalf("Standard Webhooks signature: %v", err)
+	}
+
 	var body map[string]any
 	if err := json.Unmarshal(got[0].body, &body); err != nil {
 		t.Fatalf("body %s: %v", got[0].body, err)
+	}
+	if body["type"] != "conversion.created" || body["timestamp"] == nil {
+		t.Errorf("body %s lacks the Standard Webhooks type and timestamp", got[0].body)
 	}
 	if body["id"] != "conversion.created:abc" || body["event"] != "conversion.created" || body["created"] == "" || body["data"] == nil {
 		t.Fatalf("body %s lacks id, event, created or data", got[0].body)
@@ -339,7 +355,7 @@ func TestWebhookFailedAfterMaxAttempts(t *testing.T) {
 		}
 		clock.Advance(8 * time.Hour) // past any backoff
 	}
-	if r := reload(t, app, d); !strings.Contains(r.GetString("last_error"), "gave up after 10 attempts") {
+	if r := reload(t, app, d); !strings.Contains(r.GetString("last_error"), fmt.Sprintf("gave up after %d attempts", hooks.WebhookMaxAttemptsForTest)) {
 		t.Fatalf("last_error %q", r.GetString("last_error"))
 	}
 	runSender(t, s)

@@ -156,7 +156,7 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 			return err
 		}
 		n = len(batch)
-		w := commissionWriter{tx: sqlTx, stats: map[store.StatsKey]store.StatsDelta{}, totals: map[store.TotalsKey]store.TotalsDelta{}, stamp: store.DBTime(now), st: st, live: live, touched: touched}
+		w := commissionWriter{tx: sqlTx, events: newEventEmitter(tx), stats: map[store.StatsKey]store.StatsDelta{}, totals: map[store.TotalsKey]store.TotalsDelta{}, stamp: store.DBTime(now), st: st, live: live, touched: touched}
 		defer w.close()
 		ctx := newRuleContext(tx)
 		if err := ctx.loadAffiliates(sqlTx, batch); err != nil {
@@ -260,7 +260,8 @@ const commissionInsert = `INSERT INTO commissions (id, affiliate, program, conve
 // (stats_daily, live counters, bonus months, engine stats).
 type commissionWriter struct {
 	tx      *sql.Tx
-	insert  *sql.Stmt // prepared on first use
+	events  *eventEmitter // commission.created, in the batch's transaction
+	insert  *sql.Stmt     // prepared on first use
 	stamp   string
 	stats   map[store.StatsKey]store.StatsDelta
 	totals  map[store.TotalsKey]store.TotalsDelta // sale and recurring commissions created (no trigger counts them)
@@ -276,13 +277,25 @@ func (w *commissionWriter) add(c *pendingConversion, kind string, amount int64, 
 			return fmt.Errorf("prepare commission insert: %w", err)
 		}
 	}
-	res, err := w.insert.Exec(store.NewOrderedID(time.Now()), c.Affiliate, c.Program, c.ID, kind, amount, c.Currency,
+	id := store.NewOrderedID(time.Now())
+	res, err := w.insert.Exec(id, c.Affiliate, c.Program, c.ID, kind, amount, c.Currency,
 		collections.CommissionPending, payableAt, rule, w.stamp, w.stamp)
 	if err != nil {
 		return fmt.Errorf("insert commission for %s: %w", c.ID, err)
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
 		return nil // this sale already had its commission
+	}
+	if ok, err := w.events.wants(eventCommissionCreated); err != nil {
+		return err
+	} else if ok {
+		data, err := engineCommissionData(id, c, kind, amount, payableAt, w.stamp)
+		if err != nil {
+			return err
+		}
+		if err := w.events.emit(eventCommissionCreated, data); err != nil {
+			return err
+		}
 	}
 	w.st.Created++
 	w.live[c.Affiliate] += amount
@@ -296,6 +309,28 @@ func (w *commissionWriter) add(c *pendingConversion, kind string, amount int64, 
 	w.stats[k] = d
 	w.touched[monthKey{c.Affiliate, c.Program, c.OccurredAt[:7]}] = true
 	return nil
+}
+
+// engineCommissionData is eventData of a commission the engine just inserted, built from the
+// values it wrote: reading each row back as a record cost several times the insert
+// (BenchmarkCommissionEngineWithWebhook). TestOutgoingWebhooks checks it equals eventData of the
+// stored record.
+func engineCommissionData(id string, c *pendingConversion, kind string, amount int64, payableAt, stamp string) (map[string]any, error) {
+	date := func(s string) (string, error) {
+		t, err := store.ParseDBTime(s)
+		return t.UTC().Format(time.RFC3339Nano), err
+	}
+	payable, err := date(payableAt)
+	if err != nil {
+		return nil, fmt.Errorf("commission %s payable_at %q: %w", id, payableAt, err)
+	}
+	created, err := date(stamp)
+	if err != nil {
+		return nil, fmt.Errorf("commission %s created %q: %w", id, stamp, err)
+	}
+	return map[string]any{"id": id, "affiliate": c.Affiliate, "program": c.Program, "conversion": c.ID, "kind": kind, "amount": amount,
+		"currency": c.Currency, "status": collections.CommissionPending, "payable_at": payable, "payout": "", "note": "",
+		"created": created, "updated": created}, nil
 }
 
 func (w *commissionWriter) close() {
@@ -784,17 +819,32 @@ func reverseForRefund(tx core.App, t refundTodo, now time.Time) (int64, error) {
 }
 
 // releasePayable moves commissions whose hold has ended to payable, except those of a sale
-// that is not (or no longer) approved: a disputed sale's commission waits.
+// that is not (or no longer) approved: a disputed sale's commission waits. Each released
+// commission's commission.payable event is written in the same transaction.
 func (e *commissionEngine) releasePayable() (int, error) {
-	res, err := e.app.DB().NewQuery(`UPDATE commissions SET status = 'payable', updated = {:now}
-		WHERE status = 'pending' AND payable_at <= {:now}
-		AND (conversion = '' OR EXISTS (SELECT 1 FROM conversions v WHERE v.id = commissions.conversion AND v.status = 'approved'))`).
-		Bind(dbx.Params{"now": store.DBTime(e.now())}).Execute()
+	var ids []string
+	err := e.app.RunInTransaction(func(tx core.App) error {
+		ids = ids[:0]
+		err := tx.DB().NewQuery(`UPDATE commissions SET status = 'payable', updated = {:now}
+			WHERE status = 'pending' AND payable_at <= {:now}
+			AND (conversion = '' OR EXISTS (SELECT 1 FROM conversions v WHERE v.id = commissions.conversion AND v.status = 'approved'))
+			RETURNING id`).
+			Bind(dbx.Params{"now": store.DBTime(e.now())}).Column(&ids)
+		if err != nil {
+			return err
+		}
+		events := newEventEmitter(tx)
+		for _, id := range ids {
+			if err := events.emitRecord(eventCommissionPayable, collections.Commissions, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, fmt.Errorf("release payable commissions: %w", err)
 	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	return len(ids), nil
 }
 
 // evaluateBonuses pays each active milestone bonus once per affiliate and calendar month,

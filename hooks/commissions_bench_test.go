@@ -276,3 +276,38 @@ func TestRuleSnapshotIsJSON(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCommissionEngineWithWebhook is BenchmarkCommissionEngine with one active endpoint
+// subscribed to commission.created: each new commission also writes its event to the outbox in
+// the batch's transaction (read back, encoded, inserted). Compare it with
+// BenchmarkCommissionEngine in the same run.
+func BenchmarkCommissionEngineWithWebhook(b *testing.B) {
+	defer debug.SetGCPercent(debug.SetGCPercent(DefaultGCPercent))
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("PBA_BENCH_CONVERSIONS")); err == nil && v > 0 {
+		n = v
+	}
+	app, engine, affiliates := engineBenchApp(b)
+	col, err := app.FindCollectionByNameOrId(collections.Webhooks)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ep := core.NewRecord(col)
+	ep.Load(map[string]any{collections.WebhookURL: "https://hooks.example.com/bench", collections.WebhookActive: true,
+		collections.WebhookEvents: []string{eventCommissionCreated}})
+	if err := app.Save(ep); err != nil {
+		b.Fatal(err)
+	}
+	var cpu time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		insertConversions(b, app, affiliates, n, strconv.Itoa(i))
+		cpu += timedEngineRun(b, engine, n)
+	}
+	reportEngineRate(b, n, cpu)
+	var events int
+	if err := app.DB().NewQuery("SELECT COUNT(*) FROM webhook_deliveries WHERE webhook != ''").Row(&events); err != nil || events != n*b.N {
+		b.Fatalf("%d events for %d commissions: %v", events, n*b.N, err)
+	}
+}

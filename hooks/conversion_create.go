@@ -11,7 +11,7 @@ import (
 
 // registerDashboardSales keeps a sale a superuser creates through the records API (the
 // dashboard's "New record") in step like a sale the conversion service records: its
-// stats_daily row, the affiliate's webhook and pba/live. Without it such a sale was
+// stats_daily row, its webhook events and pba/live. Without it such a sale was
 // commissioned by the engine but never counted, and the rollups drifted from the facts.
 //
 // Only the records API's create request is wrapped: the conversion service counts its own
@@ -33,7 +33,7 @@ func registerDashboardSales(app core.App, live *liveHub) {
 				r.GetDateTime(collections.ConversionOccurredAt).Time(), int64(r.GetInt(collections.FieldAmount)), 0)
 			return errors.Join(
 				store.AddStats(tx, map[store.StatsKey]store.StatsDelta{share.key: {Conversions: share.conversions, Revenue: share.revenue}}),
-				enqueueConversionWebhook(tx, r))
+				saleCreatedEvents(tx, r))
 		})
 		if err == nil && live != nil && share.conversions != 0 {
 			live.add(share.key.Affiliate, liveCounters{Conversions: share.conversions, Revenue: share.revenue})

@@ -154,8 +154,31 @@ func applyConversionEdit(e *core.RecordEvent, tx core.App, now time.Time) (map[s
 		r.Set(conversionCommissioned, false)
 	}
 
+	// The sale as stored before this save, for its event (read only when an endpoint listens).
+	events := newEventEmitter(tx)
+	var storedSale map[string]any
+	if ok, err := events.wants(eventSaleUpdated); err != nil {
+		return nil, err
+	} else if refunds, err := events.wants(eventSaleRefunded); err != nil {
+		return nil, err
+	} else if ok || refunds {
+		stored, err := tx.FindRecordById(collections.Conversions, r.Id)
+		if err != nil {
+			return nil, fmt.Errorf("read conversion %s: %w", r.Id, err)
+		}
+		storedSale = eventData(stored)
+	}
+
 	if err := e.Next(); err != nil {
 		return nil, err
+	}
+	if storedSale != nil {
+		after := eventData(r)
+		if event := saleChangeEvent(storedSale, after); event != "" {
+			if err := events.emit(event, after); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	oldAt, err := store.ParseDBTime(old.OccurredAt)

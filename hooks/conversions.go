@@ -150,7 +150,7 @@ func (s *conversionService) recordSale(in conversionInput) (*core.Record, bool, 
 		if err := applyPendingStripe(tx, rec); err != nil {
 			return err
 		}
-		return enqueueConversionWebhook(tx, rec)
+		return saleCreatedEvents(tx, rec)
 	})
 	if err != nil {
 		return rec, false, err

@@ -228,7 +228,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 	tracking := registerTracking(app, cfg)
 	conversions := newConversionService(app, tracking.live)
 	registerDashboardSales(app, tracking.live)
-	registerAffiliateWebhooks(app, cfg)
+	webhooks := registerWebhooks(app, cfg)
 	commissions := registerCommissions(app, tracking.live)
 	registerIncentives(app)
 	payouts := registerPayouts(app, cfg)
@@ -257,6 +257,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		surveys:     mail.surveys,
 		portal:      &portalTerms{payouts: payouts},
 		metrics:     metricsOf(app),
+		webhooks:    webhooks,
 		cfg:         cfg,
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {

@@ -240,11 +240,12 @@ type bonusRow struct {
 // insertBonus writes a pending bonus unless its ref was paid before, with its count in
 // commission_totals, in one transaction (st.Bonuses counts the new ones).
 func insertBonus(app core.App, st *engineStats, b bonusRow) error {
+	id := store.NewOrderedID(b.now)
 	return app.RunInTransaction(func(tx core.App) error {
 		res, err := tx.DB().NewQuery(`INSERT INTO commissions (id, affiliate, program, conversion, kind, amount, currency, status,
 			payable_at, payout, rule, ref, note, created, updated) VALUES ({:id}, {:a}, {:p}, '', 'bonus', {:amount}, {:cur}, 'pending',
 			{:payable}, '', {:rule}, {:ref}, {:note}, {:now}, {:now}) ON CONFLICT (affiliate, kind, ref) WHERE ref != '' DO NOTHING`).Bind(dbx.Params{
-			"id": store.NewOrderedID(b.now), "a": b.affiliate, "p": b.program, "amount": b.amount, "cur": b.currency,
+			"id": id, "a": b.affiliate, "p": b.program, "amount": b.amount, "cur": b.currency,
 			"payable": store.DBTime(b.payableAt), "rule": b.rule, "ref": b.ref, "note": b.note, "now": store.DBTime(b.now),
 		}).Execute()
 		if err != nil {
@@ -254,6 +255,9 @@ func insertBonus(app core.App, st *engineStats, b bonusRow) error {
 			return nil // paid before
 		}
 		st.Bonuses++
+		if err := newEventEmitter(tx).emitRecord(eventCommissionCreated, collections.Commissions, id); err != nil {
+			return err
+		}
 		return store.AddCommissionTotals(tx, map[store.TotalsKey]store.TotalsDelta{
 			{Program: b.program, Currency: b.currency, Status: collections.CommissionPending}: {Amount: b.amount, Count: 1}})
 	})

@@ -304,6 +304,19 @@ func (o *mailOutbox) prepare(rows []deliveryRow) ([]outgoingMail, []deliveryRow,
 	var mails []outgoingMail
 	var ready []deliveryRow
 	for _, r := range rows {
+		if r.Affiliate == "" { // to a superuser (webhook_disabled): transactional, no preferences
+			out, err := adminMail(r)
+			if err != nil {
+				if err := o.markDone(r.ID, collections.DeliveryFailed, err.Error()); err != nil {
+					return nil, nil, err
+				}
+				continue
+			}
+			mails = append(mails, outgoingMail{From: from, To: r.Email, IdempotencyKey: r.IdempotencyKey,
+				Tags: map[string]string{"template": r.Template}, Subject: out.Subject, HTML: out.HTML, Text: out.Text})
+			ready = append(ready, r)
+			continue
+		}
 		a := byID[r.Affiliate]
 		if a == nil {
 			if err := o.markDone(r.ID, collections.DeliverySkipped, "affiliate deleted"); err != nil {

@@ -66,6 +66,8 @@ type mailData struct {
 	Survey mailSurvey
 	// incentive_started: the campaign that started.
 	Incentive mailIncentive
+	// webhook_disabled (to superusers): the endpoint and why it was disabled.
+	Webhook mailWebhook
 }
 
 // unverifiedName stands in for the name in mail to an unverified address, so that every

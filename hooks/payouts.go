@@ -365,7 +365,10 @@ func (e *payoutEngine) createPayout(programID, runID string, b balance, method s
 			VALUES ({:id}, {:a}, {:p}, {:run}, {:amount}, {:c}, {:method}, 'pending', '', {:key}, 0, '', {:end}, '', '', '', {:now}, {:now})`).
 			Bind(dbx.Params{"id": id, "a": b.Affiliate, "p": programID, "run": runID, "amount": amount, "c": b.Currency,
 				"method": method, "key": "pba_payout_" + id, "end": store.DBTime(periodEnd), "now": now}).Execute()
-		return err
+		if err != nil {
+			return err
+		}
+		return newEventEmitter(tx).emitRecord(eventPayoutCreated, collections.Payouts, id)
 	})
 	if errors.Is(err, errNothingToPay) {
 		return "", 0, nil

@@ -238,7 +238,10 @@ func (x *stripeExecutor) markPaid(payoutID, transferID string) error {
 			}
 			return nil
 		}
-		return settleCommissions(tx, payoutID, collections.PayoutPaid)
+		if err := settleCommissions(tx, payoutID, collections.PayoutPaid); err != nil {
+			return err
+		}
+		return newEventEmitter(tx).emitRecord(eventPayoutPaid, collections.Payouts, payoutID)
 	})
 	if err != nil {
 		return fmt.Errorf("store transfer %s of payout %s: %w", transferID, payoutID, err)
@@ -261,7 +264,10 @@ func (x *stripeExecutor) markFailed(payoutID string, cause error) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil
 		}
-		return settleCommissions(tx, payoutID, collections.PayoutFailed)
+		if err := settleCommissions(tx, payoutID, collections.PayoutFailed); err != nil {
+			return err
+		}
+		return newEventEmitter(tx).emitRecord(eventPayoutFailed, collections.Payouts, payoutID)
 	})
 	if err != nil {
 		return fmt.Errorf("store failure of payout %s: %w", payoutID, err)

@@ -25,6 +25,7 @@ type routes struct {
 	surveys     *surveyMails
 	portal      *portalTerms
 	metrics     *metrics
+	webhooks    *webhookSender
 	cfg         Config
 }
 
@@ -88,6 +89,9 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.POST("/api/pba/messages/preview", r.mailPreview.handle).Bind(superuser, apis.BodyLimit(256<<10))
 	rt.POST("/api/pba/assets/{id}/announce", r.assets.handleAnnounce).Bind(superuser)
 	rt.GET("/api/pba/feedback/summary", handleFeedbackSummary).Bind(superuser)
+	// Outgoing webhooks (the merchant's endpoints; webhook_endpoints.go): a test event, a re-send.
+	rt.POST("/api/pba/webhooks/{id}/test", r.webhooks.handleTest).Bind(superuser)
+	rt.POST("/api/pba/webhooks/{id}/deliveries/{delivery}/resend", r.webhooks.handleResend).Bind(superuser)
 	for name, spec := range exportSpecs() { // affiliates, conversions, commissions
 		rt.GET("/api/pba/export/"+name+".csv", exportHandler(name, spec)).Bind(superuser)
 	}
