@@ -257,6 +257,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		surveys:     mail.surveys,
 		portal:      &portalTerms{payouts: payouts},
 		metrics:     metricsOf(app),
+		privacy:     newPrivacy(app, tracking),
 		cfg:         cfg,
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {

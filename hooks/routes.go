@@ -25,6 +25,7 @@ type routes struct {
 	surveys     *surveyMails
 	portal      *portalTerms
 	metrics     *metrics
+	privacy     *privacy
 	cfg         Config
 }
 
@@ -88,6 +89,11 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.POST("/api/pba/messages/preview", r.mailPreview.handle).Bind(superuser, apis.BodyLimit(256<<10))
 	rt.POST("/api/pba/assets/{id}/announce", r.assets.handleAnnounce).Bind(superuser)
 	rt.GET("/api/pba/feedback/summary", handleFeedbackSummary).Bind(superuser)
+	// Personal data (GDPR, privacy*.go): an affiliate's export and erasure, a visitor's clicks
+	// erased; each recorded in privacy_requests. The visitor id stays out of the request log.
+	rt.GET("/api/pba/affiliates/{id}/export", r.privacy.handleExport).Bind(superuser)
+	rt.POST("/api/pba/affiliates/{id}/erase", r.privacy.handleErase).Bind(superuser, apis.BodyLimit(4<<10))
+	rt.POST("/api/pba/visitors/{visitor}/erase", r.privacy.handleVisitorErase).Bind(superuser, apis.SkipSuccessActivityLog())
 	for name, spec := range exportSpecs() { // affiliates, conversions, commissions
 		rt.GET("/api/pba/export/"+name+".csv", exportHandler(name, spec)).Bind(superuser)
 	}
