@@ -56,11 +56,14 @@ func (p *privacy) handleExport(e *core.RequestEvent) error {
 	e.Response.WriteHeader(http.StatusOK)
 
 	w := bufio.NewWriterSize(e.Response, 32<<10)
-	counts, werr := writeAffiliateExport(e.App, w, aff, refs, clicks, func() {
-		_ = w.Flush()
+	counts, werr := writeAffiliateExport(e.App, w, aff, refs, clicks, func() error {
+		if err := w.Flush(); err != nil {
+			return err // the client went away
+		}
 		if f, ok := e.Response.(http.Flusher); ok {
 			f.Flush()
 		}
+		return nil
 	})
 	if werr == nil {
 		werr = w.Flush()
@@ -77,8 +80,8 @@ func (p *privacy) handleExport(e *core.RequestEvent) error {
 
 // writeAffiliateExport writes the export document: the affiliate, its clicks' counts, then every row
 // of every collection that names it (affiliateRefs), in collection order. flush is called
-// after each page. It returns the rows written per collection.
-func writeAffiliateExport(app core.App, w *bufio.Writer, aff *core.Record, refs []affiliateRef, clicks exportClicks, flush func()) (map[string]int, error) {
+// after each page; its error (the client went away) ends the export. It returns the rows written per collection.
+func writeAffiliateExport(app core.App, w *bufio.Writer, aff *core.Record, refs []affiliateRef, clicks exportClicks, flush func() error) (map[string]int, error) {
 	head, err := json.Marshal(map[string]any{
 		"format":      ExportFormat,
 		"exported_at": time.Now().UTC().Format(time.RFC3339),
@@ -137,7 +140,9 @@ func writeAffiliateExport(app core.App, w *bufio.Writer, aff *core.Record, refs 
 				w.Write(b)
 				n++
 			}
-			flush()
+			if err := flush(); err != nil {
+				return counts, fmt.Errorf("export %s: %w", name, err)
+			}
 			if len(rows) < exportPage {
 				break
 			}

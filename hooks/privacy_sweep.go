@@ -109,9 +109,16 @@ func sweepPersonal(app core.App, needles []needle) (map[string]int, error) {
 	return changed, err
 }
 
-// sweepCondition finds rows whose fields may hold a needle (scrub decides): the needle inside
-// the text, or inside it as JSON escapes it.
+// sweepCondition finds rows whose fields may hold a needle (scrub decides): the needle, or
+// the needle as JSON escapes it, inside the row's fields joined into one string. LIKE ignores
+// ASCII case as lower() does, and one pattern per needle costs one comparison per row (the
+// sweep reads every row of every table).
 func sweepCondition(fields []core.Field, needles []needle) dbx.Expression {
+	parts := make([]string, len(fields))
+	for i, f := range fields {
+		parts[i] = "COALESCE([[" + f.GetName() + "]], '')"
+	}
+	joined := strings.Join(parts, " || char(31) || ")
 	var or []dbx.Expression
 	for i, n := range needles {
 		forms := []string{n.find}
@@ -120,12 +127,15 @@ func sweepCondition(fields []core.Field, needles []needle) dbx.Expression {
 		}
 		for j, form := range forms {
 			key := fmt.Sprintf("n%d_%d", i, j)
-			for _, f := range fields {
-				or = append(or, dbx.NewExp("instr(lower([["+f.GetName()+"]]), {:"+key+"}) > 0", dbx.Params{key: form}))
-			}
+			or = append(or, dbx.NewExp(joined+" LIKE {:"+key+"} ESCAPE '\\'", dbx.Params{key: "%" + likeEscape(form) + "%"}))
 		}
 	}
 	return dbx.Or(or...)
+}
+
+// likeEscape escapes LIKE's wildcards (and its escape character) in s.
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(s)
 }
 
 // jsonEscaped is s as it stands inside a JSON string written by Go (& < > escaped).
