@@ -45,7 +45,7 @@ func TestPrivacyAffiliate(t *testing.T) {
 	if err := app.Save(a); err != nil {
 		t.Fatal(err)
 	}
-	exec(t, app, `UPDATE affiliates SET answers = {:answers} WHERE id = {:id}`, dbx.Params{"answers": `{"q1":"` + answer + `"}`, "id": fx.A.ID})
+	sqlExec(t, app, `UPDATE affiliates SET answers = {:answers} WHERE id = {:id}`, dbx.Params{"answers": `{"q1":"` + answer + `"}`, "id": fx.A.ID})
 	for _, seed := range []struct {
 		collection string
 		data       map[string]any
@@ -130,7 +130,7 @@ func TestPrivacyAffiliate(t *testing.T) {
 		if res.Code != http.StatusOK || res.JSON["already_erased"] != false || res.JSON["stripe_account_kept"] != false {
 			t.Fatalf("erase: %d %s", res.Code, res.Body)
 		}
-		if leaks := findValues(t, app, needles); len(leaks) > 0 {
+		if leaks := findPersonalValues(t, app, needles); len(leaks) > 0 {
 			t.Fatalf("personal data left after erasure:\n%s", strings.Join(leaks, "\n"))
 		}
 		after, err := app.FindRecordById(collections.Affiliates, fx.A.ID)
@@ -150,7 +150,7 @@ func TestPrivacyAffiliate(t *testing.T) {
 			t.Fatalf("rollups after erasure: %v (before %v) %v", problems, problemsBefore, err)
 		}
 		for _, id := range []string{fx.RowsA.Conversion, fx.RowsA.Commission, fx.RowsA.Payout, fx.RowsA.Link, fx.RowsA.Click} {
-			if n := count(t, app, `SELECT (SELECT COUNT(*) FROM conversions WHERE id = {:id}) + (SELECT COUNT(*) FROM commissions WHERE id = {:id})
+			if n := sqlCount(t, app, `SELECT (SELECT COUNT(*) FROM conversions WHERE id = {:id}) + (SELECT COUNT(*) FROM commissions WHERE id = {:id})
 				+ (SELECT COUNT(*) FROM payouts WHERE id = {:id}) + (SELECT COUNT(*) FROM links WHERE id = {:id}) + (SELECT COUNT(*) FROM clicks WHERE id = {:id})`,
 				dbx.Params{"id": id}); n != 1 {
 				t.Errorf("ledger row %s: %d rows", id, n)
@@ -172,7 +172,7 @@ func TestPrivacyAffiliate(t *testing.T) {
 			"status": "queued", "idempotency_key": "privacy-later", "data": map[string]any{}}); err != nil {
 			t.Fatal(err)
 		}
-		runJob(t, app, "pbaMessages") // wakes the server's worker
+		runCronJob(t, app, "pbaMessages") // wakes the server's worker
 		for deadline := time.Now().Add(10 * time.Second); deliveryStatus(t, app, "privacy-later") == collections.DeliveryQueued; {
 			if time.Now().After(deadline) {
 				t.Fatal("the mail worker never handled the mail queued after the erasure")
@@ -217,7 +217,7 @@ func TestPrivacyVisitorErase(t *testing.T) {
 	defer app.Cleanup()
 	h := pbatest.Serve(t, app)
 	su := fx.Superuser.Token
-	code := affiliateCode(t, app, fx.A.ID)
+	code := codeOfAffiliate(t, app, fx.A.ID)
 
 	browser := pbatest.Header("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Visitor-Browser/1.0")
 	first := pbatest.Request(h, http.MethodGet, "/r/"+code, "", "", browser)
@@ -245,7 +245,7 @@ func TestPrivacyVisitorErase(t *testing.T) {
 	if sale.Code != http.StatusCreated {
 		t.Fatalf("sale: %d %s", sale.Code, sale.Body)
 	}
-	clicksBefore := count(t, app, `SELECT COUNT(*) FROM clicks`, nil)
+	clicksBefore := sqlCount(t, app, `SELECT COUNT(*) FROM clicks`, nil)
 	problemsBefore, err := store.RollupProblems(app)
 	if err != nil {
 		t.Fatal(err)
@@ -258,14 +258,14 @@ func TestPrivacyVisitorErase(t *testing.T) {
 	if res.Code != http.StatusOK || res.JSON["clicks"] != 2.0 || res.JSON["conversions"] != 1.0 {
 		t.Fatalf("visitor erase: %d %s", res.Code, res.Body)
 	}
-	if n := count(t, app, `SELECT COUNT(*) FROM clicks WHERE id IN ({:v}, {:c}) OR visitor = {:v} OR user_agent LIKE '%Visitor-Browser%' OR sub_id = 'newsletter'`,
+	if n := sqlCount(t, app, `SELECT COUNT(*) FROM clicks WHERE id IN ({:v}, {:c}) OR visitor = {:v} OR user_agent LIKE '%Visitor-Browser%' OR sub_id = 'newsletter'`,
 		dbx.Params{"v": visitor, "c": clickID}); n != 0 {
 		t.Fatalf("%d clicks still tie to the visitor", n)
 	}
-	if n := count(t, app, `SELECT COUNT(*) FROM clicks`, nil); n != clicksBefore {
+	if n := sqlCount(t, app, `SELECT COUNT(*) FROM clicks`, nil); n != clicksBefore {
 		t.Fatalf("clicks: %d, were %d (the rows stay, anonymous)", n, clicksBefore)
 	}
-	if n := count(t, app, `SELECT COUNT(*) FROM conversions v JOIN clicks c ON c.id = v.click
+	if n := sqlCount(t, app, `SELECT COUNT(*) FROM conversions v JOIN clicks c ON c.id = v.click
 		WHERE v.external_id = 'visitor-sale' AND c.ip_hash = '' AND c.visitor = c.id`, nil); n != 1 {
 		t.Fatal("the sale lost its (anonymous) click")
 	}
@@ -277,17 +277,17 @@ func TestPrivacyVisitorErase(t *testing.T) {
 	}
 	// The unique window forgot the visitor: the same cookie's next click counts as unique.
 	pbatest.Request(h, http.MethodGet, "/r/"+code, "", "", withVisitor)
-	if n := count(t, app, `SELECT COUNT(*) FROM clicks WHERE visitor = {:v} AND "unique"`, dbx.Params{"v": visitor}); n != 1 {
+	if n := sqlCount(t, app, `SELECT COUNT(*) FROM clicks WHERE visitor = {:v} AND "unique"`, dbx.Params{"v": visitor}); n != 1 {
 		t.Fatal("the visitor's next click is not unique")
 	}
-	if n := count(t, app, `SELECT COUNT(*) FROM privacy_requests WHERE kind = 'visitor_erase' AND subject = {:v}`, dbx.Params{"v": visitor}); n != 1 {
+	if n := sqlCount(t, app, `SELECT COUNT(*) FROM privacy_requests WHERE kind = 'visitor_erase' AND subject = {:v}`, dbx.Params{"v": visitor}); n != 1 {
 		t.Fatal("the visitor's erasure is not recorded")
 	}
 }
 
 // findValues searches every column of every table of the schema, and the request log, for
 // the needles (lowercase), naming where each is found.
-func findValues(t *testing.T, app core.App, needles []string) []string {
+func findPersonalValues(t *testing.T, app core.App, needles []string) []string {
 	t.Helper()
 	all, err := app.FindAllCollections()
 	if err != nil {
@@ -323,14 +323,14 @@ func findValues(t *testing.T, app core.App, needles []string) []string {
 	return found
 }
 
-func exec(t *testing.T, app core.App, sql string, params dbx.Params) {
+func sqlExec(t *testing.T, app core.App, sql string, params dbx.Params) {
 	t.Helper()
 	if _, err := app.DB().NewQuery(sql).Bind(params).Execute(); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func count(t *testing.T, app core.App, sql string, params dbx.Params) int {
+func sqlCount(t *testing.T, app core.App, sql string, params dbx.Params) int {
 	t.Helper()
 	var n int
 	if err := app.DB().NewQuery(sql).Bind(params).Row(&n); err != nil {
@@ -348,7 +348,7 @@ func deliveryStatus(t *testing.T, app core.App, key string) string {
 	return r.GetString("status")
 }
 
-func runJob(t *testing.T, app core.App, id string) {
+func runCronJob(t *testing.T, app core.App, id string) {
 	t.Helper()
 	for _, job := range app.Cron().Jobs() {
 		if job.Id() == id {
@@ -359,7 +359,7 @@ func runJob(t *testing.T, app core.App, id string) {
 	t.Fatalf("no cron job %s", id)
 }
 
-func affiliateCode(t *testing.T, app core.App, id string) string {
+func codeOfAffiliate(t *testing.T, app core.App, id string) string {
 	t.Helper()
 	r, err := app.FindRecordById(collections.Affiliates, id)
 	if err != nil {
