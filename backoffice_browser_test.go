@@ -868,6 +868,55 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.screenshots("backoffice-setup")
 	})
 
+	t.Run("personal data", func(t *testing.T) {
+		// A visitor's clicks erased from the setup page by the id of its pba_vid cookie.
+		p := b.p
+		client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		res, err := client.Get(base + "/r/ada-lovelace")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		var visitor string
+		for _, c := range res.Cookies() {
+			if c.Name == "pba_vid" {
+				visitor = c.Value
+			}
+		}
+		if visitor == "" {
+			t.Fatalf("no visitor cookie from /r/: %d", res.StatusCode)
+		}
+		b.open(t, "#/setup", "Setup")
+		p.typeInto("#visitor-id", visitor)
+		p.click(`#visitor-erase button[type=submit]`)
+		p.waitFor("the visitor's erasure", `(document.getElementById("visitor-erased")?.textContent || "").startsWith("1 click")`)
+		waitDB(t, p, db, "clicks of the erased visitor", 0, `SELECT COUNT(*) FROM clicks WHERE visitor = ? OR id = ?`, visitor, visitor)
+
+		// An affiliate's data exported, then erased after typing its email.
+		var id, email string
+		db.QueryRow(`SELECT id, email FROM affiliates WHERE code = 'edsger-dijkstra'`).Scan(&id, &email)
+		if id == "" {
+			t.Fatal("the demo has no edsger-dijkstra")
+		}
+		b.open(t, "#/affiliates/"+id, "Edsger Dijkstra")
+		p.click("#af-export")
+		p.waitFor("the export", `document.getElementById("msg").textContent.startsWith("Exported the data of")`)
+		p.click("#af-erase")
+		p.typeInto("#af-erase-confirm", "not-"+email)
+		if !pageEval[bool](p, `document.getElementById("af-erase-submit").disabled`) {
+			t.Error("the erasure can be sent without the affiliate's email typed")
+		}
+		p.typeInto("#af-erase-confirm", email)
+		p.click("#af-erase-submit")
+		waitDB(t, p, db, "the erased affiliate", 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND erased_at != '' AND email LIKE 'erased-%'`, id)
+		p.waitFor("the erased page", `document.getElementById("af-erased") !== null && document.querySelector("main h1").textContent.includes("Erased affiliate")`)
+		if n := countRows(t, db, `SELECT COUNT(*) FROM privacy_requests WHERE subject IN (?, ?)`, id, visitor); n != 3 {
+			t.Errorf("%d privacy requests recorded, want 3 (visitor erase, export, erase)", n)
+		}
+		b.checkAxe(t, "personal data")
+		p.screenshots("backoffice-privacy")
+	})
+
 	t.Run("overview", func(t *testing.T) {
 		p := b.p
 		b.open(t, "#/overview?range=30d", "Overview")

@@ -202,6 +202,8 @@ func recordsMatrix() []recordsRow {
 			delete: statuses{403, 403, 403, 403, 403, 403, 204},
 		}, createBody: `{"rating":9,"topic":"portal","comment":"new {role}"}`, updateBody: `{"comment":"changed"}`},
 		{collection: "surveys", owner: byNobody, access: superusersOnly},
+		// The record of privacy requests (exports, erasures): superusers only.
+		{collection: "privacy_requests", owner: byNobody, access: superusersOnly},
 		// Campaigns name the affiliates they target: affiliates read theirs through GET /api/pba/incentives.
 		// Owned by its program, or by the one affiliate it is for (the matrix seeds no other kind).
 		{collection: "incentives", owner: "CASE WHEN eligibility = 'affiliates' THEN json_extract(affiliates, '$[0]') ELSE program END", access: superusersOnly},
@@ -296,6 +298,11 @@ func routesMatrix(w *matrixWorld) []routeRow {
 		{"GET /api/pba/export/payouts.csv", "/api/pba/export/payouts.csv", "", statuses{401, 403, 403, 403, 403, 401, 200}},
 		{"GET /api/pba/export/affiliates.csv", "/api/pba/export/affiliates.csv", "", statuses{401, 403, 403, 403, 403, 401, 200}},
 		{"GET /api/pba/export/conversions.csv", "/api/pba/export/conversions.csv", "", statuses{401, 403, 403, 403, 403, 401, 200}},
+		// Personal data (GDPR): superusers only. The erasure without its confirmation is a 400
+		// (nothing erased: the later rows need A); an unknown visitor has nothing to erase.
+		{"GET /api/pba/affiliates/{id}/export", "/api/pba/affiliates/" + fx.A.ID + "/export", "", statuses{401, 403, 403, 403, 403, 401, 200}},
+		{"POST /api/pba/affiliates/{id}/erase", "/api/pba/affiliates/" + fx.A.ID + "/erase", `{}`, statuses{401, 403, 403, 403, 403, 401, 400}},
+		{"POST /api/pba/visitors/{visitor}/erase", "/api/pba/visitors/nobody-at-all/erase", "", statuses{401, 403, 403, 403, 403, 401, 200}},
 		{"GET /api/pba/export/commissions.csv", "/api/pba/export/commissions.csv", "", statuses{401, 403, 403, 403, 403, 401, 200}},
 		// PocketBase's dashboard adds this one in its own OnServe hook: its extensions' script, public.
 		{"GET /_/extensions.js", "/_/extensions.js", "", statuses{200, 200, 200, 200, 200, 200, 200}},
@@ -1170,6 +1177,7 @@ func seedMatrix(app core.App) (pbatest.Actor, error) {
 		{"mail_templates", map[string]any{"name": "approved", "subject": mark + "template", "html": "<p>Hi</p>", "text": "Hi"}},
 		{collections.Leases, map[string]any{"name": mark + "lease", "holder": mark + "holder", "expires_at": now.Add(-time.Hour)}},
 		{collections.Surveys, map[string]any{"name": mark + "survey", "question": mark + "question"}},
+		{collections.PrivacyRequests, map[string]any{"kind": "export", "subject": mark + "subject", "by": mark + "by", "summary": map[string]any{"n": 1}}},
 		{"inactive_redirects", map[string]any{"day": now.Format(time.DateOnly), "reason": "unknown_code", "count": 1, "link": mark + "gone"}},
 		{"click_overflow", map[string]any{"hour": now, "ip_hash": mark + "ip", "flag": "rate", "clicks": 1, "link": mark + "flooded"}},
 		{"users", map[string]any{"email": mark + "user@fixture.test", "password": pbatest.Password, "name": mark + "user"}},

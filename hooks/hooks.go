@@ -258,6 +258,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		portal:      &portalTerms{payouts: payouts},
 		metrics:     metricsOf(app),
 		webhooks:    webhooks,
+		privacy:     newPrivacy(app, tracking),
 		cfg:         cfg,
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {

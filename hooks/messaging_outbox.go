@@ -324,6 +324,12 @@ func (o *mailOutbox) prepare(rows []deliveryRow) ([]outgoingMail, []deliveryRow,
 			}
 			continue
 		}
+		if !a.GetDateTime(collections.AffiliateErasedAt).IsZero() { // privacy_erase.go: no mail of any kind
+			if err := o.markDone(r.ID, collections.DeliverySkipped, "affiliate erased"); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
 		m := outgoingMail{From: from, To: r.Email, IdempotencyKey: r.IdempotencyKey, Tags: map[string]string{"template": r.Template}}
 		d, err := o.content.affiliateMailData(mc, a)
 		if err != nil {

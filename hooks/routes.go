@@ -26,6 +26,7 @@ type routes struct {
 	portal      *portalTerms
 	metrics     *metrics
 	webhooks    *webhookSender
+	privacy     *privacy
 	cfg         Config
 }
 
@@ -92,6 +93,11 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	// Outgoing webhooks (the merchant's endpoints; webhook_endpoints.go): a test event, a re-send.
 	rt.POST("/api/pba/webhooks/{id}/test", r.webhooks.handleTest).Bind(superuser)
 	rt.POST("/api/pba/webhooks/{id}/deliveries/{delivery}/resend", r.webhooks.handleResend).Bind(superuser)
+	// Personal data (GDPR, privacy*.go): an affiliate's export and erasure, a visitor's clicks
+	// erased; each recorded in privacy_requests. The visitor id stays out of the request log.
+	rt.GET("/api/pba/affiliates/{id}/export", r.privacy.handleExport).Bind(superuser)
+	rt.POST("/api/pba/affiliates/{id}/erase", r.privacy.handleErase).Bind(superuser, apis.BodyLimit(4<<10))
+	rt.POST("/api/pba/visitors/{visitor}/erase", r.privacy.handleVisitorErase).Bind(superuser, apis.SkipSuccessActivityLog())
 	for name, spec := range exportSpecs() { // affiliates, conversions, commissions
 		rt.GET("/api/pba/export/"+name+".csv", exportHandler(name, spec)).Bind(superuser)
 	}
