@@ -32,9 +32,10 @@ type linkTarget struct {
 	Inactive string
 }
 
-// codeResolver maps link and affiliate codes to their redirect target, from memory. Record
-// hooks on links, affiliates and programs invalidate it; a generation counter keeps a lookup
-// that raced with an invalidation from storing what it read before the change.
+// codeResolver maps link and affiliate codes, and imported legacy codes, to their redirect
+// target, from memory. Record hooks on links, affiliates, programs and code aliases
+// invalidate it; a generation counter keeps a lookup that raced with an invalidation from
+// storing what it read before the change.
 type codeResolver struct {
 	app     core.App
 	mu      sync.RWMutex
@@ -48,7 +49,7 @@ func newCodeResolver(app core.App) *codeResolver {
 		r.invalidate()
 		return e.Next()
 	}
-	for _, name := range []string{collections.Links, collections.Affiliates, collections.Programs} {
+	for _, name := range []string{collections.Links, collections.Affiliates, collections.Programs, collections.CodeAliases} {
 		app.OnRecordAfterCreateSuccess(name).BindFunc(invalidate)
 		app.OnRecordAfterUpdateSuccess(name).BindFunc(invalidate)
 		app.OnRecordAfterDeleteSuccess(name).BindFunc(invalidate)
@@ -69,7 +70,7 @@ func (r *codeResolver) invalidate() {
 // affiliate that is not approved, of an archived link or of an inactive program says why in
 // Inactive, so those doors are answered from the cache too.
 func (r *codeResolver) resolve(code string) (*linkTarget, error) {
-	if !codes.Valid(code) {
+	if !codes.ValidAlias(code) { // every code, and every imported legacy code, is one
 		return nil, nil
 	}
 	r.mu.RLock()
@@ -118,7 +119,19 @@ func (r *codeResolver) load(code string) (*linkTarget, error) {
 		a.status AS status, p.active AS active, FALSE AS archived
 		FROM affiliates a JOIN programs p ON p.id = a.program
 		WHERE a.code = {:code} LIMIT 1`
-	for _, query := range []string{fromLink, fromAffiliate} {
+	// An imported legacy code (hooks/import.go) answers for its affiliate, after link and
+	// affiliate codes: a code of ours always wins. Only misses reach this query, and its
+	// answer is cached like the others, so an old link costs what a new one does.
+	const fromAlias = `SELECT '' AS link_id, a.id AS affiliate_id, p.id AS program_id, '' AS link_dest,
+		p.destination AS program_dest, p.allowed_domains AS domains, p.cookie_days AS cookie_days, '' AS sub_id,
+		a.status AS status, p.active AS active, FALSE AS archived
+		FROM code_aliases x JOIN affiliates a ON a.id = x.affiliate JOIN programs p ON p.id = a.program
+		WHERE x.code = {:code} LIMIT 1`
+	queries := []string{fromLink, fromAffiliate, fromAlias}
+	if !codes.Valid(code) {
+		queries = queries[2:] // only an imported code can look like this
+	}
+	for _, query := range queries {
 		err := r.app.DB().NewQuery(query).Bind(dbx.Params{"code": code}).One(&row)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
