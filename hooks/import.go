@@ -64,6 +64,18 @@ type importer struct {
 	now     func() time.Time
 }
 
+// commandFailedKey marks, in the app's store, a command that failed: PocketBase's Execute
+// drops the root command's error, so main asks CommandFailed for the exit status.
+const commandFailedKey = "pba.commandFailed"
+
+// CommandFailed reports whether a pbaffiliate command run on app failed (main exits 1).
+func CommandFailed(app core.App) bool {
+	failed, _ := app.Store().Get(commandFailedKey).(bool)
+	return failed
+}
+
+// NewImportCommand is `pbaffiliate import` on app (Register adds it to the root command;
+// tests run it against their own app).
 func NewImportCommand(app core.App) *cobra.Command {
 	var opts importOptions
 	cmd := &cobra.Command{
@@ -81,7 +93,12 @@ track.js, and /r/CODE or /r/?via=CODE). Imported affiliates get no password they
 set one with the portal's "Forgot password". No mail is sent unless --notify.`,
 		Args:         cobra.ExactArgs(1),
 		SilenceUsage: true,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			defer func() {
+				if err != nil {
+					app.Store().Set(commandFailedKey, true)
+				}
+			}()
 			if err := app.RunAllMigrations(); err != nil {
 				return fmt.Errorf("migrate: %w", err)
 			}
