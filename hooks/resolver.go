@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
@@ -30,7 +31,14 @@ type linkTarget struct {
 	// Inactive is why the code credits no click (collections.Inactive*), "" when it does;
 	// then Destination is the program's own (redirect_doors.go).
 	Inactive string
+	// missUntil marks a cached miss (Unix nanoseconds it is trusted until); 0 for a target.
+	missUntil int64
 }
+
+// missTTL is how long an unknown code is remembered as unknown. Record hooks clear the cache
+// for changes made in this process only: a code another process creates on the same database
+// (`pbaffiliate import` while the server runs) answers within this time.
+const missTTL = time.Minute
 
 // codeResolver maps link and affiliate codes, and imported legacy codes, to their redirect
 // target, from memory. Record hooks on links, affiliates, programs and code aliases
@@ -40,11 +48,12 @@ type codeResolver struct {
 	app     core.App
 	mu      sync.RWMutex
 	gen     uint64
-	entries map[string]*linkTarget // nil value: known not to resolve
+	entries map[string]*linkTarget // a missUntil entry: known not to resolve, for now
+	now     func() time.Time       // of the misses' expiry
 }
 
 func newCodeResolver(app core.App) *codeResolver {
-	r := &codeResolver{app: app, entries: map[string]*linkTarget{}}
+	r := &codeResolver{app: app, entries: map[string]*linkTarget{}, now: time.Now}
 	invalidate := func(e *core.RecordEvent) error {
 		r.invalidate()
 		return e.Next()
@@ -78,18 +87,27 @@ func (r *codeResolver) resolve(code string) (*linkTarget, error) {
 	gen := r.gen
 	r.mu.RUnlock()
 	if ok {
-		return t, nil
+		if t.missUntil == 0 {
+			return t, nil
+		}
+		if r.now().UnixNano() < t.missUntil {
+			return nil, nil
+		}
 	}
 	t, err := r.load(code)
 	if err != nil {
 		return nil, err
+	}
+	entry := t
+	if t == nil {
+		entry = &linkTarget{missUntil: r.now().Add(missTTL).UnixNano()}
 	}
 	r.mu.Lock()
 	if r.gen == gen {
 		if len(r.entries) >= maxResolverEntries {
 			clear(r.entries)
 		}
-		r.entries[code] = t
+		r.entries[code] = entry
 	}
 	r.mu.Unlock()
 	return t, nil
