@@ -211,6 +211,9 @@ func (im *importer) plan(rows []importfile.Row) ([]importPlan, []importfile.Prob
 			if err != nil {
 				return nil, nil, err
 			}
+			if existing == nil && c == row.Code && codes.Valid(c) && owner.affiliate == "" && !owner.link {
+				p.code = c // kept: old links and new ones look the same
+			}
 			switch {
 			case owner.link:
 				bad(row.Line, "code", "code_taken", fmt.Sprintf("%q is the code of a link here; old links would credit that link.", c))
@@ -218,11 +221,6 @@ func (im *importer) plan(rows []importfile.Row) ([]importPlan, []importfile.Prob
 				bad(row.Line, "code", "code_taken", fmt.Sprintf("%q is already the code of another affiliate here (%s).", c, owner.email))
 			case !owner.alias:
 				p.aliases = append(p.aliases, c)
-			}
-		}
-		if existing == nil && codes.Valid(row.Code) {
-			if owner, _ := codeOwner(im.app, row.Code); owner.affiliate == "" && !owner.link {
-				p.code = row.Code // kept: old links and new ones look the same
 			}
 		}
 		if row.Tier != "" {
