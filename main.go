@@ -63,6 +63,10 @@ func main() {
 	if err := app.Start(); err != nil {
 		log.Fatal(err)
 	}
+	// PocketBase drops a command's error (it only prints it): a failed `import` still exits 1.
+	if hooks.CommandFailed(app) {
+		os.Exit(1)
+	}
 }
 
 // tuneGC trades memory for CPU where the operator left the Go runtime's defaults: the server's

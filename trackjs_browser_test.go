@@ -80,6 +80,15 @@ func TestTrackJSInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	setup.Close()
+	// An affiliate imported from FirstPromoter, whose old links carry ?fpr=Dora_FP (not one of
+	// our codes: the import keeps it as a legacy code).
+	fpFile := filepath.Join(t.TempDir(), "firstpromoter.csv")
+	if err := os.WriteFile(fpFile, []byte("email,first_name,last_name,state,default_ref_id\ndora@example.com,Dora,Fp,accepted,Dora_FP\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runProgram(t, "import --from firstpromoter --dir="+dir+" "+fpFile).CombinedOutput(); err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
 
 	// A copy for the second server, which allows one origin only: two servers never share a database.
 	restrictedDir := t.TempDir()
@@ -194,6 +203,22 @@ func TestTrackJSInBrowser(t *testing.T) {
 		}
 		if c := loadClick(t, db, p.State.Ready); c.Affiliate != adaID || c.Link != blogLinkID {
 			t.Fatalf("stored click %+v: want link %s of affiliate %s", c, blogLinkID, adaID)
+		}
+	})
+
+	// A landing on the merchant's site with another platform's parameter credits the
+	// imported affiliate whose legacy code it is.
+	t.Run("legacy fpr", func(t *testing.T) {
+		p := openShop(t, browser, shopOrigin+"/a/landing?fpr=Dora_FP")
+		if p.State.Ready == "" || cookieValue(p.State.DocumentCookie, "pba_click") != p.State.Ready {
+			t.Fatalf("ready %q, document.cookie %q: want the click id in pba_click", p.State.Ready, p.State.DocumentCookie)
+		}
+		var doraID string
+		if err := db.QueryRow(`SELECT id FROM affiliates WHERE email = 'dora@example.com'`).Scan(&doraID); err != nil {
+			t.Fatal(err)
+		}
+		if c := loadClick(t, db, p.State.Ready); c.Affiliate != doraID || c.Link != "" {
+			t.Fatalf("stored click %+v: want affiliate %s (Dora, imported)", c, doraID)
 		}
 	})
 

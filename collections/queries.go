@@ -48,16 +48,17 @@ func FindAffiliate(app core.App, id string) (*Affiliate, error) {
 }
 
 // CodeTaken reports whether code is already used by an affiliate or a link other than
-// exceptID. Both share the /r/{code} namespace, so a code must be unique across the two.
+// exceptID, or is an imported legacy code of another affiliate than exceptID. All share the
+// /r/{code} namespace, so a code must be unique across them.
 func CodeTaken(app core.App, code, exceptID string) (bool, error) {
-	for _, name := range []string{Affiliates, Links} {
+	for _, q := range []struct{ table, other string }{{Affiliates, "id"}, {Links, "id"}, {CodeAliases, FieldAffiliate}} {
 		var n int
-		err := app.DB().Select("count(*)").From(name).
+		err := app.DB().Select("count(*)").From(q.table).
 			Where(dbx.HashExp{FieldCode: code}).
-			AndWhere(dbx.Not(dbx.HashExp{"id": exceptID})).
+			AndWhere(dbx.Not(dbx.HashExp{q.other: exceptID})).
 			Row(&n)
 		if err != nil {
-			return false, fmt.Errorf("check code in %s: %w", name, err)
+			return false, fmt.Errorf("check code in %s: %w", q.table, err)
 		}
 		if n > 0 {
 			return true, nil

@@ -171,6 +171,8 @@ func recordsMatrix() []recordsRow {
 		{collection: "commission_totals", owner: byNobody, access: superusersOnly.withSuperuser(400, 400, 400)},
 		{collection: "click_overflow", owner: byNobody, access: superusersOnly},
 		{collection: "coupons", owner: byAffiliate, access: readOwn},
+		// Imported legacy codes (pbaffiliate import): the back office's, not the affiliate's.
+		{collection: "code_aliases", owner: byAffiliate, access: superusersOnly},
 		// An endpoint's deliveries have no affiliate: superusers only.
 		{collection: "webhook_deliveries", owner: byAffiliate, access: readOwn},
 		{collection: "webhooks", owner: byNobody, access: superusersOnly},
@@ -242,6 +244,7 @@ func routesMatrix(w *matrixWorld) []routeRow {
 	return []routeRow{
 		{"GET /r/{code}", "/r/" + codeA, "", statuses{302, 302, 302, 302, 302, 302, 302}},
 		{"GET /r/{code}/{$}", "/r/" + codeA + "/", "", statuses{302, 302, 302, 302, 302, 302, 302}},
+		{"GET /r/{$}", "/r/?via=" + codeA, "", statuses{302, 302, 302, 302, 302, 302, 302}},
 		{"POST /api/pba/clicks", "/api/pba/clicks", `{"code":"` + codeA + `"}`, statuses{200, 200, 200, 200, 200, 200, 200}},
 		{"POST /api/pba/conversions", "/api/pba/conversions", `{"external_id":"matrix-sale","amount":1000,"currency":"usd","affiliate_code":"` + codeA + `","program":"` + fx.ProgramP + `"}`,
 			statuses{401, 401, 401, 401, 401, 201, 200}}, // the superuser's is the merchant's sale again
@@ -1128,6 +1131,7 @@ func seedMatrix(app core.App) (pbatest.Actor, error) {
 			{collections.StatsDaily, map[string]any{"day": now.Format(time.DateOnly), "affiliate": owner.id, "program": p, "link": link.Id,
 				"clicks": 1, "unique_clicks": 1, "conversions": 1, "revenue": 7000 + i, "commission": 700 + i}},
 			{collections.Coupons, map[string]any{"code": m("coupon"), "affiliate": owner.id, "program": p, "active": true}},
+			{collections.CodeAliases, map[string]any{"code": strings.ToLower(m("legacy_code")), "affiliate": owner.id, "source": "rewardful"}},
 			{collections.WebhookDeliveries, map[string]any{"affiliate": owner.id, "event": "conversion.created", "event_id": m("event"),
 				"url": "https://127.0.0.1:9/" + m("hook"), "payload": map[string]any{"id": m("payload")}, "status": "sent"}},
 			{"tier_changes", map[string]any{"affiliate": owner.id, "to_tier": fx.TierP, "period": fmt.Sprintf("2025-%02d", i+1), "reason": m("reason"), "by": m("by")}},

@@ -217,6 +217,11 @@ func (s *conversionService) attribute(tx core.App, in conversionInput) (*collect
 	var codeAffiliate *core.Record
 	if in.AffiliateCode != "" {
 		codeAffiliate, _ = tx.FindFirstRecordByData(collections.Affiliates, collections.FieldCode, in.AffiliateCode)
+		if codeAffiliate == nil { // an imported legacy code (hooks/import.go) credits its affiliate too
+			if alias, err := tx.FindFirstRecordByData(collections.CodeAliases, collections.FieldCode, in.AffiliateCode); err == nil {
+				codeAffiliate, _ = tx.FindRecordById(collections.Affiliates, alias.GetString(collections.FieldAffiliate))
+			}
+		}
 	}
 
 	programID := in.ProgramID

@@ -200,7 +200,7 @@ func envDuration(name string, def time.Duration) time.Duration {
 // MustRegister wires pbaffiliate into app. It panics on a configuration that cannot work,
 // so a misconfigured server fails at start instead of at the first sale.
 //
-// rootCmd, when not nil, gains the `demo` and `payouts` commands (pass app.RootCmd, as
+// rootCmd, when not nil, gains the `demo`, `payouts`, `restore` and `import` commands (pass app.RootCmd, as
 // migratecmd.MustRegister takes it); tests and embedders without a CLI pass nil.
 func MustRegister(app core.App, rootCmd *cobra.Command, cfg Config) {
 	if err := Register(app, rootCmd, cfg); err != nil {
@@ -224,6 +224,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 	registerLinks(app)
 	registerLinkDeletion(app)
 	registerCoupons(app)
+	registerCodeAliases(app)
 	registerFeedback(app)
 	tracking := registerTracking(app, cfg)
 	conversions := newConversionService(app, tracking.live)
@@ -266,7 +267,8 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		return se.Next()
 	})
 	if rootCmd != nil {
-		rootCmd.AddCommand(newDemoCommand(app, conversions, commissions, payouts, mail), newPayoutsCommand(app, payouts), NewRestoreCommand())
+		rootCmd.AddCommand(newDemoCommand(app, conversions, commissions, payouts, mail), newPayoutsCommand(app, payouts), NewRestoreCommand(),
+			NewImportCommand(app))
 	}
 	return nil
 }

@@ -23,15 +23,15 @@ const redirectPrefix = "/r/"
 //     none) goes through the router, whose auth middleware the self-click flag relies on;
 //   - a request matched by an admin-configured rate-limit rule goes through the router, which
 //     enforces the rule;
-//   - a path that is not exactly /r/{code} or /r/{code}/ (a further slash, an empty code) goes
-//     through the router, which answers it as before;
+//   - a path that is not exactly /r/{code}, /r/{code}/ or /r/?query (an old platform's link,
+//     tracking.go legacyParams) goes through the router, which answers it as before;
 //   - errors are logged and answered as the router's error handler answers them, and a panic
 //     becomes a logged 500.
 func (t *tracker) directRedirects(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		code, ok := strings.CutPrefix(r.URL.Path, redirectPrefix)
 		code = strings.TrimSuffix(code, "/") // /r/{code}/ is the same link
-		if !ok || code == "" || strings.IndexByte(code, '/') >= 0 ||
+		if !ok || code == "" && r.URL.RawQuery == "" || strings.IndexByte(code, '/') >= 0 ||
 			(r.Method != http.MethodGet && r.Method != http.MethodHead) ||
 			r.Header.Get("Authorization") != "" || t.rateLimitRuleApplies(r) {
 			next.ServeHTTP(w, r)

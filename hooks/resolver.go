@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
@@ -30,25 +31,34 @@ type linkTarget struct {
 	// Inactive is why the code credits no click (collections.Inactive*), "" when it does;
 	// then Destination is the program's own (redirect_doors.go).
 	Inactive string
+	// missUntil marks a cached miss (Unix nanoseconds it is trusted until); 0 for a target.
+	missUntil int64
 }
 
-// codeResolver maps link and affiliate codes to their redirect target, from memory. Record
-// hooks on links, affiliates and programs invalidate it; a generation counter keeps a lookup
-// that raced with an invalidation from storing what it read before the change.
+// missTTL is how long an unknown code is remembered as unknown. Record hooks clear the cache
+// for changes made in this process only: a code another process creates on the same database
+// (`pbaffiliate import` while the server runs) answers within this time.
+const missTTL = time.Minute
+
+// codeResolver maps link and affiliate codes, and imported legacy codes, to their redirect
+// target, from memory. Record hooks on links, affiliates, programs and code aliases
+// invalidate it; a generation counter keeps a lookup that raced with an invalidation from
+// storing what it read before the change.
 type codeResolver struct {
 	app     core.App
 	mu      sync.RWMutex
 	gen     uint64
-	entries map[string]*linkTarget // nil value: known not to resolve
+	entries map[string]*linkTarget // a missUntil entry: known not to resolve, for now
+	now     func() time.Time       // of the misses' expiry
 }
 
 func newCodeResolver(app core.App) *codeResolver {
-	r := &codeResolver{app: app, entries: map[string]*linkTarget{}}
+	r := &codeResolver{app: app, entries: map[string]*linkTarget{}, now: time.Now}
 	invalidate := func(e *core.RecordEvent) error {
 		r.invalidate()
 		return e.Next()
 	}
-	for _, name := range []string{collections.Links, collections.Affiliates, collections.Programs} {
+	for _, name := range []string{collections.Links, collections.Affiliates, collections.Programs, collections.CodeAliases} {
 		app.OnRecordAfterCreateSuccess(name).BindFunc(invalidate)
 		app.OnRecordAfterUpdateSuccess(name).BindFunc(invalidate)
 		app.OnRecordAfterDeleteSuccess(name).BindFunc(invalidate)
@@ -69,7 +79,7 @@ func (r *codeResolver) invalidate() {
 // affiliate that is not approved, of an archived link or of an inactive program says why in
 // Inactive, so those doors are answered from the cache too.
 func (r *codeResolver) resolve(code string) (*linkTarget, error) {
-	if !codes.Valid(code) {
+	if !codes.ValidAlias(code) { // every code, and every imported legacy code, is one
 		return nil, nil
 	}
 	r.mu.RLock()
@@ -77,18 +87,27 @@ func (r *codeResolver) resolve(code string) (*linkTarget, error) {
 	gen := r.gen
 	r.mu.RUnlock()
 	if ok {
-		return t, nil
+		if t.missUntil == 0 {
+			return t, nil
+		}
+		if r.now().UnixNano() < t.missUntil {
+			return nil, nil
+		}
 	}
 	t, err := r.load(code)
 	if err != nil {
 		return nil, err
+	}
+	entry := t
+	if t == nil {
+		entry = &linkTarget{missUntil: r.now().Add(missTTL).UnixNano()}
 	}
 	r.mu.Lock()
 	if r.gen == gen {
 		if len(r.entries) >= maxResolverEntries {
 			clear(r.entries)
 		}
-		r.entries[code] = t
+		r.entries[code] = entry
 	}
 	r.mu.Unlock()
 	return t, nil
@@ -118,7 +137,19 @@ func (r *codeResolver) load(code string) (*linkTarget, error) {
 		a.status AS status, p.active AS active, FALSE AS archived
 		FROM affiliates a JOIN programs p ON p.id = a.program
 		WHERE a.code = {:code} LIMIT 1`
-	for _, query := range []string{fromLink, fromAffiliate} {
+	// An imported legacy code (hooks/import.go) answers for its affiliate, after link and
+	// affiliate codes: a code of ours always wins. Only misses reach this query, and its
+	// answer is cached like the others, so an old link costs what a new one does.
+	const fromAlias = `SELECT '' AS link_id, a.id AS affiliate_id, p.id AS program_id, '' AS link_dest,
+		p.destination AS program_dest, p.allowed_domains AS domains, p.cookie_days AS cookie_days, '' AS sub_id,
+		a.status AS status, p.active AS active, FALSE AS archived
+		FROM code_aliases x JOIN affiliates a ON a.id = x.affiliate JOIN programs p ON p.id = a.program
+		WHERE x.code = {:code} LIMIT 1`
+	queries := []string{fromLink, fromAffiliate, fromAlias}
+	if !codes.Valid(code) {
+		queries = queries[2:] // only an imported code can look like this
+	}
+	for _, query := range queries {
 		err := r.app.DB().NewQuery(query).Bind(dbx.Params{"code": code}).One(&row)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue

@@ -42,6 +42,8 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	// (a log row per click would double the write load).
 	rt.GET("/r/{code}", r.tracking.handleRedirect).Bind(apis.SkipSuccessActivityLog())
 	rt.GET("/r/{code}/{$}", r.tracking.handleRedirect).Bind(apis.SkipSuccessActivityLog()) // a trailing slash is the same link
+	// An old platform's link forwarded here: /r/?via=CODE (also ref, fpr, fp_ref, tap_a, aff).
+	rt.GET("/r/{$}", r.tracking.handleRedirect).Bind(apis.SkipSuccessActivityLog())
 	rt.POST("/api/pba/clicks", r.tracking.handleTrackClick).Bind(apis.SkipSuccessActivityLog(), apis.BodyLimit(8<<10))
 
 	// Merchants' servers: the handlers check the program's postback secret (or a superuser),

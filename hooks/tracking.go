@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -244,8 +245,29 @@ func (t *tracker) handleRedirect(e *core.RequestEvent) error {
 	return t.redirect(e, e.Request.PathValue("code"))
 }
 
-// redirect records the click of code, then answers 302 to the destination.
+// legacyParams are the query parameters other platforms' links carry an affiliate's code in,
+// in the order they are looked at: Rewardful's via, Tapfiliate's ref and tap_a, FirstPromoter's
+// fpr and fp_ref (it also reads via and ref), and the common aff. /r/?fpr=CODE answers as
+// /r/CODE, so a merchant can forward an old link's query to the redirector unchanged;
+// pb_public/track.js reads the same list on the merchant's pages.
+var legacyParams = [...]string{"via", "ref", "fpr", "fp_ref", "tap_a", "aff"}
+
+// legacyCode is the first non-empty legacy parameter of query, "" when there is none.
+func legacyCode(query url.Values) string {
+	for _, p := range legacyParams {
+		if v := strings.TrimSpace(query.Get(p)); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// redirect records the click of code, then answers 302 to the destination. An empty code
+// (/r/?via=CODE) takes the code from an old platform's parameter.
 func (t *tracker) redirect(e *core.RequestEvent, code string) error {
+	if code == "" {
+		code = legacyCode(e.Request.URL.Query())
+	}
 	target, err := t.resolver.resolve(strings.ToLower(code))
 	if err != nil {
 		return e.InternalServerError("", err)

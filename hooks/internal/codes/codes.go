@@ -31,6 +31,26 @@ func Valid(code string) bool {
 	return true
 }
 
+// ValidAlias reports whether code may be an imported legacy code (collections.AliasPattern,
+// ^[a-z0-9][a-z0-9_.~-]{0,63}$): other platforms' codes are lowercased and may be shorter and
+// use underscores, dots and tildes. Every Valid code is a valid alias. Written without a
+// regexp for the same reason as Valid: the redirector checks every requested code with it.
+func ValidAlias(code string) bool {
+	if len(code) == 0 || len(code) > 64 {
+		return false
+	}
+	for i := 0; i < len(code); i++ {
+		c := code[i]
+		switch {
+		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9':
+		case i > 0 && (c == '-' || c == '_' || c == '.' || c == '~'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // Slug turns a name ("Zoë O'Brien") into a code base ("zoe-obrien"), or "" when nothing usable remains.
 func Slug(name string) string {
 	var b strings.Builder

@@ -48,3 +48,18 @@ func TestCandidate(t *testing.T) {
 		}
 	}
 }
+
+func TestValidAlias(t *testing.T) {
+	for code, want := range map[string]bool{
+		"a": true, "bea_s": true, "123-abc": true, "x.y~z": true, "ada-lovelace": true,
+		"": false, "_a": false, "-a": false, "Bea": false, "a b": false, "a/b": false, "é": false,
+		strings.Repeat("a", 64): true, strings.Repeat("a", 65): false,
+	} {
+		if got := ValidAlias(code); got != want {
+			t.Errorf("ValidAlias(%q) = %v, want %v", code, got, want)
+		}
+		if Valid(code) && !ValidAlias(code) {
+			t.Errorf("%q is a code but not an alias", code)
+		}
+	}
+}
