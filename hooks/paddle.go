@@ -55,7 +55,11 @@ func (p *paddleProvider) verify(header http.Header, body []byte) error {
 }
 
 func (p *paddleProvider) parse(_ http.Header, body []byte) (providerEvent, error) {
-	var head paddlenotification.GenericNotificationEvent
+	var head struct { // the envelope; data is decoded once, by type
+		EventID    string                           `json:"event_id"`
+		EventType  paddlenotification.EventTypeName `json:"event_type"`
+		OccurredAt string                           `json:"occurred_at"`
+	}
 	if err := json.Unmarshal(body, &head); err != nil {
 		return providerEvent{}, err
 	}
