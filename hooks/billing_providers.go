@@ -40,6 +40,10 @@ const (
 	providerKeyCoupon    = stripeMetaCoupon
 )
 
+// providerSources are the conversion sources of these providers (their sales follow their
+// events: the merchant update form refuses them).
+var providerSources = []string{collections.SourcePaddle, collections.SourceLemonSqueezy, collections.SourceShopify}
+
 // errBadSignature is a delivery whose signature does not verify with the endpoint's secret.
 var errBadSignature = errors.New("signature mismatch")
 
@@ -343,12 +347,25 @@ func (h *providerWebhook) linkSubscription(tx core.App, l providerSubscriptionLi
 	return fmt.Sprintf("subscription %s linked to conversion %s", l.Subscription, conv.Id), nil
 }
 
-// hmacSHA256 is the HMAC-SHA256 of body under secret, the signature Lemon Squeezy and Shopify
-// send (hex and base64); compare with hmac.Equal.
-func hmacSHA256(secret string, body []byte) []byte {
-	mac := hmac.New(sha256.New, []byte(secret))
+// hmacSignature verifies the signature Lemon Squeezy and Shopify send: the HMAC-SHA256 of the
+// body under the endpoint's secret, in one header, encoded (hex, base64) by decode.
+type hmacSignature struct {
+	secret, header string
+	decode         func(string) ([]byte, error)
+}
+
+// verify compares the header's MAC with the body's in constant time.
+func (s hmacSignature) verify(header http.Header, body []byte) error {
+	sig, err := s.decode(strings.TrimSpace(header.Get(s.header)))
+	if err != nil || len(sig) == 0 {
+		return fmt.Errorf("%s is not an encoded HMAC-SHA256", s.header)
+	}
+	mac := hmac.New(sha256.New, []byte(s.secret))
 	mac.Write(body)
-	return mac.Sum(nil)
+	if !hmac.Equal(sig, mac.Sum(nil)) {
+		return errBadSignature
+	}
+	return nil
 }
 
 // customString is a string value of a provider's custom data ("" for anything else).

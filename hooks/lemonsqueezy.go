@@ -2,13 +2,11 @@ package hooks
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
@@ -25,24 +23,13 @@ const lemonSqueezyWebhookPath = "/api/pba/lemonsqueezy/webhook"
 // Squeezy repeats on every subscription event. Lemon Squeezy sends no event id, so an event is
 // named by its type, object and, for refunds, the refunded amount: a redelivery is the same.
 type lemonSqueezyProvider struct {
-	secret string
+	hmacSignature // X-Signature: hex
 }
 
 func newLemonSqueezyWebhook(cfg Config, conversions *conversionService) *providerWebhook {
 	return newProviderWebhook(collections.SourceLemonSqueezy, "Lemon Squeezy", "LEMONSQUEEZY_WEBHOOK_SECRET",
-		cfg.LemonSqueezyWebhookSecret, &lemonSqueezyProvider{secret: cfg.LemonSqueezyWebhookSecret}, conversions)
-}
-
-// verify checks X-Signature, the hex HMAC-SHA256 of the body, in constant time.
-func (p *lemonSqueezyProvider) verify(header http.Header, body []byte) error {
-	sig, err := hex.DecodeString(strings.TrimSpace(header.Get("X-Signature")))
-	if err != nil || len(sig) == 0 {
-		return errors.New("X-Signature is not a hex HMAC-SHA256")
-	}
-	if !hmac.Equal(sig, hmacSHA256(p.secret, body)) {
-		return errBadSignature
-	}
-	return nil
+		cfg.LemonSqueezyWebhookSecret, &lemonSqueezyProvider{hmacSignature{cfg.LemonSqueezyWebhookSecret, "X-Signature", hex.DecodeString}},
+		conversions)
 }
 
 // lemonSqueezyEvent is the part of a webhook pbaffiliate reads.

@@ -1,7 +1,6 @@
 package hooks
 
 import (
-	"crypto/hmac"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -24,24 +23,13 @@ const shopifyWebhookPath = "/api/pba/shopify/webhook"
 // Attribution from the order's note_attributes (pba_click, pba_affiliate: cart attributes set
 // by the shop's theme) and its discount_codes, the first of which is the coupon.
 type shopifyProvider struct {
-	secret string
+	hmacSignature // X-Shopify-Hmac-Sha256: base64
 }
 
 func newShopifyWebhook(cfg Config, conversions *conversionService) *providerWebhook {
 	return newProviderWebhook(collections.SourceShopify, "Shopify", "SHOPIFY_WEBHOOK_SECRET",
-		cfg.ShopifyWebhookSecret, &shopifyProvider{secret: cfg.ShopifyWebhookSecret}, conversions)
-}
-
-// verify checks X-Shopify-Hmac-Sha256, the base64 HMAC-SHA256 of the body, in constant time.
-func (p *shopifyProvider) verify(header http.Header, body []byte) error {
-	sig, err := base64.StdEncoding.DecodeString(strings.TrimSpace(header.Get("X-Shopify-Hmac-Sha256")))
-	if err != nil || len(sig) == 0 {
-		return errors.New("X-Shopify-Hmac-Sha256 is not a base64 HMAC-SHA256")
-	}
-	if !hmac.Equal(sig, hmacSHA256(p.secret, body)) {
-		return errBadSignature
-	}
-	return nil
+		cfg.ShopifyWebhookSecret, &shopifyProvider{hmacSignature{cfg.ShopifyWebhookSecret, "X-Shopify-Hmac-Sha256",
+			base64.StdEncoding.DecodeString}}, conversions)
 }
 
 // shopifyOrder is the part of an order pbaffiliate reads.
