@@ -63,6 +63,9 @@ type providerEvent struct {
 	ID, Type string
 	// Sale is a payment to record (Source is set by the webhook).
 	Sale *conversionInput
+	// Coupons are the sale's discount codes when it has several: the first that is an active
+	// coupon becomes its Coupon (the others are the merchant's own campaigns).
+	Coupons []string
 	// Refund is a refund of the sale whose external id it names, recorded or not yet.
 	Refund *providerRefund
 	// Link is a subscription's first payment reported a second time (Lemon Squeezy's initial
@@ -209,6 +212,13 @@ func (h *providerWebhook) recordSale(tx core.App, event providerEvent) (string, 
 		meta[k] = v
 	}
 	in.Metadata = meta
+	if len(event.Coupons) > 1 {
+		codes := make([]string, len(event.Coupons))
+		for i, c := range event.Coupons {
+			codes[i] = strings.ToLower(strings.TrimSpace(c))
+		}
+		in.Coupon = pickPromotionCoupon(tx, codes)
+	}
 	rec, created, err := h.conversions.withTx(tx).record(in)
 	if ignored := ignoredSale(err); ignored != nil {
 		return "", ignored

@@ -322,14 +322,22 @@ func TestShopifyWebhook(t *testing.T) {
 	runProviderScenarios(t, p)
 
 	t.Run("a decimal total is read exactly in the order's currency", func(t *testing.T) {
-		d := shopifyFake{}.order("e-dec", "7001", "19.90", "usd", map[string]string{"pba_click": fx.RowsA.Click}, "")
+		d := shopifyFake{}.order("e-dec", "7001", "19.90", "usd", map[string]string{"pba_click": fx.RowsA.Click})
 		p.deliver(d)
 		if got := p.sale("7001", false).GetInt("amount"); got != 1990 {
 			t.Errorf("amount %d, want 1990", got)
 		}
-		bad := shopifyFake{}.order("e-float", "7002", "19.999", "usd", map[string]string{"pba_click": fx.RowsA.Click}, "")
+		bad := shopifyFake{}.order("e-float", "7002", "19.999", "usd", map[string]string{"pba_click": fx.RowsA.Click})
 		if res := p.post(bad); res.Code != http.StatusBadRequest || len(p.sales("7002")) != 0 {
 			t.Errorf("19.999 USD: %d %s, want 400 and nothing stored", res.Code, res.Body)
+		}
+	})
+
+	t.Run("of several discount codes the coupon credits", func(t *testing.T) {
+		d := shopifyFake{}.order("e-codes", "7003", "30.00", "usd", nil, "SPRING", "ADA10")
+		p.deliver(d)
+		if got := p.sale("7003", false).GetString("affiliate"); got != fx.A.ID {
+			t.Errorf("affiliate %s, want A (coupon ada10 after the shop's own SPRING)", got)
 		}
 	})
 	p.ledgerOK()
@@ -486,15 +494,17 @@ func (shopifyFake) signed(event, topic string, payload map[string]any) providerD
 		"X-Shopify-Triggered-At": time.Now().UTC().Format(time.RFC3339)}}
 }
 
-func (f shopifyFake) order(event, id, total, currency string, attrs map[string]string, coupon string) providerDelivery {
+func (f shopifyFake) order(event, id, total, currency string, attrs map[string]string, coupons ...string) providerDelivery {
 	now := time.Now().UTC().Format(time.RFC3339)
 	notes := []any{}
 	for k, v := range attrs {
 		notes = append(notes, map[string]any{"name": k, "value": v})
 	}
 	codes := []any{}
-	if coupon != "" {
-		codes = append(codes, map[string]any{"code": coupon, "amount": "5.00", "type": "fixed_amount"})
+	for _, code := range coupons {
+		if code != "" {
+			codes = append(codes, map[string]any{"code": code, "amount": "5.00", "type": "fixed_amount"})
+		}
 	}
 	orderID, _ := strconv.Atoi(id)
 	return f.signed(event, "orders/paid", map[string]any{

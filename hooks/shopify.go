@@ -108,8 +108,11 @@ func shopifySale(ev providerEvent, o *shopifyOrder) (providerEvent, error) {
 		attrs[a.Name] = a.Value
 	}
 	var coupon, customer string
-	if len(o.DiscountCodes) > 0 {
-		coupon = o.DiscountCodes[0].Code
+	for i, d := range o.DiscountCodes {
+		if i == 0 {
+			coupon = d.Code
+		}
+		ev.Coupons = append(ev.Coupons, d.Code)
 	}
 	if o.Customer != nil {
 		customer = string(o.Customer.ID)

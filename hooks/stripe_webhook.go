@@ -682,8 +682,9 @@ func (h *stripeWebhook) promotionCode(ctx context.Context, id string) (string, e
 
 // pickPromotionCoupon chooses the code to credit when a sale carries several promotion codes:
 // the first that is an active coupon in pbaffiliate (the others are the merchant's own
-// campaigns), else the first, which the conversion service then simply does not find. The read
-// happens outside the transaction; the service looks the coupon up again inside it.
+// campaigns), else the first, which the conversion service then simply does not find. Stripe
+// reads outside its transaction (the service looks the coupon up again inside it); the other
+// providers (Shopify's discount codes) pass their transaction.
 func pickPromotionCoupon(app core.App, codes []string) string {
 	if len(codes) == 0 {
 		return ""
