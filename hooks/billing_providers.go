@@ -53,7 +53,7 @@ type billingProvider interface {
 	// and nothing is stored.
 	verify(header http.Header, body []byte) error
 	// parse reads a verified delivery. An error is a signed body that is not one of the
-	// provider's events (400).
+	// provider's events (400); an event whose object cannot be read is ev.malformed.
 	parse(header http.Header, body []byte) (providerEvent, error)
 }
 
@@ -74,6 +74,13 @@ type providerEvent struct {
 	Link *providerSubscriptionLink
 	// Ignored is the outcome of an event pbaffiliate does not act on ("ignored: …").
 	Ignored string
+}
+
+// malformed is ev acknowledged as ignored because its object cannot be read (an amount that is
+// not exact minor units, a missing id): a signed event does not get better on redelivery, and a
+// provider that keeps getting errors may disable the endpoint. As Stripe's withStripeObject.
+func (ev providerEvent) malformed(err error) (providerEvent, error) {
+	return providerEvent{ID: ev.ID, Type: ev.Type, Ignored: fmt.Sprintf("ignored: malformed %s: %v", ev.Type, err)}, nil
 }
 
 // providerRefund is one refund a provider reported.

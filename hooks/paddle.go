@@ -69,13 +69,13 @@ func (p *paddleProvider) parse(_ http.Header, body []byte) (providerEvent, error
 	case paddlenotification.EventTypeNameTransactionCompleted:
 		var n paddlenotification.TransactionCompleted
 		if err := json.Unmarshal(body, &n); err != nil {
-			return ev, err
+			return ev.malformed(err)
 		}
 		return paddleSale(ev, &n.Data, occurred)
 	case paddlenotification.EventTypeNameAdjustmentCreated, paddlenotification.EventTypeNameAdjustmentUpdated:
 		var n paddlenotification.AdjustmentCreated
 		if err := json.Unmarshal(body, &n); err != nil {
-			return ev, err
+			return ev.malformed(err)
 		}
 		return paddleRefund(ev, &n.Data)
 	}
@@ -92,7 +92,7 @@ func paddleSale(ev providerEvent, t *paddlenotification.TransactionNotification,
 	}
 	amount, err := money.ParseMinor(total)
 	if err != nil {
-		return ev, fmt.Errorf("details.totals.grand_total: %w", err)
+		return ev.malformed(fmt.Errorf("details.totals.grand_total: %w", err))
 	}
 	if amount == 0 {
 		ev.Ignored = "ignored: zero amount"
@@ -135,10 +135,10 @@ func paddleRefund(ev providerEvent, a *paddlenotification.AdjustmentNotification
 	}
 	amount, err := money.ParseMinor(a.Totals.Total)
 	if err != nil {
-		return ev, fmt.Errorf("totals.total: %w", err)
+		return ev.malformed(fmt.Errorf("totals.total: %w", err))
 	}
 	if a.ID == "" || a.TransactionID == "" {
-		return ev, errors.New("an adjustment needs id and transaction_id")
+		return ev.malformed(errors.New("an adjustment needs id and transaction_id"))
 	}
 	ev.Refund = &providerRefund{Sale: a.TransactionID, RefundID: a.ID, Amount: amount, Currency: string(a.CurrencyCode)}
 	return ev, nil

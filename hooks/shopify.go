@@ -79,13 +79,13 @@ func (p *shopifyProvider) parse(header http.Header, body []byte) (providerEvent,
 	case "orders/paid":
 		var o shopifyOrder
 		if err := json.Unmarshal(body, &o); err != nil {
-			return ev, err
+			return ev.malformed(err)
 		}
 		return shopifySale(ev, &o)
 	case "refunds/create":
 		var r shopifyRefund
 		if err := json.Unmarshal(body, &r); err != nil {
-			return ev, err
+			return ev.malformed(err)
 		}
 		return shopifyRefundEvent(ev, &r)
 	}
@@ -97,7 +97,7 @@ func shopifySale(ev providerEvent, o *shopifyOrder) (providerEvent, error) {
 	currency := strings.ToLower(o.Currency)
 	amount, err := money.ParseDecimal(o.TotalPrice, currency)
 	if err != nil {
-		return ev, fmt.Errorf("total_price: %w", err)
+		return ev.malformed(fmt.Errorf("total_price: %w", err))
 	}
 	if amount == 0 {
 		ev.Ignored = "ignored: zero amount"
@@ -138,16 +138,16 @@ func shopifyRefundEvent(ev providerEvent, r *shopifyRefund) (providerEvent, erro
 		}
 		c := strings.ToLower(t.Currency)
 		if currency != "" && c != currency {
-			return ev, errors.New("refund transactions in several currencies")
+			return ev.malformed(errors.New("refund transactions in several currencies"))
 		}
 		n, err := money.ParseDecimal(t.Amount, c)
 		if err != nil {
-			return ev, fmt.Errorf("transactions.amount: %w", err)
+			return ev.malformed(fmt.Errorf("transactions.amount: %w", err))
 		}
 		amount, currency = amount+n, c
 	}
 	if r.ID == "" || r.OrderID == "" {
-		return ev, errors.New("a refund needs id and order_id")
+		return ev.malformed(errors.New("a refund needs id and order_id"))
 	}
 	ev.Refund = &providerRefund{Sale: string(r.OrderID), RefundID: string(r.ID), Amount: amount, Currency: currency}
 	return ev, nil
