@@ -183,6 +183,8 @@ func recordsMatrix() []recordsRow {
 		{collection: "stripe_events", owner: byNobody, access: superusersOnly},
 		{collection: "stripe_pending", owner: byNobody, access: superusersOnly},
 		{collection: "stripe_disputes", owner: byNobody, access: superusersOnly},
+		{collection: "provider_events", owner: byNobody, access: superusersOnly},
+		{collection: "provider_refunds", owner: byNobody, access: superusersOnly},
 		{collection: "stripe_attributions", owner: byNobody, access: superusersOnly.withSuperuser(200, 200, 204)}, // no required field
 		{collection: "payout_runs", owner: byNobody, access: superusersOnly},
 		{collection: "messages", owner: byNobody, access: superusersOnly},
@@ -253,6 +255,9 @@ func routesMatrix(w *matrixWorld) []routeRow {
 		{"GET /api/pba/postback", "/api/pba/postback?click_id=x", "", statuses{401, 401, 401, 401, 401, 401, 401}},
 		// Signed by the sender only: no credential of ours stands in for the signature.
 		{"POST /api/pba/stripe/webhook", "/api/pba/stripe/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400}},
+		{"POST /api/pba/paddle/webhook", "/api/pba/paddle/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400}},
+		{"POST /api/pba/lemonsqueezy/webhook", "/api/pba/lemonsqueezy/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400}},
+		{"POST /api/pba/shopify/webhook", "/api/pba/shopify/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400}},
 		{"GET /api/pba/unsubscribe", "/api/pba/unsubscribe?token=forged", "", statuses{400, 400, 400, 400, 400, 400, 400}},
 		{"POST /api/pba/unsubscribe", "/api/pba/unsubscribe?token=forged", "", statuses{400, 400, 400, 400, 400, 400, 400}},
 		{"POST /api/pba/resend/webhook", "/api/pba/resend/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400}},
@@ -791,6 +796,7 @@ func routesConfig(t *testing.T) hooks.Config {
 	cfg.StripeSecretKey = "sk_test_matrix"
 	cfg.StripeAPIBase = stripe.URL
 	cfg.StripeWebhookSecret = "whsec_matrix"
+	cfg.PaddleWebhookSecret, cfg.LemonSqueezyWebhookSecret, cfg.ShopifyWebhookSecret = "matrix", "matrix", "matrix"
 	cfg.ResendWebhookSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("matrix-resend-secret"))
 	cfg.PublicURL = "http://127.0.0.1:8090"
 	return cfg
@@ -1173,6 +1179,8 @@ func seedMatrix(app core.App) (pbatest.Actor, error) {
 		// Nobody's rows.
 		{collections.StripeEvents, map[string]any{"event_id": mark + "evt", "type": "checkout.session.completed", "outcome": mark + "outcome"}},
 		{collections.StripePending, map[string]any{"kind": "refund", "payment_intent": mark + "pi", "amount_refunded": 1, "event_id": mark + "evt-pending"}},
+		{collections.ProviderEvents, map[string]any{"provider": "paddle", "event_id": mark + "evt", "type": "transaction.completed", "outcome": mark + "outcome"}},
+		{collections.ProviderRefunds, map[string]any{"provider": "shopify", "sale": mark + "order", "refund_id": mark + "refund", "amount": 1, "currency": "usd"}},
 		{"stripe_disputes", map[string]any{"dispute_id": mark + "dispute", "charge": mark + "charge", "amount": 1}},
 		{"stripe_attributions", map[string]any{"customer": mark + "cus", "click": mark + "click", "event_id": mark + "evt-attr"}},
 		{"payout_runs", map[string]any{"program": fx.ProgramP, "scheduled_for": now, "trigger": "manual", "status": "done", "report": map[string]any{"note": mark + "run"}}},

@@ -239,6 +239,9 @@ func (s *conversionService) handleUpdate(e *core.RequestEvent) error {
 	case ref.Source == collections.SourceStripe:
 		return e.BadRequestError("Stripe sales follow Stripe's events.", fieldError("source", "stripe",
 			"Refund or dispute the payment in Stripe: charge.refunded and charge.dispute.* update the sale."))
+	case slices.Contains(providerSources, ref.Source):
+		return e.BadRequestError("This provider's sales follow its webhook events.", fieldError("source", ref.Source,
+			"Refund the order in "+ref.Source+": its refund webhook updates the sale."))
 	case !slices.Contains(updatableSources, ref.Source):
 		return e.BadRequestError("Unknown source.", fieldError("source", "invalid", "One of "+strings.Join(updatableSources, ", ")+"."))
 	}

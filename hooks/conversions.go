@@ -55,6 +55,9 @@ type conversionInput struct {
 	AttributedAt time.Time
 	// Imported is a superuser's import of history: occurred_at may precede the attribution window.
 	Imported bool
+	// Signed is a sale from a provider's signed event (Stripe, Paddle, Lemon Squeezy, Shopify):
+	// its occurred_at is trusted, even past the window, as a delivery retried for days (holds.go).
+	Signed bool
 }
 
 // conversionService records sales exactly once, attributes them and keeps the rollups, the
@@ -123,7 +126,7 @@ func (s *conversionService) recordSale(in conversionInput) (*core.Record, bool, 
 		}
 
 		program, decision, err := s.attribute(tx, in)
-		if program != nil && in.Source != collections.SourceStripe { // Stripe's signed events are trusted (holds.go)
+		if program != nil && !in.Signed { // signed provider events are trusted (holds.go)
 			if errs := checkOccurredAt(tx, in.OccurredAt, s.now(), program, in.ClickID, in.Imported); errs != nil {
 				return errs
 			}

@@ -42,6 +42,13 @@ type Config struct {
 	// StripeAPIBase points the Stripe client at stripe-mock or a fake in tests.
 	StripeAPIBase string
 
+	// PaddleWebhookSecret, LemonSqueezyWebhookSecret and ShopifyWebhookSecret verify the billing
+	// providers' webhooks (POST /api/pba/{paddle,lemonsqueezy,shopify}/webhook); an endpoint
+	// without its secret answers 503.
+	PaddleWebhookSecret       string
+	LemonSqueezyWebhookSecret string
+	ShopifyWebhookSecret      string
+
 	// ResendAPIKey enables email through Resend; empty means PocketBase's mailer.
 	ResendAPIKey string
 	// ResendWebhookSecret verifies POST /api/pba/resend/webhook (Svix signature).
@@ -125,6 +132,9 @@ func ConfigFromEnv() Config {
 		StripeWebhookSecret:        os.Getenv("STRIPE_WEBHOOK_SECRET"),
 		StripeConnectWebhookSecret: os.Getenv("STRIPE_CONNECT_WEBHOOK_SECRET"),
 		StripeAPIBase:              os.Getenv("STRIPE_API_BASE"),
+		PaddleWebhookSecret:        os.Getenv("PADDLE_WEBHOOK_SECRET"),
+		LemonSqueezyWebhookSecret:  os.Getenv("LEMONSQUEEZY_WEBHOOK_SECRET"),
+		ShopifyWebhookSecret:       os.Getenv("SHOPIFY_WEBHOOK_SECRET"),
 		ResendAPIKey:               os.Getenv("RESEND_API_KEY"),
 		ResendWebhookSecret:        os.Getenv("RESEND_WEBHOOK_SECRET"),
 		ResendBaseURL:              os.Getenv("RESEND_BASE_URL"),
@@ -247,6 +257,9 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		tracking:    tracking,
 		conversions: conversions,
 		stripe:      newStripeWebhook(cfg, conversions),
+		paddle:      newPaddleWebhook(cfg, conversions),
+		lemon:       newLemonSqueezyWebhook(cfg, conversions),
+		shopify:     newShopifyWebhook(cfg, conversions),
 		connect:     newConnectOnboarding(cfg),
 		commissions: commissions,
 		payouts:     payouts,

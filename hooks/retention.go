@@ -15,9 +15,10 @@ import (
 // every attribution window (stats_daily keeps their counts), and old bookkeeping rows.
 const retentionCronJob = "pbaRetention"
 
-// bookkeepingRetention is how long processed Stripe event ids and finished affiliate webhook
-// deliveries are kept. Stripe retries an event for three days; the portal shows recent
-// deliveries.
+// bookkeepingRetention is how long processed Stripe and billing provider event ids and finished
+// affiliate webhook deliveries are kept. Stripe retries an event for three days (Paddle, Lemon
+// Squeezy and Shopify for less); the portal shows recent deliveries. provider_refunds stay: they
+// are a sale's refunds.
 const bookkeepingRetention = 90 * 24 * time.Hour
 
 // retentionChunk is how many rows one transaction deletes at most: the click writer shares the
@@ -35,8 +36,8 @@ type retention struct {
 
 // retentionStats is what a run deleted.
 type retentionStats struct {
-	Clicks, ClickOverflow, InactiveRedirects, StripeEvents, WebhookDeliveries int64
-	Skipped                                                                   bool
+	Clicks, ClickOverflow, InactiveRedirects, StripeEvents, ProviderEvents, WebhookDeliveries int64
+	Skipped                                                                                   bool
 }
 
 func registerRetention(app core.App, cfg Config) {
@@ -50,7 +51,8 @@ func registerRetention(app core.App, cfg Config) {
 		}
 		app.Logger().Info("retention run", "clicks", st.Clicks, collections.ClickOverflow, st.ClickOverflow,
 			collections.InactiveRedirects, st.InactiveRedirects,
-			collections.StripeEvents, st.StripeEvents, collections.WebhookDeliveries, st.WebhookDeliveries)
+			collections.StripeEvents, st.StripeEvents, collections.ProviderEvents, st.ProviderEvents,
+			collections.WebhookDeliveries, st.WebhookDeliveries)
 	})
 }
 
@@ -83,6 +85,9 @@ func (r *retention) run() (retentionStats, error) {
 	}
 	before := store.DBTime(r.now().Add(-bookkeepingRetention))
 	if st.StripeEvents, err = r.pruneOldest(collections.StripeEvents, "created < {:before}", before); err != nil {
+		return st, err
+	}
+	if st.ProviderEvents, err = r.pruneOldest(collections.ProviderEvents, "created < {:before}", before); err != nil {
 		return st, err
 	}
 	st.WebhookDeliveries, err = r.pruneOldest(collections.WebhookDeliveries, "status != 'pending' AND updated < {:before}", before)

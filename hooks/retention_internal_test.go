@@ -56,6 +56,8 @@ func TestRetentionPrunesExpiredRows(t *testing.T) {
 		dbx.Params{"at": store.DBTime(ago(400))})
 	for _, q := range []string{
 		"INSERT INTO stripe_events (id, event_id, type, created) VALUES ('se0000000000001', 'evt_old', 'x', {:old}), ('se0000000000002', 'evt_new', 'x', {:new})",
+		"INSERT INTO provider_events (id, provider, event_id, type, created) VALUES ('pe0000000000001', 'paddle', 'evt_old', 'x', {:old}), ('pe0000000000002', 'shopify', 'evt_new', 'x', {:new})",
+		"INSERT INTO provider_refunds (id, provider, sale, refund_id, amount, created) VALUES ('pr0000000000001', 'shopify', 'o1', 'r1', 100, {:old})",
 		`INSERT INTO webhook_deliveries (id, affiliate, event, event_id, url, status, updated) VALUES
 			('wd0000000000001', 'a', 'e', 'e1', 'https://x.test', 'sent', {:old}),
 			('wd0000000000002', 'a', 'e', 'e2', 'https://x.test', 'pending', {:old}),
@@ -83,11 +85,14 @@ func TestRetentionPrunesExpiredRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	if want := (retentionStats{Clicks: int64(len(old) - 1), ClickOverflow: retentionChunk + 100, InactiveRedirects: oldDoors,
-		StripeEvents: 1, WebhookDeliveries: 1}); st != want {
+		StripeEvents: 1, ProviderEvents: 1, WebhookDeliveries: 1}); st != want {
 		t.Fatalf("first run deleted %+v, want %+v", st, want)
 	}
 	if n := count("SELECT COUNT(*) FROM clicks"); n != 1+3+5 {
 		t.Fatalf("%d clicks left, want 9 (the credited one, the 150-day-old within the window, the recent)", n)
+	}
+	if n := count("SELECT COUNT(*) FROM provider_refunds"); n != 1 {
+		t.Fatal("a provider refund was deleted: it is part of its sale's refunded amount")
 	}
 	if n := count(fmt.Sprintf("SELECT COUNT(*) FROM clicks WHERE id = '%s'", credited)); n != 1 {
 		t.Fatal("the click a sale is attributed to was deleted")

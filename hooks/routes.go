@@ -14,6 +14,9 @@ type routes struct {
 	tracking    *tracker
 	conversions *conversionService
 	stripe      *stripeWebhook
+	paddle      *providerWebhook
+	lemon       *providerWebhook
+	shopify     *providerWebhook
 	connect     *connectOnboarding
 	commissions *commissionEngine
 	payouts     *payoutEngine
@@ -54,6 +57,10 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.PATCH("/api/pba/conversions/{source}/{external_id...}", r.conversions.handleUpdate).Bind(apis.BodyLimit(maxUpdateBody))
 	rt.GET("/api/pba/postback", r.conversions.handlePostback)
 	rt.POST(stripeWebhookPath, r.stripe.handle).Bind(apis.BodyLimit(stripeWebhookBodyLimit))
+	// Other billing providers' sales and refunds: each handler checks its provider's signature.
+	rt.POST(paddleWebhookPath, r.paddle.handle).Bind(apis.BodyLimit(providerWebhookBodyLimit))
+	rt.POST(lemonSqueezyWebhookPath, r.lemon.handle).Bind(apis.BodyLimit(providerWebhookBodyLimit))
+	rt.POST(shopifyWebhookPath, r.shopify.handle).Bind(apis.BodyLimit(providerWebhookBodyLimit))
 
 	// Mail: one-click unsubscribe (the signed token is the auth) and Resend's delivery events
 	// (Svix signature).

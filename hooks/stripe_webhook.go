@@ -14,14 +14,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/pocketbase/dbx"
-	validation "github.com/pocketbase/ozzo-validation/v4"
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
-	"github.com/pbaffiliate/pbaffiliate/hooks/internal/attribution"
 )
 
 // Stripe webhook limits. Stripe's events are a few KiB; 1 MiB leaves room for large line-item
@@ -424,20 +422,14 @@ func (h *stripeWebhook) paymentIntentSucceeded(tx core.App, event stripe.Event, 
 // on the tx app joins this transaction). Refusals a retry cannot fix come back as
 // *stripeIgnoredError so the caller rolls the attempt back and stores only the verdict.
 func (h *stripeWebhook) recordSale(tx core.App, in conversionInput) (string, error) {
-	in.Source = collections.SourceStripe
+	in.Source, in.Signed = collections.SourceStripe, true
 	// One payment reaches us through several events whose amounts may differ (discounts, tax).
 	in.IgnoreMismatch = true
 	rec, created, err := h.conversions.withTx(tx).record(in)
-	var invalid validation.Errors
-	switch {
-	case err == nil:
-	case errors.Is(err, attribution.ErrNoAttribution):
-		return "", &stripeIgnoredError{outcome: "ignored: no attribution", noAttribution: true}
-	case errors.Is(err, errConversionConflict):
-		return "", &stripeIgnoredError{outcome: "ignored: conflict: " + err.Error()}
-	case errors.As(err, &invalid):
-		return "", &stripeIgnoredError{outcome: "ignored: invalid: " + invalid.Error()}
-	default:
+	if ignored := ignoredSale(err); ignored != nil {
+		return "", ignored
+	}
+	if err != nil {
 		return "", fmt.Errorf("record stripe sale %s: %w", in.ExternalID, err)
 	}
 	if created {
@@ -690,8 +682,9 @@ func (h *stripeWebhook) promotionCode(ctx context.Context, id string) (string, e
 
 // pickPromotionCoupon chooses the code to credit when a sale carries several promotion codes:
 // the first that is an active coupon in pbaffiliate (the others are the merchant's own
-// campaigns), else the first, which the conversion service then simply does not find. The read
-// happens outside the transaction; the service looks the coupon up again inside it.
+// campaigns), else the first, which the conversion service then simply does not find. Stripe
+// reads outside its transaction (the service looks the coupon up again inside it); the other
+// providers (Shopify's discount codes) pass their transaction.
 func pickPromotionCoupon(app core.App, codes []string) string {
 	if len(codes) == 0 {
 		return ""

@@ -238,3 +238,20 @@ func clip(s string) string {
 	}
 	return s[:n] + "…"
 }
+
+// ParseMinor reads an amount that is already in minor units, a string of ASCII digits ("1999"
+// for 19.99 USD), as Paddle sends every amount. It fails like ParseDecimal: ErrSyntax for
+// anything but digits (signs, dots, spaces, empty), ErrRange above MaxAmount.
+func ParseMinor(amount string) (int64, error) {
+	if !allDigits(amount) {
+		return 0, fmt.Errorf("%w %q", ErrSyntax, clip(amount))
+	}
+	var v int64
+	for i := 0; i < len(amount); i++ {
+		// v <= MaxAmount before this step, so v*10+9 cannot overflow.
+		if v = v*10 + int64(amount[i]-'0'); v > MaxAmount {
+			return 0, fmt.Errorf("%w: %q exceeds %d minor units", ErrRange, clip(amount), MaxAmount)
+		}
+	}
+	return v, nil
+}

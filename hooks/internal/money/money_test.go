@@ -293,3 +293,19 @@ func TestFormatWithCode(t *testing.T) {
 		}
 	}
 }
+
+func TestParseMinor(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int64{"0": 0, "1999": 1999, "007": 7, "100000000000": money.MaxAmount} {
+		if got, err := money.ParseMinor(in); err != nil || got != want {
+			t.Errorf("ParseMinor(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for in, want := range map[string]error{"": money.ErrSyntax, "19.99": money.ErrSyntax, "-5": money.ErrSyntax, "+5": money.ErrSyntax,
+		" 5": money.ErrSyntax, "1e3": money.ErrSyntax, "٣": money.ErrSyntax, "100000000001": money.ErrRange,
+		"99999999999999999999999": money.ErrRange} {
+		if _, err := money.ParseMinor(in); !errors.Is(err, want) {
+			t.Errorf("ParseMinor(%q) error %v, want %v", in, err, want)
+		}
+	}
+}
