@@ -187,7 +187,7 @@ func erasedCode(id string) string { return "erased-" + strings.ToLower(id) }
 // eraseOwnRows anonymises the rows the affiliate owns: links and coupons (renamed, archived
 // or deactivated), feedback comments, mail (address and content; queued mail canceled),
 // webhook deliveries (address and payload; pending ones canceled), customers named by email on
-// its sales, suppressions of its addresses, and PocketBase's sign-in rows (devices, OAuth2
+// its sales, suppressions of its addresses, legacy codes from imports, and PocketBase's sign-in rows (devices, OAuth2
 // links, MFA, one-time passwords).
 func eraseOwnRows(tx core.App, aff *core.Record, oldCode string, old personalValues, s *eraseSummary) error {
 	id := aff.Id
@@ -241,6 +241,9 @@ func eraseOwnRows(tx core.App, aff *core.Record, oldCode string, old personalVal
 		// A customer named by an email address is a person; opaque references (Stripe's cus_…)
 		// stay for refunds and renewals.
 		{collections.Conversions, `UPDATE {{conversions}} SET customer = '', updated = {:now} WHERE affiliate = {:a} AND customer LIKE '%@%'`, nil},
+		// Legacy codes an import brought are often the person's handle; old links stop
+		// crediting with the affiliate's suspension anyway.
+		{collections.CodeAliases, `DELETE FROM {{code_aliases}} WHERE affiliate = {:a}`, nil},
 		{collections.StripeAttributions, `UPDATE {{stripe_attributions}} SET affiliate_code = {:code}, updated = {:now}
 			WHERE affiliate_code = {:old} AND {:old} != {:code}`, nil},
 	} {

@@ -56,6 +56,8 @@ func TestPrivacyAffiliate(t *testing.T) {
 		{collections.WebhookDeliveries, map[string]any{"affiliate": fx.A.ID, "event": "conversion.created", "event_id": "privacy-hook",
 			"url": webhookURL, "payload": map[string]any{"id": "x"}, "status": "pending"}},
 		{collections.Suppressions, map[string]any{"email": fx.A.Email, "reason": "unsubscribe"}},
+		// A legacy code an import brought (her handle on the old platform): it goes with her.
+		{collections.CodeAliases, map[string]any{"code": "ada.quintessa", "affiliate": fx.A.ID, "source": "rewardful"}},
 		{core.CollectionNameAuthOrigins, map[string]any{"collectionRef": a.Collection().Id, "recordRef": fx.A.ID, "fingerprint": "ada-device"}},
 		// Elsewhere: B's sale whose customer is A's address, a note and a run report naming A
 		// (text and JSON the sweep must find without knowing these collections).
@@ -72,7 +74,7 @@ func TestPrivacyAffiliate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	needles := []string{strings.ToLower(fx.A.Email), payout, strings.ToLower(name), webhookURL, strings.ToLower(answer)}
+	needles := []string{strings.ToLower(fx.A.Email), payout, strings.ToLower(name), webhookURL, strings.ToLower(answer), "ada.quintessa"}
 	problemsBefore, err := store.RollupProblems(app)
 	if err != nil {
 		t.Fatal(err)
