@@ -241,6 +241,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		return err
 	}
 	assets := registerAssets(app, newMailContent(app, cfg.PublicURL))
+	keys := registerAPIKeys(app)
 
 	r := routes{
 		tracking:    tracking,
@@ -257,6 +258,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		surveys:     mail.surveys,
 		portal:      &portalTerms{payouts: payouts},
 		metrics:     metricsOf(app),
+		keys:        keys,
 		cfg:         cfg,
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
