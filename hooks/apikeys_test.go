@@ -205,5 +205,3 @@ func affiliateCode(t *testing.T, app interface {
 	}
 	return code
 }
-
-
