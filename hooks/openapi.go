@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
@@ -173,6 +174,7 @@ var openAPIQuery = map[string][2]string{
 	"status":         {`{"type":"string"}`, "Only records of this status."},
 	"source":         {`{"type":"string","enum":["api","postback","stripe","manual","coupon"]}`, "Only sales of this source."},
 	"tier":           {`{"type":"string"}`, "A tier's id."},
+	"survey":         {`{"type":"string"}`, "A survey's id."},
 	"code":           {`{"type":"string"}`, "An affiliate's code."},
 	"email":          {`{"type":"string","format":"email"}`, "An affiliate's email."},
 	"from":           {`{"type":"string","format":"date"}`, "First UTC day, YYYY-MM-DD (inclusive)."},
@@ -313,7 +315,7 @@ func openAPIDocument() ([]byte, error) {
 		for _, q := range r.Query {
 			d, ok := openAPIQuery[q]
 			if !ok {
-				return nil, &json.UnsupportedValueError{Str: "undocumented query parameter " + q + " of " + r.Route}
+				return nil, fmt.Errorf("openapi: query parameter %q of %s is not in openAPIQuery", q, r.Route)
 			}
 			var schema any
 			if err := json.Unmarshal([]byte(d[0]), &schema); err != nil {
