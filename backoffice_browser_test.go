@@ -876,7 +876,7 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		getJSON(t, base+"/api/pba/sales?limit=1", "Bearer "+key, &sales)
 		b.checkAxe(t, "api keys")
 		p.screenshots("backoffice-api-keys")
-		p.click("#new-key button.ghost") // Done: the key is gone from the page
+		p.click("#new-key-done") // Done: the key is gone from the page
 		p.waitFor("the key to leave the page", `!document.body.textContent.includes(`+strconv.Quote(key)+`)`)
 		b.open(t, "#/setup", "Setup") // and back: the list read again shows the use
 		b.open(t, "#/api-keys", "API keys")
