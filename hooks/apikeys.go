@@ -5,7 +5,9 @@ import (
 	"crypto/subtle"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -193,20 +195,10 @@ func (k *apiKeys) find(app core.App, key string) (*apiKey, error) {
 		return nil, nil
 	}
 	rec := &apiKey{ID: row.ID, Name: row.Name, Prefix: row.Prefix}
-	rec.Scopes = splitJSONList(row.Scopes)
-	return rec, nil
-}
-
-// splitJSONList reads a multi-select column (a JSON array of plain strings).
-func splitJSONList(raw string) []string {
-	raw = strings.Trim(strings.TrimSpace(raw), "[]")
-	var out []string
-	for _, s := range strings.Split(raw, ",") {
-		if s = strings.Trim(strings.TrimSpace(s), `"`); s != "" {
-			out = append(out, s)
-		}
+	if err := json.Unmarshal([]byte(row.Scopes), &rec.Scopes); err != nil {
+		return nil, fmt.Errorf("api key %s: scopes: %w", row.ID, err)
 	}
-	return out
+	return rec, nil
 }
 
 // touch writes the key's last_used, at most once per apiKeyTouchEvery per key: the write is

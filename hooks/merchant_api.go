@@ -196,7 +196,7 @@ func handleAffiliatesList(e *core.RequestEvent) error {
 		return err
 	}
 	if email := strings.TrimSpace(e.Request.URL.Query().Get("email")); email != "" {
-		q.where("email = {:email}", dbx.Params{"email": strings.ToLower(email)})
+		q.where("email:lower = {:email}", dbx.Params{"email": strings.ToLower(email)})
 	}
 	if err := q.days(e); err != nil {
 		return err
