@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -848,6 +850,43 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 	feedbackSubtests(t, b, base, db, mail)
 	incentivesSubtest(t, b)
 	webhooksSubtest(t, b)
+
+	// API keys: created with its scopes, the key shown once (and nowhere in the database), it
+	// works on the merchant API, then revoked it no longer does.
+	t.Run("api keys", func(t *testing.T) {
+		p := b.p
+		b.open(t, "#/api-keys", "API keys")
+		p.typeInto("#key-name", "Shop server")
+		p.click(`input[value="sales:read"]`)
+		p.click(`input[value="stats:read"]`)
+		p.click(`#main form button[type=submit]`)
+		p.waitFor("the new key", `(document.getElementById("new-key-value")?.textContent || "").startsWith("pba_")`)
+		key := p.text("#new-key-value")
+		p.waitFor("the key in the list", `document.querySelector("#api-keys tbody")?.textContent.includes("Shop server")`)
+		if list := p.text("#api-keys"); !strings.Contains(list, key[:12]) || strings.Contains(list, key) || !strings.Contains(list, "sales:read, stats:read") {
+			t.Errorf("the list shows %q", list)
+		}
+		sum := sha256.Sum256([]byte(key))
+		waitDB(t, p, db, "the key stored hashed", 1, `SELECT COUNT(*) FROM api_keys WHERE hash = ? AND name = 'Shop server'`, hex.EncodeToString(sum[:]))
+		var holding int64
+		db.QueryRow(`SELECT COUNT(*) FROM api_keys WHERE name LIKE '%' || ? || '%' OR prefix = ? OR hash = ?`, key[4:], key, key).Scan(&holding)
+		if holding != 0 {
+			t.Error("the database holds the key")
+		}
+		var sales struct{ Items []any }
+		getJSON(t, base+"/api/pba/sales?limit=1", "Bearer "+key, &sales)
+		b.checkAxe(t, "api keys")
+		p.screenshots("backoffice-api-keys")
+		p.click("#new-key-done") // Done: the key is gone from the page
+		p.waitFor("the key to leave the page", `!document.body.textContent.includes(`+strconv.Quote(key)+`)`)
+		b.open(t, "#/setup", "Setup") // and back: the list read again shows the use
+		b.open(t, "#/api-keys", "API keys")
+		p.waitFor("last used", `[...document.querySelectorAll("#api-keys tbody tr")].some((r) => r.textContent.includes("Shop server") && !r.textContent.includes("Never"))`)
+		p.click(`button[aria-label="Revoke Shop server"]`)
+		p.click(`#api-keys button.danger`)
+		waitDB(t, p, db, "the key revoked", 1, `SELECT COUNT(*) FROM api_keys WHERE name = 'Shop server' AND revoked AND revoked_at != ''`)
+		sendJSONStatus(t, http.MethodGet, base+"/api/pba/sales", "Bearer "+key, "", http.StatusUnauthorized)
+	})
 
 	t.Run("setup checklist", func(t *testing.T) {
 		p := b.p

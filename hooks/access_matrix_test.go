@@ -1,7 +1,9 @@
 package hooks_test
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -41,9 +43,12 @@ import (
 // then apiKeyRoles.
 var matrixRoles = append([]string{"guest", "A", "B", "P", "S", "merchant", "superuser"}, apiKeyRoles...)
 
-// apiKeyRoles are the API keys, one role per scope, that the integrations issue adds (with a
-// matrixActor in newMatrixWorld and a cell in every row). There are no API keys yet.
-var apiKeyRoles []string
+// apiKeyRoles are the API keys (hooks/apikeys.go): one of each scope, in this order, and a
+// revoked one holding every scope. An API key acts on the routes bound to its scope as an
+// admin would; everywhere else under /api/ (the records API included) it is refused: 403, or
+// 401 revoked.
+var apiKeyRoles = []string{"key:sales:write", "key:sales:read", "key:affiliates:read", "key:affiliates:write",
+	"key:stats:read", "key:payouts:read", "key:revoked"}
 
 // seen is what a list answers: a status and which rows it holds.
 type seen string
@@ -54,10 +59,14 @@ const (
 	program seen = "program" // 200 with exactly the rows of the caller's program
 	every   seen = "every"   // 200 with every row
 	denied  seen = "403"     // 403
+	unauth  seen = "401"     // 401 (a revoked API key)
 )
 
+// refused reports whether a list under s is an error (nothing to list or expand).
+func refused(s seen) bool { return s == denied || s == unauth }
+
 // statuses are one operation's exact status per role, in matrixRoles order: guest, A, B, P,
-// S, merchant, superuser.
+// S, merchant, superuser, then the API keys (apiKeyRoles).
 type statuses []int
 
 // access is one collection's row, each operation's cells in matrixRoles order. view, update
@@ -135,9 +144,10 @@ func (a access) withDelete(cells statuses) access {
 	return a
 }
 
-// recordsMatrix has a row for every collection of the schema.
+// recordsMatrix has a row for every collection of the schema. API keys never reach the records
+// API (withKeys adds their cells).
 func recordsMatrix() []recordsRow {
-	return []recordsRow{
+	return withKeys([]recordsRow{
 		{collection: "programs", owner: byID, access: readProgram.withSuperuser(400, 200, 400)},
 		{collection: "tiers", owner: byProgram, access: readProgram},
 		// An inactive bonus is not shown to affiliates.
@@ -221,7 +231,35 @@ func recordsMatrix() []recordsRow {
 		// PocketBase's default "users" collection, unused by pbaffiliate, is locked by migration
 		// 1795480310: superusers only, no sign-in.
 		{collection: "users", owner: byNobody, access: superusersOnly.withSuperuser(200, 200, 204), createBody: `{"email":"new-{role}@fixture.test","password":"new-password-1","passwordConfirm":"new-password-1"}`},
+		// API keys: superusers only; the records API neither creates one (400: POST
+		// /api/pba/api-keys shows the key once) nor gives back its hash.
+		{collection: collections.APIKeys, owner: byNobody, access: superusersOnly.withSuperuser(400, 200, 204)},
+	})
+}
+
+// withKeys adds the API keys' cells to every records row: every key is refused by the records
+// API, 403, and a revoked one 401.
+func withKeys(rows []recordsRow) []recordsRow {
+	keys := func(cell int, revoked int) []int {
+		out := make([]int, len(apiKeyRoles))
+		for i := range out {
+			out[i] = cell
+		}
+		out[len(out)-1] = revoked
+		return out
 	}
+	for i := range rows {
+		r := &rows[i]
+		r.list = slices.Clone(r.list)
+		for _, k := range keys(403, 401) {
+			r.list = append(r.list, map[int]seen{403: denied, 401: unauth}[k])
+		}
+		r.view = append(slices.Clone(r.view), keys(403, 401)...)
+		r.create = append(slices.Clone(r.create), keys(403, 401)...)
+		r.update = append(slices.Clone(r.update), keys(403, 401)...)
+		r.delete = append(slices.Clone(r.delete), keys(403, 401)...)
+	}
+	return rows
 }
 
 // routeRow is one request to a route: the route as bound ("METHOD /pattern"), the request's
@@ -244,76 +282,86 @@ func routesMatrix(w *matrixWorld) []routeRow {
 	assetP, assetQ := w.owners["assets"][fx.ProgramP][0], w.owners["assets"][fx.ProgramQ][0]
 	endpoint := w.owners["webhooks"][""][0]
 	return []routeRow{
-		{"GET /r/{code}", "/r/" + codeA, "", statuses{302, 302, 302, 302, 302, 302, 302}},
-		{"GET /r/{code}/{$}", "/r/" + codeA + "/", "", statuses{302, 302, 302, 302, 302, 302, 302}},
-		{"GET /r/{$}", "/r/?via=" + codeA, "", statuses{302, 302, 302, 302, 302, 302, 302}},
-		{"POST /api/pba/clicks", "/api/pba/clicks", `{"code":"` + codeA + `"}`, statuses{200, 200, 200, 200, 200, 200, 200}},
+		{"GET /r/{code}", "/r/" + codeA, "", statuses{302, 302, 302, 302, 302, 302, 302, 302, 302, 302, 302, 302, 302, 302}},
+		{"GET /r/{code}/{$}", "/r/" + codeA + "/", "", statuses{302, 302, 302, 302, 302, 302, 302, 302, 302, 302, 302, 302, 302, 302}},
+		{"POST /api/pba/clicks", "/api/pba/clicks", `{"code":"` + codeA + `"}`, statuses{200, 200, 200, 200, 200, 200, 200, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /r/{$}", "/r/?via=" + codeA, "", statuses{302, 302, 302, 302, 302, 302, 302, 302, 302, 302, 302, 302, 302, 302}},
 		{"POST /api/pba/conversions", "/api/pba/conversions", `{"external_id":"matrix-sale","amount":1000,"currency":"usd","affiliate_code":"` + codeA + `","program":"` + fx.ProgramP + `"}`,
-			statuses{401, 401, 401, 401, 401, 201, 200}}, // the superuser's is the merchant's sale again
-		{"POST /api/pba/conversions/{source}/{external_id...}", orderA, `{"status":"approved"}`, statuses{401, 401, 401, 401, 401, 200, 200}},
-		{"PATCH /api/pba/conversions/{source}/{external_id...}", orderA, `{"status":"approved"}`, statuses{401, 401, 401, 401, 401, 200, 200}},
-		{"GET /api/pba/postback", "/api/pba/postback?click_id=x", "", statuses{401, 401, 401, 401, 401, 401, 401}},
+			statuses{401, 401, 401, 401, 401, 201, 200, 200, 403, 403, 403, 403, 403, 401}}, // the superuser's and the key's are the merchant's sale again
+		{"POST /api/pba/conversions/{source}/{external_id...}", orderA, `{"status":"approved"}`, statuses{401, 401, 401, 401, 401, 200, 200, 200, 403, 403, 403, 403, 403, 401}},
+		{"PATCH /api/pba/conversions/{source}/{external_id...}", orderA, `{"status":"approved"}`, statuses{401, 401, 401, 401, 401, 200, 200, 200, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/postback", "/api/pba/postback?click_id=x", "", statuses{401, 401, 401, 401, 401, 401, 401, 400, 403, 403, 403, 403, 403, 401}},
 		// Signed by the sender only: no credential of ours stands in for the signature.
-		{"POST /api/pba/stripe/webhook", "/api/pba/stripe/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400}},
-		{"POST /api/pba/paddle/webhook", "/api/pba/paddle/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400}},
-		{"POST /api/pba/lemonsqueezy/webhook", "/api/pba/lemonsqueezy/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400}},
-		{"POST /api/pba/shopify/webhook", "/api/pba/shopify/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400}},
-		{"GET /api/pba/unsubscribe", "/api/pba/unsubscribe?token=forged", "", statuses{400, 400, 400, 400, 400, 400, 400}},
-		{"POST /api/pba/unsubscribe", "/api/pba/unsubscribe?token=forged", "", statuses{400, 400, 400, 400, 400, 400, 400}},
-		{"POST /api/pba/resend/webhook", "/api/pba/resend/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400}},
-		{"GET /api/pba/survey", "/api/pba/survey?score=5&token=forged.x.y.z", "", statuses{400, 400, 400, 400, 400, 400, 400}},
-		{"POST /api/pba/survey", "/api/pba/survey?score=5&token=forged.x.y.z", "", statuses{400, 400, 400, 400, 400, 400, 400}},
-		{"GET /api/pba/feedback/summary", "/api/pba/feedback/summary", "", statuses{401, 403, 403, 403, 403, 401, 200}},
+		{"POST /api/pba/stripe/webhook", "/api/pba/stripe/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/unsubscribe", "/api/pba/unsubscribe?token=forged", "", statuses{400, 400, 400, 400, 400, 400, 400, 403, 403, 403, 403, 403, 403, 401}},
+		{"POST /api/pba/unsubscribe", "/api/pba/unsubscribe?token=forged", "", statuses{400, 400, 400, 400, 400, 400, 400, 403, 403, 403, 403, 403, 403, 401}},
+		{"POST /api/pba/resend/webhook", "/api/pba/resend/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/survey", "/api/pba/survey?score=5&token=forged.x.y.z", "", statuses{400, 400, 400, 400, 400, 400, 400, 403, 403, 403, 403, 403, 403, 401}},
+		{"POST /api/pba/survey", "/api/pba/survey?score=5&token=forged.x.y.z", "", statuses{400, 400, 400, 400, 400, 400, 400, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/feedback/summary", "/api/pba/feedback/summary", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/stats", "/api/pba/stats", "", statuses{401, 200, 200, 200, 200, 401, 200, 403, 403, 403, 403, 200, 403, 401}},
+		{"GET /api/pba/stats", "/api/pba/stats?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200, 403, 403, 403, 403, 200, 403, 401}},
+		{"GET /api/pba/balance", "/api/pba/balance", "", statuses{401, 200, 200, 200, 200, 401, 400, 403, 403, 403, 403, 400, 403, 401}}, // superusers name the affiliate
+		{"GET /api/pba/balance", "/api/pba/balance?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200, 403, 403, 403, 403, 200, 403, 401}},
+		{"POST /api/pba/paddle/webhook", "/api/pba/paddle/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400, 403, 403, 403, 403, 403, 403, 401}},
+		{"POST /api/pba/lemonsqueezy/webhook", "/api/pba/lemonsqueezy/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400, 403, 403, 403, 403, 403, 403, 401}},
+		{"POST /api/pba/shopify/webhook", "/api/pba/shopify/webhook", `{}`, statuses{400, 400, 400, 400, 400, 400, 400, 403, 403, 403, 403, 403, 403, 401}},
 		// Outgoing webhooks: superusers only.
-		{"POST /api/pba/webhooks/{id}/test", "/api/pba/webhooks/" + endpoint + "/test", "", statuses{401, 403, 403, 403, 403, 401, 201}},
+		{"POST /api/pba/webhooks/{id}/test", "/api/pba/webhooks/" + endpoint + "/test", "", statuses{401, 403, 403, 403, 403, 401, 201, 403, 403, 403, 403, 403, 403, 401}},
 		{"POST /api/pba/webhooks/{id}/deliveries/{delivery}/resend", "/api/pba/webhooks/" + endpoint + "/deliveries/" + w.owners["webhook_deliveries"][""][0] + "/resend", "",
-			statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"GET /api/pba/stats", "/api/pba/stats", "", statuses{401, 200, 200, 200, 200, 401, 200}},
-		{"GET /api/pba/stats", "/api/pba/stats?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200}},
-		{"GET /api/pba/balance", "/api/pba/balance", "", statuses{401, 200, 200, 200, 200, 401, 400}}, // superusers name the affiliate
-		{"GET /api/pba/balance", "/api/pba/balance?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200}},
+			statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 403, 401}},
 		// Stripe is configured but refuses (routesConfig): approved affiliates get as far as calling it.
-		{"POST /api/pba/connect/onboard", "/api/pba/connect/onboard", "", statuses{401, 502, 502, 403, 403, 401, 403}},
+		{"POST /api/pba/connect/onboard", "/api/pba/connect/onboard", "", statuses{401, 502, 502, 403, 403, 401, 403, 403, 403, 403, 403, 403, 403, 401}},
 		// Promotional materials: approved affiliates (their own), superusers preview as one.
-		{"GET /api/pba/assets", "/api/pba/assets", "", statuses{401, 200, 200, 403, 403, 401, 400}},
-		{"GET /api/pba/assets", "/api/pba/assets?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200}},
-		{"GET /api/pba/assets/{id}", "/api/pba/assets/" + assetP, "", statuses{401, 200, 200, 403, 403, 401, 400}},
-		{"GET /api/pba/assets/{id}", "/api/pba/assets/" + assetP + "?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200}},
-		{"GET /api/pba/assets/{id}", "/api/pba/assets/" + assetQ, "", statuses{401, 404, 404, 403, 403, 401, 400}},
-		{"POST /api/pba/assets/{id}/announce", "/api/pba/assets/" + assetP + "/announce", "", statuses{401, 403, 403, 403, 403, 401, 201}},
+		{"GET /api/pba/assets", "/api/pba/assets", "", statuses{401, 200, 200, 403, 403, 401, 400, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/assets", "/api/pba/assets?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/assets/{id}", "/api/pba/assets/" + assetP, "", statuses{401, 200, 200, 403, 403, 401, 400, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/assets/{id}", "/api/pba/assets/" + assetP + "?affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/assets/{id}", "/api/pba/assets/" + assetQ, "", statuses{401, 404, 404, 403, 403, 401, 400, 403, 403, 403, 403, 403, 403, 401}},
+		{"POST /api/pba/assets/{id}/announce", "/api/pba/assets/" + assetP + "/announce", "", statuses{401, 403, 403, 403, 403, 401, 201, 403, 403, 403, 403, 403, 403, 401}},
 		// An affiliate's own campaigns (B's alone is not in A's answer).
-		{"GET /api/pba/incentives", "/api/pba/incentives", "", statuses{401, 200, 200, 200, 200, 401, 403}},
+		{"GET /api/pba/incentives", "/api/pba/incentives", "", statuses{401, 200, 200, 200, 200, 401, 403, 403, 403, 403, 403, 403, 403, 401}},
 		// The portal: a program's public terms (anyone), an affiliate's own terms (any status).
-		{"GET /api/pba/apply/{slug}", "/api/pba/apply/default", "", statuses{200, 200, 200, 200, 200, 200, 200}},
-		{"GET /api/pba/apply/{slug}", "/api/pba/apply/no-such-program", "", statuses{404, 404, 404, 404, 404, 404, 404}},
-		{"GET /api/pba/terms", "/api/pba/terms", "", statuses{401, 200, 200, 200, 200, 401, 403}},
-		{"GET /api/pba/leaderboard", "/api/pba/leaderboard?program=" + fx.ProgramP, "", statuses{401, 403, 403, 403, 403, 401, 200}},
+		{"GET /api/pba/apply/{slug}", "/api/pba/apply/default", "", statuses{200, 200, 200, 200, 200, 200, 200, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/apply/{slug}", "/api/pba/apply/no-such-program", "", statuses{404, 404, 404, 404, 404, 404, 404, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/terms", "/api/pba/terms", "", statuses{401, 200, 200, 200, 200, 401, 403, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/leaderboard", "/api/pba/leaderboard?program=" + fx.ProgramP, "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 200, 403, 401}},
 		// Commission is ranked within one currency: P (usd) and Q (eur) together are a 400.
-		{"GET /api/pba/leaderboard", "/api/pba/leaderboard", "", statuses{401, 403, 403, 403, 403, 401, 400}},
-		{"GET /api/pba/owed", "/api/pba/owed", "", statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"GET /api/pba/breakdown", "/api/pba/breakdown?dim=sub", "", statuses{401, 200, 200, 200, 200, 401, 400}}, // superusers name the affiliate
-		{"GET /api/pba/breakdown", "/api/pba/breakdown?dim=link&affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200}},
-		{"GET /api/pba/breakdown", "/api/pba/breakdown?dim=country", "", statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"GET /api/pba/programs/schedule", "/api/pba/programs/schedule?spec=" + url.QueryEscape("0 9 1 * *"), "", statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"GET /api/pba/config", "/api/pba/config", "", statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"GET /api/pba/metrics", "/api/pba/metrics", "", statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"POST /api/pba/messages/preview", "/api/pba/messages/preview", `{}`, statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"GET /api/pba/ledger/check", "/api/pba/ledger/check", "", statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"POST /api/pba/commissions/run", "/api/pba/commissions/run", "", statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"POST /api/pba/tiers/evaluate", "/api/pba/tiers/evaluate", "", statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"GET /api/pba/payouts/preview", "/api/pba/payouts/preview", "", statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"POST /api/pba/payouts/run", "/api/pba/payouts/run", `{"program":"` + fx.ProgramP + `"}`, statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"GET /api/pba/export/payouts.csv", "/api/pba/export/payouts.csv", "", statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"GET /api/pba/export/affiliates.csv", "/api/pba/export/affiliates.csv", "", statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"GET /api/pba/export/conversions.csv", "/api/pba/export/conversions.csv", "", statuses{401, 403, 403, 403, 403, 401, 200}},
+		{"GET /api/pba/leaderboard", "/api/pba/leaderboard", "", statuses{401, 403, 403, 403, 403, 401, 400, 403, 403, 403, 403, 400, 403, 401}},
+		{"GET /api/pba/owed", "/api/pba/owed", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 200, 403, 401}},
+		{"GET /api/pba/breakdown", "/api/pba/breakdown?dim=sub", "", statuses{401, 200, 200, 200, 200, 401, 400, 403, 403, 403, 403, 400, 403, 401}}, // superusers name the affiliate
+		{"GET /api/pba/breakdown", "/api/pba/breakdown?dim=link&affiliate=" + fx.A.ID, "", statuses{401, 200, 403, 403, 403, 401, 200, 403, 403, 403, 403, 200, 403, 401}},
+		{"GET /api/pba/breakdown", "/api/pba/breakdown?dim=country", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 200, 403, 401}},
+		{"GET /api/pba/programs/schedule", "/api/pba/programs/schedule?spec=" + url.QueryEscape("0 9 1 * *"), "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/config", "/api/pba/config", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/metrics", "/api/pba/metrics", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 403, 401}},
+		{"POST /api/pba/messages/preview", "/api/pba/messages/preview", `{}`, statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/ledger/check", "/api/pba/ledger/check", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 403, 401}},
+		{"POST /api/pba/commissions/run", "/api/pba/commissions/run", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 403, 401}},
+		{"POST /api/pba/tiers/evaluate", "/api/pba/tiers/evaluate", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/payouts/preview", "/api/pba/payouts/preview", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 200, 401}},
+		{"POST /api/pba/payouts/run", "/api/pba/payouts/run", `{"program":"` + fx.ProgramP + `"}`, statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/export/payouts.csv", "/api/pba/export/payouts.csv", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 200, 401}},
+		{"GET /api/pba/export/affiliates.csv", "/api/pba/export/affiliates.csv", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 200, 403, 403, 403, 401}},
+		{"GET /api/pba/export/conversions.csv", "/api/pba/export/conversions.csv", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 200, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/export/commissions.csv", "/api/pba/export/commissions.csv", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 200, 401}},
+		// The merchant API: superusers and the keys of each route's scope.
+		{"GET /api/pba/sales", "/api/pba/sales?affiliate=" + fx.A.ID, "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 200, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/affiliates", "/api/pba/affiliates?program=" + fx.ProgramP, "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 200, 403, 403, 403, 401}},
+		{"GET /api/pba/affiliates/{id}", "/api/pba/affiliates/" + fx.B.ID, "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 200, 403, 403, 403, 401}},
+		// The superuser creates the affiliate; the key's create of the same email is then a 400.
+		{"POST /api/pba/affiliates", "/api/pba/affiliates", `{"name":"Matrix","email":"matrix-new@fixture.test"}`, statuses{401, 403, 403, 403, 403, 401, 201, 403, 403, 403, 400, 403, 403, 401}},
+		{"PATCH /api/pba/affiliates/{id}", "/api/pba/affiliates/" + fx.A.ID, `{"notes":"changed by the matrix"}`, statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 200, 403, 403, 401}},
+		{"GET /api/pba/payouts", "/api/pba/payouts", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 200, 401}},
+		{"POST /api/pba/api-keys", "/api/pba/api-keys", `{"name":"matrix","scopes":["stats:read"]}`, statuses{401, 403, 403, 403, 403, 401, 201, 403, 403, 403, 403, 403, 403, 401}},
+		{"GET /api/pba/openapi.json", "/api/pba/openapi.json", "", statuses{200, 200, 200, 200, 200, 200, 200, 403, 403, 403, 403, 403, 403, 401}},
 		// Personal data (GDPR): superusers only. The erasure without its confirmation is a 400
 		// (nothing erased: the later rows need A); an unknown visitor has nothing to erase.
-		{"GET /api/pba/affiliates/{id}/export", "/api/pba/affiliates/" + fx.A.ID + "/export", "", statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"POST /api/pba/affiliates/{id}/erase", "/api/pba/affiliates/" + fx.A.ID + "/erase", `{}`, statuses{401, 403, 403, 403, 403, 401, 400}},
-		{"POST /api/pba/visitors/{visitor}/erase", "/api/pba/visitors/nobody-at-all/erase", "", statuses{401, 403, 403, 403, 403, 401, 200}},
-		{"GET /api/pba/export/commissions.csv", "/api/pba/export/commissions.csv", "", statuses{401, 403, 403, 403, 403, 401, 200}},
+		{"GET /api/pba/affiliates/{id}/export", "/api/pba/affiliates/" + fx.A.ID + "/export", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 403, 401}},
+		{"POST /api/pba/affiliates/{id}/erase", "/api/pba/affiliates/" + fx.A.ID + "/erase", `{}`, statuses{401, 403, 403, 403, 403, 401, 400, 403, 403, 403, 403, 403, 403, 401}},
+		{"POST /api/pba/visitors/{visitor}/erase", "/api/pba/visitors/nobody-at-all/erase", "", statuses{401, 403, 403, 403, 403, 401, 200, 403, 403, 403, 403, 403, 403, 401}},
 		// PocketBase's dashboard adds this one in its own OnServe hook: its extensions' script, public.
-		{"GET /_/extensions.js", "/_/extensions.js", "", statuses{200, 200, 200, 200, 200, 200, 200}},
+		{"GET /_/extensions.js", "/_/extensions.js", "", statuses{200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200}},
 	}
 }
 
@@ -342,6 +390,11 @@ type matrixActor struct {
 	alsoSees  []string // other owners whose data its answers may hold (a merchant: its program's affiliates)
 }
 
+// matrixKey is the API key of an apiKeyRoles role.
+func matrixKey(role string) string {
+	return "pba_" + strings.NewReplacer(":", "", "key", "matrix").Replace(role) + strings.Repeat("0", 24)
+}
+
 // mark is the prefix of seeded values that identify their owner in an answer.
 const mark = "mk-"
 
@@ -367,6 +420,16 @@ func newMatrixWorld(t *testing.T) *matrixWorld {
 		"S":         {auth: suspended.Token, affiliate: suspended.ID, program: fx.ProgramP},
 		"merchant":  {auth: "Bearer " + fx.SecretP, program: fx.ProgramP, alsoSees: []string{fx.A.ID, fx.B.ID, fx.Pending.ID, suspended.ID}},
 		"superuser": {auth: fx.Superuser.Token},
+	}
+	// The API keys act for the whole installation: their answers may hold anyone's data, but
+	// never a hidden field's value.
+	everyone := []string{fx.A.ID, fx.B.ID, fx.Pending.ID, suspended.ID, fx.ProgramP, fx.ProgramQ}
+	for _, role := range apiKeyRoles {
+		a := matrixActor{auth: "Bearer " + matrixKey(role)}
+		if role != "key:revoked" {
+			a.alsoSees = everyone
+		}
+		w.actors[role] = a
 	}
 	return w
 }
@@ -665,8 +728,8 @@ func TestAccessMatrix(t *testing.T) {
 				res := pbatest.Request(h, http.MethodGet, recordsURL(row.collection)+"?perPage=500", a.auth, "")
 				after := w.expectedRows(role, ownersOf(t, app, row), row.list[i])
 				what := "list " + row.collection
-				if row.list[i] == denied {
-					w.check(t, role, what, res, 403)
+				if refused(row.list[i]) {
+					w.check(t, role, what, res, map[seen]int{denied: 403, unauth: 401}[row.list[i]])
 				} else {
 					w.check(t, role, what, res, 200)
 					if row.list[i] != none && len(before) == 0 {
@@ -724,7 +787,9 @@ func TestAccessMatrix(t *testing.T) {
 		for _, r := range routesMatrix(w) {
 			method, _, _ := strings.Cut(r.route, " ")
 			for i, role := range matrixRoles {
-				res := pbatest.Request(rh, method, r.url, w.actors[role].auth, r.body)
+				// Each from its own address: the rate limits (tested in ratelimit_test.go) are
+				// not what this measures.
+				res := pbatest.Request(rh, method, r.url, w.actors[role].auth, r.body, fromNewAddress())
 				w.check(t, role, method+" "+r.url, res, r.status[i])
 			}
 		}
@@ -869,7 +934,7 @@ func (w *matrixWorld) checkOracles(t *testing.T, h http.Handler, app core.App, r
 		oneStep := slices.DeleteFunc(slices.Clone(names), func(p string) bool { return strings.Contains(p, ".") })
 		fields := "*," + strings.Join(c.Fields.FieldNames(), ",") + ",expand.*"
 		for i, role := range matrixRoles {
-			if role == "superuser" || row.list[i] == denied || row.list[i] == none {
+			if role == "superuser" || refused(row.list[i]) || row.list[i] == none {
 				continue // nothing to expand
 			}
 			expand := oneStep
@@ -1014,7 +1079,7 @@ func (w *matrixWorld) checkRealtime(t *testing.T, rows []recordsRow) {
 			saved[owner] = ids[:1]
 		}
 		for i, role := range matrixRoles {
-			if row.list[i] == denied {
+			if refused(row.list[i]) {
 				continue
 			}
 			for _, id := range w.expectedRows(role, saved, row.list[i]) {
@@ -1154,6 +1219,20 @@ func seedMatrix(app core.App) (pbatest.Actor, error) {
 			if _, err := pbatest.Save(app, seed.collection, seed.data); err != nil {
 				return s, err
 			}
+		}
+	}
+
+	// The API keys of the matrix's roles (the last one revoked); nobody's rows.
+	for _, role := range apiKeyRoles {
+		scope, _ := strings.CutPrefix(role, "key:")
+		scopes := []string{scope}
+		if role == "key:revoked" {
+			scopes = collections.AllAPIKeyScopes
+		}
+		sum := sha256.Sum256([]byte(matrixKey(role)))
+		if _, err := pbatest.Save(app, collections.APIKeys, map[string]any{"name": mark + role, "prefix": matrixKey(role)[:12],
+			"hash": hex.EncodeToString(sum[:]), "scopes": scopes, "revoked": role == "key:revoked"}); err != nil {
+			return s, err
 		}
 	}
 

@@ -68,7 +68,7 @@ func (conversions *conversionService) handleAPI(e *core.RequestEvent) error {
 	} else if programID != "" && body.Program != "" && body.Program != programID {
 		return e.BadRequestError("The program is the one of the secret.", fieldError("program", "forbidden", "Omit program when authenticating with a program secret."))
 	}
-	if programID != "" && body.Imported {
+	if body.Imported && (programID != "" || apiKeyOf(e) != nil) { // imports are for superusers
 		return importForbidden(e)
 	}
 
@@ -104,12 +104,17 @@ func (conversions *conversionService) handleAPI(e *core.RequestEvent) error {
 // through applySaleUpdate, as the API's update form does.
 func (conversions *conversionService) handlePostback(e *core.RequestEvent) error {
 	req, problems := postback.Parse(e.Request.URL.Query())
-	if problems["key"] != "" {
-		return e.UnauthorizedError("The program's postback key is required.", fieldError("key", "required", problems["key"]))
-	}
-	program, ok := programBySecret(e.App, req.Key)
-	if !ok {
-		return e.UnauthorizedError("Unknown postback key.", fieldError("key", "invalid", "No program has this key."))
+	program := "" // with an API key (sales:write): any program's sales, as for the API
+	if apiKeyOf(e) != nil {
+		delete(problems, "key")
+	} else {
+		if problems["key"] != "" {
+			return e.UnauthorizedError("The program's postback key is required.", fieldError("key", "required", problems["key"]))
+		}
+		var ok bool
+		if program, ok = programBySecret(e.App, req.Key); !ok {
+			return e.UnauthorizedError("Unknown postback key.", fieldError("key", "invalid", "No program has this key."))
+		}
 	}
 	if e.Request.URL.Query().Has(collections.ConversionImported) {
 		return importForbidden(e)
@@ -218,7 +223,7 @@ func respondConversionError(e *core.RequestEvent, rec *core.Record, err error) e
 // conversionCaller authenticates the sender: a superuser (program chosen in the body), or a
 // program's postback secret as a Bearer token (the program is the secret's).
 func conversionCaller(e *core.RequestEvent) (string, error) {
-	if e.HasSuperuserAuth() {
+	if adminCaller(e) { // a superuser, or an API key with sales:write: any program's sales
 		return "", nil
 	}
 	token, ok := strings.CutPrefix(e.Request.Header.Get("Authorization"), "Bearer ")

@@ -254,7 +254,9 @@ func (s *conversionService) handleUpdate(e *core.RequestEvent) error {
 		return e.BadRequestError("Invalid update.", errs)
 	}
 	c := saleChange{Door: collections.DoorAPI}
-	if programID == "" && e.Auth != nil {
+	if key := apiKeyOf(e); key != nil {
+		c.Actor = key.label()
+	} else if programID == "" && e.Auth != nil {
 		c.Actor = e.Auth.Email()
 	}
 	rec, d, err := s.update(ref, u, c)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pocketbase/dbx"
@@ -113,6 +114,13 @@ func writeExport(re *core.RequestEvent, name string, spec exportSpec) error {
 		}
 		sel += c + " AS " + strconv.Quote("c"+strconv.Itoa(i))
 	}
+	var blank []bool // an API key's export leaves hidden fields (an admin's notes) empty
+	if apiKeyOf(re) != nil {
+		var err error
+		if blank, err = hiddenColumns(re.App, spec); err != nil {
+			return re.InternalServerError("", err)
+		}
+	}
 	header := spec.header
 	if spec.money {
 		header = append(append([]string{}, header...), "amount")
@@ -147,6 +155,9 @@ func writeExport(re *core.RequestEvent, name string, spec exportSpec) error {
 			rec := make([]string, len(vals), len(header))
 			for i, v := range vals {
 				rec[i] = exportCell(v)
+				if blank != nil && blank[i] {
+					rec[i] = ""
+				}
 				if spec.typed[spec.header[i]] {
 					rec[i] = csvsafe.Cell(rec[i])
 				}
@@ -174,6 +185,30 @@ func writeExport(re *core.RequestEvent, name string, spec exportSpec) error {
 			return nil
 		}
 	}
+}
+
+// hiddenColumns says which of spec's columns (t.<field> of its table, a.<field> of the
+// affiliate) are hidden fields, which only superusers read.
+func hiddenColumns(app core.App, spec exportSpec) ([]bool, error) {
+	out := make([]bool, len(spec.columns))
+	for i, c := range spec.columns {
+		table, field, ok := strings.Cut(c, ".")
+		if !ok {
+			continue
+		}
+		name := spec.table
+		if table == "a" {
+			name = collections.Affiliates
+		}
+		coll, err := app.FindCachedCollectionByNameOrId(name)
+		if err != nil {
+			return nil, err
+		}
+		if f := coll.Fields.GetByName(field); f != nil && f.GetHidden() {
+			out[i] = true
+		}
+	}
+	return out, nil
 }
 
 // exportCell renders a scanned SQLite value.

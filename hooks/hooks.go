@@ -252,6 +252,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		return err
 	}
 	assets := registerAssets(app, newMailContent(app, cfg.PublicURL))
+	keys := registerAPIKeys(app)
 
 	r := routes{
 		tracking:    tracking,
@@ -273,6 +274,7 @@ func Register(app core.App, rootCmd *cobra.Command, cfg Config) error {
 		metrics:     metricsOf(app),
 		webhooks:    webhooks,
 		privacy:     newPrivacy(app, tracking),
+		keys:        keys,
 		cfg:         cfg,
 	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {

@@ -118,6 +118,18 @@ func TestRateLimitRulesBite(t *testing.T) {
 			tryCode: http.StatusUnauthorized, realCode: http.StatusCreated,
 		},
 		{
+			// API keys are guests to the limiter: a key's requests count per client address.
+			name: "merchant API with API keys", label: "GET /api/pba/sales",
+			try: func(h http.Handler, i int, ip string) *pbatest.Response {
+				return pbatest.Request(h, http.MethodGet, "/api/pba/sales", fmt.Sprintf("Bearer pba_guess%035d", i), "", fromIP(ip))
+			},
+			real: func(h http.Handler, i int, ip string) *pbatest.Response {
+				key := pbatest.Request(h, http.MethodPost, "/api/pba/api-keys", fx.Superuser.Token, fmt.Sprintf(`{"name":"rl-%d","scopes":["sales:read"]}`, i))
+				return pbatest.Request(h, http.MethodGet, "/api/pba/sales", "Bearer "+fmt.Sprint(key.JSON["key"]), "", fromIP(ip))
+			},
+			tryCode: http.StatusUnauthorized, realCode: http.StatusOK,
+		},
+		{
 			name: "clicks API", label: "POST /api/pba/clicks",
 			try: func(h http.Handler, _ int, ip string) *pbatest.Response {
 				return pbatest.Request(h, http.MethodPost, "/api/pba/clicks", "", `{"code":"no-such-code"}`, fromIP(ip))

@@ -167,10 +167,16 @@ func (r statsRow) metrics() reportMetrics {
 	return m
 }
 
+// isAffiliate reports whether an affiliate signed in makes the request (else a superuser, or
+// an API key the route's scope let through).
+func isAffiliate(re *core.RequestEvent) bool {
+	return re.Auth != nil && re.Auth.Collection().Name == collections.Affiliates
+}
+
 // ownAffiliate is the affiliate a request may report on: an affiliate only itself (naming
 // another is a 403), a superuser whichever it names.
 func ownAffiliate(re *core.RequestEvent, requested string) (string, error) {
-	if re.Auth.Collection().Name != collections.Affiliates {
+	if !isAffiliate(re) { // a superuser or an API key with stats:read
 		return requested, nil
 	}
 	if requested != "" && requested != re.Auth.Id {
@@ -520,7 +526,7 @@ func handleBreakdown(re *core.RequestEvent) error {
 	if err != nil {
 		return err
 	}
-	isAffiliate := re.Auth.Collection().Name == collections.Affiliates
+	isAffiliate := isAffiliate(re)
 	switch dim {
 	case "link", collections.DimSub:
 		if rq.Affiliate, err = ownAffiliate(re, rq.Affiliate); err != nil {

@@ -3,6 +3,7 @@ package hooks
 import (
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/hook"
 	"github.com/pocketbase/pocketbase/tools/router"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
@@ -30,6 +31,7 @@ type routes struct {
 	metrics     *metrics
 	webhooks    *webhookSender
 	privacy     *privacy
+	keys        *apiKeys
 	cfg         Config
 }
 
@@ -41,6 +43,18 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	affiliate := apis.RequireAuth(collections.Affiliates)
 	affiliateOrSuperuser := apis.RequireAuth(core.CollectionNameSuperusers, collections.Affiliates)
 
+	// API keys (apikeys.go): authenticate decides every request that carries one; a route
+	// accepts keys holding one scope when bound with scoped(route, scope, its own auth), and
+	// refuses them otherwise.
+	keys := r.keys
+	if keys == nil {
+		keys = newAPIKeys()
+	}
+	rt.Bind(keys.authenticate())
+	scoped := func(method, path, scope string, action func(*core.RequestEvent) error, auth *hook.Handler[*core.RequestEvent]) *router.Route[*core.RequestEvent] {
+		return rt.Route(method, path, action).Bind(keys.scoped(method+" "+path, scope, auth))
+	}
+
 	// Visitors: tracked links and track.js clicks. Never in the activity log when they succeed
 	// (a log row per click would double the write load).
 	rt.GET("/r/{code}", r.tracking.handleRedirect).Bind(apis.SkipSuccessActivityLog())
@@ -51,11 +65,11 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 
 	// Merchants' servers: the handlers check the program's postback secret (or a superuser),
 	// and Stripe's signature.
-	rt.POST("/api/pba/conversions", r.conversions.handleAPI).Bind(apis.BodyLimit(maxConversionBody))
+	scoped("POST", "/api/pba/conversions", collections.ScopeSalesWrite, r.conversions.handleAPI, nil).Bind(apis.BodyLimit(maxConversionBody))
 	// The update form: a change of a recorded sale (status, cumulative refund), POST or PATCH.
-	rt.POST("/api/pba/conversions/{source}/{external_id...}", r.conversions.handleUpdate).Bind(apis.BodyLimit(maxUpdateBody))
-	rt.PATCH("/api/pba/conversions/{source}/{external_id...}", r.conversions.handleUpdate).Bind(apis.BodyLimit(maxUpdateBody))
-	rt.GET("/api/pba/postback", r.conversions.handlePostback)
+	scoped("POST", "/api/pba/conversions/{source}/{external_id...}", collections.ScopeSalesWrite, r.conversions.handleUpdate, nil).Bind(apis.BodyLimit(maxUpdateBody))
+	scoped("PATCH", "/api/pba/conversions/{source}/{external_id...}", collections.ScopeSalesWrite, r.conversions.handleUpdate, nil).Bind(apis.BodyLimit(maxUpdateBody))
+	scoped("GET", "/api/pba/postback", collections.ScopeSalesWrite, r.conversions.handlePostback, nil)
 	rt.POST(stripeWebhookPath, r.stripe.handle).Bind(apis.BodyLimit(stripeWebhookBodyLimit))
 	// Other billing providers' sales and refunds: each handler checks its provider's signature.
 	rt.POST(paddleWebhookPath, r.paddle.handle).Bind(apis.BodyLimit(providerWebhookBodyLimit))
@@ -72,9 +86,9 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.POST("/api/pba/survey", r.surveys.handleSurveyComment).Bind(apis.BodyLimit(16 << 10))
 
 	// Affiliates (their own figures) and superusers (anyone's).
-	rt.GET("/api/pba/stats", handleStats).Bind(affiliateOrSuperuser)
-	rt.GET("/api/pba/balance", handleBalance).Bind(affiliateOrSuperuser)
-	rt.GET("/api/pba/breakdown", handleBreakdown).Bind(affiliateOrSuperuser) // country, referrer: superusers
+	scoped("GET", "/api/pba/stats", collections.ScopeStatsRead, handleStats, affiliateOrSuperuser)
+	scoped("GET", "/api/pba/balance", collections.ScopeStatsRead, handleBalance, affiliateOrSuperuser)
+	scoped("GET", "/api/pba/breakdown", collections.ScopeStatsRead, handleBreakdown, affiliateOrSuperuser) // country, referrer: superusers
 	rt.POST("/api/pba/connect/onboard", r.connect.handle).Bind(affiliate)
 	// Promotional materials rendered for an approved affiliate; a superuser previews as one (?affiliate=).
 	rt.GET("/api/pba/assets", r.assets.handleList).Bind(affiliateOrSuperuser)
@@ -86,14 +100,14 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.GET("/api/pba/terms", r.portal.handleTerms).Bind(affiliate)
 
 	// Superusers.
-	rt.GET("/api/pba/leaderboard", handleLeaderboard).Bind(superuser)
-	rt.GET("/api/pba/owed", handleOwed).Bind(superuser)
+	scoped("GET", "/api/pba/leaderboard", collections.ScopeStatsRead, handleLeaderboard, superuser)
+	scoped("GET", "/api/pba/owed", collections.ScopeStatsRead, handleOwed, superuser)
 	rt.GET("/api/pba/ledger/check", handleLedgerCheck).Bind(superuser)
 	rt.POST("/api/pba/commissions/run", r.commissions.handleRun).Bind(superuser)
 	rt.POST("/api/pba/tiers/evaluate", r.commissions.handleEvaluateTiers).Bind(superuser)
-	rt.GET("/api/pba/payouts/preview", r.payouts.handlePreview).Bind(superuser)
+	scoped("GET", "/api/pba/payouts/preview", collections.ScopePayoutsRead, r.payouts.handlePreview, superuser)
 	rt.POST("/api/pba/payouts/run", r.payouts.handleRun).Bind(superuser)
-	rt.GET("/api/pba/export/payouts.csv", handleManualPayoutsCSV).Bind(superuser)
+	scoped("GET", "/api/pba/export/payouts.csv", collections.ScopePayoutsRead, handleManualPayoutsCSV, superuser)
 	rt.GET("/api/pba/programs/schedule", handleSchedule).Bind(superuser)
 	rt.GET("/api/pba/config", r.setup.handle).Bind(superuser)
 	rt.POST("/api/pba/messages/preview", r.mailPreview.handle).Bind(superuser, apis.BodyLimit(256<<10))
@@ -108,8 +122,20 @@ func (r routes) bind(rt *router.Router[*core.RequestEvent]) {
 	rt.POST("/api/pba/affiliates/{id}/erase", r.privacy.handleErase).Bind(superuser, apis.BodyLimit(4<<10))
 	rt.POST("/api/pba/visitors/{visitor}/erase", r.privacy.handleVisitorErase).Bind(superuser, apis.SkipSuccessActivityLog())
 	for name, spec := range exportSpecs() { // affiliates, conversions, commissions
-		rt.GET("/api/pba/export/"+name+".csv", exportHandler(name, spec)).Bind(superuser)
+		scoped("GET", "/api/pba/export/"+name+".csv", exportScopes[name], exportHandler(name, spec), superuser)
 	}
+
+	// The merchant API (merchant_api.go): plain JSON for a merchant's server holding an API key
+	// of the scope (or a superuser); API keys are made by superusers only, and shown once.
+	scoped("GET", "/api/pba/sales", collections.ScopeSalesRead, handleSales, superuser)
+	scoped("GET", "/api/pba/affiliates", collections.ScopeAffiliatesRead, handleAffiliatesList, superuser)
+	scoped("GET", "/api/pba/affiliates/{id}", collections.ScopeAffiliatesRead, handleAffiliateView, superuser)
+	scoped("POST", "/api/pba/affiliates", collections.ScopeAffiliatesWrite, handleAffiliateCreate, superuser).Bind(apis.BodyLimit(maxAffiliateBody))
+	scoped("PATCH", "/api/pba/affiliates/{id}", collections.ScopeAffiliatesWrite, handleAffiliateUpdate, superuser).Bind(apis.BodyLimit(maxAffiliateBody))
+	scoped("GET", "/api/pba/payouts", collections.ScopePayoutsRead, handlePayoutsList, superuser)
+	rt.POST("/api/pba/api-keys", keys.handleCreate).Bind(superuser, apis.BodyLimit(4<<10))
+	// This API's OpenAPI 3.1 document (openapi.go): anyone, cacheable.
+	rt.GET("/api/pba/openapi.json", handleOpenAPI)
 
 	// Prometheus: a superuser or the bearer of PBA_METRICS_TOKEN (metrics.go).
 	if r.metrics != nil {

@@ -19,8 +19,16 @@ func TestRateLimitsMigration(t *testing.T) {
 	}
 	defer app.Cleanup()
 	got := app.Settings().RateLimits
-	if !got.Enabled || !slices.Equal(labels(got.Rules), labels(specificFirst(rateLimitRules()))) {
+	if !got.Enabled || !slices.Equal(labels(got.Rules), labels(specificFirst(append(rateLimitRules(), merchantAPIRateLimits()...)))) {
 		t.Fatalf("fresh install: enabled %v, rules %v", got.Enabled, got.Rules)
+	}
+	// The merchant API's rules (1795481700) are not this migration's: the rest is about it alone.
+	settings := app.Settings()
+	settings.RateLimits.Rules = slices.DeleteFunc(settings.RateLimits.Rules, func(r core.RateLimitRule) bool {
+		return containsRule(merchantAPIRateLimits(), r, true)
+	})
+	if err := app.Save(settings); err != nil {
+		t.Fatal(err)
 	}
 	if !slices.Contains(got.Rules, core.RateLimitRule{Label: "*:auth", MaxRequests: 10, Duration: 60}) {
 		t.Fatalf("PocketBase's *:auth (2 per 3 s) must be replaced: %v", got.Rules)
@@ -34,7 +42,7 @@ func TestRateLimitsMigration(t *testing.T) {
 		t.Fatalf("down: enabled %v, rules %v; want PocketBase's defaults, off", got.Enabled, got.Rules)
 	}
 
-	settings := app.Settings()
+	settings = app.Settings()
 	admins := []core.RateLimitRule{
 		{Label: "*:auth", Audience: core.RateLimitRuleAudienceGuest, MaxRequests: 3, Duration: 60},
 		{Label: "/api/", MaxRequests: 600, Duration: 10},
@@ -70,4 +78,26 @@ func labels(rules []core.RateLimitRule) []string {
 		out[i] = r.Label
 	}
 	return out
+}
+
+// Migration 1795481700: the merchant API's routes have rules of their own, ahead of the
+// catch-all, and its down takes them away.
+func TestMerchantAPIRateLimits(t *testing.T) {
+	app, err := tests.NewTestApp(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Cleanup()
+	limits := app.Settings().RateLimits
+	for labels, want := range map[[2]string]string{
+		{"GET /api/pba/affiliates", "/api/pba/affiliates"}:           "/api/pba/affiliates/",
+		{"PATCH /api/pba/affiliates/x1", "/api/pba/affiliates/x1"}:   "/api/pba/affiliates/",
+		{"GET /api/pba/sales", "/api/pba/sales"}:                     "GET /api/pba/sales",
+		{"GET /api/pba/payouts", "/api/pba/payouts"}:                 "GET /api/pba/payouts",
+		{"GET /api/pba/payouts/preview", "/api/pba/payouts/preview"}: "/api/",
+	} {
+		if rule, _ := limits.FindRateLimitRule(labels[:], core.RateLimitRuleAudienceAll, core.RateLimitRuleAudienceGuest); rule.Label != want {
+			t.Errorf("%s matches %v, want %s", labels[0], rule, want)
+		}
+	}
 }
