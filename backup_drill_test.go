@@ -20,19 +20,13 @@ import (
 )
 
 // TestRestoreDrill is the restore drill of docs/operations.md: under a load of sales through
-// the conversions API (and a PocketBase backup in the middle, which pauses replication), the
-// server replicates to a local file replica; then the machine is lost (SIGKILL, data dir
+// the conversions API (and a PocketBase backup in the middle, taken while replication goes on),
+// the server replicates to a local file replica; then the machine is lost (SIGKILL, data dir
 // deleted), the replica is restored into a fresh dir and the server started there. The ledger
 // and the rollups check out, and every sale answered more than the replication bound before
 // the loss is there. The lag measured (the age at the loss of the oldest sale that did not
 // make it) is logged: it is the RPO reported in docs/operations.md.
 func TestRestoreDrill(t *testing.T) {
-	// Opt-in (make drill) until its finding is fixed: in CI, 2 of 3 runs under -race restored a
-	// database that failed SQLite's integrity check (orphan pages once, then index entry counts
-	// of commissions). Replication is experimental until the drill passes again (operations.md).
-	if os.Getenv("PBA_RESTORE_DRILL") == "" {
-		t.Skip("the restore drill runs with PBA_RESTORE_DRILL=1 (make drill)")
-	}
 	root := t.TempDir()
 	dir, replica, restored := filepath.Join(root, "pb_data"), filepath.Join(root, "replica"), filepath.Join(root, "new_machine")
 	if out, err := runProgram(t, "demo --days=0 --dir="+dir).CombinedOutput(); err != nil {
@@ -95,9 +89,11 @@ func TestRestoreDrill(t *testing.T) {
 		}
 	}()
 	time.Sleep(3 * time.Second)
+	backupStart := time.Now()
 	if code, err := admin.Do(http.MethodPost, "/api/backups", map[string]any{"name": "drill.zip"}, nil); err != nil || code != 204 {
 		t.Fatalf("backup during replication: %d %v", code, err)
 	}
+	backupTook := time.Since(backupStart)
 	time.Sleep(5 * time.Second)
 
 	// The machine is lost: the process dies and its disk with it.
@@ -155,8 +151,8 @@ func TestRestoreDrill(t *testing.T) {
 		t.Fatalf("%d sales answered, %d missing after the restore; the oldest missing was answered %v before the loss (bound %v)",
 			len(answered), lost, lag, bound)
 	}
-	t.Logf("restore drill: %d sales answered, %d restored, %d lost; replication lag (RPO) this run %v (bound %v); %s",
-		len(answered), len(answered)-lost, lost, lag.Round(time.Millisecond), bound, regexp.MustCompile(`its state of [^)]*`).Find(out))
+	t.Logf("restore drill: %d sales answered, %d restored, %d lost; replication lag (RPO) this run %v (bound %v); backup %v; %s",
+		len(answered), len(answered)-lost, lost, lag.Round(time.Millisecond), bound, backupTook.Round(time.Millisecond), regexp.MustCompile(`its state of [^)]*`).Find(out))
 
 	// The new machine serves the restored ledger.
 	next := &soak.Server{Dir: restored, Command: drillCommand(t)}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -36,10 +35,11 @@ const dataDBName = "data.db"
 //
 // Litestream runs in the process, on the same modernc SQLite library as PocketBase (a second
 // driver in one process would break SQLite's POSIX locks). It holds a read transaction open
-// so no checkpoint restarts the WAL before it has copied the frames, and it checkpoints
-// data.db itself (PASSIVE). PocketBase's own daily TRUNCATE checkpoint of data.db would wait
-// for that read transaction while holding the write lock (up to the busy timeout, 10 s, every
-// night), so with replication on the daily job keeps only its other work.
+// so no checkpoint restarts the WAL before it has copied the frames, and it is the only one to
+// checkpoint data.db (PASSIVE, under its own write lock; DBConnect turns PocketBase's automatic
+// checkpoints off). PocketBase's own daily TRUNCATE checkpoint of data.db would wait for that
+// read transaction while holding the write lock (up to the busy timeout, 10 s, every night), so
+// with replication on the daily job keeps only its other work.
 type replication struct {
 	app      core.App
 	url      string
@@ -75,29 +75,15 @@ func registerReplication(app core.App, cfg Config) (*replication, error) {
 		return err
 	})
 	app.OnBackupCreate().BindFunc(func(e *core.BackupEvent) error {
-		// Litestream's working files are not part of a backup (and are large).
+		// Litestream's working files are not part of a backup (and are large). Replication goes
+		// on during the backup: PocketBase archives pb_data inside a transaction of the write
+		// connection, which begins IMMEDIATE (DBConnect), so the TRUNCATE checkpoint it runs
+		// first fails at once (SQLITE_LOCKED, ignored by PocketBase) and the archive holds data.db
+		// with its WAL, which no one can change while the transaction holds the write lock.
 		e.Exclude = append(e.Exclude, "."+dataDBName+litestream.MetaDirSuffix)
-		// PocketBase archives pb_data inside a write transaction after a TRUNCATE checkpoint,
-		// which would wait for Litestream's read transaction for the busy timeout (10 s) with
-		// every write blocked. Replication ships what it has, pauses for the backup and takes up
-		// again after it (with a new snapshot when the checkpoint restarted the WAL).
-		if !r.running() {
-			return e.Next()
-		}
-		r.stop()
-		err := e.Next()
-		if startErr := r.start(); startErr != nil {
-			e.App.Logger().Error("replication did not resume after the backup", "error", startErr)
-		}
-		return err
+		return e.Next()
 	})
 	return r, nil
-}
-
-func (r *replication) running() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.store != nil
 }
 
 func (r *replication) start() error {
@@ -164,14 +150,25 @@ func (r *replication) replaceDailyCheckpoint() {
 }
 
 // DBConnect is the connection function of PocketBase's databases for this configuration (nil:
-// PocketBase's own). With replication on, the write connection of data.db begins its
-// transactions IMMEDIATE. PocketBase begins them DEFERRED: a transaction that reads before it
-// writes holds a snapshot, and when another writer (Litestream's bookkeeping after each
-// checkpoint) commits in between, its first write fails with SQLITE_BUSY_SNAPSHOT, which
-// PocketBase's lock retry cannot cure inside the transaction (it retried for 12 s and every
-// write waited behind it). IMMEDIATE takes the write lock at BEGIN, waiting in the busy
-// timeout like any other write. The read pool stays DEFERRED: a read transaction must not wait
-// for the write lock (the board's snapshot opens one while holding the write connection).
+// PocketBase's own). With replication on, two things change on data.db's connections:
+//
+//   - None checkpoints the WAL (wal_autocheckpoint 0): Litestream is its only checkpointer.
+//     SQLite's default checkpoints a WAL of 1,000 pages after a commit; while Litestream holds
+//     no read transaction (the second after it starts, its shutdown, a CLI command) that copies
+//     the whole WAL into data.db and the next write restarts the WAL from its start. Litestream,
+//     finding the last frame it shipped still in place, reads on from the new start and skips
+//     the transactions committed in between without a word: the replica then restores a
+//     database that fails SQLite's integrity check (wrong index entry counts, "Page N: never
+//     used"; TestReplicationShipsWritesMadeWhileItWasAway). Without PocketBase's checkpoints the
+//     WAL only restarts under Litestream's eye, after it has shipped every frame.
+//   - The write connection begins its transactions IMMEDIATE. PocketBase begins them DEFERRED:
+//     a transaction that reads before it writes holds a snapshot, and when another writer
+//     (Litestream's bookkeeping after each checkpoint) commits in between, its first write fails
+//     with SQLITE_BUSY_SNAPSHOT, which PocketBase's lock retry cannot cure inside the transaction
+//     (it retried for 12 s and every write waited behind it). IMMEDIATE takes the write lock at
+//     BEGIN, waiting in the busy timeout like any other write. The read pool stays DEFERRED: a
+//     read transaction must not wait for the write lock (the board's snapshot opens one while
+//     holding the write connection).
 //
 // PocketBase opens data.db twice, the read pool first and the write connection second
 // (core.BaseApp.initDataDB), on every bootstrap.
@@ -182,16 +179,21 @@ func DBConnect(cfg Config) func(dbPath string) (*dbx.DB, error) {
 	var mu sync.Mutex
 	opened := map[string]int{}
 	return func(dbPath string) (*dbx.DB, error) {
-		mu.Lock()
-		opened[dbPath]++
-		second := opened[dbPath]%2 == 0
-		mu.Unlock()
-		if filepath.Base(dbPath) != dataDBName || !second {
+		if filepath.Base(dbPath) != dataDBName {
 			return core.DefaultDBConnect(dbPath)
 		}
-		// core.DefaultDBConnect's pragmas, plus _txlock.
-		return dbx.Open("sqlite", dbPath+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=journal_size_limit(200000000)"+
-			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_pragma=cache_size(-32000)&_txlock=immediate")
+		mu.Lock()
+		opened[dbPath]++
+		writer := opened[dbPath]%2 == 0
+		mu.Unlock()
+		// core.DefaultDBConnect's pragmas, plus ours.
+		dsn := dbPath + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=journal_size_limit(200000000)" +
+			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_pragma=cache_size(-32000)" +
+			"&_pragma=wal_autocheckpoint(0)"
+		if writer {
+			dsn += "&_txlock=immediate"
+		}
+		return dbx.Open("sqlite", dsn)
 	}
 }
 
@@ -272,7 +274,7 @@ func restoreReplica(ctx context.Context, replicaURL, dir string, at time.Time) (
 	opt := litestream.NewRestoreOptions()
 	opt.OutputPath = target
 	opt.Timestamp = at
-	opt.IntegrityCheck = litestream.IntegrityCheckNone // checkRestored checks, and mends orphan pages
+	opt.IntegrityCheck = litestream.IntegrityCheckNone // checkRestored checks, with the full check
 	updated, err := replica.CalcRestoreTarget(ctx, opt)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("read %s: %w", redactURL(replicaURL), err)
@@ -287,41 +289,22 @@ func restoreReplica(ctx context.Context, replicaURL, dir string, at time.Time) (
 	return updated, nil
 }
 
-// neverUsedPage is the one finding of SQLite's quick_check that loses no data: a page counted
-// in the file's size that no table, index or freelist uses. A restored snapshot can carry a few
-// (seen in the restore drill after the database shrank between snapshots); VACUUM drops them.
-var neverUsedPage = regexp.MustCompile(`^Page \d+: never used$`)
-
-// checkRestored runs quick_check on a restored database; orphan pages alone are mended with
-// VACUUM (then checked again), anything else is a failed restore.
+// checkRestored runs SQLite's integrity_check on a restored database: any finding fails the
+// restore. A replica that skipped transactions restores pages of different moments side by
+// side, which shows as wrong index entry counts or orphan pages ("Page N: never used"); no
+// finding is safe to mend, since each means writes are missing.
 func checkRestored(path string) error {
 	db, err := dbx.Open("sqlite", path)
 	if err != nil {
 		return fmt.Errorf("open restored database: %w", err)
 	}
 	defer db.Close()
-	check := func() ([]string, error) {
-		var rows []string
-		err := db.NewQuery("PRAGMA quick_check").Column(&rows)
-		return rows, err
-	}
-	rows, err := check()
-	if err != nil {
+	var rows []string
+	if err := db.NewQuery("PRAGMA integrity_check").Column(&rows); err != nil {
 		return fmt.Errorf("integrity check: %w", err)
 	}
-	if len(rows) == 1 && rows[0] == "ok" {
-		return nil
-	}
-	for _, r := range rows {
-		if !neverUsedPage.MatchString(r) {
-			return fmt.Errorf("integrity check failed: %s", strings.Join(rows, "; "))
-		}
-	}
-	if _, err := db.NewQuery("VACUUM").Execute(); err != nil {
-		return fmt.Errorf("vacuum %d orphan pages: %w", len(rows), err)
-	}
-	if rows, err = check(); err != nil || len(rows) != 1 || rows[0] != "ok" {
-		return fmt.Errorf("integrity check after vacuum: %v %v", rows, err)
+	if len(rows) != 1 || rows[0] != "ok" {
+		return fmt.Errorf("integrity check failed: %s", strings.Join(rows, "; "))
 	}
 	return nil
 }
