@@ -24,12 +24,12 @@ demo:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/pbaffiliate .
 
-## test: vet, the whole test suite under the race detector, then the long ledger property
-## test in full (10,000 steps; under -race it runs 1,000)
+## test: vet, then at once: the whole test suite under the race detector (the hooks package split
+## in two processes) and the long ledger property test in full (10,000 steps; under -race it
+## runs 400); .ci/test
 test:
 	$(GO) vet ./...
-	$(GO) test -race -timeout 30m ./...
-	$(GO) test -count=1 -run '^TestLedgerProperty$$' ./hooks/
+	GO=$(GO) .ci/test
 
 ## soak: faults under load (internal/soak): the real binary takes clicks, sales, refunds, status
 ## updates and payout runs while it is SIGKILLed and restarted twice, then the ledger, the rollups,
