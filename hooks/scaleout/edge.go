@@ -250,4 +250,3 @@ func NewEdgeCommand() *cobra.Command {
 	cmd.Flags().StringVar(&ipHeader, "ip-header", "", "header a trusted proxy in front sets to the client address (e.g. X-Forwarded-For)")
 	return cmd
 }
-
