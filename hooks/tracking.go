@@ -89,6 +89,7 @@ func registerTracking(app core.App, cfg Config) *tracker {
 	t.unique = clickpolicy.NewUniqueWindow(uniqueWindow, clickpolicy.DefaultUniqueKeys)
 	t.writer.useUniqueWindow(t.unique)
 	t.bindUniqueHooks()
+	app.Store().Set(trackerKey, t) // IngestEdgeClicks finds it there
 
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		if err := t.start(); err != nil {
@@ -403,12 +404,20 @@ func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referr
 		// by primary key, and idx_clicks_visitor needs to hold returning visitors' clicks only.
 		row.Visitor, row.NewVisitor = row.ID, true
 	}
+	t.classify(&row, t.isSelf(e, target.AffiliateID))
+	return row
+}
+
+// classify sets row's fraud flag (self, bot, rate) and what the IP's hourly ceiling leaves of
+// it: the decisions of this process's state, for a request here or a click a redirect node
+// published (edge_ingest.go).
+func (t *tracker) classify(row *clickRow, self bool) {
 	switch {
-	case t.isSelf(e, target.AffiliateID):
+	case self:
 		row.Flag = collections.FlagSelf
 	case t.bots.IsBot(row.UserAgent):
 		row.Flag = collections.FlagBot
-	case !t.limiter.Allow(row.NetworkHash+"|"+target.LinkID+"|"+target.AffiliateID, row.Created):
+	case !t.limiter.Allow(row.NetworkHash+"|"+row.LinkID+"|"+row.AffiliateID, row.Created):
 		row.Flag = collections.FlagRate
 	}
 	switch t.ceiling.Store(row.NetworkHash, row.Created, row.Flag == "") {
@@ -418,7 +427,6 @@ func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referr
 		// Creditable, so it keeps its row; the flooder's text is what would fill the disk.
 		row.UserAgent, row.Referrer = "", ""
 	}
-	return row
 }
 
 // isSelf reports whether the request comes from the link's own affiliate: signed in through

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pocketbase/pocketbase/core"
+	"github.com/pocketbase/pocketbase/tools/hook"
 	"github.com/spf13/cobra"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
@@ -36,6 +37,8 @@ type Primary struct {
 	server *server.Server
 	nc     *nats.Conn
 	kv     jetstream.KeyValue
+	cancel context.CancelFunc // of the ingestion loop
+	done   chan struct{}      // closed when it returned
 }
 
 // Register adds --nats, --nats-embedded and --nats-replicas to rootCmd (for `serve`) and
@@ -55,10 +58,12 @@ func Register(app core.App, rootCmd *cobra.Command) *Primary {
 		}
 		return se.Next()
 	})
-	app.OnTerminate().BindFunc(func(e *core.TerminateEvent) error {
+	// Before the tracker's terminate handler (priority 0) stops the click writer, so a batch in
+	// flight commits and is acknowledged.
+	app.OnTerminate().Bind(&hook.Handler[*core.TerminateEvent]{Priority: -1, Func: func(e *core.TerminateEvent) error {
 		p.Stop()
 		return e.Next()
-	})
+	}})
 	return p
 }
 
@@ -99,7 +104,13 @@ func (p *Primary) Start(ctx context.Context, opts Options) error {
 		p.stopLocked()
 		return err
 	}
-	p.app.Logger().Info("scale-out: codes published", "nats", urls)
+	ingestCtx, cancel := context.WithCancel(context.Background())
+	p.cancel, p.done = cancel, make(chan struct{})
+	go func() {
+		defer close(p.done)
+		p.ingest(ingestCtx, js)
+	}()
+	p.app.Logger().Info("scale-out: codes published, ingesting clicks", "nats", urls)
 	return nil
 }
 
@@ -121,6 +132,10 @@ func (p *Primary) Stop() {
 }
 
 func (p *Primary) stopLocked() {
+	if p.cancel != nil {
+		p.cancel()
+		<-p.done // a batch in flight is committed and acknowledged first
+	}
 	if p.nc != nil {
 		p.nc.Close()
 	}
@@ -128,7 +143,7 @@ func (p *Primary) stopLocked() {
 		p.server.Shutdown()
 		p.server.WaitForShutdown()
 	}
-	p.nc, p.server, p.kv = nil, nil, nil
+	p.nc, p.server, p.kv, p.cancel, p.done = nil, nil, nil, nil, nil
 }
 
 // bucket is the key-value bucket, nil when stopped.

@@ -54,6 +54,7 @@ func newCluster(t *testing.T) *cluster {
 	app := fx.App(t)
 	t.Cleanup(app.Cleanup)
 	p := scaleout.Register(app, &cobra.Command{})
+	pbatest.Serve(t, app) // the click writer, which ingestion hands clicks to
 	if err := p.Start(context.Background(), scaleout.Options{Embedded: "127.0.0.1:0"}); err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +84,7 @@ func newCluster(t *testing.T) *cluster {
 func (c *cluster) get(path string, cookies ...*http.Cookie) *http.Response {
 	req := httptest.NewRequest(http.MethodGet, path, nil)
 	req.RemoteAddr = "203.0.113.7:5000"
+	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36")
 	for _, ck := range cookies {
 		req.AddCookie(ck)
 	}
@@ -158,6 +160,54 @@ func TestEdgeRedirectPublishesClick(t *testing.T) {
 	if err != nil || info.State.Msgs != 2 {
 		t.Fatalf("stream holds %+v %v, want 2 clicks", info.State, err)
 	}
+
+	// The primary ingests both: the new visitor's click unique, the return not.
+	waitIngested(t, c.js, info.State.LastSeq)
+	var rows []struct {
+		ID     string `db:"id"`
+		Unique bool   `db:"unique"`
+		Flag   string `db:"flag"`
+	}
+	clicksOfA := func() {
+		t.Helper()
+		rows = rows[:0]
+		err := c.app.DB().NewQuery("SELECT id, [[unique]], flag FROM clicks WHERE affiliate = {:a} AND visitor = {:v} ORDER BY id").
+			Bind(map[string]any{"a": fx.A.ID, "v": vid.Value}).All(&rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	clicksOfA()
+	if len(rows) != 2 || rows[0].ID != click.ID || !rows[0].Unique || rows[1].Unique || rows[0].Flag != "" {
+		t.Fatalf("ingested %+v", rows)
+	}
+
+	// Redelivery: the consumer starts over from the stream's first click (as after a crash
+	// before the acknowledgements); nothing is stored twice.
+	if err := c.js.DeleteConsumer(ctx, scaleout.ClickStream, scaleout.ConsumerName); err != nil {
+		t.Fatal(err)
+	}
+	waitIngested(t, c.js, info.State.LastSeq)
+	clicksOfA()
+	if len(rows) != 2 {
+		t.Fatalf("after redelivery %d clicks, want 2", len(rows))
+	}
+}
+
+// waitIngested waits until the primary's consumer has acknowledged the stream up to seq.
+func waitIngested(t *testing.T, js jetstream.JetStream, seq uint64) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if cons, err := js.Consumer(ctx, scaleout.ClickStream, scaleout.ConsumerName); err == nil {
+			if info, err := cons.Info(ctx); err == nil && info.AckFloor.Stream >= seq && info.NumAckPending == 0 {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("clicks up to %d not ingested in 10s", seq)
 }
 
 // TestEdgeSuspensionPropagates: suspending an affiliate on the primary stops its codes
