@@ -37,6 +37,7 @@ type Primary struct {
 	server *server.Server
 	nc     *nats.Conn
 	kv     jetstream.KeyValue
+	hooked bool               // record hooks bound (once per app, across restarts)
 	cancel context.CancelFunc // of the ingestion loop
 	done   chan struct{}      // closed when it returned
 }
@@ -99,7 +100,10 @@ func (p *Primary) Start(ctx context.Context, opts Options) error {
 		return err
 	}
 	p.kv = kv
-	p.bindHooks()
+	if !p.hooked {
+		p.hooked = true
+		p.bindHooks()
+	}
 	if err := p.snapshot(ctx); err != nil {
 		p.stopLocked()
 		return err

@@ -242,3 +242,68 @@ func TestEdgeSuspensionPropagates(t *testing.T) {
 	}
 	t.Logf("suspension reached the edge in %v (save included)", time.Since(start))
 }
+
+// TestPrimarySnapshotAtStart: a start publishes what changed while no primary was publishing
+// and deletes the keys of records that are gone, so the bucket equals the database.
+func TestPrimarySnapshotAtStart(t *testing.T) {
+	c := newCluster(t)
+	ctx := context.Background()
+	kv, err := c.js.KeyValue(ctx, scaleout.CodesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := edgewire.LinkEntry(edgewire.Link{ID: "gone", Code: "gone", Affiliate: fx.A.ID, Program: fx.ProgramP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, stale.Key, stale.Value); err != nil {
+		t.Fatal(err)
+	}
+	c.primary.Stop()
+	aff, err := c.app.FindRecordById(collections.Affiliates, fx.A.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aff.Set(collections.FieldStatus, collections.AffiliateSuspended)
+	if err := c.app.Save(aff); err != nil { // published by nobody: the primary is stopped
+		t.Fatal(err)
+	}
+	if err := c.primary.Start(ctx, scaleout.Options{Embedded: "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	nc, js, err := scaleout.Connect(c.primary.ClientURL(), "test-reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if kv, err = js.KeyValue(ctx, scaleout.CodesBucket); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, stale.Key); err == nil {
+		t.Fatal("the key of a record that is gone survived the snapshot")
+	}
+	catalog := edgewire.NewCatalog()
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := 0
+	for k := range lister.Keys() {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := catalog.Put(k, e.Value()); err != nil {
+			t.Fatal(err)
+		}
+		keys++
+	}
+	var records int
+	err = c.app.DB().NewQuery("SELECT (SELECT COUNT(*) FROM programs) + (SELECT COUNT(*) FROM affiliates) + (SELECT COUNT(*) FROM links)").Row(&records)
+	if err != nil || keys != records {
+		t.Fatalf("bucket holds %d keys, database %d records (%v)", keys, records, err)
+	}
+	if target, ok := catalog.Resolve(aff.GetString(collections.FieldCode)); !ok || target.Status != collections.AffiliateSuspended {
+		t.Fatalf("the suspension made while stopped is not in the bucket: %+v", target)
+	}
+}
