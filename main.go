@@ -17,6 +17,7 @@ import (
 	"github.com/pocketbase/pocketbase/plugins/migratecmd"
 
 	"github.com/pbaffiliate/pbaffiliate/hooks"
+	"github.com/pbaffiliate/pbaffiliate/hooks/scaleout"
 )
 
 // publicFiles are the back office (built from ui/), the portal and track.js, built into the binary so it needs
@@ -36,6 +37,15 @@ func main() {
 		}
 		return
 	}
+	// `edge` is a redirect node: no database, so it too runs before PocketBase.
+	if len(os.Args) > 1 && os.Args[1] == "edge" {
+		edge := scaleout.NewEdgeCommand()
+		edge.SetArgs(os.Args[2:])
+		if err := edge.Execute(); err != nil {
+			os.Exit(1)
+		}
+		return
+	}
 	tuneGC()
 	cfg := hooks.ConfigFromEnv()
 	app := pocketbase.NewWithConfig(pocketbase.Config{DBConnect: hooks.DBConnect(cfg)})
@@ -46,6 +56,9 @@ func main() {
 	migratecmd.MustRegister(app, app.RootCmd, migratecmd.Config{Automigrate: isGoRun})
 
 	hooks.MustRegister(app, app.RootCmd, cfg)
+	// --nats / --nats-embedded: feed redirect nodes (docs/scaling.md); without them, nothing.
+	scaleout.Register(app, app.RootCmd)
+	app.RootCmd.AddCommand(scaleout.NewEdgeCommand()) // listed in the help; main runs it above
 
 	public, err := fs.Sub(publicFiles, "pb_public")
 	if err != nil {

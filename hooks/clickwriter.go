@@ -124,6 +124,33 @@ func (w *clickWriter) record(ctx context.Context, row clickRow) error {
 	return err
 }
 
+// recordAll hands rows to the writer in their order and returns once every one is committed
+// (or failed): a caller with many clicks (edge_ingest.go) gets them into shared batches
+// without a goroutine each.
+func (w *clickWriter) recordAll(ctx context.Context, rows []clickRow) error {
+	reqs := make([]*clickRequest, 0, len(rows))
+	var errs []error
+	for _, row := range rows {
+		req := clickRequests.Get().(*clickRequest)
+		req.row = row
+		if err := w.enqueue(ctx, req); err != nil {
+			req.row = clickRow{}
+			clickRequests.Put(req)
+			errs = append(errs, err)
+			break
+		}
+		reqs = append(reqs, req)
+	}
+	for _, req := range reqs {
+		if err := <-req.done; err != nil {
+			errs = append(errs, err)
+		}
+		req.row = clickRow{}
+		clickRequests.Put(req)
+	}
+	return errors.Join(errs...)
+}
+
 // clickRequests recycles requests and their answer channels (one of each per click otherwise).
 var clickRequests = sync.Pool{New: func() any { return &clickRequest{done: make(chan error, 1)} }}
 

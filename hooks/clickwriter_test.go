@@ -148,7 +148,7 @@ func TestNewClickIDSortsByTime(t *testing.T) {
 	if len(a) != 15 || len(b) != 15 || !(a < b) {
 		t.Fatalf("ids %q, %q: want 15 characters, ordered by time", a, b)
 	}
-	if !validVisitor(a) {
+	if !ValidVisitor(a) {
 		t.Fatalf("%q must be a valid visitor id too", a)
 	}
 	// Ids handed out for one instant still differ and keep their order.

@@ -98,7 +98,7 @@ func normalizeProgram(r *core.Record) validation.Errors {
 			"Must be a 5-field cron spec, optionally prefixed with CRON_TZ=Area/City (e.g. \"0 9 1 * *\"): "+err.Error())
 	}
 
-	domains, err := normalizeDomains(r.Get(collections.ProgramAllowedDomains))
+	domains, err := NormalizeDomains(r.Get(collections.ProgramAllowedDomains))
 	if err != nil {
 		errs[collections.ProgramAllowedDomains] = validation.NewError("invalid_domains", err.Error())
 	} else {
@@ -124,9 +124,9 @@ func normalizeProgram(r *core.Record) validation.Errors {
 	return errs
 }
 
-// normalizeDomains accepts a JSON list of domains, or one comma-separated string as typed in
+// NormalizeDomains accepts a JSON list of domains, or one comma-separated string as typed in
 // the dashboard, and returns the normalized, de-duplicated list.
-func normalizeDomains(raw any) ([]string, error) {
+func NormalizeDomains(raw any) ([]string, error) {
 	encoded, err := json.Marshal(raw)
 	if err != nil {
 		return nil, fmt.Errorf("unreadable domain list: %w", err)

@@ -24,9 +24,9 @@ import (
 // at most, and none while nobody walks through a door.
 const doorFlushEvery = time.Second
 
-// inactiveReason is why a code of an affiliate with status, in a program active or not,
+// InactiveReason is why a code of an affiliate with status, in a program active or not,
 // through a link archived or not, credits no click; "" when it credits one.
-func inactiveReason(status string, active, archived bool) string {
+func InactiveReason(status string, active, archived bool) string {
 	switch {
 	case !active:
 		return collections.InactiveProgram

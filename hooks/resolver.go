@@ -157,11 +157,11 @@ func (r *codeResolver) load(code string) (*linkTarget, error) {
 		if err != nil {
 			return nil, fmt.Errorf("resolve code %q: %w", code, err)
 		}
-		domains, err := normalizeDomains(types.JSONRaw(row.Domains))
+		domains, err := NormalizeDomains(types.JSONRaw(row.Domains))
 		if err != nil {
 			return nil, fmt.Errorf("program %s domains: %w", row.ProgramID, err)
 		}
-		inactive := inactiveReason(row.Status, row.Active, row.Archived)
+		inactive := InactiveReason(row.Status, row.Active, row.Archived)
 		dest := row.LinkDest
 		if dest == "" || inactive != "" {
 			dest = row.ProgramDest

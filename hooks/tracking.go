@@ -89,6 +89,7 @@ func registerTracking(app core.App, cfg Config) *tracker {
 	t.unique = clickpolicy.NewUniqueWindow(uniqueWindow, clickpolicy.DefaultUniqueKeys)
 	t.writer.useUniqueWindow(t.unique)
 	t.bindUniqueHooks()
+	app.Store().Set(trackerKey, t) // IngestEdgeClicks finds it there
 
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		if err := t.start(); err != nil {
@@ -252,8 +253,8 @@ func (t *tracker) handleRedirect(e *core.RequestEvent) error {
 // pb_public/track.js reads the same list on the merchant's pages.
 var legacyParams = [...]string{"via", "ref", "fpr", "fp_ref", "tap_a", "aff"}
 
-// legacyCode is the first non-empty legacy parameter of query, "" when there is none.
-func legacyCode(query url.Values) string {
+// LegacyCode is the first non-empty legacy parameter of query, "" when there is none.
+func LegacyCode(query url.Values) string {
 	for _, p := range legacyParams {
 		if v := strings.TrimSpace(query.Get(p)); v != "" {
 			return v
@@ -266,7 +267,7 @@ func legacyCode(query url.Values) string {
 // (/r/?via=CODE) takes the code from an old platform's parameter.
 func (t *tracker) redirect(e *core.RequestEvent, code string) error {
 	if code == "" {
-		code = legacyCode(e.Request.URL.Query())
+		code = LegacyCode(e.Request.URL.Query())
 	}
 	target, err := t.resolver.resolve(strings.ToLower(code))
 	if err != nil {
@@ -351,7 +352,7 @@ func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
 		return e.JSON(http.StatusOK, map[string]any{"click_id": nil, "reason": "inactive"})
 	}
 	visitor := body.Visitor
-	if !validVisitor(visitor) {
+	if !ValidVisitor(visitor) {
 		visitor = ""
 	}
 	row := t.newClick(e, target, body.Sub, body.Referrer, visitor)
@@ -403,12 +404,20 @@ func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referr
 		// by primary key, and idx_clicks_visitor needs to hold returning visitors' clicks only.
 		row.Visitor, row.NewVisitor = row.ID, true
 	}
+	t.classify(&row, t.isSelf(e, target.AffiliateID))
+	return row
+}
+
+// classify sets row's fraud flag (self, bot, rate) and what the IP's hourly ceiling leaves of
+// it: the decisions of this process's state, for a request here or a click a redirect node
+// published (edge_ingest.go).
+func (t *tracker) classify(row *clickRow, self bool) {
 	switch {
-	case t.isSelf(e, target.AffiliateID):
+	case self:
 		row.Flag = collections.FlagSelf
 	case t.bots.IsBot(row.UserAgent):
 		row.Flag = collections.FlagBot
-	case !t.limiter.Allow(row.NetworkHash+"|"+target.LinkID+"|"+target.AffiliateID, row.Created):
+	case !t.limiter.Allow(row.NetworkHash+"|"+row.LinkID+"|"+row.AffiliateID, row.Created):
 		row.Flag = collections.FlagRate
 	}
 	switch t.ceiling.Store(row.NetworkHash, row.Created, row.Flag == "") {
@@ -418,7 +427,6 @@ func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referr
 		// Creditable, so it keeps its row; the flooder's text is what would fill the disk.
 		row.UserAgent, row.Referrer = "", ""
 	}
-	return row
 }
 
 // isSelf reports whether the request comes from the link's own affiliate: signed in through
@@ -431,31 +439,36 @@ func (t *tracker) isSelf(e *core.RequestEvent, affiliateID string) bool {
 	return err == nil && c.Value == affiliateID
 }
 
-// setCookies sets pba_click (and pba_vid for a new visitor). The values are ids of
-// [a-z0-9] made by this process, so the headers are written directly rather than through
-// http.Cookie, whose validation and formatting cost a few percent of a redirect.
+// setCookies sets pba_click (and pba_vid for a new visitor).
 func (t *tracker) setCookies(e *core.RequestEvent, row clickRow, cookieDays int) {
+	SetClickCookies(e.Response.Header(), row.ID, row.Visitor, row.NewVisitor, cookieDays, e.IsTLS())
+}
+
+// SetClickCookies adds the cookies of an answered redirect to h: pba_click, and pba_vid for a
+// new visitor. Redirect nodes (hooks/scaleout) set them through this too. The values are ids of
+// [a-z0-9] made by the caller, so the headers are written directly rather than through
+// http.Cookie, whose validation and formatting cost a few percent of a redirect.
+func SetClickCookies(h http.Header, clickID, visitor string, newVisitor bool, cookieDays int, tls bool) {
 	attrs := "; Path=/; HttpOnly; SameSite=Lax"
-	if e.IsTLS() {
+	if tls {
 		attrs += "; Secure"
 	}
-	h := e.Response.Header()
-	h.Add("Set-Cookie", ClickCookie+"="+row.ID+"; Max-Age="+strconv.Itoa(cookieDays*86400)+attrs)
-	if row.NewVisitor {
-		h.Add("Set-Cookie", VisitorCookie+"="+row.Visitor+"; Max-Age="+strconv.Itoa(visitorCookieDays*86400)+attrs)
+	h.Add("Set-Cookie", ClickCookie+"="+clickID+"; Max-Age="+strconv.Itoa(cookieDays*86400)+attrs)
+	if newVisitor {
+		h.Add("Set-Cookie", VisitorCookie+"="+visitor+"; Max-Age="+strconv.Itoa(visitorCookieDays*86400)+attrs)
 	}
 }
 
 func visitorFromCookie(e *core.RequestEvent) string {
 	c, err := e.Request.Cookie(VisitorCookie)
-	if err != nil || !validVisitor(c.Value) {
+	if err != nil || !ValidVisitor(c.Value) {
 		return ""
 	}
 	return c.Value
 }
 
-// validVisitor accepts the ids newRecordID makes, so a cookie cannot smuggle anything else in.
-func validVisitor(v string) bool {
+// ValidVisitor accepts the ids newRecordID makes, so a cookie cannot smuggle anything else in.
+func ValidVisitor(v string) bool {
 	if len(v) != 15 {
 		return false
 	}

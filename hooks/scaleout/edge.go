@@ -1,0 +1,252 @@
+package scaleout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/pbaffiliate/pbaffiliate/hooks"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/clickpolicy"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/edgewire"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/textcheck"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
+)
+
+// Edge is a redirect node: it resolves /r/{code} from the catalog it watches in the codes
+// bucket and answers 302 once the click is stored in the click stream. It keeps no state of
+// its own: a new node catches up from the bucket in one pass.
+type Edge struct {
+	cfg      hooks.Config
+	js       jetstream.JetStream
+	catalog  *edgewire.Catalog
+	ids      store.OrderedIDs
+	hasher   *clickpolicy.IPHasher
+	ipHeader string // a header a trusted proxy sets to the client's address; "" trusts the TCP peer
+	log      *slog.Logger
+	ready    chan struct{}
+}
+
+// NewEdge makes a node publishing with js; cfg gives the IP salt (the primary's, so hashes
+// match), the fallback URL and the country header.
+func NewEdge(js jetstream.JetStream, cfg hooks.Config, ipHeader string, log *slog.Logger) (*Edge, error) {
+	if cfg.IPSalt == "" {
+		return nil, errors.New("edge: PBA_IP_SALT must be set (the primary's salt, so visitors' IP hashes match)")
+	}
+	return &Edge{cfg: cfg, js: js, catalog: edgewire.NewCatalog(), hasher: clickpolicy.NewIPHasher([]byte(cfg.IPSalt)),
+		ipHeader: ipHeader, log: log, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the node has read the whole bucket.
+func (n *Edge) Ready() <-chan struct{} { return n.ready }
+
+// Watch applies the codes bucket to the catalog until ctx ends: every key once, then each
+// change as it is published.
+func (n *Edge) Watch(ctx context.Context) error {
+	kv, err := n.js.KeyValue(ctx, CodesBucket)
+	if err != nil {
+		return fmt.Errorf("edge: codes bucket: %w", err)
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("edge: watch codes: %w", err)
+	}
+	go func() {
+		defer w.Stop()
+		initial := true
+		for u := range w.Updates() {
+			if u == nil { // the end of the bucket's current contents
+				if initial {
+					initial = false
+					close(n.ready)
+				}
+				continue
+			}
+			switch u.Operation() {
+			case jetstream.KeyValuePut:
+				if err := n.catalog.Put(u.Key(), u.Value()); err != nil {
+					n.log.Error("edge: unreadable code entry", "key", u.Key(), "error", err)
+				}
+			default: // deleted or purged
+				n.catalog.Delete(u.Key())
+			}
+		}
+	}()
+	return nil
+}
+
+// ServeHTTP answers GET/HEAD /r/{code} (and /r/?via=CODE) as the primary does; anything else
+// is 404.
+func (n *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	code, ok := strings.CutPrefix(r.URL.Path, "/r/")
+	code = strings.TrimSuffix(code, "/")
+	if !ok || strings.IndexByte(code, '/') >= 0 || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		http.NotFound(w, r)
+		return
+	}
+	query := r.URL.Query()
+	if code == "" {
+		code = hooks.LegacyCode(query)
+	}
+	target, ok := n.catalog.Resolve(strings.ToLower(code))
+	if !ok {
+		n.unknown(w, r)
+		return
+	}
+	if hooks.InactiveReason(target.Status, target.Active, target.Archived) != "" {
+		// The program's own destination, no click and no cookie (redirect_doors.go); the door
+		// is not counted on a node yet (docs/scaling.md).
+		location, err := target.ProgramDestination.Target("", "")
+		if err != nil {
+			n.unknown(w, r)
+			return
+		}
+		sendOn(w, location)
+		return
+	}
+	now := time.Now()
+	click := edgewire.Click{ID: n.ids.Next(now), Link: target.LinkID, Affiliate: target.AffiliateID,
+		Program: target.ProgramID, Created: now.UnixMilli()}
+	location, err := target.Destination.Target(query.Get("to"), click.ID)
+	if err != nil { // the program's domains changed under the link, as on the primary
+		n.log.Warn("edge: link destination no longer allowed", "link", target.LinkID, "error", err)
+		n.unknown(w, r)
+		return
+	}
+	if c, err := r.Cookie(hooks.VisitorCookie); err == nil && hooks.ValidVisitor(c.Value) {
+		click.Visitor = c.Value
+	} else {
+		click.Visitor, click.NewVisitor = click.ID, true
+	}
+	if c, err := r.Cookie(hooks.SelfCookie); err == nil && c.Value == target.AffiliateID {
+		click.SelfCookie = true
+	}
+	sub := query.Get("sub")
+	if !textcheck.Line(sub) || strings.TrimSpace(sub) == "" {
+		sub = target.SubID
+	}
+	text := clickpolicy.ClickText{UserAgent: r.UserAgent(), Referrer: r.Referer(), SubID: sub,
+		Country: clickpolicy.Country(r.Header, n.cfg.CountryHeader)}.Capped()
+	click.UserAgent, click.Referrer, click.SubID, click.Country = text.UserAgent, text.Referrer, text.SubID, text.Country
+	click.IPHash, click.NetworkHash = n.hasher.HashWithNetwork(n.clientIP(r))
+	if err := n.publish(r.Context(), click); err != nil {
+		n.log.Error("edge: click not stored", "error", err)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "The click could not be recorded; please retry.", http.StatusServiceUnavailable)
+		return
+	}
+	hooks.SetClickCookies(w.Header(), click.ID, click.Visitor, click.NewVisitor, target.CookieDays, r.TLS != nil)
+	sendOn(w, location)
+}
+
+// publish stores click in the stream and returns once JetStream acknowledged it; the click id
+// is the message id, so a retried publish is stored once.
+func (n *Edge) publish(ctx context.Context, click edgewire.Click) error {
+	body, err := edgewire.EncodeClick(click)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if _, err := n.js.Publish(ctx, ClickSubject, body, jetstream.WithMsgID(click.ID)); err != nil {
+		return fmt.Errorf("publish click %s: %w", click.ID, err)
+	}
+	return nil
+}
+
+// unknown answers a code nothing resolves: the fallback URL, else 404.
+func (n *Edge) unknown(w http.ResponseWriter, r *http.Request) {
+	if n.cfg.FallbackURL != "" {
+		sendOn(w, n.cfg.FallbackURL)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Error(w, "This link is not active.", http.StatusNotFound)
+}
+
+// clientIP is the visitor's address: the last address of ipHeader when set (the proxy's
+// own entry, as PocketBase reads trusted headers), else the TCP peer.
+func (n *Edge) clientIP(r *http.Request) string {
+	if n.ipHeader != "" {
+		if v := r.Header.Values(n.ipHeader); len(v) > 0 {
+			ips := strings.Split(v[len(v)-1], ",")
+			if ip := net.ParseIP(strings.TrimSpace(ips[len(ips)-1])); ip != nil {
+				return ip.String()
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func sendOn(w http.ResponseWriter, location string) {
+	h := w.Header()
+	h.Set("Location", location)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer-when-downgrade")
+	w.WriteHeader(http.StatusFound)
+}
+
+// NewEdgeCommand is `pbaffiliate edge --nats URL[,URL…] --http ADDR`.
+func NewEdgeCommand() *cobra.Command {
+	var urls, addr, ipHeader string
+	cmd := &cobra.Command{
+		Use:   "edge",
+		Short: "Run a stateless redirect node fed by a primary through NATS JetStream (docs/scaling.md)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if urls == "" {
+				return errors.New("edge: --nats is required")
+			}
+			log := slog.Default()
+			nc, js, err := Connect(urls, "pbaffiliate-edge")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			node, err := NewEdge(js, hooks.ConfigFromEnv(), ipHeader, log)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := node.Watch(ctx); err != nil {
+				return err
+			}
+			select {
+			case <-node.Ready():
+			case <-ctx.Done():
+				return nil
+			}
+			srv := &http.Server{Addr: addr, Handler: node, ReadHeaderTimeout: 10 * time.Second}
+			go func() {
+				<-ctx.Done()
+				shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(shutdown) // answers in flight finish (their clicks are acknowledged)
+			}()
+			log.Info("edge: serving redirects", "http", addr, "codes", node.catalog.Len())
+			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("edge: %w", err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&urls, "nats", "", "NATS servers, URL[,URL…] (required)")
+	cmd.Flags().StringVar(&addr, "http", "127.0.0.1:8091", "address to serve /r/{code} on")
+	cmd.Flags().StringVar(&ipHeader, "ip-header", "", "header a trusted proxy in front sets to the client address (e.g. X-Forwarded-For)")
+	return cmd
+}

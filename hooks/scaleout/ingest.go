@@ -1,0 +1,93 @@
+package scaleout
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pbaffiliate/pbaffiliate/hooks"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/edgewire"
+)
+
+// ConsumerName is the primary's durable consumer of the click stream.
+const ConsumerName = "pba-primary"
+
+// Ingestion sizing: a fetch takes what is waiting up to ingestBatch, or waits ingestWait for
+// the first click; an unacknowledged click comes back after ackWait.
+const (
+	ingestBatch = 500
+	ingestWait  = time.Second
+	ackWait     = 30 * time.Second
+)
+
+// ingest consumes the click stream into the database until ctx ends: each fetched batch is
+// handed to hooks.IngestEdgeClicks (ids already stored are skipped) and acknowledged only after
+// it committed, so a crash between the two redelivers a batch that then stores nothing twice.
+func (p *Primary) ingest(ctx context.Context, js jetstream.JetStream) {
+	log := p.app.Logger()
+	var cons jetstream.Consumer
+	for ctx.Err() == nil {
+		if cons == nil {
+			c, err := js.CreateOrUpdateConsumer(ctx, ClickStream, jetstream.ConsumerConfig{
+				Durable: ConsumerName, AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait,
+				MaxAckPending: 4 * ingestBatch, DeliverPolicy: jetstream.DeliverAllPolicy,
+			})
+			if err != nil {
+				log.Error("scale-out: click consumer", "error", err)
+				sleep(ctx, time.Second)
+				continue
+			}
+			cons = c
+		}
+		batch, err := cons.Fetch(ingestBatch, jetstream.FetchMaxWait(ingestWait))
+		if err != nil {
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+				cons = nil
+			} else if ctx.Err() == nil {
+				log.Error("scale-out: fetch clicks", "error", err)
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		var msgs []jetstream.Msg
+		var clicks []edgewire.Click
+		for m := range batch.Messages() {
+			c, err := edgewire.DecodeClick(m.Data())
+			if err != nil {
+				log.Error("scale-out: unreadable click dropped", "error", err)
+				_ = m.Term()
+				continue
+			}
+			msgs, clicks = append(msgs, m), append(clicks, c)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				cons = nil
+			}
+		}
+		if len(clicks) == 0 {
+			continue
+		}
+		if _, err := hooks.IngestEdgeClicks(ctx, p.app, clicks); err != nil {
+			log.Error("scale-out: ingest clicks", "clicks", len(clicks), "error", err)
+			for _, m := range msgs {
+				_ = m.NakWithDelay(time.Second)
+			}
+			continue
+		}
+		for _, m := range msgs {
+			if err := m.Ack(); err != nil {
+				log.Warn("scale-out: ack click (it will be redelivered and skipped)", "error", err)
+			}
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}

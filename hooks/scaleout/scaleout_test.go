@@ -1,0 +1,309 @@
+package scaleout_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pocketbase/pocketbase/core"
+	"github.com/spf13/cobra"
+
+	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/edgewire"
+	"github.com/pbaffiliate/pbaffiliate/hooks/scaleout"
+	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
+)
+
+var fx *pbatest.Fixture[hooks.Config]
+
+func TestMain(m *testing.M) {
+	var err error
+	fx, err = pbatest.NewFixture(func(app core.App, cfg hooks.Config) error { return hooks.Register(app, nil, cfg) },
+		hooks.Config{IPSalt: "test-salt"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fixture:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	fx.Cleanup()
+	pbatest.RemoveTemplate()
+	os.Exit(code)
+}
+
+// cluster is a primary with an embedded JetStream server on loopback and one edge node
+// connected to it, both in process.
+type cluster struct {
+	app     core.App
+	primary *scaleout.Primary
+	js      jetstream.JetStream // the edge's connection
+	edge    *scaleout.Edge
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	app := fx.App(t)
+	t.Cleanup(app.Cleanup)
+	p := scaleout.Register(app, &cobra.Command{})
+	pbatest.Serve(t, app) // the click writer, which ingestion hands clicks to
+	if err := p.Start(context.Background(), scaleout.Options{Embedded: "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	nc, js, err := scaleout.Connect(p.ClientURL(), "test-edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	edge, err := scaleout.NewEdge(js, fx.Config, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := edge.Watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-edge.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("edge did not read the bucket in 5s")
+	}
+	return &cluster{app: app, primary: p, js: js, edge: edge}
+}
+
+func (c *cluster) get(path string, cookies ...*http.Cookie) *http.Response {
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	req.RemoteAddr = "203.0.113.7:5000"
+	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36")
+	for _, ck := range cookies {
+		req.AddCookie(ck)
+	}
+	w := httptest.NewRecorder()
+	c.edge.ServeHTTP(w, req)
+	return w.Result()
+}
+
+func cookie(res *http.Response, name string) *http.Cookie {
+	for _, c := range res.Cookies() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// TestEdgeRedirectPublishesClick: the primary's snapshot reaches the edge, which answers a
+// link with the primary's contract (302, pba_click in the URL and the cookie, a new visitor's
+// pba_vid, the deep-link rule) only after the click is in the stream under its id; a second
+// publish of the same id (a retry after a lost acknowledgement) is stored once.
+func TestEdgeRedirectPublishesClick(t *testing.T) {
+	c := newCluster(t)
+	link, err := c.app.FindRecordById(collections.Links, fx.RowsA.Link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := link.GetString(collections.FieldCode)
+
+	res := c.get("/r/" + code + "?to=" + url.QueryEscape("https://evil.example/"))
+	if res.StatusCode != http.StatusFound {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	clickCookie, vid := cookie(res, hooks.ClickCookie), cookie(res, hooks.VisitorCookie)
+	if clickCookie == nil || vid == nil || vid.Value != clickCookie.Value {
+		t.Fatalf("cookies %v", res.Header.Values("Set-Cookie"))
+	}
+	loc := res.Header.Get("Location")
+	if strings.Contains(loc, "evil.example") || !strings.Contains(loc, "pba_click="+clickCookie.Value) {
+		t.Fatalf("location %q", loc)
+	}
+
+	ctx := context.Background()
+	stream, err := c.js.Stream(ctx, scaleout.ClickStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := stream.GetLastMsgForSubject(ctx, scaleout.ClickSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	click, err := edgewire.DecodeClick(msg.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if click.ID != clickCookie.Value || msg.Header.Get(jetstream.MsgIDHeader) != click.ID || click.Link != link.Id ||
+		click.Affiliate != fx.A.ID || click.Program != fx.ProgramP || !click.NewVisitor || click.IPHash == "" {
+		t.Fatalf("stored click %+v (msg id %q)", click, msg.Header.Get(jetstream.MsgIDHeader))
+	}
+	ack, err := c.js.Publish(ctx, scaleout.ClickSubject, msg.Data, jetstream.WithMsgID(click.ID))
+	if err != nil || !ack.Duplicate {
+		t.Fatalf("retried publish: %+v %v", ack, err)
+	}
+
+	// A returning visitor keeps its id; an unknown code stores nothing.
+	if res := c.get("/r/"+code, vid); res.StatusCode != http.StatusFound || cookie(res, hooks.VisitorCookie) != nil {
+		t.Fatalf("returning visitor: %d %v", res.StatusCode, res.Header.Values("Set-Cookie"))
+	}
+	if res := c.get("/r/no-such-code"); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown code: %d", res.StatusCode)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil || info.State.Msgs != 2 {
+		t.Fatalf("stream holds %+v %v, want 2 clicks", info.State, err)
+	}
+
+	// The primary ingests both: the new visitor's click unique, the return not.
+	waitIngested(t, c.js, info.State.LastSeq)
+	var rows []struct {
+		ID     string `db:"id"`
+		Unique bool   `db:"unique"`
+		Flag   string `db:"flag"`
+	}
+	clicksOfA := func() {
+		t.Helper()
+		rows = rows[:0]
+		err := c.app.DB().NewQuery("SELECT id, [[unique]], flag FROM clicks WHERE affiliate = {:a} AND visitor = {:v} ORDER BY id").
+			Bind(map[string]any{"a": fx.A.ID, "v": vid.Value}).All(&rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	clicksOfA()
+	if len(rows) != 2 || rows[0].ID != click.ID || !rows[0].Unique || rows[1].Unique || rows[0].Flag != "" {
+		t.Fatalf("ingested %+v", rows)
+	}
+
+	// Redelivery: the consumer starts over from the stream's first click (as after a crash
+	// before the acknowledgements); nothing is stored twice.
+	if err := c.js.DeleteConsumer(ctx, scaleout.ClickStream, scaleout.ConsumerName); err != nil {
+		t.Fatal(err)
+	}
+	waitIngested(t, c.js, info.State.LastSeq)
+	clicksOfA()
+	if len(rows) != 2 {
+		t.Fatalf("after redelivery %d clicks, want 2", len(rows))
+	}
+}
+
+// waitIngested waits until the primary's consumer has acknowledged the stream up to seq.
+func waitIngested(t *testing.T, js jetstream.JetStream, seq uint64) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if cons, err := js.Consumer(ctx, scaleout.ClickStream, scaleout.ConsumerName); err == nil {
+			if info, err := cons.Info(ctx); err == nil && info.AckFloor.Stream >= seq && info.NumAckPending == 0 {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("clicks up to %d not ingested in 10s", seq)
+}
+
+// TestEdgeSuspensionPropagates: suspending an affiliate on the primary stops its codes
+// crediting clicks on the edge within a second (measured and logged), and the snapshot of a
+// new start drops keys of records that are gone.
+func TestEdgeSuspensionPropagates(t *testing.T) {
+	c := newCluster(t)
+	aff, err := c.app.FindRecordById(collections.Affiliates, fx.A.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := aff.GetString(collections.FieldCode)
+	if res := c.get("/r/" + code); res.StatusCode != http.StatusFound || cookie(res, hooks.ClickCookie) == nil {
+		t.Fatalf("before: %d", res.StatusCode)
+	}
+
+	aff.Set(collections.FieldStatus, collections.AffiliateSuspended)
+	start := time.Now()
+	if err := c.app.Save(aff); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		res := c.get("/r/" + code)
+		if res.StatusCode == http.StatusFound && cookie(res, hooks.ClickCookie) == nil &&
+			!strings.Contains(res.Header.Get("Location"), "pba_click") {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatal("the edge still credits a suspended affiliate after 1s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("suspension reached the edge in %v (save included)", time.Since(start))
+}
+
+// TestPrimarySnapshotAtStart: a start publishes what changed while no primary was publishing
+// and deletes the keys of records that are gone, so the bucket equals the database.
+func TestPrimarySnapshotAtStart(t *testing.T) {
+	c := newCluster(t)
+	ctx := context.Background()
+	kv, err := c.js.KeyValue(ctx, scaleout.CodesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := edgewire.LinkEntry(edgewire.Link{ID: "gone", Code: "gone", Affiliate: fx.A.ID, Program: fx.ProgramP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, stale.Key, stale.Value); err != nil {
+		t.Fatal(err)
+	}
+	c.primary.Stop()
+	aff, err := c.app.FindRecordById(collections.Affiliates, fx.A.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aff.Set(collections.FieldStatus, collections.AffiliateSuspended)
+	if err := c.app.Save(aff); err != nil { // published by nobody: the primary is stopped
+		t.Fatal(err)
+	}
+	if err := c.primary.Start(ctx, scaleout.Options{Embedded: "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	nc, js, err := scaleout.Connect(c.primary.ClientURL(), "test-reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if kv, err = js.KeyValue(ctx, scaleout.CodesBucket); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, stale.Key); err == nil {
+		t.Fatal("the key of a record that is gone survived the snapshot")
+	}
+	catalog := edgewire.NewCatalog()
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := 0
+	for k := range lister.Keys() {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := catalog.Put(k, e.Value()); err != nil {
+			t.Fatal(err)
+		}
+		keys++
+	}
+	var records int
+	err = c.app.DB().NewQuery("SELECT (SELECT COUNT(*) FROM programs) + (SELECT COUNT(*) FROM affiliates) + (SELECT COUNT(*) FROM links)").Row(&records)
+	if err != nil || keys != records {
+		t.Fatalf("bucket holds %d keys, database %d records (%v)", keys, records, err)
+	}
+	if target, ok := catalog.Resolve(aff.GetString(collections.FieldCode)); !ok || target.Status != collections.AffiliateSuspended {
+		t.Fatalf("the suspension made while stopped is not in the bucket: %+v", target)
+	}
+}
