@@ -70,3 +70,37 @@ func TestRefundAppliedToTheSaleAsItIsNow(t *testing.T) {
 		t.Fatalf("refund_applied %d (%v), want 3000: reinstating the sale later nets it", applied, err)
 	}
 }
+
+// A pass asked for now beside the cron's pass (CI caught the route skipping while the
+// minute's cron pass ran, so a sale committed before the request got no commission): runNow
+// waits for the running pass and then runs its own; the cron's run still skips.
+func TestRunNowWaitsForTheRunningPass(t *testing.T) {
+	app := pbatest.TempApp(t)
+	e := newCommissionEngine(app, nil)
+	e.mu.Lock() // the cron's pass, running
+	if st, err := e.run(); err != nil || !st.Skipped {
+		t.Fatalf("run beside a running pass: %+v %v, want skipped", st, err)
+	}
+	done := make(chan engineStats, 1)
+	go func() {
+		st, err := e.runNow()
+		if err != nil {
+			t.Error(err)
+		}
+		done <- st
+	}()
+	select {
+	case st := <-done:
+		t.Fatalf("runNow returned %+v while a pass was running", st)
+	case <-time.After(50 * time.Millisecond):
+	}
+	e.mu.Unlock()
+	select {
+	case st := <-done:
+		if st.Skipped {
+			t.Fatalf("runNow skipped: %+v", st)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("runNow did not run after the pass ended")
+	}
+}

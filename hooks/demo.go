@@ -143,7 +143,7 @@ func fillDemoSales(conversions *conversionService, commissions *commissionEngine
 			}
 		}
 	}
-	if _, err := commissions.run(); err != nil {
+	if _, err := commissions.runNow(); err != nil {
 		return fmt.Errorf("demo commissions: %w", err)
 	}
 	return nil

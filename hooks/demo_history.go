@@ -113,7 +113,7 @@ func fillDemoHistory(app core.App, conversions *conversionService, commissions *
 			}
 		}
 	}
-	if _, err := commissions.run(); err != nil {
+	if _, err := commissions.runNow(); err != nil {
 		return fmt.Errorf("demo commissions: %w", err)
 	}
 	// Commissions of sales older than 60 days were paid last month; those of the month after
@@ -213,7 +213,7 @@ func demoRelease(app core.App, commissions *commissionEngine, sales []string, cu
 	if err != nil {
 		return err
 	}
-	if _, err := commissions.run(); err != nil {
+	if _, err := commissions.runNow(); err != nil {
 		return fmt.Errorf("demo release: %w", err)
 	}
 	return nil

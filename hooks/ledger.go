@@ -86,7 +86,7 @@ func handleLedgerCheck(re *core.RequestEvent) error {
 
 // handleRun answers POST /api/pba/commissions/run (superusers): one engine pass now.
 func (e *commissionEngine) handleRun(re *core.RequestEvent) error {
-	st, err := e.run()
+	st, err := e.runNow()
 	if err != nil {
 		return re.InternalServerError("", err)
 	}
