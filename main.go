@@ -37,9 +37,13 @@ func main() {
 		}
 		return
 	}
+	public, err := fs.Sub(publicFiles, "pb_public")
+	if err != nil {
+		log.Fatal(err)
+	}
 	// `edge` is a redirect node: no database, so it too runs before PocketBase.
 	if len(os.Args) > 1 && os.Args[1] == "edge" {
-		edge := scaleout.NewEdgeCommand()
+		edge := scaleout.NewEdgeCommand(public)
 		edge.SetArgs(os.Args[2:])
 		if err := edge.Execute(); err != nil {
 			os.Exit(1)
@@ -58,12 +62,8 @@ func main() {
 	hooks.MustRegister(app, app.RootCmd, cfg)
 	// --nats / --nats-embedded: feed redirect nodes (docs/scaling.md); without them, nothing.
 	scaleout.Register(app, app.RootCmd)
-	app.RootCmd.AddCommand(scaleout.NewEdgeCommand()) // listed in the help; main runs it above
+	app.RootCmd.AddCommand(scaleout.NewEdgeCommand(public)) // listed in the help; main runs it above
 
-	public, err := fs.Sub(publicFiles, "pb_public")
-	if err != nil {
-		log.Fatal(err)
-	}
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		if !se.Router.HasRoute("GET", "/{path...}") {
 			// Every page is served with hooks.ContentSecurityPolicy (hooks/security.go): no

@@ -154,6 +154,16 @@ func redactQuery(raw string) (string, bool) {
 	return strings.Join(parts, "&"), changed
 }
 
+// SetRouterSecurityHeaders sets what the router's middlewares set on every answer (PocketBase's
+// security headers, then setSecurityHeaders), for redirect nodes (hooks/scaleout), which
+// answer without PocketBase's router.
+func SetRouterSecurityHeaders(h http.Header, r *http.Request, trustedProxyHeaders []string) {
+	h.Set("X-XSS-Protection", "1; mode=block")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "SAMEORIGIN")
+	setSecurityHeaders(h, r, trustedProxyHeaders)
+}
+
 // setSecurityHeaders sets the headers of a response to r: the content security and referrer
 // policies on everything but PocketBase's dashboard (/_/, which has needs of its own), and
 // HSTS on everything served over HTTPS (servedOverHTTPS). Set before the handler runs, so a

@@ -315,47 +315,73 @@ func (t *tracker) redirect(e *core.RequestEvent, code string) error {
 	return nil
 }
 
-// trackClickBody is the JSON track.js posts from the merchant's page.
-type trackClickBody struct {
+// TrackClick is the JSON track.js posts from the merchant's page, as ReadTrackClick checked
+// it: Code lowercased and trimmed, Visitor "" unless it is a visitor id.
+type TrackClick struct {
 	Code     string `json:"code"`
 	Sub      string `json:"sub"`
 	Referrer string `json:"referrer"`
 	Visitor  string `json:"visitor"`
 }
 
+// ReadTrackClick reads the body of POST /api/pba/clicks; the error is the 4xx to answer, naming
+// the field. Redirect nodes (hooks/scaleout) read it through this too, so both answer alike.
+func ReadTrackClick(e *core.RequestEvent) (TrackClick, error) {
+	var body TrackClick
+	raw, err := io.ReadAll(e.Request.Body)
+	if err != nil {
+		return body, e.BadRequestError("Could not read the body.", err)
+	}
+	if errs := decodeStrict(raw, &body); errs != nil {
+		return body, e.BadRequestError("The body must be JSON: {\"code\": \"…\"}.", errs)
+	}
+	if !textcheck.Line(body.Sub) {
+		return body, e.BadRequestError("Invalid click.", fieldError("sub", "invalid_characters", textcheck.Message))
+	}
+	body.Code = strings.ToLower(strings.TrimSpace(body.Code))
+	if !ValidVisitor(body.Visitor) {
+		body.Visitor = ""
+	}
+	return body, nil
+}
+
+// UnknownTrackCode is the answer of POST /api/pba/clicks to a code nothing resolves.
+func UnknownTrackCode(e *core.RequestEvent) error {
+	return e.NotFoundError("Unknown code.", fieldError("code", "unknown_code", "No link or affiliate has this code."))
+}
+
+// InactiveTrackCode is the answer to a code that credits no click: the shop keeps its visitor;
+// nothing is credited, so there is no click id to keep.
+func InactiveTrackCode(e *core.RequestEvent) error {
+	return e.JSON(http.StatusOK, map[string]any{"click_id": nil, "reason": "inactive"})
+}
+
+// TrackClickRecorded is the answer once the click is stored: what track.js keeps in its cookies.
+func TrackClickRecorded(e *core.RequestEvent, clickID, visitor string, cookieDays int) error {
+	return e.JSON(http.StatusOK, map[string]any{"click_id": clickID, "visitor": visitor, "cookie_days": cookieDays})
+}
+
 // handleTrackClick is POST /api/pba/clicks: the click of a visitor who landed on the
 // merchant's site with ?via=CODE, reported by track.js.
 func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
-	raw, err := io.ReadAll(e.Request.Body)
+	body, err := ReadTrackClick(e)
 	if err != nil {
-		return e.BadRequestError("Could not read the body.", err)
+		return err
 	}
-	var body trackClickBody
-	if errs := decodeStrict(raw, &body); errs != nil {
-		return e.BadRequestError("The body must be JSON: {\"code\": \"…\"}.", errs)
-	}
-	if !textcheck.Line(body.Sub) {
-		return e.BadRequestError("Invalid click.", fieldError("sub", "invalid_characters", textcheck.Message))
-	}
-	target, err := t.resolver.resolve(strings.ToLower(strings.TrimSpace(body.Code)))
+	target, err := t.resolver.resolve(body.Code)
 	if err != nil {
 		return e.InternalServerError("", err)
 	}
 	if target == nil {
 		t.metrics.trackClicks.unknown.Inc()
-		return e.NotFoundError("Unknown code.", fieldError("code", "unknown_code", "No link or affiliate has this code."))
+		return UnknownTrackCode(e)
 	}
 	if target.Inactive != "" {
-		// The shop keeps its visitor; nothing is credited, so there is no click id to keep.
 		t.doors.add(target.Inactive, target.ProgramID, target.AffiliateID, target.LinkID)
 		t.metrics.trackClicks.inactive.Inc()
-		return e.JSON(http.StatusOK, map[string]any{"click_id": nil, "reason": "inactive"})
+		return InactiveTrackCode(e)
 	}
-	visitor := body.Visitor
-	if !ValidVisitor(visitor) {
-		visitor = ""
-	}
-	row := t.newClick(e, target, body.Sub, body.Referrer, visitor)
+	row := t.newClick(e, target, body.Sub, body.Referrer, body.Visitor)
 	if err := t.writer.record(e.Request.Context(), row); err != nil {
 		t.metrics.trackClicks.unavailable.Inc()
 		return unavailable(e, err)
@@ -364,11 +390,7 @@ func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
 	if row.Overflow {
 		return overCeiling(e, row.Created)
 	}
-	return e.JSON(http.StatusOK, map[string]any{
-		"click_id":    row.ID,
-		"visitor":     row.Visitor,
-		"cookie_days": target.CookieDays,
-	})
+	return TrackClickRecorded(e, row.ID, row.Visitor, target.CookieDays)
 }
 
 // newClick builds the row of one click: ids, the visitor, hashed IP, its text as stored,
@@ -491,13 +513,25 @@ const notFoundHTML = `<!doctype html><html lang="en"><head><meta charset="utf-8"
 <body class="notice"><main><h1>This link is not active</h1><p>The link you followed does not exist or is no longer active.</p></main></body></html>`
 
 func notFoundPage(e *core.RequestEvent) error {
-	h := e.Response.Header()
+	WriteNotFoundPage(e.Response, e.Request, e.App.Settings().TrustedProxy.Headers)
+	return nil
+}
+
+// WriteNotFoundPage answers the styled 404 page of an unknown code, with the router's security
+// headers; trustedProxyHeaders says whether X-Forwarded-Proto may be believed (HSTS). Redirect
+// nodes (hooks/scaleout) answer it through this too.
+func WriteNotFoundPage(w http.ResponseWriter, r *http.Request, trustedProxyHeaders []string) {
+	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	// The router's security headers, for the one page the direct /r/ path renders.
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "SAMEORIGIN")
-	setSecurityHeaders(h, e.Request, e.App.Settings().TrustedProxy.Headers)
-	return e.HTML(http.StatusNotFound, notFoundHTML)
+	setSecurityHeaders(h, r, trustedProxyHeaders)
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "text/html; charset=utf-8")
+	}
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = io.WriteString(w, notFoundHTML)
 }
 
 // loadIPSalt returns the configured salt, or the one stored in the data dir (made on first use).

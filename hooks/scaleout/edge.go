@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pocketbase/pocketbase/tools/router"
 	"github.com/spf13/cobra"
 
 	"github.com/pbaffiliate/pbaffiliate/hooks"
@@ -35,16 +37,39 @@ type Edge struct {
 	ipHeader string // a header a trusted proxy sets to the client's address; "" trusts the TCP peer
 	log      *slog.Logger
 	ready    chan struct{}
+	origins  []string     // CORS origins of the API, as `serve --origins`
+	public   fs.FS        // pb_public: track.js and pba.css; nil serves neither
+	api      http.Handler // everything but /r/ (newAPI)
 }
+
+// EdgeOption sets an optional part of a node.
+type EdgeOption func(*Edge)
+
+// WithOrigins sets the CORS origins of POST /api/pba/clicks (the primary's `serve --origins`;
+// default "*").
+func WithOrigins(origins []string) EdgeOption { return func(n *Edge) { n.origins = origins } }
+
+// WithPublic serves track.js and pba.css (the 404 page's style) from public, the primary's
+// pb_public, so a merchant's page can load track.js from an edge and post its clicks there.
+func WithPublic(public fs.FS) EdgeOption { return func(n *Edge) { n.public = public } }
 
 // NewEdge makes a node publishing with js; cfg gives the IP salt (the primary's, so hashes
 // match), the fallback URL and the country header.
-func NewEdge(js jetstream.JetStream, cfg hooks.Config, ipHeader string, log *slog.Logger) (*Edge, error) {
+func NewEdge(js jetstream.JetStream, cfg hooks.Config, ipHeader string, log *slog.Logger, opts ...EdgeOption) (*Edge, error) {
 	if cfg.IPSalt == "" {
 		return nil, errors.New("edge: PBA_IP_SALT must be set (the primary's salt, so visitors' IP hashes match)")
 	}
-	return &Edge{cfg: cfg, js: js, catalog: edgewire.NewCatalog(), hasher: clickpolicy.NewIPHasher([]byte(cfg.IPSalt)),
-		ipHeader: ipHeader, log: log, ready: make(chan struct{})}, nil
+	n := &Edge{cfg: cfg, js: js, catalog: edgewire.NewCatalog(), hasher: clickpolicy.NewIPHasher([]byte(cfg.IPSalt)),
+		ipHeader: ipHeader, log: log, ready: make(chan struct{})}
+	for _, o := range opts {
+		o(n)
+	}
+	api, err := n.newAPI()
+	if err != nil {
+		return nil, err
+	}
+	n.api = api
+	return n, nil
 }
 
 // Ready is closed once the node has read the whole bucket.
@@ -85,13 +110,13 @@ func (n *Edge) Watch(ctx context.Context) error {
 	return nil
 }
 
-// ServeHTTP answers GET/HEAD /r/{code} (and /r/?via=CODE) as the primary does; anything else
-// is 404.
+// ServeHTTP answers GET/HEAD /r/{code} (and /r/?via=CODE) as the primary does, outside any
+// router as on the primary (redirect_direct.go); everything else goes to the node's API.
 func (n *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	code, ok := strings.CutPrefix(r.URL.Path, "/r/")
 	code = strings.TrimSuffix(code, "/")
 	if !ok || strings.IndexByte(code, '/') >= 0 || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
-		http.NotFound(w, r)
+		n.api.ServeHTTP(w, r)
 		return
 	}
 	query := r.URL.Query()
@@ -114,39 +139,46 @@ func (n *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sendOn(w, location)
 		return
 	}
-	now := time.Now()
-	click := edgewire.Click{ID: n.ids.Next(now), Link: target.LinkID, Affiliate: target.AffiliateID,
-		Program: target.ProgramID, Created: now.UnixMilli()}
+	visitor := ""
+	if c, err := r.Cookie(hooks.VisitorCookie); err == nil && hooks.ValidVisitor(c.Value) {
+		visitor = c.Value
+	}
+	click := n.newClick(r, target, query.Get("sub"), r.Referer(), visitor)
 	location, err := target.Destination.Target(query.Get("to"), click.ID)
 	if err != nil { // the program's domains changed under the link, as on the primary
 		n.log.Warn("edge: link destination no longer allowed", "link", target.LinkID, "error", err)
 		n.unknown(w, r)
 		return
 	}
-	if c, err := r.Cookie(hooks.VisitorCookie); err == nil && hooks.ValidVisitor(c.Value) {
-		click.Visitor = c.Value
-	} else {
+	if err := n.publish(r.Context(), click); err != nil {
+		unavailable(w, r, n.log, err)
+		return
+	}
+	hooks.SetClickCookies(w.Header(), click.ID, click.Visitor, click.NewVisitor, target.CookieDays, r.TLS != nil)
+	sendOn(w, location)
+}
+
+// newClick is the click of a visitor of target, as the primary's newClick builds it from the
+// request: a new visitor's id is its click's id, an invalid sub gives way to the link's own,
+// the text is capped and the IP hashed. The flags are decided at ingestion.
+func (n *Edge) newClick(r *http.Request, target edgewire.Target, sub, referrer, visitor string) edgewire.Click {
+	now := time.Now()
+	click := edgewire.Click{ID: n.ids.Next(now), Link: target.LinkID, Affiliate: target.AffiliateID,
+		Program: target.ProgramID, Visitor: visitor, Created: now.UnixMilli()}
+	if click.Visitor == "" {
 		click.Visitor, click.NewVisitor = click.ID, true
 	}
 	if c, err := r.Cookie(hooks.SelfCookie); err == nil && c.Value == target.AffiliateID {
 		click.SelfCookie = true
 	}
-	sub := query.Get("sub")
 	if !textcheck.Line(sub) || strings.TrimSpace(sub) == "" {
 		sub = target.SubID
 	}
-	text := clickpolicy.ClickText{UserAgent: r.UserAgent(), Referrer: r.Referer(), SubID: sub,
+	text := clickpolicy.ClickText{UserAgent: r.UserAgent(), Referrer: referrer, SubID: sub,
 		Country: clickpolicy.Country(r.Header, n.cfg.CountryHeader)}.Capped()
 	click.UserAgent, click.Referrer, click.SubID, click.Country = text.UserAgent, text.Referrer, text.SubID, text.Country
 	click.IPHash, click.NetworkHash = n.hasher.HashWithNetwork(n.clientIP(r))
-	if err := n.publish(r.Context(), click); err != nil {
-		n.log.Error("edge: click not stored", "error", err)
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "The click could not be recorded; please retry.", http.StatusServiceUnavailable)
-		return
-	}
-	hooks.SetClickCookies(w.Header(), click.ID, click.Visitor, click.NewVisitor, target.CookieDays, r.TLS != nil)
-	sendOn(w, location)
+	return click
 }
 
 // publish stores click in the stream and returns once JetStream acknowledged it; the click id
@@ -164,14 +196,30 @@ func (n *Edge) publish(ctx context.Context, click edgewire.Click) error {
 	return nil
 }
 
-// unknown answers a code nothing resolves: the fallback URL, else 404.
+// unknown answers a code nothing resolves: the fallback URL, else the primary's 404 page.
 func (n *Edge) unknown(w http.ResponseWriter, r *http.Request) {
 	if n.cfg.FallbackURL != "" {
 		sendOn(w, n.cfg.FallbackURL)
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	http.Error(w, "This link is not active.", http.StatusNotFound)
+	hooks.WriteNotFoundPage(w, r, n.trustedHeaders())
+}
+
+// trustedHeaders are the proxy headers the node believes, for HSTS behind a TLS-ending proxy
+// (as the primary's trusted-proxy setting).
+func (n *Edge) trustedHeaders() []string {
+	if n.ipHeader == "" {
+		return nil
+	}
+	return []string{n.ipHeader}
+}
+
+// unavailable answers a click whose publish failed as the primary answers one its writer
+// could not take: 503 with Retry-After, in PocketBase's error shape.
+func unavailable(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	log.Error("edge: click not stored", "error", err)
+	w.Header().Set("Retry-After", "1")
+	router.ErrorHandler(w, r, router.NewApiError(http.StatusServiceUnavailable, "The click could not be recorded; please retry.", nil))
 }
 
 // clientIP is the visitor's address: the last address of ipHeader when set (the proxy's
@@ -200,9 +248,11 @@ func sendOn(w http.ResponseWriter, location string) {
 	w.WriteHeader(http.StatusFound)
 }
 
-// NewEdgeCommand is `pbaffiliate edge --nats URL[,URL…] --http ADDR`.
-func NewEdgeCommand() *cobra.Command {
+// NewEdgeCommand is `pbaffiliate edge --nats URL[,URL…] --http ADDR`; public (pb_public)
+// gives it track.js and pba.css.
+func NewEdgeCommand(public fs.FS) *cobra.Command {
 	var urls, addr, ipHeader string
+	var origins []string
 	cmd := &cobra.Command{
 		Use:   "edge",
 		Short: "Run a stateless redirect node fed by a primary through NATS JetStream (docs/scaling.md)",
@@ -217,7 +267,7 @@ func NewEdgeCommand() *cobra.Command {
 				return err
 			}
 			defer nc.Close()
-			node, err := NewEdge(js, hooks.ConfigFromEnv(), ipHeader, log)
+			node, err := NewEdge(js, hooks.ConfigFromEnv(), ipHeader, log, WithOrigins(origins), WithPublic(public))
 			if err != nil {
 				return err
 			}
@@ -246,7 +296,8 @@ func NewEdgeCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&urls, "nats", "", "NATS servers, URL[,URL…] (required)")
-	cmd.Flags().StringVar(&addr, "http", "127.0.0.1:8091", "address to serve /r/{code} on")
+	cmd.Flags().StringVar(&addr, "http", "127.0.0.1:8091", "address to serve /r/{code} and POST /api/pba/clicks on")
+	cmd.Flags().StringSliceVar(&origins, "origins", []string{"*"}, "CORS allowed origins of POST /api/pba/clicks (as serve --origins)")
 	cmd.Flags().StringVar(&ipHeader, "ip-header", "", "header a trusted proxy in front sets to the client address (e.g. X-Forwarded-For)")
 	return cmd
 }

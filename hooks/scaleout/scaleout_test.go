@@ -44,6 +44,7 @@ func TestMain(m *testing.M) {
 // connected to it, both in process.
 type cluster struct {
 	app     core.App
+	serve   http.Handler // the primary's router
 	primary *scaleout.Primary
 	js      jetstream.JetStream // the edge's connection
 	edge    *scaleout.Edge
@@ -54,7 +55,7 @@ func newCluster(t *testing.T) *cluster {
 	app := fx.App(t)
 	t.Cleanup(app.Cleanup)
 	p := scaleout.Register(app, &cobra.Command{})
-	pbatest.Serve(t, app) // the click writer, which ingestion hands clicks to
+	serve := pbatest.Serve(t, app) // the click writer, which ingestion hands clicks to
 	if err := p.Start(context.Background(), scaleout.Options{Embedded: "127.0.0.1:0"}); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +65,8 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	edge, err := scaleout.NewEdge(js, fx.Config, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	edge, err := scaleout.NewEdge(js, fx.Config, "", slog.New(slog.NewTextHandler(io.Discard, nil)),
+		scaleout.WithPublic(os.DirFS("../../pb_public")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +80,7 @@ func newCluster(t *testing.T) *cluster {
 	case <-time.After(5 * time.Second):
 		t.Fatal("edge did not read the bucket in 5s")
 	}
-	return &cluster{app: app, primary: p, js: js, edge: edge}
+	return &cluster{app: app, serve: serve, primary: p, js: js, edge: edge}
 }
 
 func (c *cluster) get(path string, cookies ...*http.Cookie) *http.Response {
