@@ -26,3 +26,7 @@ const (
 	InactiveLinkArchived       = "link_archived"
 	InactiveUnknownCode        = "unknown_code" // counted only when PBA_FALLBACK_URL is set
 )
+
+// EdgeDoorBatches holds the ids of the door counts redirect nodes published that the primary
+// has counted (hooks/edge_ingest.go), so a batch delivered again is counted once.
+const EdgeDoorBatches = "edge_door_batches"

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/edgewire"
+	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
 // trackerKey is where Register keeps the app's tracker in app.Store().
@@ -79,4 +82,47 @@ func IngestEdgeClicks(ctx context.Context, app core.App, clicks []edgewire.Click
 		}
 	}
 	return len(first) + len(second), nil
+}
+
+// edgeDoorBatchKeep is how long the primary remembers a counted door batch: longer than the
+// click stream keeps it (scaleout's clickRetention, 7 days), so no delivery outlives its id.
+const edgeDoorBatchKeep = 8 * 24 * time.Hour
+
+// IngestEdgeDoors adds the door counts redirect nodes published to inactive_redirects, as the
+// primary's own door counter writes them, in one transaction that also records each batch's
+// id: a batch delivered again (its id already recorded) is skipped, so every door visit is
+// counted once. It returns how many batches were new; the caller acknowledges them after.
+func IngestEdgeDoors(ctx context.Context, app core.App, batches []edgewire.Doors) (int, error) {
+	if len(batches) == 0 {
+		return 0, nil
+	}
+	now := time.Now()
+	added := 0
+	err := app.RunInTransaction(func(tx core.App) error {
+		for _, b := range batches {
+			res, err := tx.DB().NewQuery(`INSERT INTO {{` + collections.EdgeDoorBatches + `}} (id, created) VALUES ({:id}, {:now}) ON CONFLICT (id) DO NOTHING`).
+				WithContext(ctx).Bind(dbx.Params{"id": b.ID, "now": store.DBTime(now)}).Execute()
+			if err != nil {
+				return fmt.Errorf("record door batch %s: %w", b.ID, err)
+			}
+			if n, err := res.RowsAffected(); err != nil || n == 0 {
+				continue // counted before
+			}
+			added++
+			for _, c := range b.Counts {
+				_, err := tx.DB().NewQuery(doorUpsert).WithContext(ctx).Bind(dbx.Params{"id": store.NewID(), "day": c.Day, "reason": c.Reason,
+					"program": c.Program, "affiliate": c.Affiliate, "link": c.Link, "n": c.N, "now": store.DBTime(now)}).Execute()
+				if err != nil {
+					return fmt.Errorf("upsert inactive_redirects %+v: %w", c, err)
+				}
+			}
+		}
+		_, err := tx.DB().NewQuery(`DELETE FROM {{` + collections.EdgeDoorBatches + `}} WHERE created < {:before}`).
+			WithContext(ctx).Bind(dbx.Params{"before": store.DBTime(now.Add(-edgeDoorBatchKeep))}).Execute()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("ingest edge doors: %w", err)
+	}
+	return added, nil
 }

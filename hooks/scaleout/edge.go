@@ -18,6 +18,7 @@ import (
 	"github.com/pocketbase/pocketbase/tools/router"
 	"github.com/spf13/cobra"
 
+	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/clickpolicy"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/edgewire"
@@ -40,6 +41,7 @@ type Edge struct {
 	origins  []string     // CORS origins of the API, as `serve --origins`
 	public   fs.FS        // pb_public: track.js and pba.css; nil serves neither
 	api      http.Handler // everything but /r/ (newAPI)
+	doors    doorCounter
 }
 
 // EdgeOption sets an optional part of a node.
@@ -61,6 +63,7 @@ func NewEdge(js jetstream.JetStream, cfg hooks.Config, ipHeader string, log *slo
 	}
 	n := &Edge{cfg: cfg, js: js, catalog: edgewire.NewCatalog(), hasher: clickpolicy.NewIPHasher([]byte(cfg.IPSalt)),
 		ipHeader: ipHeader, log: log, ready: make(chan struct{})}
+	n.doors = doorCounter{js: js, ids: &n.ids}
 	for _, o := range opts {
 		o(n)
 	}
@@ -128,14 +131,15 @@ func (n *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.unknown(w, r)
 		return
 	}
-	if hooks.InactiveReason(target.Status, target.Active, target.Archived) != "" {
-		// The program's own destination, no click and no cookie (redirect_doors.go); the door
-		// is not counted on a node yet (docs/scaling.md).
+	if reason := hooks.InactiveReason(target.Status, target.Active, target.Archived); reason != "" {
+		// The program's own destination, no click and no cookie, counted (redirect_doors.go).
 		location, err := target.ProgramDestination.Target("", "")
 		if err != nil {
+			n.log.Warn("edge: program destination no longer allowed", "program", target.ProgramID, "error", err)
 			n.unknown(w, r)
 			return
 		}
+		n.doors.add(reason, target.ProgramID, target.AffiliateID, target.LinkID)
 		sendOn(w, location)
 		return
 	}
@@ -196,9 +200,11 @@ func (n *Edge) publish(ctx context.Context, click edgewire.Click) error {
 	return nil
 }
 
-// unknown answers a code nothing resolves: the fallback URL, else the primary's 404 page.
+// unknown answers a code nothing resolves: the fallback URL (counted, as on the primary),
+// else the primary's 404 page.
 func (n *Edge) unknown(w http.ResponseWriter, r *http.Request) {
 	if n.cfg.FallbackURL != "" {
+		n.doors.add(collections.InactiveUnknownCode, "", "", "")
 		sendOn(w, n.cfg.FallbackURL)
 		return
 	}
@@ -281,8 +287,18 @@ func NewEdgeCommand(public fs.FS) *cobra.Command {
 			case <-ctx.Done():
 				return nil
 			}
+			go node.CountDoors(ctx)
+			defer func() { // after the last answer: its door visit is published too
+				flush, cancel := context.WithTimeout(context.Background(), opTimeout)
+				defer cancel()
+				if err := node.FlushDoors(flush); err != nil {
+					log.Error("edge: door counts lost at shutdown", "error", err)
+				}
+			}()
 			srv := &http.Server{Addr: addr, Handler: node, ReadHeaderTimeout: 10 * time.Second}
+			drained := make(chan struct{})
 			go func() {
+				defer close(drained)
 				<-ctx.Done()
 				shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
@@ -292,6 +308,7 @@ func NewEdgeCommand(public fs.FS) *cobra.Command {
 			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("edge: %w", err)
 			}
+			<-drained // ListenAndServe returns at once; Shutdown waits for the answers in flight
 			return nil
 		},
 	}

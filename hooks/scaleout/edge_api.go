@@ -53,7 +53,8 @@ func (n *Edge) handleTrackClick(e *core.RequestEvent) error {
 	if !ok {
 		return hooks.UnknownTrackCode(e)
 	}
-	if hooks.InactiveReason(target.Status, target.Active, target.Archived) != "" {
+	if reason := hooks.InactiveReason(target.Status, target.Active, target.Archived); reason != "" {
+		n.doors.add(reason, target.ProgramID, target.AffiliateID, target.LinkID)
 		return hooks.InactiveTrackCode(e)
 	}
 	click := n.newClick(e.Request, target, body.Sub, body.Referrer, body.Visitor)

@@ -53,7 +53,18 @@ func (p *Primary) ingest(ctx context.Context, js jetstream.JetStream) {
 		}
 		var msgs []jetstream.Msg
 		var clicks []edgewire.Click
+		var doors []edgewire.Doors
 		for m := range batch.Messages() {
+			if m.Subject() == DoorSubject {
+				d, err := edgewire.DecodeDoors(m.Data())
+				if err != nil {
+					log.Error("scale-out: unreadable door counts dropped", "error", err)
+					_ = m.Term()
+					continue
+				}
+				msgs, doors = append(msgs, m), append(doors, d)
+				continue
+			}
 			c, err := edgewire.DecodeClick(m.Data())
 			if err != nil {
 				log.Error("scale-out: unreadable click dropped", "error", err)
@@ -67,11 +78,15 @@ func (p *Primary) ingest(ctx context.Context, js jetstream.JetStream) {
 				cons = nil
 			}
 		}
-		if len(clicks) == 0 {
+		if len(msgs) == 0 {
 			continue
 		}
-		if _, err := hooks.IngestEdgeClicks(ctx, p.app, clicks); err != nil {
-			log.Error("scale-out: ingest clicks", "clicks", len(clicks), "error", err)
+		_, err = hooks.IngestEdgeClicks(ctx, p.app, clicks)
+		if err == nil {
+			_, err = hooks.IngestEdgeDoors(ctx, p.app, doors)
+		}
+		if err != nil {
+			log.Error("scale-out: ingest clicks", "clicks", len(clicks), "door batches", len(doors), "error", err)
 			for _, m := range msgs {
 				_ = m.NakWithDelay(time.Second)
 			}

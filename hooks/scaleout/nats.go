@@ -22,8 +22,9 @@ import (
 // The JetStream names the primary and its nodes share.
 const (
 	CodesBucket  = "pba_codes"  // key-value: the code catalog (hooks/internal/edgewire)
-	ClickStream  = "PBA_CLICKS" // the clicks the nodes answered
+	ClickStream  = "PBA_CLICKS" // the clicks the nodes answered, and the door visits they counted
 	ClickSubject = "pba.clicks"
+	DoorSubject  = "pba.doors" // edgewire.Doors, in the click stream so one consumer ingests both
 )
 
 // dedupWindow is how long JetStream remembers a click's message id: a node retrying a publish
@@ -92,7 +93,7 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, replicas int) (j
 	}
 	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: ClickStream, Description: "clicks answered by redirect nodes",
-		Subjects: []string{ClickSubject}, Storage: jetstream.FileStorage, Replicas: replicas,
+		Subjects: []string{ClickSubject, DoorSubject}, Storage: jetstream.FileStorage, Replicas: replicas,
 		Duplicates: dedupWindow, Retention: jetstream.LimitsPolicy, MaxAge: clickRetention,
 	})
 	if err != nil {

@@ -60,12 +60,21 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Stop)
-	nc, js, err := scaleout.Connect(p.ClientURL(), "test-edge")
+	c := &cluster{app: app, serve: serve, primary: p}
+	c.edge, c.js = c.newEdge(t, fx.Config)
+	return c
+}
+
+// newEdge connects one more edge with cfg to the primary's server and waits until it read the
+// bucket.
+func (c *cluster) newEdge(t *testing.T, cfg hooks.Config) (*scaleout.Edge, jetstream.JetStream) {
+	t.Helper()
+	nc, js, err := scaleout.Connect(c.primary.ClientURL(), "test-edge")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	edge, err := scaleout.NewEdge(js, fx.Config, "", slog.New(slog.NewTextHandler(io.Discard, nil)),
+	edge, err := scaleout.NewEdge(js, cfg, "", slog.New(slog.NewTextHandler(io.Discard, nil)),
 		scaleout.WithPublic(os.DirFS("../../pb_public")))
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +89,7 @@ func newCluster(t *testing.T) *cluster {
 	case <-time.After(5 * time.Second):
 		t.Fatal("edge did not read the bucket in 5s")
 	}
-	return &cluster{app: app, serve: serve, primary: p, js: js, edge: edge}
+	return edge, js
 }
 
 func (c *cluster) get(path string, cookies ...*http.Cookie) *http.Response {
