@@ -157,7 +157,7 @@ func (p *Primary) bucket() jetstream.KeyValue {
 	return p.kv
 }
 
-// bindHooks publishes every change of a program, affiliate or link once it is committed
+// bindHooks publishes every change of a program, affiliate, link or code alias once it is committed
 // (the success hooks run after the transaction). A failed publish is logged; the snapshot of
 // the next start repairs the bucket (docs/scaling.md lists the gap).
 func (p *Primary) bindHooks() {
@@ -180,7 +180,7 @@ func (p *Primary) bindHooks() {
 		}
 		return e.Next()
 	}
-	for _, name := range []string{collections.Programs, collections.Affiliates, collections.Links} {
+	for _, name := range catalogCollections {
 		p.app.OnRecordAfterCreateSuccess(name).BindFunc(put)
 		p.app.OnRecordAfterUpdateSuccess(name).BindFunc(put)
 		p.app.OnRecordAfterDeleteSuccess(name).BindFunc(del)
@@ -203,12 +203,12 @@ func (p *Primary) put(ctx context.Context, kv jetstream.KeyValue, r *core.Record
 	return nil
 }
 
-// snapshot publishes every program, affiliate and link, then deletes the keys of records that
+// snapshot publishes every program, affiliate, link and code alias, then deletes the keys of records that
 // no longer exist (deleted while no primary was publishing).
 func (p *Primary) snapshot(ctx context.Context) error {
 	kv := p.kv
 	current := map[string]bool{}
-	for _, name := range []string{collections.Programs, collections.Affiliates, collections.Links} {
+	for _, name := range catalogCollections {
 		records, err := p.app.FindAllRecords(name)
 		if err != nil {
 			return fmt.Errorf("snapshot %s: %w", name, err)
@@ -238,12 +238,17 @@ func (p *Primary) snapshot(ctx context.Context) error {
 	return nil
 }
 
+// catalogCollections are the collections whose records are in the codes bucket.
+var catalogCollections = []string{collections.Programs, collections.Affiliates, collections.Links, collections.CodeAliases}
+
 func keyOf(r *core.Record) string {
 	switch r.Collection().Name {
 	case collections.Programs:
 		return edgewire.ProgramKey(r.Id)
 	case collections.Affiliates:
 		return edgewire.AffiliateKey(r.Id)
+	case collections.CodeAliases:
+		return edgewire.AliasKey(r.Id)
 	}
 	return edgewire.LinkKey(r.Id)
 }
@@ -272,6 +277,9 @@ func entryOf(r *core.Record) (edgewire.Entry, error) {
 			Affiliate: r.GetString(collections.FieldAffiliate), Program: r.GetString(collections.FieldProgram),
 			Destination: r.GetString(collections.LinkDestination), SubID: r.GetString(collections.LinkSubID),
 			Archived: r.GetBool(collections.LinkArchived)})
+	case collections.CodeAliases:
+		return edgewire.AliasEntry(edgewire.Alias{ID: r.Id, Code: strings.ToLower(r.GetString(collections.FieldCode)),
+			Affiliate: r.GetString(collections.FieldAffiliate)})
 	}
 	return edgewire.Entry{}, errors.New("scale-out: not a catalog collection: " + r.Collection().Name)
 }

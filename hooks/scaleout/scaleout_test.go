@@ -310,11 +310,65 @@ func TestPrimarySnapshotAtStart(t *testing.T) {
 		keys++
 	}
 	var records int
-	err = c.app.DB().NewQuery("SELECT (SELECT COUNT(*) FROM programs) + (SELECT COUNT(*) FROM affiliates) + (SELECT COUNT(*) FROM links)").Row(&records)
+	err = c.app.DB().NewQuery("SELECT (SELECT COUNT(*) FROM programs) + (SELECT COUNT(*) FROM affiliates) + (SELECT COUNT(*) FROM links) + (SELECT COUNT(*) FROM code_aliases)").Row(&records)
 	if err != nil || keys != records {
 		t.Fatalf("bucket holds %d keys, database %d records (%v)", keys, records, err)
 	}
 	if target, ok := catalog.Resolve(aff.GetString(collections.FieldCode)); !ok || target.Status != collections.AffiliateSuspended {
 		t.Fatalf("the suspension made while stopped is not in the bucket: %+v", target)
+	}
+}
+
+// TestEdgeResolvesLegacyCodes: a legacy code an import brought (code_aliases) reaches the
+// edge's catalog and credits its affiliate there as on the primary, by /r/{code}, /r/?via= and
+// POST /api/pba/clicks; deleting it stops that.
+func TestEdgeResolvesLegacyCodes(t *testing.T) {
+	c := newCluster(t)
+	alias, err := pbatest.Save(c.app, collections.CodeAliases, map[string]any{"code": "Old_Anna.1", "affiliate": fx.A.ID, "source": "rewardful"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for c.get("/r/old_anna.1").StatusCode != http.StatusFound {
+		if time.Since(start) > 2*time.Second {
+			t.Fatal("the legacy code did not reach the edge in 2s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for _, path := range []string{"/r/OLD_ANNA.1", "/r/?via=old_anna.1"} {
+		res := c.get(path)
+		ck := cookie(res, hooks.ClickCookie)
+		if res.StatusCode != http.StatusFound || ck == nil || !strings.Contains(res.Header.Get("Location"), "pba_click="+ck.Value) {
+			t.Fatalf("%s: %d %v", path, res.StatusCode, res.Header)
+		}
+	}
+	w := post(c.edge, `{"code": "old_anna.1"}`)
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"click_id":"`) {
+		t.Fatalf("POST: %d %s", w.Code, w.Body)
+	}
+	ctx := context.Background()
+	stream, err := c.js.Stream(ctx, scaleout.ClickStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitIngested(t, c.js, info.State.LastSeq)
+	var credited int
+	if err := c.app.DB().NewQuery("SELECT COUNT(*) FROM clicks WHERE affiliate = {:a} AND link = '' AND ip_hash != ''").
+		Bind(map[string]any{"a": fx.A.ID}).Row(&credited); err != nil || credited < 3 {
+		t.Fatalf("clicks of A through its legacy code: %d %v", credited, err)
+	}
+
+	if err := c.app.Delete(alias); err != nil {
+		t.Fatal(err)
+	}
+	for c.get("/r/old_anna.1").StatusCode != http.StatusNotFound {
+		if time.Since(start) > 4*time.Second {
+			t.Fatal("the deleted legacy code still resolves on the edge")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -5,7 +5,7 @@
 // The catalog is normalized as the database is: one key per program, affiliate and link, so a
 // change is one small write (a suspended affiliate is one key, a program's new domains one key
 // for all its links) and a node joins them when it resolves a code. Keys are
-// "p.<program id>", "a.<affiliate id>" and "l.<link id>"; values are JSON with a format
+// "p.<program id>", "a.<affiliate id>", "l.<link id>" and "x.<code alias id>"; values are JSON with a format
 // version, so a node refuses values of a format it does not know instead of misreading them.
 package edgewire
 
@@ -27,6 +27,7 @@ const (
 	programPrefix   = "p."
 	affiliatePrefix = "a."
 	linkPrefix      = "l."
+	aliasPrefix     = "x."
 )
 
 // Program is what a redirect needs of a program.
@@ -57,6 +58,14 @@ type Link struct {
 	Archived    bool   `json:"archived"`
 }
 
+// Alias is an imported legacy code (code_aliases): it answers for its affiliate when no link
+// or affiliate has the code.
+type Alias struct {
+	ID        string `json:"id"`
+	Code      string `json:"code"` // lowercase
+	Affiliate string `json:"affiliate"`
+}
+
 // envelope is the stored form of every value.
 type envelope[T any] struct {
 	V    int `json:"v"`
@@ -73,11 +82,13 @@ type Entry struct {
 func ProgramEntry(p Program) (Entry, error)     { return entry(programPrefix+p.ID, p) }
 func AffiliateEntry(a Affiliate) (Entry, error) { return entry(affiliatePrefix+a.ID, a) }
 func LinkEntry(l Link) (Entry, error)           { return entry(linkPrefix+l.ID, l) }
+func AliasEntry(a Alias) (Entry, error)         { return entry(aliasPrefix+a.ID, a) }
 
 // ProgramKey, AffiliateKey and LinkKey are the keys of a record, for deleting it.
 func ProgramKey(id string) string   { return programPrefix + id }
 func AffiliateKey(id string) string { return affiliatePrefix + id }
 func LinkKey(id string) string      { return linkPrefix + id }
+func AliasKey(id string) string     { return aliasPrefix + id }
 
 func entry[T any](key string, v T) (Entry, error) {
 	b, err := json.Marshal(envelope[T]{V: Version, Data: v})
@@ -120,13 +131,15 @@ type Catalog struct {
 	programs   map[string]Program
 	affiliates map[string]Affiliate
 	links      map[string]Link
+	aliases    map[string]Alias
 	byCode     map[string]string // code → "a.<id>" or "l.<id>"
+	byAlias    map[string]string // legacy code → alias id, looked at after byCode
 }
 
 // NewCatalog returns an empty catalog.
 func NewCatalog() *Catalog {
 	return &Catalog{programs: map[string]Program{}, affiliates: map[string]Affiliate{},
-		links: map[string]Link{}, byCode: map[string]string{}}
+		links: map[string]Link{}, aliases: map[string]Alias{}, byCode: map[string]string{}, byAlias: map[string]string{}}
 }
 
 // ErrUnknownKey is returned by Put for a key of no known kind.
@@ -163,10 +176,28 @@ func (c *Catalog) Put(key string, value []byte) error {
 		c.links[l.ID] = l
 		c.setCode(key, l.Code)
 		c.mu.Unlock()
+	case strings.HasPrefix(key, aliasPrefix):
+		a, err := decode[Alias](key, value)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.dropAlias(c.aliases[a.ID])
+		c.aliases[a.ID] = a
+		if a.Code != "" {
+			c.byAlias[a.Code] = a.ID
+		}
+		c.mu.Unlock()
 	default:
 		return fmt.Errorf("%w %q", ErrUnknownKey, key)
 	}
 	return nil
+}
+
+func (c *Catalog) dropAlias(a Alias) {
+	if a.Code != "" && c.byAlias[a.Code] == a.ID {
+		delete(c.byAlias, a.Code)
+	}
 }
 
 // Delete forgets key (a deleted record).
@@ -185,6 +216,9 @@ func (c *Catalog) Delete(key string) {
 	case strings.HasPrefix(key, linkPrefix):
 		c.dropCode(key, c.links[id].Code)
 		delete(c.links, id)
+	case strings.HasPrefix(key, aliasPrefix):
+		c.dropAlias(c.aliases[id])
+		delete(c.aliases, id)
 	}
 }
 
@@ -206,11 +240,11 @@ func (c *Catalog) dropCode(key, code string) {
 	}
 }
 
-// Len is the number of codes the catalog resolves.
+// Len is the number of codes the catalog resolves (legacy codes included).
 func (c *Catalog) Len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return len(c.byCode)
+	return len(c.byCode) + len(c.byAlias)
 }
 
 // Resolve returns the target of code (lowercase), or false when the code is unknown or a
@@ -220,7 +254,13 @@ func (c *Catalog) Resolve(code string) (Target, bool) {
 	defer c.mu.RUnlock()
 	key, ok := c.byCode[code]
 	if !ok {
-		return Target{}, false
+		// An imported legacy code answers for its affiliate, after link and affiliate codes,
+		// as in the primary's resolver.
+		id, ok := c.byAlias[code]
+		if !ok {
+			return Target{}, false
+		}
+		key = affiliatePrefix + c.aliases[id].Affiliate
 	}
 	var t Target
 	dest := ""
@@ -233,7 +273,10 @@ func (c *Catalog) Resolve(code string) (Target, bool) {
 		t.LinkID, t.AffiliateID, t.ProgramID = l.ID, a.ID, l.Program
 		t.SubID, t.Archived, t.Status, dest = l.SubID, l.Archived, a.Status, l.Destination
 	} else {
-		a := c.affiliates[strings.TrimPrefix(key, affiliatePrefix)]
+		a, ok := c.affiliates[strings.TrimPrefix(key, affiliatePrefix)]
+		if !ok {
+			return Target{}, false
+		}
 		t.AffiliateID, t.ProgramID, t.Status = a.ID, a.Program, a.Status
 	}
 	p, ok := c.programs[t.ProgramID]

@@ -123,3 +123,42 @@ func TestClickRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestCatalogAliases: an imported legacy code answers for its affiliate after link and
+// affiliate codes (a code of ours wins), keeps answering when it equals its affiliate's code
+// and that code changes, and stops with its deletion.
+func TestCatalogAliases(t *testing.T) {
+	c := NewCatalog()
+	e, err := ProgramEntry(Program{ID: "p1", Destination: "https://shop.example/", Domains: []string{"shop.example"}, CookieDays: 30, Active: true})
+	mustPut(t, c, e, err)
+	e, err = AffiliateEntry(Affiliate{ID: "a1", Program: "p1", Code: "anna", Status: "approved"})
+	mustPut(t, c, e, err)
+	e, err = AffiliateEntry(Affiliate{ID: "a2", Program: "p1", Code: "bert", Status: "approved"})
+	mustPut(t, c, e, err)
+	for _, a := range []Alias{{ID: "x1", Code: "old_anna.1", Affiliate: "a1"}, {ID: "x2", Code: "anna", Affiliate: "a1"}, {ID: "x3", Code: "bert", Affiliate: "a1"}} {
+		e, err = AliasEntry(a)
+		mustPut(t, c, e, err)
+	}
+	if got, ok := c.Resolve("old_anna.1"); !ok || got.AffiliateID != "a1" || got.LinkID != "" || got.CookieDays != 30 {
+		t.Fatalf("alias target %+v %v", got, ok)
+	}
+	if got, _ := c.Resolve("bert"); got.AffiliateID != "a2" {
+		t.Fatalf("an alias won over an affiliate's code: %+v", got)
+	}
+	e, err = AffiliateEntry(Affiliate{ID: "a1", Program: "p1", Code: "anna-new", Status: "approved"})
+	mustPut(t, c, e, err)
+	if got, ok := c.Resolve("anna"); !ok || got.AffiliateID != "a1" {
+		t.Fatalf("the legacy code equal to the old own code: %+v %v", got, ok)
+	}
+	if c.Len() != 5 { // anna-new, bert and three legacy codes
+		t.Fatalf("Len %d", c.Len())
+	}
+	c.Delete(AliasKey("x1"))
+	if _, ok := c.Resolve("old_anna.1"); ok {
+		t.Fatal("a deleted alias still resolves")
+	}
+	c.Delete(AffiliateKey("a1"))
+	if _, ok := c.Resolve("anna"); ok {
+		t.Fatal("the alias of a deleted affiliate still resolves")
+	}
+}
