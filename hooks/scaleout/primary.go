@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -25,7 +27,15 @@ type Options struct {
 	URLs     string // --nats: servers of an external cluster, comma-separated
 	Embedded string // --nats-embedded: HOST:PORT of a JetStream server run in this process
 	Replicas int    // --nats-replicas: copies of the bucket and the stream
+	// Resnapshot (--nats-resnapshot) is how often the bucket is compared with the database and
+	// repaired: codes written by another process (`pbaffiliate import`, `demo`) and changes
+	// whose publish failed reach the edges within it. 0 turns it off.
+	Resnapshot time.Duration
 }
+
+// DefaultResnapshot is the default of --nats-resnapshot: a comparison costs one read of the
+// catalog collections (docs/scaling.md has the measure), and puts only what differs.
+const DefaultResnapshot = time.Minute
 
 // Primary publishes the code catalog from the primary's records: a snapshot at start, then
 // every change from the record hooks.
@@ -38,8 +48,15 @@ type Primary struct {
 	nc     *nats.Conn
 	kv     jetstream.KeyValue
 	hooked bool               // record hooks bound (once per app, across restarts)
-	cancel context.CancelFunc // of the ingestion loop
-	done   chan struct{}      // closed when it returned
+	cancel context.CancelFunc // of the ingestion and re-snapshot loops
+	done   chan struct{}      // closed when they returned
+
+	// pubMu orders every write to the bucket (a record hook's, a snapshot's), so a snapshot
+	// that read a record before a change cannot put its old value after the change's put.
+	pubMu sync.Mutex
+	// published is the hash of each key's value in the bucket, so a snapshot or an unchanged
+	// record puts nothing; nil until read from the bucket at start.
+	published map[string]uint64
 }
 
 // Register adds --nats, --nats-embedded and --nats-replicas to rootCmd (for `serve`) and
@@ -50,6 +67,7 @@ func Register(app core.App, rootCmd *cobra.Command) *Primary {
 	flags.StringVar(&p.opts.URLs, "nats", "", "join a NATS JetStream cluster (URL[,URL…]) to feed redirect nodes (docs/scaling.md)")
 	flags.StringVar(&p.opts.Embedded, "nats-embedded", "", "run an embedded NATS JetStream server on HOST:PORT (storage in pb_data/nats) to feed redirect nodes")
 	flags.IntVar(&p.opts.Replicas, "nats-replicas", 1, "copies the NATS cluster keeps of the codes and clicks (3 on a 3-server cluster)")
+	flags.DurationVar(&p.opts.Resnapshot, "nats-resnapshot", DefaultResnapshot, "how often the codes bucket is compared with the database and repaired (codes written by import/demo, failed publishes); 0: only at start")
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		if p.opts.URLs == "" && p.opts.Embedded == "" {
 			return se.Next()
@@ -104,15 +122,23 @@ func (p *Primary) Start(ctx context.Context, opts Options) error {
 		p.hooked = true
 		p.bindHooks()
 	}
-	if err := p.snapshot(ctx); err != nil {
+	p.pubMu.Lock()
+	p.published = nil // another server's bucket, perhaps: read it again
+	p.pubMu.Unlock()
+	if _, err := p.snapshot(ctx, kv); err != nil {
 		p.stopLocked()
 		return err
 	}
 	ingestCtx, cancel := context.WithCancel(context.Background())
 	p.cancel, p.done = cancel, make(chan struct{})
+	var loops sync.WaitGroup
+	loops.Go(func() { p.ingest(ingestCtx, js) })
+	if opts.Resnapshot > 0 {
+		loops.Go(func() { p.resnapshotEvery(ingestCtx, kv, opts.Resnapshot) })
+	}
 	go func() {
-		defer close(p.done)
-		p.ingest(ingestCtx, js)
+		loops.Wait()
+		close(p.done)
 	}()
 	p.app.Logger().Info("scale-out: codes published, ingesting clicks", "nats", urls)
 	return nil
@@ -157,9 +183,9 @@ func (p *Primary) bucket() jetstream.KeyValue {
 	return p.kv
 }
 
-// bindHooks publishes every change of a program, affiliate, link or code alias once it is committed
-// (the success hooks run after the transaction). A failed publish is logged; the snapshot of
-// the next start repairs the bucket (docs/scaling.md lists the gap).
+// bindHooks publishes every change of a program, affiliate, link or code alias once it is
+// committed (the success hooks run after the transaction). A failed publish is logged; the
+// next re-snapshot repairs the bucket (resnapshotEvery).
 func (p *Primary) bindHooks() {
 	put := func(e *core.RecordEvent) error {
 		if kv := p.bucket(); kv != nil {
@@ -171,9 +197,9 @@ func (p *Primary) bindHooks() {
 	}
 	del := func(e *core.RecordEvent) error {
 		if kv := p.bucket(); kv != nil {
-			ctx, cancel := context.WithTimeout(e.Context, opTimeout)
-			err := kv.Delete(ctx, keyOf(e.Record))
-			cancel()
+			p.pubMu.Lock()
+			err := p.deleteLocked(e.Context, kv, keyOf(e.Record))
+			p.pubMu.Unlock()
 			if err != nil {
 				e.App.Logger().Error("scale-out: publish code deletion", "collection", e.Record.Collection().Name, "id", e.Record.Id, "error", err)
 			}
@@ -192,50 +218,151 @@ func (p *Primary) put(ctx context.Context, kv jetstream.KeyValue, r *core.Record
 	if err != nil {
 		return err
 	}
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	_, err = p.putLocked(ctx, kv, e)
+	return err
+}
+
+// putLocked puts e unless the bucket holds its value already; it reports whether it put.
+func (p *Primary) putLocked(ctx context.Context, kv jetstream.KeyValue, e edgewire.Entry) (bool, error) {
+	h := valueHash(e.Value)
+	if have, ok := p.published[e.Key]; ok && have == h {
+		return false, nil
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	if _, err := kv.Put(ctx, e.Key, e.Value); err != nil {
-		return fmt.Errorf("put %s: %w", e.Key, err)
+		return false, fmt.Errorf("put %s: %w", e.Key, err)
 	}
+	if p.published != nil {
+		p.published[e.Key] = h
+	}
+	return true, nil
+}
+
+func (p *Primary) deleteLocked(ctx context.Context, kv jetstream.KeyValue, key string) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if err := kv.Delete(ctx, key); err != nil {
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	delete(p.published, key)
 	return nil
 }
 
-// snapshot publishes every program, affiliate, link and code alias, then deletes the keys of records that
-// no longer exist (deleted while no primary was publishing).
-func (p *Primary) snapshot(ctx context.Context) error {
-	kv := p.kv
+func valueHash(b []byte) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write(b)
+	return h.Sum64()
+}
+
+// snapshot makes the bucket equal to the catalog collections: it puts the entries whose value
+// differs from the bucket's (all of them into an empty bucket) and deletes the keys of records
+// that no longer exist. It returns how many keys it changed.
+func (p *Primary) snapshot(ctx context.Context, kv jetstream.KeyValue) (int, error) {
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	if p.published == nil {
+		published, err := readBucket(ctx, kv)
+		if err != nil {
+			return 0, err
+		}
+		p.published = published
+	}
+	changed := 0
 	current := map[string]bool{}
 	for _, name := range catalogCollections {
 		records, err := p.app.FindAllRecords(name)
 		if err != nil {
-			return fmt.Errorf("snapshot %s: %w", name, err)
+			return changed, fmt.Errorf("snapshot %s: %w", name, err)
 		}
 		for _, r := range records {
-			if err := p.put(ctx, kv, r); err != nil {
-				return fmt.Errorf("snapshot: %w", err)
+			e, err := entryOf(r)
+			if err != nil {
+				return changed, fmt.Errorf("snapshot: %w", err)
 			}
-			current[keyOf(r)] = true
+			put, err := p.putLocked(ctx, kv, e)
+			if err != nil {
+				return changed, fmt.Errorf("snapshot: %w", err)
+			}
+			if put {
+				changed++
+			}
+			current[e.Key] = true
 		}
 	}
-	lister, err := kv.ListKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("snapshot: list keys: %w", err)
-	}
 	var stale []string
-	for k := range lister.Keys() {
+	for k := range p.published {
 		if !current[k] {
 			stale = append(stale, k)
 		}
 	}
 	for _, k := range stale {
-		if err := kv.Delete(ctx, k); err != nil {
-			return fmt.Errorf("snapshot: delete %s: %w", k, err)
+		if err := p.deleteLocked(ctx, kv, k); err != nil {
+			return changed, fmt.Errorf("snapshot: %w", err)
+		}
+		changed++
+	}
+	return changed, nil
+}
+
+// readBucket is the hash of every value in the bucket, read in one pass.
+func readBucket(ctx context.Context, kv jetstream.KeyValue) (map[string]uint64, error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: read bucket: %w", err)
+	}
+	defer w.Stop()
+	out := map[string]uint64{}
+	for {
+		select {
+		case u := <-w.Updates():
+			if u == nil {
+				return out, nil
+			}
+			out[u.Key()] = valueHash(u.Value())
+		case <-ctx.Done():
+			return nil, fmt.Errorf("snapshot: read bucket: %w", ctx.Err())
+		case <-time.After(opTimeout):
+			return nil, errors.New("snapshot: read bucket: no answer in " + opTimeout.String())
 		}
 	}
-	return nil
+}
+
+// Resnapshot compares the bucket with the database now and repairs it (what the periodic
+// re-snapshot does); it returns how many keys it changed.
+func (p *Primary) Resnapshot(ctx context.Context) (int, error) {
+	kv := p.bucket()
+	if kv == nil {
+		return 0, errors.New("scale-out: not started")
+	}
+	return p.snapshot(ctx, kv)
+}
+
+// resnapshotEvery repairs the bucket every interval until ctx ends (snapshot).
+func (p *Primary) resnapshotEvery(ctx context.Context, kv jetstream.KeyValue, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			changed, err := p.snapshot(ctx, kv)
+			if err != nil && ctx.Err() == nil {
+				p.app.Logger().Error("scale-out: re-snapshot of the codes", "error", err)
+			} else if changed > 0 {
+				p.app.Logger().Info("scale-out: re-snapshot repaired the codes bucket", "keys", changed)
+			}
+		}
+	}
 }
 
 // catalogCollections are the collections whose records are in the codes bucket.

@@ -52,11 +52,16 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
+	return newClusterWith(t, scaleout.Options{Embedded: "127.0.0.1:0"})
+}
+
+func newClusterWith(t testing.TB, opts scaleout.Options) *cluster {
+	t.Helper()
 	app := fx.App(t)
 	t.Cleanup(app.Cleanup)
 	p := scaleout.Register(app, &cobra.Command{})
 	serve := pbatest.Serve(t, app) // the click writer, which ingestion hands clicks to
-	if err := p.Start(context.Background(), scaleout.Options{Embedded: "127.0.0.1:0"}); err != nil {
+	if err := p.Start(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Stop)
@@ -67,7 +72,7 @@ func newCluster(t *testing.T) *cluster {
 
 // newEdge connects one more edge with cfg to the primary's server and waits until it read the
 // bucket.
-func (c *cluster) newEdge(t *testing.T, cfg hooks.Config) (*scaleout.Edge, jetstream.JetStream) {
+func (c *cluster) newEdge(t testing.TB, cfg hooks.Config) (*scaleout.Edge, jetstream.JetStream) {
 	t.Helper()
 	nc, js, err := scaleout.Connect(c.primary.ClientURL(), "test-edge")
 	if err != nil {
