@@ -259,6 +259,7 @@ func sendOn(w http.ResponseWriter, location string) {
 func NewEdgeCommand(public fs.FS) *cobra.Command {
 	var urls, addr, ipHeader string
 	var origins []string
+	var security Security
 	cmd := &cobra.Command{
 		Use:   "edge",
 		Short: "Run a stateless redirect node fed by a primary through NATS JetStream (docs/scaling.md)",
@@ -268,7 +269,11 @@ func NewEdgeCommand(public fs.FS) *cobra.Command {
 				return errors.New("edge: --nats is required")
 			}
 			log := slog.Default()
-			nc, js, err := Connect(urls, "pbaffiliate-edge")
+			natsOpts, err := security.Options()
+			if err != nil {
+				return fmt.Errorf("edge: %w", err)
+			}
+			nc, js, err := Connect(urls, "pbaffiliate-edge", natsOpts...)
 			if err != nil {
 				return err
 			}
@@ -312,7 +317,8 @@ func NewEdgeCommand(public fs.FS) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&urls, "nats", "", "NATS servers, URL[,URL…] (required)")
+	cmd.Flags().StringVar(&urls, "nats", "", "NATS servers, URL[,URL…] (required; tls:// or --nats-tls-ca for TLS)")
+	security.AddFlags(cmd.Flags())
 	cmd.Flags().StringVar(&addr, "http", "127.0.0.1:8091", "address to serve /r/{code} and POST /api/pba/clicks on")
 	cmd.Flags().StringSliceVar(&origins, "origins", []string{"*"}, "CORS allowed origins of POST /api/pba/clicks (as serve --origins)")
 	cmd.Flags().StringVar(&ipHeader, "ip-header", "", "header a trusted proxy in front sets to the client address (e.g. X-Forwarded-For)")

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/pflag"
 )
 
 // The JetStream names the primary and its nodes share.
@@ -63,11 +65,58 @@ func StartServer(addr, storeDir string) (*server.Server, error) {
 	return s, nil
 }
 
-// Connect connects to the servers of urls (comma-separated) and opens JetStream. The client
-// reconnects forever: a node keeps its catalog and answers 503 for clicks while the cluster is
-// away.
-func Connect(urls, name string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(urls, nats.Name(name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false))
+// Security is how a process authenticates to the NATS servers and checks them: the flags
+// --nats-creds, --nats-tls-ca, --nats-tls-cert and --nats-tls-key, on serve and edge alike.
+// A user and password or a token go in the URL (nats://user:pass@host:4222).
+type Security struct {
+	Creds   string // a user's credentials file (JWT and NKey seed), as `nsc` writes it
+	TLSCA   string // PEM CA the servers' certificates are checked against (default: the system's)
+	TLSCert string // PEM client certificate, for servers that verify clients (with TLSKey)
+	TLSKey  string
+}
+
+// AddFlags adds the --nats-creds and --nats-tls-* flags to flags.
+func (s *Security) AddFlags(flags *pflag.FlagSet) {
+	flags.StringVar(&s.Creds, "nats-creds", "", "NATS user credentials file (JWT + NKey seed)")
+	flags.StringVar(&s.TLSCA, "nats-tls-ca", "", "PEM CA file to verify the NATS servers' certificates (implies TLS)")
+	flags.StringVar(&s.TLSCert, "nats-tls-cert", "", "PEM client certificate for NATS servers that verify clients (with --nats-tls-key)")
+	flags.StringVar(&s.TLSKey, "nats-tls-key", "", "PEM key of --nats-tls-cert")
+}
+
+// Set reports whether any option is given.
+func (s Security) Set() bool { return s != Security{} }
+
+// Options are the nats.go options of s; an error names the flag at fault.
+func (s Security) Options() ([]nats.Option, error) {
+	var opts []nats.Option
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		return nil, errors.New("--nats-tls-cert and --nats-tls-key go together")
+	}
+	for flag, file := range map[string]string{"--nats-creds": s.Creds, "--nats-tls-ca": s.TLSCA, "--nats-tls-cert": s.TLSCert, "--nats-tls-key": s.TLSKey} {
+		if file == "" {
+			continue
+		}
+		if _, err := os.Stat(file); err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+	}
+	if s.Creds != "" {
+		opts = append(opts, nats.UserCredentials(s.Creds))
+	}
+	if s.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(s.TLSCA))
+	}
+	if s.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(s.TLSCert, s.TLSKey))
+	}
+	return opts, nil
+}
+
+// Connect connects to the servers of urls (comma-separated) and opens JetStream; opts add
+// to the defaults (Security.Options). The client reconnects forever: a node keeps its catalog
+// and answers 503 for clicks while the cluster is away.
+func Connect(urls, name string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(urls, append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false)}, opts...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to nats %s: %w", urls, err)
 	}

@@ -31,6 +31,7 @@ type Options struct {
 	// repaired: codes written by another process (`pbaffiliate import`, `demo`) and changes
 	// whose publish failed reach the edges within it. 0 turns it off.
 	Resnapshot time.Duration
+	Security   Security // --nats-creds, --nats-tls-*: for the connection to --nats
 }
 
 // DefaultResnapshot is the default of --nats-resnapshot: a comparison costs one read of the
@@ -67,6 +68,7 @@ func Register(app core.App, rootCmd *cobra.Command) *Primary {
 	flags.StringVar(&p.opts.URLs, "nats", "", "join a NATS JetStream cluster (URL[,URL…]) to feed redirect nodes (docs/scaling.md)")
 	flags.StringVar(&p.opts.Embedded, "nats-embedded", "", "run an embedded NATS JetStream server on HOST:PORT (storage in pb_data/nats) to feed redirect nodes")
 	flags.IntVar(&p.opts.Replicas, "nats-replicas", 1, "copies the NATS cluster keeps of the codes and clicks (3 on a 3-server cluster)")
+	p.opts.Security.AddFlags(flags)
 	flags.DurationVar(&p.opts.Resnapshot, "nats-resnapshot", DefaultResnapshot, "how often the codes bucket is compared with the database and repaired (codes written by import/demo, failed publishes); 0: only at start")
 	app.OnServe().BindFunc(func(se *core.ServeEvent) error {
 		if p.opts.URLs == "" && p.opts.Embedded == "" {
@@ -96,6 +98,13 @@ func (p *Primary) Start(ctx context.Context, opts Options) error {
 	}
 	p.opts = opts
 	urls := opts.URLs
+	security, err := opts.Security.Options()
+	if err != nil {
+		return fmt.Errorf("scale-out: %w", err)
+	}
+	if opts.URLs == "" && opts.Security.Set() {
+		return errors.New("scale-out: --nats-creds and --nats-tls-* are for --nats (an external cluster); the embedded server listens without TLS or accounts")
+	}
 	if opts.Embedded != "" {
 		s, err := StartServer(opts.Embedded, filepath.Join(p.app.DataDir(), "nats"))
 		if err != nil {
@@ -106,7 +115,7 @@ func (p *Primary) Start(ctx context.Context, opts Options) error {
 			urls = s.ClientURL()
 		}
 	}
-	nc, js, err := Connect(urls, "pbaffiliate-primary")
+	nc, js, err := Connect(urls, "pbaffiliate-primary", security...)
 	if err != nil {
 		p.stopLocked()
 		return err
