@@ -42,6 +42,7 @@ type Edge struct {
 	public   fs.FS        // pb_public: track.js and pba.css; nil serves neither
 	api      http.Handler // everything but /r/ (newAPI)
 	doors    doorCounter
+	metrics  *edgeMetrics
 }
 
 // EdgeOption sets an optional part of a node.
@@ -64,6 +65,8 @@ func NewEdge(js jetstream.JetStream, cfg hooks.Config, ipHeader string, log *slo
 	n := &Edge{cfg: cfg, js: js, catalog: edgewire.NewCatalog(), hasher: clickpolicy.NewIPHasher([]byte(cfg.IPSalt)),
 		ipHeader: ipHeader, log: log, ready: make(chan struct{})}
 	n.doors = doorCounter{js: js, ids: &n.ids}
+	n.metrics = newEdgeMetrics(func() float64 { return float64(n.catalog.Len()) })
+	n.doors.failures = n.metrics.publishFailures.WithLabelValues("doors").Inc
 	for _, o := range opts {
 		o(n)
 	}
@@ -100,6 +103,7 @@ func (n *Edge) Watch(ctx context.Context) error {
 				}
 				continue
 			}
+			n.metrics.catalogChanged()
 			switch u.Operation() {
 			case jetstream.KeyValuePut:
 				if err := n.catalog.Put(u.Key(), u.Value()); err != nil {
@@ -128,6 +132,7 @@ func (n *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	target, ok := n.catalog.Resolve(strings.ToLower(code))
 	if !ok {
+		n.metrics.redirects.WithLabelValues(edgeUnknown).Inc()
 		n.unknown(w, r)
 		return
 	}
@@ -136,9 +141,11 @@ func (n *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		location, err := target.ProgramDestination.Target("", "")
 		if err != nil {
 			n.log.Warn("edge: program destination no longer allowed", "program", target.ProgramID, "error", err)
+			n.metrics.redirects.WithLabelValues(edgeUnknown).Inc()
 			n.unknown(w, r)
 			return
 		}
+		n.metrics.redirects.WithLabelValues(edgeInactive).Inc()
 		n.doors.add(reason, target.ProgramID, target.AffiliateID, target.LinkID)
 		sendOn(w, location)
 		return
@@ -151,13 +158,16 @@ func (n *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	location, err := target.Destination.Target(query.Get("to"), click.ID)
 	if err != nil { // the program's domains changed under the link, as on the primary
 		n.log.Warn("edge: link destination no longer allowed", "link", target.LinkID, "error", err)
+		n.metrics.redirects.WithLabelValues(edgeUnknown).Inc()
 		n.unknown(w, r)
 		return
 	}
 	if err := n.publish(r.Context(), click); err != nil {
+		n.metrics.redirects.WithLabelValues(edgeUnavailable).Inc()
 		unavailable(w, r, n.log, err)
 		return
 	}
+	n.metrics.redirects.WithLabelValues(edgePublished).Inc()
 	hooks.SetClickCookies(w.Header(), click.ID, click.Visitor, click.NewVisitor, target.CookieDays, r.TLS != nil)
 	sendOn(w, location)
 }
@@ -194,7 +204,11 @@ func (n *Edge) publish(ctx context.Context, click edgewire.Click) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	if _, err := n.js.Publish(ctx, ClickSubject, body, jetstream.WithMsgID(click.ID)); err != nil {
+	start := time.Now()
+	_, err = n.js.Publish(ctx, ClickSubject, body, jetstream.WithMsgID(click.ID))
+	n.metrics.publish.Observe(time.Since(start).Seconds())
+	if err != nil {
+		n.metrics.publishFailures.WithLabelValues("click").Inc()
 		return fmt.Errorf("publish click %s: %w", click.ID, err)
 	}
 	return nil
@@ -260,6 +274,7 @@ func NewEdgeCommand(public fs.FS) *cobra.Command {
 	var urls, addr, ipHeader string
 	var origins []string
 	var security Security
+	var metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "edge",
 		Short: "Run a stateless redirect node fed by a primary through NATS JetStream (docs/scaling.md)",
@@ -300,6 +315,19 @@ func NewEdgeCommand(public fs.FS) *cobra.Command {
 					log.Error("edge: door counts lost at shutdown", "error", err)
 				}
 			}()
+			if metricsAddr != "" {
+				cfg := hooks.ConfigFromEnv()
+				ms := &http.Server{Addr: metricsAddr, Handler: node.MetricsHandler(cfg.MetricsToken), ReadHeaderTimeout: 10 * time.Second}
+				ln, err := net.Listen("tcp", metricsAddr)
+				if err != nil {
+					return fmt.Errorf("edge: --metrics: %w", err)
+				}
+				go func() { _ = ms.Serve(ln) }()
+				go func() {
+					<-ctx.Done()
+					_ = ms.Close()
+				}()
+			}
 			srv := &http.Server{Addr: addr, Handler: node, ReadHeaderTimeout: 10 * time.Second}
 			drained := make(chan struct{})
 			go func() {
@@ -319,6 +347,7 @@ func NewEdgeCommand(public fs.FS) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&urls, "nats", "", "NATS servers, URL[,URL…] (required; tls:// or --nats-tls-ca for TLS)")
 	security.AddFlags(cmd.Flags())
+	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve Prometheus metrics on this address of its own (e.g. 127.0.0.1:9091; PBA_METRICS_TOKEN, when set, is required as a bearer token); off when empty")
 	cmd.Flags().StringVar(&addr, "http", "127.0.0.1:8091", "address to serve /r/{code} and POST /api/pba/clicks on")
 	cmd.Flags().StringSliceVar(&origins, "origins", []string{"*"}, "CORS allowed origins of POST /api/pba/clicks (as serve --origins)")
 	cmd.Flags().StringVar(&ipHeader, "ip-header", "", "header a trusted proxy in front sets to the client address (e.g. X-Forwarded-For)")

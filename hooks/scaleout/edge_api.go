@@ -49,18 +49,23 @@ func (n *Edge) handleTrackClick(e *core.RequestEvent) error {
 	if err != nil {
 		return err
 	}
+	outcomes := n.metrics.trackClicks
 	target, ok := n.catalog.Resolve(body.Code)
 	if !ok {
+		outcomes.WithLabelValues(edgeUnknown).Inc()
 		return hooks.UnknownTrackCode(e)
 	}
 	if reason := hooks.InactiveReason(target.Status, target.Active, target.Archived); reason != "" {
+		outcomes.WithLabelValues(edgeInactive).Inc()
 		n.doors.add(reason, target.ProgramID, target.AffiliateID, target.LinkID)
 		return hooks.InactiveTrackCode(e)
 	}
 	click := n.newClick(e.Request, target, body.Sub, body.Referrer, body.Visitor)
 	if err := n.publish(e.Request.Context(), click); err != nil {
+		outcomes.WithLabelValues(edgeUnavailable).Inc()
 		unavailable(e.Response, e.Request, n.log, err)
 		return nil
 	}
+	outcomes.WithLabelValues(edgePublished).Inc()
 	return hooks.TrackClickRecorded(e, click.ID, click.Visitor, target.CookieDays)
 }

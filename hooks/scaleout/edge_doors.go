@@ -22,8 +22,9 @@ const doorPublishEvery = time.Second
 // acknowledged it, so a retry after a lost acknowledgement is de-duplicated (and the primary
 // counts each id once, hooks.IngestEdgeDoors); visits meanwhile wait for the next batch.
 type doorCounter struct {
-	js  jetstream.JetStream
-	ids *store.OrderedIDs
+	js       jetstream.JetStream
+	ids      *store.OrderedIDs
+	failures func() // counts a failed publish (metrics)
 
 	mu      sync.Mutex
 	pending map[edgewire.DoorCount]int64 // N zero in the key
@@ -67,6 +68,9 @@ func (d *doorCounter) flush(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	if _, err := d.js.Publish(ctx, DoorSubject, body, jetstream.WithMsgID(b.ID)); err != nil {
+		if d.failures != nil {
+			d.failures()
+		}
 		return fmt.Errorf("publish door counts %s: %w", b.ID, err)
 	}
 	d.mu.Lock()
