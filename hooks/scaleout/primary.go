@@ -52,12 +52,16 @@ type Primary struct {
 	cancel context.CancelFunc // of the ingestion and re-snapshot loops
 	done   chan struct{}      // closed when they returned
 
-	// pubMu orders every write to the bucket (a record hook's, a snapshot's), so a snapshot
-	// that read a record before a change cannot put its old value after the change's put.
+	// pubMu orders every write to the bucket (a record hook's, a snapshot's).
 	pubMu sync.Mutex
 	// published is the hash of each key's value in the bucket, so a snapshot or an unchanged
 	// record puts nothing; nil until read from the bucket at start.
 	published map[string]uint64
+	// hookSeq counts the record hooks' writes; touched is the count at a key's last one. A
+	// snapshot reads the database without the lock, then leaves alone the keys a hook wrote
+	// since it began: their value is at least as new as the one it read.
+	hookSeq uint64
+	touched map[string]uint64
 }
 
 // Register adds --nats, --nats-embedded and --nats-replicas to rootCmd (for `serve`) and
@@ -207,6 +211,7 @@ func (p *Primary) bindHooks() {
 	del := func(e *core.RecordEvent) error {
 		if kv := p.bucket(); kv != nil {
 			p.pubMu.Lock()
+			p.touch(keyOf(e.Record))
 			err := p.deleteLocked(e.Context, kv, keyOf(e.Record))
 			p.pubMu.Unlock()
 			if err != nil {
@@ -229,8 +234,18 @@ func (p *Primary) put(ctx context.Context, kv jetstream.KeyValue, r *core.Record
 	}
 	p.pubMu.Lock()
 	defer p.pubMu.Unlock()
+	p.touch(e.Key)
 	_, err = p.putLocked(ctx, kv, e)
 	return err
+}
+
+// touch records a record hook's write of key (pubMu held).
+func (p *Primary) touch(key string) {
+	p.hookSeq++
+	if p.touched == nil {
+		p.touched = map[string]uint64{}
+	}
+	p.touched[key] = p.hookSeq
 }
 
 // putLocked puts e unless the bucket holds its value already; it reports whether it put.
@@ -277,39 +292,53 @@ func valueHash(b []byte) uint64 {
 // that no longer exist. It returns how many keys it changed.
 func (p *Primary) snapshot(ctx context.Context, kv jetstream.KeyValue) (int, error) {
 	p.pubMu.Lock()
-	defer p.pubMu.Unlock()
 	if p.published == nil {
 		published, err := readBucket(ctx, kv)
 		if err != nil {
+			p.pubMu.Unlock()
 			return 0, err
 		}
 		p.published = published
 	}
-	changed := 0
-	current := map[string]bool{}
+	since := p.hookSeq
+	p.pubMu.Unlock()
+
+	// The read and the encoding, most of the cost, without the lock: saves do not wait for them.
+	var entries []edgewire.Entry
 	for _, name := range catalogCollections {
 		records, err := p.app.FindAllRecords(name)
 		if err != nil {
-			return changed, fmt.Errorf("snapshot %s: %w", name, err)
+			return 0, fmt.Errorf("snapshot %s: %w", name, err)
 		}
 		for _, r := range records {
 			e, err := entryOf(r)
 			if err != nil {
-				return changed, fmt.Errorf("snapshot: %w", err)
+				return 0, fmt.Errorf("snapshot: %w", err)
 			}
-			put, err := p.putLocked(ctx, kv, e)
-			if err != nil {
-				return changed, fmt.Errorf("snapshot: %w", err)
-			}
-			if put {
-				changed++
-			}
-			current[e.Key] = true
+			entries = append(entries, e)
+		}
+	}
+
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	changed := 0
+	current := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		current[e.Key] = true
+		if p.touched[e.Key] > since {
+			continue // a hook wrote it after the read
+		}
+		put, err := p.putLocked(ctx, kv, e)
+		if err != nil {
+			return changed, fmt.Errorf("snapshot: %w", err)
+		}
+		if put {
+			changed++
 		}
 	}
 	var stale []string
 	for k := range p.published {
-		if !current[k] {
+		if !current[k] && p.touched[k] <= since {
 			stale = append(stale, k)
 		}
 	}
@@ -318,6 +347,11 @@ func (p *Primary) snapshot(ctx context.Context, kv jetstream.KeyValue) (int, err
 			return changed, fmt.Errorf("snapshot: %w", err)
 		}
 		changed++
+	}
+	for k, seq := range p.touched {
+		if seq <= since {
+			delete(p.touched, k) // the read saw that write
+		}
 	}
 	return changed, nil
 }

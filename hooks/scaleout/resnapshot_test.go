@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
+	"github.com/pbaffiliate/pbaffiliate/hooks/internal/edgewire"
 	"github.com/pbaffiliate/pbaffiliate/hooks/scaleout"
 )
 
@@ -108,4 +110,47 @@ func BenchmarkResnapshot(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestResnapshotNeverPutsAnOlderValue: saves racing with re-snapshots (which read the
+// database without holding up saves) leave the bucket with each record's last value.
+func TestResnapshotNeverPutsAnOlderValue(t *testing.T) {
+	c := newCluster(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		for ctx.Err() == nil {
+			if _, err := c.primary.Resnapshot(ctx); err != nil && ctx.Err() == nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	aff, err := c.app.FindRecordById(collections.Affiliates, fx.B.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	statuses := []string{collections.AffiliateSuspended, collections.AffiliateApproved}
+	for i := range 40 {
+		aff.Set(collections.FieldStatus, statuses[i%2])
+		if err := c.app.Save(aff); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	kv, err := c.js.KeyValue(context.Background(), scaleout.CodesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := kv.Get(context.Background(), edgewire.AffiliateKey(fx.B.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(entry.Value()), `"status":"`+collections.AffiliateApproved+`"`) {
+		t.Fatalf("the bucket holds %s after the last save made it approved", entry.Value())
+	}
 }
