@@ -82,18 +82,11 @@ func (d *doorCounter) flush(ctx context.Context) error {
 // CountDoors publishes the node's door counts every second until ctx ends; FlushDoors
 // publishes the rest at shutdown.
 func (n *Edge) CountDoors(ctx context.Context) {
-	t := time.NewTicker(doorPublishEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := n.doors.flush(ctx); err != nil && ctx.Err() == nil {
-				n.log.Warn("edge: door counts not published, retrying", "error", err)
-			}
+	runEvery(ctx, doorPublishEvery, func() {
+		if err := n.doors.flush(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("edge: door counts not published, retrying", "error", err)
 		}
-	}
+	})
 }
 
 // FlushDoors publishes the door counts not yet published (a batch whose publish failed, then

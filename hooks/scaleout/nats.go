@@ -154,3 +154,17 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, replicas int) (j
 // clickRetention is how long the stream keeps a click. Until the primary ingests the stream
 // (the next step of docs/scaling.md) it is the only copy of an edge's clicks.
 const clickRetention = 7 * 24 * time.Hour
+
+// runEvery calls fn every interval until ctx ends.
+func runEvery(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
+}

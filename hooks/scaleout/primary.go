@@ -391,21 +391,14 @@ func (p *Primary) Resnapshot(ctx context.Context) (int, error) {
 
 // resnapshotEvery repairs the bucket every interval until ctx ends (snapshot).
 func (p *Primary) resnapshotEvery(ctx context.Context, kv jetstream.KeyValue, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			changed, err := p.snapshot(ctx, kv)
-			if err != nil && ctx.Err() == nil {
-				p.app.Logger().Error("scale-out: re-snapshot of the codes", "error", err)
-			} else if changed > 0 {
-				p.app.Logger().Info("scale-out: re-snapshot repaired the codes bucket", "keys", changed)
-			}
+	runEvery(ctx, interval, func() {
+		changed, err := p.snapshot(ctx, kv)
+		if err != nil && ctx.Err() == nil {
+			p.app.Logger().Error("scale-out: re-snapshot of the codes", "error", err)
+		} else if changed > 0 {
+			p.app.Logger().Info("scale-out: re-snapshot repaired the codes bucket", "keys", changed)
 		}
-	}
+	})
 }
 
 // catalogCollections are the collections whose records are in the codes bucket.

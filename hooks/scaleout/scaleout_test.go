@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/spf13/cobra"
@@ -74,7 +75,14 @@ func newClusterWith(t testing.TB, opts scaleout.Options) *cluster {
 // bucket.
 func (c *cluster) newEdge(t testing.TB, cfg hooks.Config) (*scaleout.Edge, jetstream.JetStream) {
 	t.Helper()
-	nc, js, err := scaleout.Connect(c.primary.ClientURL(), "test-edge")
+	return connectEdge(t, c.primary.ClientURL(), cfg)
+}
+
+// connectEdge connects an edge with cfg to the servers of url with opts and waits until it
+// read the bucket.
+func connectEdge(t testing.TB, url string, cfg hooks.Config, opts ...nats.Option) (*scaleout.Edge, jetstream.JetStream) {
+	t.Helper()
+	nc, js, err := scaleout.Connect(url, "test-edge", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,6 +216,22 @@ func TestEdgeRedirectPublishesClick(t *testing.T) {
 	if len(rows) != 2 {
 		t.Fatalf("after redelivery %d clicks, want 2", len(rows))
 	}
+}
+
+// waitAllIngested waits until the primary's consumer has acknowledged everything the stream
+// holds now.
+func waitAllIngested(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	ctx := context.Background()
+	stream, err := js.Stream(ctx, scaleout.ClickStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitIngested(t, js, info.State.LastSeq)
 }
 
 // waitIngested waits until the primary's consumer has acknowledged the stream up to seq.
@@ -351,16 +375,7 @@ func TestEdgeResolvesLegacyCodes(t *testing.T) {
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"click_id":"`) {
 		t.Fatalf("POST: %d %s", w.Code, w.Body)
 	}
-	ctx := context.Background()
-	stream, err := c.js.Stream(ctx, scaleout.ClickStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitIngested(t, c.js, info.State.LastSeq)
+	waitAllIngested(t, c.js)
 	var credited int
 	if err := c.app.DB().NewQuery("SELECT COUNT(*) FROM clicks WHERE affiliate = {:a} AND link = '' AND ip_hash != ''").
 		Bind(map[string]any{"a": fx.A.ID}).Row(&credited); err != nil || credited < 3 {

@@ -8,8 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -187,21 +185,7 @@ func TestNATSOverTLSWithCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, js, err := scaleout.Connect(url, "test-edge", opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	edge, err := scaleout.NewEdge(js, fx.Config, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := edge.Watch(ctx); err != nil {
-		t.Fatal(err)
-	}
-	<-edge.Ready()
+	edge, js := connectEdge(t, url, fx.Config, opts...)
 	c := &cluster{app: app, primary: p, js: js, edge: edge}
 	aff, err := app.FindRecordById(collections.Affiliates, fx.A.ID)
 	if err != nil {
@@ -212,21 +196,13 @@ func TestNATSOverTLSWithCredentials(t *testing.T) {
 	if res.StatusCode != http.StatusFound || ck == nil {
 		t.Fatalf("redirect over TLS: %d", res.StatusCode)
 	}
-	stream, err := js.Stream(ctx, scaleout.ClickStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitIngested(t, js, info.State.LastSeq)
+	waitAllIngested(t, js)
 	if _, err := app.FindRecordById(collections.Clicks, ck.Value); err != nil {
 		t.Fatalf("the click answered over TLS is not stored: %v", err)
 	}
 
 	// The embedded server has neither: the flags are refused there.
-	if err := scaleout.Register(fx.App(t), &cobra.Command{}).Start(ctx, scaleout.Options{Embedded: "127.0.0.1:0", Security: security}); err == nil {
+	if err := scaleout.Register(fx.App(t), &cobra.Command{}).Start(context.Background(), scaleout.Options{Embedded: "127.0.0.1:0", Security: security}); err == nil {
 		t.Error("--nats-embedded with --nats-tls-ca started")
 	}
 }
