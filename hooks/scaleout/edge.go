@@ -293,7 +293,8 @@ func NewEdgeCommand(public fs.FS) *cobra.Command {
 				return err
 			}
 			defer nc.Close()
-			node, err := NewEdge(js, hooks.ConfigFromEnv(), ipHeader, log, WithOrigins(origins), WithPublic(public))
+			cfg := hooks.ConfigFromEnv()
+			node, err := NewEdge(js, cfg, ipHeader, log, WithOrigins(origins), WithPublic(public))
 			if err != nil {
 				return err
 			}
@@ -316,7 +317,6 @@ func NewEdgeCommand(public fs.FS) *cobra.Command {
 				}
 			}()
 			if metricsAddr != "" {
-				cfg := hooks.ConfigFromEnv()
 				ms := &http.Server{Addr: metricsAddr, Handler: node.MetricsHandler(cfg.MetricsToken), ReadHeaderTimeout: 10 * time.Second}
 				ln, err := net.Listen("tcp", metricsAddr)
 				if err != nil {
