@@ -26,9 +26,10 @@ import (
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
 )
 
-// Edge is a redirect node: it resolves /r/{code} from the catalog it watches in the codes
-// bucket and answers 302 once the click is stored in the click stream. It keeps no state of
-// its own: a new node catches up from the bucket in one pass.
+// Edge is a redirect node: it resolves /r/{code} and track.js's POST /api/pba/clicks from the
+// catalog it watches in the codes bucket and answers once the click is stored in the click
+// stream; its door visits go to the stream each second. It keeps no state of its own: a new
+// node catches up from the bucket in one pass.
 type Edge struct {
 	cfg      hooks.Config
 	js       jetstream.JetStream
