@@ -39,6 +39,8 @@ type Server struct {
 	Command func(args ...string) *exec.Cmd
 	// Env is added to the process's environment.
 	Env []string
+	// Args are added to serve's command line (e.g. --nats URL).
+	Args []string
 
 	addr string
 	cmd  *exec.Cmd
@@ -62,7 +64,7 @@ func (s *Server) URL() string {
 // Start runs `serve` and waits until /api/health answers (60 s).
 func (s *Server) Start() error {
 	base := s.URL()
-	s.cmd = s.Command("serve", "--http="+s.addr, "--dir="+s.Dir, "--dev=false")
+	s.cmd = s.Command(append([]string{"serve", "--http=" + s.addr, "--dir=" + s.Dir, "--dev=false"}, s.Args...)...)
 	s.cmd.Env = append(s.cmd.Environ(), s.Env...)
 	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
 	if err := s.cmd.Start(); err != nil {
