@@ -19,11 +19,12 @@ import (
 const edgeSalt = "PBA_IP_SALT=bench-edge-salt"
 
 // runEdge is `make bench-edge`: in the same run, (b) GET /r/{code} on the single process and
-// (e) the same load spread over two `pbaffiliate edge` nodes feeding a primary that runs the
-// embedded JetStream server (`serve --nats-embedded`) and ingests the clicks, every process
-// on this machine. Reported: redirects/s, latency, and server CPU per redirect — of (e) all
-// three processes together, including the primary's ingestion of every click the run
-// answered (the measurement ends when the primary has acknowledged the whole stream).
+// the same load spread over two `pbaffiliate edge` nodes feeding a primary (`serve --nats`)
+// that ingests the clicks, through (e1) one JetStream server and (e3) a cluster of three with
+// replicas 3, the servers run in this process; everything on this machine. Reported:
+// redirects/s, latency, and server CPU per redirect — of the edges, the NATS servers and the
+// primary together and apart, the primary's ingestion of every click the run answered
+// included (the measurement ends when the primary has acknowledged the whole stream).
 func runEdge(l load) error {
 	if err := needWrk(); err != nil {
 		return err
@@ -41,11 +42,15 @@ func runEdge(l load) error {
 	if err != nil {
 		return err
 	}
-	edges, err := benchEdges(bin, work, l)
-	if err != nil {
-		return err
+	rows := []edgeResult{single}
+	for _, servers := range []int{1, 3} {
+		r, err := benchEdges(bin, filepath.Join(work, fmt.Sprintf("e%d", servers)), l, servers)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r)
 	}
-	printEdgeTable(single, edges)
+	printEdgeTable(rows)
 	return nil
 }
 
@@ -56,7 +61,8 @@ type edgeResult struct {
 	p50, p99           string
 	requests           int64
 	cpuUS              float64 // all server processes, per redirect
-	edgeUS, primaryUS  float64 // (e) only: the edges' share and the primary's (NATS + ingestion)
+	edgeUS, natsUS     float64 // the edges' share, the NATS servers' (0 for the single process)
+	primaryUS          float64 // the primary's (ingestion)
 	drain              time.Duration
 	rows, streamClicks int64
 }
@@ -83,19 +89,31 @@ func benchSingle(bin, work string, l load) (edgeResult, error) {
 		cpuUS: perRequestUS(srv.cpuTime()-cpu0, w.requests), rows: -1, streamClicks: -1}, nil
 }
 
-// benchEdges is (e): wrk on each of two edges at once, half the connections each.
-func benchEdges(bin, work string, l load) (edgeResult, error) {
-	natsAddr, err := edgetest.FreeAddr()
-	if err != nil {
-		return edgeResult{}, err
+// benchEdges is (e1) or (e3): wrk on each of two edges at once, half the connections each, the
+// clicks going through servers JetStream servers (this process) with as many replicas.
+func benchEdges(bin, work string, l load, servers int) (edgeResult, error) {
+	var urls string
+	if servers == 1 {
+		s, err := scaleout.StartServer("127.0.0.1:0", filepath.Join(work, "nats"))
+		if err != nil {
+			return edgeResult{}, err
+		}
+		defer s.Shutdown()
+		urls = s.ClientURL()
+	} else {
+		c, err := edgetest.StartCluster(filepath.Join(work, "nats"), servers)
+		if err != nil {
+			return edgeResult{}, err
+		}
+		defer c.Shutdown()
+		urls = c.URLs()
 	}
 	env := append([]string{edgeSalt}, fullPath...)
-	primary, err := startServer(bin, filepath.Join(work, "e"), env, "--nats-embedded", natsAddr)
+	primary, err := startServer(bin, filepath.Join(work, "data"), env, "--nats", urls, "--nats-replicas", fmt.Sprint(servers))
 	if err != nil {
 		return edgeResult{}, err
 	}
 	defer primary.stop()
-	urls := "nats://" + natsAddr
 	var edges []*edgetest.Edge
 	for range 2 {
 		addr, err := edgetest.FreeAddr()
@@ -114,7 +132,8 @@ func benchEdges(bin, work string, l load) (edgeResult, error) {
 		return edgeResult{}, err
 	}
 	defer nc.Close()
-	pids := []int{primary.cmd.Process.Pid, edges[0].Pid(), edges[1].Pid()}
+	// The NATS servers' CPU is this process's: it does little else while wrk runs.
+	pids := []int{primary.cmd.Process.Pid, edges[0].Pid(), edges[1].Pid(), os.Getpid()}
 	cpu := func() (all []time.Duration) {
 		for _, pid := range pids {
 			all = append(all, edgetest.CPUTime(pid))
@@ -122,7 +141,8 @@ func benchEdges(bin, work string, l load) (edgeResult, error) {
 		return all
 	}
 
-	fmt.Println("(e) /r/{code} on two edges, the primary ingesting…")
+	name := fmt.Sprintf("(e%d) 2 edges, %d NATS", servers, servers)
+	fmt.Printf("%s: /r/{code} on two edges, the primary ingesting…\n", name)
 	half := load{d: l.d, warm: l.warm, conns: max(l.conns/2, 1)}
 	both := func(d time.Duration) ([]wrkResult, error) {
 		res := make([]wrkResult, len(edges))
@@ -177,7 +197,7 @@ func benchEdges(bin, work string, l load) (edgeResult, error) {
 	if err != nil {
 		return edgeResult{}, err
 	}
-	r := edgeResult{name: "(e) 2 edges + primary", drain: drain, rows: rows1 - rows0, streamClicks: int64(seq1 - seq0)}
+	r := edgeResult{name: name, drain: drain, rows: rows1 - rows0, streamClicks: int64(seq1 - seq0)}
 	var p50s, p99s []string
 	for _, w := range runs {
 		r.rps += w.rps
@@ -187,7 +207,8 @@ func benchEdges(bin, work string, l load) (edgeResult, error) {
 	r.p50, r.p99 = strings.Join(p50s, "/"), strings.Join(p99s, "/")
 	r.primaryUS = perRequestUS(cpu1[0]-cpu0[0], r.requests)
 	r.edgeUS = perRequestUS(cpu1[1]-cpu0[1]+cpu1[2]-cpu0[2], r.requests)
-	r.cpuUS = r.primaryUS + r.edgeUS
+	r.natsUS = perRequestUS(cpu1[3]-cpu0[3], r.requests)
+	r.cpuUS = r.primaryUS + r.edgeUS + r.natsUS
 	return r, nil
 }
 
@@ -232,23 +253,26 @@ func streamLastSeq(js jetstream.JetStream) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
-func printEdgeTable(b, e edgeResult) {
+func printEdgeTable(rows []edgeResult) {
 	fmt.Println()
-	fmt.Printf("| %-22s | %8s | %13s | %15s | %9s | %12s | %10s | %9s | %9s | %9s\n",
-		"scenario", "req/s", "p50", "p99", "CPU µs", "edges µs", "primary µs", "drain", "302s", "rows")
-	fmt.Println("|------------------------|----------|---------------|-----------------|-----------|--------------|------------|-----------|-----------|----------")
-	for _, r := range []edgeResult{b, e} {
-		edge, prim, drain, rows := "-", "-", "-", "-"
+	fmt.Printf("| %-20s | %7s | %15s | %17s | %7s | %8s | %7s | %10s | %7s | %8s | %8s\n",
+		"scenario", "req/s", "p50", "p99", "CPU µs", "edges µs", "NATS µs", "primary µs", "drain", "302s", "rows")
+	fmt.Println("|----------------------|---------|-----------------|-------------------|---------|----------|---------|------------|---------|----------|---------")
+	for _, r := range rows {
+		edge, nats, prim, drain, rows := "-", "-", "-", "-", "-"
 		if r.edgeUS > 0 {
-			edge, prim = fmt.Sprintf("%.1f", r.edgeUS), fmt.Sprintf("%.1f", r.primaryUS)
+			edge, nats, prim = fmt.Sprintf("%.1f", r.edgeUS), fmt.Sprintf("%.1f", r.natsUS), fmt.Sprintf("%.1f", r.primaryUS)
 			drain, rows = r.drain.Round(time.Millisecond).String(), fmt.Sprint(r.rows)
 		}
-		fmt.Printf("| %-22s | %8.0f | %13s | %15s | %9.1f | %12s | %10s | %9s | %9d | %9s\n",
-			r.name, r.rps, r.p50, r.p99, r.cpuUS, edge, prim, drain, r.requests, rows)
+		fmt.Printf("| %-20s | %7.0f | %15s | %17s | %7.1f | %8s | %7s | %10s | %7s | %8d | %8s\n",
+			r.name, r.rps, r.p50, r.p99, r.cpuUS, edge, nats, prim, drain, r.requests, rows)
 	}
-	fmt.Println("\nCPU µs: server CPU time (user+system) per redirect; for (e) the two edges and the primary")
-	fmt.Println("(its embedded NATS server and the ingestion of every click, until the stream was acknowledged).")
+	fmt.Println("\nCPU µs: server CPU time (user+system) per redirect, all servers; then apart: the two edges, the")
+	fmt.Println("NATS servers, the primary (ingesting every click of the run, until the stream was acknowledged).")
 	fmt.Println("drain: after wrk ended, until the primary had ingested and acknowledged the whole stream.")
-	fmt.Printf("(e)/(b): redirects/s %.2f, CPU per redirect %.2f; stream clicks of the run %d, rows %d\n",
-		e.rps/b.rps, e.cpuUS/b.cpuUS, e.streamClicks, e.rows)
+	b := rows[0]
+	for _, e := range rows[1:] {
+		fmt.Printf("%s / (b): redirects/s %.2f, CPU per redirect %.2f; the run's stream clicks %d, rows %d\n",
+			e.name, e.rps/b.rps, e.cpuUS/b.cpuUS, e.streamClicks, e.rows)
+	}
 }
