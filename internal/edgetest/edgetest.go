@@ -6,12 +6,15 @@ package edgetest
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,19 +23,89 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Cluster is n JetStream servers routed to each other on loopback. Each keeps its ports and
-// storage across Stop and Restart, as a machine that reboots does.
+// Cluster is n JetStream servers routed to each other on loopback, in this process or each in
+// a process of its own (StartClusterProcesses). Each keeps its ports and storage across Stop
+// and Restart, as a machine that reboots does.
 type Cluster struct {
+	self  string // "": the servers run in this process; else each is a process of this program
+	specs []serverSpec
+
 	mu      sync.Mutex
-	opts    []*server.Options
-	servers []*server.Server // nil while stopped
+	servers []*server.Server // in this process; nil while stopped
+	procs   []*exec.Cmd      // as processes; nil while stopped
+	dones   []chan struct{}  // closed when procs[i] ended
 }
 
-// StartCluster starts n clustered JetStream servers storing under dir and waits until the
-// cluster has elected its JetStream meta leader.
-func StartCluster(dir string, n int) (*Cluster, error) {
+// serverSpec is one server of a cluster, as its process reads it from childEnv.
+type serverSpec struct {
+	Name      string `json:"name"`
+	Port      int    `json:"port"`
+	RoutePort int    `json:"route_port"`
+	Routes    string `json:"routes"`
+	StoreDir  string `json:"store_dir"`
+}
+
+func (sp serverSpec) options() *server.Options {
+	return &server.Options{
+		ServerName: sp.Name, Host: "127.0.0.1", Port: sp.Port,
+		JetStream: true, StoreDir: sp.StoreDir, NoSigs: true, NoLog: true,
+		Cluster: server.ClusterOpts{Name: "pba", Host: "127.0.0.1", Port: sp.RoutePort},
+		Routes:  server.RoutesFromStr(sp.Routes),
+	}
+}
+
+func (sp serverSpec) url() string { return "nats://127.0.0.1:" + strconv.Itoa(sp.Port) }
+
+// childEnv carries a server's spec to a cluster's server process.
+const childEnv = "PBA_EDGETEST_NATS_SERVER"
+
+// ServeChild runs the NATS server a cluster started this process for, until SIGTERM (a
+// graceful stop: the server hands its leaderships over first), and exits; without one it
+// returns at once. A program that StartClusterProcesses re-runs calls it first (a test's
+// TestMain).
+func ServeChild() {
+	raw := os.Getenv(childEnv)
+	if raw == "" {
+		return
+	}
+	var sp serverSpec
+	if err := json.Unmarshal([]byte(raw), &sp); err != nil {
+		fmt.Fprintln(os.Stderr, "edgetest: nats server spec:", err)
+		os.Exit(2)
+	}
+	s, err := server.NewServer(sp.options())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "edgetest: nats server:", err)
+		os.Exit(2)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		fmt.Fprintln(os.Stderr, "edgetest: nats server not ready after 10s")
+		os.Exit(2)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	<-sig
+	s.Shutdown()
+	s.WaitForShutdown()
+	os.Exit(0)
+}
+
+// StartCluster starts n clustered JetStream servers in this process, storing under dir, and
+// waits until every one is current with an elected JetStream meta leader.
+func StartCluster(dir string, n int) (*Cluster, error) { return startCluster("", dir, n) }
+
+// StartClusterProcesses is StartCluster with each server a process of the program self (which
+// calls ServeChild first), so that Kill can end one as a crash does: no leadership handed over.
+func StartClusterProcesses(self, dir string, n int) (*Cluster, error) {
+	return startCluster(self, dir, n)
+}
+
+func startCluster(self, dir string, n int) (*Cluster, error) {
 	clientPorts, err := FreePorts(n)
 	if err != nil {
 		return nil, err
@@ -45,14 +118,10 @@ func StartCluster(dir string, n int) (*Cluster, error) {
 	for i, p := range routePorts {
 		routes[i] = "nats://127.0.0.1:" + strconv.Itoa(p)
 	}
-	c := &Cluster{servers: make([]*server.Server, n)}
+	c := &Cluster{self: self, servers: make([]*server.Server, n), procs: make([]*exec.Cmd, n), dones: make([]chan struct{}, n)}
 	for i := range n {
-		c.opts = append(c.opts, &server.Options{
-			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: clientPorts[i],
-			JetStream: true, StoreDir: filepath.Join(dir, fmt.Sprintf("n%d", i+1)), NoSigs: true, NoLog: true,
-			Cluster: server.ClusterOpts{Name: "pba", Host: "127.0.0.1", Port: routePorts[i]},
-			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
-		})
+		c.specs = append(c.specs, serverSpec{Name: fmt.Sprintf("n%d", i+1), Port: clientPorts[i], RoutePort: routePorts[i],
+			Routes: strings.Join(routes, ","), StoreDir: filepath.Join(dir, fmt.Sprintf("n%d", i+1))})
 	}
 	for i := range n {
 		if err := c.start(i); err != nil {
@@ -60,7 +129,7 @@ func StartCluster(dir string, n int) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if err := c.waitCurrent(30 * time.Second); err != nil {
+	if err := c.waitCurrent(60 * time.Second); err != nil {
 		c.Shutdown()
 		return nil, err
 	}
@@ -68,37 +137,83 @@ func StartCluster(dir string, n int) (*Cluster, error) {
 }
 
 func (c *Cluster) start(i int) error {
-	opts := *c.opts[i] // the server keeps a pointer to its options: each run gets its own copy
-	s, err := server.NewServer(&opts)
+	sp := c.specs[i]
+	if c.self == "" {
+		s, err := server.NewServer(sp.options())
+		if err != nil {
+			return fmt.Errorf("nats server %s: %w", sp.Name, err)
+		}
+		s.Start()
+		if !s.ReadyForConnections(10 * time.Second) {
+			s.Shutdown()
+			return fmt.Errorf("nats server %s: not ready after 10s", sp.Name)
+		}
+		c.mu.Lock()
+		c.servers[i] = s
+		c.mu.Unlock()
+		return nil
+	}
+	raw, err := json.Marshal(sp)
 	if err != nil {
-		return fmt.Errorf("nats server %s: %w", opts.ServerName, err)
+		return err
 	}
-	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		return fmt.Errorf("nats server %s: not ready after 10s", opts.ServerName)
+	cmd := exec.Command(c.self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("nats server %s: %w", sp.Name, err)
 	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
 	c.mu.Lock()
-	c.servers[i] = s
+	c.procs[i], c.dones[i] = cmd, done
 	c.mu.Unlock()
-	return nil
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(sp.Port), time.Second); err == nil {
+			conn.Close()
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("nats server %s exited at start", sp.Name)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nats server %s: not ready after 10s", sp.Name)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
-// waitCurrent waits until a meta leader is elected and every running server is current.
+// waitCurrent waits until a meta leader is elected and every running server is current: in
+// this process asked directly, of processes through a client of each server.
 func (c *Cluster) waitCurrent(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
+		ok := true
 		c.mu.Lock()
-		leader, current := false, true
-		for _, s := range c.servers {
-			if s == nil {
-				continue
+		if c.self == "" {
+			leader := false
+			for _, s := range c.servers {
+				if s != nil {
+					leader = leader || s.JetStreamIsLeader()
+					ok = ok && s.JetStreamIsCurrent()
+				}
 			}
-			leader = leader || s.JetStreamIsLeader()
-			current = current && s.JetStreamIsCurrent()
+			ok = ok && leader
+		}
+		running := make([]bool, len(c.procs))
+		for i, p := range c.procs {
+			running[i] = p != nil
 		}
 		c.mu.Unlock()
-		if leader && current {
+		for i, r := range running {
+			if r && ok {
+				ok = jetStreamAnswers(c.specs[i].url())
+			}
+		}
+		if ok {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -108,34 +223,69 @@ func (c *Cluster) waitCurrent(timeout time.Duration) error {
 	}
 }
 
+// jetStreamAnswers reports whether the server at url answers a JetStream account request (it
+// reaches the meta leader).
+func jetStreamAnswers(url string) bool {
+	nc, err := nats.Connect(url, nats.NoReconnect(), nats.Timeout(time.Second))
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err = js.AccountInfo(ctx)
+	return err == nil
+}
+
 // URLs is the client URLs of every server, comma-separated (what --nats takes).
 func (c *Cluster) URLs() string {
-	urls := make([]string, len(c.opts))
-	for i, o := range c.opts {
-		urls[i] = "nats://127.0.0.1:" + strconv.Itoa(o.Port)
+	urls := make([]string, len(c.specs))
+	for i, sp := range c.specs {
+		urls[i] = sp.url()
 	}
 	return strings.Join(urls, ",")
 }
 
 // Index is the position of the server named name, -1 if none.
 func (c *Cluster) Index(name string) int {
-	for i, o := range c.opts {
-		if o.ServerName == name {
+	for i, sp := range c.specs {
+		if sp.Name == name {
 			return i
 		}
 	}
 	return -1
 }
 
-// Stop shuts server i down (its clients reconnect to the others).
-func (c *Cluster) Stop(i int) {
+// Stop stops server i gracefully (it hands its leaderships over; its clients reconnect to
+// the others).
+func (c *Cluster) Stop(i int) { c.end(i, syscall.SIGTERM) }
+
+// Kill ends server i's process with SIGKILL, as a crash or the loss of its machine does:
+// nothing handed over, the others elect new leaders when its heartbeats stop. Processes only.
+func (c *Cluster) Kill(i int) error {
+	if c.self == "" {
+		return errors.New("edgetest: a server in this process cannot crash (StartClusterProcesses)")
+	}
+	c.end(i, syscall.SIGKILL)
+	return nil
+}
+
+func (c *Cluster) end(i int, sig syscall.Signal) {
 	c.mu.Lock()
-	s := c.servers[i]
-	c.servers[i] = nil
+	s, p, done := c.servers[i], c.procs[i], c.dones[i]
+	c.servers[i], c.procs[i] = nil, nil
 	c.mu.Unlock()
 	if s != nil {
 		s.Shutdown()
 		s.WaitForShutdown()
+	}
+	if p != nil {
+		_ = p.Process.Signal(sig)
+		<-done
 	}
 }
 
@@ -149,7 +299,7 @@ func (c *Cluster) Restart(i int) error {
 
 // Shutdown stops every server.
 func (c *Cluster) Shutdown() {
-	for i := range c.servers {
+	for i := range c.specs {
 		c.Stop(i)
 	}
 }
