@@ -339,16 +339,17 @@ type Edge struct {
 	bin  string
 	urls string
 	env  []string
+	args []string
 
 	cmd  *exec.Cmd
 	done chan struct{}
 	out  lockedBuffer
 }
 
-// StartEdge runs `bin edge --nats urls --http addr` with env added to its environment and
-// waits until it serves (an edge listens once it has read the code bucket).
-func StartEdge(bin, urls, addr string, env []string) (*Edge, error) {
-	e := &Edge{Addr: addr, bin: bin, urls: urls, env: env}
+// StartEdge runs `bin edge --nats urls --http addr [args…]` with env added to its environment
+// and waits until it serves (an edge listens once it has read the code bucket).
+func StartEdge(bin, urls, addr string, env []string, args ...string) (*Edge, error) {
+	e := &Edge{Addr: addr, bin: bin, urls: urls, env: env, args: args}
 	return e, e.Start()
 }
 
@@ -357,7 +358,7 @@ func (e *Edge) URL() string { return "http://" + e.Addr }
 
 // Start (re)starts the process on the same address and waits until it serves (30 s).
 func (e *Edge) Start() error {
-	e.cmd = exec.Command(e.bin, "edge", "--nats", e.urls, "--http", e.Addr)
+	e.cmd = exec.Command(e.bin, append([]string{"edge", "--nats", e.urls, "--http", e.Addr}, e.args...)...)
 	e.cmd.Env = append(os.Environ(), e.env...)
 	e.cmd.Stdout, e.cmd.Stderr = &e.out, &e.out
 	if err := e.cmd.Start(); err != nil {

@@ -1,6 +1,7 @@
 package edgetest
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"net"
@@ -113,10 +114,11 @@ func runFor(cmd *exec.Cmd, d time.Duration) (string, error) {
 }
 
 // TestEmbeddedSingleBox is the single-box trial of docs/scaling.md with the built binary:
-// `serve --nats-embedded HOST:PORT` and `edge --nats nats://HOST:PORT --http ADDR`. The edge
-// answers a demo link with the primary's contract (302 to the program's site with the click
-// id, the click cookie, no open redirect), the primary stores that click, and a code the
-// primary never had is the edge's 404.
+// `serve --nats-embedded HOST:PORT` and `edge --nats nats://HOST:PORT --http ADDR --ip-header
+// X-Forwarded-For`. The edge answers a demo link with the primary's contract (302 to the
+// program's site with the click id, the click cookie, no open redirect), the primary stores
+// that click, with the IP hash the primary gives the same visitor (behind a proxy both trust),
+// and a code the primary never had is the edge's 404.
 func TestEmbeddedSingleBox(t *testing.T) {
 	bin := binary(t)
 	dir, world := demoData(t, bin)
@@ -129,51 +131,80 @@ func TestEmbeddedSingleBox(t *testing.T) {
 	admin := primary.MustSuperuser(t)
 	primary.MustStart(t)
 	defer primary.Kill()
+	if code, err := admin.Do(http.MethodPatch, "/api/settings", map[string]any{
+		"trustedProxy": map[string]any{"headers": []string{"X-Forwarded-For"}}}, nil); err != nil || code != http.StatusOK {
+		t.Fatalf("trusted proxy: %d %v", code, err)
+	}
 	addr, err := FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	edge, err := StartEdge(bin, "nats://"+natsAddr, addr, salted)
+	edge, err := StartEdge(bin, "nats://"+natsAddr, addr, salted, "--ip-header", "X-Forwarded-For")
 	if err != nil {
 		t.Fatalf("%v\nprimary:\n%s", err, primary.Output())
 	}
 	defer edge.Kill()
 
 	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	res, err := client.Get(edge.URL() + "/r/" + world.Links[0] + "?to=" + url.QueryEscape("https://evil.example/"))
+	visit := func(base, path, ip string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Forwarded-For", ip)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	clickOf := func(res *http.Response) string {
+		t.Helper()
+		loc, _ := url.Parse(res.Header.Get("Location"))
+		var cookie string
+		for _, c := range res.Cookies() {
+			if c.Name == "pba_click" {
+				cookie = c.Value
+			}
+		}
+		if res.StatusCode != http.StatusFound || loc == nil || loc.Host == "evil.example" || loc.Query().Get("pba_click") == "" ||
+			cookie != loc.Query().Get("pba_click") {
+			t.Fatalf("answered %d, Location %q, cookies %v", res.StatusCode, res.Header.Get("Location"), res.Header.Values("Set-Cookie"))
+		}
+		return cookie
+	}
+	link := "/r/" + world.Links[0] + "?to=" + url.QueryEscape("https://evil.example/")
+	onEdge := clickOf(visit(edge.URL(), link, "203.0.113.9"))
+	onPrimary := clickOf(visit(primary.URL(), link, "203.0.113.9"))
+	otherVisitor := clickOf(visit(edge.URL(), link, "198.51.100.4"))
+
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "data.db")+"?mode=ro&_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
-	res.Body.Close()
-	loc, _ := url.Parse(res.Header.Get("Location"))
-	var clickCookie string
-	for _, c := range res.Cookies() {
-		if c.Name == "pba_click" {
-			clickCookie = c.Value
+	defer db.Close()
+	hash := func(id string) string {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var h string
+			err := db.QueryRow("SELECT ip_hash FROM clicks WHERE id = ?", id).Scan(&h)
+			if err == nil {
+				return h
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("click %s not stored by the primary within 30s: %v\n%s", id, err, primary.Output())
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	if res.StatusCode != http.StatusFound || loc == nil || loc.Host == "evil.example" || loc.Query().Get("pba_click") == "" ||
-		clickCookie != loc.Query().Get("pba_click") {
-		t.Fatalf("edge answered %d, Location %q, cookies %v", res.StatusCode, res.Header.Get("Location"), res.Header.Values("Set-Cookie"))
+	if a, b, c := hash(onEdge), hash(onPrimary), hash(otherVisitor); a == "" || a != b || a == c {
+		t.Fatalf("ip hashes: edge %q, primary %q for one visitor; %q for another", a, b, c)
 	}
-	id := clickCookie
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, err := admin.Do(http.MethodGet, "/api/collections/clicks/records/"+id, nil, nil)
-		if err == nil && code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("click %s not stored by the primary within 30s: %d %v\n%s", id, code, err, primary.Output())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	res, err = client.Get(edge.URL() + "/r/no-such-code-anywhere")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusNotFound {
+
+	if res := visit(edge.URL(), "/r/no-such-code-anywhere", "203.0.113.9"); res.StatusCode != http.StatusNotFound {
 		t.Fatalf("unknown code: %d", res.StatusCode)
 	}
 	if entries, err := os.ReadDir(filepath.Join(dir, "nats", "jetstream")); err != nil || len(entries) == 0 {
