@@ -2,6 +2,8 @@ package edgetest
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -84,8 +86,9 @@ type event struct {
 	click  string
 }
 
-// load is a steady stream of visitors, half of them on each edge, each following a random
-// link of the world at a fixed pace.
+// load is a steady stream of visitors, as many on each edge, each following a link of the
+// world. It is an open loop, as visitors are: a new one arrives on time however long the
+// earlier ones wait, so a stall shows as the visitors it kept waiting, not as fewer arrivals.
 type load struct {
 	edges  []*Edge
 	links  []string
@@ -97,27 +100,31 @@ type load struct {
 	wg     sync.WaitGroup
 }
 
-// startLoad runs workers visitors, together asking about rate redirects a second.
-func startLoad(edges []*Edge, links []string, workers int, rate float64) *load {
+// startLoad sends rate visitors a second, spread evenly over the edges.
+func startLoad(edges []*Edge, links []string, rate float64) *load {
 	l := &load{edges: edges, links: links, stop: make(chan struct{}), client: &http.Client{
 		Timeout:       15 * time.Second, // past the edge's 5 s publish bound
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport:     &http.Transport{MaxIdleConnsPerHost: 256},
 	}}
-	pace := time.Duration(float64(workers) / rate * float64(time.Second))
-	for w := range workers {
+	pace := time.Duration(float64(len(edges)) / rate * float64(time.Second))
+	for edge := range edges {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			edge := w % len(edges)
 			tick := time.NewTicker(pace)
 			defer tick.Stop()
-			for i := w; ; i++ {
+			for i := edge; ; i++ {
 				select {
 				case <-l.stop:
 					return
 				case <-tick.C:
 				}
-				l.visit(edge, links[i%len(links)])
+				l.wg.Add(1)
+				go func() {
+					defer l.wg.Done()
+					l.visit(edge, links[i%len(links)])
+				}()
 			}
 		}()
 	}
@@ -169,12 +176,14 @@ type phase struct {
 	failed      []int           // transport errors (refused, reset) by edge
 	gap         []time.Duration // longest stretch without a 302 by edge
 	recovered   []time.Duration // until the first 302 to a request sent in the phase, by edge (-1: none)
+	slowest     []time.Duration // the longest a visitor waited for an answer, by edge
 }
 
 func (l *load) phase(name string, from, to time.Time) phase {
 	n := len(l.edges)
 	p := phase{name: name, from: from, to: to, found: make([]int, n), unavailable: make([]int, n),
-		other: make([]int, n), failed: make([]int, n), gap: make([]time.Duration, n), recovered: make([]time.Duration, n)}
+		other: make([]int, n), failed: make([]int, n), gap: make([]time.Duration, n), recovered: make([]time.Duration, n),
+		slowest: make([]time.Duration, n)}
 	last := make([]time.Time, n)
 	for i := range last {
 		last[i] = from
@@ -186,6 +195,7 @@ func (l *load) phase(name string, from, to time.Time) phase {
 		if e.at.Before(from) || !e.at.Before(to) {
 			continue
 		}
+		p.slowest[e.edge] = max(p.slowest[e.edge], e.at.Sub(e.sent))
 		switch e.status {
 		case http.StatusFound:
 			p.found[e.edge]++
@@ -211,8 +221,9 @@ func (l *load) phase(name string, from, to time.Time) phase {
 func (p phase) String() string {
 	var parts []string
 	for i := range p.found {
-		parts = append(parts, fmt.Sprintf("edge%d 302=%d 503=%d other=%d refused=%d longest-without-302=%v first-302-sent-after-start=%v",
-			i+1, p.found[i], p.unavailable[i], p.other[i], p.failed[i], p.gap[i].Round(time.Millisecond), p.recovered[i].Round(time.Millisecond)))
+		parts = append(parts, fmt.Sprintf("edge%d 302=%d 503=%d other=%d refused=%d longest-without-302=%v first-302-sent-after-start=%v slowest=%v",
+			i+1, p.found[i], p.unavailable[i], p.other[i], p.failed[i], p.gap[i].Round(time.Millisecond),
+			p.recovered[i].Round(time.Millisecond), p.slowest[i].Round(time.Millisecond)))
 	}
 	return fmt.Sprintf("%s (%v): %s", p.name, p.to.Sub(p.from).Round(100*time.Millisecond), strings.Join(parts, "; "))
 }
@@ -355,8 +366,13 @@ func TestClusterUnderLoad(t *testing.T) {
 	}
 	defer nc.Close()
 
+	// One affiliate's links are kept out of the load: it is suspended under load below.
+	spare, loaded, err := spareAffiliate(dir, world.Links)
+	if err != nil {
+		t.Fatal(err)
+	}
 	const rate = 200 // redirects a second, over both edges
-	ld := startLoad(edges, world.Links, 8, rate)
+	ld := startLoad(edges, loaded, rate)
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -373,6 +389,26 @@ func TestClusterUnderLoad(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	if p := mark("steady", start); p.found[0] == 0 || p.found[1] == 0 || p.unavailable[0]+p.unavailable[1] > 0 {
 		t.Fatalf("the cluster does not answer steadily: %v", p)
+	}
+
+	// 0. Suspend an affiliate under load, then approve it again: measured from the save's
+	// request until every edge answers the change (the door, without a click; then a click).
+	for _, change := range []struct {
+		status string
+		click  bool
+	}{{"suspended", false}, {"approved", true}} {
+		from := time.Now()
+		if code, err := admin.Do(http.MethodPatch, "/api/collections/affiliates/records/"+spare.affiliate,
+			map[string]any{"status": change.status}, nil); err != nil || code != http.StatusOK {
+			t.Fatalf("%s: %d %v", change.status, code, err)
+		}
+		saved := time.Since(from)
+		var took []string
+		for _, e := range edges {
+			took = append(took, untilAnswer(t, ld.client, e, spare.link, change.click, from).Round(time.Millisecond).String())
+		}
+		t.Logf("affiliate %s under load: save %v, edges answering it %s after the request", change.status,
+			saved.Round(time.Millisecond), strings.Join(took, " and "))
 	}
 
 	// 1. SIGKILL an edge; restart it on its address after a second.
@@ -532,6 +568,57 @@ func TestClusterUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d clicks answered (all stored once), %d in the stream (a click published but not answered, as by a killed edge, is stored too), %d rows; ledger and rollups consistent",
 		len(answered), msgs, after-baseline)
+}
+
+// spare is an approved affiliate and one of its links.
+type spare struct{ affiliate, link string }
+
+// spareAffiliate picks the affiliate of the last of links in a stopped server's data dir and
+// returns it with the links of the others.
+func spareAffiliate(dir string, links []string) (spare, []string, error) {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "data.db")+"?mode=ro")
+	if err != nil {
+		return spare{}, nil, err
+	}
+	defer db.Close()
+	owner := map[string]string{}
+	for _, code := range links {
+		var a string
+		if err := db.QueryRow("SELECT affiliate FROM links WHERE code = ?", code).Scan(&a); err != nil {
+			return spare{}, nil, fmt.Errorf("link %s: %w", code, err)
+		}
+		owner[code] = a
+	}
+	s := spare{affiliate: owner[links[len(links)-1]], link: links[len(links)-1]}
+	var others []string
+	for _, code := range links {
+		if owner[code] != s.affiliate {
+			others = append(others, code)
+		}
+	}
+	if len(others) == 0 {
+		return spare{}, nil, errors.New("the demo's links are all one affiliate's")
+	}
+	return s, others, nil
+}
+
+// untilAnswer asks edge for link until it answers a click (or the door without one, click
+// false) and returns how long after since that was.
+func untilAnswer(t *testing.T, client *http.Client, edge *Edge, link string, click bool, since time.Time) time.Duration {
+	t.Helper()
+	for time.Since(since) < 10*time.Second {
+		res, err := client.Get(edge.URL() + "/r/" + link)
+		if err == nil {
+			res.Body.Close()
+			loc, _ := url.Parse(res.Header.Get("Location"))
+			if res.StatusCode == http.StatusFound && loc != nil && (loc.Query().Get("pba_click") != "") == click {
+				return time.Since(since)
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("edge %s did not answer %s's change within 10s", edge.Addr, link)
+	return 0
 }
 
 // countClicks is the click rows of a stopped server's data dir.
