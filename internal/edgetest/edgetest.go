@@ -25,6 +25,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/pbaffiliate/pbaffiliate/internal/soak"
 )
 
 // Cluster is n JetStream servers routed to each other on loopback, in this process or each in
@@ -343,7 +345,7 @@ type Edge struct {
 
 	cmd  *exec.Cmd
 	done chan struct{}
-	out  lockedBuffer
+	out  soak.LockedBuffer
 }
 
 // StartEdge runs `bin edge --nats urls --http addr [args…]` with env added to its environment
@@ -443,22 +445,4 @@ func CPUTime(pid int) time.Duration {
 	}
 	const clockTicks = 100 // USER_HZ, 100 on every Linux architecture Go supports
 	return time.Duration(utime+stime) * time.Second / clockTicks
-}
-
-// lockedBuffer collects a process's output from its two pipes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

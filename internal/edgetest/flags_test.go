@@ -96,7 +96,7 @@ var errStillRunning = errors.New("still running: killed")
 
 // runFor runs cmd to its end, killing it after d (a refusal that serves instead fails).
 func runFor(cmd *exec.Cmd, d time.Duration) (string, error) {
-	var out lockedBuffer
+	var out soak.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		return "", err

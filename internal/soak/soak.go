@@ -44,7 +44,7 @@ type Server struct {
 
 	addr string
 	cmd  *exec.Cmd
-	out  lockedBuffer
+	out  LockedBuffer
 	done chan struct{}
 }
 
@@ -328,19 +328,19 @@ func RollupProblems(dir string) ([]string, error) {
 	return store.RollupProblems(app)
 }
 
-// lockedBuffer collects a process's output from its two pipes.
-type lockedBuffer struct {
+// LockedBuffer collects a process's output from its two pipes (stdout and stderr write at once).
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
