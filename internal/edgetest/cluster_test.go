@@ -393,23 +393,28 @@ func TestClusterUnderLoad(t *testing.T) {
 
 	// 0. Suspend an affiliate under load, then approve it again: measured from the save's
 	// request until every edge answers the change (the door, without a click; then a click).
-	for _, change := range []struct {
-		status string
-		click  bool
-	}{{"suspended", false}, {"approved", true}} {
-		from := time.Now()
-		if code, err := admin.Do(http.MethodPatch, "/api/collections/affiliates/records/"+spare.affiliate,
-			map[string]any{"status": change.status}, nil); err != nil || code != http.StatusOK {
-			t.Fatalf("%s: %d %v", change.status, code, err)
+	// Again after the NATS servers' failures below: the edges' watches of the bucket survive.
+	suspendAndApprove := func(when string) {
+		t.Helper()
+		for _, change := range []struct {
+			status string
+			click  bool
+		}{{"suspended", false}, {"approved", true}} {
+			from := time.Now()
+			if code, err := admin.Do(http.MethodPatch, "/api/collections/affiliates/records/"+spare.affiliate,
+				map[string]any{"status": change.status}, nil); err != nil || code != http.StatusOK {
+				t.Fatalf("%s: %d %v", change.status, code, err)
+			}
+			saved := time.Since(from)
+			var took []string
+			for _, e := range edges {
+				took = append(took, untilAnswer(t, ld.client, e, spare.link, change.click, from).Round(time.Millisecond).String())
+			}
+			t.Logf("affiliate %s %s: save %v, edges answering it %s after the request", change.status, when,
+				saved.Round(time.Millisecond), strings.Join(took, " and "))
 		}
-		saved := time.Since(from)
-		var took []string
-		for _, e := range edges {
-			took = append(took, untilAnswer(t, ld.client, e, spare.link, change.click, from).Round(time.Millisecond).String())
-		}
-		t.Logf("affiliate %s under load: save %v, edges answering it %s after the request", change.status,
-			saved.Round(time.Millisecond), strings.Join(took, " and "))
 	}
+	suspendAndApprove("under load")
 
 	// 1. SIGKILL an edge; restart it on its address after a second.
 	from := time.Now()
@@ -464,6 +469,8 @@ func TestClusterUnderLoad(t *testing.T) {
 			}
 		}
 	}
+
+	suspendAndApprove("under load, after a NATS server's crash and another's stop")
 
 	// 3. SIGKILL the primary and keep it away 30 s: the edges answer as before.
 	from = time.Now()
