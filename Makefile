@@ -25,8 +25,8 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/pbaffiliate .
 
 ## test: vet, then at once: the whole test suite under the race detector (the hooks package split
-## in two processes) and the long ledger property test in full (10,000 steps; under -race it
-## runs 400); .ci/test
+## in two processes, the scale-out's cluster drill in its own) and the long ledger property test
+## in full (10,000 steps; under -race it runs 400); .ci/test
 test:
 	$(GO) vet ./...
 	GO=$(GO) .ci/test

@@ -311,8 +311,9 @@ func streamState(t *testing.T, js jetstream.JetStream) *jetstream.StreamInfo {
 // TestClusterUnderLoad is issue #21's failure drill: a NATS JetStream cluster of three servers
 // (replicas 3; each a process of this test binary, so one can crash), the primary and two
 // edges as processes of the built binary, and a steady load of visitors on the edges while,
-// in turn, an edge is SIGKILLed and restarted, the stream's leader server is SIGKILLed and
-// restarted, the next leader is stopped and restarted, the primary is SIGKILLed
+// in turn, an affiliate is suspended and approved again (both edges must follow), an edge is
+// SIGKILLed and restarted, the stream's leader server is SIGKILLed and restarted, the next
+// leader is stopped and restarted (the suspension is done again), the primary is SIGKILLed
 // and kept away 30 s, and the primary's consumer is deleted so the whole stream is delivered
 // again. Afterwards every 302 a visitor got is one click row, the rows are exactly the
 // stream's clicks (nothing answered but lost, nothing stored twice), stats_daily equals the
