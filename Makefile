@@ -5,7 +5,7 @@ HTTP           ?= 127.0.0.1:8090
 ADMIN_EMAIL    ?= admin@example.com
 ADMIN_PASSWORD ?= pbaffiliate-admin
 
-.PHONY: run demo build test bench fuzz fmt fmt-check lint clean ui ui-check soak drill
+.PHONY: run demo build test bench bench-edge fuzz fmt fmt-check lint clean ui ui-check soak drill
 
 ## run: start the server on an embedded SQLite in $(DATA), with a superuser ready to log in
 run:
@@ -25,8 +25,8 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/pbaffiliate .
 
 ## test: vet, then at once: the whole test suite under the race detector (the hooks package split
-## in two processes) and the long ledger property test in full (10,000 steps; under -race it
-## runs 400); .ci/test
+## in two processes, the scale-out's cluster drill in its own) and the long ledger property test
+## in full (10,000 steps; under -race it runs 400); .ci/test
 test:
 	$(GO) vet ./...
 	GO=$(GO) .ci/test
@@ -60,6 +60,13 @@ bench:
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 	$(GO) run ./internal/loadtest
+
+## bench-edge: the scale-out's load test with wrk (internal/loadtest/edge.go): two `pbaffiliate
+## edge` nodes and a primary running the embedded NATS server, on this machine, against the
+## single process in the same run — redirects/s and server CPU per redirect (docs/scaling.md)
+bench-edge:
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(GO) run ./internal/loadtest -edge
 
 ## fuzz: a short run of every fuzz target (CI runs it; go longer with FUZZTIME=5m). A count, not a
 ## duration, by default: a duration can end mid-execution and report "context deadline exceeded".

@@ -35,6 +35,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/pbaffiliate/pbaffiliate/internal/edgetest"
 )
 
 const (
@@ -54,9 +56,12 @@ func main() {
 	exact := flag.Int("n", 20000, "requests of the exact-count run")
 	floodFor := flag.Duration("flood", 0, "run only the click flood, this long (e.g. 5s)")
 	bin := flag.String("bin", "", "server binary of the flood (default: built from this tree)")
+	edges := flag.Bool("edge", false, "run only make bench-edge: two edges and a primary on NATS against the single process")
 	flag.Parse()
 	var err error
-	if *floodFor > 0 {
+	if *edges {
+		err = runEdge(load{d: *duration, warm: *warm, conns: *conns})
+	} else if *floodFor > 0 {
 		err = runFlood(*bin, *floodFor, *conns)
 	} else {
 		err = run(load{d: *duration, warm: *warm, conns: *conns}, *exact)
@@ -102,8 +107,8 @@ func (l load) measure(url, script string, between func() error) (wrkResult, erro
 }
 
 func run(l load, exact int) error {
-	if _, err := exec.LookPath("wrk"); err != nil {
-		return errors.New("wrk is not installed (make bench installs it: apt-get install wrk)")
+	if err := needWrk(); err != nil {
+		return err
 	}
 	work, err := os.MkdirTemp("", "pba_loadtest_")
 	if err != nil {
@@ -141,6 +146,13 @@ func run(l load, exact int) error {
 	results = append(results, killed)
 
 	printTable(results, bare.rps, naive.rps)
+	return nil
+}
+
+func needWrk() error {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return errors.New("wrk is not installed (make bench installs it: apt-get install wrk)")
+	}
 	return nil
 }
 
@@ -303,7 +315,9 @@ type server struct {
 	db   *sql.DB
 }
 
-func startServer(bin, dir string, env []string) (*server, error) {
+// startServer runs `serve` on dir (made with the demo data and a superuser when missing),
+// env added to its environment and args to its command line.
+func startServer(bin, dir string, env []string, args ...string) (*server, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -320,7 +334,7 @@ func startServer(bin, dir string, env []string) (*server, error) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(bin, "serve", "--http", addr, "--dir", dir, "--dev=false")
+	cmd := exec.Command(bin, append([]string{"serve", "--http", addr, "--dir", dir, "--dev=false"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -366,28 +380,7 @@ func (s *server) countClicks() (int64, error) {
 // cpuTime is the CPU time (user+system) the server process used so far, 0 when unknown.
 // On a machine shared with other work, CPU per request varies far less than requests per
 // second, so the table reports both.
-func (s *server) cpuTime() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the parenthesized command name: state is field 3, utime 14, stime 15.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0
-	}
-	const clockTicks = 100 // USER_HZ, 100 on every Linux architecture Go supports
-	return time.Duration(utime+stime) * time.Second / clockTicks
-}
+func (s *server) cpuTime() time.Duration { return edgetest.CPUTime(s.cmd.Process.Pid) }
 
 func perRequestUS(cpu time.Duration, requests int64) float64 {
 	if cpu <= 0 || requests <= 0 {

@@ -39,10 +39,12 @@ type Server struct {
 	Command func(args ...string) *exec.Cmd
 	// Env is added to the process's environment.
 	Env []string
+	// Args are added to serve's command line (e.g. --nats URL).
+	Args []string
 
 	addr string
 	cmd  *exec.Cmd
-	out  lockedBuffer
+	out  LockedBuffer
 	done chan struct{}
 }
 
@@ -62,7 +64,7 @@ func (s *Server) URL() string {
 // Start runs `serve` and waits until /api/health answers (60 s).
 func (s *Server) Start() error {
 	base := s.URL()
-	s.cmd = s.Command("serve", "--http="+s.addr, "--dir="+s.Dir, "--dev=false")
+	s.cmd = s.Command(append([]string{"serve", "--http=" + s.addr, "--dir=" + s.Dir, "--dev=false"}, s.Args...)...)
 	s.cmd.Env = append(s.cmd.Environ(), s.Env...)
 	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
 	if err := s.cmd.Start(); err != nil {
@@ -326,19 +328,19 @@ func RollupProblems(dir string) ([]string, error) {
 	return store.RollupProblems(app)
 }
 
-// lockedBuffer collects a process's output from its two pipes.
-type lockedBuffer struct {
+// LockedBuffer collects a process's output from its two pipes (stdout and stderr write at once).
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
