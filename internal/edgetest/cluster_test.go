@@ -293,7 +293,7 @@ func replicasCurrent(t *testing.T, js jetstream.JetStream, timeout time.Duration
 }
 
 // streamState is the click stream's state as the cluster reports it.
-func streamState(t *testing.T, js jetstream.JetStream) *jetstream.StreamInfo {
+func streamState(t *testing.T, js jetstream.JetStream, opts ...jetstream.StreamInfoOpt) *jetstream.StreamInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -301,7 +301,7 @@ func streamState(t *testing.T, js jetstream.JetStream) *jetstream.StreamInfo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := stream.Info(ctx)
+	info, err := stream.Info(ctx, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -567,7 +567,8 @@ func TestClusterUnderLoad(t *testing.T) {
 		}
 		t.Fatalf("%d clicks answered, %d of them stored; missing by edge: %v", len(answered), stored, byEdge)
 	}
-	msgs := streamState(t, js).State.Msgs
+	// Clicks only: the stream also carries the edges' door batches (pba.doors).
+	msgs := streamState(t, js, jetstream.WithSubjectFilter(scaleout.ClickSubject)).State.Subjects[scaleout.ClickSubject]
 	if uint64(after-baseline) != msgs {
 		t.Fatalf("%d new click rows, %d clicks in the stream", after-baseline, msgs)
 	}
