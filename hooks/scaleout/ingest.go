@@ -70,7 +70,9 @@ func (p *Primary) ingest(ctx context.Context, js jetstream.JetStream) {
 		if len(clicks) == 0 {
 			continue
 		}
-		if _, err := hooks.IngestEdgeClicks(ctx, p.app, clicks); err != nil {
+		stored, err := hooks.IngestEdgeClicks(ctx, p.app, clicks)
+		if err != nil {
+			p.clicks.batchDone(0, err)
 			log.Error("scale-out: ingest clicks", "clicks", len(clicks), "error", err)
 			for _, m := range msgs {
 				_ = m.NakWithDelay(time.Second)
@@ -82,6 +84,7 @@ func (p *Primary) ingest(ctx context.Context, js jetstream.JetStream) {
 				log.Warn("scale-out: ack click (it will be redelivered and skipped)", "error", err)
 			}
 		}
+		p.clicks.batchDone(stored, nil)
 	}
 }
 

@@ -40,6 +40,7 @@ type Primary struct {
 	hooked bool               // record hooks bound (once per app, across restarts)
 	cancel context.CancelFunc // of the ingestion loop
 	done   chan struct{}      // closed when it returned
+	clicks *clickAwaiter      // sales wait on it for clicks not ingested yet (lag.go)
 }
 
 // Register adds --nats, --nats-embedded and --nats-replicas to rootCmd (for `serve`) and
@@ -108,6 +109,7 @@ func (p *Primary) Start(ctx context.Context, opts Options) error {
 		p.stopLocked()
 		return err
 	}
+	p.awaitClicks(js)
 	ingestCtx, cancel := context.WithCancel(context.Background())
 	p.cancel, p.done = cancel, make(chan struct{})
 	go func() {

@@ -47,14 +47,21 @@ type cluster struct {
 	primary *scaleout.Primary
 	js      jetstream.JetStream // the edge's connection
 	edge    *scaleout.Edge
+	http    http.Handler // the primary's
 }
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	app := fx.App(t)
+	return newClusterWith(t, fx.Config)
+}
+
+// newClusterWith is newCluster with the primary configured by cfg.
+func newClusterWith(t *testing.T, cfg hooks.Config) *cluster {
+	t.Helper()
+	app := fx.AppWith(t, cfg)
 	t.Cleanup(app.Cleanup)
 	p := scaleout.Register(app, &cobra.Command{})
-	pbatest.Serve(t, app) // the click writer, which ingestion hands clicks to
+	h := pbatest.Serve(t, app) // with the click writer, which ingestion hands clicks to
 	if err := p.Start(context.Background(), scaleout.Options{Embedded: "127.0.0.1:0"}); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +85,7 @@ func newCluster(t *testing.T) *cluster {
 	case <-time.After(5 * time.Second):
 		t.Fatal("edge did not read the bucket in 5s")
 	}
-	return &cluster{app: app, primary: p, js: js, edge: edge}
+	return &cluster{app: app, primary: p, js: js, edge: edge, http: h}
 }
 
 func (c *cluster) get(path string, cookies ...*http.Cookie) *http.Response {
