@@ -2,6 +2,7 @@ package hooks_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sync"
@@ -129,5 +130,43 @@ func TestSaleWaitsForClickNotIngested(t *testing.T) {
 	}
 	if stream.waits != 5 {
 		t.Errorf("%d waits, want 5 (one per sale whose click was not stored)", stream.waits)
+	}
+}
+
+// BenchmarkSaleClickLookup: a sale through POST /api/pba/conversions naming a stored click
+// costs the same with scale-out on (an awaiter set) as on a single box; naming an unknown click
+// it costs a rolled-back attempt and a wait on top (here an awaiter already caught up, so the
+// wait is the in-process part only; TestSaleWaitsForClickFromEdge measures JetStream's).
+func BenchmarkSaleClickLookup(b *testing.B) {
+	stored := func() string { return fx.RowsA.Click }
+	unknown := func() string { return store.NewOrderedID(time.Now()) }
+	for _, bc := range []struct {
+		name     string
+		scaleOut bool
+		click    func() string
+	}{
+		{"stored-click/single-box", false, stored}, {"stored-click/scale-out", true, stored},
+		{"unknown-click/single-box", false, unknown}, {"unknown-click/scale-out", true, unknown},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			app := fx.App(b)
+			defer app.Cleanup()
+			h := pbatest.Serve(b, app)
+			a, err := app.FindRecordById(collections.Affiliates, fx.B.ID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if bc.scaleOut {
+				hooks.SetClickAwaiter(app, &fakeClickStream{app: app})
+			}
+			for i := 0; b.Loop(); i++ {
+				body := fmt.Sprintf(`{"external_id":"bench-%d","amount":1999,"currency":"usd","click_id":%q,"affiliate_code":%q}`,
+					i, bc.click(), a.GetString(collections.FieldCode))
+				from := func(r *http.Request) { r.RemoteAddr = fmt.Sprintf("10.%d.%d.%d:1000", i>>16&255, i>>8&255, i&255) }
+				if res := pbatest.Request(h, http.MethodPost, "/api/pba/conversions", "Bearer "+fx.SecretP, body, from); res.Code != http.StatusCreated {
+					b.Fatalf("sale %d: %d %s", i, res.Code, res.Body)
+				}
+			}
+		})
 	}
 }
