@@ -340,10 +340,10 @@ var (
 	descIngestBatches = prometheus.NewDesc("pba_click_stream_batches_total",
 		"Batches of the click stream the primary ingested (committed) or failed to (delivered again).", []string{"result"}, nil)
 	descIngestClicks = prometheus.NewDesc("pba_click_stream_ingested_clicks_total",
-		"Clicks from redirect nodes the primary stored (a click delivered again counts once).", nil, nil)
+		"Clicks from redirect nodes the primary ingested: stored, or counted past their IP's ceiling (a click delivered again counts once).", nil, nil)
 )
 
-// clickStreamScrapeTimeout bounds the two requests to the NATS cluster of a scrape.
+// clickStreamScrapeTimeout bounds a scrape's requests to the NATS cluster (up to three).
 const clickStreamScrapeTimeout = 2 * time.Second
 
 func (c *clickStreamCollector) Describe(ch chan<- *prometheus.Desc) {

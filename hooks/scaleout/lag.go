@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/pbaffiliate/pbaffiliate/hooks"
@@ -46,7 +47,7 @@ func (a *clickAwaiter) state() (jetstream.JetStream, <-chan struct{}) {
 }
 
 // batchDone counts a batch of the ingestion loop and wakes the waiting sales when it was
-// acknowledged (stored is the number of new clicks it stored).
+// acknowledged (stored is the number of new clicks it brought, hooks.IngestEdgeClicks).
 func (a *clickAwaiter) batchDone(stored int, err error) {
 	if err != nil {
 		a.failed.Add(1)
@@ -137,7 +138,13 @@ func fetchClicks(cons jetstream.Consumer) (jetstream.MessageBatch, error) {
 	for m := range now.Messages() {
 		msgs = append(msgs, m)
 	}
-	if len(msgs) == 0 && now.Error() == nil {
+	switch err := now.Error(); {
+	case len(msgs) > 0:
+	case errors.Is(err, nats.ErrNoResponders): // nothing serves the consumer: deleted meanwhile
+		return nil, fmt.Errorf("%w: %w", jetstream.ErrConsumerNotFound, err)
+	case err != nil: // returned, so the loop pauses instead of asking again at once
+		return nil, err
+	default:
 		return cons.Fetch(1, jetstream.FetchMaxWait(ingestWait))
 	}
 	ch := make(chan jetstream.Msg, len(msgs))
