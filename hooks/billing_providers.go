@@ -117,7 +117,8 @@ func newProviderWebhook(name, label, envVar, secret string, p billingProvider, c
 // handle verifies and processes one delivery. Answers as Stripe's: 503 without a secret, 400
 // for a bad signature or a body that is not an event (nothing stored), 200 for processed,
 // ignored and duplicate events, 500 for internal failures (nothing committed; the provider
-// retries).
+// retries), 503 with Retry-After for a sale whose click is still on its way from a redirect
+// node (click_awaiter.go; nothing committed, the provider retries).
 func (h *providerWebhook) handle(e *core.RequestEvent) error {
 	if !h.configured {
 		return e.Error(http.StatusServiceUnavailable,
@@ -140,11 +141,19 @@ func (h *providerWebhook) handle(e *core.RequestEvent) error {
 	if event.ID == "" {
 		return e.BadRequestError("The event has no id.", nil)
 	}
-	duplicate, outcome, err := h.processOnce(e.App, event)
+	var duplicate bool
+	var outcome string
+	err = h.conversions.awaitingClick(e.Request.Context(), func() (err error) {
+		duplicate, outcome, err = h.processOnce(e.App, event)
+		return err
+	})
 	// As for Stripe: a refusal a retry cannot fix rolled the attempt back; store its verdict.
 	var ignored *stripeIgnoredError
 	if errors.As(err, &ignored) {
 		duplicate, outcome, err = h.store(e.App, event, func(core.App) (string, error) { return ignored.outcome, nil })
+	}
+	if errors.Is(err, errClickBehind) { // the sale's click is still on its way: the provider retries
+		return clickBehind(e)
 	}
 	if err != nil {
 		e.App.Logger().Error(h.name+" webhook failed", "event", event.ID, "type", event.Type, "error", err)

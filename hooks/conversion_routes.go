@@ -149,7 +149,7 @@ func (conversions *conversionService) handlePostback(e *core.RequestEvent) error
 	var rec *core.Record
 	var created bool
 	var d saleupdate.Decision
-	err := conversions.app.RunInTransaction(func(tx core.App) error {
+	update := func(tx core.App) error {
 		var err error
 		rec, err = findSale(tx, saleRef{Program: program, Source: collections.SourcePostback, ExternalID: req.TxID})
 		switch {
@@ -173,13 +173,15 @@ func (conversions *conversionService) handlePostback(e *core.RequestEvent) error
 		}
 		d, err = applySaleUpdate(tx, rec, u, saleChange{Door: collections.DoorPostback})
 		return err
-	})
+	}
+	err := conversions.awaitingClick(e.Request.Context(), func() error { return conversions.app.RunInTransaction(update) })
 	var verrs validation.Errors
 	switch {
 	case errors.Is(err, errSaleNotFound):
 		return e.NotFoundError("No such sale.", fieldError("txid", "not_found",
 			fmt.Sprintf("No sale of this program was recorded with txid %q; give amount, currency and click_id, affiliate_code or coupon to record it.", req.TxID)))
-	case errors.As(err, &verrs), errors.Is(err, attribution.ErrNoAttribution), errors.Is(err, errConversionConflict):
+	case errors.As(err, &verrs), errors.Is(err, attribution.ErrNoAttribution), errors.Is(err, errConversionConflict),
+		errors.Is(err, errClickBehind):
 		return respondConversionError(e, rec, err)
 	case err != nil:
 		return e.InternalServerError("", err)
@@ -192,7 +194,12 @@ func (conversions *conversionService) handlePostback(e *core.RequestEvent) error
 }
 
 func respondConversion(e *core.RequestEvent, conversions *conversionService, in conversionInput) error {
-	rec, created, err := conversions.record(in)
+	var rec *core.Record
+	var created bool
+	err := conversions.awaitingClick(e.Request.Context(), func() (err error) {
+		rec, created, err = conversions.record(in)
+		return err
+	})
 	if err != nil {
 		return respondConversionError(e, rec, err)
 	}
@@ -204,10 +211,13 @@ func respondConversion(e *core.RequestEvent, conversions *conversionService, in 
 }
 
 // respondConversionError answers a sale that could not be recorded: 400 invalid, 422 nobody to
-// credit, 409 its external id was recorded with other figures (rec), 500 anything else.
+// credit, 409 its external id was recorded with other figures (rec), 503 its click is still on
+// its way from a redirect node (click_awaiter.go), 500 anything else.
 func respondConversionError(e *core.RequestEvent, rec *core.Record, err error) error {
 	var verrs validation.Errors
 	switch {
+	case errors.Is(err, errClickBehind):
+		return clickBehind(e)
 	case errors.As(err, &verrs):
 		return e.BadRequestError("Invalid conversion.", verrs)
 	case errors.Is(err, attribution.ErrNoAttribution):

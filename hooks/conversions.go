@@ -71,11 +71,12 @@ type conversionService struct {
 	// withTx copy, so no two sales of the process share an instant.
 	ids     *store.OrderedIDs
 	metrics *metrics
+	gap     *clickGap // clicks still in the stream of redirect nodes (click_awaiter.go)
 }
 
 // newConversionService builds the service; live may be nil (CLI commands broadcast nothing).
 func newConversionService(app core.App, live *liveHub) *conversionService {
-	return &conversionService{app: app, live: live, now: time.Now, ids: &store.OrderedIDs{}, metrics: metricsOf(app)}
+	return &conversionService{app: app, live: live, now: time.Now, ids: &store.OrderedIDs{}, metrics: metricsOf(app), gap: clickGapOf(app)}
 }
 
 // withTx is the service recording inside tx, an enclosing transaction (a webhook event's):
@@ -88,10 +89,13 @@ func (s *conversionService) withTx(tx core.App) *conversionService {
 
 // record stores the sale (created = true) or returns the one already stored under the same
 // source and external id (created = false). Errors are validation.Errors (400),
-// attribution.ErrNoAttribution (422) or errConversionConflict (409); anything else is internal.
+// attribution.ErrNoAttribution (422) or errConversionConflict (409); a *clickPendingError
+// (the click may still be in the stream: awaitingClick) is not counted; anything else is internal.
 func (s *conversionService) record(in conversionInput) (*core.Record, bool, error) {
 	rec, created, err := s.recordSale(in)
-	s.metrics.sale(in.Source, created, err)
+	if pending := (*clickPendingError)(nil); !errors.As(err, &pending) {
+		s.metrics.sale(in.Source, created, err)
+	}
 	return rec, created, err
 }
 
@@ -215,6 +219,8 @@ func (s *conversionService) attribute(tx core.App, in conversionInput) (*collect
 	if in.ClickID != "" {
 		if r, err := tx.FindRecordById(collections.Clicks, in.ClickID); err == nil {
 			clickRecord = r
+		} else if s.gap.pending(in.ClickID) {
+			return nil, attribution.Decision{}, &clickPendingError{clickID: in.ClickID}
 		}
 	}
 	var codeAffiliate *core.Record

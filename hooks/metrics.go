@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -45,6 +46,9 @@ type metrics struct {
 	webhookAttempts   *prometheus.CounterVec
 	mailAttempts      *prometheus.CounterVec
 	clickQueueDepthFn func() float64
+	// Attribution across the gap (click_awaiter.go): sales that waited for their click.
+	attributionWaits   *prometheus.CounterVec // result
+	attributionWaiting prometheus.Gauge
 }
 
 // Click outcomes, the values of the outcome label of pba_redirects_total and
@@ -101,8 +105,10 @@ func newMetrics(app core.App) *metrics {
 		}
 		return m.clickQueueDepthFn()
 	}))
+	m.attributionWaits = f.counterVec("pba_attribution_waits_total", "Sales that waited for their click to come from a redirect node, by result (found, absent, timeout: answered 503).", "result")
+	m.attributionWaiting = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pba_attribution_waiting", Help: "Sales waiting for their click to come from a redirect node now."})
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&dbCollector{app: app})
+		&dbCollector{app: app}, &clickStreamCollector{app: app}, m.attributionWaiting)
 	return m
 }
 
@@ -320,4 +326,52 @@ func (c *dbCollector) gauge(ch chan<- prometheus.Metric, desc *prometheus.Desc, 
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, value())
+}
+
+// clickStreamCollector reports, when Prometheus scrapes, how far the primary's consumer of the
+// redirect nodes' click stream is behind (hooks/scaleout; nothing on a single box).
+type clickStreamCollector struct{ app core.App }
+
+var (
+	descStreamLag = prometheus.NewDesc("pba_click_stream_lag_messages",
+		"Clicks answered by redirect nodes that the primary has not ingested yet.", nil, nil)
+	descStreamLagSeconds = prometheus.NewDesc("pba_click_stream_lag_seconds",
+		"Age of the oldest click in the stream the primary has not ingested; 0 when none waits.", nil, nil)
+	descIngestBatches = prometheus.NewDesc("pba_click_stream_batches_total",
+		"Batches of the click stream the primary ingested (committed) or failed to (delivered again).", []string{"result"}, nil)
+	descIngestClicks = prometheus.NewDesc("pba_click_stream_ingested_clicks_total",
+		"Clicks from redirect nodes the primary ingested: stored, or counted past their IP's ceiling (a click delivered again counts once).", nil, nil)
+)
+
+// clickStreamScrapeTimeout bounds a scrape's requests to the NATS cluster (up to three).
+const clickStreamScrapeTimeout = 2 * time.Second
+
+func (c *clickStreamCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descStreamLag, descStreamLagSeconds, descIngestBatches, descIngestClicks} {
+		ch <- d
+	}
+}
+
+func (c *clickStreamCollector) Collect(ch chan<- prometheus.Metric) {
+	a := clickGapOf(c.app).current() // not at registration: metricsOf holds the store's lock
+	if a == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clickStreamScrapeTimeout)
+	defer cancel()
+	in := a.Ingestion(ctx)
+	if in.LagErr != nil {
+		ch <- prometheus.NewInvalidMetric(descStreamLag, in.LagErr)
+		ch <- prometheus.NewInvalidMetric(descStreamLagSeconds, in.LagErr)
+	} else {
+		ch <- prometheus.MustNewConstMetric(descStreamLag, prometheus.GaugeValue, float64(in.Lag))
+		age := 0.0
+		if !in.Oldest.IsZero() {
+			age = max(time.Since(in.Oldest).Seconds(), 0)
+		}
+		ch <- prometheus.MustNewConstMetric(descStreamLagSeconds, prometheus.GaugeValue, age)
+	}
+	ch <- prometheus.MustNewConstMetric(descIngestBatches, prometheus.CounterValue, float64(in.Batches), "committed")
+	ch <- prometheus.MustNewConstMetric(descIngestBatches, prometheus.CounterValue, float64(in.FailedBatches), "failed")
+	ch <- prometheus.MustNewConstMetric(descIngestClicks, prometheus.CounterValue, float64(in.Clicks))
 }

@@ -66,7 +66,7 @@ var apiRoutes = []apiRoute{
 
 	{Route: "POST /api/pba/conversions", Tag: tagSales, Summary: "Record a sale (exactly once per external_id)",
 		Auth: []string{authProgram, authKey(collections.ScopeSalesWrite), authSuperuser}, Body: "ConversionCreate", OK: 201,
-		Answer: "Conversion", Errors: []int{400, 401, 403, 409, 422}},
+		Answer: "Conversion", Errors: []int{400, 401, 403, 409, 422, 503}},
 	{Route: "POST /api/pba/conversions/{source}/{external_id...}", Tag: tagSales, Summary: "Report a change of a recorded sale: status, cumulative refund",
 		Auth: []string{authProgram, authKey(collections.ScopeSalesWrite), authSuperuser}, Body: "ConversionUpdate", Answer: "ConversionUpdated", Errors: []int{400, 401, 403, 404}},
 	{Route: "PATCH /api/pba/conversions/{source}/{external_id...}", Tag: tagSales, Summary: "The same as the POST form",
@@ -74,7 +74,7 @@ var apiRoutes = []apiRoute{
 	{Route: "GET /api/pba/postback", Tag: tagSales, Summary: "Record or update a sale by URL (decimal amounts)",
 		Auth:   []string{authPostbackKey, authKey(collections.ScopeSalesWrite)},
 		Query:  []string{"key", "txid", "amount", "currency", "click_id", "affiliate_code", "coupon", "status", "refund", "updated_at", "sequence", "customer", "occurred_at"},
-		Answer: "Conversion", Errors: []int{400, 401, 403, 404, 409, 422}},
+		Answer: "Conversion", Errors: []int{400, 401, 403, 404, 409, 422, 503}},
 	{Route: "POST /api/pba/stripe/webhook", Tag: tagWebhooks, Summary: "Stripe's events, verified by their Stripe-Signature header",
 		Auth: []string{authAnyone}, Answer: "WebhookReceived", Errors: []int{400, 500, 503}},
 	{Route: "POST /api/pba/paddle/webhook", Tag: tagWebhooks, Summary: "Paddle Billing's events, verified by their Paddle-Signature header",

@@ -97,7 +97,9 @@ func (e *stripeIgnoredError) Error() string { return e.outcome }
 // handle verifies and processes one delivery. Answers: 503 without a secret (Stripe retries
 // until it is configured), 400 for a bad signature (nothing stored), 200 for processed,
 // ignored and duplicate events, 500 for internal failures (nothing committed, Stripe retries)
-// and for a sale that nothing attributes while its promotion code could not be looked up.
+// and for a sale that nothing attributes while its promotion code could not be looked up, 503
+// with Retry-After for a sale whose click a redirect node answered and the primary has not
+// ingested yet (click_awaiter.go; nothing committed, Stripe retries).
 func (h *stripeWebhook) handle(e *core.RequestEvent) error {
 	if len(h.secrets) == 0 {
 		return e.Error(http.StatusServiceUnavailable,
@@ -134,7 +136,12 @@ func (h *stripeWebhook) handle(e *core.RequestEvent) error {
 	// Stripe is called here, before the transaction: the database has one writer, and holding
 	// it during a network call would stall every other write.
 	promo := h.resolvePromotion(e.Request.Context(), e.App, event)
-	duplicate, outcome, err := h.processOnce(e.App, event, promo)
+	var duplicate bool
+	var outcome string
+	err = h.conversions.awaitingClick(e.Request.Context(), func() (err error) {
+		duplicate, outcome, err = h.processOnce(e.App, event, promo)
+		return err
+	})
 	var ignored *stripeIgnoredError
 	if errors.As(err, &ignored) {
 		if ignored.noAttribution && promo.retry {
@@ -146,6 +153,9 @@ func (h *stripeWebhook) handle(e *core.RequestEvent) error {
 		}
 		// The attempt was rolled back; remember the verdict so a redelivery is a duplicate.
 		duplicate, outcome, err = h.storeIgnored(e.App, event, promo.annotate(ignored.outcome))
+	}
+	if errors.Is(err, errClickBehind) { // the sale's click is still on its way: Stripe retries
+		return clickBehind(e)
 	}
 	if err != nil {
 		e.App.Logger().Error("stripe webhook failed", "event", event.ID, "type", string(event.Type), "error", err)

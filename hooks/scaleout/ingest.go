@@ -41,7 +41,7 @@ func (p *Primary) ingest(ctx context.Context, js jetstream.JetStream) {
 			}
 			cons = c
 		}
-		batch, err := cons.Fetch(ingestBatch, jetstream.FetchMaxWait(ingestWait))
+		batch, err := fetchClicks(cons)
 		if err != nil {
 			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
 				cons = nil
@@ -81,11 +81,12 @@ func (p *Primary) ingest(ctx context.Context, js jetstream.JetStream) {
 		if len(msgs) == 0 {
 			continue
 		}
-		_, err = hooks.IngestEdgeClicks(ctx, p.app, clicks)
+		stored, err := hooks.IngestEdgeClicks(ctx, p.app, clicks)
 		if err == nil {
 			_, err = hooks.IngestEdgeDoors(ctx, p.app, doors)
 		}
 		if err != nil {
+			p.clicks.batchDone(0, err)
 			log.Error("scale-out: ingest clicks", "clicks", len(clicks), "door batches", len(doors), "error", err)
 			for _, m := range msgs {
 				_ = m.NakWithDelay(time.Second)
@@ -97,6 +98,7 @@ func (p *Primary) ingest(ctx context.Context, js jetstream.JetStream) {
 				log.Warn("scale-out: ack click (it will be redelivered and skipped)", "error", err)
 			}
 		}
+		p.clicks.batchDone(stored, nil)
 	}
 }
 

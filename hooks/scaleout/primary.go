@@ -51,6 +51,7 @@ type Primary struct {
 	hooked bool               // record hooks bound (once per app, across restarts)
 	cancel context.CancelFunc // of the ingestion and re-snapshot loops
 	done   chan struct{}      // closed when they returned
+	clicks *clickAwaiter      // sales wait on it for clicks not ingested yet (lag.go)
 
 	// pubMu orders every write to the bucket (a record hook's, a snapshot's).
 	pubMu sync.Mutex
@@ -142,6 +143,7 @@ func (p *Primary) Start(ctx context.Context, opts Options) error {
 		p.stopLocked()
 		return err
 	}
+	p.awaitClicks(js)
 	ingestCtx, cancel := context.WithCancel(context.Background())
 	p.cancel, p.done = cancel, make(chan struct{})
 	var loops sync.WaitGroup

@@ -20,7 +20,7 @@ import (
 // on the same database: `pbaffiliate import`, `demo`; written here with SQL) reach the edge by
 // the periodic re-snapshot, which afterwards finds nothing to change.
 func TestPrimaryResnapshotRepairs(t *testing.T) {
-	c := newClusterWith(t, scaleout.Options{Embedded: "127.0.0.1:0", Resnapshot: 20 * time.Millisecond})
+	c := newClusterWith(t, fx.Config, scaleout.Options{Embedded: "127.0.0.1:0", Resnapshot: 20 * time.Millisecond})
 	aff, err := c.app.FindRecordById(collections.Affiliates, fx.A.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func TestPrimaryResnapshotRepairs(t *testing.T) {
 // steady state (read the catalog, put nothing), "all-changed" puts every link (a start into an
 // empty bucket costs about this), in the same run.
 func BenchmarkResnapshot(b *testing.B) {
-	c := newClusterWith(b, scaleout.Options{Embedded: "127.0.0.1:0"})
+	c := newClusterWith(b, fx.Config, scaleout.Options{Embedded: "127.0.0.1:0"})
 	const links = 10_000
 	err := c.app.RunInTransaction(func(tx core.App) error {
 		for i := range links {

@@ -53,15 +53,16 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	return newClusterWith(t, scaleout.Options{Embedded: "127.0.0.1:0"})
+	return newClusterWith(t, fx.Config, scaleout.Options{Embedded: "127.0.0.1:0"})
 }
 
-func newClusterWith(t testing.TB, opts scaleout.Options) *cluster {
+// newClusterWith is newCluster with the primary configured by cfg and started with opts.
+func newClusterWith(t testing.TB, cfg hooks.Config, opts scaleout.Options) *cluster {
 	t.Helper()
-	app := fx.App(t)
+	app := fx.AppWith(t, cfg)
 	t.Cleanup(app.Cleanup)
 	p := scaleout.Register(app, &cobra.Command{})
-	serve := pbatest.Serve(t, app) // the click writer, which ingestion hands clicks to
+	serve := pbatest.Serve(t, app) // with the click writer, which ingestion hands clicks to
 	if err := p.Start(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}

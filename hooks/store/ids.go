@@ -62,3 +62,28 @@ func (g *OrderedIDs) Next(now time.Time) string {
 		us = now.UnixMicro()
 	}
 }
+
+// OrderedIDTime is the instant an id of NewOrderedID's shape carries (to the microsecond),
+// false when id is not 15 of [a-z0-9]. Any such id decodes, random ones to arbitrary times.
+func OrderedIDTime(id string) (time.Time, bool) {
+	if len(id) != 15 {
+		return time.Time{}, false
+	}
+	var us uint64
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		var d uint64
+		switch {
+		case c >= '0' && c <= '9':
+			d = uint64(c - '0')
+		case c >= 'a' && c <= 'z':
+			d = uint64(c-'a') + 10
+		default:
+			return time.Time{}, false
+		}
+		if i < 10 {
+			us = us*36 + d
+		}
+	}
+	return time.UnixMicro(int64(us)), true
+}

@@ -25,6 +25,18 @@ func TestOrderedIDsNeverRepeatAnInstant(t *testing.T) {
 	}
 }
 
+func TestOrderedIDTime(t *testing.T) {
+	at := time.Date(2026, 12, 6, 22, 15, 0, 123_456_000, time.UTC)
+	if got, ok := OrderedIDTime(NewOrderedID(at)); !ok || !got.Equal(at) {
+		t.Fatalf("OrderedIDTime = %v %v, want %v", got, ok, at)
+	}
+	for _, bad := range []string{"", "short", "abcdefghijklmnop", "ABCDEFGHIJKLMNO", "abcdefghijklmn-"} {
+		if _, ok := OrderedIDTime(bad); ok {
+			t.Errorf("OrderedIDTime(%q) accepted", bad)
+		}
+	}
+}
+
 func TestDBTimeRoundTrip(t *testing.T) {
 	at := time.Date(2026, 3, 29, 1, 30, 0, 123_000_000, time.FixedZone("CEST", 2*3600))
 	s := DBTime(at)
