@@ -949,6 +949,10 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.click("#af-erase-submit")
 		waitDB(t, p, db, "the erased affiliate", 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND erased_at != '' AND email LIKE 'erased-%'`, id)
 		p.waitFor("the erased page", `document.getElementById("af-erased") !== null && document.querySelector("main h1").textContent.includes("Erased affiliate")`)
+		// Erasure is final: the page offers no status decision (the server refuses them too).
+		if got := pageEval[string](p, `[...document.querySelectorAll("#status-actions button")].map((b) => b.textContent).join(",")`); got != "" {
+			t.Errorf("the erased affiliate's page offers %q", got)
+		}
 		if n := countRows(t, db, `SELECT COUNT(*) FROM privacy_requests WHERE subject IN (?, ?)`, id, visitor); n != 3 {
 			t.Errorf("%d privacy requests recorded, want 3 (visitor erase, export, erase)", n)
 		}
