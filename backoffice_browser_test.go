@@ -1134,6 +1134,58 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		}
 	})
 
+	t.Run("phone nav shows the current view", func(t *testing.T) {
+		// On a phone the nav is one row that scrolls sideways: every view's entry is in sight
+		// after a view change at 390 px, after the window narrows to 390 px on the view (a
+		// rotated phone), and after a reload on the view.
+		p := b.p
+		p.t = t
+		viewport := func(w int64) {
+			t.Helper()
+			if err := chromedp.Do(p.ctx, chromedp.EmulateViewport(w, 900)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		defer chromedp.Do(p.ctx, chromedp.ResetViewport())
+		inSight := func(how, hash string) {
+			t.Helper()
+			p.waitFor(hash+" "+how+": its nav entry in sight", `(() => {
+				const ul = document.querySelector(".side nav ul"), a = document.querySelector('.side nav [aria-current="page"]');
+				if (!a || a.getAttribute("href") !== `+strconv.Quote(hash)+` || ul.scrollWidth <= ul.clientWidth) return false;
+				const u = ul.getBoundingClientRect(), r = a.getBoundingClientRect();
+				return r.left >= u.left - 1 && r.right <= u.right + 1;
+			})()`)
+		}
+		views := pageEval[[]string](p, `[...document.querySelectorAll(".side nav a")].map((a) => a.getAttribute("href"))`)
+		if len(views) < 10 {
+			t.Fatalf("nav entries %v", views)
+		}
+		current := func(hash string) {
+			t.Helper()
+			pageEval[bool](p, `(location.hash = `+strconv.Quote(hash)+`, true)`)
+			p.waitFor("the view "+hash, `document.querySelector('.side nav [aria-current="page"]')?.getAttribute("href") === `+strconv.Quote(hash))
+		}
+		for _, hash := range views {
+			viewport(390)
+			current("#/overview") // the row scrolled to its start
+			viewport(1200)        // the nav is a column
+			current(hash)
+			viewport(390)
+			inSight("narrowed to 390 px", hash)
+			current("#/overview")
+			pageEval[bool](p, `(location.hash = `+strconv.Quote(hash)+`, true)`)
+			inSight("opened at 390 px", hash)
+		}
+		for _, hash := range []string{"#/webhooks", "#/setup"} {
+			pageEval[bool](p, `(location.hash = `+strconv.Quote(hash)+`, true)`)
+			if err := chromedp.Do(p.ctx, chromedp.Reload()); err != nil {
+				t.Fatal(err)
+			}
+			watchCSP(p)
+			inSight("reloaded at 390 px", hash)
+		}
+	})
+
 	t.Run("session outlives its token", func(t *testing.T) {
 		// A board left open all day stays signed in: with superuser tokens valid for 10 s
 		// (PocketBase's minimum), the page must still load data well after the token it
