@@ -1053,9 +1053,28 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		// figures are that currency's alone, equal to the stats API and the database.
 		p := b.p
 		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		// The board is open on dollars alone when the first euro sale arrives: its live message
+		// must not move the dollar figures, not even until the re-read.
+		b.open(t, "#/overview?range=30d", "Overview")
+		p.waitFor("the 30 days", `document.querySelector('button[data-range="30d"]').getAttribute("aria-pressed") === "true"`)
+		var usdRevenue int64
+		db.QueryRow(`SELECT IFNULL(SUM(revenue), 0) FROM stats_daily WHERE day >= ? AND day <= ?`, p.attr("#kpis", "data-from"), p.attr("#kpis", "data-to")).Scan(&usdRevenue)
+		p.waitFor("the dollar board", `document.getElementById("ov-currency") === null && document.getElementById("kpi-revenue").textContent.includes("USD") && document.getElementById("kpi-revenue").dataset.value === "`+strconv.FormatInt(usdRevenue, 10)+`"`)
+		pageEval[bool](p, `(() => {
+			const seen = (window.pbaUSDSeen = new Set());
+			const note = () => { for (const id of ["kpi-sales", "kpi-revenue", "kpi-commission"]) seen.add(id + "=" + document.getElementById(id).dataset.value); };
+			note();
+			new MutationObserver(note).observe(document.getElementById("kpis"), { subtree: true, attributes: true, childList: true, characterData: true });
+			return true;
+		})()`)
+		usdBefore := pageEval[string](p, `[...window.pbaUSDSeen].sort().join(" ")`)
 		program := createRecord(t, base, "programs", token, `{"name":"Euro partners","destination":"https://shop.example.eu/","currency":"eur"}`)
 		createRecord(t, base, "affiliates", token, `{"email":"emil.euro@example.org","password":"emil-password-1","passwordConfirm":"emil-password-1","name":"Emil Euro","code":"emil-euro","status":"approved","program":"`+program+`"}`)
 		sendJSONStatus(t, http.MethodPost, base+"/api/pba/conversions", token, `{"affiliate_code":"emil-euro","external_id":"overview-eur-1","amount":4200,"currency":"eur"}`, http.StatusCreated)
+		p.waitFor("the euros after the re-read", `[...document.querySelectorAll("#ov-currency option")].map((o) => o.value).sort().join(",") === "eur,usd"`)
+		if seen := pageEval[string](p, `[...window.pbaUSDSeen].sort().join(" ")`); seen != usdBefore {
+			t.Errorf("the live euro sale moved the dollar figures: %s, before %s", seen, usdBefore)
+		}
 		sendJSONStatus(t, http.MethodPost, base+"/api/pba/commissions/run", token, `{}`, http.StatusOK)
 		waitDB(t, p, db, "the euro sale's commission", 1, `SELECT COUNT(*) FROM commissions WHERE program = ? AND currency = 'eur' AND kind = 'sale'`, program)
 
