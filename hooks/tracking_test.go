@@ -185,6 +185,36 @@ func TestClickCookies(t *testing.T) {
 	if c := cookie(res, hooks.ClickCookie); c == nil || !c.Secure {
 		t.Fatalf("pba_click over TLS must be Secure: %+v", c)
 	}
+	// TLS ending at a proxy: its X-Forwarded-Proto counts only once the settings trust a proxy
+	// (anyone could send the header to a server reached directly).
+	forwarded := func(proto string) func(*http.Request) {
+		return func(r *http.Request) {
+			r.Header.Set("X-Forwarded-Proto", proto)
+			r.Header.Set("X-Forwarded-For", "198.51.100.9")
+		}
+	}
+	newVisitor := func(r *http.Request) { r.Header.Del("Cookie") }
+	if c := cookie(env.get("/r/"+linkA, forwarded("https")), hooks.ClickCookie); c == nil || c.Secure {
+		t.Fatalf("pba_click with an untrusted X-Forwarded-Proto: %+v", c)
+	}
+	settings := env.app.Settings()
+	settings.TrustedProxy.Headers = []string{"X-Forwarded-For"}
+	if err := env.app.Save(settings); err != nil {
+		t.Fatal(err)
+	}
+	res = env.get("/r/"+linkA, forwarded("https"), newVisitor)
+	for _, name := range []string{hooks.ClickCookie, hooks.VisitorCookie} {
+		if c := cookie(res, name); c == nil || !c.Secure {
+			t.Fatalf("%s over HTTPS behind a trusted proxy must be Secure: %+v", name, c)
+		}
+	}
+	if c := cookie(env.get("/r/"+linkA, forwarded("http")), hooks.ClickCookie); c == nil || c.Secure {
+		t.Fatalf("pba_click over HTTP behind a trusted proxy: %+v", c)
+	}
+	settings.TrustedProxy.Headers = nil
+	if err := env.app.Save(settings); err != nil {
+		t.Fatal(err)
+	}
 	// Program Q sets its own cookie length.
 	env.save(collections.Programs, fx.ProgramP, map[string]any{"cookie_days": 7})
 	if c := cookie(env.get("/r/"+linkA), hooks.ClickCookie); c == nil || c.MaxAge != 7*86400 {
