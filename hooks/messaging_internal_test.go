@@ -518,10 +518,8 @@ func TestDeliveryWithoutDataDoesNotStopTheWorker(t *testing.T) {
 	e := newTestEngine(t, app, Config{ResendAPIKey: testResendKey, ResendBaseURL: fake.srv.URL, MailFrom: "p@example.com"}, clock, true)
 	a := createTestAffiliate(t, app, "Ann", "ann-1", collections.AffiliateApproved, "ann@example.com", nil)
 
-	su := core.NewRecord(mustCollection(t, app, core.CollectionNameSuperusers))
-	su.SetEmail("root@example.com")
-	su.SetRandomPassword()
-	if err := app.Save(su); err != nil {
+	su, err := pbatest.Save(app, core.CollectionNameSuperusers, map[string]any{"email": "root@example.com", "password": "root-password-1"})
+	if err != nil {
 		t.Fatal(err)
 	}
 	token, err := su.NewAuthToken()
@@ -560,14 +558,4 @@ func TestDeliveryWithoutDataDoesNotStopTheWorker(t *testing.T) {
 	if got := deliveriesByStatus(t, app, ""); got[collections.DeliveryQueued] != 0 {
 		t.Fatalf("deliveries still queued after the run: %v", got)
 	}
-}
-
-// mustCollection finds a collection or fails the test.
-func mustCollection(t testing.TB, app core.App, name string) *core.Collection {
-	t.Helper()
-	c, err := app.FindCachedCollectionByNameOrId(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
