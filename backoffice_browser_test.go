@@ -949,6 +949,10 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.click("#af-erase-submit")
 		waitDB(t, p, db, "the erased affiliate", 1, `SELECT COUNT(*) FROM affiliates WHERE id = ? AND erased_at != '' AND email LIKE 'erased-%'`, id)
 		p.waitFor("the erased page", `document.getElementById("af-erased") !== null && document.querySelector("main h1").textContent.includes("Erased affiliate")`)
+		// Erasure is final: the page offers no status decision (the server refuses them too).
+		if got := pageEval[string](p, `[...document.querySelectorAll("#status-actions button")].map((b) => b.textContent).join(",")`); got != "" {
+			t.Errorf("the erased affiliate's page offers %q", got)
+		}
 		if n := countRows(t, db, `SELECT COUNT(*) FROM privacy_requests WHERE subject IN (?, ?)`, id, visitor); n != 3 {
 			t.Errorf("%d privacy requests recorded, want 3 (visitor erase, export, erase)", n)
 		}
@@ -1049,9 +1053,28 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		// figures are that currency's alone, equal to the stats API and the database.
 		p := b.p
 		token := pageEval[string](p, `JSON.parse(localStorage.getItem("pba_admin_auth")).token`)
+		// The board is open on dollars alone when the first euro sale arrives: its live message
+		// must not move the dollar figures, not even until the re-read.
+		b.open(t, "#/overview?range=30d", "Overview")
+		p.waitFor("the 30 days", `document.querySelector('button[data-range="30d"]').getAttribute("aria-pressed") === "true"`)
+		var usdRevenue int64
+		db.QueryRow(`SELECT IFNULL(SUM(revenue), 0) FROM stats_daily WHERE day >= ? AND day <= ?`, p.attr("#kpis", "data-from"), p.attr("#kpis", "data-to")).Scan(&usdRevenue)
+		p.waitFor("the dollar board", `document.getElementById("ov-currency") === null && document.getElementById("kpi-revenue").textContent.includes("USD") && document.getElementById("kpi-revenue").dataset.value === "`+strconv.FormatInt(usdRevenue, 10)+`"`)
+		pageEval[bool](p, `(() => {
+			const seen = (window.pbaUSDSeen = new Set());
+			const note = () => { for (const id of ["kpi-sales", "kpi-revenue", "kpi-commission"]) seen.add(id + "=" + document.getElementById(id).dataset.value); };
+			note();
+			new MutationObserver(note).observe(document.getElementById("kpis"), { subtree: true, attributes: true, childList: true, characterData: true });
+			return true;
+		})()`)
+		usdBefore := pageEval[string](p, `[...window.pbaUSDSeen].sort().join(" ")`)
 		program := createRecord(t, base, "programs", token, `{"name":"Euro partners","destination":"https://shop.example.eu/","currency":"eur"}`)
 		createRecord(t, base, "affiliates", token, `{"email":"emil.euro@example.org","password":"emil-password-1","passwordConfirm":"emil-password-1","name":"Emil Euro","code":"emil-euro","status":"approved","program":"`+program+`"}`)
 		sendJSONStatus(t, http.MethodPost, base+"/api/pba/conversions", token, `{"affiliate_code":"emil-euro","external_id":"overview-eur-1","amount":4200,"currency":"eur"}`, http.StatusCreated)
+		p.waitFor("the euros after the re-read", `[...document.querySelectorAll("#ov-currency option")].map((o) => o.value).sort().join(",") === "eur,usd"`)
+		if seen := pageEval[string](p, `[...window.pbaUSDSeen].sort().join(" ")`); seen != usdBefore {
+			t.Errorf("the live euro sale moved the dollar figures: %s, before %s", seen, usdBefore)
+		}
 		sendJSONStatus(t, http.MethodPost, base+"/api/pba/commissions/run", token, `{}`, http.StatusOK)
 		waitDB(t, p, db, "the euro sale's commission", 1, `SELECT COUNT(*) FROM commissions WHERE program = ? AND currency = 'eur' AND kind = 'sale'`, program)
 
@@ -1127,6 +1150,58 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 			}
 			b.checkAxe(t, "overview in "+c)
 			p.screenshots("backoffice-overview-" + c)
+		}
+	})
+
+	t.Run("phone nav shows the current view", func(t *testing.T) {
+		// On a phone the nav is one row that scrolls sideways: every view's entry is in sight
+		// after a view change at 390 px, after the window narrows to 390 px on the view (a
+		// rotated phone), and after a reload on the view.
+		p := b.p
+		p.t = t
+		viewport := func(w int64) {
+			t.Helper()
+			if err := chromedp.Do(p.ctx, chromedp.EmulateViewport(w, 900)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		defer chromedp.Do(p.ctx, chromedp.ResetViewport())
+		inSight := func(how, hash string) {
+			t.Helper()
+			p.waitFor(hash+" "+how+": its nav entry in sight", `(() => {
+				const ul = document.querySelector(".side nav ul"), a = document.querySelector('.side nav [aria-current="page"]');
+				if (!a || a.getAttribute("href") !== `+strconv.Quote(hash)+` || ul.scrollWidth <= ul.clientWidth) return false;
+				const u = ul.getBoundingClientRect(), r = a.getBoundingClientRect();
+				return r.left >= u.left - 1 && r.right <= u.right + 1;
+			})()`)
+		}
+		views := pageEval[[]string](p, `[...document.querySelectorAll(".side nav a")].map((a) => a.getAttribute("href"))`)
+		if len(views) < 10 {
+			t.Fatalf("nav entries %v", views)
+		}
+		current := func(hash string) {
+			t.Helper()
+			pageEval[bool](p, `(location.hash = `+strconv.Quote(hash)+`, true)`)
+			p.waitFor("the view "+hash, `document.querySelector('.side nav [aria-current="page"]')?.getAttribute("href") === `+strconv.Quote(hash))
+		}
+		for _, hash := range views {
+			viewport(390)
+			current("#/overview") // the row scrolled to its start
+			viewport(1200)        // the nav is a column
+			current(hash)
+			viewport(390)
+			inSight("narrowed to 390 px", hash)
+			current("#/overview")
+			pageEval[bool](p, `(location.hash = `+strconv.Quote(hash)+`, true)`)
+			inSight("opened at 390 px", hash)
+		}
+		for _, hash := range []string{"#/webhooks", "#/setup"} {
+			pageEval[bool](p, `(location.hash = `+strconv.Quote(hash)+`, true)`)
+			if err := chromedp.Do(p.ctx, chromedp.Reload()); err != nil {
+				t.Fatal(err)
+			}
+			watchCSP(p)
+			inSight("reloaded at 390 px", hash)
 		}
 	})
 

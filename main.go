@@ -76,7 +76,8 @@ func main() {
 	if err := app.Start(); err != nil {
 		log.Fatal(err)
 	}
-	// PocketBase drops a command's error (it only prints it): a failed `import` still exits 1.
+	// PocketBase drops a command's error (it only prints it): a failed `import`, `demo` or
+	// `payouts run` still exits 1.
 	if hooks.CommandFailed(app) {
 		os.Exit(1)
 	}

@@ -714,7 +714,26 @@ func portalSubtests(t *testing.T, browser func(t *testing.T) *pageTab, w *portal
 		p.waitFor("the new password saved", `document.getElementById("reset-done") !== null`)
 		w.axeCheck(t, p, "portal reset password")
 		p.screenshots("portal-reset")
-		authToken(t, base, "affiliates", "mary@example.org", "another-long-password")
+		maryToken := authToken(t, base, "affiliates", "mary@example.org", "another-long-password")
+
+		// Email change: asked through the API, confirmed on the portal's page that the mail to
+		// the new address links to (not the dashboard), with the password.
+		sendJSONStatus(t, http.MethodPost, base+"/api/collections/affiliates/request-email-change", maryToken, `{"newEmail":"mary.new@example.org"}`, http.StatusNoContent)
+		token = w.mail.waitLink(t, "mary.new@example.org", "/portal/#/email-change/")
+		p.navigate(base + "/portal/#/email-change/" + token)
+		p.waitFor("the email change form", `document.getElementById("email-change-form") !== null`)
+		p.typeInto("#ec-password", "another-long-password")
+		p.click("#email-change-form button[type=submit]")
+		p.waitFor("the new address confirmed", `document.getElementById("email-change-done") !== null`)
+		waitDB(t, p, db, "the new address", 1, `SELECT COUNT(*) FROM affiliates WHERE email = 'mary.new@example.org'`)
+		w.axeCheck(t, p, "portal email change")
+		// And back (through the API), for the back office's subtests that look for her.
+		maryToken = authToken(t, base, "affiliates", "mary.new@example.org", "another-long-password")
+		sendJSONStatus(t, http.MethodPost, base+"/api/collections/affiliates/request-email-change", maryToken, `{"newEmail":"mary@example.org"}`, http.StatusNoContent)
+		token = w.mail.waitLink(t, "mary@example.org", "/portal/#/email-change/")
+		sendJSONStatus(t, http.MethodPost, base+"/api/collections/affiliates/confirm-email-change", "",
+			fmt.Sprintf(`{"token":%q,"password":"another-long-password"}`, token), http.StatusNoContent)
+		waitDB(t, p, db, "the address back", 1, `SELECT COUNT(*) FROM affiliates WHERE email = 'mary@example.org'`)
 	})
 	return pendingTab
 }

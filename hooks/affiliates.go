@@ -79,6 +79,7 @@ func registerAffiliates(app core.App) {
 				errs[collections.AffiliateTimezone] = validation.NewError("invalid_timezone", "Use an IANA time zone such as Europe/Berlin.")
 			}
 		}
+		checkErased(r, errs)
 		if tierID := r.GetString(collections.AffiliateTier); tierID != "" {
 			tier, err := e.App.FindRecordById(collections.Tiers, tierID)
 			if err != nil || tier.GetString(collections.FieldProgram) != r.GetString(collections.FieldProgram) {
@@ -90,6 +91,22 @@ func registerAffiliates(app core.App) {
 		}
 		return e.Next()
 	})
+}
+
+// checkErased keeps an erasure final (privacy_erase.go): an erased affiliate's status and
+// erased_at never change again, so no admin door reinstates an account whose links would
+// credit clicks for nobody or whose mail would restart.
+func checkErased(r *core.Record, errs validation.Errors) {
+	old := r.Original()
+	if old.GetDateTime(collections.AffiliateErasedAt).IsZero() {
+		return
+	}
+	if r.GetString(collections.FieldStatus) != old.GetString(collections.FieldStatus) {
+		errs[collections.FieldStatus] = validation.NewError("erased", "This affiliate's personal data was erased; they cannot be reinstated.")
+	}
+	if !r.GetDateTime(collections.AffiliateErasedAt).Equal(old.GetDateTime(collections.AffiliateErasedAt)) {
+		errs[collections.AffiliateErasedAt] = validation.NewError("erased", "An erasure cannot be undone.")
+	}
 }
 
 // assignCode gives r a free code derived from base.

@@ -31,7 +31,7 @@ func newDemoCommand(app core.App, conversions *conversionService, commissions *c
 		Use:          "demo",
 		Short:        "Fill the database with demo affiliates, links and 90 days of history (safe to run twice)",
 		SilenceUsage: true,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: failing(app, func(cmd *cobra.Command, args []string) error {
 			if err := app.RunAllMigrations(); err != nil {
 				return fmt.Errorf("migrate: %w", err)
 			}
@@ -56,7 +56,7 @@ func newDemoCommand(app core.App, conversions *conversionService, commissions *c
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "demo: %d affiliates created (with %d days of clicks, sales, commissions and payouts); log in to the portal as ada-lovelace@demo.pbaffiliate.test with password %q\n", created, days, demoPassword)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().IntVar(&days, "days", demoHistoryDays, "days of history: clicks, sales, refunds, commissions, a paid payout run, a sent broadcast (0: none)")
 	return cmd

@@ -74,6 +74,18 @@ func CommandFailed(app core.App) bool {
 	return failed
 }
 
+// failing wraps a command's RunE so that its error marks the command failed on app: every
+// command that runs inside PocketBase's root command exits non-zero when it fails.
+func failing(app core.App, run func(*cobra.Command, []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		err := run(cmd, args)
+		if err != nil {
+			app.Store().Set(commandFailedKey, true)
+		}
+		return err
+	}
+}
+
 // NewImportCommand is `pbaffiliate import` on app (Register adds it to the root command;
 // tests run it against their own app).
 func NewImportCommand(app core.App) *cobra.Command {
@@ -93,12 +105,7 @@ track.js, and /r/CODE or /r/?via=CODE). Imported affiliates get no password they
 set one with the portal's "Forgot password". No mail is sent unless --notify.`,
 		Args:         cobra.ExactArgs(1),
 		SilenceUsage: true,
-		RunE: func(cmd *cobra.Command, args []string) (err error) {
-			defer func() {
-				if err != nil {
-					app.Store().Set(commandFailedKey, true)
-				}
-			}()
+		RunE: failing(app, func(cmd *cobra.Command, args []string) error {
 			if err := app.RunAllMigrations(); err != nil {
 				return fmt.Errorf("migrate: %w", err)
 			}
@@ -116,7 +123,7 @@ set one with the portal's "Forgot password". No mail is sent unless --notify.`,
 				return fmt.Errorf("import: %d problems in %s; nothing was imported", len(sum.Problems), args[0])
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&opts.Platform, "from", "", "the platform the file comes from: "+strings.Join(importfile.Platforms, ", "))
 	cmd.Flags().StringVar(&opts.Program, "program", "", "the program to import into (slug or id; default: the default program)")

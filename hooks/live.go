@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/tools/routine"
@@ -37,12 +38,22 @@ func (c *liveCounters) add(d liveCounters) {
 	c.Commission += d.Commission
 }
 
-// liveMessage is the body of a pba/live message: per-affiliate deltas and their sum. An
-// affiliate receives a message only when it has deltas of its own, holding only those.
+// liveMessage is the body of a pba/live message: per-affiliate deltas, their sums per
+// currency (each affiliate's program's: money adds up only within one) and the counts across
+// currencies. An affiliate receives a message only when it has deltas of its own, holding only
+// those.
 type liveMessage struct {
 	At         string                   `json:"at"`
 	Affiliates map[string]*liveCounters `json:"affiliates"`
-	Totals     liveCounters             `json:"totals"`
+	Currencies map[string]*liveCounters `json:"currencies"`
+	Totals     liveCounts               `json:"totals"`
+}
+
+// liveCounts are the counts of liveCounters, which add up across currencies.
+type liveCounts struct {
+	Clicks       int64 `json:"clicks"`
+	UniqueClicks int64 `json:"unique_clicks"`
+	Conversions  int64 `json:"conversions"`
 }
 
 // liveHub collects counter deltas from the writers and broadcasts them at most every
@@ -95,39 +106,77 @@ func (h *liveHub) flush() {
 	}
 
 	at := time.Now().UTC().Format(time.RFC3339Nano)
+	var currencyOf map[string]string // read once, for the first subscriber
 	var everything []byte
 	for _, client := range h.app.SubscriptionsBroker().Clients() {
 		if !client.HasSubscription(LiveTopic) {
 			continue
 		}
 		auth, _ := client.Get(apis.RealtimeClientAuthKey).(*core.Record)
+		if auth == nil || (!auth.IsSuperuser() && auth.Collection().Name != collections.Affiliates) {
+			continue // guests (and other collections) get nothing
+		}
+		if currencyOf == nil {
+			currencyOf = h.currencies(deltas)
+		}
 		var payload []byte
-		switch {
-		case auth == nil:
-			continue // guests get nothing
-		case auth.IsSuperuser():
+		if auth.IsSuperuser() {
 			if everything == nil {
-				everything = encodeLive(at, deltas)
+				everything = encodeLive(at, deltas, currencyOf)
 			}
 			payload = everything
-		case auth.Collection().Name == collections.Affiliates:
+		} else {
 			own, ok := deltas[auth.Id]
 			if !ok {
 				continue
 			}
-			payload = encodeLive(at, map[string]*liveCounters{auth.Id: own})
-		default:
-			continue
+			payload = encodeLive(at, map[string]*liveCounters{auth.Id: own}, currencyOf)
 		}
 		c, msg := client, subscriptions.Message{Name: LiveTopic, Data: payload}
 		routine.FireAndForget(func() { c.Send(msg) })
 	}
 }
 
-func encodeLive(at string, deltas map[string]*liveCounters) []byte {
-	m := liveMessage{At: at, Affiliates: deltas}
-	for _, d := range deltas {
-		m.Totals.add(*d)
+// currencies maps the affiliates of deltas to their program's currency, in one query. An
+// affiliate it cannot place (deleted meanwhile, or the query failed: logged) counts in the
+// totals but in no currency.
+func (h *liveHub) currencies(deltas map[string]*liveCounters) map[string]string {
+	ids := make([]any, 0, len(deltas))
+	for id := range deltas {
+		ids = append(ids, id)
+	}
+	var rows []struct {
+		ID       string `db:"id"`
+		Currency string `db:"currency"`
+	}
+	err := h.app.DB().Select("a.id AS id", "p.currency AS currency").From(collections.Affiliates+" a").
+		InnerJoin(collections.Programs+" p", dbx.NewExp("p.id = a.program")).
+		Where(dbx.In("a.id", ids...)).All(&rows)
+	out := make(map[string]string, len(rows))
+	if err != nil {
+		h.app.Logger().Error("pba/live: currencies of the affiliates", "error", err)
+		return out
+	}
+	for _, r := range rows {
+		out[r.ID] = r.Currency
+	}
+	return out
+}
+
+func encodeLive(at string, deltas map[string]*liveCounters, currencyOf map[string]string) []byte {
+	m := liveMessage{At: at, Affiliates: deltas, Currencies: map[string]*liveCounters{}}
+	for id, d := range deltas {
+		m.Totals.Clicks += d.Clicks
+		m.Totals.UniqueClicks += d.UniqueClicks
+		m.Totals.Conversions += d.Conversions
+		c, ok := currencyOf[id]
+		if !ok {
+			continue
+		}
+		if m.Currencies[c] == nil {
+			m.Currencies[c] = &liveCounters{}
+		}
+		m.Currencies[c].add(*d)
 	}
 	b, _ := json.Marshal(m) // plain structs of ints and strings: cannot fail
 	return b

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pocketbase/dbx"
+	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
@@ -504,5 +505,57 @@ func TestChooseMailProvider(t *testing.T) {
 	_, logs := e.outbox.sender().(logMailSender)
 	if want := app.IsDev() || !hasSendmail(); logs != want {
 		t.Errorf("without Resend and SMTP the sender is %T (sendmail on this machine: %v)", e.outbox.sender(), hasSendmail())
+	}
+}
+
+// A delivery a superuser creates through the records API has no data (NULL in the JSON
+// column); the worker sends it and the mail queued after it, instead of failing every pass
+// on the scan.
+func TestDeliveryWithoutDataDoesNotStopTheWorker(t *testing.T) {
+	app := pbatest.TempApp(t)
+	fake := newFakeResend(t)
+	clock := pbatest.NewClock(time.Now().UTC())
+	e := newTestEngine(t, app, Config{ResendAPIKey: testResendKey, ResendBaseURL: fake.srv.URL, MailFrom: "p@example.com"}, clock, true)
+	a := createTestAffiliate(t, app, "Ann", "ann-1", collections.AffiliateApproved, "ann@example.com", nil)
+
+	su, err := pbatest.Save(app, core.CollectionNameSuperusers, map[string]any{"email": "root@example.com", "password": "root-password-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := su.NewAuthToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	router, err := apis.NewRouter(app) // the records API alone: no OnServe, so no background worker
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux, err := router.BuildMux()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := pbatest.Request(mux, http.MethodPost, "/api/collections/deliveries/records", token, fmt.Sprintf(
+		`{"affiliate":%q,"email":"ann@example.com","template":"approved","status":"queued","idempotency_key":"manual:1"}`, a.Id))
+	if res.Code != http.StatusOK {
+		t.Fatalf("create delivery: %d %s", res.Code, res.Body)
+	}
+	var isNull bool
+	if err := app.DB().NewQuery("SELECT [[data]] IS NULL FROM {{deliveries}} WHERE [[idempotency_key]] = 'manual:1'").Row(&isNull); err != nil || !isNull {
+		t.Fatalf("data of the API-made row is NULL: %v (%v); the test no longer covers the bug", isNull, err)
+	}
+	createTestAffiliate(t, app, "Bob", "bob-1", collections.AffiliatePending, "bob@example.com", nil) // queues application_received
+
+	if err := e.run(context.Background()); err != nil {
+		t.Fatalf("worker run: %v", err)
+	}
+	if n := len(fake.mailsTo("bob@example.com")); n != 1 {
+		t.Fatalf("%d mails to the affiliate queued after the NULL row, want 1", n)
+	}
+	var status string
+	if err := app.DB().Select("status").From(collections.Deliveries).Where(dbx.HashExp{"idempotency_key": "manual:1"}).Row(&status); err != nil || status != collections.DeliverySent {
+		t.Fatalf("API-made delivery: status %q (%v), want sent", status, err)
+	}
+	if got := deliveriesByStatus(t, app, ""); got[collections.DeliveryQueued] != 0 {
+		t.Fatalf("deliveries still queued after the run: %v", got)
 	}
 }

@@ -107,11 +107,12 @@ type deliveryRow struct {
 	Due time.Time `db:"-"`
 }
 
-// deliveryColumns are the columns of deliveryRow the worker reads.
+// deliveryColumns are the columns of deliveryRow the worker reads. data is NULL on a row
+// saved without it (a superuser through the records API): read as "", like no figures.
 var deliveryColumns = []string{
 	core.FieldNameId, collections.DeliveryMessage, collections.FieldAffiliate, collections.DeliveryEmail, collections.DeliveryTemplate,
 	collections.FieldStatus, collections.DeliveryIdempotencyKey, collections.DeliveryMarketing, collections.DeliveryAttempts,
-	collections.DeliveryError, collections.DeliveryData,
+	collections.DeliveryError, "COALESCE([[" + collections.DeliveryData + "]], '') AS [[" + collections.DeliveryData + "]]",
 }
 
 // insertDelivery writes a delivery unless one with its idempotency key exists; it reports

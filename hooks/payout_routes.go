@@ -63,7 +63,7 @@ func newPayoutsCommand(app core.App, e *payoutEngine) *cobra.Command {
 		Use:          "run",
 		Short:        "Pay every affiliate whose payable balance reaches the program's minimum (or --dry-run to preview)",
 		SilenceUsage: true,
-		RunE: func(c *cobra.Command, args []string) error {
+		RunE: failing(app, func(c *cobra.Command, args []string) error {
 			if err := app.RunAllMigrations(); err != nil {
 				return fmt.Errorf("migrate: %w", err)
 			}
@@ -85,7 +85,7 @@ func newPayoutsCommand(app core.App, e *payoutEngine) *cobra.Command {
 				}
 			}
 			return nil
-		},
+		}),
 	}
 	run.Flags().BoolVar(&dryRun, "dry-run", false, "show what would be paid, change nothing")
 	run.Flags().StringVar(&program, "program", "", "only this program (id or slug)")

@@ -3,10 +3,12 @@ package hooks_test
 import (
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/money"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/rules"
 	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
@@ -129,8 +131,9 @@ func TestTermsRoute(t *testing.T) {
 	}
 }
 
-// TestAuthMailsLinkToPortal: PocketBase's verification and password reset mails of affiliates
-// lead to the portal's pages (migration 1795480900), never to the dashboard.
+// TestAuthMailsLinkToPortal: PocketBase's verification, password reset and email change mails
+// of affiliates lead to the portal's pages (migrations 1795480900 and 1795482300), never to the
+// dashboard; the email change link's token confirms the new address.
 func TestAuthMailsLinkToPortal(t *testing.T) {
 	env := newEngineEnv(t)
 	// PocketBase's mailer (the test app's captures what it sends) is the sender only with SMTP
@@ -140,6 +143,7 @@ func TestAuthMailsLinkToPortal(t *testing.T) {
 	for _, c := range []struct{ path, email, want string }{
 		{"request-password-reset", fx.A.Email, "/portal/#/reset/"},
 		{"request-verification", "fresh@fixture.test", "/portal/#/verify/"},
+		{"request-email-change", "a.moved@fixture.test", "/portal/#/email-change/"}, // the mail goes to the new address
 	} {
 		if c.path == "request-verification" { // a new, unverified affiliate
 			if res := pbatest.Request(env.handler, http.MethodPost, "/api/collections/affiliates/records", "",
@@ -147,7 +151,11 @@ func TestAuthMailsLinkToPortal(t *testing.T) {
 				t.Fatalf("signup: %d %s", res.Code, res.Body)
 			}
 		}
-		if res := pbatest.Request(env.handler, http.MethodPost, "/api/collections/affiliates/"+c.path, "", `{"email":"`+c.email+`"}`); res.Code != 204 {
+		token, body := "", `{"email":"`+c.email+`"}`
+		if c.path == "request-email-change" { // asked by the signed-in affiliate
+			token, body = fx.A.Token, `{"newEmail":"`+c.email+`"}`
+		}
+		if res := pbatest.Request(env.handler, http.MethodPost, "/api/collections/affiliates/"+c.path, token, body); res.Code != 204 {
 			t.Fatalf("%s: %d %s", c.path, res.Code, res.Body)
 		}
 		// Other mails (the fixture's approvals) may be sent meanwhile: find this address's auth mail.
@@ -161,6 +169,21 @@ func TestAuthMailsLinkToPortal(t *testing.T) {
 		}
 		if !strings.Contains(html, c.want) || strings.Contains(html, "/_/#/auth/") {
 			t.Errorf("%s mail to %s: want a link to %s, got %q", c.path, c.email, c.want, html)
+		}
+		if c.path != "request-email-change" {
+			continue
+		}
+		// The portal's page posts the link's token with the password: the address changes.
+		link := regexp.MustCompile(`/portal/#/email-change/([\w.-]+)`).FindStringSubmatch(html)
+		if link == nil {
+			t.Fatalf("no token in the email change mail: %q", html)
+		}
+		if res := pbatest.Request(env.handler, http.MethodPost, "/api/collections/affiliates/confirm-email-change", "",
+			`{"token":"`+link[1]+`","password":"`+pbatest.Password+`"}`); res.Code != 204 {
+			t.Fatalf("confirm the email change: %d %s", res.Code, res.Body)
+		}
+		if a := mustFind(t, env.app, collections.Affiliates, fx.A.ID); a.Email() != c.email {
+			t.Fatalf("email after the change: %s", a.Email())
 		}
 	}
 }

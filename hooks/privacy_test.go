@@ -201,6 +201,32 @@ func TestPrivacyAffiliate(t *testing.T) {
 		}
 	})
 
+	// Erasure is final: no door makes the erased affiliate active again (its links would
+	// credit clicks for nobody), nor clears the mark that keeps its mail stopped.
+	t.Run("erased cannot be reinstated", func(t *testing.T) {
+		for _, try := range []struct{ method, path, body, field string }{
+			{http.MethodPatch, "/api/collections/affiliates/records/" + fx.A.ID, `{"status":"approved"}`, "status"},
+			{http.MethodPatch, "/api/pba/affiliates/" + fx.A.ID, `{"status":"approved"}`, "status"},
+			{http.MethodPatch, "/api/collections/affiliates/records/" + fx.A.ID, `{"status":"pending"}`, "status"},
+			{http.MethodPatch, "/api/collections/affiliates/records/" + fx.A.ID, `{"erased_at":""}`, "erased_at"},
+			{http.MethodPatch, "/api/collections/affiliates/records/" + fx.A.ID, `{"erased_at":"","status":"approved"}`, "status"},
+		} {
+			res := pbatest.Request(h, try.method, try.path, su, try.body)
+			data, _ := res.JSON["data"].(map[string]any)
+			if res.Code != http.StatusBadRequest || data[try.field] == nil {
+				t.Fatalf("%s %s %s: %d %s, want 400 naming %s", try.method, try.path, try.body, res.Code, res.Body, try.field)
+			}
+		}
+		after, _ := app.FindRecordById(collections.Affiliates, fx.A.ID)
+		if after.GetString("status") != collections.AffiliateSuspended || after.GetDateTime(collections.AffiliateErasedAt).IsZero() {
+			t.Fatalf("refused updates changed the erased affiliate: status %s, erased_at %v", after.GetString("status"), after.GetDateTime(collections.AffiliateErasedAt))
+		}
+		// Other fields an admin keeps (a note) still save.
+		if res := pbatest.Request(h, http.MethodPatch, "/api/collections/affiliates/records/"+fx.A.ID, su, `{"notes":"erased on request"}`); res.Code != http.StatusOK {
+			t.Fatalf("note on an erased affiliate: %d %s", res.Code, res.Body)
+		}
+	})
+
 	t.Run("recorded", func(t *testing.T) {
 		var kinds []string
 		err := app.DB().Select("kind").From(collections.PrivacyRequests).Where(dbx.HashExp{"subject": fx.A.ID, "by": fx.Superuser.Email}).

@@ -12,7 +12,8 @@ import (
 )
 
 // retentionCronJob prunes what grows without bound and is no longer needed: raw clicks past
-// every attribution window (stats_daily keeps their counts), and old bookkeeping rows.
+// every attribution window (stats_daily keeps their counts), customer-wide Stripe attributions
+// past theirs, and old bookkeeping rows.
 const retentionCronJob = "pbaRetention"
 
 // bookkeepingRetention is how long processed Stripe and billing provider event ids and finished
@@ -37,6 +38,7 @@ type retention struct {
 // retentionStats is what a run deleted.
 type retentionStats struct {
 	Clicks, ClickOverflow, InactiveRedirects, StripeEvents, ProviderEvents, WebhookDeliveries int64
+	StripeAttributions                                                                        int64
 	Skipped                                                                                   bool
 }
 
@@ -52,7 +54,7 @@ func registerRetention(app core.App, cfg Config) {
 		app.Logger().Info("retention run", "clicks", st.Clicks, collections.ClickOverflow, st.ClickOverflow,
 			collections.InactiveRedirects, st.InactiveRedirects,
 			collections.StripeEvents, st.StripeEvents, collections.ProviderEvents, st.ProviderEvents,
-			collections.WebhookDeliveries, st.WebhookDeliveries)
+			collections.WebhookDeliveries, st.WebhookDeliveries, collections.StripeAttributions, st.StripeAttributions)
 	})
 }
 
@@ -90,8 +92,25 @@ func (r *retention) run() (retentionStats, error) {
 	if st.ProviderEvents, err = r.pruneOldest(collections.ProviderEvents, "created < {:before}", before); err != nil {
 		return st, err
 	}
-	st.WebhookDeliveries, err = r.pruneOldest(collections.WebhookDeliveries, "status != 'pending' AND updated < {:before}", before)
+	if st.WebhookDeliveries, err = r.pruneOldest(collections.WebhookDeliveries, "status != 'pending' AND updated < {:before}", before); err != nil {
+		return st, err
+	}
+	st.StripeAttributions, err = r.pruneCustomerAttributions()
 	return st, err
+}
+
+// expiredCustomerAttributions is the condition of a customer-wide Stripe attribution (no
+// subscription) past its program's attribution window from the signup, plus a day as for
+// clicks (the longest window of all when its program is unknown; its creation when it has no
+// signup time): its click could no longer be credited (withKeptAttribution), and a referral
+// without a subscription does not last for ever. A subscription's attribution stays: every
+// renewal is credited with it.
+const expiredCustomerAttributions = `subscription = '' AND IIF(attributed_at != '', attributed_at, created) < strftime('%Y-%m-%d %H:%M:%fZ', {:before}, '-' ||
+	(1 + IFNULL((SELECT cookie_days FROM programs WHERE id = stripe_attributions.program), (SELECT IFNULL(MAX(cookie_days), 0) FROM programs))) || ' days')`
+
+// pruneCustomerAttributions deletes the expired customer-wide Stripe attributions.
+func (r *retention) pruneCustomerAttributions() (int64, error) {
+	return r.pruneOldest(collections.StripeAttributions, expiredCustomerAttributions, store.DBTime(r.now()))
 }
 
 // clickCutoff is the creation time before which clicks can go: older than the configured

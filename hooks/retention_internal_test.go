@@ -120,6 +120,61 @@ func TestRetentionPrunesExpiredRows(t *testing.T) {
 	}
 }
 
+// A customer-wide Stripe attribution (no subscription) credits the customer's first paid
+// invoice only within its program's attribution window from the signup (the click faces the
+// cookie window as usual), so pbaRetention deletes it past that window (the longest of every
+// program's when it names none); a subscription's attribution serves every renewal and stays.
+func TestRetentionExpiresCustomerAttributions(t *testing.T) {
+	app := pbatest.TempApp(t)
+	now := time.Now().UTC()
+	dflt, err := app.FindFirstRecordByData("programs", "slug", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	program, err := pbatest.Save(app, "programs", map[string]any{"name": "Long window", "slug": "long", "destination": "https://shop.example.org/",
+		"currency": "usd", "commission_type": "percent", "commission_value": 1000, "cookie_days": 60, "active": true,
+		"attribution": dflt.Get("attribution"), "payout_schedule": dflt.Get("payout_schedule"), "recurring": dflt.Get("recurring")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, app, "UPDATE programs SET cookie_days = 30 WHERE id != {:long}", dbx.Params{"long": program.Id})
+	var short string
+	if err := app.DB().NewQuery("SELECT id FROM programs WHERE id != {:long} LIMIT 1").Bind(dbx.Params{"long": program.Id}).Row(&short); err != nil {
+		t.Fatal(err)
+	}
+	for i, row := range []struct {
+		subscription, program string
+		days                  int
+	}{
+		{"", short, 40},       // past its 30-day window: goes
+		{"", short, 20},       // within it
+		{"", program.Id, 40},  // within the 60-day window
+		{"", "", 40},          // no program: within the longest window (60 days)
+		{"", "", 70},          // past every window: goes
+		{"", "gone", 70},      // a program deleted since: the longest window, past it: goes
+		{"sub_1", short, 400}, // a subscription's: kept for its renewals
+	} {
+		mustExec(t, app, `INSERT INTO stripe_attributions (id, customer, subscription, click, program, attributed_at, created, updated)
+			VALUES ({:id}, {:customer}, {:sub}, 'clk', {:program}, {:at}, {:at}, {:at})`, dbx.Params{"id": fmt.Sprintf("sa%013d", i),
+			"customer": fmt.Sprintf("cus_%d", i), "sub": row.subscription, "program": row.program, "at": store.DBTime(now.AddDate(0, 0, -row.days))})
+	}
+	r := &retention{app: app, now: time.Now} // clicks kept forever: the attributions expire all the same
+	st, err := r.run()
+	if err != nil || st != (retentionStats{StripeAttributions: 3}) {
+		t.Fatalf("first run: %+v %v, want 3 stripe_attributions", st, err)
+	}
+	var left []string
+	if err := app.DB().Select("id").From("stripe_attributions").OrderBy("id").Column(&left); err != nil {
+		t.Fatal(err)
+	}
+	if want := "sa0000000000001 sa0000000000002 sa0000000000003 sa0000000000006"; strings.Join(left, " ") != want {
+		t.Fatalf("stripe_attributions left %v, want %s", left, want)
+	}
+	if st, err = r.run(); err != nil || st != (retentionStats{}) {
+		t.Fatalf("second run: %+v %v, want nothing", st, err)
+	}
+}
+
 // TestExpiredClicksDeleteReadsIndexes: the delete walks a rowid range and asks the partial
 // click index of conversions, never scanning either table.
 func TestExpiredClicksDeleteReadsIndexes(t *testing.T) {

@@ -461,9 +461,11 @@ func (t *tracker) isSelf(e *core.RequestEvent, affiliateID string) bool {
 	return err == nil && c.Value == affiliateID
 }
 
-// setCookies sets pba_click (and pba_vid for a new visitor).
+// setCookies sets pba_click (and pba_vid for a new visitor), Secure when the visitor came over
+// HTTPS: to this server, or to a proxy the settings trust (servedOverHTTPS).
 func (t *tracker) setCookies(e *core.RequestEvent, row clickRow, cookieDays int) {
-	SetClickCookies(e.Response.Header(), row.ID, row.Visitor, row.NewVisitor, cookieDays, e.IsTLS())
+	secure := servedOverHTTPS(e.Request, e.App.Settings().TrustedProxy.Headers)
+	SetClickCookies(e.Response.Header(), row.ID, row.Visitor, row.NewVisitor, cookieDays, secure)
 }
 
 // SetClickCookies adds the cookies of an answered redirect to h: pba_click, and pba_vid for a

@@ -185,6 +185,36 @@ func TestClickCookies(t *testing.T) {
 	if c := cookie(res, hooks.ClickCookie); c == nil || !c.Secure {
 		t.Fatalf("pba_click over TLS must be Secure: %+v", c)
 	}
+	// TLS ending at a proxy: its X-Forwarded-Proto counts only once the settings trust a proxy
+	// (anyone could send the header to a server reached directly).
+	forwarded := func(proto string) func(*http.Request) {
+		return func(r *http.Request) {
+			r.Header.Set("X-Forwarded-Proto", proto)
+			r.Header.Set("X-Forwarded-For", "198.51.100.9")
+		}
+	}
+	newVisitor := func(r *http.Request) { r.Header.Del("Cookie") }
+	if c := cookie(env.get("/r/"+linkA, forwarded("https")), hooks.ClickCookie); c == nil || c.Secure {
+		t.Fatalf("pba_click with an untrusted X-Forwarded-Proto: %+v", c)
+	}
+	settings := env.app.Settings()
+	settings.TrustedProxy.Headers = []string{"X-Forwarded-For"}
+	if err := env.app.Save(settings); err != nil {
+		t.Fatal(err)
+	}
+	res = env.get("/r/"+linkA, forwarded("https"), newVisitor)
+	for _, name := range []string{hooks.ClickCookie, hooks.VisitorCookie} {
+		if c := cookie(res, name); c == nil || !c.Secure {
+			t.Fatalf("%s over HTTPS behind a trusted proxy must be Secure: %+v", name, c)
+		}
+	}
+	if c := cookie(env.get("/r/"+linkA, forwarded("http")), hooks.ClickCookie); c == nil || c.Secure {
+		t.Fatalf("pba_click over HTTP behind a trusted proxy: %+v", c)
+	}
+	settings.TrustedProxy.Headers = nil
+	if err := env.app.Save(settings); err != nil {
+		t.Fatal(err)
+	}
 	// Program Q sets its own cookie length.
 	env.save(collections.Programs, fx.ProgramP, map[string]any{"cookie_days": 7})
 	if c := cookie(env.get("/r/"+linkA), hooks.ClickCookie); c == nil || c.MaxAge != 7*86400 {
@@ -370,6 +400,60 @@ func TestLiveCountersReachOnlyEntitledSubscribers(t *testing.T) {
 	}
 	if strings.Contains(got["A"], fx.B.ID) {
 		t.Error("A received B's counters")
+	}
+}
+
+// TestLiveCountersPerCurrency: a dollar sale and a euro sale reach a superuser's pba/live as
+// money per currency (each affiliate's program's), never summed into one amount; the counts
+// add up across currencies.
+func TestLiveCountersPerCurrency(t *testing.T) {
+	env := newClickEnv(t, fx.Config)
+	euro, err := pbatest.Save(env.app, collections.Affiliates, map[string]any{"name": "Euro E", "email": "euro@fixture.test",
+		"password": pbatest.Password, "program": fx.ProgramQ, "status": collections.AffiliateApproved})
+	if err != nil {
+		t.Fatal(err)
+	}
+	su := subscriptions.NewDefaultClient()
+	su.Set(apis.RealtimeClientAuthKey, mustFindEmail(t, env.app, core.CollectionNameSuperusers, fx.Superuser.Email))
+	su.Subscribe(hooks.LiveTopic)
+	env.app.SubscriptionsBroker().Register(su)
+	for _, sale := range []string{
+		`{"affiliate_code":"` + mustFind(t, env.app, collections.Affiliates, fx.A.ID).GetString(collections.FieldCode) + `","external_id":"live-usd","amount":1000,"currency":"usd"}`,
+		`{"affiliate_code":"` + euro.GetString(collections.FieldCode) + `","external_id":"live-eur","amount":4200,"currency":"eur"}`,
+	} {
+		if res := pbatest.Request(env.handler, http.MethodPost, "/api/pba/conversions", fx.Superuser.Token, sale); res.Code != http.StatusCreated {
+			t.Fatalf("sale %s: %d %s", sale, res.Code, res.Body)
+		}
+	}
+	type counters struct{ Clicks, Conversions, Revenue int64 }
+	currencies, conversions := map[string]counters{}, int64(0)
+	deadline := time.After(5 * time.Second)
+	for currencies["usd"].Revenue != 1000 || currencies["eur"].Revenue != 4200 || conversions != 2 {
+		select {
+		case msg := <-su.Channel():
+			var m struct {
+				Currencies map[string]counters `json:"currencies"`
+				Totals     map[string]int64    `json:"totals"`
+			}
+			if err := json.Unmarshal(msg.Data, &m); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := m.Totals["revenue"]; ok {
+				t.Fatalf("totals sum money across currencies: %s", msg.Data)
+			}
+			for c, d := range m.Currencies {
+				sum := currencies[c]
+				sum.Conversions += d.Conversions
+				sum.Revenue += d.Revenue
+				currencies[c] = sum
+			}
+			conversions += m.Totals["conversions"]
+		case <-deadline:
+			t.Fatalf("pba/live per currency %+v, %d sales in the totals; want usd 1000 and eur 4200 in 2 sales", currencies, conversions)
+		}
+	}
+	if currencies["usd"].Conversions != 1 || currencies["eur"].Conversions != 1 || len(currencies) != 2 {
+		t.Fatalf("pba/live per currency %+v", currencies)
 	}
 }
 

@@ -7,9 +7,13 @@ export const decisions = {
   reinstate: { verb: "Reinstate", done: "Reinstated", mail: "No email is sent; their links credit clicks again." },
 };
 
-/** actionsFor lists the decisions that make sense from status: [key, target status]. */
-export function actionsFor(status) {
-  switch (status) {
+/**
+ * actionsFor lists the decisions that make sense for an affiliate: [key, target status]. An
+ * erased affiliate has none: erasure is final (the server refuses any status change).
+ */
+export function actionsFor(affiliate) {
+  if (affiliate.erased_at) return [];
+  switch (affiliate.status) {
     case "pending": return [["approved", "approved"], ["rejected", "rejected"]];
     case "approved": return [["suspended", "suspended"]];
     case "suspended": return [["reinstate", "approved"]];

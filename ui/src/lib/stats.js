@@ -41,3 +41,25 @@ export function periodsBetween(from, to, interval = "day") {
   }
   return out;
 }
+
+const LIVE_KEYS = ["clicks", "unique_clicks", "conversions", "revenue", "commission"];
+
+/**
+ * applyLive adds a pba/live message's per-currency deltas (msg.currencies) to stats: each to
+ * its own currency's totals and to its own currency's row of period, creating them when the
+ * currency or the period is new. Money is never added across currencies.
+ */
+export function applyLive(stats, msg, period) {
+  const add = (m, d) => { for (const k of LIVE_KEYS) m[k] = (m[k] || 0) + (d[k] || 0); };
+  const zero = (currency) => ({ currency, clicks: 0, unique_clicks: 0, conversions: 0, revenue: 0, commission: 0 });
+  stats.totals ||= [];
+  stats.series ||= [];
+  for (const [currency, d] of Object.entries(msg?.currencies || {})) {
+    let total = stats.totals.find((t) => t.currency === currency);
+    if (!total) stats.totals.push((total = zero(currency)));
+    add(total, d);
+    let row = stats.series.find((s) => s.period === period && s.metrics.currency === currency);
+    if (!row) stats.series.push((row = { period, metrics: zero(currency) }));
+    add(row.metrics, d);
+  }
+}
