@@ -2,6 +2,8 @@ module github.com/pbaffiliate/pbaffiliate
 
 go 1.26.8
 
+toolchain go1.27.3
+
 require (
 	github.com/PaddleHQ/paddle-go-sdk/v4 v4.1.0
 	github.com/benbjohnson/litestream v0.5.18
