@@ -4,6 +4,13 @@
 # command fetches that toolchain from the module proxy on first use; override it with
 # `make GOTOOLCHAIN=…` or the environment (README.md, "Go toolchain").
 export GOTOOLCHAIN ?= go1.27.3
+# ...with encoding/json's v1 implementation: Go 1.27 makes v2 the default, under which PocketBase
+# v0.39's Collection JSON methods recurse until the stack overflows (every collection save, a
+# fatal error); collections/jsonv2_guard.go refuses to compile a build without this.
+export GOEXPERIMENT ?= nojsonv2
+# chromedp's protocol types (browser tests) pick encoding/json/v2 on Go 1.27 unless told to use
+# their compatibility build; json/v2 does not exist under nojsonv2.
+export GOFLAGS ?= -tags=cdproto_jsoncompat
 GO             ?= go
 # gofmt of the toolchain above, not whichever gofmt is first on PATH
 GOFMT          ?= $(shell GOTOOLCHAIN=$(GOTOOLCHAIN) $(GO) env GOROOT)/bin/gofmt
