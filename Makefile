@@ -1,5 +1,19 @@
 # pbaffiliate — see README.md. Every target works on a fresh machine with Go installed.
+# Build and test with Go 1.27.3: Go 1.26.8's standard library has known vulnerabilities
+# (net/http, crypto/tls, crypto/x509, html/template, net/textproto) fixed in 1.27.3. The go
+# command fetches that toolchain from the module proxy on first use; override it with
+# `make GOTOOLCHAIN=…` or the environment (README.md, "Go toolchain").
+export GOTOOLCHAIN ?= go1.27.3
+# ...with encoding/json's v1 implementation: Go 1.27 makes v2 the default, under which PocketBase
+# v0.39's Collection JSON methods recurse until the stack overflows (every collection save, a
+# fatal error); collections/jsonv2_guard.go refuses to compile a build without this.
+export GOEXPERIMENT ?= nojsonv2
+# chromedp's protocol types (browser tests) pick encoding/json/v2 on Go 1.27 unless told to use
+# their compatibility build; json/v2 does not exist under nojsonv2.
+export GOFLAGS ?= -tags=cdproto_jsoncompat
 GO             ?= go
+# gofmt of the toolchain above, not whichever gofmt is first on PATH
+GOFMT          ?= $(shell GOTOOLCHAIN=$(GOTOOLCHAIN) $(GO) env GOROOT)/bin/gofmt
 DATA           ?= ./pb_data
 HTTP           ?= 127.0.0.1:8090
 ADMIN_EMAIL    ?= admin@example.com
@@ -81,7 +95,7 @@ fuzz:
 
 ## fmt: format the code
 fmt:
-	gofmt -w $$(git ls-files '*.go')
+	$(GOFMT) -w $$(git ls-files '*.go')
 
 ## lint: formatting and vet, as CI checks them
 lint: fmt-check
@@ -89,7 +103,7 @@ lint: fmt-check
 
 ## fmt-check: fail when a Go file is not gofmt-formatted (CI; `make test` runs vet itself)
 fmt-check:
-	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	@unformatted=$$($(GOFMT) -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
 clean:
