@@ -13,6 +13,7 @@ import (
 
 	"github.com/pocketbase/pocketbase"
 	"github.com/pocketbase/pocketbase/apis"
+	"github.com/pocketbase/pocketbase/cmd"
 	"github.com/pocketbase/pocketbase/core"
 	"github.com/pocketbase/pocketbase/plugins/migratecmd"
 
@@ -73,11 +74,16 @@ func main() {
 		return se.Next()
 	})
 
-	if err := app.Start(); err != nil {
+	// app.Start's own body, with serve wrapped: PocketBase drops a command's error (it only
+	// prints it), so a serve that cannot start (its address taken, --nats unreachable) would
+	// exit 0 and a supervisor restarting on failure would not restart it.
+	serve := cmd.NewServeCommand(app, true)
+	serve.RunE = hooks.Failing(app, serve.RunE)
+	app.RootCmd.AddCommand(cmd.NewSuperuserCommand(app), serve)
+	if err := app.Execute(); err != nil {
 		log.Fatal(err)
 	}
-	// PocketBase drops a command's error (it only prints it): a failed `import`, `demo` or
-	// `payouts run` still exits 1.
+	// A failed `serve`, `import`, `demo` or `payouts run` exits 1.
 	if hooks.CommandFailed(app) {
 		os.Exit(1)
 	}

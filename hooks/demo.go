@@ -31,7 +31,7 @@ func newDemoCommand(app core.App, conversions *conversionService, commissions *c
 		Use:          "demo",
 		Short:        "Fill the database with demo affiliates, links and 90 days of history (safe to run twice)",
 		SilenceUsage: true,
-		RunE: failing(app, func(cmd *cobra.Command, args []string) error {
+		RunE: Failing(app, func(cmd *cobra.Command, args []string) error {
 			if err := app.RunAllMigrations(); err != nil {
 				return fmt.Errorf("migrate: %w", err)
 			}

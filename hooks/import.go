@@ -74,9 +74,10 @@ func CommandFailed(app core.App) bool {
 	return failed
 }
 
-// failing wraps a command's RunE so that its error marks the command failed on app: every
-// command that runs inside PocketBase's root command exits non-zero when it fails.
-func failing(app core.App, run func(*cobra.Command, []string) error) func(*cobra.Command, []string) error {
+// Failing wraps a command's RunE so that its error marks the command failed on app: every
+// command that runs inside PocketBase's root command exits non-zero when it fails (main wraps
+// PocketBase's own serve with it).
+func Failing(app core.App, run func(*cobra.Command, []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		err := run(cmd, args)
 		if err != nil {
@@ -105,7 +106,7 @@ track.js, and /r/CODE or /r/?via=CODE). Imported affiliates get no password they
 set one with the portal's "Forgot password". No mail is sent unless --notify.`,
 		Args:         cobra.ExactArgs(1),
 		SilenceUsage: true,
-		RunE: failing(app, func(cmd *cobra.Command, args []string) error {
+		RunE: Failing(app, func(cmd *cobra.Command, args []string) error {
 			if err := app.RunAllMigrations(); err != nil {
 				return fmt.Errorf("migrate: %w", err)
 			}

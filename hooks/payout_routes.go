@@ -63,7 +63,7 @@ func newPayoutsCommand(app core.App, e *payoutEngine) *cobra.Command {
 		Use:          "run",
 		Short:        "Pay every affiliate whose payable balance reaches the program's minimum (or --dry-run to preview)",
 		SilenceUsage: true,
-		RunE: failing(app, func(c *cobra.Command, args []string) error {
+		RunE: Failing(app, func(c *cobra.Command, args []string) error {
 			if err := app.RunAllMigrations(); err != nil {
 				return fmt.Errorf("migrate: %w", err)
 			}

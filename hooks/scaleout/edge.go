@@ -284,11 +284,14 @@ func NewEdgeCommand(public fs.FS) *cobra.Command {
 			if urls == "" {
 				return errors.New("edge: --nats is required")
 			}
-			log := slog.Default()
 			natsOpts, err := security.Options()
 			if err != nil {
 				return fmt.Errorf("edge: %w", err)
 			}
+			// The command line is right from here on: a runtime error (no server, an address
+			// taken) prints itself, not the usage text as well.
+			cmd.SilenceUsage = true
+			log := slog.Default()
 			nc, js, err := Connect(urls, "pbaffiliate-edge", natsOpts...)
 			if err != nil {
 				return err

@@ -70,9 +70,9 @@ func TestFlagRefusals(t *testing.T) {
 			if !strings.Contains(out, c.want) {
 				t.Fatalf("%v: want %q in the output (err %v):\n%s", c.args, c.want, err, out)
 			}
-			// Only the edge's exit status is checked: PocketBase's serve prints its error and
-			// exits 0 (main's hooks.CommandFailed covers `import` only).
-			if args[0] == "edge" && err == nil {
+			// Both exit non-zero, serve too (main wraps PocketBase's serve with hooks.Failing),
+			// so a supervisor restarting on failure restarts them.
+			if err == nil {
 				t.Fatalf("%v exited 0:\n%s", c.args, out)
 			}
 		})
