@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"database/sql"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pbaffiliate/pbaffiliate/hooks"
+	"github.com/pbaffiliate/pbaffiliate/internal/soak"
 )
 
 // runMainEnv makes the test binary act as the real program, so the start-up test runs exactly
@@ -63,7 +63,7 @@ func TestServeAnswersHealth(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	cmd := runProgram(t, fmt.Sprintf("serve --http=%s --dir=%s", addr, dir))
-	var out bytes.Buffer
+	var out soak.LockedBuffer // read in the failure message while the process still writes
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
