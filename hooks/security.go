@@ -166,24 +166,24 @@ func SetRouterSecurityHeaders(h http.Header, r *http.Request, trustedProxyHeader
 
 // setSecurityHeaders sets the headers of a response to r: the content security and referrer
 // policies on everything but PocketBase's dashboard (/_/, which has needs of its own), and
-// HSTS on everything served over HTTPS (servedOverHTTPS). Set before the handler runs, so a
+// HSTS on everything served over HTTPS (ServedOverHTTPS). Set before the handler runs, so a
 // handler may still replace them.
 func setSecurityHeaders(h http.Header, r *http.Request, trustedProxyHeaders []string) {
 	if r.URL.Path != "/_" && !strings.HasPrefix(r.URL.Path, "/_/") {
 		h.Set("Content-Security-Policy", ContentSecurityPolicy)
 		h.Set("Referrer-Policy", pageReferrerPolicy)
 	}
-	if servedOverHTTPS(r, trustedProxyHeaders) {
+	if ServedOverHTTPS(r, trustedProxyHeaders) {
 		h.Set("Strict-Transport-Security", hstsValue)
 	}
 }
 
-// servedOverHTTPS reports whether the client reached the server over HTTPS: TLS on this
+// ServedOverHTTPS reports whether the client reached the server over HTTPS: TLS on this
 // connection (`serve your.domain`), or X-Forwarded-Proto: https from a proxy the settings
 // trust (trusted-proxy headers set). Without trusted headers anyone could send
 // X-Forwarded-Proto, and HSTS sent over plain HTTP on a server without HTTPS would lock
 // browsers out of it.
-func servedOverHTTPS(r *http.Request, trustedProxyHeaders []string) bool {
+func ServedOverHTTPS(r *http.Request, trustedProxyHeaders []string) bool {
 	if r.TLS != nil {
 		return true
 	}

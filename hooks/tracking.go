@@ -462,9 +462,9 @@ func (t *tracker) isSelf(e *core.RequestEvent, affiliateID string) bool {
 }
 
 // setCookies sets pba_click (and pba_vid for a new visitor), Secure when the visitor came over
-// HTTPS: to this server, or to a proxy the settings trust (servedOverHTTPS).
+// HTTPS: to this server, or to a proxy the settings trust (ServedOverHTTPS).
 func (t *tracker) setCookies(e *core.RequestEvent, row clickRow, cookieDays int) {
-	secure := servedOverHTTPS(e.Request, e.App.Settings().TrustedProxy.Headers)
+	secure := ServedOverHTTPS(e.Request, e.App.Settings().TrustedProxy.Headers)
 	SetClickCookies(e.Response.Header(), row.ID, row.Visitor, row.NewVisitor, cookieDays, secure)
 }
 

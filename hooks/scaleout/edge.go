@@ -169,7 +169,10 @@ func (n *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.metrics.redirects.WithLabelValues(edgePublished).Inc()
-	hooks.SetClickCookies(w.Header(), click.ID, click.Visitor, click.NewVisitor, target.CookieDays, r.TLS != nil)
+	// Secure over TLS to this node or to the trusted proxy in front of it (--ip-header names
+	// one): the primary's rule, so a node behind a TLS-terminating load balancer marks them too.
+	secure := hooks.ServedOverHTTPS(r, n.trustedHeaders())
+	hooks.SetClickCookies(w.Header(), click.ID, click.Visitor, click.NewVisitor, target.CookieDays, secure)
 	sendOn(w, location)
 }
 

@@ -2,6 +2,7 @@ package scaleout_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -83,12 +84,18 @@ func (c *cluster) newEdge(t testing.TB, cfg hooks.Config) (*scaleout.Edge, jetst
 // read the bucket.
 func connectEdge(t testing.TB, url string, cfg hooks.Config, opts ...nats.Option) (*scaleout.Edge, jetstream.JetStream) {
 	t.Helper()
+	return connectEdgeBehind(t, url, cfg, "", opts...)
+}
+
+// connectEdgeBehind is connectEdge for a node behind a proxy that sets ipHeader (--ip-header).
+func connectEdgeBehind(t testing.TB, url string, cfg hooks.Config, ipHeader string, opts ...nats.Option) (*scaleout.Edge, jetstream.JetStream) {
+	t.Helper()
 	nc, js, err := scaleout.Connect(url, "test-edge", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	edge, err := scaleout.NewEdge(js, cfg, "", slog.New(slog.NewTextHandler(io.Discard, nil)),
+	edge, err := scaleout.NewEdge(js, cfg, ipHeader, slog.New(slog.NewTextHandler(io.Discard, nil)),
 		scaleout.WithPublic(os.DirFS("../../pb_public")))
 	if err != nil {
 		t.Fatal(err)
@@ -391,5 +398,54 @@ func TestEdgeResolvesLegacyCodes(t *testing.T) {
 			t.Fatal("the deleted legacy code still resolves on the edge")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestEdgeCookiesSecureBehindTrustedProxy: the click cookies are Secure as on the primary —
+// over TLS to the node, or behind the proxy --ip-header trusts when it says https; a node
+// trusting no proxy ignores X-Forwarded-Proto (anyone could send it).
+func TestEdgeCookiesSecureBehindTrustedProxy(t *testing.T) {
+	c := newCluster(t)
+	link, err := c.app.FindRecordById(collections.Links, fx.RowsA.Link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	behind, _ := connectEdgeBehind(t, c.primary.ClientURL(), fx.Config, "X-Forwarded-For")
+	for _, tc := range []struct {
+		name   string
+		edge   http.Handler
+		proto  string
+		tls    bool
+		secure bool
+	}{
+		{"no proxy, plain http", c.edge, "", false, false},
+		{"no proxy, forged https header", c.edge, "https", false, false},
+		{"no proxy, TLS to the node", c.edge, "", true, true},
+		{"trusted proxy, https", behind, "https", false, true},
+		{"trusted proxy, http", behind, "http", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/r/"+link.GetString(collections.FieldCode), nil)
+			req.RemoteAddr = "203.0.113.7:5000"
+			req.Header.Set("X-Forwarded-For", "198.51.100.4")
+			if tc.proto != "" {
+				req.Header.Set("X-Forwarded-Proto", tc.proto)
+			}
+			if tc.tls {
+				req.TLS = &tls.ConnectionState{}
+			}
+			w := httptest.NewRecorder()
+			tc.edge.ServeHTTP(w, req)
+			res := w.Result()
+			if res.StatusCode != http.StatusFound {
+				t.Fatalf("status %d", res.StatusCode)
+			}
+			for _, name := range []string{hooks.ClickCookie, hooks.VisitorCookie} {
+				ck := cookie(res, name)
+				if ck == nil || ck.Secure != tc.secure {
+					t.Fatalf("%s: %+v, want Secure=%v", name, ck, tc.secure)
+				}
+			}
+		})
 	}
 }
