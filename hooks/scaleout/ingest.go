@@ -43,12 +43,14 @@ func (p *Primary) ingest(ctx context.Context, js jetstream.JetStream) {
 		}
 		batch, err := fetchClicks(cons)
 		if err != nil {
-			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
-				cons = nil
-			} else if ctx.Err() == nil {
+			if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrConsumerDeleted) && ctx.Err() == nil {
 				log.Error("scale-out: fetch clicks", "error", err)
 				sleep(ctx, time.Second)
 			}
+			// Whatever failed, look the consumer up again (CreateOrUpdateConsumer changes nothing
+			// when it exists): a consumer deleted under a pending fetch does not always answer
+			// "not found", and asking the old handle again would wait forever.
+			cons = nil
 			continue
 		}
 		var msgs []jetstream.Msg
