@@ -74,10 +74,10 @@ func (o clickOverflow) write(tx core.App) error {
 	return nil
 }
 
-// overCeiling answers POST /api/pba/clicks for a click counted past its IP's ceiling: 429
+// OverCeiling answers POST /api/pba/clicks for a click counted past its IP's ceiling: 429
 // until the hour ends. It is written as an answer, not returned as an error, so PocketBase's
 // activity log does not keep a line (with the flooder's user agent and referrer) per click.
-func overCeiling(e *core.RequestEvent, at time.Time) error {
+func OverCeiling(e *core.RequestEvent, at time.Time) error {
 	retry := clickpolicy.UntilNextHour(at)
 	e.Response.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
 	return e.JSON(http.StatusTooManyRequests, map[string]any{

@@ -53,10 +53,8 @@ type tracker struct {
 	resolver *codeResolver
 	writer   *clickWriter
 	live     *liveHub
-	doors    *doorCounter // visitors sent on without a click (redirect_doors.go)
-	bots     *clickpolicy.BotDetector
-	limiter  *clickpolicy.RateLimiter
-	ceiling  *clickpolicy.IPCeiling // rows one IP may store an hour (click_overflow.go)
+	doors    *doorCounter     // visitors sent on without a click (redirect_doors.go)
+	policy   *ClickClassifier // fraud flags and the IP's hourly ceiling (click_overflow.go)
 	unique   *clickpolicy.UniqueWindow
 	salt     []byte
 	ipHasher *clickpolicy.IPHasher
@@ -74,9 +72,7 @@ func registerTracking(app core.App, cfg Config) *tracker {
 		resolver: newCodeResolver(app),
 		live:     newLiveHub(app),
 		doors:    newDoorCounter(app),
-		bots:     clickpolicy.NewBotDetector(cfg.BotUserAgents...),
-		limiter:  clickpolicy.NewRateLimiter(cfg.ClickRateLimit, rateWindow, clickpolicy.DefaultRateLimitKeys),
-		ceiling:  clickpolicy.NewIPCeiling(cfg.ClickIPCeiling, clickpolicy.DefaultCeilingKeys),
+		policy:   NewClickClassifier(cfg),
 		metrics:  metricsOf(app),
 	}
 	t.writer = newClickWriter(app, clickWriterConfig{
@@ -388,7 +384,7 @@ func (t *tracker) handleTrackClick(e *core.RequestEvent) error {
 	}
 	t.metrics.trackClicks.recorded(&row)
 	if row.Overflow {
-		return overCeiling(e, row.Created)
+		return OverCeiling(e, row.Created)
 	}
 	return TrackClickRecorded(e, row.ID, row.Visitor, target.CookieDays)
 }
@@ -434,21 +430,48 @@ func (t *tracker) newClick(e *core.RequestEvent, target *linkTarget, sub, referr
 // it: the decisions of this process's state, for a request here or a click a redirect node
 // published (edge_ingest.go).
 func (t *tracker) classify(row *clickRow, self bool) {
-	switch {
-	case self:
-		row.Flag = collections.FlagSelf
-	case t.bots.IsBot(row.UserAgent):
-		row.Flag = collections.FlagBot
-	case !t.limiter.Allow(row.NetworkHash+"|"+row.LinkID+"|"+row.AffiliateID, row.Created):
-		row.Flag = collections.FlagRate
-	}
-	switch t.ceiling.Store(row.NetworkHash, row.Created, row.Flag == "") {
+	var admission clickpolicy.Admission
+	row.Flag, admission = t.policy.Classify(row.NetworkHash, row.LinkID, row.AffiliateID, row.UserAgent, row.Created, self)
+	switch admission {
 	case clickpolicy.CountOnly:
 		row.Overflow = true
 	case clickpolicy.StoreLean:
 		// Creditable, so it keeps its row; the flooder's text is what would fill the disk.
 		row.UserAgent, row.Referrer = "", ""
 	}
+}
+
+// ClickClassifier decides a click's fraud flag (self, bot, rate) and what its IP's hourly
+// ceiling leaves of it, from this process's state: the primary's tracker, and a redirect
+// node predicting the primary's answer from what it saw itself (hooks/scaleout).
+type ClickClassifier struct {
+	bots    *clickpolicy.BotDetector
+	limiter *clickpolicy.RateLimiter
+	ceiling *clickpolicy.IPCeiling
+}
+
+// NewClickClassifier is a classifier with cfg's bot list, rate limit and ceiling.
+func NewClickClassifier(cfg Config) *ClickClassifier {
+	return &ClickClassifier{
+		bots:    clickpolicy.NewBotDetector(cfg.BotUserAgents...),
+		limiter: clickpolicy.NewRateLimiter(cfg.ClickRateLimit, rateWindow, clickpolicy.DefaultRateLimitKeys),
+		ceiling: clickpolicy.NewIPCeiling(cfg.ClickIPCeiling, clickpolicy.DefaultCeilingKeys),
+	}
+}
+
+// Classify flags a click of network on link (of affiliate) made at `at` ("" when clean) and
+// admits it under the network's hourly ceiling; both count it.
+func (c *ClickClassifier) Classify(network, link, affiliate, userAgent string, at time.Time, self bool) (string, clickpolicy.Admission) {
+	flag := ""
+	switch {
+	case self:
+		flag = collections.FlagSelf
+	case c.bots.IsBot(userAgent):
+		flag = collections.FlagBot
+	case !c.limiter.Allow(network+"|"+link+"|"+affiliate, at):
+		flag = collections.FlagRate
+	}
+	return flag, c.ceiling.Store(network, at, flag == "")
 }
 
 // isSelf reports whether the request comes from the link's own affiliate: signed in through

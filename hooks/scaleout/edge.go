@@ -44,6 +44,10 @@ type Edge struct {
 	api      http.Handler // everything but /r/ (newAPI)
 	doors    doorCounter
 	metrics  *edgeMetrics
+	// policy predicts the primary's ceiling from this node's own clicks: past it, the node
+	// answers as the primary does (no click named, 429 to track.js); the primary, which sees
+	// every node's clicks, still decides what is stored.
+	policy *hooks.ClickClassifier
 }
 
 // EdgeOption sets an optional part of a node.
@@ -64,7 +68,7 @@ func NewEdge(js jetstream.JetStream, cfg hooks.Config, ipHeader string, log *slo
 		return nil, errors.New("edge: PBA_IP_SALT must be set (the primary's salt, so visitors' IP hashes match)")
 	}
 	n := &Edge{cfg: cfg, js: js, catalog: edgewire.NewCatalog(), hasher: clickpolicy.NewIPHasher([]byte(cfg.IPSalt)),
-		ipHeader: ipHeader, log: log, ready: make(chan struct{})}
+		ipHeader: ipHeader, log: log, ready: make(chan struct{}), policy: hooks.NewClickClassifier(cfg)}
 	n.doors = doorCounter{js: js, ids: &n.ids}
 	n.metrics = newEdgeMetrics(func() float64 { return float64(n.catalog.Len()) })
 	n.doors.failures = n.metrics.publishFailures.WithLabelValues("doors").Inc
@@ -156,7 +160,12 @@ func (n *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		visitor = c.Value
 	}
 	click := n.newClick(r, target, query.Get("sub"), r.Referer(), visitor)
-	location, err := target.Destination.Target(query.Get("to"), click.ID)
+	over := n.overCeiling(click)
+	named := click.ID
+	if over {
+		named = "" // counted, not stored: there is no click to name (as on the primary)
+	}
+	location, err := target.Destination.Target(query.Get("to"), named)
 	if err != nil { // the program's domains changed under the link, as on the primary
 		n.log.Warn("edge: link destination no longer allowed", "link", target.LinkID, "error", err)
 		n.metrics.redirects.WithLabelValues(edgeUnknown).Inc()
@@ -171,8 +180,10 @@ func (n *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n.metrics.redirects.WithLabelValues(edgePublished).Inc()
 	// Secure over TLS to this node or to the trusted proxy in front of it (--ip-header names
 	// one): the primary's rule, so a node behind a TLS-terminating load balancer marks them too.
-	secure := hooks.ServedOverHTTPS(r, n.trustedHeaders())
-	hooks.SetClickCookies(w.Header(), click.ID, click.Visitor, click.NewVisitor, target.CookieDays, secure)
+	if !over {
+		secure := hooks.ServedOverHTTPS(r, n.trustedHeaders())
+		hooks.SetClickCookies(w.Header(), click.ID, click.Visitor, click.NewVisitor, target.CookieDays, secure)
+	}
 	sendOn(w, location)
 }
 
@@ -197,6 +208,16 @@ func (n *Edge) newClick(r *http.Request, target edgewire.Target, sub, referrer, 
 	click.UserAgent, click.Referrer, click.SubID, click.Country = text.UserAgent, text.Referrer, text.SubID, text.Country
 	click.IPHash, click.NetworkHash = n.hasher.HashWithNetwork(n.clientIP(r))
 	return click
+}
+
+// overCeiling reports whether this node's own clicks of click's network this hour put it past
+// the primary's ceiling (a flagged click only, as on the primary). The click is published all
+// the same, so the primary counts it; a network whose clicks spread over several nodes is
+// caught at ingestion instead, where the click is counted and not stored.
+func (n *Edge) overCeiling(click edgewire.Click) bool {
+	_, admission := n.policy.Classify(click.NetworkHash, click.Link, click.Affiliate, click.UserAgent,
+		time.UnixMilli(click.Created), click.SelfCookie)
+	return admission == clickpolicy.CountOnly
 }
 
 // publish stores click in the stream and returns once JetStream acknowledged it; the click id

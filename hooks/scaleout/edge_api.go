@@ -2,6 +2,7 @@ package scaleout
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/pocketbase/pocketbase/apis"
 	"github.com/pocketbase/pocketbase/core"
@@ -61,11 +62,15 @@ func (n *Edge) handleTrackClick(e *core.RequestEvent) error {
 		return hooks.InactiveTrackCode(e)
 	}
 	click := n.newClick(e.Request, target, body.Sub, body.Referrer, body.Visitor)
+	over := n.overCeiling(click)
 	if err := n.publish(e.Request.Context(), click); err != nil {
 		outcomes.WithLabelValues(edgeUnavailable).Inc()
 		unavailable(e.Response, e.Request, n.log, err)
 		return nil
 	}
 	outcomes.WithLabelValues(edgePublished).Inc()
+	if over {
+		return hooks.OverCeiling(e, time.UnixMilli(click.Created))
+	}
 	return hooks.TrackClickRecorded(e, click.ID, click.Visitor, target.CookieDays)
 }

@@ -7,6 +7,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pocketbase/dbx"
 
 	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/hooks/internal/edgewire"
@@ -139,6 +142,78 @@ func TestEdgeTrackClickMatchesPrimary(t *testing.T) {
 		c.edge.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
 		if w.Code != want {
 			t.Errorf("GET %s: %d, want %d", path, w.Code, want)
+		}
+	}
+}
+
+// TestEdgeAnswersPastTheCeilingAsThePrimary: one address flooding a link, on the primary and on
+// an edge with the same settings, gets the same answers click by click — clean clicks, then
+// rate-flagged ones, then past its hourly ceiling a 429 with Retry-After from POST
+// /api/pba/clicks and a redirect naming no click and setting no cookie from /r/ — and every
+// edge click still reaches the primary, which counts what it does not store.
+func TestEdgeAnswersPastTheCeilingAsThePrimary(t *testing.T) {
+	cfg := fx.Config
+	cfg.ClickRateLimit, cfg.ClickIPCeiling = 2, 4
+	c := newClusterWith(t, cfg, scaleout.Options{Embedded: "127.0.0.1:0"})
+	edge, _ := c.newEdge(t, cfg)
+	link, err := c.app.FindRecordById(collections.Links, fx.RowsA.Link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := link.GetString(collections.FieldCode)
+	body := `{"code":"` + code + `"}`
+	// Each node floods from an address of its own: the primary ingests the edge's clicks
+	// into its own counts, which must not decide the primary's answers here.
+	from := func(h http.Handler, addr, method, path, body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.RemoteAddr = addr
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w
+	}
+	answer := func(w *httptest.ResponseRecorder) string {
+		named := strings.Contains(w.Header().Get("Location"), "pba_click=")
+		return strings.Join([]string{http.StatusText(w.Code),
+			map[bool]string{true: "names a click", false: "names none"}[named],
+			map[bool]string{true: "cookies", false: "no cookie"}[w.Header().Get("Set-Cookie") != ""]}, ", ")
+	}
+	var before int
+	if err := c.app.DB().NewQuery("SELECT COUNT(*) FROM clicks WHERE link = {:l}").Bind(dbx.Params{"l": link.Id}).Row(&before); err != nil {
+		t.Fatal(err)
+	}
+	sawOver := false
+	for i := 0; i < 8; i++ {
+		method, path, b := http.MethodPost, "/api/pba/clicks", body
+		if i%2 == 1 {
+			method, path, b = http.MethodGet, "/r/"+code, ""
+		}
+		p := from(c.serve, "198.51.100.20:4000", method, path, b)
+		e := from(edge, "198.51.100.30:4000", method, path, b)
+		if answer(p) != answer(e) {
+			t.Fatalf("click %d (%s %s): primary %q, edge %q", i+1, method, path, answer(p), answer(e))
+		}
+		if p.Code == http.StatusTooManyRequests {
+			sawOver = true
+			if e.Header().Get("Retry-After") == "" {
+				t.Fatalf("click %d: the edge's 429 has no Retry-After", i+1)
+			}
+		}
+	}
+	if !sawOver {
+		t.Fatal("the flood never passed the ceiling: the test proves nothing")
+	}
+	// The edge's 8 clicks reach the primary: 4 rows, 4 counted past the ceiling.
+	var rows, counted int
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_ = c.app.DB().NewQuery("SELECT COUNT(*) FROM clicks WHERE link = {:l}").Bind(dbx.Params{"l": link.Id}).Row(&rows)
+		_ = c.app.DB().NewQuery("SELECT IFNULL(SUM(clicks), 0) FROM click_overflow").Row(&counted)
+		if rows-before == 8 && counted == 8 { // 4 + 4 of each node's
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("primary holds %d new rows and %d clicks counted past the ceiling, want 8 and 8", rows-before, counted)
 		}
 	}
 }
