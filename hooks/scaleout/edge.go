@@ -227,10 +227,8 @@ func (n *Edge) publish(ctx context.Context, click edgewire.Click) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
 	start := time.Now()
-	_, err = n.js.Publish(ctx, ClickSubject, body, jetstream.WithMsgID(click.ID))
+	err = n.publishRetrying(ctx, click.ID, body, start.Add(publishBudget))
 	n.metrics.publish.Observe(time.Since(start).Seconds())
 	if err != nil {
 		n.metrics.publishFailures.WithLabelValues("click").Inc()
@@ -238,6 +236,34 @@ func (n *Edge) publish(ctx context.Context, click edgewire.Click) error {
 	}
 	return nil
 }
+
+// publishRetrying publishes body under id, again under the same id (stored once: the stream
+// de-duplicates within 2 minutes) while the visitor can still wait: a crashed stream leader
+// leaves the cluster without one for the 4–9 s of an election, and a slow redirect beats a 503.
+func (n *Edge) publishRetrying(ctx context.Context, id string, body []byte, deadline time.Time) error {
+	pause := 50 * time.Millisecond
+	for {
+		attempt, cancel := context.WithTimeout(ctx, min(publishAttempt, time.Until(deadline)))
+		_, err := n.js.Publish(attempt, ClickSubject, body, jetstream.WithMsgID(id))
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Until(deadline) < pause {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 500*time.Millisecond)
+	}
+}
+
+// A click's publish: each attempt is bounded by publishAttempt, all of them by publishBudget,
+// what a visitor waits at most before a 503 (docs/scaling.md, "Failures, measured").
+const (
+	publishAttempt = 2 * time.Second
+	publishBudget  = 10 * time.Second
+)
 
 // unknown answers a code nothing resolves: the fallback URL (counted, as on the primary),
 // else the primary's 404 page.
