@@ -548,13 +548,9 @@ func TestClusterUnderLoad(t *testing.T) {
 	for id := range answered {
 		ids = append(ids, id)
 	}
-	stored := 0
-	for i := 0; i < len(ids); i += 500 {
-		var n int
-		if err := app.DB().Select("COUNT(*)").From("clicks").Where(dbx.In("id", ids[i:min(i+500, len(ids))]...)).Row(&n); err != nil {
-			t.Fatal(err)
-		}
-		stored += n
+	stored, err := soak.StoredClicks(app, ids)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if stored != len(answered) {
 		byEdge := map[int]int{}

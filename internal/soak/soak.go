@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 
 	"github.com/pbaffiliate/pbaffiliate/hooks/store"
@@ -344,4 +345,18 @@ func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// StoredClicks counts how many of ids are rows of clicks (in chunks, under SQLite's variable
+// limit): the check that every answered click was stored, for the soak and the cluster drill.
+func StoredClicks(app core.App, ids []any) (int, error) {
+	stored := 0
+	for i := 0; i < len(ids); i += 500 {
+		var n int
+		if err := app.DB().Select("COUNT(*)").From("clicks").Where(dbx.In("id", ids[i:min(i+500, len(ids))]...)).Row(&n); err != nil {
+			return stored, fmt.Errorf("count stored clicks: %w", err)
+		}
+		stored += n
+	}
+	return stored, nil
 }

@@ -217,13 +217,9 @@ func TestSoak(t *testing.T) {
 	for id := range clicks {
 		ids = append(ids, id)
 	}
-	var stored int
-	for i := 0; i < len(ids); i += 500 {
-		var n int
-		if err := app.DB().Select("COUNT(*)").From("clicks").Where(dbx.In("id", ids[i:min(i+500, len(ids))]...)).Row(&n); err != nil {
-			t.Fatal(err)
-		}
-		stored += n
+	stored, err := StoredClicks(app, ids)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if stored != len(clicks) {
 		t.Fatalf("%d answered clicks, %d of them stored", len(clicks), stored)
