@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,6 +49,9 @@ type Edge struct {
 	// answers as the primary does (no click named, 429 to track.js); the primary, which sees
 	// every node's clicks, still decides what is stored.
 	policy *hooks.ClickClassifier
+	// limits is the primary's rate limits as last seen in the catalog, with their counters
+	// (overRateLimit).
+	limits atomic.Pointer[edgeLimits]
 }
 
 // EdgeOption sets an optional part of a node.
@@ -129,6 +133,13 @@ func (n *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	code = strings.TrimSuffix(code, "/")
 	if !ok || strings.IndexByte(code, '/') >= 0 || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
 		n.api.ServeHTTP(w, r)
+		return
+	}
+	if err := n.overRateLimit(r); err != nil {
+		// An admin's rule covering /r/ bites as on the primary, where such requests go
+		// through the router (hooks/redirect_direct.go).
+		hooks.SetRouterSecurityHeaders(w.Header(), r, n.trustedHeaders())
+		router.ErrorHandler(w, r, err)
 		return
 	}
 	query := r.URL.Query()

@@ -29,6 +29,7 @@ type edgeMetrics struct {
 	publish         prometheus.Histogram
 	publishFailures *prometheus.CounterVec
 	catalogUpdated  prometheus.Gauge
+	rateLimited     *prometheus.CounterVec
 }
 
 func newEdgeMetrics(codes func() float64) *edgeMetrics {
@@ -44,6 +45,8 @@ func newEdgeMetrics(codes func() float64) *edgeMetrics {
 		Help: "Publishes JetStream did not acknowledge: clicks (answered 503) and door count batches (retried)."}, []string{"what"})
 	m.catalogUpdated = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pba_edge_catalog_updated_timestamp_seconds",
 		Help: "Unix time of the last change applied from the codes bucket (its age: time() minus this)."})
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pba_edge_rate_limited_total",
+		Help: "Requests answered 429 by the primary's rate-limit rules, by rule label."}, []string{"rule"})
 	codesGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pba_edge_catalog_codes",
 		Help: "Codes the node resolves (links, affiliates' own codes and imported legacy codes)."}, codes)
 	for _, vec := range []*prometheus.CounterVec{m.redirects, m.trackClicks} {
@@ -53,7 +56,7 @@ func newEdgeMetrics(codes func() float64) *edgeMetrics {
 	}
 	m.publishFailures.WithLabelValues("click")
 	m.publishFailures.WithLabelValues("doors")
-	m.registry.MustRegister(m.redirects, m.trackClicks, m.publish, m.publishFailures, m.catalogUpdated, codesGauge,
+	m.registry.MustRegister(m.redirects, m.trackClicks, m.publish, m.publishFailures, m.catalogUpdated, m.rateLimited, codesGauge,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

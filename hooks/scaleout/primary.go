@@ -227,6 +227,22 @@ func (p *Primary) bindHooks() {
 		p.app.OnRecordAfterUpdateSuccess(name).BindFunc(put)
 		p.app.OnRecordAfterDeleteSuccess(name).BindFunc(del)
 	}
+	// Saved settings are reloaded: the rate-limit rules the nodes apply go out then.
+	p.app.OnSettingsReload().BindFunc(func(e *core.SettingsReloadEvent) error {
+		if err := e.Next(); err != nil {
+			return err
+		}
+		if kv := p.bucket(); kv != nil {
+			entry, err := rateLimitsEntry(e.App.Settings())
+			if err == nil {
+				err = p.putEntry(context.Background(), kv, entry)
+			}
+			if err != nil {
+				e.App.Logger().Error("scale-out: publish rate limits", "error", err)
+			}
+		}
+		return nil
+	})
 }
 
 func (p *Primary) put(ctx context.Context, kv jetstream.KeyValue, r *core.Record) error {
@@ -234,10 +250,15 @@ func (p *Primary) put(ctx context.Context, kv jetstream.KeyValue, r *core.Record
 	if err != nil {
 		return err
 	}
+	return p.putEntry(ctx, kv, e)
+}
+
+// putEntry is a hook's write of e.
+func (p *Primary) putEntry(ctx context.Context, kv jetstream.KeyValue, e edgewire.Entry) error {
 	p.pubMu.Lock()
 	defer p.pubMu.Unlock()
 	p.touch(e.Key)
-	_, err = p.putLocked(ctx, kv, e)
+	_, err := p.putLocked(ctx, kv, e)
 	return err
 }
 
@@ -320,6 +341,11 @@ func (p *Primary) snapshot(ctx context.Context, kv jetstream.KeyValue) (int, err
 			entries = append(entries, e)
 		}
 	}
+	limits, err := rateLimitsEntry(p.app.Settings())
+	if err != nil {
+		return 0, fmt.Errorf("snapshot: %w", err)
+	}
+	entries = append(entries, limits)
 
 	p.pubMu.Lock()
 	defer p.pubMu.Unlock()
@@ -401,6 +427,16 @@ func (p *Primary) resnapshotEvery(ctx context.Context, kv jetstream.KeyValue, in
 			p.app.Logger().Info("scale-out: re-snapshot repaired the codes bucket", "keys", changed)
 		}
 	})
+}
+
+// rateLimitsEntry is the rate-limit settings of s as the bucket holds them.
+func rateLimitsEntry(s *core.Settings) (edgewire.Entry, error) {
+	r := edgewire.RateLimits{Enabled: s.RateLimits.Enabled, ExcludedIPs: s.RateLimits.ExcludedIPs}
+	for _, rule := range s.RateLimits.Rules {
+		r.Rules = append(r.Rules, edgewire.RateLimitRule{Label: rule.Label, Audience: rule.Audience,
+			MaxRequests: rule.MaxRequests, Duration: rule.Duration})
+	}
+	return edgewire.RateLimitsEntry(r)
 }
 
 // catalogCollections are the collections whose records are in the codes bucket.

@@ -354,8 +354,11 @@ func TestPrimarySnapshotAtStart(t *testing.T) {
 	}
 	var records int
 	err = c.app.DB().NewQuery("SELECT (SELECT COUNT(*) FROM programs) + (SELECT COUNT(*) FROM affiliates) + (SELECT COUNT(*) FROM links) + (SELECT COUNT(*) FROM code_aliases)").Row(&records)
-	if err != nil || keys != records {
-		t.Fatalf("bucket holds %d keys, database %d records (%v)", keys, records, err)
+	if err != nil || keys != records+1 {
+		t.Fatalf("bucket holds %d keys, database %d records and the rate limits (%v)", keys, records, err)
+	}
+	if limits := catalog.RateLimits(); limits == nil || !limits.Enabled || len(limits.Rules) != len(c.app.Settings().RateLimits.Rules) {
+		t.Fatalf("the rate limits in the bucket: %+v", limits)
 	}
 	if target, ok := catalog.Resolve(aff.GetString(collections.FieldCode)); !ok || target.Status != collections.AffiliateSuspended {
 		t.Fatalf("the suspension made while stopped is not in the bucket: %+v", target)

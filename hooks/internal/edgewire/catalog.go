@@ -5,8 +5,10 @@
 // The catalog is normalized as the database is: one key per program, affiliate and link, so a
 // change is one small write (a suspended affiliate is one key, a program's new domains one key
 // for all its links) and a node joins them when it resolves a code. Keys are
-// "p.<program id>", "a.<affiliate id>", "l.<link id>" and "x.<code alias id>"; values are JSON with a format
-// version, so a node refuses values of a format it does not know instead of misreading them.
+// "p.<program id>", "a.<affiliate id>", "l.<link id>" and "x.<code alias id>", plus the one
+// "s.ratelimits" (the primary's rate-limit rules, which a node applies as the primary does);
+// values are JSON with a format version, so a node refuses values of a format it does not know
+// instead of misreading them.
 package edgewire
 
 import (
@@ -65,6 +67,30 @@ type Alias struct {
 	Code      string `json:"code"` // lowercase
 	Affiliate string `json:"affiliate"`
 }
+
+// RateLimitsKey is the key of the primary's rate-limit settings.
+const RateLimitsKey = "s.ratelimits"
+
+// RateLimits is the primary's rate limiter settings (PocketBase's settings.rateLimits): a node
+// applies them to the routes it serves (POST /api/pba/clicks, track.js), so a flood is refused
+// on every node as on the primary.
+type RateLimits struct {
+	Enabled     bool            `json:"enabled"`
+	ExcludedIPs []string        `json:"excluded_ips"`
+	Rules       []RateLimitRule `json:"rules"`
+}
+
+// RateLimitRule is one of PocketBase's rules: at most MaxRequests per Duration seconds from
+// one client on the requests Label names, for Audience ("", "@guest" or "@auth").
+type RateLimitRule struct {
+	Label       string `json:"label"`
+	Audience    string `json:"audience"`
+	MaxRequests int    `json:"max_requests"`
+	Duration    int64  `json:"duration"`
+}
+
+// RateLimitsEntry encodes the rate-limit settings as their key and value.
+func RateLimitsEntry(r RateLimits) (Entry, error) { return entry(RateLimitsKey, r) }
 
 // envelope is the stored form of every value.
 type envelope[T any] struct {
@@ -134,6 +160,7 @@ type Catalog struct {
 	aliases    map[string]Alias
 	byCode     map[string]string // code → "a.<id>" or "l.<id>"
 	byAlias    map[string]string // legacy code → alias id, looked at after byCode
+	rateLimits *RateLimits       // nil until the primary's arrive
 }
 
 // NewCatalog returns an empty catalog.
@@ -188,10 +215,27 @@ func (c *Catalog) Put(key string, value []byte) error {
 			c.byAlias[a.Code] = a.ID
 		}
 		c.mu.Unlock()
+	case key == RateLimitsKey:
+		r, err := decode[RateLimits](key, value)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.rateLimits = &r
+		c.mu.Unlock()
 	default:
 		return fmt.Errorf("%w %q", ErrUnknownKey, key)
 	}
 	return nil
+}
+
+// RateLimits is the primary's rate-limit settings, nil until they arrived. Each put is a new
+// value, so a caller keeping state per settings (counters) can tell a change by the pointer;
+// the value is shared and must not be modified.
+func (c *Catalog) RateLimits() *RateLimits {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.rateLimits
 }
 
 func (c *Catalog) dropAlias(a Alias) {
@@ -208,6 +252,8 @@ func (c *Catalog) Delete(key string) {
 		return
 	}
 	switch id := key[2:]; {
+	case key == RateLimitsKey:
+		c.rateLimits = nil
 	case strings.HasPrefix(key, programPrefix):
 		delete(c.programs, id)
 	case strings.HasPrefix(key, affiliatePrefix):

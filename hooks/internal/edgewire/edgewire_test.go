@@ -2,6 +2,7 @@ package edgewire
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -160,5 +161,41 @@ func TestCatalogAliases(t *testing.T) {
 	c.Delete(AffiliateKey("a1"))
 	if _, ok := c.Resolve("anna"); ok {
 		t.Fatal("the alias of a deleted affiliate still resolves")
+	}
+}
+
+// TestCatalogRateLimits: the primary's rate-limit settings arrive as one key; each put is a new
+// value (a node resets its counters on a change), a deletion forgets them, a value of another
+// format changes nothing.
+func TestCatalogRateLimits(t *testing.T) {
+	c := NewCatalog()
+	if c.RateLimits() != nil {
+		t.Fatal("rate limits before any arrived")
+	}
+	want := RateLimits{Enabled: true, ExcludedIPs: []string{"10.0.0.0/8"},
+		Rules: []RateLimitRule{{Label: "POST /api/pba/clicks", MaxRequests: 300, Duration: 10}}}
+	e, err := RateLimitsEntry(want)
+	if err != nil || e.Key != RateLimitsKey {
+		t.Fatal(e.Key, err)
+	}
+	if err := c.Put(e.Key, e.Value); err != nil {
+		t.Fatal(err)
+	}
+	first := c.RateLimits()
+	if first == nil || !reflect.DeepEqual(*first, want) {
+		t.Fatalf("got %+v, want %+v", first, want)
+	}
+	if err := c.Put(e.Key, e.Value); err != nil || c.RateLimits() == first {
+		t.Fatalf("a second put is not a new value (%v)", err)
+	}
+	if err := c.Put(e.Key, []byte(`{"v":99,"data":{"enabled":false}}`)); err == nil || !c.RateLimits().Enabled {
+		t.Fatalf("a value of another format was taken (%v)", err)
+	}
+	if c.Len() != 0 {
+		t.Fatalf("the settings count as %d codes", c.Len())
+	}
+	c.Delete(RateLimitsKey)
+	if c.RateLimits() != nil {
+		t.Fatal("deleted settings kept")
 	}
 }
