@@ -25,3 +25,10 @@ const (
 	// ProgramTimezone is the IANA zone campaign dates are entered and shown in ("" = UTC).
 	ProgramTimezone = "timezone"
 )
+
+// Monthly milestone bonuses (migration 1795478600) and the affiliate months whose bonuses the
+// commission engine has still to evaluate (migration 1795482400; hooks/commissions.go).
+const (
+	Bonuses     = "bonuses"
+	BonusChecks = "bonus_checks"
+)

@@ -111,9 +111,8 @@ func (e *commissionEngine) runNow() (engineStats, error) {
 // pass is one pass of the engine under e.mu.
 func (e *commissionEngine) pass() (engineStats, error) {
 	var st engineStats
-	touched := map[monthKey]bool{}
 	for {
-		n, err := e.createBatch(&st, touched)
+		n, err := e.createBatch(&st)
 		if err != nil {
 			return st, err
 		}
@@ -124,7 +123,7 @@ func (e *commissionEngine) pass() (engineStats, error) {
 	if err := e.applyRefunds(&st); err != nil {
 		return st, err
 	}
-	if err := e.evaluateBonuses(&st, touched); err != nil {
+	if err := e.evaluateBonuses(&st); err != nil {
 		return st, err
 	}
 
@@ -154,7 +153,7 @@ type monthKey struct{ affiliate, program, month string }
 
 // createBatch handles up to commissionBatch unhandled conversions in one transaction and
 // returns how many it looked at.
-func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]bool) (int, error) {
+func (e *commissionEngine) createBatch(st *engineStats) (int, error) {
 	n := 0
 	live := map[string]int64{}
 	now := e.now().UTC()
@@ -170,7 +169,7 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 			return err
 		}
 		n = len(batch)
-		w := commissionWriter{tx: sqlTx, events: newEventEmitter(tx), stats: map[store.StatsKey]store.StatsDelta{}, totals: map[store.TotalsKey]store.TotalsDelta{}, stamp: store.DBTime(now), st: st, live: live, touched: touched}
+		w := commissionWriter{tx: sqlTx, events: newEventEmitter(tx), stats: map[store.StatsKey]store.StatsDelta{}, totals: map[store.TotalsKey]store.TotalsDelta{}, stamp: store.DBTime(now), st: st, live: live, touched: map[monthKey]bool{}}
 		defer w.close()
 		ctx := newRuleContext(tx)
 		if err := ctx.loadAffiliates(sqlTx, batch); err != nil {
@@ -222,6 +221,9 @@ func (e *commissionEngine) createBatch(st *engineStats, touched map[monthKey]boo
 			if err := payIncentiveBonuses(tx, st, todo, a, now); err != nil {
 				return fmt.Errorf("bonuses of incentive %s for %s: %w", k.incentive, k.affiliate, err)
 			}
+		}
+		if err := queueBonusChecks(sqlTx, w.touched, w.stamp); err != nil {
+			return err
 		}
 		if err := store.AddCommissionTotals(tx, w.totals); err != nil {
 			return err
@@ -861,56 +863,119 @@ func (e *commissionEngine) releasePayable() (int, error) {
 	return len(ids), nil
 }
 
-// evaluateBonuses pays each active milestone bonus once per affiliate and calendar month,
-// looking only at the months this run added commissions to.
-func (e *commissionEngine) evaluateBonuses(st *engineStats, touched map[monthKey]bool) error {
-	// Active bonuses are read once per program: a large run touches thousands of months, and
-	// most programs have no bonus at all.
-	byProgram := map[string][]*core.Record{}
-	for k := range touched {
-		bonuses, ok := byProgram[k.program]
-		if !ok {
-			var err error
-			if bonuses, err = e.app.FindAllRecords("bonuses", dbx.HashExp{collections.FieldProgram: k.program, "active": true}); err != nil {
-				bonuses = nil // as before: a failed read skips the bonus, the next run retries
-			}
-			byProgram[k.program] = bonuses
+// queueBonusChecks records, in the batch's transaction, the affiliate months the batch added
+// commissions to whose program has an active monthly bonus: evaluateBonuses pays them after
+// the commit and deletes the rows, so a crash in between leaves the months to the next pass.
+func queueBonusChecks(tx *sql.Tx, touched map[monthKey]bool, stamp string) error {
+	if len(touched) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(`SELECT DISTINCT program FROM ` + collections.Bonuses + ` WHERE active = TRUE`)
+	if err != nil {
+		return fmt.Errorf("programs with bonuses: %w", err)
+	}
+	withBonus := map[string]bool{}
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			rows.Close()
+			return fmt.Errorf("programs with bonuses: %w", err)
 		}
-		if len(bonuses) == 0 {
+		withBonus[p] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("programs with bonuses: %w", err)
+	}
+	for k := range touched {
+		if !withBonus[k.program] {
 			continue
 		}
-		start, err := time.Parse("2006-01", k.month)
+		_, err := tx.Exec(`INSERT INTO `+collections.BonusChecks+` (id, affiliate, program, month, created) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (affiliate, program, month) DO NOTHING`, store.NewOrderedID(time.Now()), k.affiliate, k.program, k.month, stamp)
 		if err != nil {
+			return fmt.Errorf("queue bonus check of %s %s: %w", k.affiliate, k.month, err)
+		}
+	}
+	return nil
+}
+
+// bonusCheck is one row of bonus_checks.
+type bonusCheck struct {
+	ID        string `db:"id"`
+	Affiliate string `db:"affiliate"`
+	Program   string `db:"program"`
+	Month     string `db:"month"`
+}
+
+// evaluateBonuses pays each active milestone bonus once per affiliate and calendar month, for
+// the months queued in bonus_checks (by this pass's batches, or by a pass that crashed before
+// it got here), and deletes each month's row once its bonuses are paid. A bonus is paid once
+// per month however often a month is evaluated (its ref is unique).
+func (e *commissionEngine) evaluateBonuses(st *engineStats) error {
+	var checks []bonusCheck
+	if err := e.app.DB().Select("id", "affiliate", "program", "month").From(collections.BonusChecks).
+		OrderBy("id").All(&checks); err != nil {
+		return fmt.Errorf("bonus checks: %w", err)
+	}
+	// Active bonuses are read once per program: a large run touches thousands of months.
+	byProgram := map[string][]*core.Record{}
+	for _, k := range checks {
+		bonuses, ok := byProgram[k.Program]
+		if !ok {
+			var err error
+			if bonuses, err = e.app.FindAllRecords(collections.Bonuses, dbx.HashExp{collections.FieldProgram: k.Program, "active": true}); err != nil {
+				e.app.Logger().Warn("bonus evaluation: read bonuses; the next pass retries", "program", k.Program, "error", err)
+				continue // the row stays
+			}
+			byProgram[k.Program] = bonuses
+		}
+		if err := e.evaluateBonusMonth(st, k, bonuses); err != nil {
 			return err
 		}
-		end := start.AddDate(0, 1, 0)
-		var perf struct {
-			N       int   `db:"n"`
-			Revenue int64 `db:"revenue"`
+		if _, err := e.app.DB().Delete(collections.BonusChecks, dbx.HashExp{"id": k.ID}).Execute(); err != nil {
+			return fmt.Errorf("bonus check %s done: %w", k.ID, err)
 		}
-		err = e.app.DB().NewQuery(`SELECT COUNT(*) AS n, IFNULL(SUM(amount - refunded_amount), 0) AS revenue FROM conversions
-			WHERE affiliate = {:a} AND program = {:p} AND status = 'approved' AND occurred_at >= {:from} AND occurred_at < {:to}`).
-			Bind(dbx.Params{"a": k.affiliate, "p": k.program, "from": store.DBTime(start), "to": store.DBTime(end)}).One(&perf)
-		if err != nil {
-			return fmt.Errorf("bonus performance: %w", err)
+	}
+	return nil
+}
+
+// evaluateBonusMonth pays the bonuses of k's month that its approved sales reached.
+func (e *commissionEngine) evaluateBonusMonth(st *engineStats, k bonusCheck, bonuses []*core.Record) error {
+	if len(bonuses) == 0 {
+		return nil
+	}
+	start, err := time.Parse("2006-01", k.Month)
+	if err != nil {
+		return fmt.Errorf("bonus check %s: month %q: %w", k.ID, k.Month, err)
+	}
+	end := start.AddDate(0, 1, 0)
+	var perf struct {
+		N       int   `db:"n"`
+		Revenue int64 `db:"revenue"`
+	}
+	err = e.app.DB().NewQuery(`SELECT COUNT(*) AS n, IFNULL(SUM(amount - refunded_amount), 0) AS revenue FROM conversions
+		WHERE affiliate = {:a} AND program = {:p} AND status = 'approved' AND occurred_at >= {:from} AND occurred_at < {:to}`).
+		Bind(dbx.Params{"a": k.Affiliate, "p": k.Program, "from": store.DBTime(start), "to": store.DBTime(end)}).One(&perf)
+	if err != nil {
+		return fmt.Errorf("bonus performance: %w", err)
+	}
+	program, err := collections.FindProgram(e.app, k.Program)
+	if err != nil {
+		return err
+	}
+	for _, b := range bonuses {
+		if perf.N < b.GetInt("min_conversions") || perf.Revenue < int64(b.GetInt("min_revenue")) {
+			continue
 		}
-		program, err := collections.FindProgram(e.app, k.program)
+		// The bonus and its count in commission_totals in one transaction.
+		err := insertBonus(e.app, st, bonusRow{affiliate: k.Affiliate, program: k.Program, currency: program.Currency(),
+			amount: int64(b.GetInt("amount")), now: e.now(),
+			payableAt: heldFrom(e.now(), end).AddDate(0, 0, program.HoldDays()), // a past month's: from now
+			rule:      fmt.Sprintf(`{"bonus":%q,"month":%q,"conversions":%d,"revenue":%d}`, b.Id, k.Month, perf.N, perf.Revenue),
+			ref:       "bonus:" + b.Id + ":" + k.Month, note: b.GetString(collections.FieldName)})
 		if err != nil {
 			return err
-		}
-		for _, b := range bonuses {
-			if perf.N < b.GetInt("min_conversions") || perf.Revenue < int64(b.GetInt("min_revenue")) {
-				continue
-			}
-			// The bonus and its count in commission_totals in one transaction.
-			err := insertBonus(e.app, st, bonusRow{affiliate: k.affiliate, program: k.program, currency: program.Currency(),
-				amount: int64(b.GetInt("amount")), now: e.now(),
-				payableAt: heldFrom(e.now(), end).AddDate(0, 0, program.HoldDays()), // a past month's: from now
-				rule:      fmt.Sprintf(`{"bonus":%q,"month":%q,"conversions":%d,"revenue":%d}`, b.Id, k.month, perf.N, perf.Revenue),
-				ref:       "bonus:" + b.Id + ":" + k.month, note: b.GetString(collections.FieldName)})
-			if err != nil {
-				return err
-			}
 		}
 	}
 	return nil
