@@ -67,6 +67,10 @@ const (
 	// clickFutureSkew: a click id whose time part is further ahead of our clock than this was
 	// not minted by an edge (ids carry their time, store.NewOrderedID), so no sale waits for it.
 	clickFutureSkew = time.Minute
+	// ClickStreamRetention is how long the redirect nodes' click stream keeps a click
+	// (hooks/scaleout): until the primary ingests it, the only copy. A sale naming a click id
+	// minted longer ago waits for nothing: the stream cannot hold it.
+	ClickStreamRetention = 7 * 24 * time.Hour
 	// absentMemory is how long a click id found not to exist after a catch-up is remembered, so
 	// the attempt that follows the wait takes the unknown-click path instead of waiting again.
 	absentMemory = time.Minute
@@ -95,6 +99,7 @@ func (e *clickPendingError) Error() string {
 // clickGap is an app's side of the wait, shared by its conversion services.
 type clickGap struct {
 	awaiter atomic.Pointer[ClickAwaiter]
+	waiting atomic.Int64 // sales waiting now (pba_attribution_waiting)
 
 	mu     sync.Mutex
 	absent map[string]time.Time // click id → until when it is known not to exist
@@ -115,14 +120,15 @@ func (g *clickGap) current() ClickAwaiter {
 }
 
 // pending reports whether a sale naming clickID, which is not stored, must wait: scale-out is
-// on, the id is one an edge could have minted, and no wait found it absent a moment ago.
+// on, the id is one an edge could have minted and the stream could still hold, and no wait
+// found it absent a moment ago.
 func (g *clickGap) pending(clickID string) bool {
 	if g.current() == nil {
 		return false
 	}
 	minted, ok := store.OrderedIDTime(clickID)
 	now := time.Now()
-	if !ok || minted.After(now.Add(clickFutureSkew)) {
+	if !ok || minted.After(now.Add(clickFutureSkew)) || minted.Before(now.Add(-ClickStreamRetention)) {
 		return false
 	}
 	g.mu.Lock()
@@ -157,8 +163,8 @@ func (g *clickGap) await(ctx context.Context, app core.App, clickID string) erro
 		return nil
 	}
 	m := metricsOf(app)
-	m.attributionWaiting.Inc()
-	defer m.attributionWaiting.Dec()
+	g.waiting.Add(1)
+	defer g.waiting.Add(-1)
 	ctx, cancel := context.WithTimeout(ctx, clickWait)
 	defer cancel()
 	if err := a.AwaitIngested(ctx); err != nil {

@@ -47,8 +47,7 @@ type metrics struct {
 	mailAttempts      *prometheus.CounterVec
 	clickQueueDepthFn func() float64
 	// Attribution across the gap (click_awaiter.go): sales that waited for their click.
-	attributionWaits   *prometheus.CounterVec // result
-	attributionWaiting prometheus.Gauge
+	attributionWaits *prometheus.CounterVec // result
 }
 
 // Click outcomes, the values of the outcome label of pba_redirects_total and
@@ -106,9 +105,8 @@ func newMetrics(app core.App) *metrics {
 		return m.clickQueueDepthFn()
 	}))
 	m.attributionWaits = f.counterVec("pba_attribution_waits_total", "Sales that waited for their click to come from a redirect node, by result (found, absent, timeout: answered 503).", "result")
-	m.attributionWaiting = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pba_attribution_waiting", Help: "Sales waiting for their click to come from a redirect node now."})
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&dbCollector{app: app}, &clickStreamCollector{app: app}, m.attributionWaiting)
+		&dbCollector{app: app}, &clickStreamCollector{app: app})
 	return m
 }
 
@@ -341,22 +339,26 @@ var (
 		"Batches of the click stream the primary ingested (committed) or failed to (delivered again).", []string{"result"}, nil)
 	descIngestClicks = prometheus.NewDesc("pba_click_stream_ingested_clicks_total",
 		"Clicks from redirect nodes the primary ingested: stored, or counted past their IP's ceiling (a click delivered again counts once).", nil, nil)
+	descAttributionWaiting = prometheus.NewDesc("pba_attribution_waiting",
+		"Sales waiting for their click to come from a redirect node now.", nil, nil)
 )
 
 // clickStreamScrapeTimeout bounds a scrape's requests to the NATS cluster (up to three).
 const clickStreamScrapeTimeout = 2 * time.Second
 
 func (c *clickStreamCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descStreamLag, descStreamLagSeconds, descIngestBatches, descIngestClicks} {
+	for _, d := range []*prometheus.Desc{descStreamLag, descStreamLagSeconds, descIngestBatches, descIngestClicks, descAttributionWaiting} {
 		ch <- d
 	}
 }
 
 func (c *clickStreamCollector) Collect(ch chan<- prometheus.Metric) {
-	a := clickGapOf(c.app).current() // not at registration: metricsOf holds the store's lock
+	g := clickGapOf(c.app) // not at registration: metricsOf holds the store's lock
+	a := g.current()
 	if a == nil {
 		return
 	}
+	ch <- prometheus.MustNewConstMetric(descAttributionWaiting, prometheus.GaugeValue, float64(g.waiting.Load()))
 	ctx, cancel := context.WithTimeout(context.Background(), clickStreamScrapeTimeout)
 	defer cancel()
 	in := a.Ingestion(ctx)

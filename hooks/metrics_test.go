@@ -62,6 +62,12 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("no %s before any traffic", series)
 		}
 	}
+	// Scale-out's series only with redirect nodes (hooks/scaleout's gap tests read them there).
+	for _, series := range []string{"pba_attribution_waiting", "pba_click_stream_lag_messages", "pba_click_stream_lag_seconds"} {
+		if _, ok := before[series]; ok {
+			t.Errorf("%s on a single box", series)
+		}
+	}
 	delta := func(after map[string]float64, series string) float64 { return after[series] - before[series] }
 
 	// A click through /r/ (stored, one batch), an API click (stored; the IP's one row) and a

@@ -137,7 +137,8 @@ func (c *cluster) conversions(t *testing.T, source, externalID string) []*core.R
 // also names) once the consumer resumes; with the consumer stuck past the deadline it is 503
 // with Retry-After, stores nothing, and its retry is credited to the click; a click id that
 // never existed takes the normal path (the code) as soon as the primary is known to be caught
-// up, and an id no edge could have minted never waits. The lag is in the primary's metrics.
+// up, and an id no edge could have minted (malformed, or older than the stream's retention)
+// never waits. The lag is in the primary's metrics.
 func TestSaleWaitsForClickFromEdge(t *testing.T) {
 	c := newGapCluster(t)
 	c.pauseIngestion(t)
@@ -146,6 +147,13 @@ func TestSaleWaitsForClickFromEdge(t *testing.T) {
 	// A malformed click id does not wait even while the primary is behind.
 	if res := c.sale(t, "gap-malformed", "not-a-click"); res.Code != http.StatusCreated || res.JSON["affiliate"] != fx.B.ID {
 		t.Fatalf("malformed click id: %d %s", res.Code, res.Body)
+	}
+	// Nor does an id minted longer ago than the stream keeps clicks: no edge's click it could be.
+	start := time.Now()
+	if res := c.sale(t, "gap-expired", store.NewOrderedID(time.Now().Add(-hooks.ClickStreamRetention-time.Hour))); res.Code != http.StatusCreated || res.JSON["affiliate"] != fx.B.ID {
+		t.Fatalf("click id past the retention: %d %s", res.Code, res.Body)
+	} else if waited := time.Since(start); waited > time.Second {
+		t.Fatalf("a click id past the stream's retention waited %v", waited)
 	}
 	m := c.metrics(t)
 	if m["pba_click_stream_lag_messages"] != 1 || m["pba_click_stream_lag_seconds"] <= 0 {
@@ -167,7 +175,7 @@ func TestSaleWaitsForClickFromEdge(t *testing.T) {
 	// Stuck past the deadline: 503, nothing stored; the retry is credited to the click.
 	c.pauseIngestion(t)
 	clickID = c.click(t)
-	start := time.Now()
+	start = time.Now()
 	res = c.sale(t, "gap-stuck", clickID)
 	waited := time.Since(start)
 	data, _ := res.JSON["data"].(map[string]any)
@@ -198,7 +206,7 @@ func TestSaleWaitsForClickFromEdge(t *testing.T) {
 		`pba_attribution_waits_total{result="found"}`: 1, `pba_attribution_waits_total{result="timeout"}`: 1,
 		`pba_attribution_waits_total{result="absent"}`: 1, "pba_attribution_waiting": 0,
 		"pba_click_stream_lag_messages": 0, "pba_click_stream_lag_seconds": 0,
-		`pba_sales_total{result="created",source="api"}`: 4, "pba_click_stream_ingested_clicks_total": 2,
+		`pba_sales_total{result="created",source="api"}`: 5, "pba_click_stream_ingested_clicks_total": 2,
 	} {
 		if m[name] != want {
 			t.Errorf("%s = %v, want %v", name, m[name], want)

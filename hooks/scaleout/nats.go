@@ -19,6 +19,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/pflag"
+
+	"github.com/pbaffiliate/pbaffiliate/hooks"
 )
 
 // The JetStream names the primary and its nodes share.
@@ -143,17 +145,13 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, replicas int) (j
 	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: ClickStream, Description: "clicks answered by redirect nodes",
 		Subjects: []string{ClickSubject, DoorSubject}, Storage: jetstream.FileStorage, Replicas: replicas,
-		Duplicates: dedupWindow, Retention: jetstream.LimitsPolicy, MaxAge: clickRetention,
+		Duplicates: dedupWindow, Retention: jetstream.LimitsPolicy, MaxAge: hooks.ClickStreamRetention,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("click stream: %w", err)
 	}
 	return kv, nil
 }
-
-// clickRetention is how long the stream keeps a click. Until the primary ingests the stream
-// (the next step of docs/scaling.md) it is the only copy of an edge's clicks.
-const clickRetention = 7 * 24 * time.Hour
 
 // runEvery calls fn every interval until ctx ends.
 func runEvery(ctx context.Context, interval time.Duration, fn func()) {
