@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
+	"github.com/pocketbase/dbx"
 	"github.com/pocketbase/pocketbase/core"
 
+	"github.com/pbaffiliate/pbaffiliate/collections"
 	"github.com/pbaffiliate/pbaffiliate/internal/pbatest"
 )
 
@@ -60,6 +63,10 @@ func TestRateLimitRulesBite(t *testing.T) {
 		try, real func(h http.Handler, i int, ip string) *pbatest.Response
 		tryCode   int // what try answers while under the limit
 		realCode  int
+		// mailsTo: the other client's real request mails this address after answering
+		// (PocketBase sends in a goroutine of its own): the test waits for it to be recorded, so
+		// the app's cleanup does not close the database under the send.
+		mailsTo string
 	}{
 		{
 			name: "affiliate sign-in", label: "*:auth", try: signIn("affiliates", fx.A.Email, false), real: signIn("affiliates", fx.A.Email, true),
@@ -90,7 +97,7 @@ func TestRateLimitRulesBite(t *testing.T) {
 				return pbatest.Request(h, http.MethodPost, "/api/collections/affiliates/request-password-reset", "",
 					fmt.Sprintf(`{"email":%q}`, fx.B.Email), fromIP(ip))
 			},
-			tryCode: http.StatusNoContent, realCode: http.StatusNoContent,
+			tryCode: http.StatusNoContent, realCode: http.StatusNoContent, mailsTo: fx.B.Email,
 		},
 		{
 			name: "postback", label: "GET /api/pba/postback",
@@ -154,8 +161,24 @@ func TestRateLimitRulesBite(t *testing.T) {
 			if res := c.real(env.handler, 0, attacker); res.Code != http.StatusTooManyRequests {
 				t.Fatalf("past %d attempts in %d s, the real request: %d %s, want 429", rule.MaxRequests, rule.Duration, res.Code, res.Body)
 			}
+			mails := func() int64 {
+				n, err := env.app.CountRecords(collections.Deliveries, dbx.HashExp{"email": c.mailsTo})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			var mailed int64
+			if c.mailsTo != "" {
+				mailed = mails()
+			}
 			if res := c.real(env.handler, 1, other); res.Code != c.realCode {
 				t.Fatalf("another client: %d %s, want %d (the limit is per IP)", res.Code, res.Body, c.realCode)
+			}
+			for deadline := time.Now().Add(10 * time.Second); c.mailsTo != "" && mails() == mailed; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the mail to %s was not recorded in 10 s", c.mailsTo)
+				}
 			}
 		})
 	}
