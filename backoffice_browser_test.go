@@ -423,6 +423,33 @@ func backOfficeSubtests(t *testing.T, browser pageTabOpener, base string, db *sq
 		p.setValue("#af-override", "")
 		p.click(`#affiliate-form button[type=submit]`)
 		waitDB(t, p, db, "ada's override cleared", 0, `SELECT commission_override FROM affiliates WHERE id = ?`, id)
+
+		// An affiliate with no money yet (the applicant approved above): the money axis reads
+		// whole cents up to 1.00, not 0.01, 0.01, 0, 0 (fractions of a cent rounded).
+		if katherineID == "" {
+			return
+		}
+		var money int64
+		db.QueryRow(`SELECT COUNT(*) FROM commissions WHERE affiliate = ?`, katherineID).Scan(&money)
+		if money != 0 {
+			t.Fatalf("the applicant has %d commissions; the check needs an affiliate with none", money)
+		}
+		var katherine string
+		db.QueryRow(`SELECT name FROM affiliates WHERE id = ?`, katherineID).Scan(&katherine)
+		b.open(t, "#/affiliates/"+katherineID, katherine)
+		p.waitFor("the chart's money axis", `!!document.querySelector(".chart")?.dataset.moneyTicks`)
+		ticks := strings.Split(pageEval[string](p, `document.querySelector(".chart").dataset.moneyTicks`), "|")
+		seen := map[string]bool{}
+		for _, tick := range ticks {
+			if seen[tick] {
+				t.Errorf("the money axis repeats %q: %v", tick, ticks)
+			}
+			seen[tick] = true
+		}
+		if len(ticks) < 2 || ticks[0] != "0" || ticks[len(ticks)-1] != "1" {
+			t.Errorf("the money axis of an affiliate with no money: %v, want 0 … 1", ticks)
+		}
+		p.screenshots("backoffice-affiliate-no-money")
 	})
 
 	t.Run("programs in human units", func(t *testing.T) {
