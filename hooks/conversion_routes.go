@@ -48,6 +48,7 @@ func (conversions *conversionService) handleAPI(e *core.RequestEvent) error {
 	if err != nil {
 		return err
 	}
+	bySecret := programID != "" // a program's postback secret, not a superuser or an API key
 	raw, err := io.ReadAll(e.Request.Body)
 	if err != nil {
 		return e.BadRequestError("Could not read the body.", err)
@@ -68,7 +69,7 @@ func (conversions *conversionService) handleAPI(e *core.RequestEvent) error {
 	} else if programID != "" && body.Program != "" && body.Program != programID {
 		return e.BadRequestError("The program is the one of the secret.", fieldError("program", "forbidden", "Omit program when authenticating with a program secret."))
 	}
-	if body.Imported && (programID != "" || apiKeyOf(e) != nil) { // imports are for superusers
+	if body.Imported && (bySecret || apiKeyOf(e) != nil) { // imports are for superusers, whatever program they name
 		return importForbidden(e)
 	}
 

@@ -139,6 +139,11 @@ func TestImportedSale(t *testing.T) {
 	if viaAPI.Code != 201 || viaAPI.JSON["imported"] != true || !strings.HasPrefix(viaAPI.JSON["occurred_at"].(string), "2020-03-01") {
 		t.Fatalf("superuser import through the API: %d %s", viaAPI.Code, viaAPI.Body)
 	}
+	// A superuser naming the program (by slug) imports as well.
+	named := strings.Replace(body("imp-3"), `{`, `{"program":"`+mustFind(t, env.app, collections.Programs, fx.ProgramP).GetString(collections.ProgramSlug)+`",`, 1)
+	if res := pbatest.Request(env.handler, http.MethodPost, conversionsAPI, fx.Superuser.Token, named); res.Code != 201 || res.JSON["imported"] != true || res.JSON["program"] != fx.ProgramP {
+		t.Fatalf("superuser import naming the program: %d %s", res.Code, res.Body)
+	}
 	viaRecords := pbatest.Request(env.handler, http.MethodPost, conversionRecordsAPI, fx.Superuser.Token, manualSale("imp-2", old, `,"imported":true`))
 	if viaRecords.Code != 200 || viaRecords.JSON["imported"] != true {
 		t.Fatalf("superuser import through the records API: %d %s", viaRecords.Code, viaRecords.Body)
