@@ -91,9 +91,24 @@ func (s *conversionService) withTx(tx core.App) *conversionService {
 // source and external id (created = false). Errors are validation.Errors (400),
 // attribution.ErrNoAttribution (422) or errConversionConflict (409); a *clickPendingError
 // (the click may still be in the stream: awaitingClick) is not counted; anything else is internal.
+// A sale created inside an enclosing transaction (withTx) is counted when that ends.
 func (s *conversionService) record(in conversionInput) (*core.Record, bool, error) {
 	rec, created, err := s.recordSale(in)
-	if pending := (*clickPendingError)(nil); !errors.As(err, &pending) {
+	if pending := (*clickPendingError)(nil); errors.As(err, &pending) {
+		return rec, created, err
+	}
+	if created && s.app.IsTransactional() {
+		// Inside a webhook event's transaction: the sale exists once that commits. Rolled
+		// back, it was an attempt that failed (the provider sends the event again).
+		s.app.TxInfo().OnComplete(func(txErr error) error {
+			if txErr != nil {
+				s.metrics.sale(in.Source, false, txErr)
+			} else {
+				s.metrics.sale(in.Source, true, nil)
+			}
+			return nil
+		})
+	} else {
 		s.metrics.sale(in.Source, created, err)
 	}
 	return rec, created, err
