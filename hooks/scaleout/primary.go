@@ -39,7 +39,7 @@ type Options struct {
 const DefaultResnapshot = time.Minute
 
 // Primary publishes the code catalog from the primary's records: a snapshot at start, then
-// every change from the record hooks.
+// every change the record hooks queue (publisher.go).
 type Primary struct {
 	app  core.App
 	opts Options
@@ -52,15 +52,17 @@ type Primary struct {
 	cancel context.CancelFunc // of the ingestion and re-snapshot loops
 	done   chan struct{}      // closed when they returned
 	clicks *clickAwaiter      // sales wait on it for clicks not ingested yet (lag.go)
+	pub    *publisher         // changes the record hooks queued (publisher.go)
 
-	// pubMu orders every write to the bucket (a record hook's, a snapshot's).
+	// pubMu orders every write to the bucket (the publisher's, a snapshot's).
 	pubMu sync.Mutex
 	// published is the hash of each key's value in the bucket, so a snapshot or an unchanged
 	// record puts nothing; nil until read from the bucket at start.
 	published map[string]uint64
-	// hookSeq counts the record hooks' writes; touched is the count at a key's last one. A
-	// snapshot reads the database without the lock, then leaves alone the keys a hook wrote
-	// since it began: their value is at least as new as the one it read.
+	// hookSeq counts the publisher's writes; touched is the count at a key's last one. A
+	// snapshot reads the database without the lock, then leaves alone the keys the publisher
+	// wrote since it began: their value is at least as new as the one it read (a change saved
+	// after the publisher's read is queued again).
 	hookSeq uint64
 	touched map[string]uint64
 }
@@ -68,7 +70,7 @@ type Primary struct {
 // Register adds --nats, --nats-embedded and --nats-replicas to rootCmd (for `serve`) and
 // starts the scale-out side in OnServe when one of them is set.
 func Register(app core.App, rootCmd *cobra.Command) *Primary {
-	p := &Primary{app: app}
+	p := &Primary{app: app, pub: newPublisher()}
 	flags := rootCmd.PersistentFlags()
 	flags.StringVar(&p.opts.URLs, "nats", "", "join a NATS JetStream cluster (URL[,URL…]) to feed redirect nodes (docs/scaling.md)")
 	flags.StringVar(&p.opts.Embedded, "nats-embedded", "", "run an embedded NATS JetStream server on HOST:PORT (storage in pb_data/nats) to feed redirect nodes")
@@ -139,6 +141,7 @@ func (p *Primary) Start(ctx context.Context, opts Options) error {
 	p.pubMu.Lock()
 	p.published = nil // another server's bucket, perhaps: read it again
 	p.pubMu.Unlock()
+	p.pub.reset() // the snapshot publishes everything
 	if _, err := p.snapshot(ctx, kv); err != nil {
 		p.stopLocked()
 		return err
@@ -148,6 +151,7 @@ func (p *Primary) Start(ctx context.Context, opts Options) error {
 	p.cancel, p.done = cancel, make(chan struct{})
 	var loops sync.WaitGroup
 	loops.Go(func() { p.ingest(ingestCtx, js) })
+	loops.Go(func() { p.publishLoop(ingestCtx, kv) })
 	if opts.Resnapshot > 0 {
 		loops.Go(func() { p.resnapshotEvery(ingestCtx, kv, opts.Resnapshot) })
 	}
@@ -178,6 +182,10 @@ func (p *Primary) Stop() {
 
 func (p *Primary) stopLocked() {
 	if p.cancel != nil {
+		// Changes saved just before the stop go out first, if the cluster answers soon.
+		ctx, cancel := context.WithTimeout(context.Background(), stopFlush)
+		_ = p.Flush(ctx)
+		cancel()
 		p.cancel()
 		<-p.done // a batch in flight is committed and acknowledged first
 	}
@@ -198,49 +206,25 @@ func (p *Primary) bucket() jetstream.KeyValue {
 	return p.kv
 }
 
-// bindHooks publishes every change of a program, affiliate, link or code alias once it is
-// committed (the success hooks run after the transaction). A failed publish is logged; the
-// next re-snapshot repairs the bucket (resnapshotEvery).
+// bindHooks queues every change of a program, affiliate, link or code alias once it is
+// committed (the success hooks run after the transaction), and of the settings, for the
+// publisher (publisher.go): a save never waits for the NATS cluster.
 func (p *Primary) bindHooks() {
-	put := func(e *core.RecordEvent) error {
-		if kv := p.bucket(); kv != nil {
-			if err := p.put(e.Context, kv, e.Record); err != nil {
-				e.App.Logger().Error("scale-out: publish code change", "collection", e.Record.Collection().Name, "id", e.Record.Id, "error", err)
-			}
-		}
-		return e.Next()
-	}
-	del := func(e *core.RecordEvent) error {
-		if kv := p.bucket(); kv != nil {
-			p.pubMu.Lock()
-			p.touch(keyOf(e.Record))
-			err := p.deleteLocked(e.Context, kv, keyOf(e.Record))
-			p.pubMu.Unlock()
-			if err != nil {
-				e.App.Logger().Error("scale-out: publish code deletion", "collection", e.Record.Collection().Name, "id", e.Record.Id, "error", err)
-			}
-		}
+	mark := func(e *core.RecordEvent) error {
+		p.markChanged(changed{collection: e.Record.Collection().Name, id: e.Record.Id})
 		return e.Next()
 	}
 	for _, name := range catalogCollections {
-		p.app.OnRecordAfterCreateSuccess(name).BindFunc(put)
-		p.app.OnRecordAfterUpdateSuccess(name).BindFunc(put)
-		p.app.OnRecordAfterDeleteSuccess(name).BindFunc(del)
+		p.app.OnRecordAfterCreateSuccess(name).BindFunc(mark)
+		p.app.OnRecordAfterUpdateSuccess(name).BindFunc(mark)
+		p.app.OnRecordAfterDeleteSuccess(name).BindFunc(mark)
 	}
 	// Saved settings are reloaded: the rate-limit rules the nodes apply go out then.
 	p.app.OnSettingsReload().BindFunc(func(e *core.SettingsReloadEvent) error {
 		if err := e.Next(); err != nil {
 			return err
 		}
-		if kv := p.bucket(); kv != nil {
-			entry, err := rateLimitsEntry(e.App.Settings())
-			if err == nil {
-				err = p.putEntry(context.Background(), kv, entry)
-			}
-			if err != nil {
-				e.App.Logger().Error("scale-out: publish rate limits", "error", err)
-			}
-		}
+		p.markChanged(settingsChanged)
 		return nil
 	})
 }
@@ -253,7 +237,7 @@ func (p *Primary) put(ctx context.Context, kv jetstream.KeyValue, r *core.Record
 	return p.putEntry(ctx, kv, e)
 }
 
-// putEntry is a hook's write of e.
+// putEntry is the publisher's write of e.
 func (p *Primary) putEntry(ctx context.Context, kv jetstream.KeyValue, e edgewire.Entry) error {
 	p.pubMu.Lock()
 	defer p.pubMu.Unlock()
@@ -262,7 +246,7 @@ func (p *Primary) putEntry(ctx context.Context, kv jetstream.KeyValue, e edgewir
 	return err
 }
 
-// touch records a record hook's write of key (pubMu held).
+// touch records the publisher's write of key (pubMu held).
 func (p *Primary) touch(key string) {
 	p.hookSeq++
 	if p.touched == nil {
@@ -442,16 +426,20 @@ func rateLimitsEntry(s *core.Settings) (edgewire.Entry, error) {
 // catalogCollections are the collections whose records are in the codes bucket.
 var catalogCollections = []string{collections.Programs, collections.Affiliates, collections.Links, collections.CodeAliases}
 
-func keyOf(r *core.Record) string {
-	switch r.Collection().Name {
+// stopFlush bounds how long a stop waits for queued changes to be published.
+const stopFlush = 2 * time.Second
+
+// keyFor is the bucket key of the record id of collection.
+func keyFor(collection, id string) string {
+	switch collection {
 	case collections.Programs:
-		return edgewire.ProgramKey(r.Id)
+		return edgewire.ProgramKey(id)
 	case collections.Affiliates:
-		return edgewire.AffiliateKey(r.Id)
+		return edgewire.AffiliateKey(id)
 	case collections.CodeAliases:
-		return edgewire.AliasKey(r.Id)
+		return edgewire.AliasKey(id)
 	}
-	return edgewire.LinkKey(r.Id)
+	return edgewire.LinkKey(id)
 }
 
 // entryOf is the catalog entry of a program, affiliate or link record, with the values the

@@ -142,6 +142,11 @@ func TestResnapshotNeverPutsAnOlderValue(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	flush, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	if err := c.primary.Flush(flush); err != nil {
+		t.Fatal(err)
+	}
 	kv, err := c.js.KeyValue(context.Background(), scaleout.CodesBucket)
 	if err != nil {
 		t.Fatal(err)
