@@ -58,9 +58,8 @@ func TestMilestoneBonusSurvivesACrashBeforeEvaluation(t *testing.T) {
 		t.Fatalf("batch without a bonus: %+v %v, %d queued", st, err, queued())
 	}
 
-	bonus := core.NewRecord(mustCollection(t, app, collections.Bonuses))
-	bonus.Load(map[string]any{"program": program.Id, "name": "first sales", "min_conversions": 1, "amount": 700, "active": true})
-	if err := app.Save(bonus); err != nil {
+	if _, err := pbatest.Save(app, collections.Bonuses, map[string]any{"program": program.Id, "name": "first sales",
+		"min_conversions": 1, "amount": 700, "active": true}); err != nil {
 		t.Fatal(err)
 	}
 	sale("conv00000000002")
@@ -84,13 +83,4 @@ func TestMilestoneBonusSurvivesACrashBeforeEvaluation(t *testing.T) {
 	if rep, err := checkLedger(app, ""); err != nil || !rep.OK {
 		t.Fatalf("ledger: %+v %v", rep, err)
 	}
-}
-
-func mustCollection(t *testing.T, app core.App, name string) *core.Collection {
-	t.Helper()
-	c, err := app.FindCachedCollectionByNameOrId(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
