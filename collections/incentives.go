@@ -26,8 +26,9 @@ const (
 	ProgramTimezone = "timezone"
 )
 
-// Monthly milestone bonuses (migration 1795478600) and the affiliate months whose bonuses the
-// commission engine has still to evaluate (migration 1795482400; hooks/commissions.go).
+// Monthly milestone bonuses (migration 1795478600), and the table (not a collection) of the
+// affiliate months whose bonuses the commission engine has still to evaluate (migration
+// 1795482400; hooks/commissions.go).
 const (
 	Bonuses     = "bonuses"
 	BonusChecks = "bonus_checks"

@@ -203,7 +203,6 @@ func recordsMatrix() []recordsRow {
 		{collection: "leases", owner: byNobody, access: superusersOnly},
 		{collection: "inactive_redirects", owner: byNobody, access: superusersOnly},
 		{collection: "edge_door_batches", owner: byNobody, access: superusersOnly.withSuperuser(200, 200, 204)}, // nothing to validate
-		{collection: "bonus_checks", owner: byNobody, access: superusersOnly},
 		// Promotional materials: superusers only as records; an approved affiliate reads the
 		// active ones of its program and tier rendered by GET /api/pba/assets (the owner says
 		// whose answers may hold a row: the tier-targeted one is for Gold, which nobody here is in).
@@ -1273,7 +1272,6 @@ func seedMatrix(app core.App) (pbatest.Actor, error) {
 		{collections.PrivacyRequests, map[string]any{"kind": "export", "subject": mark + "subject", "by": mark + "by", "summary": map[string]any{"n": 1}}},
 		{"inactive_redirects", map[string]any{"day": now.Format(time.DateOnly), "reason": "unknown_code", "count": 1, "link": mark + "gone"}},
 		{"edge_door_batches", map[string]any{}},
-		{collections.BonusChecks, map[string]any{"affiliate": mark + "bonusaff", "program": fx.ProgramP, "month": "2026-12"}},
 		{"click_overflow", map[string]any{"hour": now, "ip_hash": mark + "ip", "flag": "rate", "clicks": 1, "link": mark + "flooded"}},
 		{"users", map[string]any{"email": mark + "user@fixture.test", "password": pbatest.Password, "name": mark + "user"}},
 	} {

@@ -222,7 +222,7 @@ func (e *commissionEngine) createBatch(st *engineStats) (int, error) {
 				return fmt.Errorf("bonuses of incentive %s for %s: %w", k.incentive, k.affiliate, err)
 			}
 		}
-		if err := queueBonusChecks(sqlTx, w.touched, w.stamp); err != nil {
+		if err := queueBonusChecks(sqlTx, w.touched); err != nil {
 			return err
 		}
 		if err := store.AddCommissionTotals(tx, w.totals); err != nil {
@@ -866,7 +866,7 @@ func (e *commissionEngine) releasePayable() (int, error) {
 // queueBonusChecks records, in the batch's transaction, the affiliate months the batch added
 // commissions to whose program has an active monthly bonus: evaluateBonuses pays them after
 // the commit and deletes the rows, so a crash in between leaves the months to the next pass.
-func queueBonusChecks(tx *sql.Tx, touched map[monthKey]bool, stamp string) error {
+func queueBonusChecks(tx *sql.Tx, touched map[monthKey]bool) error {
 	if len(touched) == 0 {
 		return nil
 	}
@@ -891,8 +891,8 @@ func queueBonusChecks(tx *sql.Tx, touched map[monthKey]bool, stamp string) error
 		if !withBonus[k.program] {
 			continue
 		}
-		_, err := tx.Exec(`INSERT INTO `+collections.BonusChecks+` (id, affiliate, program, month, created) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (affiliate, program, month) DO NOTHING`, store.NewOrderedID(time.Now()), k.affiliate, k.program, k.month, stamp)
+		_, err := tx.Exec(`INSERT INTO `+collections.BonusChecks+` (affiliate, program, month) VALUES (?, ?, ?)
+			ON CONFLICT (affiliate, program, month) DO NOTHING`, k.affiliate, k.program, k.month)
 		if err != nil {
 			return fmt.Errorf("queue bonus check of %s %s: %w", k.affiliate, k.month, err)
 		}
@@ -902,7 +902,6 @@ func queueBonusChecks(tx *sql.Tx, touched map[monthKey]bool, stamp string) error
 
 // bonusCheck is one row of bonus_checks.
 type bonusCheck struct {
-	ID        string `db:"id"`
 	Affiliate string `db:"affiliate"`
 	Program   string `db:"program"`
 	Month     string `db:"month"`
@@ -914,8 +913,8 @@ type bonusCheck struct {
 // per month however often a month is evaluated (its ref is unique).
 func (e *commissionEngine) evaluateBonuses(st *engineStats) error {
 	var checks []bonusCheck
-	if err := e.app.DB().Select("id", "affiliate", "program", "month").From(collections.BonusChecks).
-		OrderBy("id").All(&checks); err != nil {
+	if err := e.app.DB().Select("affiliate", "program", "month").From(collections.BonusChecks).
+		OrderBy("month", "program", "affiliate").All(&checks); err != nil {
 		return fmt.Errorf("bonus checks: %w", err)
 	}
 	// Active bonuses are read once per program: a large run touches thousands of months.
@@ -933,8 +932,9 @@ func (e *commissionEngine) evaluateBonuses(st *engineStats) error {
 		if err := e.evaluateBonusMonth(st, k, bonuses); err != nil {
 			return err
 		}
-		if _, err := e.app.DB().Delete(collections.BonusChecks, dbx.HashExp{"id": k.ID}).Execute(); err != nil {
-			return fmt.Errorf("bonus check %s done: %w", k.ID, err)
+		done := dbx.HashExp{"affiliate": k.Affiliate, "program": k.Program, "month": k.Month}
+		if _, err := e.app.DB().Delete(collections.BonusChecks, done).Execute(); err != nil {
+			return fmt.Errorf("bonus check of %s %s done: %w", k.Affiliate, k.Month, err)
 		}
 	}
 	return nil
@@ -947,7 +947,7 @@ func (e *commissionEngine) evaluateBonusMonth(st *engineStats, k bonusCheck, bon
 	}
 	start, err := time.Parse("2006-01", k.Month)
 	if err != nil {
-		return fmt.Errorf("bonus check %s: month %q: %w", k.ID, k.Month, err)
+		return fmt.Errorf("bonus check of %s: month %q: %w", k.Affiliate, k.Month, err)
 	}
 	end := start.AddDate(0, 1, 0)
 	var perf struct {

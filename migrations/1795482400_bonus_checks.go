@@ -9,23 +9,19 @@ import (
 // evaluated. The commission engine writes a row in the transaction that adds a commission to
 // the month (when its program has an active bonus) and deletes it once the month's bonuses are
 // paid, so a crash between the two leaves the row for the next pass instead of losing the
-// evaluation. Superusers only (no rules).
+// evaluation. A plain table, not a collection: the engine's own queue, which the records API
+// has no business listing or changing (a row deleted by hand would be a bonus never checked).
 func init() {
 	m.Register(func(app core.App) error {
-		c := core.NewBaseCollection("bonus_checks")
-		c.Fields.Add(
-			&core.TextField{Name: "affiliate", Required: true, Max: 15},
-			&core.TextField{Name: "program", Required: true, Max: 15},
-			&core.TextField{Name: "month", Required: true, Pattern: `^\d{4}-\d{2}$`},
-			&core.AutodateField{Name: "created", OnCreate: true},
-		)
-		c.AddIndex("idx_bonus_checks_month", true, "affiliate, program, month", "")
-		return app.Save(c)
+		_, err := app.DB().NewQuery(`CREATE TABLE bonus_checks (
+			affiliate TEXT NOT NULL,
+			program   TEXT NOT NULL,
+			month     TEXT NOT NULL CHECK (month GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]'),
+			PRIMARY KEY (affiliate, program, month)
+		) WITHOUT ROWID`).Execute()
+		return err
 	}, func(app core.App) error {
-		c, err := app.FindCollectionByNameOrId("bonus_checks")
-		if err != nil {
-			return err
-		}
-		return app.Delete(c)
+		_, err := app.DB().NewQuery(`DROP TABLE IF EXISTS bonus_checks`).Execute()
+		return err
 	})
 }
