@@ -155,6 +155,18 @@ func (p *pageTab) click(selector string) {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
 	defer cancel()
+	// A click lands where the element was when its box was read: wait (up to 2 s) until the
+	// box stops moving, so a layout still settling (data arriving, a banner appearing) does not
+	// send the click to whatever moved under that point.
+	box := `JSON.stringify(document.querySelector(` + strconv.Quote(selector) + `)?.getBoundingClientRect() ?? null)`
+	last := ""
+	for settle := time.Now().Add(2 * time.Second); time.Now().Before(settle); time.Sleep(40 * time.Millisecond) {
+		now := pageEval[string](p, box)
+		if now == last && now != "null" {
+			break
+		}
+		last = now
+	}
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(selector), chromedp.NodeVisible)); err != nil {
 		p.t.Fatalf("click %s: %v%s", selector, err, p.diagnostics())
 	}
